@@ -1,0 +1,88 @@
+//! Every numeric bound of the server in one place, each with the reason for its value.
+//!
+//! Defaults that mirror nats-server (const.go / opts.go) say so; the rest are natsring's own
+//! and are checked against each other at compile time at the bottom of this file.
+//! This module imports nothing: every other module may read it.
+
+/// Default client port (nats-server `DEFAULT_PORT`).
+pub const PORT_DEFAULT: u16 = 4222;
+/// Default bind address (nats-server `DEFAULT_HOST`).
+pub const HOST_DEFAULT: &str = "0.0.0.0";
+
+/// Largest payload a client may publish, by default (nats-server `MAX_PAYLOAD_SIZE`, 1 MiB).
+pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 1024 * 1024;
+/// The hard ceiling for a configured `max_payload` (nats-server rejects larger: 2^31-1 fits a Go int32).
+pub const PAYLOAD_BYTES_MAX_CEILING: u32 = i32::MAX as u32;
+/// Longest control line (the op and its arguments, before the payload), by default
+/// (nats-server `MAX_CONTROL_LINE_SIZE`).
+pub const CONTROL_LINE_BYTES_MAX_DEFAULT: u32 = 4096;
+/// Outbound bytes a client may have pending before it is a slow consumer
+/// (nats-server `MAX_PENDING_SIZE`, 64 MiB).
+pub const PENDING_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Maximum connections by default (nats-server `DEFAULT_MAX_CONNECTIONS`, 64K).
+pub const CONNECTIONS_MAX_DEFAULT: u32 = 64 * 1024;
+
+/// Interval between server PINGs (nats-server `DEFAULT_PING_INTERVAL`, 2 minutes).
+pub const PING_INTERVAL_MS_DEFAULT: u64 = 2 * 60 * 1000;
+/// PINGs outstanding before the connection is stale (nats-server `DEFAULT_PING_MAX_OUT`).
+pub const PINGS_OUTSTANDING_MAX_DEFAULT: u32 = 2;
+/// The first server PING comes this soon after CONNECT at the latest (plus jitter), so that
+/// clients learn their RTT and get the async INFO (nats-server `firstPingInterval`).
+pub const FIRST_PING_INTERVAL_MS: u64 = 2_000;
+/// How long a flush may stall before the subscriber is a slow consumer
+/// (nats-server `DEFAULT_FLUSH_DEADLINE`, 10 s).
+pub const WRITE_DEADLINE_MS_DEFAULT: u64 = 10_000;
+/// Authentication timeout (nats-server `AUTH_TIMEOUT`, 2 s); runs only when auth is required.
+pub const AUTH_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+
+/// Submission queue entries per shard ring. A full queue is submitted and retried, so this
+/// bounds batch size, not correctness.
+pub const RING_ENTRIES: u32 = 4096;
+/// Completion queue entries per shard ring (multishot ops post many CQEs per SQE).
+pub const RING_COMPLETION_ENTRIES: u32 = 4 * RING_ENTRIES;
+/// Completions copied out of the ring per batch before any is handled.
+pub const COMPLETION_BATCH_MAX: usize = 512;
+
+/// Provided buffers per shard (a power of two, as the kernel requires).
+pub const RECV_BUFFER_COUNT: u16 = 512;
+/// Size of one provided receive buffer. Big enough that a fast publisher's read carries many
+/// messages; small enough that 512 of them stay at 32 MiB of address space per shard.
+pub const RECV_BUFFER_BYTES: u32 = 64 * 1024;
+
+/// Outbound bytes at which a connection's reader pauses the publishers feeding it (the
+/// publisher stops being read until this subscriber drains under the low-water mark).
+pub const OUTBOUND_HIGH_WATER_BYTES: usize = 8 * 1024 * 1024;
+/// Outbound bytes under which paused publishers are resumed.
+pub const OUTBOUND_LOW_WATER_BYTES: usize = 1024 * 1024;
+/// Longest a publisher stays paused because of one slow subscriber before it is resumed
+/// anyway (the subscriber then either drains or becomes a slow consumer at `max_pending`).
+pub const PUBLISHER_PAUSE_MS_MAX: u64 = 10;
+/// Bytes handed to one send operation at most; bounds how long a single send pins memory.
+pub const SEND_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Capacity at which an idle outbound buffer is shrunk back, so one burst does not pin memory.
+pub const OUTBOUND_IDLE_CAPACITY_BYTES_MAX: usize = 64 * 1024;
+/// Carry buffer capacity kept after a partial op is consumed.
+pub const CARRY_IDLE_CAPACITY_BYTES_MAX: usize = 16 * 1024;
+
+/// Entries in a shard's match cache before it is cleared (literal subject -> match result).
+pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
+
+/// Timer tick of each shard: keepalive, auth and write-deadline checks run at this period.
+pub const TIMER_TICK_MS: u64 = 250;
+
+/// Shards at most (shard index must fit the `user_data` codec and the match result).
+pub const SHARDS_MAX: usize = 256;
+/// Connection slots per shard at most (slot index must fit the `user_data` codec).
+pub const CONNECTIONS_PER_SHARD_MAX: usize = 1 << 24;
+
+/// Longest `server_name` accepted.
+pub const SERVER_NAME_BYTES_MAX: usize = 256;
+
+const _: () = assert!(RECV_BUFFER_COUNT.is_power_of_two());
+const _: () = assert!(RECV_BUFFER_COUNT <= 32768, "kernel limit on buffer ring entries");
+const _: () = assert!(OUTBOUND_LOW_WATER_BYTES < OUTBOUND_HIGH_WATER_BYTES);
+const _: () = assert!((OUTBOUND_HIGH_WATER_BYTES as u64) < PENDING_BYTES_MAX_DEFAULT);
+const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_CEILING);
+const _: () = assert!(COMPLETION_BATCH_MAX <= RING_COMPLETION_ENTRIES as usize);
+const _: () = assert!(FIRST_PING_INTERVAL_MS < PING_INTERVAL_MS_DEFAULT);
+const _: () = assert!(SHARDS_MAX <= 1 << 8);
