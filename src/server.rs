@@ -1,0 +1,234 @@
+//! Starting and stopping a server: bind one `SO_REUSEPORT` listener per shard on the same
+//! address, spawn the shard threads (optionally pinned), and stop them gracefully.
+//! No per-message work happens here.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Options;
+use crate::limits;
+use crate::proto::json::{server_id, Info};
+use crate::shard::{Shard, ShardSetup, Shared};
+use crate::stats::ShardStats;
+use crate::sublist::Sublist;
+
+/// The protocol version natsring advertises in INFO. Clients gate features on it, so it is a
+/// nats-server 2.x semver, not our crate version.
+pub const ADVERTISED_VERSION: &str = "2.11.0";
+/// Backlog of each listener.
+const LISTEN_BACKLOG: i32 = 4096;
+
+pub struct Server;
+
+/// A running server. Dropping it does not stop it; call `shutdown`.
+pub struct ServerHandle {
+    port: u16,
+    shared: Arc<Shared>,
+    wake: Vec<io::PipeWriter>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds, starts every shard and returns once all of them are ready to accept.
+    pub fn start(options: Options) -> io::Result<ServerHandle> {
+        let shard_count = match options.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(limits::SHARDS_MAX);
+        if shard_count > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "more than one shard is not supported yet: run with --shards 1",
+            ));
+        }
+        let listeners = bind_listeners(&options.host, options.port, shard_count)?;
+        let port = listeners[0].local_addr()?.port();
+
+        let id = server_id();
+        let info = Info {
+            server_id: id.clone(),
+            server_name: options.server_name.clone().unwrap_or_else(|| id.clone()),
+            version: ADVERTISED_VERSION.to_string(),
+            go: "go1.24.0".to_string(),
+            host: options.host.clone(),
+            port,
+            headers: !options.no_header_support,
+            max_payload: options.max_payload,
+            client_id: 0,
+            client_ip: String::new(),
+            auth_required: false,
+            connect_info: false,
+            remote_account: None,
+            ldm: false,
+        };
+        let shared = Arc::new(Shared {
+            options,
+            info,
+            sublist: Sublist::new(),
+            next_client_id: AtomicU64::new(1),
+            connections: AtomicU32::new(0),
+            stopping: AtomicBool::new(false),
+            stats: (0..shard_count).map(|_| Mutex::new(ShardStats::default())).collect(),
+        });
+
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        let mut wake = Vec::with_capacity(shard_count);
+        let mut threads = Vec::with_capacity(shard_count);
+        let cpus = if shared.options.pin_shards { allowed_cpus() } else { Vec::new() };
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let (reader, writer) = io::pipe()?;
+            wake.push(writer);
+            let setup = ShardSetup {
+                index: index as u16,
+                listener,
+                wake_fd: Arc::new(OwnedFd::from(reader)),
+                shared: Arc::clone(&shared),
+            };
+            let ready = ready_tx.clone();
+            let cpu = cpus.get(index % cpus.len().max(1)).copied();
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_to_cpu(cpu);
+                    }
+                    match Shard::new(setup) {
+                        Ok(shard) => {
+                            let _ = ready.send(Ok(()));
+                            shard.run()
+                        }
+                        Err(err) => {
+                            let copy = io::Error::new(err.kind(), err.to_string());
+                            let _ = ready.send(Err(err));
+                            Err(copy)
+                        }
+                    }
+                })?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut handle = ServerHandle { port, shared, wake, threads };
+        for _ in 0..shard_count {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    handle.stop_threads();
+                    return Err(err);
+                }
+                Err(_) => {
+                    handle.stop_threads();
+                    return Err(io::Error::other("a shard thread exited during start-up"));
+                }
+            }
+        }
+        Ok(handle)
+    }
+}
+
+impl ServerHandle {
+    /// The port clients connect to (the bound one when the options asked for a random port).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's INFO `server_id`.
+    pub fn server_id(&self) -> &str {
+        &self.shared.info.server_id
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Counters summed over every shard, as last published (each shard publishes on its tick).
+    pub fn stats(&self) -> ShardStats {
+        let all: Vec<ShardStats> =
+            self.shared.stats.iter().map(|s| *s.lock().unwrap_or_else(|e| e.into_inner())).collect();
+        ShardStats::sum(&all)
+    }
+
+    /// Closes every connection and waits for the shards to exit.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_threads()
+    }
+
+    fn stop_threads(&mut self) -> io::Result<()> {
+        self.shared.stopping.store(true, Ordering::Release);
+        for writer in &mut self.wake {
+            let _ = writer.write_all(&1u64.to_ne_bytes());
+        }
+        let mut result = Ok(());
+        for thread in self.threads.drain(..) {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => result = Err(err),
+                Err(_) => result = Err(io::Error::other("a shard thread panicked")),
+            }
+        }
+        result
+    }
+}
+
+/// Binds `count` listeners on the same address with `SO_REUSEPORT`; the kernel spreads
+/// incoming connections over them. Port 0 binds a random port for the first and reuses it.
+fn bind_listeners(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpListener>> {
+    let host = if host.is_empty() { limits::HOST_DEFAULT } else { host };
+    let addr: SocketAddr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve {host}")))?;
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_cloexec(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let listener: TcpListener = socket.into();
+        addr.set_port(listener.local_addr()?.port());
+        listeners.push(listener);
+    }
+    debug_assert!(listeners.iter().all(|l| l.as_raw_fd() >= 0));
+    Ok(listeners)
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return Vec::new() };
+    let Some(list) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else {
+        return Vec::new();
+    };
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let mut bounds = part.split('-').filter_map(|b| b.trim().parse::<usize>().ok());
+        match (bounds.next(), bounds.next()) {
+            (Some(a), Some(b)) => cpus.extend(a..=b),
+            (Some(a), None) => cpus.push(a),
+            _ => {}
+        }
+    }
+    cpus
+}
+
+/// Pins the calling thread to one CPU (best effort: a failure leaves it unpinned).
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (cpu is bounded by CPU_SETSIZE
+    // below) and sched_setaffinity reads it during the call only.
+    unsafe {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}

@@ -1,0 +1,382 @@
+//! What a shard does with the bytes a client sent: parse in place (carrying only a trailing
+//! partial operation), act on each operation, and deliver messages to matching subscribers.
+//!
+//! Delivery writes `MSG`/`HMSG` into each subscriber's pending outbound and marks it dirty; the
+//! loop sends once per dirty connection after the whole batch of completions.
+
+use std::rc::Rc;
+
+use memchr::memchr;
+
+use super::conn::{ConnState, Subscription};
+use super::Shard;
+use crate::limits;
+use crate::proto::json::{parse_connect, write_info};
+use crate::proto::writer::{write_err, write_hmsg, write_msg};
+use crate::proto::{CloseReason, Op, ServerError, Step};
+use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
+
+const OK: &[u8] = b"+OK\r\n";
+const PONG: &[u8] = b"PONG\r\n";
+
+/// A message being routed: everything a subscriber's `MSG`/`HMSG` is made of.
+#[derive(Clone, Copy)]
+struct Message<'a> {
+    subject: &'a [u8],
+    reply: Option<&'a [u8]>,
+    headers: Option<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+impl Shard {
+    /// Handles bytes received on `slot` (which is open). Completes a carried partial
+    /// operation first, then parses straight from `input`; what is left of an unfinished
+    /// operation is copied into the carry buffer.
+    pub(super) fn on_input(&mut self, slot: u32, mut input: &[u8]) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.carry.is_empty() {
+            let mut carry = std::mem::take(&mut conn.carry);
+            loop {
+                let conn = &mut self.conns[slot as usize];
+                match conn.carry_needed {
+                    Some(total) => {
+                        let take = (total - carry.len()).min(input.len());
+                        carry.extend_from_slice(&input[..take]);
+                        input = &input[take..];
+                        if carry.len() < total {
+                            conn.carry = carry;
+                            return;
+                        }
+                    }
+                    None => match memchr(b'\n', input) {
+                        Some(end) => {
+                            carry.extend_from_slice(&input[..=end]);
+                            input = &input[end + 1..];
+                        }
+                        None => {
+                            carry.extend_from_slice(input);
+                            input = &[];
+                        }
+                    },
+                }
+                match conn.parser.parse(&carry) {
+                    Step::Op(op, used) => {
+                        debug_assert_eq!(used, carry.len(), "a carried op ends the carry");
+                        conn.carry_needed = None;
+                        self.handle_op(slot, op);
+                        break;
+                    }
+                    Step::Pending { needed } => {
+                        conn.carry_needed = needed;
+                        if let Some(total) = needed {
+                            carry.reserve(total.saturating_sub(carry.len()));
+                        }
+                        if input.is_empty() {
+                            conn.carry = carry;
+                            return;
+                        }
+                    }
+                    Step::Error(err) => {
+                        self.protocol_error(slot, &err);
+                        return;
+                    }
+                }
+            }
+            // Keep the carry's allocation for the next partial op unless it grew large.
+            carry.clear();
+            if carry.capacity() <= limits::CARRY_IDLE_CAPACITY_BYTES_MAX {
+                if let Some(conn) = self.conns.get_mut(slot as usize) {
+                    conn.carry = carry;
+                }
+            }
+        }
+        while !input.is_empty() {
+            let Some(conn) = self.conns.get_mut(slot as usize) else { return };
+            if !conn.is_open() {
+                return;
+            }
+            match conn.parser.parse(input) {
+                Step::Op(op, used) => {
+                    input = &input[used..];
+                    self.handle_op(slot, op);
+                }
+                Step::Pending { needed } => {
+                    conn.carry_needed = needed;
+                    conn.carry.reserve(needed.unwrap_or(0).max(input.len()));
+                    conn.carry.extend_from_slice(input);
+                    return;
+                }
+                Step::Error(err) => {
+                    self.protocol_error(slot, &err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the error's `-ERR` (if it has one) and closes when nats-server would.
+    fn protocol_error(&mut self, slot: u32, err: &ServerError) {
+        if err.closes() {
+            if err.wire().is_some() {
+                self.send_error_and_drain(slot, err);
+            } else {
+                self.close(slot, err.close_reason().unwrap_or(CloseReason::ProtocolViolation));
+            }
+        } else {
+            write_err(&mut self.conns[slot as usize].out.pending, err);
+            self.mark_dirty(slot);
+        }
+    }
+
+    fn handle_op(&mut self, slot: u32, op: Op<'_>) {
+        match op {
+            Op::Pub { subject, reply, payload } => {
+                self.on_pub(slot, Message { subject, reply, headers: None, payload })
+            }
+            Op::Hpub { subject, reply, headers, payload } => {
+                self.on_pub(slot, Message { subject, reply, headers: Some(headers), payload })
+            }
+            Op::Sub { subject, queue, sid } => self.on_sub(slot, subject, queue, sid),
+            Op::Unsub { sid, max } => self.on_unsub(slot, sid, max),
+            Op::Ping => self.on_ping(slot),
+            Op::Pong => {
+                self.conns[slot as usize].pings_outstanding = 0;
+            }
+            Op::Connect { json } => self.on_connect(slot, json),
+            Op::Ok | Op::Err | Op::Info => {}
+        }
+    }
+
+    fn reply_ok(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.options.verbose {
+            conn.out.pending.extend_from_slice(OK);
+            self.mark_dirty(slot);
+        }
+    }
+
+    fn on_connect(&mut self, slot: u32, json: &[u8]) {
+        let options = match parse_connect(json) {
+            Ok(options) => options,
+            Err(err) => return self.protocol_error(slot, &err),
+        };
+        if options.protocol < 0 || options.protocol > 1 {
+            return self.protocol_error(slot, &ServerError::InvalidClientProtocol);
+        }
+        if options.no_responders && !options.headers {
+            return self.protocol_error(slot, &ServerError::NoRespondersRequiresHeaders);
+        }
+        let headers_allowed = !self.shared.options.no_header_support;
+        let conn = &mut self.conns[slot as usize];
+        conn.parser.headers = options.headers && headers_allowed;
+        conn.options = options;
+        conn.options.headers = conn.parser.headers;
+        conn.connected = true;
+        self.reply_ok(slot);
+    }
+
+    fn on_ping(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        conn.out.pending.extend_from_slice(PONG);
+        // The first PING after CONNECT from a protocol-1 client also gets the async INFO with
+        // connect_info (nats-server does this so clients learn what CONNECT established).
+        if conn.connected && !conn.sent_connect_info && conn.options.protocol >= 1 {
+            conn.sent_connect_info = true;
+            let mut info = self.shared.info.clone();
+            info.client_id = conn.client_id;
+            info.client_ip = conn.peer.rsplit_once(':').map(|(ip, _)| ip.to_string()).unwrap_or_default();
+            info.connect_info = true;
+            info.remote_account = Some("$G".to_string());
+            write_info(&mut conn.out.pending, &info);
+        }
+        self.mark_dirty(slot);
+    }
+
+    fn on_sub(&mut self, slot: u32, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        let conn = &self.conns[slot as usize];
+        if conn.subs.contains_key(sid) {
+            // A duplicate sid is ignored (nats-server keeps the existing subscription).
+            return self.reply_ok(slot);
+        }
+        let conn_slot = slot;
+        let conn_generation = conn.generation;
+        let generation = self.take_generation();
+        let sub_slot = self.subs.insert(Subscription {
+            conn_slot,
+            conn_generation,
+            generation,
+            sid: sid.into(),
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+            max: None,
+            delivered: 0,
+        }) as u32;
+        let handle = SubHandle { shard: self.index, slot: sub_slot, generation };
+        if self.shared.sublist.insert(subject, queue, handle).is_err() {
+            self.subs.remove(sub_slot as usize);
+            return self.protocol_error(slot, &ServerError::InvalidSubject);
+        }
+        self.conns[slot as usize].subs.insert(sid.into(), sub_slot);
+        self.reply_ok(slot);
+    }
+
+    fn on_unsub(&mut self, slot: u32, sid: &[u8], max: Option<u64>) {
+        if let Some(&sub_slot) = self.conns[slot as usize].subs.get(sid) {
+            let sub = &mut self.subs[sub_slot as usize];
+            match max {
+                Some(max) if max > sub.delivered => sub.max = Some(max),
+                _ => self.remove_sub(sub_slot),
+            }
+        }
+        self.reply_ok(slot);
+    }
+
+    /// Removes one subscription from the table, the slab and its connection.
+    pub(super) fn remove_sub(&mut self, sub_slot: u32) {
+        let sub = self.subs.remove(sub_slot as usize);
+        let handle = SubHandle { shard: self.index, slot: sub_slot, generation: sub.generation };
+        let removed = self.shared.sublist.remove(&sub.subject, sub.queue.as_deref(), handle);
+        debug_assert!(removed, "a live subscription is in the table");
+        if let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) {
+            if conn.generation == sub.conn_generation {
+                conn.subs.remove(&sub.sid);
+            }
+        }
+    }
+
+    pub(super) fn remove_all_subs(&mut self, slot: u32) {
+        let subs = std::mem::take(&mut self.conns[slot as usize].subs);
+        for (_, sub_slot) in subs {
+            self.remove_sub(sub_slot);
+        }
+    }
+
+    fn on_pub(&mut self, slot: u32, message: Message<'_>) {
+        let total = message.payload.len() + message.headers.map_or(0, <[u8]>::len);
+        self.stats.in_msgs += 1;
+        self.stats.in_bytes += total as u64;
+        let conn = &mut self.conns[slot as usize];
+        conn.in_msgs += 1;
+        conn.in_bytes += total as u64;
+        if conn.options.pedantic && !valid_literal_subject(message.subject) {
+            return self.protocol_error(slot, &ServerError::InvalidPublishSubject);
+        }
+        self.reply_ok(slot);
+
+        let matched: Rc<MatchResult> = self.cache.lookup(&self.shared.sublist, message.subject);
+        let mut delivered = false;
+        for &handle in &matched.plain {
+            delivered |= self.deliver(handle, Some(slot), message);
+        }
+        for group in &matched.queues {
+            let members = group.members.len();
+            if members == 0 {
+                continue;
+            }
+            // One member per group: start at a random member, take the first that can take it.
+            let start = (self.random() % members as u64) as usize;
+            for offset in 0..members {
+                let member = group.members[(start + offset) % members];
+                if self.deliver(member, Some(slot), message) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        if !delivered {
+            if let Some(reply) = message.reply {
+                self.send_no_responders(slot, message.subject, reply);
+            }
+        }
+    }
+
+    /// A request nobody received: a publisher that asked for it gets a 503 status message on
+    /// its own subscription matching the reply subject.
+    fn send_no_responders(&mut self, slot: u32, subject: &[u8], reply: &[u8]) {
+        let conn = &self.conns[slot as usize];
+        if !conn.is_open() || !conn.options.no_responders || !conn.options.headers {
+            return;
+        }
+        let matched = self.cache.lookup(&self.shared.sublist, reply);
+        let own = matched.plain.iter().copied().find(|handle| {
+            self.subs
+                .get(handle.slot as usize)
+                .is_some_and(|sub| sub.generation == handle.generation && sub.conn_slot == slot)
+        });
+        let Some(handle) = own else { return };
+        let mut headers = std::mem::take(&mut self.scratch);
+        headers.clear();
+        headers.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+        headers.extend_from_slice(subject);
+        headers.extend_from_slice(b"\r\n\r\n");
+        let message = Message { subject: reply, reply: None, headers: Some(&headers), payload: b"" };
+        self.deliver(handle, None, message);
+        self.scratch = headers;
+    }
+
+    /// Writes `message` to one subscription. `publisher` is the publishing connection's slot
+    /// when echo rules apply. Returns whether the subscriber took it.
+    fn deliver(&mut self, handle: SubHandle, publisher: Option<u32>, message: Message<'_>) -> bool {
+        debug_assert_eq!(handle.shard, self.index, "cross-shard delivery is not wired yet");
+        let Some(sub) = self.subs.get_mut(handle.slot as usize) else { return false };
+        if sub.generation != handle.generation {
+            return false;
+        }
+        let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) else { return false };
+        if conn.generation != sub.conn_generation || conn.state != ConnState::Open {
+            return false;
+        }
+        if !conn.options.echo && publisher == Some(sub.conn_slot) {
+            return false;
+        }
+        let before = conn.out.pending.len();
+        match message.headers {
+            Some(headers) if conn.options.headers => write_hmsg(
+                &mut conn.out.pending,
+                message.subject,
+                &sub.sid,
+                message.reply,
+                headers,
+                message.payload,
+            ),
+            _ => write_msg(&mut conn.out.pending, message.subject, &sub.sid, message.reply, message.payload),
+        }
+        let written = conn.out.pending.len() - before;
+        conn.out_msgs += 1;
+        conn.out_bytes += written as u64;
+        self.stats.out_msgs += 1;
+        self.stats.out_bytes += written as u64;
+        sub.delivered += 1;
+        let sub_done = sub.max.is_some_and(|max| sub.delivered >= max);
+        let subscriber = sub.conn_slot;
+        let pending_bytes = conn.out.pending_bytes();
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(subscriber);
+        }
+        if sub_done {
+            self.remove_sub(handle.slot);
+        }
+        if pending_bytes as u64 > self.shared.options.max_pending {
+            self.slow_consumer(subscriber);
+        } else if pending_bytes > limits::OUTBOUND_HIGH_WATER_BYTES {
+            if let Some(publisher) = publisher.filter(|&p| p != subscriber) {
+                self.pause(publisher);
+            }
+        }
+        true
+    }
+
+    /// A subscriber over max_pending: nats-server sends no -ERR; it logs, counts and closes.
+    fn slow_consumer(&mut self, slot: u32) {
+        let conn = &self.conns[slot as usize];
+        crate::log_notice!(
+            "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+            conn.peer,
+            conn.client_id,
+            self.shared.options.max_pending
+        );
+        self.stats.slow_consumers += 1;
+        self.close(slot, CloseReason::SlowConsumerPendingBytes);
+    }
+}

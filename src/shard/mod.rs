@@ -1,0 +1,739 @@
+//! One shard: a single-threaded event loop on its own io_uring, owning its listener, its
+//! connections, its provided-buffer ring, its subscriptions and its match cache.
+//!
+//! The loop (DESIGN §2): submit everything queued and wait for at least one completion; copy
+//! completions out in batches and dispatch each; then queue one send per dirty connection. Sends
+//! are never issued while parsing, so one read carrying a thousand messages costs one send per
+//! subscriber.
+//!
+//! Slot rule: a connection slot is freed only when the connection is closing and none of its
+//! operations is in flight (`Conn::ops_in_flight`); its fd is closed last. Completions carry the
+//! slot's generation; one that does not match is counted and dropped.
+//!
+//! Must not touch: token matching (that is `sublist`), wire formats (that is `proto`).
+
+mod buf_ring;
+mod client;
+mod conn;
+mod ring;
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use io_uring::{cqueue, opcode, types, IoUring};
+use slab::Slab;
+
+use crate::config::Options;
+use crate::limits;
+use crate::proto::json::Info;
+use crate::proto::{CloseReason, ServerError};
+use crate::stats::ShardStats;
+use crate::sublist::{MatchCache, Sublist};
+
+use buf_ring::BufRing;
+use conn::{Conn, ConnState, RecvState, Subscription};
+use ring::{OpKind, Token};
+
+/// What every shard shares: read-mostly configuration, the subject table, server-wide counters.
+pub struct Shared {
+    pub options: Options,
+    /// The INFO every client gets, before its client_id and client_ip are filled in.
+    pub info: Info,
+    /// The global account's subject table.
+    pub sublist: Sublist,
+    pub next_client_id: AtomicU64,
+    /// Open client connections across all shards (max_connections is server-wide).
+    pub connections: AtomicU32,
+    /// Set once to ask every shard to stop.
+    pub stopping: AtomicBool,
+    /// Each shard's counters, published on its timer tick and when it stops.
+    pub stats: Vec<Mutex<ShardStats>>,
+}
+
+/// What a shard is started with.
+pub struct ShardSetup {
+    pub index: u16,
+    pub listener: TcpListener,
+    /// Written (8 bytes) by anyone who wants the shard to look at `Shared::stopping`.
+    pub wake_fd: Arc<OwnedFd>,
+    pub shared: Arc<Shared>,
+}
+
+/// A completion copied out of the ring.
+#[derive(Debug, Clone, Copy)]
+struct Completion {
+    user_data: u64,
+    result: i32,
+    flags: u32,
+}
+
+pub struct Shard {
+    // Field order matters for drop: the ring goes first, so no operation can still name the
+    // buffer ring, the timespecs or the wake buffer when they are freed.
+    ring: IoUring,
+    buf_ring: BufRing,
+    index: u16,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    wake_fd: Arc<OwnedFd>,
+    /// Destination of the eventfd read; boxed so its address is stable while the read is armed.
+    wake_buf: Box<u64>,
+    timer_spec: Box<types::Timespec>,
+    resume_spec: Box<types::Timespec>,
+    conns: Slab<Conn>,
+    subs: Slab<Subscription>,
+    /// Source of connection and subscription generations (never reused while a slot lives).
+    next_generation: u32,
+    /// Slots with output to flush this iteration (deduplicated by `Conn::dirty`).
+    dirty: Vec<u32>,
+    /// Slots whose reading is paused for a slow subscriber.
+    paused: Vec<u32>,
+    cache: MatchCache,
+    rng: u64,
+    started: Instant,
+    /// Milliseconds since `started`, read once per loop iteration.
+    now_ms: u64,
+    accept_armed: bool,
+    resume_armed: bool,
+    stopping: bool,
+    stats: ShardStats,
+    /// Scratch space for small control-plane writes (INFO, no-responders headers).
+    scratch: Vec<u8>,
+}
+
+impl Shard {
+    /// Builds the shard's ring and buffer ring. Runs on the shard's own thread (the ring is
+    /// single-issuer).
+    pub fn new(setup: ShardSetup) -> io::Result<Shard> {
+        let ring = ring::create()?;
+        let buf_ring = BufRing::new(
+            &ring.submitter(),
+            0,
+            limits::RECV_BUFFER_COUNT,
+            limits::RECV_BUFFER_BYTES,
+        )?;
+        let seed = (std::process::id() as u64) << 32
+            ^ setup.index as u64
+            ^ Instant::now().elapsed().as_nanos() as u64
+            ^ 0x9E37_79B9_7F4A_7C15;
+        Ok(Shard {
+            ring,
+            buf_ring,
+            index: setup.index,
+            shared: setup.shared,
+            listener: setup.listener,
+            wake_fd: setup.wake_fd,
+            wake_buf: Box::new(0),
+            timer_spec: Box::new(
+                types::Timespec::new().nsec((limits::TIMER_TICK_MS * 1_000_000) as u32),
+            ),
+            resume_spec: Box::new(
+                types::Timespec::new().nsec((limits::PUBLISHER_PAUSE_MS_MAX * 1_000_000) as u32),
+            ),
+            conns: Slab::new(),
+            subs: Slab::new(),
+            next_generation: 1,
+            dirty: Vec::new(),
+            paused: Vec::new(),
+            cache: MatchCache::new(),
+            rng: seed | 1,
+            started: Instant::now(),
+            now_ms: 0,
+            accept_armed: false,
+            resume_armed: false,
+            stopping: false,
+            stats: ShardStats::default(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The event loop. Returns when the server stops and every connection is gone.
+    pub fn run(mut self) -> io::Result<()> {
+        self.arm_accept();
+        self.arm_timer();
+        self.arm_wake();
+        let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
+        while !(self.stopping && self.conns.is_empty()) {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                Err(err) => return Err(err),
+            }
+            self.now_ms = self.started.elapsed().as_millis() as u64;
+            loop {
+                batch.clear();
+                batch.extend(self.ring.completion().take(limits::COMPLETION_BATCH_MAX).map(
+                    |cqe| Completion { user_data: cqe.user_data(), result: cqe.result(), flags: cqe.flags() },
+                ));
+                if batch.is_empty() {
+                    break;
+                }
+                for completion in &batch {
+                    self.dispatch(*completion);
+                }
+            }
+            debug_assert_eq!(self.buf_ring.leased(), 0, "a receive buffer was not given back");
+            self.resume_paused();
+            self.flush_dirty();
+        }
+        self.publish_stats();
+        Ok(())
+    }
+
+    fn dispatch(&mut self, completion: Completion) {
+        let Some(token) = Token::decode(completion.user_data) else {
+            unreachable!("completion with user_data {:#x} the shard never submitted", completion.user_data);
+        };
+        match token.kind {
+            OpKind::Accept => self.on_accept(completion),
+            OpKind::Recv => self.on_recv(token, completion),
+            OpKind::Send => self.on_send(token, completion),
+            OpKind::CancelRecv => self.on_cancel_recv(token, completion),
+            OpKind::Timer => self.on_timer(completion),
+            OpKind::Wake => self.on_wake(completion),
+            OpKind::Resume => {
+                self.resume_armed = false;
+            }
+            OpKind::CancelAccept => {}
+        }
+    }
+
+    // ----- submissions -------------------------------------------------------------------
+
+    fn arm_accept(&mut self) {
+        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(Token::new(OpKind::Accept, 0, 0).encode());
+        ring::push(&mut self.ring, &entry);
+        self.accept_armed = true;
+    }
+
+    fn arm_timer(&mut self) {
+        let entry = opcode::Timeout::new(&*self.timer_spec)
+            .build()
+            .user_data(Token::new(OpKind::Timer, 0, 0).encode());
+        ring::push(&mut self.ring, &entry);
+    }
+
+    fn arm_wake(&mut self) {
+        let entry = opcode::Read::new(
+            types::Fd(self.wake_fd.as_raw_fd()),
+            (&mut *self.wake_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(Token::new(OpKind::Wake, 0, 0).encode());
+        ring::push(&mut self.ring, &entry);
+    }
+
+    fn arm_recv(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        debug_assert_eq!(conn.recv, RecvState::Idle);
+        let entry = opcode::RecvMulti::new(types::Fd(conn.fd), self.buf_ring.group_id())
+            .build()
+            .user_data(Token::new(OpKind::Recv, slot, conn.generation).encode());
+        conn.recv = RecvState::Armed;
+        conn.ops_in_flight += 1;
+        ring::push(&mut self.ring, &entry);
+    }
+
+    /// Cancels the connection's armed receive (to pause or close it).
+    fn cancel_recv(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.recv != RecvState::Armed {
+            return;
+        }
+        let target = Token::new(OpKind::Recv, slot, conn.generation).encode();
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(Token::new(OpKind::CancelRecv, slot, conn.generation).encode());
+        conn.recv = RecvState::Cancelling;
+        conn.ops_in_flight += 1;
+        ring::push(&mut self.ring, &entry);
+    }
+
+    /// Queues one send per dirty connection with output and no send in flight.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            let Some(conn) = self.conns.get_mut(slot as usize) else { continue };
+            conn.dirty = false;
+            if conn.state == ConnState::Closing || conn.out.send_in_flight {
+                continue;
+            }
+            let Some((ptr, len)) = conn.out.next_send() else {
+                if conn.state == ConnState::Draining {
+                    self.close(slot, conn.close_reason.unwrap_or(CloseReason::ClientClosed));
+                }
+                continue;
+            };
+            let entry = opcode::Send::new(types::Fd(conn.fd), ptr, len as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(Token::new(OpKind::Send, slot, conn.generation).encode());
+            conn.out.send_in_flight = true;
+            conn.ops_in_flight += 1;
+            if conn.write_stalled_since_ms.is_none() {
+                conn.write_stalled_since_ms = Some(self.now_ms);
+            }
+            ring::push(&mut self.ring, &entry);
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn mark_dirty(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    // ----- completions -------------------------------------------------------------------
+
+    fn on_accept(&mut self, completion: Completion) {
+        if !cqueue::more(completion.flags) {
+            self.accept_armed = false;
+            if !self.stopping {
+                self.arm_accept();
+            }
+        }
+        match completion.result {
+            fd if fd >= 0 => {
+                if self.stopping {
+                    close_fd(fd);
+                } else {
+                    self.open_conn(fd);
+                }
+            }
+            // Transient: the peer went away before we accepted, or fds/memory ran short. The
+            // multishot accept re-arms above when it ended.
+            err if [libc::ECONNABORTED, libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM, libc::EINTR]
+                .contains(&-err) =>
+            {
+                if -err == libc::EMFILE || -err == libc::ENFILE {
+                    crate::log_error!("Error accepting client connection: too many open files");
+                }
+            }
+            err if -err == libc::ECANCELED => {}
+            err => {
+                crate::log_error!(
+                    "Error accepting client connection: {}",
+                    io::Error::from_raw_os_error(-err)
+                );
+            }
+        }
+    }
+
+    fn on_recv(&mut self, token: Token, completion: Completion) {
+        let lease = cqueue::buffer_select(completion.flags)
+            .map(|id| self.buf_ring.lease(id, completion.result.max(0) as usize));
+        let ended = !cqueue::more(completion.flags);
+        let slot = token.slot;
+        if self.conn_mut(token).is_none() {
+            if let Some(lease) = lease {
+                self.buf_ring.give_back(lease);
+            }
+            self.stats.stale_completions += 1;
+            return;
+        }
+        if let Some(lease) = lease {
+            if completion.result > 0 && self.conns[slot as usize].is_open() {
+                let conn = &mut self.conns[slot as usize];
+                conn.last_read_ms = self.now_ms;
+                self.on_input(slot, lease.bytes());
+            }
+            self.buf_ring.give_back(lease);
+        }
+        match completion.result {
+            0 => self.close(slot, CloseReason::ClientClosed),
+            n if n > 0 => {}
+            err => match -err {
+                // The buffer ring ran dry or we cancelled the receive: re-armed below if wanted.
+                libc::ENOBUFS | libc::ECANCELED => {}
+                libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT | libc::EHOSTUNREACH => {
+                    self.close(slot, CloseReason::ClientClosed)
+                }
+                _ => self.close(slot, CloseReason::ReadError),
+            },
+        }
+        if ended {
+            let conn = &mut self.conns[slot as usize];
+            conn.recv = RecvState::Idle;
+            conn.ops_in_flight -= 1;
+            if conn.is_open() && !conn.paused {
+                self.arm_recv(slot);
+            }
+            self.release_if_done(slot);
+        }
+    }
+
+    fn on_send(&mut self, token: Token, completion: Completion) {
+        let slot = token.slot;
+        let now_ms = self.now_ms;
+        let Some(conn) = self.conn_mut(token) else {
+            self.stats.stale_completions += 1;
+            return;
+        };
+        conn.ops_in_flight -= 1;
+        match completion.result {
+            written if written >= 0 => {
+                let written = written as usize;
+                conn.out.sent(written);
+                conn.write_stalled_since_ms =
+                    if conn.out.pending_bytes() > 0 { Some(now_ms) } else { None };
+                if conn.state != ConnState::Closing && (conn.out.pending_bytes() > 0 || conn.state == ConnState::Draining) {
+                    self.mark_dirty(slot);
+                }
+            }
+            err => {
+                conn.out.send_in_flight = false;
+                if conn.state != ConnState::Closing {
+                    let reason = match -err {
+                        libc::EPIPE | libc::ECONNRESET => CloseReason::ClientClosed,
+                        _ => CloseReason::WriteError,
+                    };
+                    self.close(slot, reason);
+                }
+            }
+        }
+        self.release_if_done(slot);
+    }
+
+    fn on_cancel_recv(&mut self, token: Token, _completion: Completion) {
+        // The result (0, ENOENT when the receive had already ended, EALREADY) needs no action:
+        // the receive's own final completion does the bookkeeping.
+        let slot = token.slot;
+        let Some(conn) = self.conn_mut(token) else {
+            self.stats.stale_completions += 1;
+            return;
+        };
+        conn.ops_in_flight -= 1;
+        self.release_if_done(slot);
+    }
+
+    fn on_timer(&mut self, completion: Completion) {
+        debug_assert!(completion.result == -libc::ETIME || completion.result == 0);
+        self.tick();
+        self.publish_stats();
+        if !self.stopping {
+            self.arm_timer();
+        }
+    }
+
+    fn on_wake(&mut self, completion: Completion) {
+        if completion.result < 0 && -completion.result != libc::EINTR {
+            crate::log_error!(
+                "Shard {} wake-up read failed: {}",
+                self.index,
+                io::Error::from_raw_os_error(-completion.result)
+            );
+        }
+        if self.shared.stopping.load(Ordering::Acquire) {
+            self.begin_stop();
+        } else {
+            self.arm_wake();
+        }
+    }
+
+    // ----- connection lifecycle ----------------------------------------------------------
+
+    /// The connection a completion names, if its slot still holds that connection.
+    fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(token.slot as usize)
+            .filter(|conn| conn.generation & ring::GENERATION_MASK == token.generation)
+    }
+
+    fn take_generation(&mut self) -> u32 {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        generation
+    }
+
+    fn open_conn(&mut self, fd: RawFd) {
+        if self.conns.len() >= limits::CONNECTIONS_PER_SHARD_MAX {
+            close_fd(fd);
+            return;
+        }
+        // SAFETY: the accept completion handed us this fresh fd; the stream now owns it and
+        // closes it when the connection is dropped, after its last operation completed.
+        let stream = unsafe { TcpStream::from_raw_fd(fd) };
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok().map(|addr| (addr.ip().to_string(), addr.port()));
+        let generation = self.take_generation();
+        let client_id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let options = &self.shared.options;
+        let first_ping_ms = options.ping_interval_ms.min(limits::FIRST_PING_INTERVAL_MS);
+        let conn = Conn {
+            fd,
+            stream,
+            generation,
+            client_id,
+            state: ConnState::Open,
+            recv: RecvState::Idle,
+            close_reason: None,
+            parser: crate::proto::Parser::new(options.max_payload, options.max_control_line),
+            carry: Vec::new(),
+            carry_needed: None,
+            out: Default::default(),
+            dirty: false,
+            options: Default::default(),
+            connected: false,
+            sent_connect_info: false,
+            subs: Default::default(),
+            ops_in_flight: 0,
+            pings_outstanding: 0,
+            next_ping_ms: self.now_ms + first_ping_ms + self.jitter_ms(first_ping_ms / 5),
+            last_read_ms: self.now_ms,
+            write_stalled_since_ms: None,
+            paused: false,
+            paused_until_ms: 0,
+            peer: peer.clone().map(|(ip, port)| format!("{ip}:{port}")).unwrap_or_default(),
+            in_msgs: 0,
+            in_bytes: 0,
+            out_msgs: 0,
+            out_bytes: 0,
+        };
+        let slot = self.conns.insert(conn) as u32;
+        self.stats.total_connections += 1;
+        self.stats.connections += 1;
+        let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+
+        // INFO first, always (nats-server sends it before checking max_connections).
+        let mut info = self.shared.info.clone();
+        info.client_id = client_id;
+        info.client_ip = peer.map(|(ip, _)| ip).unwrap_or_default();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        crate::proto::json::write_info(&mut scratch, &info);
+        self.conns[slot as usize].out.pending.extend_from_slice(&scratch);
+        self.scratch = scratch;
+        self.mark_dirty(slot);
+        if crate::log::enabled_debug() {
+            crate::log_debug!("{} - cid:{} - Client connection created", self.conns[slot as usize].peer, client_id);
+        }
+
+        if open > self.shared.options.max_connections {
+            self.send_error_and_drain(slot, &ServerError::MaxConnections);
+            return;
+        }
+        self.arm_recv(slot);
+    }
+
+    /// Sends `err` to the client, stops reading it, and closes it once the output is flushed.
+    fn send_error_and_drain(&mut self, slot: u32, err: &ServerError) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.state != ConnState::Open {
+            return;
+        }
+        crate::proto::writer::write_err(&mut conn.out.pending, err);
+        conn.state = ConnState::Draining;
+        conn.close_reason = err.close_reason();
+        self.remove_all_subs(slot);
+        self.cancel_recv(slot);
+        self.mark_dirty(slot);
+    }
+
+    /// Closes now: abandons output, unsubscribes everything, shuts the socket down so every
+    /// operation in flight completes, and frees the slot once they have.
+    fn close(&mut self, slot: u32, reason: CloseReason) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        conn.state = ConnState::Closing;
+        conn.close_reason.get_or_insert(reason);
+        // Ends every operation in flight on the socket: the receive completes, a send fails.
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let reason = conn.close_reason.unwrap_or(reason);
+        if crate::log::enabled_debug() {
+            crate::log_debug!("{} - cid:{} - Client connection closed: {}", conn.peer, conn.client_id, reason.as_str());
+        }
+        self.remove_all_subs(slot);
+        self.cancel_recv(slot);
+        self.release_if_done(slot);
+    }
+
+    /// Frees the slot of a closing connection with nothing in flight; closes its fd last.
+    fn release_if_done(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get(slot as usize) else { return };
+        if conn.state != ConnState::Closing || conn.ops_in_flight > 0 {
+            return;
+        }
+        debug_assert_eq!(conn.recv, RecvState::Idle);
+        debug_assert!(!conn.out.send_in_flight);
+        debug_assert!(conn.subs.is_empty());
+        // Dropping the connection closes its socket, last.
+        drop(self.conns.remove(slot as usize));
+        self.stats.connections -= 1;
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Stops accepting and closes every connection; the loop ends when the last slot is free.
+    fn begin_stop(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        if self.accept_armed {
+            let target = Token::new(OpKind::Accept, 0, 0).encode();
+            let entry = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(Token::new(OpKind::CancelAccept, 0, 0).encode());
+            ring::push(&mut self.ring, &entry);
+        }
+        let slots: Vec<u32> = self.conns.iter().map(|(slot, _)| slot as u32).collect();
+        for slot in slots {
+            self.close(slot, CloseReason::ServerShutdown);
+        }
+    }
+
+    // ----- timers ------------------------------------------------------------------------
+
+    /// Keepalive PINGs, stale connections, write deadlines. Runs every `TIMER_TICK_MS`.
+    fn tick(&mut self) {
+        let now_ms = self.now_ms;
+        let ping_interval_ms = self.shared.options.ping_interval_ms;
+        let ping_max = self.shared.options.ping_max;
+        let write_deadline_ms = self.shared.options.write_deadline_ms;
+        let mut stale = Vec::new();
+        let mut stalled = Vec::new();
+        let mut ping = Vec::new();
+        for (slot, conn) in self.conns.iter_mut() {
+            if conn.state == ConnState::Closing {
+                continue;
+            }
+            if let Some(since) = conn.write_stalled_since_ms {
+                if now_ms.saturating_sub(since) > write_deadline_ms {
+                    stalled.push(slot as u32);
+                    continue;
+                }
+            }
+            if conn.state != ConnState::Open || now_ms < conn.next_ping_ms {
+                continue;
+            }
+            conn.next_ping_ms = now_ms + ping_interval_ms;
+            if conn.pings_outstanding + 1 > ping_max {
+                stale.push(slot as u32);
+            } else {
+                conn.pings_outstanding += 1;
+                conn.out.pending.extend_from_slice(b"PING\r\n");
+                ping.push(slot as u32);
+            }
+        }
+        for slot in ping {
+            self.mark_dirty(slot);
+        }
+        for slot in stale {
+            self.stats.stale_connections += 1;
+            let conn = &self.conns[slot as usize];
+            crate::log_debug!("{} - cid:{} - Stale Client Connection - Closing", conn.peer, conn.client_id);
+            self.send_error_and_drain(slot, &ServerError::StaleConnection);
+        }
+        for slot in stalled {
+            self.stats.slow_consumers += 1;
+            let conn = &self.conns[slot as usize];
+            crate::log_notice!(
+                "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {}ms Exceeded",
+                conn.peer,
+                conn.client_id,
+                write_deadline_ms
+            );
+            self.close(slot, CloseReason::SlowConsumerWriteDeadline);
+        }
+    }
+
+    /// Resumes publishers whose pause ran out or whose slow subscriber drained.
+    fn resume_paused(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let now_ms = self.now_ms;
+        let any_over_high_water = self
+            .conns
+            .iter()
+            .any(|(_, c)| c.state == ConnState::Open && c.out.pending_bytes() > limits::OUTBOUND_LOW_WATER_BYTES);
+        let mut index = 0;
+        while index < self.paused.len() {
+            let slot = self.paused[index];
+            let resume = match self.conns.get(slot as usize) {
+                None => {
+                    self.paused.swap_remove(index);
+                    continue;
+                }
+                Some(conn) => !conn.is_open() || now_ms >= conn.paused_until_ms || !any_over_high_water,
+            };
+            if !resume {
+                index += 1;
+                continue;
+            }
+            self.paused.swap_remove(index);
+            let conn = &mut self.conns[slot as usize];
+            conn.paused = false;
+            if conn.is_open() && conn.recv == RecvState::Idle {
+                self.arm_recv(slot);
+            }
+        }
+        if !self.paused.is_empty() && !self.resume_armed {
+            let entry = opcode::Timeout::new(&*self.resume_spec)
+                .build()
+                .user_data(Token::new(OpKind::Resume, 0, 0).encode());
+            ring::push(&mut self.ring, &entry);
+            self.resume_armed = true;
+        }
+    }
+
+    /// Stops reading `slot` for a while: a subscriber it feeds is over its high-water mark.
+    fn pause(&mut self, slot: u32) {
+        let now_ms = self.now_ms;
+        let conn = &mut self.conns[slot as usize];
+        if conn.paused || !conn.is_open() {
+            return;
+        }
+        conn.paused = true;
+        conn.paused_until_ms = now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
+        self.stats.publisher_pauses += 1;
+        self.paused.push(slot);
+        self.cancel_recv(slot);
+    }
+
+    fn publish_stats(&mut self) {
+        if let Ok(mut published) = self.shared.stats[self.index as usize].lock() {
+            *published = self.stats;
+        }
+    }
+
+    fn jitter_ms(&mut self, span_ms: u64) -> u64 {
+        if span_ms == 0 {
+            0
+        } else {
+            self.random() % span_ms
+        }
+    }
+
+    /// xorshift64*: the shard's cheap source of randomness (queue member choice, jitter).
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Takes ownership of an fd a completion handed us.
+fn close_fd(fd: RawFd) {
+    // SAFETY: the accept completion gave us this fd and nothing else refers to it; dropping the
+    // OwnedFd closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+}

@@ -1,0 +1,44 @@
+//! Per-shard counters (plain integers, written only by their shard) and the snapshot each shard
+//! publishes on its timer tick for the rest of the server to read. No atomics per message.
+
+/// Counters of one shard. Only the owning shard writes them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Messages received from clients (PUB and HPUB).
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    /// Messages written to subscribers.
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    /// Connections accepted since start.
+    pub total_connections: u64,
+    /// Connections open now.
+    pub connections: u64,
+    /// Subscribers closed for exceeding max_pending or the write deadline.
+    pub slow_consumers: u64,
+    /// Connections closed for not answering PINGs.
+    pub stale_connections: u64,
+    /// Completions that named a connection slot no longer holding their connection.
+    pub stale_completions: u64,
+    /// Times a publisher's reading was paused for a subscriber over its high-water mark.
+    pub publisher_pauses: u64,
+}
+
+impl ShardStats {
+    /// The sum of several shards' counters.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a ShardStats>) -> ShardStats {
+        all.into_iter().fold(ShardStats::default(), |mut acc, s| {
+            acc.in_msgs += s.in_msgs;
+            acc.in_bytes += s.in_bytes;
+            acc.out_msgs += s.out_msgs;
+            acc.out_bytes += s.out_bytes;
+            acc.total_connections += s.total_connections;
+            acc.connections += s.connections;
+            acc.slow_consumers += s.slow_consumers;
+            acc.stale_connections += s.stale_connections;
+            acc.stale_completions += s.stale_completions;
+            acc.publisher_pauses += s.publisher_pauses;
+            acc
+        })
+    }
+}

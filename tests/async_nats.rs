@@ -1,0 +1,363 @@
+//! Integration tests with the official Rust client (async-nats) over real sockets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::time::timeout;
+
+use common::{options, start, start_with, Raw};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn client(url: &str) -> async_nats::Client {
+    async_nats::connect(url).await.expect("connect")
+}
+
+#[tokio::test]
+async fn publish_subscribe() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let mut sub = nc.subscribe("greet.joe").await.unwrap();
+    nc.flush().await.unwrap();
+    nc.publish("greet.joe", "hello".into()).await.unwrap();
+    let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(msg.subject.as_str(), "greet.joe");
+    assert_eq!(&msg.payload[..], b"hello");
+}
+
+#[tokio::test]
+async fn server_info_fields() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let info = nc.server_info();
+    assert!(info.headers);
+    assert_eq!(info.max_payload, 1024 * 1024);
+    assert_eq!(info.proto, 1);
+    assert_eq!(info.server_id.len(), 56);
+    assert!(info.server_id.starts_with('N'));
+    assert!(info.version.starts_with("2."));
+    assert_eq!(info.port, server.port);
+}
+
+#[tokio::test]
+async fn wildcards() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let mut star = nc.subscribe("a.*").await.unwrap();
+    let mut full = nc.subscribe("a.>").await.unwrap();
+    let mut mid = nc.subscribe("*.b.*").await.unwrap();
+    nc.flush().await.unwrap();
+    for subject in ["a.b", "a.b.c", "b.x", "x.b.y"] {
+        nc.publish(subject, subject.into()).await.unwrap();
+    }
+    nc.publish("done", "".into()).await.unwrap();
+    nc.flush().await.unwrap();
+    let collect = |sub: &mut async_nats::Subscriber, n: usize| {
+        let sub = sub;
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..n {
+                got.push(timeout(WAIT, sub.next()).await.unwrap().unwrap().subject.to_string());
+            }
+            got
+        }
+    };
+    assert_eq!(collect(&mut star, 1).await, vec!["a.b"]);
+    assert_eq!(collect(&mut full, 2).await, vec!["a.b", "a.b.c"]);
+    assert_eq!(collect(&mut mid, 2).await, vec!["a.b.c", "x.b.y"]);
+    // Nothing more arrives for any of them.
+    for sub in [&mut star, &mut full, &mut mid] {
+        assert!(timeout(Duration::from_millis(200), sub.next()).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn queue_group_is_fair_and_exclusive() {
+    let server = start();
+    let publisher = client(&server.url()).await;
+    let members = 4;
+    let total = 10_000usize;
+    let mut subs = Vec::new();
+    for _ in 0..members {
+        let nc = client(&server.url()).await;
+        let sub = nc.queue_subscribe("work", "workers".into()).await.unwrap();
+        nc.flush().await.unwrap();
+        subs.push((nc, sub));
+    }
+    let mut plain = publisher.subscribe("work").await.unwrap();
+    publisher.flush().await.unwrap();
+    for i in 0..total {
+        publisher.publish("work", i.to_string().into()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    let mut seen = vec![0u8; total];
+    let mut counts = Vec::new();
+    for (_, sub) in subs.iter_mut() {
+        let mut count = 0;
+        while let Ok(Some(msg)) = timeout(Duration::from_millis(500), sub.next()).await {
+            let i: usize = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
+            seen[i] += 1;
+            count += 1;
+        }
+        counts.push(count);
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every message delivered to exactly one member");
+    let fair = total / members;
+    for count in &counts {
+        let diff = (*count as f64 - fair as f64).abs() / fair as f64;
+        assert!(diff <= 0.10, "member got {count} of {total}, counts {counts:?}");
+    }
+    // The plain subscriber on the same subject gets every message too.
+    for _ in 0..total {
+        timeout(WAIT, plain.next()).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn request_reply() {
+    let server = start();
+    let responder = client(&server.url()).await;
+    let mut service = responder.subscribe("svc.echo").await.unwrap();
+    responder.flush().await.unwrap();
+    tokio::spawn(async move {
+        while let Some(msg) = service.next().await {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&msg.payload);
+            responder.publish(msg.reply.unwrap(), reply.into()).await.unwrap();
+        }
+    });
+    let requester = client(&server.url()).await;
+    for i in 0..50 {
+        let answer = timeout(WAIT, requester.request("svc.echo", format!("{i}").into())).await.unwrap().unwrap();
+        assert_eq!(answer.payload, Bytes::from(format!("echo:{i}")));
+    }
+}
+
+#[tokio::test]
+async fn headers_round_trip() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let mut sub = nc.subscribe("h").await.unwrap();
+    nc.flush().await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("X-Test", "1");
+    headers.append("X-Multi", "a");
+    headers.append("X-Multi", "b");
+    nc.publish_with_headers("h", headers, "body".into()).await.unwrap();
+    let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    let got = msg.headers.expect("headers");
+    assert_eq!(got.get("X-Test").map(|v| v.as_str()), Some("1"));
+    let multi: Vec<&str> = got.get_all("X-Multi").map(|v| v.as_str()).collect();
+    assert_eq!(multi, vec!["a", "b"]);
+    assert_eq!(&msg.payload[..], b"body");
+}
+
+#[tokio::test]
+async fn no_responders() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let started = std::time::Instant::now();
+    let err = nc.request("nobody.home", "x".into()).await.expect_err("no responders");
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+    assert!(started.elapsed() < Duration::from_secs(2), "answered fast, not by timeout");
+}
+
+#[tokio::test]
+async fn echo_off() {
+    let server = start();
+    let quiet = async_nats::ConnectOptions::new().no_echo().connect(server.url()).await.unwrap();
+    let other = client(&server.url()).await;
+    let mut sub = quiet.subscribe("e").await.unwrap();
+    quiet.flush().await.unwrap();
+    quiet.publish("e", "mine".into()).await.unwrap();
+    quiet.flush().await.unwrap();
+    other.publish("e", "theirs".into()).await.unwrap();
+    other.flush().await.unwrap();
+    let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(&msg.payload[..], b"theirs");
+    assert!(timeout(Duration::from_millis(200), sub.next()).await.is_err());
+}
+
+#[tokio::test]
+async fn auto_unsubscribe() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let mut sub = nc.subscribe("au").await.unwrap();
+    sub.unsubscribe_after(5).await.unwrap();
+    nc.flush().await.unwrap();
+    for i in 0..10 {
+        nc.publish("au", format!("{i}").into()).await.unwrap();
+    }
+    nc.flush().await.unwrap();
+    let mut got = Vec::new();
+    while let Ok(Some(msg)) = timeout(Duration::from_millis(500), sub.next()).await {
+        got.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+    }
+    assert_eq!(got, vec!["0", "1", "2", "3", "4"]);
+}
+
+#[tokio::test]
+async fn one_mebibyte_payloads() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let mut sub = nc.subscribe("big").await.unwrap();
+    nc.flush().await.unwrap();
+    for round in 0..5u8 {
+        let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i as u8).wrapping_mul(31).wrapping_add(round)).collect();
+        nc.publish("big", payload.clone().into()).await.unwrap();
+        let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+        assert_eq!(msg.payload.len(), payload.len());
+        assert!(msg.payload[..] == payload[..], "payload {round} intact");
+    }
+}
+
+#[tokio::test]
+async fn max_payload_violation_closes() {
+    let server = start();
+    let mut raw = Raw::connect(server.port);
+    raw.read_until(b"\r\n", WAIT);
+    raw.send(b"CONNECT {\"verbose\":false}\r\nPUB foo 1048577\r\n");
+    let (out, closed) = raw.read_until_quiet(Duration::from_millis(500));
+    assert_eq!(out, b"-ERR 'Maximum Payload Violation'\r\n");
+    assert!(closed);
+    // The server still serves others.
+    let nc = client(&server.url()).await;
+    nc.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_operation_closes() {
+    let server = start();
+    let mut raw = Raw::connect(server.port);
+    raw.read_until(b"\r\n", WAIT);
+    raw.send(b"CONNECT {\"verbose\":false}\r\nHELLO\r\n");
+    let (out, closed) = raw.read_until_quiet(Duration::from_millis(500));
+    assert_eq!(out, b"-ERR 'Unknown Protocol Operation'\r\n");
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn verbose_and_pedantic() {
+    let server = start();
+    let mut raw = Raw::connect(server.port);
+    raw.read_until(b"\r\n", WAIT);
+    raw.send(b"CONNECT {\"verbose\":true,\"pedantic\":true}\r\nSUB a 1\r\nPUB a.* 1\r\nx\r\nPUB a 1\r\ny\r\nPING\r\n");
+    let out = raw.read_until(b"PONG\r\n", WAIT);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+OK\r\n+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\nMSG a 1 1\r\ny\r\nPONG\r\n"
+    );
+}
+
+#[tokio::test]
+async fn thousand_subscribers_on_one_subject() {
+    let server = start();
+    let nc = client(&server.url()).await;
+    let mut subs = Vec::new();
+    for _ in 0..1000 {
+        subs.push(nc.subscribe("fan").await.unwrap());
+    }
+    nc.flush().await.unwrap();
+    let publisher = client(&server.url()).await;
+    for i in 0..3 {
+        publisher.publish("fan", format!("{i}").into()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    for sub in subs.iter_mut() {
+        for i in 0..3 {
+            let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+            assert_eq!(msg.payload, Bytes::from(format!("{i}")));
+        }
+    }
+}
+
+#[tokio::test]
+async fn hundred_thousand_messages_complete_and_in_order() {
+    let server = start();
+    let subscriber = client(&server.url()).await;
+    let mut sub = subscriber.subscribe("seq").await.unwrap();
+    subscriber.flush().await.unwrap();
+    let publisher = client(&server.url()).await;
+    let total = 100_000u64;
+    let producer = tokio::spawn(async move {
+        for i in 0..total {
+            publisher.publish("seq", i.to_string().into()).await.unwrap();
+        }
+        publisher.flush().await.unwrap();
+    });
+    for expected in 0..total {
+        let msg = timeout(WAIT, sub.next()).await.expect("message in time").unwrap();
+        let got: u64 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
+        assert_eq!(got, expected);
+    }
+    producer.await.unwrap();
+}
+
+#[tokio::test]
+async fn many_publishers_keep_per_publisher_order() {
+    let server = start();
+    let subscriber = client(&server.url()).await;
+    let mut sub = subscriber.subscribe("multi.>").await.unwrap();
+    subscriber.flush().await.unwrap();
+    let publishers = 4;
+    let per = 5_000u64;
+    for p in 0..publishers {
+        let nc = client(&server.url()).await;
+        tokio::spawn(async move {
+            for i in 0..per {
+                nc.publish(format!("multi.{p}"), i.to_string().into()).await.unwrap();
+            }
+            nc.flush().await.unwrap();
+        });
+    }
+    let mut next: HashMap<String, u64> = HashMap::new();
+    for _ in 0..publishers as u64 * per {
+        let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+        let i: u64 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
+        let expected = next.entry(msg.subject.to_string()).or_insert(0);
+        assert_eq!(i, *expected, "order within {}", msg.subject);
+        *expected += 1;
+    }
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_and_others_unaffected() {
+    let mut opts = options();
+    opts.max_pending = 2 * 1024 * 1024;
+    let server = start_with(opts);
+    // A subscriber that never reads.
+    let mut stuck = Raw::connect(server.port);
+    stuck.read_until(b"\r\n", WAIT);
+    stuck.send(b"CONNECT {\"verbose\":false}\r\nSUB slow 1\r\nPING\r\n");
+    stuck.read_until(b"PONG\r\n", WAIT);
+    stuck.stream.set_read_timeout(None).unwrap();
+    let healthy = client(&server.url()).await;
+    let mut good = healthy.subscribe("slow").await.unwrap();
+    healthy.flush().await.unwrap();
+    let publisher = client(&server.url()).await;
+    let payload = Bytes::from(vec![b'x'; 16 * 1024]);
+    let total = 2_000usize; // 32 MiB: far more than the stuck socket and max_pending hold
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while n < total {
+            timeout(WAIT, good.next()).await.expect("healthy subscriber keeps receiving").unwrap();
+            n += 1;
+        }
+        n
+    });
+    for _ in 0..total {
+        publisher.publish("slow", payload.clone()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    assert_eq!(reader.await.unwrap(), total);
+    // The stuck subscriber was closed as a slow consumer.
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.handle().stats().slow_consumers == 0 {
+        assert!(std::time::Instant::now() < deadline, "slow consumer detected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

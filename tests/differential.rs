@@ -1,0 +1,221 @@
+//! Differential tests: the same raw protocol exchanges against natsring and against the real
+//! nats-server 2.15.1 must give identical bytes back (INFO normalized) and the same close.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{normalize_info, start, start_reference, Raw};
+
+/// One exchange: steps in order, each sending bytes on one of several connections, then every
+/// connection's output. A step ending in `PING\r\n` waits for the PONG so the next step
+/// happens after the server processed it.
+struct Case {
+    name: &'static str,
+    connections: usize,
+    steps: &'static [(usize, &'static [u8])],
+}
+
+const QUIET: Duration = Duration::from_millis(250);
+
+fn run(port: u16, case: &Case) -> Vec<(Vec<u8>, bool)> {
+    let mut conns: Vec<Raw> = (0..case.connections).map(|_| Raw::connect(port)).collect();
+    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); case.connections];
+    for conn in conns.iter_mut().enumerate() {
+        // The INFO arrives first on every connection.
+        let (index, raw) = conn;
+        outputs[index] = raw.read_until(b"\r\n", Duration::from_secs(5));
+    }
+    for &(index, bytes) in case.steps {
+        conns[index].send(bytes);
+        if bytes.ends_with(b"PING\r\n") {
+            let got = conns[index].read_until(b"PONG\r\n", Duration::from_secs(5));
+            outputs[index].extend_from_slice(&got);
+        }
+    }
+    conns
+        .iter_mut()
+        .zip(outputs)
+        .map(|(raw, mut out)| {
+            let (rest, closed) = raw.read_until_quiet(QUIET);
+            out.extend_from_slice(&rest);
+            (normalize_info(&out), closed)
+        })
+        .collect()
+}
+
+const CASES: &[Case] = &[
+    Case { name: "connect defaults verbose", connections: 1, steps: &[(0, b"CONNECT {}\r\nPING\r\n")] },
+    Case {
+        name: "verbose pub sub",
+        connections: 1,
+        steps: &[(0, b"CONNECT {}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n")],
+    },
+    Case {
+        name: "quiet pub sub with reply",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPUB foo bar 5\r\nhello\r\nPING\r\n")],
+    },
+    Case {
+        name: "ops before connect",
+        connections: 1,
+        steps: &[(0, b"SUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n")],
+    },
+    Case {
+        name: "case insensitive ops and tabs",
+        connections: 1,
+        steps: &[(0, b"connect {\"verbose\":false}\r\nsub\tfoo  1\r\npub foo\t2\r\nhi\r\nping\r\n")],
+    },
+    Case { name: "bare newline", connections: 1, steps: &[(0, b"CONNECT {\"verbose\":false}\nSUB a 1\nPUB a 1\r\nx\r\nPING\r\n")] },
+    Case { name: "ping with junk", connections: 1, steps: &[(0, b"PING junk here\r\n")] },
+    Case { name: "unknown op", connections: 1, steps: &[(0, b"CONNECT {\"verbose\":false}\r\nFOO bar\r\n")] },
+    Case { name: "pub missing size", connections: 1, steps: &[(0, b"CONNECT {\"verbose\":false}\r\nPUB foo\r\n")] },
+    Case { name: "pub bad size", connections: 1, steps: &[(0, b"CONNECT {\"verbose\":false}\r\nPUB foo abc\r\n")] },
+    Case { name: "sub missing sid", connections: 1, steps: &[(0, b"CONNECT {\"verbose\":false}\r\nSUB foo\r\n")] },
+    Case {
+        name: "bad payload trailer",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false}\r\nPUB foo 2\r\nhiX\r\n")],
+    },
+    Case {
+        name: "max payload",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false}\r\nPUB foo 2000000\r\n")],
+    },
+    Case {
+        name: "invalid subject sub stays open",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false}\r\nSUB foo..bar 1\r\nSUB foo.>.bar 2\r\nPING\r\n")],
+    },
+    Case {
+        name: "pedantic invalid publish subject",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"pedantic\":true}\r\nSUB foo.* 1\r\nPUB foo.* 1\r\nx\r\nPUB foo..x 1\r\ny\r\nPING\r\n")],
+    },
+    Case {
+        name: "verbose pedantic invalid publish subject",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":true,\"pedantic\":true}\r\nPUB foo.> 1\r\nx\r\nPING\r\n")],
+    },
+    Case {
+        name: "invalid client protocol",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"protocol\":2}\r\n")],
+    },
+    Case {
+        name: "no responders without headers",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"no_responders\":true}\r\n")],
+    },
+    Case {
+        name: "no responders 503",
+        connections: 1,
+        steps: &[(
+            0,
+            b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB _INBOX.x.* 1\r\nPUB svc _INBOX.x.1 2\r\nhi\r\nPING\r\n",
+        )],
+    },
+    Case {
+        name: "hpub without headers negotiated",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false}\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n")],
+    },
+    Case {
+        name: "hpub delivered as hmsg and stripped for a headerless subscriber",
+        connections: 2,
+        steps: &[
+            (0, b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB foo 1\r\nPING\r\n"),
+            (1, b"CONNECT {\"verbose\":false}\r\nSUB foo 9\r\nPING\r\n"),
+            (0, b"HPUB foo reply 22 24\r\nNATS/1.0\r\nA: b\r\n\r\n\r\nhi\r\nPING\r\n"),
+        ],
+    },
+    Case {
+        name: "hpub header size larger than total",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB foo 20 10\r\n")],
+    },
+    Case {
+        name: "unsub with max",
+        connections: 1,
+        steps: &[(
+            0,
+            b"CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nUNSUB 1 2\r\nPUB foo 1\r\na\r\nPUB foo 1\r\nb\r\nPUB foo 1\r\nc\r\nPING\r\n",
+        )],
+    },
+    Case {
+        name: "verbose unsub unknown sid",
+        connections: 1,
+        steps: &[(0, b"CONNECT {}\r\nUNSUB 42\r\nPING\r\n")],
+    },
+    Case {
+        name: "echo off",
+        connections: 2,
+        steps: &[
+            (0, b"CONNECT {\"verbose\":false,\"echo\":false}\r\nSUB foo 1\r\nPUB foo 4\r\nself\r\nPING\r\n"),
+            (1, b"CONNECT {\"verbose\":false}\r\nPUB foo 5\r\nother\r\nPING\r\n"),
+            (0, b"PING\r\n"),
+        ],
+    },
+    Case {
+        name: "wildcards",
+        connections: 1,
+        steps: &[(
+            0,
+            b"CONNECT {\"verbose\":false}\r\nSUB a.* 1\r\nSUB a.> 2\r\nSUB a.b.c 3\r\nPUB a.b 1\r\n1\r\nPUB a.b.c 1\r\n2\r\nPUB b.c 1\r\n3\r\nPING\r\n",
+        )],
+    },
+    Case {
+        name: "duplicate sid",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nSUB bar 1\r\nPUB bar 1\r\nx\r\nPUB foo 1\r\ny\r\nPING\r\n")],
+    },
+    Case {
+        name: "async info after first ping",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\nPING\r\n")],
+    },
+    Case { name: "malformed connect json", connections: 1, steps: &[(0, b"CONNECT {bad\r\n")] },
+    Case { name: "zero length payload", connections: 1, steps: &[(0, b"CONNECT {\"verbose\":false}\r\nSUB z 1\r\nPUB z 0\r\n\r\nPING\r\n")] },
+    Case { name: "client sends +OK, -ERR and INFO", connections: 1, steps: &[(0, b"+OK\r\n-ERR 'x'\r\nINFO {}\r\nPING\r\n")] },
+];
+
+#[test]
+fn natsring_matches_nats_server_byte_for_byte() {
+    let ours = start();
+    let reference = start_reference(&[]);
+    let mut failures = Vec::new();
+    for case in CASES {
+        let expected = run(reference.port, case);
+        let got = run(ours.port, case);
+        if expected != got {
+            failures.push(format!(
+                "case {:?}\n  nats-server: {:?}\n  natsring:    {:?}",
+                case.name,
+                expected.iter().map(|(b, c)| (String::from_utf8_lossy(b).into_owned(), *c)).collect::<Vec<_>>(),
+                got.iter().map(|(b, c)| (String::from_utf8_lossy(b).into_owned(), *c)).collect::<Vec<_>>(),
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+}
+
+#[test]
+fn control_line_limit_matches() {
+    let ours = start();
+    let reference = start_reference(&[]);
+    // A SUB whose control line is exactly at, and just over, the limit.
+    for extra in [0usize, 1, 2, 100] {
+        let subject_len = 4096 - "SUB  1\r\n".len() + extra;
+        let line = format!("SUB {} 1\r\nPING\r\n", "a".repeat(subject_len));
+        let run_one = |port: u16| {
+            let mut raw = Raw::connect(port);
+            let mut out = raw.read_until(b"\r\n", Duration::from_secs(5));
+            raw.send(b"CONNECT {\"verbose\":false}\r\n");
+            raw.send(line.as_bytes());
+            let (rest, closed) = raw.read_until_quiet(QUIET);
+            out.extend_from_slice(&rest);
+            (String::from_utf8_lossy(&normalize_info(&out)).into_owned(), closed)
+        };
+        assert_eq!(run_one(ours.port), run_one(reference.port), "control line of limit + {extra}");
+    }
+}
