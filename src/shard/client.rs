@@ -244,11 +244,20 @@ impl Shard {
         }
     }
 
+    /// Removes every subscription of a closing connection, under one table write.
     pub(super) fn remove_all_subs(&mut self, slot: u32) {
-        let subs = std::mem::take(&mut self.conns[slot as usize].subs);
-        for (_, sub_slot) in subs {
-            self.remove_sub(sub_slot);
+        let sids = std::mem::take(&mut self.conns[slot as usize].subs);
+        if sids.is_empty() {
+            return;
         }
+        let removed: Vec<(u32, Subscription)> =
+            sids.into_values().map(|sub_slot| (sub_slot, self.subs.remove(sub_slot as usize))).collect();
+        let index = self.index;
+        let count = self.shared.sublist.remove_many(removed.iter().map(|(sub_slot, sub)| {
+            let handle = SubHandle { shard: index, slot: *sub_slot, generation: sub.generation };
+            (&sub.subject[..], sub.queue.as_deref(), handle)
+        }));
+        debug_assert_eq!(count, removed.len(), "every live subscription is in the table");
     }
 
     fn on_pub(&mut self, slot: u32, message: Message<'_>) {
