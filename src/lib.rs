@@ -3,4 +3,6 @@
 //! The server is a library first: `Server::start(Options)` binds, spawns the shards and returns
 //! a `ServerHandle` (bound port, shutdown). `main.rs` is a thin shell over it.
 
+pub mod config;
 pub mod limits;
+pub mod log;
