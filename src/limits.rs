@@ -79,7 +79,10 @@ pub const CONNECTIONS_PER_SHARD_MAX: usize = 1 << 24;
 pub const SERVER_NAME_BYTES_MAX: usize = 256;
 
 const _: () = assert!(RECV_BUFFER_COUNT.is_power_of_two());
-const _: () = assert!(RECV_BUFFER_COUNT <= 32768, "kernel limit on buffer ring entries");
+const _: () = assert!(
+    RECV_BUFFER_COUNT <= 32768,
+    "kernel limit on buffer ring entries"
+);
 const _: () = assert!(OUTBOUND_LOW_WATER_BYTES < OUTBOUND_HIGH_WATER_BYTES);
 const _: () = assert!((OUTBOUND_HIGH_WATER_BYTES as u64) < PENDING_BYTES_MAX_DEFAULT);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_CEILING);

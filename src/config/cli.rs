@@ -1,0 +1,1090 @@
+//! The command line, parsed as nats-server's Go `flag` package parses it.
+//!
+//! Go `flag` rules, reproduced: `-name` and `--name` are the same flag; a value is given as
+//! `-name value` or `-name=value` (the next argument is taken as the value even when it starts
+//! with `-`, so `-p -1` works); boolean flags take no separate value but accept `-name=<bool>`
+//! (`1 t T TRUE true True 0 f F FALSE false False`); multi-letter single-dash names (`-DV`, `-VV`,
+//! `-DVV`, `-sl`, `-js`) are flags of their own, never clusters; parsing stops at the first
+//! non-flag argument, at `-` and after `--`; integers are Go's `strconv.ParseInt(s, 0, 64)`
+//! (`0x1F`, `0o17`, `017`, `0b101`, `1_000`). The first error ends parsing.
+//!
+//! nats-server's order, reproduced: `-v` wins over `-h`; then the first positional argument
+//! decides (`version`, `help`, or `unrecognized command`); then the rest.
+//!
+//! Deliberate difference: nats-server prints the flag error and its usage and exits with
+//! status 0; natsring prints the same error line and exits with status 1 ([`CLI_ERROR_EXIT_CODE`]).
+//! Flags nats-server has but natsring does not implement yet are parsed (so their values are
+//! checked as nats-server checks them) and then refused with an error naming the flag.
+
+use super::{CliError, Command, Options};
+use crate::limits;
+
+/// Exit status after a [`CliError`].
+pub const CLI_ERROR_EXIT_CODE: i32 = 1;
+
+/// The program name in messages, help and version (nats-server hardcodes its own likewise).
+const PROGRAM_NAME: &str = "natsring";
+
+/// How a flag takes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// No separate value; `-name=<bool>` is accepted.
+    Bool,
+    /// A string value.
+    Text,
+    /// A Go `int` value (checked even for flags natsring refuses, as nats-server checks it).
+    Integer,
+}
+
+/// What a flag sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Host,
+    Port,
+    ServerName,
+    PidFile,
+    PortsFileDir,
+    LogFile,
+    Logtime,
+    LogtimeUtc,
+    Debug,
+    Trace,
+    /// `-VV`: verbose trace; natsring has no verbose trace yet, so it is trace.
+    TraceVerbose,
+    /// `-DV`: debug and trace.
+    DebugAndTrace,
+    /// `-DVV`: debug and verbose trace.
+    DebugAndTraceVerbose,
+    Shards,
+    PinShards,
+    Help,
+    Version,
+    /// A nats-server flag natsring does not implement yet.
+    Unsupported,
+}
+
+struct Flag {
+    names: &'static [&'static str],
+    kind: Kind,
+    target: Target,
+}
+
+const fn flag(names: &'static [&'static str], kind: Kind, target: Target) -> Flag {
+    Flag {
+        names,
+        kind,
+        target,
+    }
+}
+
+/// Every flag nats-server v2.15.1 defines (checked one by one against the binary), plus
+/// natsring's own (`--shards`, `--pin_shards`).
+const FLAGS: &[Flag] = &[
+    flag(&["a", "addr", "net"], Kind::Text, Target::Host),
+    flag(&["p", "port"], Kind::Integer, Target::Port),
+    flag(
+        &["n", "name", "server_name"],
+        Kind::Text,
+        Target::ServerName,
+    ),
+    flag(&["P", "pid"], Kind::Text, Target::PidFile),
+    flag(&["ports_file_dir"], Kind::Text, Target::PortsFileDir),
+    flag(&["l", "log"], Kind::Text, Target::LogFile),
+    flag(&["T", "logtime"], Kind::Bool, Target::Logtime),
+    flag(&["logtime_utc"], Kind::Bool, Target::LogtimeUtc),
+    flag(&["D", "debug"], Kind::Bool, Target::Debug),
+    flag(&["V", "trace"], Kind::Bool, Target::Trace),
+    flag(&["VV"], Kind::Bool, Target::TraceVerbose),
+    flag(&["DV"], Kind::Bool, Target::DebugAndTrace),
+    flag(&["DVV"], Kind::Bool, Target::DebugAndTraceVerbose),
+    flag(&["shards"], Kind::Integer, Target::Shards),
+    flag(&["pin_shards"], Kind::Bool, Target::PinShards),
+    flag(&["h", "help"], Kind::Bool, Target::Help),
+    flag(&["v", "version"], Kind::Bool, Target::Version),
+    // nats-server flags not implemented yet.
+    flag(&["m", "http_port"], Kind::Integer, Target::Unsupported),
+    flag(&["ms", "https_port"], Kind::Integer, Target::Unsupported),
+    flag(&["c", "config"], Kind::Text, Target::Unsupported),
+    flag(&["t"], Kind::Bool, Target::Unsupported),
+    flag(&["sl", "signal"], Kind::Text, Target::Unsupported),
+    flag(&["client_advertise"], Kind::Text, Target::Unsupported),
+    flag(&["s", "syslog"], Kind::Bool, Target::Unsupported),
+    flag(&["r", "remote_syslog"], Kind::Text, Target::Unsupported),
+    flag(&["log_size_limit"], Kind::Integer, Target::Unsupported),
+    flag(&["max_traced_msg_len"], Kind::Integer, Target::Unsupported),
+    flag(&["js", "jetstream"], Kind::Bool, Target::Unsupported),
+    flag(&["sd", "store_dir"], Kind::Text, Target::Unsupported),
+    flag(&["user"], Kind::Text, Target::Unsupported),
+    flag(&["pass"], Kind::Text, Target::Unsupported),
+    flag(&["auth"], Kind::Text, Target::Unsupported),
+    flag(&["tls"], Kind::Bool, Target::Unsupported),
+    flag(&["tlscert"], Kind::Text, Target::Unsupported),
+    flag(&["tlskey"], Kind::Text, Target::Unsupported),
+    flag(&["tlsverify"], Kind::Bool, Target::Unsupported),
+    flag(&["tlscacert"], Kind::Text, Target::Unsupported),
+    flag(&["routes"], Kind::Text, Target::Unsupported),
+    flag(
+        &["cluster", "cluster_listen"],
+        Kind::Text,
+        Target::Unsupported,
+    ),
+    flag(&["cluster_name"], Kind::Text, Target::Unsupported),
+    flag(&["no_advertise"], Kind::Bool, Target::Unsupported),
+    flag(&["cluster_advertise"], Kind::Text, Target::Unsupported),
+    flag(&["connect_retries"], Kind::Integer, Target::Unsupported),
+    flag(&["profile"], Kind::Integer, Target::Unsupported),
+    flag(&["help_tls"], Kind::Bool, Target::Unsupported),
+];
+
+fn find_flag(name: &str) -> Option<&'static Flag> {
+    FLAGS.iter().find(|flag| flag.names.contains(&name))
+}
+
+/// A flag's value after Go-style checking.
+enum Value {
+    Bool(bool),
+    Text(String),
+    Integer(i64),
+}
+
+/// Parse state: options so far plus what is decided only after all flags are seen.
+struct Parsed {
+    options: Options,
+    help: bool,
+    version: bool,
+    debug_and_trace: bool,
+    trace_verbose: bool,
+    /// The first refused flag, as given (`-config`), reported after help and version.
+    first_unsupported: Option<String>,
+}
+
+/// Parses the arguments (without argv[0]) the way nats-server does.
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
+    let args: Vec<String> = args.into_iter().collect();
+    let mut parsed = Parsed {
+        options: Options::default(),
+        help: false,
+        version: false,
+        debug_and_trace: false,
+        trace_verbose: false,
+        first_unsupported: None,
+    };
+    let mut index = 0;
+    while index < args.len() {
+        let arg = &args[index];
+        // Go: "-" and anything not starting with '-' end the flags; "--" ends them and is eaten.
+        if arg.len() < 2 || !arg.starts_with('-') {
+            break;
+        }
+        index += 1;
+        if arg == "--" {
+            break;
+        }
+        let dashes = if arg.starts_with("--") { 2 } else { 1 };
+        let body = &arg[dashes..];
+        if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
+            return Err(CliError(format!("bad flag syntax: {arg}")));
+        }
+        let (name, inline_value) = match body.find('=') {
+            Some(at) => (&body[..at], Some(&body[at + 1..])),
+            None => (body, None),
+        };
+        let Some(flag) = find_flag(name) else {
+            return Err(CliError(format!("flag provided but not defined: -{name}")));
+        };
+        // The value as given: inline after '=', else the next argument for non-boolean flags.
+        let raw = match (inline_value, flag.kind) {
+            (Some(text), _) => text,
+            (None, Kind::Bool) => "",
+            (None, Kind::Text | Kind::Integer) => {
+                let Some(next) = args.get(index) else {
+                    return Err(CliError(format!("flag needs an argument: -{name}")));
+                };
+                index += 1;
+                next.as_str()
+            }
+        };
+        let value = match flag.kind {
+            Kind::Bool if inline_value.is_none() => Value::Bool(true),
+            Kind::Bool => Value::Bool(parse_go_bool(raw).ok_or_else(|| {
+                CliError(format!(
+                    "invalid boolean value {} for -{name}: parse error",
+                    go_quote(raw)
+                ))
+            })?),
+            Kind::Text => Value::Text(raw.to_string()),
+            Kind::Integer => Value::Integer(
+                parse_go_int(raw).map_err(|error| invalid_value(raw, name, error.message()))?,
+            ),
+        };
+        apply(&mut parsed, flag.target, name, raw, value)?;
+    }
+
+    if parsed.version {
+        return Ok(Command::Version);
+    }
+    if parsed.help {
+        return Ok(Command::Help);
+    }
+    // nats-server: the first positional argument decides; the rest are ignored.
+    if let Some(first) = args.get(index) {
+        return match first.as_str() {
+            "version" => Ok(Command::Version),
+            "help" => Ok(Command::Help),
+            other => Err(CliError(format!(
+                "{PROGRAM_NAME}: unrecognized command: {}",
+                go_quote(other)
+            ))),
+        };
+    }
+    if let Some(name) = parsed.first_unsupported {
+        return Err(CliError(format!(
+            "{PROGRAM_NAME}: flag -{name} is not supported yet (see {PROGRAM_NAME} -h)"
+        )));
+    }
+    // As nats-server, the combined flags only switch logging on, whatever their order.
+    if parsed.debug_and_trace {
+        parsed.options.debug = true;
+        parsed.options.trace = true;
+    }
+    if parsed.trace_verbose {
+        parsed.options.trace = true;
+    }
+    validate(&parsed.options)?;
+    Ok(Command::Run(parsed.options))
+}
+
+/// Sets what `target` names; `raw` is the value as given, for error messages.
+fn apply(
+    parsed: &mut Parsed,
+    target: Target,
+    name: &str,
+    raw: &str,
+    value: Value,
+) -> Result<(), CliError> {
+    let options = &mut parsed.options;
+    match (target, value) {
+        (Target::Host, Value::Text(host)) => {
+            // nats-server: an empty host is the default host.
+            options.host = if host.is_empty() {
+                limits::HOST_DEFAULT.to_string()
+            } else {
+                host
+            };
+        }
+        (Target::Port, Value::Integer(port)) => {
+            options.port = match port {
+                -1 => 0,
+                // nats-server: port 0 is the default port, not a random one.
+                0 => limits::PORT_DEFAULT,
+                1..=65535 => port as u16,
+                _ => {
+                    return Err(invalid_value(
+                        raw,
+                        name,
+                        "port out of range (1-65535, or -1 for a random port)",
+                    ))
+                }
+            };
+        }
+        (Target::ServerName, Value::Text(server_name)) => {
+            options.server_name = non_empty(server_name);
+        }
+        (Target::PidFile, Value::Text(path)) => options.pid_file = non_empty(path).map(Into::into),
+        (Target::PortsFileDir, Value::Text(path)) => {
+            options.ports_file_dir = non_empty(path).map(Into::into);
+        }
+        (Target::LogFile, Value::Text(path)) => options.log_file = non_empty(path).map(Into::into),
+        (Target::Logtime, Value::Bool(on)) => options.logtime = on,
+        (Target::LogtimeUtc, Value::Bool(on)) => options.logtime_utc = on,
+        (Target::Debug, Value::Bool(on)) => options.debug = on,
+        (Target::Trace, Value::Bool(on)) => options.trace = on,
+        (Target::TraceVerbose, Value::Bool(on)) => parsed.trace_verbose = on,
+        (Target::DebugAndTrace, Value::Bool(on)) => parsed.debug_and_trace = on,
+        (Target::DebugAndTraceVerbose, Value::Bool(on)) => {
+            parsed.debug_and_trace = on;
+            parsed.trace_verbose = on;
+        }
+        (Target::Shards, Value::Integer(shards)) => {
+            options.shards = match usize::try_from(shards) {
+                Ok(shards) if shards <= limits::SHARDS_MAX => shards,
+                _ => {
+                    return Err(invalid_value(
+                        raw,
+                        name,
+                        &format!(
+                            "value out of range (0-{}, 0 = one per CPU)",
+                            limits::SHARDS_MAX
+                        ),
+                    ))
+                }
+            };
+        }
+        (Target::PinShards, Value::Bool(on)) => options.pin_shards = on,
+        (Target::Help, Value::Bool(on)) => parsed.help = on,
+        (Target::Version, Value::Bool(on)) => parsed.version = on,
+        (Target::Unsupported, _) => {
+            if parsed.first_unsupported.is_none() {
+                parsed.first_unsupported = Some(name.to_string());
+            }
+        }
+        (target, _) => unreachable!("flag table gives {target:?} a value of the wrong kind"),
+    }
+    Ok(())
+}
+
+/// Checks nats-server applies after parsing (plus natsring's name length bound).
+fn validate(options: &Options) -> Result<(), CliError> {
+    if let Some(server_name) = &options.server_name {
+        if server_name.contains(' ') {
+            return Err(CliError(format!(
+                "{PROGRAM_NAME}: server name cannot contain spaces"
+            )));
+        }
+        if server_name.len() > limits::SERVER_NAME_BYTES_MAX {
+            return Err(CliError(format!(
+                "{PROGRAM_NAME}: server name cannot be longer than {} bytes",
+                limits::SERVER_NAME_BYTES_MAX
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn invalid_value(text: &str, name: &str, reason: &str) -> CliError {
+    CliError(format!(
+        "invalid value {} for flag -{name}: {reason}",
+        go_quote(text)
+    ))
+}
+
+/// Go's `%q` for the strings a command line holds: double quotes, with `"` and `\` escaped and
+/// control characters written as escapes.
+fn go_quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                quoted.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntError {
+    Syntax,
+    Range,
+}
+
+impl IntError {
+    /// The text Go's `flag` package prints for it.
+    fn message(self) -> &'static str {
+        match self {
+            IntError::Syntax => "parse error",
+            IntError::Range => "value out of range",
+        }
+    }
+}
+
+/// Go's `strconv.ParseInt(text, 0, 64)`: optional sign, base prefix `0x`/`0o`/`0b` or a leading
+/// `0` for octal, underscores allowed only between digits (or after a base prefix).
+fn parse_go_int(text: &str) -> Result<i64, IntError> {
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if unsigned.is_empty() {
+        return Err(IntError::Syntax);
+    }
+    let bytes = unsigned.as_bytes();
+    let (base, digits) = if bytes[0] == b'0' && bytes.len() >= 3 {
+        match bytes[1].to_ascii_lowercase() {
+            b'x' => (16, &unsigned[2..]),
+            b'o' => (8, &unsigned[2..]),
+            b'b' => (2, &unsigned[2..]),
+            _ => (8, &unsigned[1..]),
+        }
+    } else if bytes[0] == b'0' {
+        (8, &unsigned[1..])
+    } else {
+        (10, unsigned)
+    };
+    let mut magnitude: u64 = 0;
+    let mut overflow = false;
+    let mut saw_underscore = false;
+    for byte in digits.bytes() {
+        if byte == b'_' {
+            saw_underscore = true;
+            continue;
+        }
+        let digit = match byte {
+            b'0'..=b'9' => u64::from(byte - b'0'),
+            b'a'..=b'z' => u64::from(byte - b'a') + 10,
+            b'A'..=b'Z' => u64::from(byte - b'A') + 10,
+            _ => return Err(IntError::Syntax),
+        };
+        if digit >= base {
+            return Err(IntError::Syntax);
+        }
+        match magnitude
+            .checked_mul(base)
+            .and_then(|value| value.checked_add(digit))
+        {
+            Some(value) => magnitude = value,
+            None => overflow = true,
+        }
+    }
+    if saw_underscore && !underscores_between_digits(text) {
+        return Err(IntError::Syntax);
+    }
+    let limit = if negative {
+        1u64 << 63
+    } else {
+        (1u64 << 63) - 1
+    };
+    if overflow || magnitude > limit {
+        return Err(IntError::Range);
+    }
+    Ok(if negative {
+        (magnitude as i64).wrapping_neg()
+    } else {
+        magnitude as i64
+    })
+}
+
+/// Go's `underscoreOK`: each underscore sits between two digits, or between a base prefix and a
+/// digit.
+fn underscores_between_digits(text: &str) -> bool {
+    let mut bytes = text.as_bytes();
+    if let Some(b'-' | b'+') = bytes.first() {
+        bytes = &bytes[1..];
+    }
+    #[derive(PartialEq)]
+    enum Last {
+        Start,
+        Digit,
+        Underscore,
+        Other,
+    }
+    let mut last = Last::Start;
+    let mut hex = false;
+    let mut start = 0;
+    if bytes.len() >= 2
+        && bytes[0] == b'0'
+        && matches!(bytes[1].to_ascii_lowercase(), b'b' | b'o' | b'x')
+    {
+        start = 2;
+        last = Last::Digit;
+        hex = bytes[1].eq_ignore_ascii_case(&b'x');
+    }
+    for &byte in &bytes[start..] {
+        if byte.is_ascii_digit() || (hex && byte.is_ascii_hexdigit()) {
+            last = Last::Digit;
+        } else if byte == b'_' {
+            if last != Last::Digit {
+                return false;
+            }
+            last = Last::Underscore;
+        } else {
+            if last == Last::Underscore {
+                return false;
+            }
+            last = Last::Other;
+        }
+    }
+    last != Last::Underscore
+}
+
+/// `<program>: v<version>`, as `nats-server -v` prints `nats-server: v2.15.1`.
+pub fn version_text() -> String {
+    format!("{PROGRAM_NAME}: v{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The help text, in nats-server's layout (leading blank line, trailing blank line: print it with
+/// `print!`). Lists what natsring supports and the nats-server flags it refuses for now.
+pub fn usage() -> &'static str {
+    USAGE
+}
+
+const USAGE: &str = "
+Usage: natsring [options]
+
+Server Options:
+    -a, --addr, --net <host>         Bind to host address (default: 0.0.0.0)
+    -p, --port <port>                Use port for clients (default: 4222, -1 for a random port)
+    -n, --name
+        --server_name <server_name>  Server name (default: auto)
+    -P, --pid <file>                 File to store PID
+        --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+
+Logging Options:
+    -l, --log <file>                 File to redirect log output
+    -T, --logtime                    Timestamp log entries (default: true)
+        --logtime_utc                Timestamps in UTC instead of local timezone (default: false)
+    -D, --debug                      Enable debugging output
+    -V, --trace                      Trace the raw protocol
+    -VV                              Verbose trace (same as -V for now)
+    -DV                              Debug and trace
+    -DVV                             Debug and verbose trace (same as -DV for now)
+
+Shard Options (natsring only):
+        --shards <n>                 Event loops, one thread each (default: 0, one per CPU the process may run on)
+        --pin_shards                 Pin shard i to the i-th CPU the process may run on (default: false)
+
+Common Options:
+    -h, --help                       Show this message
+    -v, --version                    Show version
+
+Not Supported Yet (nats-server flags; natsring stops with an error and exit status 1):
+    -m, --http_port   -ms, --https_port   -c, --config   -t   -sl, --signal
+    --client_advertise   -s, --syslog   -r, --remote_syslog   --log_size_limit
+    --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --user   --pass
+    --auth   --tls   --tlscert   --tlskey   --tlsverify   --tlscacert   --routes
+    --cluster   --cluster_listen   --cluster_name   --no_advertise
+    --cluster_advertise   --connect_retries   --profile   --help_tls
+
+Flags follow Go's rules: -port, --port, -p 4222, -p=4222 are the same; -D=false turns a flag off.
+A bad flag or value prints one error line on stderr and exits with status 1
+(nats-server prints its usage and exits 0).
+
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, CliError> {
+        parse_args(args.iter().map(|arg| arg.to_string()))
+    }
+
+    fn run(args: &[&str]) -> Options {
+        match parse(args) {
+            Ok(Command::Run(options)) => options,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse(args) {
+            Err(CliError(message)) => message,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    /// Every way Go's flag package accepts to give `name` the value `value`.
+    fn spellings(name: &str, value: &str) -> Vec<Vec<String>> {
+        let mut all = Vec::new();
+        for dashes in ["-", "--"] {
+            all.push(vec![format!("{dashes}{name}"), value.to_string()]);
+            all.push(vec![format!("{dashes}{name}={value}")]);
+        }
+        all
+    }
+
+    fn run_owned(args: Vec<String>) -> Options {
+        match parse_args(args.clone()) {
+            Ok(Command::Run(options)) => options,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_arguments_give_the_defaults() {
+        let options = run(&[]);
+        assert_eq!(options.host, "0.0.0.0");
+        assert_eq!(options.port, 4222);
+        assert!(options.logtime);
+    }
+
+    #[test]
+    fn host_in_every_spelling() {
+        for name in ["a", "addr", "net"] {
+            for args in spellings(name, "127.0.0.1") {
+                assert_eq!(run_owned(args).host, "127.0.0.1");
+            }
+        }
+        assert_eq!(run(&["-a", ""]).host, "0.0.0.0");
+        assert_eq!(run(&["-a", "::1"]).host, "::1");
+    }
+
+    #[test]
+    fn port_in_every_spelling() {
+        for name in ["p", "port"] {
+            for args in spellings(name, "4333") {
+                assert_eq!(run_owned(args).port, 4333);
+            }
+            for args in spellings(name, "-1") {
+                assert_eq!(run_owned(args).port, 0, "-1 means random");
+            }
+        }
+        assert_eq!(run(&["-p", "0"]).port, 4222, "0 means the default port");
+        assert_eq!(run(&["-p", "65535"]).port, 65535);
+        assert_eq!(run(&["-p", "0x10"]).port, 16);
+        assert_eq!(run(&["-p", "1_000"]).port, 1000);
+        assert_eq!(run(&["-p", "+5"]).port, 5);
+        assert_eq!(run(&["-p", "1", "-p", "2"]).port, 2, "last wins");
+    }
+
+    #[test]
+    fn bad_ports() {
+        assert_eq!(
+            error(&["-p", "abc"]),
+            r#"invalid value "abc" for flag -p: parse error"#
+        );
+        assert_eq!(
+            error(&["--port=abc"]),
+            r#"invalid value "abc" for flag -port: parse error"#
+        );
+        assert_eq!(
+            error(&["-port", "abc"]),
+            r#"invalid value "abc" for flag -port: parse error"#
+        );
+        assert_eq!(
+            error(&["-p", "99999999999999999999"]),
+            r#"invalid value "99999999999999999999" for flag -p: value out of range"#
+        );
+        for port in ["65536", "-2", "99999"] {
+            assert!(
+                error(&["-p", port]).starts_with(&format!(
+                    "invalid value \"{port}\" for flag -p: port out of range"
+                )),
+                "{port}"
+            );
+        }
+        assert!(
+            error(&["--port=0x10000"]).starts_with(r#"invalid value "0x10000" for flag -port:"#),
+            "the value is quoted as given"
+        );
+        assert_eq!(error(&["-p"]), "flag needs an argument: -p");
+        assert_eq!(error(&["-T=false", "-p"]), "flag needs an argument: -p");
+        assert_eq!(
+            error(&["-p", ""]),
+            r#"invalid value "" for flag -p: parse error"#
+        );
+    }
+
+    #[test]
+    fn server_name_in_every_spelling() {
+        for name in ["n", "name", "server_name"] {
+            for args in spellings(name, "alpha") {
+                assert_eq!(run_owned(args).server_name.as_deref(), Some("alpha"));
+            }
+        }
+        assert_eq!(run(&["-n", ""]).server_name, None);
+        assert_eq!(
+            run(&["-n", "-D"]).server_name.as_deref(),
+            Some("-D"),
+            "a value may start with a dash"
+        );
+        assert_eq!(
+            error(&["-n", "a b"]),
+            "natsring: server name cannot contain spaces"
+        );
+        let long = "x".repeat(limits::SERVER_NAME_BYTES_MAX + 1);
+        assert!(error(&["-n", &long]).contains("cannot be longer"));
+        let longest = "x".repeat(limits::SERVER_NAME_BYTES_MAX);
+        assert_eq!(run(&["-n", &longest]).server_name, Some(longest));
+    }
+
+    #[test]
+    fn paths_in_every_spelling() {
+        for name in ["l", "log"] {
+            for args in spellings(name, "/tmp/n.log") {
+                assert_eq!(run_owned(args).log_file, Some("/tmp/n.log".into()));
+            }
+        }
+        for name in ["P", "pid"] {
+            for args in spellings(name, "/tmp/n.pid") {
+                assert_eq!(run_owned(args).pid_file, Some("/tmp/n.pid".into()));
+            }
+        }
+        for args in spellings("ports_file_dir", "/tmp/ports") {
+            assert_eq!(run_owned(args).ports_file_dir, Some("/tmp/ports".into()));
+        }
+        let options = run(&["-l", "", "-P", "", "--ports_file_dir", ""]);
+        assert!(options.log_file.is_none() && options.pid_file.is_none());
+        assert!(options.ports_file_dir.is_none());
+    }
+
+    #[test]
+    fn boolean_flags_in_every_form() {
+        type Get = fn(&Options) -> bool;
+        let cases: [(&[&str], Get); 5] = [
+            (&["D", "debug"], |o| o.debug),
+            (&["V", "trace"], |o| o.trace),
+            (&["logtime_utc"], |o| o.logtime_utc),
+            (&["pin_shards"], |o| o.pin_shards),
+            (&["T", "logtime"], |o| o.logtime),
+        ];
+        for (names, get) in cases {
+            for name in names {
+                for dashes in ["-", "--"] {
+                    assert!(get(&run_owned(vec![format!("{dashes}{name}")])));
+                    for yes in ["1", "t", "T", "TRUE", "true", "True"] {
+                        assert!(get(&run_owned(vec![format!("{dashes}{name}={yes}")])));
+                    }
+                    for no in ["0", "f", "F", "FALSE", "false", "False"] {
+                        assert!(!get(&run_owned(vec![format!("{dashes}{name}={no}")])));
+                    }
+                }
+            }
+        }
+        assert!(!run(&["-T=false"]).logtime);
+        assert!(!run(&["-D", "-D=false"]).debug, "last wins");
+    }
+
+    #[test]
+    fn bad_boolean_values() {
+        assert_eq!(
+            error(&["-D=maybe"]),
+            r#"invalid boolean value "maybe" for -D: parse error"#
+        );
+        assert_eq!(
+            error(&["--logtime=yes"]),
+            r#"invalid boolean value "yes" for -logtime: parse error"#
+        );
+        assert_eq!(
+            error(&["-D=", "-p", "1"]),
+            r#"invalid boolean value "" for -D: parse error"#
+        );
+        // A boolean flag never takes the next argument: it is a positional one.
+        assert_eq!(
+            error(&["-D", "true"]),
+            r#"natsring: unrecognized command: "true""#
+        );
+    }
+
+    #[test]
+    fn combined_logging_flags_are_their_own_flags() {
+        let options = run(&["-DV"]);
+        assert!(options.debug && options.trace);
+        let options = run(&["--DVV"]);
+        assert!(options.debug && options.trace);
+        let options = run(&["-VV"]);
+        assert!(!options.debug && options.trace);
+        // As nats-server, the combined flags only switch on, whatever the order.
+        let options = run(&["-DV", "-D=false", "-V=false"]);
+        assert!(options.debug && options.trace);
+        let options = run(&["-DV=false"]);
+        assert!(!options.debug && !options.trace);
+        assert_eq!(error(&["-DX"]), "flag provided but not defined: -DX");
+        assert_eq!(error(&["-VD"]), "flag provided but not defined: -VD");
+    }
+
+    #[test]
+    fn shards() {
+        for args in spellings("shards", "4") {
+            assert_eq!(run_owned(args).shards, 4);
+        }
+        assert_eq!(run(&["--shards", "0"]).shards, 0);
+        assert_eq!(
+            run(&["--shards", &limits::SHARDS_MAX.to_string()]).shards,
+            limits::SHARDS_MAX
+        );
+        assert!(error(&["--shards", "-1"])
+            .starts_with(r#"invalid value "-1" for flag -shards: value out of range"#));
+        assert!(error(&["--shards", "257"])
+            .starts_with(r#"invalid value "257" for flag -shards: value out of range"#));
+        assert_eq!(
+            error(&["--shards", "x"]),
+            r#"invalid value "x" for flag -shards: parse error"#
+        );
+    }
+
+    #[test]
+    fn unknown_flags_and_bad_syntax() {
+        assert_eq!(error(&["--bogus"]), "flag provided but not defined: -bogus");
+        assert_eq!(error(&["-bogus"]), "flag provided but not defined: -bogus");
+        assert_eq!(
+            error(&["--max_payload", "5"]),
+            "flag provided but not defined: -max_payload"
+        );
+        assert_eq!(
+            error(&["--bogus=1"]),
+            "flag provided but not defined: -bogus"
+        );
+        assert_eq!(error(&["---port", "1"]), "bad flag syntax: ---port");
+        assert_eq!(error(&["-=x"]), "bad flag syntax: -=x");
+        assert_eq!(error(&["--=x"]), "bad flag syntax: --=x");
+        // The first error ends parsing.
+        assert_eq!(
+            error(&["-p", "x", "--bogus"]),
+            r#"invalid value "x" for flag -p: parse error"#
+        );
+    }
+
+    #[test]
+    fn positional_arguments() {
+        assert_eq!(error(&["foo"]), r#"natsring: unrecognized command: "foo""#);
+        assert_eq!(
+            error(&["-p", "4223", "foo", "bar"]),
+            r#"natsring: unrecognized command: "foo""#
+        );
+        assert_eq!(
+            error(&["--", "-D"]),
+            r#"natsring: unrecognized command: "-D""#
+        );
+        assert_eq!(error(&["-"]), r#"natsring: unrecognized command: "-""#);
+        assert_eq!(
+            error(&["foo", "-D"]),
+            r#"natsring: unrecognized command: "foo""#,
+            "flags end at the first positional argument"
+        );
+        assert_eq!(
+            error(&["say \"hi\""]),
+            r#"natsring: unrecognized command: "say \"hi\"""#
+        );
+        assert!(matches!(parse(&["help"]), Ok(Command::Help)));
+        assert!(matches!(parse(&["help", "foo"]), Ok(Command::Help)));
+        assert!(matches!(parse(&["version"]), Ok(Command::Version)));
+        assert!(matches!(parse(&["version", "help"]), Ok(Command::Version)));
+        assert!(matches!(
+            parse(&["-p", "1", "--", "help"]),
+            Ok(Command::Help)
+        ));
+        assert!(parse(&["foo", "help"]).is_err());
+    }
+
+    #[test]
+    fn help_and_version() {
+        for args in [
+            &["-h"][..],
+            &["--help"],
+            &["-help"],
+            &["-h=true"],
+            &["-h", "foo"],
+        ] {
+            assert!(matches!(parse(args), Ok(Command::Help)), "{args:?}");
+        }
+        for args in [
+            &["-v"][..],
+            &["--version"],
+            &["-v", "-h"],
+            &["-h", "-v"],
+            &["-v", "foo"],
+        ] {
+            assert!(matches!(parse(args), Ok(Command::Version)), "{args:?}");
+        }
+        assert!(matches!(parse(&["-h", "version"]), Ok(Command::Help)));
+        assert!(matches!(parse(&["-h=false"]), Ok(Command::Run(_))));
+        // Flag errors come before help, as in nats-server.
+        assert!(parse(&["-h", "-p", "abc"]).is_err());
+        assert!(matches!(
+            parse(&["-c", "/nonexistent", "-h"]),
+            Ok(Command::Help)
+        ));
+        assert_eq!(
+            version_text(),
+            format!("natsring: v{}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn unsupported_nats_server_flags_are_refused_by_name() {
+        assert_eq!(
+            error(&["-c", "server.conf"]),
+            "natsring: flag -c is not supported yet (see natsring -h)"
+        );
+        assert_eq!(
+            error(&["--config=server.conf", "-js"]),
+            "natsring: flag -config is not supported yet (see natsring -h)"
+        );
+        assert!(error(&["-js"]).contains("flag -js is not supported yet"));
+        assert!(error(&["--tls"]).contains("flag -tls is not supported yet"));
+        assert!(error(&["--user", "u", "--pass", "p"]).contains("flag -user is not"));
+        // Their values are still checked the way nats-server checks them.
+        assert_eq!(
+            error(&["-m", "maybe"]),
+            r#"invalid value "maybe" for flag -m: parse error"#
+        );
+        assert_eq!(
+            error(&["-js=maybe"]),
+            r#"invalid boolean value "maybe" for -js: parse error"#
+        );
+        assert_eq!(error(&["-sl"]), "flag needs an argument: -sl");
+        // A positional argument is reported before an unsupported flag, as nats-server does.
+        assert_eq!(
+            error(&["-c", "x", "foo"]),
+            r#"natsring: unrecognized command: "foo""#
+        );
+    }
+
+    #[test]
+    fn every_flag_nats_server_defines_is_known() {
+        let nats_server_flags = [
+            "a",
+            "addr",
+            "net",
+            "p",
+            "port",
+            "n",
+            "name",
+            "server_name",
+            "P",
+            "pid",
+            "m",
+            "http_port",
+            "ms",
+            "https_port",
+            "c",
+            "config",
+            "t",
+            "sl",
+            "signal",
+            "client_advertise",
+            "ports_file_dir",
+            "l",
+            "log",
+            "T",
+            "logtime",
+            "logtime_utc",
+            "s",
+            "syslog",
+            "r",
+            "remote_syslog",
+            "D",
+            "debug",
+            "V",
+            "trace",
+            "VV",
+            "DV",
+            "DVV",
+            "log_size_limit",
+            "max_traced_msg_len",
+            "js",
+            "jetstream",
+            "sd",
+            "store_dir",
+            "user",
+            "pass",
+            "auth",
+            "tls",
+            "tlscert",
+            "tlskey",
+            "tlsverify",
+            "tlscacert",
+            "routes",
+            "cluster",
+            "cluster_name",
+            "no_advertise",
+            "cluster_advertise",
+            "connect_retries",
+            "cluster_listen",
+            "profile",
+            "h",
+            "help",
+            "v",
+            "version",
+            "help_tls",
+        ];
+        for name in nats_server_flags {
+            assert!(find_flag(name).is_some(), "{name}");
+        }
+        let table_names = FLAGS.iter().flat_map(|flag| flag.names.iter()).count();
+        assert_eq!(
+            table_names,
+            nats_server_flags.len() + 2,
+            "plus --shards, --pin_shards"
+        );
+    }
+
+    #[test]
+    fn go_integers() {
+        assert_eq!(parse_go_int("0"), Ok(0));
+        assert_eq!(parse_go_int("-0"), Ok(0));
+        assert_eq!(parse_go_int("017"), Ok(15));
+        assert_eq!(parse_go_int("0o17"), Ok(15));
+        assert_eq!(parse_go_int("0O17"), Ok(15));
+        assert_eq!(parse_go_int("0x1F"), Ok(31));
+        assert_eq!(parse_go_int("0X1f"), Ok(31));
+        assert_eq!(parse_go_int("0b101"), Ok(5));
+        assert_eq!(parse_go_int("0x_1F"), Ok(31));
+        assert_eq!(parse_go_int("0_17"), Ok(15));
+        assert_eq!(parse_go_int("1_000_000"), Ok(1_000_000));
+        assert_eq!(parse_go_int("-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(parse_go_int("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(parse_go_int("9223372036854775808"), Err(IntError::Range));
+        assert_eq!(parse_go_int("-9223372036854775809"), Err(IntError::Range));
+        for bad in [
+            "", "-", "+", "abc", "0x", "0b", "08", "0b2", "1__0", "_1", "1_", "1.5", " 1", "1 ",
+            "--1", "0x_", "1e3",
+        ] {
+            assert_eq!(parse_go_int(bad), Err(IntError::Syntax), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn go_quoting() {
+        assert_eq!(go_quote("abc"), r#""abc""#);
+        assert_eq!(go_quote("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(go_quote("a\nb\x01"), r#""a\nb\x01""#);
+    }
+
+    #[test]
+    fn usage_layout() {
+        let text = usage();
+        assert!(text.starts_with("\nUsage: natsring [options]\n\nServer Options:\n"));
+        assert!(text.ends_with("\n\n"));
+        for section in [
+            "Server Options:",
+            "Logging Options:",
+            "Common Options:",
+            "Not Supported Yet",
+        ] {
+            assert!(text.contains(&format!("\n{section}")), "{section}");
+        }
+        // Descriptions start at column 37, as in nats-server's usage.
+        for line in text.lines().filter(|line| line.starts_with("    -")) {
+            if let Some(at) = line.find("  Show") {
+                assert_eq!(at + 2, 37, "{line}");
+            }
+        }
+        for flag in FLAGS
+            .iter()
+            .filter(|flag| flag.target != Target::Unsupported)
+        {
+            for name in flag.names {
+                let dashes = if name.len() == 1 || name.chars().all(|c| c.is_ascii_uppercase()) {
+                    "-"
+                } else {
+                    "--"
+                };
+                assert!(text.contains(&format!("{dashes}{name}")), "{name}");
+            }
+        }
+        for flag in FLAGS
+            .iter()
+            .filter(|flag| flag.target == Target::Unsupported)
+        {
+            assert!(
+                text.contains(&format!("-{}", flag.names[0])),
+                "{:?}",
+                flag.names
+            );
+        }
+    }
+}
