@@ -37,11 +37,8 @@ pub struct ServerHandle {
 impl Server {
     /// Binds, starts every shard and returns once all of them are ready to accept.
     pub fn start(options: Options) -> io::Result<ServerHandle> {
-        let shard_count = match options.shards {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-        .min(limits::SHARDS_MAX);
+        // Until cross-shard delivery lands, "as many as CPUs" (0) means one shard.
+        let shard_count = options.shards.clamp(1, limits::SHARDS_MAX);
         if shard_count > 1 {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -119,11 +116,11 @@ impl Server {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    handle.stop_threads();
+                    let _ = handle.stop_threads();
                     return Err(err);
                 }
                 Err(_) => {
-                    handle.stop_threads();
+                    let _ = handle.stop_threads();
                     return Err(io::Error::other("a shard thread exited during start-up"));
                 }
             }

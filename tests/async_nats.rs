@@ -56,16 +56,6 @@ async fn wildcards() {
     }
     nc.publish("done", "".into()).await.unwrap();
     nc.flush().await.unwrap();
-    let collect = |sub: &mut async_nats::Subscriber, n: usize| {
-        let sub = sub;
-        async move {
-            let mut got = Vec::new();
-            for _ in 0..n {
-                got.push(timeout(WAIT, sub.next()).await.unwrap().unwrap().subject.to_string());
-            }
-            got
-        }
-    };
     assert_eq!(collect(&mut star, 1).await, vec!["a.b"]);
     assert_eq!(collect(&mut full, 2).await, vec!["a.b", "a.b.c"]);
     assert_eq!(collect(&mut mid, 2).await, vec!["a.b.c", "x.b.y"]);
@@ -73,6 +63,14 @@ async fn wildcards() {
     for sub in [&mut star, &mut full, &mut mid] {
         assert!(timeout(Duration::from_millis(200), sub.next()).await.is_err());
     }
+}
+
+async fn collect(sub: &mut async_nats::Subscriber, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(timeout(WAIT, sub.next()).await.unwrap().unwrap().subject.to_string());
+    }
+    got
 }
 
 #[tokio::test]

@@ -117,11 +117,8 @@ impl Shard {
     /// Sends the error's `-ERR` (if it has one) and closes when nats-server would.
     fn protocol_error(&mut self, slot: u32, err: &ServerError) {
         if err.closes() {
-            if err.wire().is_some() {
-                self.send_error_and_drain(slot, err);
-            } else {
-                self.close(slot, err.close_reason().unwrap_or(CloseReason::ProtocolViolation));
-            }
+            // Output already queued (and the -ERR, if any) is flushed before the close.
+            self.send_error_and_drain(slot, err);
         } else {
             write_err(&mut self.conns[slot as usize].out.pending, err);
             self.mark_dirty(slot);

@@ -268,7 +268,8 @@ impl Shard {
             }
             let Some((ptr, len)) = conn.out.next_send() else {
                 if conn.state == ConnState::Draining {
-                    self.close(slot, conn.close_reason.unwrap_or(CloseReason::ClientClosed));
+                    let reason = conn.close_reason.unwrap_or(CloseReason::ClientClosed);
+                    self.close(slot, reason);
                 }
                 continue;
             };
@@ -529,7 +530,8 @@ impl Shard {
         self.arm_recv(slot);
     }
 
-    /// Sends `err` to the client, stops reading it, and closes it once the output is flushed.
+    /// Sends `err`'s -ERR (when it has one) after the output already queued, stops reading,
+    /// and closes once everything is flushed.
     fn send_error_and_drain(&mut self, slot: u32, err: &ServerError) {
         let conn = &mut self.conns[slot as usize];
         if conn.state != ConnState::Open {
@@ -537,7 +539,7 @@ impl Shard {
         }
         crate::proto::writer::write_err(&mut conn.out.pending, err);
         conn.state = ConnState::Draining;
-        conn.close_reason = err.close_reason();
+        conn.close_reason = Some(err.close_reason().unwrap_or(CloseReason::ProtocolViolation));
         self.remove_all_subs(slot);
         self.cancel_recv(slot);
         self.mark_dirty(slot);

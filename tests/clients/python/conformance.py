@@ -68,6 +68,22 @@ class Conns:
                     pass
 
 
+async def sync(nc, timeout=3.0):
+    """Round trip that really follows everything sent so far.
+
+    nats-py 2.16.0's flush() writes its PING straight to the socket, while
+    PUB/SUB commands wait in a pending buffer for the flusher task; so a PONG
+    can come back before the server has seen earlier commands (seen here as
+    sporadic lost messages / no-responders). Wait for the flusher to empty
+    the buffer first, then flush.
+    """
+    deadline = time.monotonic() + timeout
+    while nc._pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    check(not nc._pending, "client never flushed its pending buffer")
+    await nc.flush(timeout=timeout)
+
+
 async def collect(sub, n, timeout=3.0):
     """Read exactly n messages (or fail); returns them."""
     msgs = []
@@ -149,10 +165,10 @@ async def case_pubsub_literal(c):
     sub_nc = await c.new()
     pub_nc = await c.new()
     sub = await sub_nc.subscribe("conf.literal")
-    await sub_nc.flush()
+    await sync(sub_nc)
     for i in range(100):
         await pub_nc.publish("conf.literal", f"msg-{i}".encode())
-    await pub_nc.flush()
+    await sync(pub_nc)
     msgs = await collect(sub, 100)
     check(len(msgs) == 100, f"received {len(msgs)} of 100")
     for i, m in enumerate(msgs):
@@ -166,10 +182,10 @@ async def case_wildcards(c):
     star = await nc.subscribe("a.*")
     full = await nc.subscribe("a.>")
     mid = await nc.subscribe("*.b.*")
-    await nc.flush()
+    await sync(nc)
     for subj in ["a.b", "a.b.c", "b.x", "a", "a.c.d.e"]:
         await nc.publish(subj, subj.encode())
-    await nc.flush()
+    await sync(nc)
     got_star = [m.subject for m in await collect(star, 1)]
     check(got_star == ["a.b"], f"'a.*' got {got_star}, want ['a.b']")
     check(await expect_none(star) is None, "'a.*' got more than a.b")
@@ -201,11 +217,11 @@ async def case_queue_group(c):
     for i in range(3):
         nc = await c.new()
         subs.append(await nc.subscribe("conf.queue", queue="q", cb=make_cb(i), pending_msgs_limit=10 * n))
-        await nc.flush()
+        await sync(nc)
     pub = await c.new()
     for i in range(n):
         await pub.publish("conf.queue", str(i).encode())
-    await pub.flush()
+    await sync(pub)
     try:
         await asyncio.wait_for(done.wait(), 5)
     except asyncio.TimeoutError:
@@ -232,7 +248,7 @@ async def case_request_reply(c):
         await srv.publish(msg.reply, b"echo:" + msg.data)
 
     await srv.subscribe("svc.echo", cb=echo)
-    await srv.flush()
+    await sync(srv)
 
     async def one(i):
         r = await cli.request("svc.echo", f"req-{i}".encode(), timeout=3)
@@ -253,13 +269,13 @@ async def case_headers(c):
     sub_nc = await c.new()
     pub_nc = await c.new()
     sub = await sub_nc.subscribe("conf.hdr")
-    await sub_nc.flush()
+    await sync(sub_nc)
     # nats-py headers are a dict, so a repeated key cannot be expressed; the
     # "multi-value" header is sent as one comma-joined value here, and a raw
     # HPUB with a repeated key is checked below.
     hdrs = {"X-Test": "1", "X-Multi": "a, b", "Content-Type": "text/plain"}
     await pub_nc.publish("conf.hdr", b"hello headers", headers=hdrs)
-    await pub_nc.flush()
+    await sync(pub_nc)
     msgs = await collect(sub, 1)
     check(len(msgs) == 1, "no message with headers received")
     m = msgs[0]
@@ -292,7 +308,7 @@ async def case_headers(c):
         await pub_nc.publish(msg.reply, b"got:" + msg.data, headers={"X-Echo": v, "X-Test": "1"})
 
     await pub_nc.subscribe("svc.hdr", cb=responder)
-    await pub_nc.flush()
+    await sync(pub_nc)
     r = await sub_nc.request("svc.hdr", b"ping", timeout=3, headers={"X-Req": "abc"})
     check(r.data == b"got:ping", f"request-with-headers reply payload {r.data!r}")
     check(r.headers and r.headers.get("X-Echo") == "abc", f"reply headers {r.headers}")
@@ -316,12 +332,12 @@ async def case_echo_off(c):
     quiet = await c.new(no_echo=True)
     other = await c.new()
     sub = await quiet.subscribe("conf.echo")
-    await quiet.flush()
+    await sync(quiet)
     for i in range(3):
         await quiet.publish("conf.echo", f"self-{i}".encode())
-    await quiet.flush()
+    await sync(quiet)
     await other.publish("conf.echo", b"from-other")
-    await other.flush()
+    await sync(other)
     msgs = await collect(sub, 1)
     check(len(msgs) == 1, "message from another connection not received")
     check(msgs[0].data == b"from-other", f"got own message {msgs[0].data!r} despite echo=false")
@@ -330,7 +346,7 @@ async def case_echo_off(c):
     # Sanity: with echo on (default) a connection does see its own messages.
     echo_nc = await c.new()
     s2 = await echo_nc.subscribe("conf.echo2")
-    await echo_nc.flush()
+    await sync(echo_nc)
     await echo_nc.publish("conf.echo2", b"mine")
     got = await collect(s2, 1)
     check(len(got) == 1 and got[0].data == b"mine", "echo=true connection did not get its own message")
@@ -341,14 +357,14 @@ async def case_auto_unsubscribe(c):
     pub_nc = await c.new()
     sub = await sub_nc.subscribe("conf.autounsub")
     await sub.unsubscribe(limit=5)  # UNSUB <sid> 5
-    await sub_nc.flush()
+    await sync(sub_nc)
     for i in range(10):
         await pub_nc.publish("conf.autounsub", str(i).encode())
-    await pub_nc.flush()
+    await sync(pub_nc)
     msgs = await collect(sub, 10, timeout=1.0)
     check([m.data for m in msgs] == [str(i).encode() for i in range(5)],
           f"received {[m.data for m in msgs]}, want the first 5")
-    await sub_nc.flush()
+    await sync(sub_nc)
     # The client also enforces the limit; in_msgs shows what the server sent.
     check(sub_nc.stats["in_msgs"] == 5, f"server delivered {sub_nc.stats['in_msgs']} messages, want 5")
 
@@ -356,10 +372,10 @@ async def case_auto_unsubscribe(c):
 async def case_large_payload(c):
     nc = await c.new()
     sub = await nc.subscribe("conf.big", pending_bytes_limit=8 * MAX_PAYLOAD)
-    await nc.flush()
+    await sync(nc)
     payload = bytes((i * 7 + 3) & 0xFF for i in range(MAX_PAYLOAD))
     await nc.publish("conf.big", payload)
-    await nc.flush()
+    await sync(nc)
     msgs = await collect(sub, 1, timeout=5)
     check(len(msgs) == 1, "1 MiB message not received")
     check(len(msgs[0].data) == MAX_PAYLOAD, f"received {len(msgs[0].data)} bytes")
@@ -372,7 +388,7 @@ async def case_large_payload(c):
     except errors.MaxPayloadError:
         pass
     check(nc.is_connected, "connection not usable after client-side rejection")
-    await nc.flush()
+    await sync(nc)
 
     # What the server does with it, on a raw socket (the client would not send it):
     # a PUB control line announcing max_payload+1 bytes.
@@ -411,21 +427,24 @@ async def case_drain(c):
         got.append(msg.data)
 
     sub = await nc.subscribe("conf.drain", cb=slow)
-    await nc.flush()
+    await sync(nc)
     for i in range(100):
         await pub.publish("conf.drain", str(i).encode())
-    await pub.flush()
-    await nc.flush()  # all 100 are now in the client's pending queue or handled
+    await sync(pub)
+    await sync(nc)  # all 100 are now in the client's pending queue or handled
     await sub.drain()
     deadline = time.monotonic() + 3
     while len(got) < 100 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     check(got == [str(i).encode() for i in range(100)], f"drained sub handled {len(got)} of 100")
+    check(nc.stats["in_msgs"] == 100, f"server delivered {nc.stats['in_msgs']} messages, want 100")
     # After the drain the subscription is gone on the server.
+    await sync(nc)
     await pub.publish("conf.drain", b"late")
-    await pub.flush()
-    await asyncio.sleep(0.1)
-    check(len(got) == 100, "message delivered after subscription drain")
+    await sync(pub)
+    await sync(nc)
+    check(nc.stats["in_msgs"] == 100, "server delivered a message after the subscription was drained")
+    check(len(got) == 100, "message handled after subscription drain")
 
     # Whole-connection drain.
     closed = asyncio.Event()
@@ -440,11 +459,11 @@ async def case_drain(c):
         got2.append(msg.data)
 
     await nc2.subscribe("conf.drain2", cb=cb2)
-    await nc2.flush()
+    await sync(nc2)
     for i in range(50):
         await pub.publish("conf.drain2", str(i).encode())
-    await pub.flush()
-    await nc2.flush()
+    await sync(pub)
+    await sync(nc2)
     await nc2.drain()
     await asyncio.wait_for(closed.wait(), 3)
     check(nc2.is_closed, "connection not closed after drain")
