@@ -4,3 +4,4 @@
 //! a `ServerHandle` (bound port, shutdown). `main.rs` is a thin shell over it.
 
 pub mod limits;
+pub mod proto;
