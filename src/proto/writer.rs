@@ -1,0 +1,269 @@
+//! Writing server-to-client operations into an outbound buffer: `MSG`, `HMSG`, `-ERR`.
+//!
+//! Hot path: no formatting machinery, no allocation beyond the buffer's own growth (each
+//! writer reserves its exact length once). Integers go through [`write_u64`].
+
+use super::error::ServerError;
+
+/// Longest decimal `u64` ("18446744073709551615").
+const U64_DIGITS_MAX: usize = 20;
+
+/// Appends `n` in decimal.
+pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; U64_DIGITS_MAX];
+    let mut start = U64_DIGITS_MAX;
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Number of decimal digits of `n`.
+fn decimal_len(n: u64) -> usize {
+    let mut len = 1;
+    let mut rest = n;
+    while rest >= 10 {
+        rest /= 10;
+        len += 1;
+    }
+    len
+}
+
+/// Appends `MSG <subject> <sid> [reply] <len>\r\n<payload>\r\n`.
+pub fn write_msg(
+    out: &mut Vec<u8>,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    payload: &[u8],
+) {
+    let len = msg_len(subject, sid, reply, None, payload.len());
+    out.reserve(len);
+    let before = out.len();
+    out.extend_from_slice(b"MSG ");
+    write_routing(out, subject, sid, reply);
+    write_u64(out, payload.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    debug_assert_eq!(out.len() - before, len, "msg_len matches write_msg");
+}
+
+/// Appends `HMSG <subject> <sid> [reply] <hdr len> <total len>\r\n<headers><payload>\r\n`.
+pub fn write_hmsg(
+    out: &mut Vec<u8>,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    let len = msg_len(subject, sid, reply, Some(headers.len()), payload.len());
+    out.reserve(len);
+    let before = out.len();
+    out.extend_from_slice(b"HMSG ");
+    write_routing(out, subject, sid, reply);
+    write_u64(out, headers.len() as u64);
+    out.push(b' ');
+    write_u64(out, (headers.len() + payload.len()) as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(headers);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    debug_assert_eq!(out.len() - before, len, "msg_len matches write_hmsg");
+}
+
+/// `<subject> <sid> [reply] ` (with the trailing space).
+fn write_routing(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[u8]>) {
+    out.extend_from_slice(subject);
+    out.push(b' ');
+    out.extend_from_slice(sid);
+    out.push(b' ');
+    if let Some(reply) = reply {
+        out.extend_from_slice(reply);
+        out.push(b' ');
+    }
+}
+
+/// Appends the error's `-ERR` line, if it has one.
+pub fn write_err(out: &mut Vec<u8>, err: &ServerError) {
+    if let Some(wire) = err.wire() {
+        out.extend_from_slice(wire);
+    }
+}
+
+/// Length in bytes of the MSG write_msg would produce (used to check pending limits before
+/// writing). With `headers_len: Some(_)`, the length of the HMSG `write_hmsg` would produce.
+pub fn msg_len(
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    headers_len: Option<usize>,
+    payload_len: usize,
+) -> usize {
+    let routing = subject.len() + 1 + sid.len() + 1 + reply.map_or(0, |reply| reply.len() + 1);
+    let trailers = 2 + 2; // "\r\n" after the control line and after the payload
+    match headers_len {
+        None => b"MSG ".len() + routing + decimal_len(payload_len as u64) + trailers + payload_len,
+        Some(headers_len) => {
+            let total = headers_len + payload_len;
+            b"HMSG ".len()
+                + routing
+                + decimal_len(headers_len as u64)
+                + 1
+                + decimal_len(total as u64)
+                + trailers
+                + total
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::parser::parse_size;
+
+    fn u64_text(n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_u64(&mut out, n);
+        out
+    }
+
+    #[test]
+    fn u64_matches_std() {
+        let mut values = vec![0, 1, 9, 10, 11, 99, 100, 12345, u64::MAX, u64::MAX - 1];
+        for power in 0..20 {
+            let n = 10u64.pow(power);
+            values.extend([n - 1, n, n + 1]);
+        }
+        for n in values {
+            assert_eq!(u64_text(n), n.to_string().into_bytes(), "{n}");
+            assert_eq!(decimal_len(n), n.to_string().len(), "{n}");
+        }
+    }
+
+    #[test]
+    fn u64_appends() {
+        let mut out = b"x".to_vec();
+        write_u64(&mut out, 42);
+        assert_eq!(out, b"x42");
+    }
+
+    #[test]
+    fn msg_exact_bytes() {
+        let mut out = Vec::new();
+        write_msg(&mut out, b"foo.bar", b"1", None, b"hello");
+        assert_eq!(out, b"MSG foo.bar 1 5\r\nhello\r\n");
+        out.clear();
+        write_msg(&mut out, b"foo", b"22", Some(b"_INBOX.x"), b"");
+        assert_eq!(out, b"MSG foo 22 _INBOX.x 0\r\n\r\n");
+        out.clear();
+        write_msg(&mut out, b"a", b"1", None, b"x\r\ny");
+        assert_eq!(out, b"MSG a 1 4\r\nx\r\ny\r\n");
+    }
+
+    #[test]
+    fn hmsg_exact_bytes() {
+        let mut out = Vec::new();
+        write_hmsg(&mut out, b"foo", b"1", None, b"NATS/1.0\r\n\r\n", b"hi");
+        // As nats-server 2.15.1 delivered it.
+        assert_eq!(out, b"HMSG foo 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
+        out.clear();
+        let headers = b"NATS/1.0 503\r\nNats-Subject: req\r\n\r\n";
+        write_hmsg(&mut out, b"_INBOX.r", b"9", Some(b"r"), headers, b"");
+        let mut expected = b"HMSG _INBOX.r 9 r 35 35\r\n".to_vec();
+        expected.extend_from_slice(headers);
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(
+            headers.len(),
+            32 + b"req".len(),
+            "no-responders header size"
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn msg_len_is_written_len() {
+        let subjects: [&[u8]; 3] = [b"a", b"foo.bar.baz", &[b's'; 300]];
+        let payload_lens = [0usize, 1, 9, 10, 99, 100, 1000, 65536];
+        for subject in subjects {
+            for reply in [None, Some(&b"_INBOX.abc"[..])] {
+                for &payload_len in &payload_lens {
+                    let payload = vec![b'p'; payload_len];
+                    let mut out = vec![b'?'; 3];
+                    write_msg(&mut out, subject, b"17", reply, &payload);
+                    assert_eq!(
+                        out.len() - 3,
+                        msg_len(subject, b"17", reply, None, payload_len)
+                    );
+                    for headers_len in [0usize, 12, 100] {
+                        let headers = vec![b'h'; headers_len];
+                        let mut out = Vec::new();
+                        write_hmsg(&mut out, subject, b"17", reply, &headers, &payload);
+                        let expected =
+                            msg_len(subject, b"17", reply, Some(headers_len), payload_len);
+                        assert_eq!(out.len(), expected);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A test-only MSG/HMSG reader, independent of the client parser.
+    fn read_msg(bytes: &[u8]) -> (Vec<&[u8]>, &[u8], usize) {
+        let line_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap();
+        let fields: Vec<&[u8]> = bytes[..line_end].split(|&b| b == b' ').collect();
+        let total = parse_size(fields[fields.len() - 1]).unwrap();
+        let body = &bytes[line_end + 2..line_end + 2 + total];
+        assert_eq!(&bytes[line_end + 2 + total..], b"\r\n");
+        (fields, body, total)
+    }
+
+    #[test]
+    fn msg_round_trip() {
+        let mut out = Vec::new();
+        write_msg(
+            &mut out,
+            b"orders.new",
+            b"7",
+            Some(b"reply.to"),
+            b"a b\r\nc",
+        );
+        let (fields, body, _) = read_msg(&out);
+        assert_eq!(
+            fields,
+            [&b"MSG"[..], b"orders.new", b"7", b"reply.to", b"6"]
+        );
+        assert_eq!(body, b"a b\r\nc");
+
+        out.clear();
+        write_hmsg(
+            &mut out,
+            b"s",
+            b"1",
+            None,
+            b"NATS/1.0\r\nK: V\r\n\r\n",
+            b"body",
+        );
+        let (fields, body, total) = read_msg(&out);
+        assert_eq!(fields[..3], [&b"HMSG"[..], b"s", b"1"]);
+        let headers_len = parse_size(fields[3]).unwrap();
+        assert_eq!(total, headers_len + 4);
+        assert_eq!(&body[..headers_len], b"NATS/1.0\r\nK: V\r\n\r\n");
+        assert_eq!(&body[headers_len..], b"body");
+    }
+
+    #[test]
+    fn err_bytes() {
+        let mut out = Vec::new();
+        write_err(&mut out, &ServerError::MaxPayload);
+        write_err(&mut out, &ServerError::ParseError);
+        assert_eq!(out, b"-ERR 'Maximum Payload Violation'\r\n");
+    }
+}
