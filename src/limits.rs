@@ -40,8 +40,12 @@ pub const AUTH_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 pub const RING_ENTRIES: u32 = 4096;
 /// Completion queue entries per shard ring (multishot ops post many CQEs per SQE).
 pub const RING_COMPLETION_ENTRIES: u32 = 4 * RING_ENTRIES;
-/// Completions copied out of the ring per batch before any is handled.
+/// Initial capacity of the batch of non-receive completions handled per round.
 pub const COMPLETION_BATCH_MAX: usize = 512;
+/// Received bytes one loop round handles before it flushes what they produced. Sends are queued
+/// only between rounds, so this bounds how much one burst can pile onto a subscriber's
+/// outbound before the kernel is given any of it.
+pub const RECV_BYTES_PER_ROUND_MAX: usize = 512 * 1024;
 
 /// Provided buffers per shard (a power of two, as the kernel requires).
 pub const RECV_BUFFER_COUNT: u16 = 512;
@@ -49,11 +53,11 @@ pub const RECV_BUFFER_COUNT: u16 = 512;
 /// messages; small enough that 512 of them stay at 32 MiB of address space per shard.
 pub const RECV_BUFFER_BYTES: u32 = 64 * 1024;
 
-/// Outbound bytes at which a connection's reader pauses the publishers feeding it (the
-/// publisher stops being read until this subscriber drains under the low-water mark).
+/// Outbound bytes at which a subscriber pauses the publishers feeding it (the publisher stops
+/// being read until this subscriber drains under the low-water mark). The mark in force is the
+/// smaller of this and three quarters of `max_pending`, where nats-server starts stalling
+/// producers.
 pub const OUTBOUND_HIGH_WATER_BYTES: usize = 8 * 1024 * 1024;
-/// Outbound bytes under which paused publishers are resumed.
-pub const OUTBOUND_LOW_WATER_BYTES: usize = 1024 * 1024;
 /// Longest a publisher stays paused because of one slow subscriber before it is resumed
 /// anyway (the subscriber then either drains or becomes a slow consumer at `max_pending`).
 pub const PUBLISHER_PAUSE_MS_MAX: u64 = 10;
@@ -83,9 +87,9 @@ const _: () = assert!(
     RECV_BUFFER_COUNT <= 32768,
     "kernel limit on buffer ring entries"
 );
-const _: () = assert!(OUTBOUND_LOW_WATER_BYTES < OUTBOUND_HIGH_WATER_BYTES);
 const _: () = assert!((OUTBOUND_HIGH_WATER_BYTES as u64) < PENDING_BYTES_MAX_DEFAULT);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_CEILING);
 const _: () = assert!(COMPLETION_BATCH_MAX <= RING_COMPLETION_ENTRIES as usize);
+const _: () = assert!(RECV_BYTES_PER_ROUND_MAX >= RECV_BUFFER_BYTES as usize);
 const _: () = assert!(FIRST_PING_INTERVAL_MS < PING_INTERVAL_MS_DEFAULT);
 const _: () = assert!(SHARDS_MAX <= 1 << 8);

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("natsring: v{} (nats-server protocol {ADVERTISED_VERSION})", env!("CARGO_PKG_VERSION"));
+            println!(
+                "natsring: v{} (nats-server protocol {ADVERTISED_VERSION})",
+                env!("CARGO_PKG_VERSION")
+            );
             return ExitCode::SUCCESS;
         }
         Err(err) => {
@@ -39,7 +42,10 @@ fn main() -> ExitCode {
         }
     };
     log_notice!("Starting natsring");
-    log_notice!("  Version:  {ADVERTISED_VERSION} (natsring {})", env!("CARGO_PKG_VERSION"));
+    log_notice!(
+        "  Version:  {ADVERTISED_VERSION} (natsring {})",
+        env!("CARGO_PKG_VERSION")
+    );
     let server = match Server::start(options.clone()) {
         Ok(server) => server,
         Err(err) => {
@@ -47,10 +53,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    log_notice!("  Name:     {}", options.server_name.as_deref().unwrap_or(server.server_id()));
+    log_notice!(
+        "  Name:     {}",
+        options.server_name.as_deref().unwrap_or(server.server_id())
+    );
     log_notice!("  ID:       {}", server.server_id());
     log_notice!("  Shards:   {}", server.shard_count());
-    log_notice!("Listening for client connections on {}:{}", options.host, server.port());
+    log_notice!(
+        "Listening for client connections on {}:{}",
+        options.host,
+        server.port()
+    );
     if let Some(path) = &options.pid_file {
         if let Err(err) = config::write_pid_file(path) {
             log_error!("Could not write pidfile: {err}");
@@ -65,7 +78,14 @@ fn main() -> ExitCode {
     log_notice!("Server is ready");
 
     if let Some(signal) = signals.forever().next() {
-        log_notice!("Trapped \"{}\" signal", if signal == SIGINT { "interrupt" } else { "terminated" });
+        log_notice!(
+            "Trapped \"{}\" signal",
+            if signal == SIGINT {
+                "interrupt"
+            } else {
+                "terminated"
+            }
+        );
     }
     log_notice!("Initiating Shutdown...");
     let result = server.shutdown();

@@ -72,13 +72,19 @@ impl Server {
             next_client_id: AtomicU64::new(1),
             connections: AtomicU32::new(0),
             stopping: AtomicBool::new(false),
-            stats: (0..shard_count).map(|_| Mutex::new(ShardStats::default())).collect(),
+            stats: (0..shard_count)
+                .map(|_| Mutex::new(ShardStats::default()))
+                .collect(),
         });
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let mut wake = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
-        let cpus = if shared.options.pin_shards { allowed_cpus() } else { Vec::new() };
+        let cpus = if shared.options.pin_shards {
+            allowed_cpus()
+        } else {
+            Vec::new()
+        };
         for (index, listener) in listeners.into_iter().enumerate() {
             let (reader, writer) = io::pipe()?;
             wake.push(writer);
@@ -111,7 +117,12 @@ impl Server {
             threads.push(thread);
         }
         drop(ready_tx);
-        let mut handle = ServerHandle { port, shared, wake, threads };
+        let mut handle = ServerHandle {
+            port,
+            shared,
+            wake,
+            threads,
+        };
         for _ in 0..shard_count {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -146,8 +157,12 @@ impl ServerHandle {
 
     /// Counters summed over every shard, as last published (each shard publishes on its tick).
     pub fn stats(&self) -> ShardStats {
-        let all: Vec<ShardStats> =
-            self.shared.stats.iter().map(|s| *s.lock().unwrap_or_else(|e| e.into_inner())).collect();
+        let all: Vec<ShardStats> = self
+            .shared
+            .stats
+            .iter()
+            .map(|s| *s.lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
         ShardStats::sum(&all)
     }
 
@@ -176,11 +191,17 @@ impl ServerHandle {
 /// Binds `count` listeners on the same address with `SO_REUSEPORT`; the kernel spreads
 /// incoming connections over them. Port 0 binds a random port for the first and reuses it.
 fn bind_listeners(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpListener>> {
-    let host = if host.is_empty() { limits::HOST_DEFAULT } else { host };
-    let addr: SocketAddr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve {host}")))?;
+    let host = if host.is_empty() {
+        limits::HOST_DEFAULT
+    } else {
+        host
+    };
+    let addr: SocketAddr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve {host}"),
+        )
+    })?;
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
@@ -200,13 +221,20 @@ fn bind_listeners(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpList
 
 /// The CPUs this process may run on, in order.
 fn allowed_cpus() -> Vec<usize> {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return Vec::new() };
-    let Some(list) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Vec::new();
+    };
+    let Some(list) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+    else {
         return Vec::new();
     };
     let mut cpus = Vec::new();
     for part in list.trim().split(',') {
-        let mut bounds = part.split('-').filter_map(|b| b.trim().parse::<usize>().ok());
+        let mut bounds = part
+            .split('-')
+            .filter_map(|b| b.trim().parse::<usize>().ok());
         match (bounds.next(), bounds.next()) {
             (Some(a), Some(b)) => cpus.extend(a..=b),
             (Some(a), None) => cpus.push(a),

@@ -61,14 +61,23 @@ async fn wildcards() {
     assert_eq!(collect(&mut mid, 2).await, vec!["a.b.c", "x.b.y"]);
     // Nothing more arrives for any of them.
     for sub in [&mut star, &mut full, &mut mid] {
-        assert!(timeout(Duration::from_millis(200), sub.next()).await.is_err());
+        assert!(timeout(Duration::from_millis(200), sub.next())
+            .await
+            .is_err());
     }
 }
 
 async fn collect(sub: &mut async_nats::Subscriber, n: usize) -> Vec<String> {
     let mut got = Vec::new();
     for _ in 0..n {
-        got.push(timeout(WAIT, sub.next()).await.unwrap().unwrap().subject.to_string());
+        got.push(
+            timeout(WAIT, sub.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .subject
+                .to_string(),
+        );
     }
     got
 }
@@ -89,7 +98,10 @@ async fn queue_group_is_fair_and_exclusive() {
     let mut plain = publisher.subscribe("work").await.unwrap();
     publisher.flush().await.unwrap();
     for i in 0..total {
-        publisher.publish("work", i.to_string().into()).await.unwrap();
+        publisher
+            .publish("work", i.to_string().into())
+            .await
+            .unwrap();
     }
     publisher.flush().await.unwrap();
     let mut seen = vec![0u8; total];
@@ -103,11 +115,17 @@ async fn queue_group_is_fair_and_exclusive() {
         }
         counts.push(count);
     }
-    assert!(seen.iter().all(|&n| n == 1), "every message delivered to exactly one member");
+    assert!(
+        seen.iter().all(|&n| n == 1),
+        "every message delivered to exactly one member"
+    );
     let fair = total / members;
     for count in &counts {
         let diff = (*count as f64 - fair as f64).abs() / fair as f64;
-        assert!(diff <= 0.10, "member got {count} of {total}, counts {counts:?}");
+        assert!(
+            diff <= 0.10,
+            "member got {count} of {total}, counts {counts:?}"
+        );
     }
     // The plain subscriber on the same subject gets every message too.
     for _ in 0..total {
@@ -125,12 +143,18 @@ async fn request_reply() {
         while let Some(msg) = service.next().await {
             let mut reply = b"echo:".to_vec();
             reply.extend_from_slice(&msg.payload);
-            responder.publish(msg.reply.unwrap(), reply.into()).await.unwrap();
+            responder
+                .publish(msg.reply.unwrap(), reply.into())
+                .await
+                .unwrap();
         }
     });
     let requester = client(&server.url()).await;
     for i in 0..50 {
-        let answer = timeout(WAIT, requester.request("svc.echo", format!("{i}").into())).await.unwrap().unwrap();
+        let answer = timeout(WAIT, requester.request("svc.echo", format!("{i}").into()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(answer.payload, Bytes::from(format!("echo:{i}")));
     }
 }
@@ -145,7 +169,9 @@ async fn headers_round_trip() {
     headers.insert("X-Test", "1");
     headers.append("X-Multi", "a");
     headers.append("X-Multi", "b");
-    nc.publish_with_headers("h", headers, "body".into()).await.unwrap();
+    nc.publish_with_headers("h", headers, "body".into())
+        .await
+        .unwrap();
     let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
     let got = msg.headers.expect("headers");
     assert_eq!(got.get("X-Test").map(|v| v.as_str()), Some("1"));
@@ -159,15 +185,25 @@ async fn no_responders() {
     let server = start();
     let nc = client(&server.url()).await;
     let started = std::time::Instant::now();
-    let err = nc.request("nobody.home", "x".into()).await.expect_err("no responders");
+    let err = nc
+        .request("nobody.home", "x".into())
+        .await
+        .expect_err("no responders");
     assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
-    assert!(started.elapsed() < Duration::from_secs(2), "answered fast, not by timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered fast, not by timeout"
+    );
 }
 
 #[tokio::test]
 async fn echo_off() {
     let server = start();
-    let quiet = async_nats::ConnectOptions::new().no_echo().connect(server.url()).await.unwrap();
+    let quiet = async_nats::ConnectOptions::new()
+        .no_echo()
+        .connect(server.url())
+        .await
+        .unwrap();
     let other = client(&server.url()).await;
     let mut sub = quiet.subscribe("e").await.unwrap();
     quiet.flush().await.unwrap();
@@ -177,7 +213,9 @@ async fn echo_off() {
     other.flush().await.unwrap();
     let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
     assert_eq!(&msg.payload[..], b"theirs");
-    assert!(timeout(Duration::from_millis(200), sub.next()).await.is_err());
+    assert!(timeout(Duration::from_millis(200), sub.next())
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -205,7 +243,9 @@ async fn one_mebibyte_payloads() {
     let mut sub = nc.subscribe("big").await.unwrap();
     nc.flush().await.unwrap();
     for round in 0..5u8 {
-        let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i as u8).wrapping_mul(31).wrapping_add(round)).collect();
+        let payload: Vec<u8> = (0..1024 * 1024)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(round))
+            .collect();
         nc.publish("big", payload.clone().into()).await.unwrap();
         let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
         assert_eq!(msg.payload.len(), payload.len());
@@ -247,7 +287,7 @@ async fn verbose_and_pedantic() {
     let out = raw.read_until(b"PONG\r\n", WAIT);
     assert_eq!(
         String::from_utf8_lossy(&out),
-        "+OK\r\n+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\nMSG a 1 1\r\ny\r\nPONG\r\n"
+        "+OK\r\n+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\n+OK\r\nMSG a 1 1\r\ny\r\nPONG\r\n"
     );
 }
 
@@ -262,7 +302,10 @@ async fn thousand_subscribers_on_one_subject() {
     nc.flush().await.unwrap();
     let publisher = client(&server.url()).await;
     for i in 0..3 {
-        publisher.publish("fan", format!("{i}").into()).await.unwrap();
+        publisher
+            .publish("fan", format!("{i}").into())
+            .await
+            .unwrap();
     }
     publisher.flush().await.unwrap();
     for sub in subs.iter_mut() {
@@ -283,12 +326,18 @@ async fn hundred_thousand_messages_complete_and_in_order() {
     let total = 100_000u64;
     let producer = tokio::spawn(async move {
         for i in 0..total {
-            publisher.publish("seq", i.to_string().into()).await.unwrap();
+            publisher
+                .publish("seq", i.to_string().into())
+                .await
+                .unwrap();
         }
         publisher.flush().await.unwrap();
     });
     for expected in 0..total {
-        let msg = timeout(WAIT, sub.next()).await.expect("message in time").unwrap();
+        let msg = timeout(WAIT, sub.next())
+            .await
+            .expect("message in time")
+            .unwrap();
         let got: u64 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
         assert_eq!(got, expected);
     }
@@ -307,7 +356,9 @@ async fn many_publishers_keep_per_publisher_order() {
         let nc = client(&server.url()).await;
         tokio::spawn(async move {
             for i in 0..per {
-                nc.publish(format!("multi.{p}"), i.to_string().into()).await.unwrap();
+                nc.publish(format!("multi.{p}"), i.to_string().into())
+                    .await
+                    .unwrap();
             }
             nc.flush().await.unwrap();
         });
@@ -322,7 +373,7 @@ async fn many_publishers_keep_per_publisher_order() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_and_others_unaffected() {
     let mut opts = options();
     opts.max_pending = 2 * 1024 * 1024;
@@ -342,7 +393,10 @@ async fn slow_consumer_is_closed_and_others_unaffected() {
     let reader = tokio::spawn(async move {
         let mut n = 0;
         while n < total {
-            timeout(WAIT, good.next()).await.expect("healthy subscriber keeps receiving").unwrap();
+            timeout(WAIT, good.next())
+                .await
+                .expect("healthy subscriber keeps receiving")
+                .unwrap();
             n += 1;
         }
         n
@@ -355,7 +409,10 @@ async fn slow_consumer_is_closed_and_others_unaffected() {
     // The stuck subscriber was closed as a slow consumer.
     let deadline = std::time::Instant::now() + WAIT;
     while server.handle().stats().slow_consumers == 0 {
-        assert!(std::time::Instant::now() < deadline, "slow consumer detected");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slow consumer detected"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

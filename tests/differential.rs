@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::Duration;
 
 use common::{normalize_info, start, start_reference, Raw};
@@ -26,17 +27,31 @@ fn run(port: u16, case: &Case) -> Vec<(Vec<u8>, bool)> {
         let (index, raw) = conn;
         outputs[index] = raw.read_until(b"\r\n", Duration::from_secs(5));
     }
+    let mut closed = vec![false; case.connections];
     for &(index, bytes) in case.steps {
-        conns[index].send(bytes);
+        if closed[index] {
+            continue;
+        }
+        // A send may fail once the server has closed; the close is what the case records.
+        if conns[index].stream.write_all(bytes).is_err() {
+            closed[index] = true;
+            continue;
+        }
         if bytes.ends_with(b"PING\r\n") {
-            let got = conns[index].read_until(b"PONG\r\n", Duration::from_secs(5));
+            let (got, was_closed) =
+                conns[index].read_until_or_close(b"PONG\r\n", Duration::from_secs(5));
             outputs[index].extend_from_slice(&got);
+            closed[index] = was_closed;
         }
     }
     conns
         .iter_mut()
         .zip(outputs)
-        .map(|(raw, mut out)| {
+        .zip(closed)
+        .map(|((raw, mut out), was_closed)| {
+            if was_closed {
+                return (normalize_info(&out), true);
+            }
             let (rest, closed) = raw.read_until_quiet(QUIET);
             out.extend_from_slice(&rest);
             (normalize_info(&out), closed)
@@ -191,12 +206,23 @@ fn natsring_matches_nats_server_byte_for_byte() {
             failures.push(format!(
                 "case {:?}\n  nats-server: {:?}\n  natsring:    {:?}",
                 case.name,
-                expected.iter().map(|(b, c)| (String::from_utf8_lossy(b).into_owned(), *c)).collect::<Vec<_>>(),
-                got.iter().map(|(b, c)| (String::from_utf8_lossy(b).into_owned(), *c)).collect::<Vec<_>>(),
+                expected
+                    .iter()
+                    .map(|(b, c)| (String::from_utf8_lossy(b).into_owned(), *c))
+                    .collect::<Vec<_>>(),
+                got.iter()
+                    .map(|(b, c)| (String::from_utf8_lossy(b).into_owned(), *c))
+                    .collect::<Vec<_>>(),
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -214,8 +240,15 @@ fn control_line_limit_matches() {
             raw.send(line.as_bytes());
             let (rest, closed) = raw.read_until_quiet(QUIET);
             out.extend_from_slice(&rest);
-            (String::from_utf8_lossy(&normalize_info(&out)).into_owned(), closed)
+            (
+                String::from_utf8_lossy(&normalize_info(&out)).into_owned(),
+                closed,
+            )
         };
-        assert_eq!(run_one(ours.port), run_one(reference.port), "control line of limit + {extra}");
+        assert_eq!(
+            run_one(ours.port),
+            run_one(reference.port),
+            "control line of limit + {extra}"
+        );
     }
 }

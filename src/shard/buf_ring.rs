@@ -90,18 +90,16 @@ impl BufRing {
         count: u16,
         buffer_bytes: u32,
     ) -> io::Result<BufRing> {
-        assert!(count.is_power_of_two(), "the kernel needs a power-of-two ring");
+        assert!(
+            count.is_power_of_two(),
+            "the kernel needs a power-of-two ring"
+        );
         let entries = Mapping::new(count as usize * std::mem::size_of::<BufRingEntry>())?;
         let buffers = Mapping::new(count as usize * buffer_bytes as usize)?;
         // SAFETY: `entries` is a page-aligned mapping of `count` entries that lives as long as
         // this BufRing, which the shard drops only after its io_uring (module invariants).
         unsafe {
-            submitter.register_buf_ring_with_flags(
-                entries.base.as_ptr() as u64,
-                count,
-                group_id,
-                0,
-            )
+            submitter.register_buf_ring_with_flags(entries.base.as_ptr() as u64, count, group_id, 0)
         }
         .map_err(|err| {
             io::Error::new(
@@ -109,7 +107,15 @@ impl BufRing {
                 format!("registering the provided-buffer ring failed (Linux 5.19+ needed): {err}"),
             )
         })?;
-        let mut ring = BufRing { entries, buffers, count, buffer_bytes, group_id, tail: 0, leased: 0 };
+        let mut ring = BufRing {
+            entries,
+            buffers,
+            count,
+            buffer_bytes,
+            group_id,
+            tail: 0,
+            leased: 0,
+        };
         for id in 0..count {
             ring.fill_entry(id);
         }
@@ -126,7 +132,11 @@ impl BufRing {
         assert!(id < self.count, "buffer id {id} out of range");
         assert!(len <= self.buffer_bytes as usize);
         self.leased += 1;
-        BufLease { ptr: self.buffer_ptr(id), len, id }
+        BufLease {
+            ptr: self.buffer_ptr(id),
+            len,
+            id,
+        }
     }
 
     /// Returns a leased buffer to the kernel.

@@ -11,7 +11,7 @@ use memchr::memchr;
 use super::conn::{ConnState, Subscription};
 use super::Shard;
 use crate::limits;
-use crate::proto::json::{parse_connect, write_info};
+use crate::proto::json::{parse_connect_onto, write_info};
 use crate::proto::writer::{write_err, write_hmsg, write_msg};
 use crate::proto::{CloseReason, Op, ServerError, Step};
 use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
@@ -91,7 +91,9 @@ impl Shard {
             }
         }
         while !input.is_empty() {
-            let Some(conn) = self.conns.get_mut(slot as usize) else { return };
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                return;
+            };
             if !conn.is_open() {
                 return;
             }
@@ -127,13 +129,38 @@ impl Shard {
 
     fn handle_op(&mut self, slot: u32, op: Op<'_>) {
         match op {
-            Op::Pub { subject, reply, payload } => {
-                self.on_pub(slot, Message { subject, reply, headers: None, payload })
-            }
-            Op::Hpub { subject, reply, headers, payload } => {
-                self.on_pub(slot, Message { subject, reply, headers: Some(headers), payload })
-            }
-            Op::Sub { subject, queue, sid } => self.on_sub(slot, subject, queue, sid),
+            Op::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.on_pub(
+                slot,
+                Message {
+                    subject,
+                    reply,
+                    headers: None,
+                    payload,
+                },
+            ),
+            Op::Hpub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => self.on_pub(
+                slot,
+                Message {
+                    subject,
+                    reply,
+                    headers: Some(headers),
+                    payload,
+                },
+            ),
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.on_sub(slot, subject, queue, sid),
             Op::Unsub { sid, max } => self.on_unsub(slot, sid, max),
             Op::Ping => self.on_ping(slot),
             Op::Pong => {
@@ -153,15 +180,13 @@ impl Shard {
     }
 
     fn on_connect(&mut self, slot: u32, json: &[u8]) {
-        let options = match parse_connect(json) {
+        // A later CONNECT is applied on top of the earlier one, as nats-server does.
+        let options = match parse_connect_onto(json, &self.conns[slot as usize].options) {
             Ok(options) => options,
             Err(err) => return self.protocol_error(slot, &err),
         };
-        if options.protocol < 0 || options.protocol > 1 {
-            return self.protocol_error(slot, &ServerError::InvalidClientProtocol);
-        }
-        if options.no_responders && !options.headers {
-            return self.protocol_error(slot, &ServerError::NoRespondersRequiresHeaders);
+        if let Err(err) = options.check() {
+            return self.protocol_error(slot, &err);
         }
         let headers_allowed = !self.shared.options.no_header_support;
         let conn = &mut self.conns[slot as usize];
@@ -181,7 +206,11 @@ impl Shard {
             conn.sent_connect_info = true;
             let mut info = self.shared.info.clone();
             info.client_id = conn.client_id;
-            info.client_ip = conn.peer.rsplit_once(':').map(|(ip, _)| ip.to_string()).unwrap_or_default();
+            info.client_ip = conn
+                .peer
+                .rsplit_once(':')
+                .map(|(ip, _)| ip.to_string())
+                .unwrap_or_default();
             info.connect_info = true;
             info.remote_account = Some("$G".to_string());
             write_info(&mut conn.out.pending, &info);
@@ -208,7 +237,11 @@ impl Shard {
             max: None,
             delivered: 0,
         }) as u32;
-        let handle = SubHandle { shard: self.index, slot: sub_slot, generation };
+        let handle = SubHandle {
+            shard: self.index,
+            slot: sub_slot,
+            generation,
+        };
         if self.shared.sublist.insert(subject, queue, handle).is_err() {
             self.subs.remove(sub_slot as usize);
             return self.protocol_error(slot, &ServerError::InvalidSubject);
@@ -231,8 +264,15 @@ impl Shard {
     /// Removes one subscription from the table, the slab and its connection.
     pub(super) fn remove_sub(&mut self, sub_slot: u32) {
         let sub = self.subs.remove(sub_slot as usize);
-        let handle = SubHandle { shard: self.index, slot: sub_slot, generation: sub.generation };
-        let removed = self.shared.sublist.remove(&sub.subject, sub.queue.as_deref(), handle);
+        let handle = SubHandle {
+            shard: self.index,
+            slot: sub_slot,
+            generation: sub.generation,
+        };
+        let removed = self
+            .shared
+            .sublist
+            .remove(&sub.subject, sub.queue.as_deref(), handle);
         debug_assert!(removed, "a live subscription is in the table");
         if let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) {
             if conn.generation == sub.conn_generation {
@@ -247,14 +287,27 @@ impl Shard {
         if sids.is_empty() {
             return;
         }
-        let removed: Vec<(u32, Subscription)> =
-            sids.into_values().map(|sub_slot| (sub_slot, self.subs.remove(sub_slot as usize))).collect();
+        let removed: Vec<(u32, Subscription)> = sids
+            .into_values()
+            .map(|sub_slot| (sub_slot, self.subs.remove(sub_slot as usize)))
+            .collect();
         let index = self.index;
-        let count = self.shared.sublist.remove_many(removed.iter().map(|(sub_slot, sub)| {
-            let handle = SubHandle { shard: index, slot: *sub_slot, generation: sub.generation };
-            (&sub.subject[..], sub.queue.as_deref(), handle)
-        }));
-        debug_assert_eq!(count, removed.len(), "every live subscription is in the table");
+        let count = self
+            .shared
+            .sublist
+            .remove_many(removed.iter().map(|(sub_slot, sub)| {
+                let handle = SubHandle {
+                    shard: index,
+                    slot: *sub_slot,
+                    generation: sub.generation,
+                };
+                (&sub.subject[..], sub.queue.as_deref(), handle)
+            }));
+        debug_assert_eq!(
+            count,
+            removed.len(),
+            "every live subscription is in the table"
+        );
     }
 
     fn on_pub(&mut self, slot: u32, message: Message<'_>) {
@@ -265,7 +318,9 @@ impl Shard {
         conn.in_msgs += 1;
         conn.in_bytes += total as u64;
         if conn.options.pedantic && !valid_literal_subject(message.subject) {
-            return self.protocol_error(slot, &ServerError::InvalidPublishSubject);
+            // nats-server reports it and still acks and routes the message (a wildcard in a
+            // published subject is plain text, so it may still match a wildcard subscription).
+            self.protocol_error(slot, &ServerError::InvalidPublishSubject);
         }
         self.reply_ok(slot);
 
@@ -315,7 +370,12 @@ impl Shard {
         headers.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
         headers.extend_from_slice(subject);
         headers.extend_from_slice(b"\r\n\r\n");
-        let message = Message { subject: reply, reply: None, headers: Some(&headers), payload: b"" };
+        let message = Message {
+            subject: reply,
+            reply: None,
+            headers: Some(&headers),
+            payload: b"",
+        };
         self.deliver(handle, None, message);
         self.scratch = headers;
     }
@@ -323,12 +383,19 @@ impl Shard {
     /// Writes `message` to one subscription. `publisher` is the publishing connection's slot
     /// when echo rules apply. Returns whether the subscriber took it.
     fn deliver(&mut self, handle: SubHandle, publisher: Option<u32>, message: Message<'_>) -> bool {
-        debug_assert_eq!(handle.shard, self.index, "cross-shard delivery is not wired yet");
-        let Some(sub) = self.subs.get_mut(handle.slot as usize) else { return false };
+        debug_assert_eq!(
+            handle.shard, self.index,
+            "cross-shard delivery is not wired yet"
+        );
+        let Some(sub) = self.subs.get_mut(handle.slot as usize) else {
+            return false;
+        };
         if sub.generation != handle.generation {
             return false;
         }
-        let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) else { return false };
+        let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) else {
+            return false;
+        };
         if conn.generation != sub.conn_generation || conn.state != ConnState::Open {
             return false;
         }
@@ -345,7 +412,13 @@ impl Shard {
                 headers,
                 message.payload,
             ),
-            _ => write_msg(&mut conn.out.pending, message.subject, &sub.sid, message.reply, message.payload),
+            _ => write_msg(
+                &mut conn.out.pending,
+                message.subject,
+                &sub.sid,
+                message.reply,
+                message.payload,
+            ),
         }
         let written = conn.out.pending.len() - before;
         conn.out_msgs += 1;
@@ -365,7 +438,7 @@ impl Shard {
         }
         if pending_bytes as u64 > self.shared.options.max_pending {
             self.slow_consumer(subscriber);
-        } else if pending_bytes > limits::OUTBOUND_HIGH_WATER_BYTES {
+        } else if pending_bytes > self.high_water_bytes {
             if let Some(publisher) = publisher.filter(|&p| p != subscriber) {
                 self.pause(publisher);
             }

@@ -17,6 +17,7 @@ mod client;
 mod conn;
 mod ring;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -88,6 +89,8 @@ pub struct Shard {
     subs: Slab<Subscription>,
     /// Source of connection and subscription generations (never reused while a slot lives).
     next_generation: u32,
+    /// Receive completions not handled yet, oldest first (see `receive_round`).
+    recv_backlog: VecDeque<Completion>,
     /// Slots with output to flush this iteration (deduplicated by `Conn::dirty`).
     dirty: Vec<u32>,
     /// Slots whose reading is paused for a slow subscriber.
@@ -97,6 +100,8 @@ pub struct Shard {
     started: Instant,
     /// Milliseconds since `started`, read once per loop iteration.
     now_ms: u64,
+    /// Outbound bytes over which a subscriber pauses its publishers (see limits).
+    high_water_bytes: usize,
     accept_armed: bool,
     resume_armed: bool,
     stopping: bool,
@@ -110,6 +115,7 @@ impl Shard {
     /// single-issuer).
     pub fn new(setup: ShardSetup) -> io::Result<Shard> {
         let ring = ring::create()?;
+        let setup_max_pending = setup.shared.options.max_pending;
         let buf_ring = BufRing::new(
             &ring.submitter(),
             0,
@@ -137,12 +143,15 @@ impl Shard {
             conns: Slab::new(),
             subs: Slab::new(),
             next_generation: 1,
+            recv_backlog: VecDeque::new(),
             dirty: Vec::new(),
             paused: Vec::new(),
             cache: MatchCache::new(),
             rng: seed | 1,
             started: Instant::now(),
             now_ms: 0,
+            high_water_bytes: limits::OUTBOUND_HIGH_WATER_BYTES
+                .min((setup_max_pending / 4 * 3) as usize),
             accept_armed: false,
             resume_armed: false,
             stopping: false,
@@ -158,25 +167,24 @@ impl Shard {
         self.arm_wake();
         let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
         while !(self.stopping && self.conns.is_empty()) {
-            match self.ring.submit_and_wait(1) {
+            // Wait only when no received data is left over from the last round.
+            let want = usize::from(self.recv_backlog.is_empty());
+            match self.ring.submit_and_wait(want) {
                 Ok(_) => {}
                 Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
                 Err(err) => return Err(err),
             }
             self.now_ms = self.started.elapsed().as_millis() as u64;
-            loop {
-                batch.clear();
-                batch.extend(self.ring.completion().take(limits::COMPLETION_BATCH_MAX).map(
-                    |cqe| Completion { user_data: cqe.user_data(), result: cqe.result(), flags: cqe.flags() },
-                ));
-                if batch.is_empty() {
-                    break;
-                }
-                for completion in &batch {
-                    self.dispatch(*completion);
-                }
+            self.reap(&mut batch);
+            for completion in &batch {
+                self.dispatch(*completion);
             }
-            debug_assert_eq!(self.buf_ring.leased(), 0, "a receive buffer was not given back");
+            self.receive_round();
+            debug_assert_eq!(
+                self.buf_ring.leased(),
+                0,
+                "a receive buffer was not given back"
+            );
             self.resume_paused();
             self.flush_dirty();
         }
@@ -184,9 +192,48 @@ impl Shard {
         Ok(())
     }
 
+    /// Empties the completion queue: receive completions join the FIFO backlog, everything
+    /// else (sends, accepts, timers, cancels) goes into `batch` to be handled right away. So a
+    /// send completion never waits behind a long run of received data, and a subscriber's
+    /// frozen buffer is released as soon as the kernel is done with it.
+    fn reap(&mut self, batch: &mut Vec<Completion>) {
+        batch.clear();
+        for cqe in self.ring.completion() {
+            let completion = Completion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            };
+            if Token::decode(completion.user_data).is_some_and(|t| t.kind == OpKind::Recv) {
+                self.recv_backlog.push_back(completion);
+            } else {
+                batch.push(completion);
+            }
+        }
+    }
+
+    /// Handles received data in arrival order until `RECV_BYTES_PER_ROUND_MAX` bytes are in;
+    /// the rest waits for the next round, after what this round produced is flushed. Buffers
+    /// named by waiting completions stay out of the ring meanwhile: when it runs dry, the
+    /// kernel stops reading (ENOBUFS ends the multishot receive), and TCP pushes back on the
+    /// publisher.
+    fn receive_round(&mut self) {
+        let mut received = 0usize;
+        while received < limits::RECV_BYTES_PER_ROUND_MAX {
+            let Some(completion) = self.recv_backlog.pop_front() else {
+                break;
+            };
+            received += completion.result.max(0) as usize;
+            self.dispatch(completion);
+        }
+    }
+
     fn dispatch(&mut self, completion: Completion) {
         let Some(token) = Token::decode(completion.user_data) else {
-            unreachable!("completion with user_data {:#x} the shard never submitted", completion.user_data);
+            unreachable!(
+                "completion with user_data {:#x} the shard never submitted",
+                completion.user_data
+            );
         };
         match token.kind {
             OpKind::Accept => self.on_accept(completion),
@@ -261,7 +308,9 @@ impl Shard {
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
-            let Some(conn) = self.conns.get_mut(slot as usize) else { continue };
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
             conn.dirty = false;
             if conn.state == ConnState::Closing || conn.out.send_in_flight {
                 continue;
@@ -317,8 +366,15 @@ impl Shard {
             }
             // Transient: the peer went away before we accepted, or fds/memory ran short. The
             // multishot accept re-arms above when it ended.
-            err if [libc::ECONNABORTED, libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM, libc::EINTR]
-                .contains(&-err) =>
+            err if [
+                libc::ECONNABORTED,
+                libc::EMFILE,
+                libc::ENFILE,
+                libc::ENOBUFS,
+                libc::ENOMEM,
+                libc::EINTR,
+            ]
+            .contains(&-err) =>
             {
                 if -err == libc::EMFILE || -err == libc::ENFILE {
                     crate::log_error!("Error accepting client connection: too many open files");
@@ -389,9 +445,14 @@ impl Shard {
             written if written >= 0 => {
                 let written = written as usize;
                 conn.out.sent(written);
-                conn.write_stalled_since_ms =
-                    if conn.out.pending_bytes() > 0 { Some(now_ms) } else { None };
-                if conn.state != ConnState::Closing && (conn.out.pending_bytes() > 0 || conn.state == ConnState::Draining) {
+                conn.write_stalled_since_ms = if conn.out.pending_bytes() > 0 {
+                    Some(now_ms)
+                } else {
+                    None
+                };
+                if conn.state != ConnState::Closing
+                    && (conn.out.pending_bytes() > 0 || conn.state == ConnState::Draining)
+                {
                     self.mark_dirty(slot);
                 }
             }
@@ -469,7 +530,10 @@ impl Shard {
         // closes it when the connection is dropped, after its last operation completed.
         let stream = unsafe { TcpStream::from_raw_fd(fd) };
         let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().ok().map(|addr| (addr.ip().to_string(), addr.port()));
+        let peer = stream
+            .peer_addr()
+            .ok()
+            .map(|addr| (addr.ip().to_string(), addr.port()));
         let generation = self.take_generation();
         let client_id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let options = &self.shared.options;
@@ -498,7 +562,10 @@ impl Shard {
             write_stalled_since_ms: None,
             paused: false,
             paused_until_ms: 0,
-            peer: peer.clone().map(|(ip, port)| format!("{ip}:{port}")).unwrap_or_default(),
+            peer: peer
+                .clone()
+                .map(|(ip, port)| format!("{ip}:{port}"))
+                .unwrap_or_default(),
             in_msgs: 0,
             in_bytes: 0,
             out_msgs: 0,
@@ -516,11 +583,18 @@ impl Shard {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         crate::proto::json::write_info(&mut scratch, &info);
-        self.conns[slot as usize].out.pending.extend_from_slice(&scratch);
+        self.conns[slot as usize]
+            .out
+            .pending
+            .extend_from_slice(&scratch);
         self.scratch = scratch;
         self.mark_dirty(slot);
         if crate::log::enabled_debug() {
-            crate::log_debug!("{} - cid:{} - Client connection created", self.conns[slot as usize].peer, client_id);
+            crate::log_debug!(
+                "{} - cid:{} - Client connection created",
+                self.conns[slot as usize].peer,
+                client_id
+            );
         }
 
         if open > self.shared.options.max_connections {
@@ -558,7 +632,12 @@ impl Shard {
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         let reason = conn.close_reason.unwrap_or(reason);
         if crate::log::enabled_debug() {
-            crate::log_debug!("{} - cid:{} - Client connection closed: {}", conn.peer, conn.client_id, reason.as_str());
+            crate::log_debug!(
+                "{} - cid:{} - Client connection closed: {}",
+                conn.peer,
+                conn.client_id,
+                reason.as_str()
+            );
         }
         self.remove_all_subs(slot);
         self.cancel_recv(slot);
@@ -567,7 +646,9 @@ impl Shard {
 
     /// Frees the slot of a closing connection with nothing in flight; closes its fd last.
     fn release_if_done(&mut self, slot: u32) {
-        let Some(conn) = self.conns.get(slot as usize) else { return };
+        let Some(conn) = self.conns.get(slot as usize) else {
+            return;
+        };
         if conn.state != ConnState::Closing || conn.ops_in_flight > 0 {
             return;
         }
@@ -638,7 +719,11 @@ impl Shard {
         for slot in stale {
             self.stats.stale_connections += 1;
             let conn = &self.conns[slot as usize];
-            crate::log_debug!("{} - cid:{} - Stale Client Connection - Closing", conn.peer, conn.client_id);
+            crate::log_debug!(
+                "{} - cid:{} - Stale Client Connection - Closing",
+                conn.peer,
+                conn.client_id
+            );
             self.send_error_and_drain(slot, &ServerError::StaleConnection);
         }
         for slot in stalled {
@@ -660,10 +745,11 @@ impl Shard {
             return;
         }
         let now_ms = self.now_ms;
+        let low_water_bytes = self.high_water_bytes / 4;
         let any_over_high_water = self
             .conns
             .iter()
-            .any(|(_, c)| c.state == ConnState::Open && c.out.pending_bytes() > limits::OUTBOUND_LOW_WATER_BYTES);
+            .any(|(_, c)| c.state == ConnState::Open && c.out.pending_bytes() > low_water_bytes);
         let mut index = 0;
         while index < self.paused.len() {
             let slot = self.paused[index];
@@ -672,7 +758,9 @@ impl Shard {
                     self.paused.swap_remove(index);
                     continue;
                 }
-                Some(conn) => !conn.is_open() || now_ms >= conn.paused_until_ms || !any_over_high_water,
+                Some(conn) => {
+                    !conn.is_open() || now_ms >= conn.paused_until_ms || !any_over_high_water
+                }
             };
             if !resume {
                 index += 1;

