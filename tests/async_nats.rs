@@ -376,7 +376,7 @@ async fn many_publishers_keep_per_publisher_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_and_others_unaffected() {
     let mut opts = options();
-    opts.max_pending = 2 * 1024 * 1024;
+    opts.max_pending = 8 * 1024 * 1024;
     let server = start_with(opts);
     // A subscriber that never reads.
     let mut stuck = Raw::connect(server.port);
@@ -389,7 +389,8 @@ async fn slow_consumer_is_closed_and_others_unaffected() {
     healthy.flush().await.unwrap();
     let publisher = client(&server.url()).await;
     let payload = Bytes::from(vec![b'x'; 16 * 1024]);
-    let total = 2_000usize; // 32 MiB: far more than the stuck socket and max_pending hold
+    // 64 MiB: far more than the stuck socket's kernel buffers and max_pending hold together.
+    let total = 4_000usize;
     let reader = tokio::spawn(async move {
         let mut n = 0;
         while n < total {
@@ -415,4 +416,49 @@ async fn slow_consumer_is_closed_and_others_unaffected() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn keepalive_pings_then_stale_connection() {
+    let mut opts = options();
+    opts.ping_interval_ms = 300;
+    opts.ping_max = 2;
+    let server = start_with(opts);
+    let mut raw = Raw::connect(server.port);
+    raw.read_until(b"\r\n", WAIT);
+    raw.send(b"CONNECT {\"verbose\":false}\r\n");
+    // Two PINGs go unanswered; the third interval ends the connection.
+    let (out, closed) = {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut all = Vec::new();
+        loop {
+            let (chunk, closed) = raw.read_until_quiet(Duration::from_millis(200));
+            all.extend_from_slice(&chunk);
+            if closed || std::time::Instant::now() > deadline {
+                break (all, closed);
+            }
+        }
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "PING\r\nPING\r\n-ERR 'Stale Connection'\r\n"
+    );
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn answered_pings_keep_the_connection() {
+    let mut opts = options();
+    opts.ping_interval_ms = 200;
+    opts.ping_max = 1;
+    let server = start_with(opts);
+    let mut raw = Raw::connect(server.port);
+    raw.read_until(b"\r\n", WAIT);
+    raw.send(b"CONNECT {\"verbose\":false}\r\n");
+    for _ in 0..4 {
+        raw.read_until(b"PING\r\n", WAIT);
+        raw.send(b"PONG\r\n");
+    }
+    raw.send(b"PING\r\n");
+    raw.read_until(b"PONG\r\n", WAIT);
 }

@@ -440,7 +440,7 @@ impl Shard {
             self.slow_consumer(subscriber);
         } else if pending_bytes > self.high_water_bytes {
             if let Some(publisher) = publisher.filter(|&p| p != subscriber) {
-                self.pause(publisher);
+                self.pause(publisher, subscriber);
             }
         }
         true

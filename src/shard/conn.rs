@@ -142,6 +142,8 @@ pub struct Conn {
     /// is over the high-water mark; `paused_until_ms` bounds it.
     pub paused: bool,
     pub paused_until_ms: u64,
+    /// The subscriber (slot, generation) whose backlog caused the pause, while `paused`.
+    pub paused_for: (u32, u32),
     pub peer: String,
     pub in_msgs: u64,
     pub in_bytes: u64,

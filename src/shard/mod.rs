@@ -166,9 +166,10 @@ impl Shard {
         self.arm_timer();
         self.arm_wake();
         let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
+        let mut ready_left = false;
         while !(self.stopping && self.conns.is_empty()) {
-            // Wait only when no received data is left over from the last round.
-            let want = usize::from(self.recv_backlog.is_empty());
+            // Wait only when no received data that can be handled now is left over.
+            let want = usize::from(!ready_left);
             match self.ring.submit_and_wait(want) {
                 Ok(_) => {}
                 Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
@@ -179,13 +180,14 @@ impl Shard {
             for completion in &batch {
                 self.dispatch(*completion);
             }
-            self.receive_round();
+            ready_left = self.receive_round();
             debug_assert_eq!(
                 self.buf_ring.leased(),
                 0,
                 "a receive buffer was not given back"
             );
-            self.resume_paused();
+            // Completions held for a connection resumed now can be handled in the next round.
+            ready_left |= self.resume_paused() && !self.recv_backlog.is_empty();
             self.flush_dirty();
         }
         self.publish_stats();
@@ -216,16 +218,31 @@ impl Shard {
     /// the rest waits for the next round, after what this round produced is flushed. Buffers
     /// named by waiting completions stay out of the ring meanwhile: when it runs dry, the
     /// kernel stops reading (ENOBUFS ends the multishot receive), and TCP pushes back on the
-    /// publisher.
-    fn receive_round(&mut self) {
+    /// publisher. Completions of a paused connection are held, in order, until it resumes.
+    /// Returns true when completions that could be handled now are left over.
+    fn receive_round(&mut self) -> bool {
         let mut received = 0usize;
+        let mut held = VecDeque::new();
         while received < limits::RECV_BYTES_PER_ROUND_MAX {
             let Some(completion) = self.recv_backlog.pop_front() else {
                 break;
             };
+            let paused = Token::decode(completion.user_data)
+                .and_then(|token| self.conn_mut(token))
+                .is_some_and(|conn| conn.paused && conn.is_open());
+            if paused {
+                held.push_back(completion);
+                continue;
+            }
             received += completion.result.max(0) as usize;
             self.dispatch(completion);
         }
+        let ready_left = !self.recv_backlog.is_empty();
+        if !held.is_empty() {
+            held.append(&mut self.recv_backlog);
+            self.recv_backlog = held;
+        }
+        ready_left
     }
 
     fn dispatch(&mut self, completion: Completion) {
@@ -562,6 +579,7 @@ impl Shard {
             write_stalled_since_ms: None,
             paused: false,
             paused_until_ms: 0,
+            paused_for: (0, 0),
             peer: peer
                 .clone()
                 .map(|(ip, port)| format!("{ip}:{port}"))
@@ -739,17 +757,15 @@ impl Shard {
         }
     }
 
-    /// Resumes publishers whose pause ran out or whose slow subscriber drained.
-    fn resume_paused(&mut self) {
+    /// Resumes publishers whose pause ran out or whose slow subscriber drained. Returns whether
+    /// any was resumed.
+    fn resume_paused(&mut self) -> bool {
         if self.paused.is_empty() {
-            return;
+            return false;
         }
+        let mut resumed = false;
         let now_ms = self.now_ms;
         let low_water_bytes = self.high_water_bytes / 4;
-        let any_over_high_water = self
-            .conns
-            .iter()
-            .any(|(_, c)| c.state == ConnState::Open && c.out.pending_bytes() > low_water_bytes);
         let mut index = 0;
         while index < self.paused.len() {
             let slot = self.paused[index];
@@ -759,7 +775,13 @@ impl Shard {
                     continue;
                 }
                 Some(conn) => {
-                    !conn.is_open() || now_ms >= conn.paused_until_ms || !any_over_high_water
+                    let (sub_slot, sub_generation) = conn.paused_for;
+                    let drained = self
+                        .conns
+                        .get(sub_slot as usize)
+                        .filter(|sub| sub.generation == sub_generation && sub.is_open())
+                        .is_none_or(|sub| sub.out.pending_bytes() <= low_water_bytes);
+                    !conn.is_open() || now_ms >= conn.paused_until_ms || drained
                 }
             };
             if !resume {
@@ -767,6 +789,7 @@ impl Shard {
                 continue;
             }
             self.paused.swap_remove(index);
+            resumed = true;
             let conn = &mut self.conns[slot as usize];
             conn.paused = false;
             if conn.is_open() && conn.recv == RecvState::Idle {
@@ -780,16 +803,21 @@ impl Shard {
             ring::push(&mut self.ring, &entry);
             self.resume_armed = true;
         }
+        resumed
     }
 
-    /// Stops reading `slot` for a while: a subscriber it feeds is over its high-water mark.
-    fn pause(&mut self, slot: u32) {
+    /// Stops reading `slot` for a while: `subscriber`, which it feeds, is over its high-water
+    /// mark. Resumed when the subscriber drains under a quarter of the mark, goes away, or
+    /// `PUBLISHER_PAUSE_MS_MAX` passes, whichever comes first.
+    fn pause(&mut self, slot: u32, subscriber: u32) {
         let now_ms = self.now_ms;
+        let subscriber_generation = self.conns[subscriber as usize].generation;
         let conn = &mut self.conns[slot as usize];
         if conn.paused || !conn.is_open() {
             return;
         }
         conn.paused = true;
+        conn.paused_for = (subscriber, subscriber_generation);
         conn.paused_until_ms = now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
         self.stats.publisher_pauses += 1;
         self.paused.push(slot);

@@ -1,0 +1,102 @@
+//! The `natsring` binary as a user runs it: flags, the ports file, signals, log lines.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_natsring");
+
+#[test]
+fn unknown_flag_is_an_error_with_status_1() {
+    let out = Command::new(BIN).arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some("flag provided but not defined: -bogus")
+    );
+}
+
+#[test]
+fn bad_port_value_is_an_error() {
+    let out = Command::new(BIN).args(["-p", "abc"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value \"abc\" for flag -p"));
+}
+
+#[test]
+fn help_and_version() {
+    let help = Command::new(BIN).arg("-h").output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--ports_file_dir"));
+    let version = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("natsring: v"));
+}
+
+/// `-p -1 --ports_file_dir` as test harnesses use it: a random port, announced in the ports
+/// file; SIGTERM stops the server with status 0 and removes the file.
+#[test]
+fn random_port_ports_file_and_graceful_sigterm() {
+    let dir = std::env::temp_dir().join(format!("natsring-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut port = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        assert!(
+            line.starts_with(&format!("[{}] ", child.id())),
+            "nats-server log format: {line}"
+        );
+        if let Some(rest) = line
+            .split("Listening for client connections on 127.0.0.1:")
+            .nth(1)
+        {
+            port = Some(rest.trim().parse::<u16>().unwrap());
+        }
+        if line.ends_with("[INF] Server is ready") {
+            break;
+        }
+    }
+    let port = port.expect("listening line");
+    assert_ne!(port, 0);
+    let ports_file = dir.join(format!("natsring_{}.ports", child.id()));
+    let ports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ports_file).unwrap()).unwrap();
+    assert_eq!(ports["nats"][0], format!("nats://127.0.0.1:{port}"));
+
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut info = [0u8; 5];
+    conn.read_exact(&mut info).unwrap();
+    assert_eq!(&info, b"INFO ");
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server stops after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(
+        rest.iter().any(|l| l.ends_with("[INF] Server Exiting..")),
+        "{rest:?}"
+    );
+    assert!(!ports_file.exists(), "ports file removed at exit");
+    // The client saw the connection closed.
+    let mut buf = Vec::new();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = conn.read_to_end(&mut buf);
+    let _ = std::fs::remove_dir_all(&dir);
+}
