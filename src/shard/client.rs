@@ -128,6 +128,9 @@ impl Shard {
     }
 
     fn handle_op(&mut self, slot: u32, op: Op<'_>) {
+        if crate::log::enabled_trace() {
+            self.trace_op(slot, &op);
+        }
         match op {
             Op::Pub {
                 subject,
@@ -168,6 +171,76 @@ impl Shard {
             }
             Op::Connect { json } => self.on_connect(slot, json),
             Op::Ok | Op::Err | Op::Info => {}
+        }
+    }
+
+    /// `-V`: logs an inbound operation as nats-server traces it (`<<- [PUB foo 2]`, then the
+    /// payload as `<<- MSG_PAYLOAD: ["..."]`). Off the hot path unless tracing is on.
+    fn trace_op(&self, slot: u32, op: &Op<'_>) {
+        let conn = &self.conns[slot as usize];
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let with_reply =
+            |reply: &Option<&[u8]>| reply.map(|r| format!(" {}", text(r))).unwrap_or_default();
+        let (line, payload) = match op {
+            Op::Connect { json } => (format!("CONNECT {}", text(json)), None),
+            Op::Pub {
+                subject,
+                reply,
+                payload,
+            } => (
+                format!(
+                    "PUB {}{} {}",
+                    text(subject),
+                    with_reply(reply),
+                    payload.len()
+                ),
+                Some(*payload),
+            ),
+            Op::Hpub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => (
+                format!(
+                    "HPUB {}{} {} {}",
+                    text(subject),
+                    with_reply(reply),
+                    headers.len(),
+                    headers.len() + payload.len()
+                ),
+                Some(*payload),
+            ),
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => (
+                format!("SUB {}{} {}", text(subject), with_reply(queue), text(sid)),
+                None,
+            ),
+            Op::Unsub { sid, max } => (
+                format!(
+                    "UNSUB {}{}",
+                    text(sid),
+                    max.map(|m| format!(" {m}")).unwrap_or_default()
+                ),
+                None,
+            ),
+            Op::Ping => ("PING".to_string(), None),
+            Op::Pong => ("PONG".to_string(), None),
+            Op::Ok => ("+OK".to_string(), None),
+            Op::Err => ("-ERR".to_string(), None),
+            Op::Info => ("INFO".to_string(), None),
+        };
+        crate::log_trace!("{} - cid:{} - <<- [{}]", conn.peer, conn.client_id, line);
+        if let Some(payload) = payload {
+            crate::log_trace!(
+                "{} - cid:{} - <<- MSG_PAYLOAD: [{:?}]",
+                conn.peer,
+                conn.client_id,
+                text(payload)
+            );
         }
     }
 
