@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine (Rust toolchain, Python, apt):
 #   1. installs the reference nats-server 2.15.1 (differential tests) and Node.js if missing,
-#   2. runs `cargo test` (unit, property, integration with async-nats, differential),
-#   3. runs the official Python (nats-py) and JavaScript (nats.js) clients against natsring.
+#   2. runs `cargo test` (unit, property, integration with async-nats, differential, shards),
+#   3. runs the integration and differential tests again with 2 and 4 shards (more shards than
+#      this machine's cores must still be correct),
+#   4. runs the official Python (nats-py) and JavaScript (nats.js) clients against natsring
+#      with 1 and 2 shards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +22,10 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 
 cargo test --all-targets
+for shards in 2 4; do
+  echo "# integration and differential tests with $shards shards"
+  NATSRING_TEST_SHARDS=$shards cargo test --test async_nats --test differential
+done
 cargo build --bin natsring
-scripts/client-tests.sh target/debug/natsring
+scripts/client-tests.sh target/debug/natsring --shards 1
+scripts/client-tests.sh target/debug/natsring --shards 2

@@ -9,6 +9,7 @@ pub mod config;
 pub mod limits;
 pub mod log;
 pub mod proto;
+pub mod route;
 mod server;
 mod shard;
 pub mod stats;
@@ -17,3 +18,9 @@ pub mod sublist;
 pub use config::Options;
 pub use server::{Server, ServerHandle, ADVERTISED_VERSION};
 pub use stats::ShardStats;
+
+/// The shard a connection landed on, from the `client_id` its INFO carries: shard `i` of `n`
+/// hands out ids `i + 1`, `i + 1 + n`, ... (tests and benchmarks use this to place clients).
+pub fn shard_of_client_id(client_id: u64, shard_count: usize) -> usize {
+    (client_id.saturating_sub(1) % shard_count.max(1) as u64) as usize
+}

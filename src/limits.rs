@@ -68,6 +68,10 @@ pub const OUTBOUND_IDLE_CAPACITY_BYTES_MAX: usize = 64 * 1024;
 /// Carry buffer capacity kept after a partial op is consumed.
 pub const CARRY_IDLE_CAPACITY_BYTES_MAX: usize = 16 * 1024;
 
+/// Bytes of the queue from one shard to another (per ordered pair). Frames bigger than a
+/// quarter of it go through a side channel; a publisher is paused when it is 3/4 full.
+pub const PEER_QUEUE_BYTES: usize = 1024 * 1024;
+
 /// Entries in a shard's match cache before it is cleared (literal subject -> match result).
 pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
 
@@ -93,3 +97,4 @@ const _: () = assert!(COMPLETION_BATCH_MAX <= RING_COMPLETION_ENTRIES as usize);
 const _: () = assert!(RECV_BYTES_PER_ROUND_MAX >= RECV_BUFFER_BYTES as usize);
 const _: () = assert!(FIRST_PING_INTERVAL_MS < PING_INTERVAL_MS_DEFAULT);
 const _: () = assert!(SHARDS_MAX <= 1 << 8);
+const _: () = assert!(TIMER_TICK_MS < 1000 && PUBLISHER_PAUSE_MS_MAX < TIMER_TICK_MS);

@@ -5,8 +5,8 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Options;
 use crate::limits;
 use crate::proto::json::{server_id, Info};
-use crate::shard::{Shard, ShardSetup, Shared};
+use crate::shard::{link, Incoming, Outgoing, Shard, ShardSetup, Shared};
 use crate::stats::ShardStats;
 use crate::sublist::Sublist;
 
@@ -26,7 +26,8 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 pub struct Server;
 
-/// A running server. Dropping it does not stop it; call `shutdown`.
+/// A running server. `shutdown` stops it and reports how the shards ended; dropping the handle
+/// stops it too.
 pub struct ServerHandle {
     port: u16,
     shared: Arc<Shared>,
@@ -37,14 +38,11 @@ pub struct ServerHandle {
 impl Server {
     /// Binds, starts every shard and returns once all of them are ready to accept.
     pub fn start(options: Options) -> io::Result<ServerHandle> {
-        // Until cross-shard delivery lands, "as many as CPUs" (0) means one shard.
-        let shard_count = options.shards.clamp(1, limits::SHARDS_MAX);
-        if shard_count > 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "more than one shard is not supported yet: run with --shards 1",
-            ));
+        let shard_count = match options.shards {
+            0 => allowed_cpus().len().max(1),
+            n => n,
         }
+        .min(limits::SHARDS_MAX);
         let listeners = bind_listeners(&options.host, options.port, shard_count)?;
         let port = listeners[0].local_addr()?.port();
 
@@ -69,7 +67,8 @@ impl Server {
             options,
             info,
             sublist: Sublist::new(),
-            next_client_id: AtomicU64::new(1),
+            shard_count,
+            ring_fds: (0..shard_count).map(|_| AtomicI32::new(-1)).collect(),
             connections: AtomicU32::new(0),
             stopping: AtomicBool::new(false),
             stats: (0..shard_count)
@@ -85,6 +84,8 @@ impl Server {
         } else {
             Vec::new()
         };
+        let mut links = peer_links(shard_count);
+        let barrier = Arc::new(Barrier::new(shard_count));
         for (index, listener) in listeners.into_iter().enumerate() {
             let (reader, writer) = io::pipe()?;
             wake.push(writer);
@@ -93,6 +94,8 @@ impl Server {
                 listener,
                 wake_fd: Arc::new(OwnedFd::from(reader)),
                 shared: Arc::clone(&shared),
+                links: std::mem::take(&mut links[index]),
+                ready: Arc::clone(&barrier),
             };
             let ready = ready_tx.clone();
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
@@ -102,7 +105,12 @@ impl Server {
                     if let Some(cpu) = cpu {
                         pin_to_cpu(cpu);
                     }
-                    match Shard::new(setup) {
+                    let barrier = Arc::clone(&setup.ready);
+                    let shard = Shard::new(setup);
+                    // Every shard (even one that failed) passes the barrier, so none waits
+                    // forever; after it, every ring fd is published.
+                    barrier.wait();
+                    match shard {
                         Ok(shard) => {
                             let _ = ready.send(Ok(()));
                             shard.run()
@@ -172,6 +180,9 @@ impl ServerHandle {
     }
 
     fn stop_threads(&mut self) -> io::Result<()> {
+        if self.threads.is_empty() {
+            return Ok(());
+        }
         self.shared.stopping.store(true, Ordering::Release);
         for writer in &mut self.wake {
             let _ = writer.write_all(&1u64.to_ne_bytes());
@@ -188,6 +199,42 @@ impl ServerHandle {
     }
 }
 
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_threads();
+    }
+}
+
+/// The links between every ordered pair of shards: `result[i]` holds, for every other shard j
+/// in order, (the link i -> j, the link j -> i).
+fn peer_links(count: usize) -> Vec<Vec<(Outgoing, Incoming)>> {
+    let mut outgoing: Vec<Vec<Option<Outgoing>>> = (0..count)
+        .map(|_| (0..count).map(|_| None).collect())
+        .collect();
+    let mut incoming: Vec<Vec<Option<Incoming>>> = (0..count)
+        .map(|_| (0..count).map(|_| None).collect())
+        .collect();
+    for from in 0..count {
+        for to in 0..count {
+            if from != to {
+                let (out, inc) = link();
+                outgoing[from][to] = Some(out);
+                incoming[to][from] = Some(inc);
+            }
+        }
+    }
+    outgoing
+        .into_iter()
+        .zip(incoming)
+        .map(|(outs, incs)| {
+            outs.into_iter()
+                .zip(incs)
+                .filter_map(|(out, inc)| Some((out?, inc?)))
+                .collect()
+        })
+        .collect()
+}
+
 /// Binds `count` listeners on the same address with `SO_REUSEPORT`; the kernel spreads
 /// incoming connections over them. Port 0 binds a random port for the first and reuses it.
 fn bind_listeners(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpListener>> {
@@ -202,8 +249,17 @@ fn bind_listeners(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpList
             format!("cannot resolve {host}"),
         )
     })?;
-    let mut listeners = Vec::with_capacity(count);
+    // SO_REUSEPORT would let a second server share the port silently: first make sure nobody
+    // listens there (a plain bind fails when any socket does), then bind the group.
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())?;
     let mut addr = addr;
+    if addr.port() == 0 {
+        addr.set_port(probe.local_addr()?.as_socket().map_or(0, |a| a.port()));
+    }
+    drop(probe);
+    let mut listeners = Vec::with_capacity(count);
     for _ in 0..count {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;

@@ -22,6 +22,10 @@ pub struct ShardStats {
     pub stale_completions: u64,
     /// Times a publisher's reading was paused for a subscriber over its high-water mark.
     pub publisher_pauses: u64,
+    /// Cross-shard targets found gone on arrival (closed, unsubscribed, limit reached).
+    pub cross_shard_stale_targets: u64,
+    /// Wake-ups (`MSG_RING`) sent to peer shards.
+    pub peer_wakeups: u64,
 }
 
 impl ShardStats {
@@ -38,6 +42,8 @@ impl ShardStats {
             acc.stale_connections += s.stale_connections;
             acc.stale_completions += s.stale_completions;
             acc.publisher_pauses += s.publisher_pauses;
+            acc.cross_shard_stale_targets += s.cross_shard_stale_targets;
+            acc.peer_wakeups += s.peer_wakeups;
             acc
         })
     }

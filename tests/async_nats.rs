@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::time::timeout;
 
-use common::{options, start, start_with, Raw};
+use common::{options, start, start_with, sync, Raw};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -22,7 +22,7 @@ async fn publish_subscribe() {
     let server = start();
     let nc = client(&server.url()).await;
     let mut sub = nc.subscribe("greet.joe").await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     nc.publish("greet.joe", "hello".into()).await.unwrap();
     let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
     assert_eq!(msg.subject.as_str(), "greet.joe");
@@ -50,12 +50,12 @@ async fn wildcards() {
     let mut star = nc.subscribe("a.*").await.unwrap();
     let mut full = nc.subscribe("a.>").await.unwrap();
     let mut mid = nc.subscribe("*.b.*").await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     for subject in ["a.b", "a.b.c", "b.x", "x.b.y"] {
         nc.publish(subject, subject.into()).await.unwrap();
     }
     nc.publish("done", "".into()).await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     assert_eq!(collect(&mut star, 1).await, vec!["a.b"]);
     assert_eq!(collect(&mut full, 2).await, vec!["a.b", "a.b.c"]);
     assert_eq!(collect(&mut mid, 2).await, vec!["a.b.c", "x.b.y"]);
@@ -92,18 +92,18 @@ async fn queue_group_is_fair_and_exclusive() {
     for _ in 0..members {
         let nc = client(&server.url()).await;
         let sub = nc.queue_subscribe("work", "workers".into()).await.unwrap();
-        nc.flush().await.unwrap();
+        sync(&nc).await;
         subs.push((nc, sub));
     }
     let mut plain = publisher.subscribe("work").await.unwrap();
-    publisher.flush().await.unwrap();
+    sync(&publisher).await;
     for i in 0..total {
         publisher
             .publish("work", i.to_string().into())
             .await
             .unwrap();
     }
-    publisher.flush().await.unwrap();
+    sync(&publisher).await;
     let mut seen = vec![0u8; total];
     let mut counts = Vec::new();
     for (_, sub) in subs.iter_mut() {
@@ -138,7 +138,7 @@ async fn request_reply() {
     let server = start();
     let responder = client(&server.url()).await;
     let mut service = responder.subscribe("svc.echo").await.unwrap();
-    responder.flush().await.unwrap();
+    sync(&responder).await;
     tokio::spawn(async move {
         while let Some(msg) = service.next().await {
             let mut reply = b"echo:".to_vec();
@@ -164,7 +164,7 @@ async fn headers_round_trip() {
     let server = start();
     let nc = client(&server.url()).await;
     let mut sub = nc.subscribe("h").await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("X-Test", "1");
     headers.append("X-Multi", "a");
@@ -206,11 +206,11 @@ async fn echo_off() {
         .unwrap();
     let other = client(&server.url()).await;
     let mut sub = quiet.subscribe("e").await.unwrap();
-    quiet.flush().await.unwrap();
+    sync(&quiet).await;
     quiet.publish("e", "mine".into()).await.unwrap();
-    quiet.flush().await.unwrap();
+    sync(&quiet).await;
     other.publish("e", "theirs".into()).await.unwrap();
-    other.flush().await.unwrap();
+    sync(&other).await;
     let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
     assert_eq!(&msg.payload[..], b"theirs");
     assert!(timeout(Duration::from_millis(200), sub.next())
@@ -224,11 +224,11 @@ async fn auto_unsubscribe() {
     let nc = client(&server.url()).await;
     let mut sub = nc.subscribe("au").await.unwrap();
     sub.unsubscribe_after(5).await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     for i in 0..10 {
         nc.publish("au", format!("{i}").into()).await.unwrap();
     }
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     let mut got = Vec::new();
     while let Ok(Some(msg)) = timeout(Duration::from_millis(500), sub.next()).await {
         got.push(String::from_utf8(msg.payload.to_vec()).unwrap());
@@ -241,7 +241,7 @@ async fn one_mebibyte_payloads() {
     let server = start();
     let nc = client(&server.url()).await;
     let mut sub = nc.subscribe("big").await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     for round in 0..5u8 {
         let payload: Vec<u8> = (0..1024 * 1024)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(round))
@@ -264,7 +264,7 @@ async fn max_payload_violation_closes() {
     assert!(closed);
     // The server still serves others.
     let nc = client(&server.url()).await;
-    nc.flush().await.unwrap();
+    sync(&nc).await;
 }
 
 #[tokio::test]
@@ -299,7 +299,7 @@ async fn thousand_subscribers_on_one_subject() {
     for _ in 0..1000 {
         subs.push(nc.subscribe("fan").await.unwrap());
     }
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     let publisher = client(&server.url()).await;
     for i in 0..3 {
         publisher
@@ -307,7 +307,7 @@ async fn thousand_subscribers_on_one_subject() {
             .await
             .unwrap();
     }
-    publisher.flush().await.unwrap();
+    sync(&publisher).await;
     for sub in subs.iter_mut() {
         for i in 0..3 {
             let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
@@ -321,7 +321,7 @@ async fn hundred_thousand_messages_complete_and_in_order() {
     let server = start();
     let subscriber = client(&server.url()).await;
     let mut sub = subscriber.subscribe("seq").await.unwrap();
-    subscriber.flush().await.unwrap();
+    sync(&subscriber).await;
     let publisher = client(&server.url()).await;
     let total = 100_000u64;
     let producer = tokio::spawn(async move {
@@ -331,7 +331,7 @@ async fn hundred_thousand_messages_complete_and_in_order() {
                 .await
                 .unwrap();
         }
-        publisher.flush().await.unwrap();
+        sync(&publisher).await;
     });
     for expected in 0..total {
         let msg = timeout(WAIT, sub.next())
@@ -349,7 +349,7 @@ async fn many_publishers_keep_per_publisher_order() {
     let server = start();
     let subscriber = client(&server.url()).await;
     let mut sub = subscriber.subscribe("multi.>").await.unwrap();
-    subscriber.flush().await.unwrap();
+    sync(&subscriber).await;
     let publishers = 4;
     let per = 5_000u64;
     for p in 0..publishers {
@@ -360,7 +360,7 @@ async fn many_publishers_keep_per_publisher_order() {
                     .await
                     .unwrap();
             }
-            nc.flush().await.unwrap();
+            sync(&nc).await;
         });
     }
     let mut next: HashMap<String, u64> = HashMap::new();
@@ -386,7 +386,7 @@ async fn slow_consumer_is_closed_and_others_unaffected() {
     stuck.stream.set_read_timeout(None).unwrap();
     let healthy = client(&server.url()).await;
     let mut good = healthy.subscribe("slow").await.unwrap();
-    healthy.flush().await.unwrap();
+    sync(&healthy).await;
     let publisher = client(&server.url()).await;
     let payload = Bytes::from(vec![b'x'; 16 * 1024]);
     // 64 MiB: far more than the stuck socket's kernel buffers and max_pending hold together.
@@ -405,7 +405,7 @@ async fn slow_consumer_is_closed_and_others_unaffected() {
     for _ in 0..total {
         publisher.publish("slow", payload.clone()).await.unwrap();
     }
-    publisher.flush().await.unwrap();
+    sync(&publisher).await;
     assert_eq!(reader.await.unwrap(), total);
     // The stuck subscriber was closed as a slow consumer.
     let deadline = std::time::Instant::now() + WAIT;

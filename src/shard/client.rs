@@ -8,12 +8,13 @@ use std::rc::Rc;
 
 use memchr::memchr;
 
-use super::conn::{ConnState, Subscription};
+use super::conn::{ConnState, PauseCause, Subscription};
 use super::Shard;
 use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
 use crate::proto::writer::{write_err, write_hmsg, write_msg};
 use crate::proto::{CloseReason, Op, ServerError, Step};
+use crate::route::frame::Target;
 use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
 
 const OK: &[u8] = b"+OK\r\n";
@@ -21,11 +22,11 @@ const PONG: &[u8] = b"PONG\r\n";
 
 /// A message being routed: everything a subscriber's `MSG`/`HMSG` is made of.
 #[derive(Clone, Copy)]
-struct Message<'a> {
-    subject: &'a [u8],
-    reply: Option<&'a [u8]>,
-    headers: Option<&'a [u8]>,
-    payload: &'a [u8],
+pub(super) struct Message<'a> {
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    pub headers: Option<&'a [u8]>,
+    pub payload: &'a [u8],
 }
 
 impl Shard {
@@ -400,28 +401,62 @@ impl Shard {
         let matched: Rc<MatchResult> = self.cache.lookup(&self.shared.sublist, message.subject);
         let mut delivered = false;
         for &handle in &matched.plain {
-            delivered |= self.deliver(handle, Some(slot), message);
+            if handle.shard == self.index {
+                delivered |= self.deliver(handle, Some(slot), message);
+            } else {
+                self.add_peer_target(handle);
+            }
         }
         for group in &matched.queues {
             let members = group.members.len();
             if members == 0 {
                 continue;
             }
-            // One member per group: start at a random member, take the first that can take it.
+            // One member per group: start at a random member, take the first that can take it
+            // (a member on another shard is taken as it is; that shard revalidates it).
             let start = (self.random() % members as u64) as usize;
             for offset in 0..members {
                 let member = group.members[(start + offset) % members];
+                if member.shard != self.index {
+                    self.add_peer_target(member);
+                    delivered = true;
+                    break;
+                }
                 if self.deliver(member, Some(slot), message) {
                     delivered = true;
                     break;
                 }
             }
         }
+        if !self.peers_with_targets.is_empty() {
+            delivered = true;
+            let mut peers = std::mem::take(&mut self.peers_with_targets);
+            for &peer_index in &peers {
+                if self.send_to_peer(peer_index as usize, message) {
+                    self.pause(slot, PauseCause::Peer(peer_index));
+                }
+            }
+            peers.clear();
+            self.peers_with_targets = peers;
+        }
         if !delivered {
             if let Some(reply) = message.reply {
                 self.send_no_responders(slot, message.subject, reply);
             }
         }
+    }
+
+    /// Notes a subscription on another shard as a target of the message being routed.
+    fn add_peer_target(&mut self, handle: SubHandle) {
+        let peer_index = super::remote::peer_index_of(self.index, handle.shard);
+        let peer = &mut self.peers[peer_index];
+        if peer.targets.is_empty() {
+            self.peers_with_targets.push(peer_index as u16);
+        }
+        peer.targets.push(Target {
+            slot: handle.slot,
+            generation: handle.generation,
+        });
     }
 
     /// A request nobody received: a publisher that asked for it gets a 503 status message on
@@ -455,7 +490,12 @@ impl Shard {
 
     /// Writes `message` to one subscription. `publisher` is the publishing connection's slot
     /// when echo rules apply. Returns whether the subscriber took it.
-    fn deliver(&mut self, handle: SubHandle, publisher: Option<u32>, message: Message<'_>) -> bool {
+    pub(super) fn deliver(
+        &mut self,
+        handle: SubHandle,
+        publisher: Option<u32>,
+        message: Message<'_>,
+    ) -> bool {
         debug_assert_eq!(
             handle.shard, self.index,
             "cross-shard delivery is not wired yet"
@@ -513,14 +553,21 @@ impl Shard {
             self.slow_consumer(subscriber);
         } else if pending_bytes > self.high_water_bytes {
             if let Some(publisher) = publisher.filter(|&p| p != subscriber) {
-                self.pause(publisher, subscriber);
+                let generation = self.conns[subscriber as usize].generation;
+                self.pause(
+                    publisher,
+                    PauseCause::Subscriber {
+                        slot: subscriber,
+                        generation,
+                    },
+                );
             }
         }
         true
     }
 
     /// A subscriber over max_pending: nats-server sends no -ERR; it logs, counts and closes.
-    fn slow_consumer(&mut self, slot: u32) {
+    pub(super) fn slow_consumer(&mut self, slot: u32) {
         let conn = &self.conns[slot as usize];
         crate::log_notice!(
             "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",

@@ -36,6 +36,17 @@ pub enum RecvState {
     Cancelling,
 }
 
+/// Why a publisher's reading is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseCause {
+    /// A subscriber on this shard (slot, generation) is over its high-water mark. The pause
+    /// ends when it drains, goes away, or `PUBLISHER_PAUSE_MS_MAX` passes.
+    Subscriber { slot: u32, generation: u32 },
+    /// The queue to a peer shard (index in `Shard::peers`) is congested. The pause ends when it
+    /// drains (a peer always drains).
+    Peer(u16),
+}
+
 /// Two buffers: one the kernel may be sending from (frozen), one new output goes into.
 #[derive(Debug, Default)]
 pub struct Outbound {
@@ -80,7 +91,11 @@ impl Outbound {
         if self.sending_offset == self.sending.len() {
             self.sending.clear();
             self.sending_offset = 0;
-            if self.sending.capacity() > limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX {
+            // Give a burst's memory back only once the connection is idle; a busy one keeps
+            // its buffers so steady traffic does not reallocate every round.
+            if self.pending.is_empty()
+                && self.sending.capacity() > limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX
+            {
                 self.sending = Vec::new();
             }
         }
@@ -142,8 +157,8 @@ pub struct Conn {
     /// is over the high-water mark; `paused_until_ms` bounds it.
     pub paused: bool,
     pub paused_until_ms: u64,
-    /// The subscriber (slot, generation) whose backlog caused the pause, while `paused`.
-    pub paused_for: (u32, u32),
+    /// What the connection waits for, while `paused`.
+    pub paused_for: PauseCause,
     pub peer: String,
     pub in_msgs: u64,
     pub in_bytes: u64,

@@ -15,15 +15,18 @@
 mod buf_ring;
 mod client;
 mod conn;
+mod remote;
 mod ring;
+
+pub use remote::{link, Incoming, Outgoing};
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use io_uring::{cqueue, opcode, types, IoUring};
 use slab::Slab;
@@ -36,7 +39,8 @@ use crate::stats::ShardStats;
 use crate::sublist::{MatchCache, Sublist};
 
 use buf_ring::BufRing;
-use conn::{Conn, ConnState, RecvState, Subscription};
+use conn::{Conn, ConnState, PauseCause, RecvState, Subscription};
+use remote::Peer;
 use ring::{OpKind, Token};
 
 /// What every shard shares: read-mostly configuration, the subject table, server-wide counters.
@@ -46,7 +50,9 @@ pub struct Shared {
     pub info: Info,
     /// The global account's subject table.
     pub sublist: Sublist,
-    pub next_client_id: AtomicU64,
+    pub shard_count: usize,
+    /// Each shard's ring fd (the target of peers' `MSG_RING`), set before any shard runs.
+    pub ring_fds: Vec<AtomicI32>,
     /// Open client connections across all shards (max_connections is server-wide).
     pub connections: AtomicU32,
     /// Set once to ask every shard to stop.
@@ -59,9 +65,14 @@ pub struct Shared {
 pub struct ShardSetup {
     pub index: u16,
     pub listener: TcpListener,
-    /// Written (8 bytes) by anyone who wants the shard to look at `Shared::stopping`.
+    /// The read end of a pipe: a byte written to it makes the shard look at
+    /// `Shared::stopping`; its end of file (the handle dropped) stops the shard.
     pub wake_fd: Arc<OwnedFd>,
     pub shared: Arc<Shared>,
+    /// For every other shard, in shard order: the link to it and the link from it.
+    pub links: Vec<(Outgoing, Incoming)>,
+    /// Every shard waits here after publishing its ring fd, so wake-ups always have a target.
+    pub ready: Arc<Barrier>,
 }
 
 /// A completion copied out of the ring.
@@ -81,7 +92,7 @@ pub struct Shard {
     shared: Arc<Shared>,
     listener: TcpListener,
     wake_fd: Arc<OwnedFd>,
-    /// Destination of the eventfd read; boxed so its address is stable while the read is armed.
+    /// Destination of the wake pipe read; boxed so its address is stable while the read is armed.
     wake_buf: Box<u64>,
     timer_spec: Box<types::Timespec>,
     resume_spec: Box<types::Timespec>,
@@ -93,8 +104,19 @@ pub struct Shard {
     recv_backlog: VecDeque<Completion>,
     /// Slots with output to flush this iteration (deduplicated by `Conn::dirty`).
     dirty: Vec<u32>,
-    /// Slots whose reading is paused for a slow subscriber.
+    /// Slots whose receive ended for lack of buffers, to re-arm after this round.
+    starved: Vec<u32>,
+    /// Receive completions of paused connections, set aside during a round (kept to reuse).
+    recv_held: VecDeque<Completion>,
+    /// Slots whose reading is paused (see `PauseCause`).
     paused: Vec<u32>,
+    /// The other shards, in shard order without this one; empty with one shard.
+    peers: Vec<Peer>,
+    /// Peers (indexes into `peers`) with targets for the message being routed.
+    peers_with_targets: Vec<u16>,
+    /// The next client id this shard hands out; ids of shard i are i+1 modulo the shard count,
+    /// so anyone can tell a connection's shard from its INFO `client_id`.
+    next_client_id: u64,
     cache: MatchCache,
     rng: u64,
     started: Instant,
@@ -115,6 +137,7 @@ impl Shard {
     /// single-issuer).
     pub fn new(setup: ShardSetup) -> io::Result<Shard> {
         let ring = ring::create()?;
+        setup.shared.ring_fds[setup.index as usize].store(ring.as_raw_fd(), Ordering::Release);
         let setup_max_pending = setup.shared.options.max_pending;
         let buf_ring = BufRing::new(
             &ring.submitter(),
@@ -124,7 +147,9 @@ impl Shard {
         )?;
         let seed = (std::process::id() as u64) << 32
             ^ setup.index as u64
-            ^ Instant::now().elapsed().as_nanos() as u64
+            ^ SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
             ^ 0x9E37_79B9_7F4A_7C15;
         Ok(Shard {
             ring,
@@ -134,18 +159,23 @@ impl Shard {
             listener: setup.listener,
             wake_fd: setup.wake_fd,
             wake_buf: Box::new(0),
-            timer_spec: Box::new(
-                types::Timespec::new().nsec((limits::TIMER_TICK_MS * 1_000_000) as u32),
-            ),
-            resume_spec: Box::new(
-                types::Timespec::new().nsec((limits::PUBLISHER_PAUSE_MS_MAX * 1_000_000) as u32),
-            ),
+            timer_spec: Box::new(Duration::from_millis(limits::TIMER_TICK_MS).into()),
+            resume_spec: Box::new(Duration::from_millis(limits::PUBLISHER_PAUSE_MS_MAX).into()),
             conns: Slab::new(),
             subs: Slab::new(),
             next_generation: 1,
             recv_backlog: VecDeque::new(),
+            starved: Vec::new(),
+            recv_held: VecDeque::new(),
             dirty: Vec::new(),
             paused: Vec::new(),
+            peers: setup
+                .links
+                .into_iter()
+                .map(|(out, incoming)| Peer::new(out, incoming))
+                .collect(),
+            peers_with_targets: Vec::new(),
+            next_client_id: setup.index as u64 + 1,
             cache: MatchCache::new(),
             rng: seed | 1,
             started: Instant::now(),
@@ -180,15 +210,20 @@ impl Shard {
             for completion in &batch {
                 self.dispatch(*completion);
             }
-            ready_left = self.receive_round();
+            let peers_left = !self.peers.is_empty() && self.drain_peers();
+            ready_left = self.receive_round() | peers_left;
             debug_assert_eq!(
                 self.buf_ring.leased(),
                 0,
                 "a receive buffer was not given back"
             );
             // Completions held for a connection resumed now can be handled in the next round.
+            self.rearm_starved();
             ready_left |= self.resume_paused() && !self.recv_backlog.is_empty();
             self.flush_dirty();
+            if !self.peers.is_empty() {
+                self.wake_peers();
+            }
         }
         self.publish_stats();
         Ok(())
@@ -222,7 +257,8 @@ impl Shard {
     /// Returns true when completions that could be handled now are left over.
     fn receive_round(&mut self) -> bool {
         let mut received = 0usize;
-        let mut held = VecDeque::new();
+        let mut held = std::mem::take(&mut self.recv_held);
+        debug_assert!(held.is_empty());
         while received < limits::RECV_BYTES_PER_ROUND_MAX {
             let Some(completion) = self.recv_backlog.pop_front() else {
                 break;
@@ -239,9 +275,11 @@ impl Shard {
         }
         let ready_left = !self.recv_backlog.is_empty();
         if !held.is_empty() {
+            // Held completions are older than the rest: they go back in front, in order.
             held.append(&mut self.recv_backlog);
-            self.recv_backlog = held;
+            std::mem::swap(&mut held, &mut self.recv_backlog);
         }
+        self.recv_held = held;
         ready_left
     }
 
@@ -263,6 +301,19 @@ impl Shard {
                 self.resume_armed = false;
             }
             OpKind::CancelAccept => {}
+            // Peers' frames are drained every round; the wake-up only ended our wait.
+            OpKind::Mailbox => {}
+            OpKind::WakePeer => {
+                // Only failures complete (SKIP_SUCCESS): the peer's ring is gone at shutdown.
+                if !self.stopping && !self.shared.stopping.load(Ordering::Acquire) {
+                    crate::log_error!(
+                        "Shard {} could not wake shard {}: {}",
+                        self.index,
+                        token.slot,
+                        io::Error::from_raw_os_error(-completion.result)
+                    );
+                }
+            }
         }
     }
 
@@ -321,6 +372,18 @@ impl Shard {
         ring::push(&mut self.ring, &entry);
     }
 
+    /// Re-arms the receives that ended because the buffer ring was empty.
+    fn rearm_starved(&mut self) {
+        while let Some(slot) = self.starved.pop() {
+            let Some(conn) = self.conns.get(slot as usize) else {
+                continue;
+            };
+            if conn.is_open() && !conn.paused && conn.recv == RecvState::Idle {
+                self.arm_recv(slot);
+            }
+        }
+    }
+
     /// Queues one send per dirty connection with output and no send in flight.
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
@@ -356,20 +419,31 @@ impl Shard {
         }
     }
 
+    /// Notes that `slot` has new output to flush this round. Every writer calls it, so this
+    /// is where any output (PONGs, +OKs, -ERRs, PINGs, messages) that takes a connection past
+    /// `max_pending` makes it a slow consumer, as nats-server checks on every queued write.
     fn mark_dirty(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
         }
+        if conn.state == ConnState::Open
+            && conn.out.pending_bytes() as u64 > self.shared.options.max_pending
+        {
+            self.slow_consumer(slot);
+        }
     }
 
     // ----- completions -------------------------------------------------------------------
 
     fn on_accept(&mut self, completion: Completion) {
+        let short_of_resources =
+            [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&-completion.result);
         if !cqueue::more(completion.flags) {
             self.accept_armed = false;
-            if !self.stopping {
+            // Out of fds or memory: retrying at once would fail at once; the next tick re-arms.
+            if !self.stopping && !short_of_resources {
                 self.arm_accept();
             }
         }
@@ -393,8 +467,12 @@ impl Shard {
             ]
             .contains(&-err) =>
             {
-                if -err == libc::EMFILE || -err == libc::ENFILE {
-                    crate::log_error!("Error accepting client connection: too many open files");
+                if short_of_resources {
+                    crate::log_error!(
+                        "Temporary error accepting client connection: {}; retrying in {}ms",
+                        io::Error::from_raw_os_error(-err),
+                        limits::TIMER_TICK_MS
+                    );
                 }
             }
             err if -err == libc::ECANCELED => {}
@@ -428,7 +506,9 @@ impl Shard {
             self.buf_ring.give_back(lease);
         }
         match completion.result {
-            0 => self.close(slot, CloseReason::ClientClosed),
+            // The client finished sending: what it asked for is still flushed (nats-server
+            // flushes on a client close), then the connection closes.
+            0 => self.drain_and_close(slot, CloseReason::ClientClosed),
             n if n > 0 => {}
             err => match -err {
                 // The buffer ring ran dry or we cancelled the receive: re-armed below if wanted.
@@ -444,7 +524,12 @@ impl Shard {
             conn.recv = RecvState::Idle;
             conn.ops_in_flight -= 1;
             if conn.is_open() && !conn.paused {
-                self.arm_recv(slot);
+                if completion.result == -libc::ENOBUFS {
+                    // The ring ran dry: re-armed once this round has given buffers back.
+                    self.starved.push(slot);
+                } else {
+                    self.arm_recv(slot);
+                }
             }
             self.release_if_done(slot);
         }
@@ -501,6 +586,9 @@ impl Shard {
 
     fn on_timer(&mut self, completion: Completion) {
         debug_assert!(completion.result == -libc::ETIME || completion.result == 0);
+        if !self.accept_armed && !self.stopping {
+            self.arm_accept();
+        }
         self.tick();
         self.publish_stats();
         if !self.stopping {
@@ -508,15 +596,18 @@ impl Shard {
         }
     }
 
+    /// The wake pipe: a byte means "look at `Shared::stopping`"; end of file (the handle is
+    /// gone) or an error other than EINTR also stops the shard, so it can never spin here.
     fn on_wake(&mut self, completion: Completion) {
-        if completion.result < 0 && -completion.result != libc::EINTR {
+        let retry = completion.result > 0 || completion.result == -libc::EINTR;
+        if completion.result < 0 && completion.result != -libc::EINTR {
             crate::log_error!(
                 "Shard {} wake-up read failed: {}",
                 self.index,
                 io::Error::from_raw_os_error(-completion.result)
             );
         }
-        if self.shared.stopping.load(Ordering::Acquire) {
+        if !retry || self.shared.stopping.load(Ordering::Acquire) {
             self.begin_stop();
         } else {
             self.arm_wake();
@@ -552,7 +643,8 @@ impl Shard {
             .ok()
             .map(|addr| (addr.ip().to_string(), addr.port()));
         let generation = self.take_generation();
-        let client_id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let client_id = self.next_client_id;
+        self.next_client_id += self.shared.shard_count as u64;
         let options = &self.shared.options;
         let first_ping_ms = options.ping_interval_ms.min(limits::FIRST_PING_INTERVAL_MS);
         let conn = Conn {
@@ -579,7 +671,7 @@ impl Shard {
             write_stalled_since_ms: None,
             paused: false,
             paused_until_ms: 0,
-            paused_for: (0, 0),
+            paused_for: PauseCause::Peer(0),
             peer: peer
                 .clone()
                 .map(|(ip, port)| format!("{ip}:{port}"))
@@ -630,8 +722,21 @@ impl Shard {
             return;
         }
         crate::proto::writer::write_err(&mut conn.out.pending, err);
+        self.drain_and_close(
+            slot,
+            err.close_reason().unwrap_or(CloseReason::ProtocolViolation),
+        );
+    }
+
+    /// Stops reading `slot`, flushes what is queued for it, then closes it. The write deadline
+    /// bounds a peer that never reads.
+    fn drain_and_close(&mut self, slot: u32, reason: CloseReason) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.state != ConnState::Open {
+            return;
+        }
         conn.state = ConnState::Draining;
-        conn.close_reason = Some(err.close_reason().unwrap_or(CloseReason::ProtocolViolation));
+        conn.close_reason = Some(reason);
         self.remove_all_subs(slot);
         self.cancel_recv(slot);
         self.mark_dirty(slot);
@@ -775,13 +880,22 @@ impl Shard {
                     continue;
                 }
                 Some(conn) => {
-                    let (sub_slot, sub_generation) = conn.paused_for;
-                    let drained = self
-                        .conns
-                        .get(sub_slot as usize)
-                        .filter(|sub| sub.generation == sub_generation && sub.is_open())
-                        .is_none_or(|sub| sub.out.pending_bytes() <= low_water_bytes);
-                    !conn.is_open() || now_ms >= conn.paused_until_ms || drained
+                    !conn.is_open()
+                        || match conn.paused_for {
+                            PauseCause::Subscriber { slot, generation } => {
+                                now_ms >= conn.paused_until_ms
+                                    || self
+                                        .conns
+                                        .get(slot as usize)
+                                        .filter(|sub| sub.generation == generation && sub.is_open())
+                                        .is_none_or(|sub| {
+                                            sub.out.pending_bytes() <= low_water_bytes
+                                        })
+                            }
+                            PauseCause::Peer(peer_index) => {
+                                self.peers[peer_index as usize].drained()
+                            }
+                        }
                 }
             };
             if !resume {
@@ -806,18 +920,15 @@ impl Shard {
         resumed
     }
 
-    /// Stops reading `slot` for a while: `subscriber`, which it feeds, is over its high-water
-    /// mark. Resumed when the subscriber drains under a quarter of the mark, goes away, or
-    /// `PUBLISHER_PAUSE_MS_MAX` passes, whichever comes first.
-    fn pause(&mut self, slot: u32, subscriber: u32) {
+    /// Stops reading `slot` until `cause` clears (see `PauseCause` for when each ends).
+    fn pause(&mut self, slot: u32, cause: PauseCause) {
         let now_ms = self.now_ms;
-        let subscriber_generation = self.conns[subscriber as usize].generation;
         let conn = &mut self.conns[slot as usize];
         if conn.paused || !conn.is_open() {
             return;
         }
         conn.paused = true;
-        conn.paused_for = (subscriber, subscriber_generation);
+        conn.paused_for = cause;
         conn.paused_until_ms = now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
         self.stats.publisher_pauses += 1;
         self.paused.push(slot);

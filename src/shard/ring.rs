@@ -30,6 +30,10 @@ pub enum OpKind {
     Resume = 7,
     /// A cancel of the accept (shutdown).
     CancelAccept = 8,
+    /// A peer shard's wake-up (posted into our ring by its `MSG_RING`); slot = the peer's index.
+    Mailbox = 9,
+    /// Our `MSG_RING` to a peer, completing only when it failed; slot = the peer's index.
+    WakePeer = 10,
 }
 
 impl OpKind {
@@ -43,6 +47,8 @@ impl OpKind {
             6 => OpKind::Wake,
             7 => OpKind::Resume,
             8 => OpKind::CancelAccept,
+            9 => OpKind::Mailbox,
+            10 => OpKind::WakePeer,
             _ => return None,
         })
     }

@@ -240,3 +240,19 @@ pub fn normalize_info(bytes: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A round trip through the server: async-nats' `flush` only writes the client's buffer, so a
+/// test that needs "the server has processed everything this client sent" (e.g. a SUB before
+/// another client publishes) asks for it with a request nobody serves. The 503 no-responders
+/// reply comes back only after the server handled every earlier command of this connection.
+pub async fn sync(client: &async_nats::Client) {
+    let err = client
+        .request("_natsring_test.sync", bytes::Bytes::new())
+        .await
+        .expect_err("nobody serves the sync subject");
+    assert_eq!(
+        err.kind(),
+        async_nats::RequestErrorKind::NoResponders,
+        "sync round trip"
+    );
+}

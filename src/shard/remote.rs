@@ -1,0 +1,271 @@
+//! The shard's side of cross-shard delivery (DESIGN §6): per peer shard, the outgoing half of
+//! the queue to it and the incoming half of the queue from it.
+//!
+//! Sending: a message matching subscriptions on a peer is encoded once per peer, with the list
+//! of that peer's target subscriptions. Frames too big for the queue travel through a side
+//! channel, announced in the queue by a marker frame so order is kept. A frame that finds the
+//! queue full waits in the peer's overflow list, and the publisher is paused until the queue
+//! drains; the peer always drains (it is a shard, not a client), so the pause ends. At the end
+//! of a loop round every peer given new frames gets one wake-up (`IORING_OP_MSG_RING`).
+//!
+//! Receiving: on a wake-up (or whenever a queue is not empty) frames are drained with a byte
+//! budget per round and each target is revalidated (slot generation) before delivery.
+//!
+//! With one shard none of this exists: `Shard::peers` is empty.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use io_uring::{opcode, squeue, types};
+
+use super::client::Message;
+use super::ring::{self, OpKind, Token};
+use super::Shard;
+use crate::limits;
+use crate::route::frame::{self, Frame, Parts, Target};
+use crate::route::spsc::{Consumer, Producer};
+use crate::sublist::SubHandle;
+
+/// The 4-byte frame that says "the next frame is in the side channel".
+const LARGE_MARKER: [u8; 4] = u32::MAX.to_le_bytes();
+
+/// The sending half towards one peer.
+pub struct Outgoing {
+    pub producer: Producer,
+    /// Frames larger than the queue's largest frame.
+    pub large: Sender<Box<[u8]>>,
+    /// Bytes sent through `large` and not yet taken by the peer (shared with it).
+    pub large_bytes: Arc<AtomicUsize>,
+}
+
+/// The receiving half from one peer.
+pub struct Incoming {
+    pub consumer: Consumer,
+    pub large: Receiver<Box<[u8]>>,
+    pub large_bytes: Arc<AtomicUsize>,
+}
+
+/// Creates the link from one shard to another: (the sender's half, the receiver's half).
+pub fn link() -> (Outgoing, Incoming) {
+    let (producer, consumer) = crate::route::spsc::channel(limits::PEER_QUEUE_BYTES);
+    let (large_tx, large_rx) = std::sync::mpsc::channel();
+    let large_bytes = Arc::new(AtomicUsize::new(0));
+    (
+        Outgoing {
+            producer,
+            large: large_tx,
+            large_bytes: Arc::clone(&large_bytes),
+        },
+        Incoming {
+            consumer,
+            large: large_rx,
+            large_bytes,
+        },
+    )
+}
+
+/// Everything this shard keeps about one peer.
+pub struct Peer {
+    pub out: Outgoing,
+    /// Taken out while its frames are being delivered.
+    pub incoming: Option<Incoming>,
+    /// Targets on this peer for the message being routed (reused, so no allocation).
+    pub targets: Vec<Target>,
+    /// Encoded frames that found the queue full, oldest first.
+    pub overflow: VecDeque<Box<[u8]>>,
+}
+
+impl Peer {
+    pub fn new(out: Outgoing, incoming: Incoming) -> Peer {
+        Peer {
+            out,
+            incoming: Some(incoming),
+            targets: Vec::new(),
+            overflow: VecDeque::new(),
+        }
+    }
+
+    /// True when a publisher feeding this peer should wait: frames are waiting for room, or
+    /// the queue and side channel hold more than three quarters of the queue's capacity.
+    fn congested(&mut self) -> bool {
+        !self.overflow.is_empty()
+            || self.out.producer.used_bytes() + self.out.large_bytes.load(Ordering::Relaxed)
+                > self.out.producer.capacity_bytes() / 4 * 3
+    }
+
+    /// True when a publisher paused for this peer may go on.
+    pub fn drained(&mut self) -> bool {
+        self.overflow.is_empty()
+            && self.out.producer.used_bytes() + self.out.large_bytes.load(Ordering::Relaxed)
+                <= self.out.producer.capacity_bytes() / 4
+    }
+
+    /// Queues one encoded frame, in order behind any overflow.
+    fn push_encoded(&mut self, bytes: &[u8]) {
+        if self.overflow.is_empty()
+            && self
+                .out
+                .producer
+                .try_push(bytes.len(), |buf| buf.copy_from_slice(bytes))
+        {
+            return;
+        }
+        self.overflow.push_back(bytes.into());
+    }
+
+    /// Moves overflowed frames into the queue while there is room.
+    pub fn flush_overflow(&mut self) {
+        while let Some(bytes) = self.overflow.front() {
+            if !self
+                .out
+                .producer
+                .try_push(bytes.len(), |buf| buf.copy_from_slice(bytes))
+            {
+                return;
+            }
+            self.overflow.pop_front();
+        }
+    }
+}
+
+impl Shard {
+    /// Sends `message` to every target collected for `peer_index`, then clears the targets.
+    /// Returns true when the peer is congested (the caller pauses the publisher).
+    pub(super) fn send_to_peer(&mut self, peer_index: usize, message: Message<'_>) -> bool {
+        let peer = &mut self.peers[peer_index];
+        let parts = Parts {
+            subject: message.subject,
+            reply: message.reply,
+            headers: message.headers,
+            payload: message.payload,
+        };
+        let len = frame::encoded_len(&parts, peer.targets.len());
+        if len > peer.out.producer.max_frame_bytes() {
+            let mut large = vec![0u8; len].into_boxed_slice();
+            frame::encode(&mut large, &parts, &peer.targets);
+            peer.out.large_bytes.fetch_add(len, Ordering::Relaxed);
+            // The receiver lives as long as the peer shard; after it stopped the frame is moot.
+            let _ = peer.out.large.send(large);
+            peer.push_encoded(&LARGE_MARKER);
+        } else {
+            let targets = &peer.targets;
+            let queued = peer.overflow.is_empty()
+                && peer
+                    .out
+                    .producer
+                    .try_push(len, |buf| frame::encode(buf, &parts, targets));
+            if !queued {
+                // The queue is full: the frame waits in order; the publisher will be paused.
+                let mut bytes = vec![0u8; len].into_boxed_slice();
+                frame::encode(&mut bytes, &parts, targets);
+                peer.overflow.push_back(bytes);
+            }
+        }
+        peer.targets.clear();
+        peer.congested()
+    }
+
+    /// Delivers frames from every peer's queue, at most `RECV_BYTES_PER_ROUND_MAX` bytes from
+    /// each this round. Returns true when frames are left over.
+    pub(super) fn drain_peers(&mut self) -> bool {
+        let mut left = false;
+        for peer_index in 0..self.peers.len() {
+            let Some(mut incoming) = self.peers[peer_index].incoming.take() else {
+                continue;
+            };
+            if !incoming.consumer.is_empty() {
+                incoming
+                    .consumer
+                    .drain(limits::RECV_BYTES_PER_ROUND_MAX, |bytes| {
+                        if bytes == LARGE_MARKER {
+                            match incoming.large.try_recv() {
+                                Ok(large) => {
+                                    incoming
+                                        .large_bytes
+                                        .fetch_sub(large.len(), Ordering::Relaxed);
+                                    self.deliver_frame(&large);
+                                }
+                                Err(_) => unreachable!("a large-frame marker without its frame"),
+                            }
+                        } else {
+                            self.deliver_frame(bytes);
+                        }
+                    });
+                left |= !incoming.consumer.is_empty();
+            }
+            self.peers[peer_index].incoming = Some(incoming);
+        }
+        left
+    }
+
+    fn deliver_frame(&mut self, bytes: &[u8]) {
+        let Some(frame) = Frame::decode(bytes) else {
+            unreachable!(
+                "a cross-shard frame that does not decode ({} bytes)",
+                bytes.len()
+            );
+        };
+        let message = Message {
+            subject: frame.parts.subject,
+            reply: frame.parts.reply,
+            headers: frame.parts.headers,
+            payload: frame.parts.payload,
+        };
+        for target in frame.targets() {
+            let handle = SubHandle {
+                shard: self.index,
+                slot: target.slot,
+                generation: target.generation,
+            };
+            if !self.deliver(handle, None, message) {
+                self.stats.cross_shard_stale_targets += 1;
+            }
+        }
+    }
+
+    /// Publishes what this round queued for each peer and wakes those peers, one
+    /// `MSG_RING` each.
+    pub(super) fn wake_peers(&mut self) {
+        for peer_index in 0..self.peers.len() {
+            let peer = &mut self.peers[peer_index];
+            peer.flush_overflow();
+            if !peer.out.producer.publish() {
+                continue;
+            }
+            let target = peer_shard_index(self.index, peer_index);
+            let ring_fd = self.shared.ring_fds[target].load(Ordering::Acquire);
+            let entry = opcode::MsgRingData::new(
+                types::Fd(ring_fd),
+                0,
+                Token::new(OpKind::Mailbox, self.index as u32, 0).encode(),
+                None,
+            )
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(Token::new(OpKind::WakePeer, target as u32, 0).encode());
+            ring::push(&mut self.ring, &entry);
+            self.stats.peer_wakeups += 1;
+        }
+    }
+}
+
+/// The shard index of `peer_index` in the peer list of shard `own` (which skips itself).
+pub fn peer_shard_index(own: u16, peer_index: usize) -> usize {
+    if peer_index < own as usize {
+        peer_index
+    } else {
+        peer_index + 1
+    }
+}
+
+/// The position of shard `shard` in the peer list of shard `own`.
+pub fn peer_index_of(own: u16, shard: u16) -> usize {
+    debug_assert_ne!(own, shard);
+    if shard < own {
+        shard as usize
+    } else {
+        shard as usize - 1
+    }
+}
