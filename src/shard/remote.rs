@@ -14,7 +14,7 @@
 //! With one shard none of this exists: `Shard::peers` is empty.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
@@ -38,6 +38,9 @@ pub struct Outgoing {
     pub large: Sender<Box<[u8]>>,
     /// Bytes sent through `large` and not yet taken by the peer (shared with it).
     pub large_bytes: Arc<AtomicUsize>,
+    /// Set by the sender while a publisher waits for this queue to drain; the receiver clears
+    /// it and wakes the sender once it has emptied the queue.
+    pub sender_waiting: Arc<AtomicBool>,
 }
 
 /// The receiving half from one peer.
@@ -45,6 +48,7 @@ pub struct Incoming {
     pub consumer: Consumer,
     pub large: Receiver<Box<[u8]>>,
     pub large_bytes: Arc<AtomicUsize>,
+    pub sender_waiting: Arc<AtomicBool>,
 }
 
 /// Creates the link from one shard to another: (the sender's half, the receiver's half).
@@ -52,16 +56,19 @@ pub fn link() -> (Outgoing, Incoming) {
     let (producer, consumer) = crate::route::spsc::channel(limits::PEER_QUEUE_BYTES);
     let (large_tx, large_rx) = std::sync::mpsc::channel();
     let large_bytes = Arc::new(AtomicUsize::new(0));
+    let sender_waiting = Arc::new(AtomicBool::new(false));
     (
         Outgoing {
             producer,
             large: large_tx,
             large_bytes: Arc::clone(&large_bytes),
+            sender_waiting: Arc::clone(&sender_waiting),
         },
         Incoming {
             consumer,
             large: large_rx,
             large_bytes,
+            sender_waiting,
         },
     )
 }
@@ -95,11 +102,16 @@ impl Peer {
                 > self.out.producer.capacity_bytes() / 4 * 3
     }
 
-    /// True when a publisher paused for this peer may go on.
+    /// True when a publisher paused for this peer may go on. When not, asks the peer to wake
+    /// this shard once it has emptied the queue.
     pub fn drained(&mut self) -> bool {
-        self.overflow.is_empty()
+        let drained = self.overflow.is_empty()
             && self.out.producer.used_bytes() + self.out.large_bytes.load(Ordering::Relaxed)
-                <= self.out.producer.capacity_bytes() / 4
+                <= self.out.producer.capacity_bytes() / 4;
+        if !drained {
+            self.out.sender_waiting.store(true, Ordering::Release);
+        }
+        drained
     }
 
     /// Queues one encoded frame, in order behind any overflow.
@@ -164,7 +176,11 @@ impl Shard {
             }
         }
         peer.targets.clear();
-        peer.congested()
+        let congested = peer.congested();
+        if congested {
+            peer.out.sender_waiting.store(true, Ordering::Release);
+        }
+        congested
     }
 
     /// Delivers frames from every peer's queue, at most `RECV_BYTES_PER_ROUND_MAX` bytes from
@@ -195,9 +211,31 @@ impl Shard {
                     });
                 left |= !incoming.consumer.is_empty();
             }
+            // The sender has a publisher waiting for room: once the queue is empty, wake it
+            // (without this it would only notice on its pause timer).
+            if incoming.consumer.is_empty() && incoming.sender_waiting.swap(false, Ordering::AcqRel)
+            {
+                self.send_wake(peer_shard_index(self.index, peer_index));
+            }
             self.peers[peer_index].incoming = Some(incoming);
         }
         left
+    }
+
+    /// One `MSG_RING` into shard `target`'s ring: it ends that shard's wait.
+    fn send_wake(&mut self, target: usize) {
+        let ring_fd = self.shared.ring_fds[target].load(Ordering::Acquire);
+        let entry = opcode::MsgRingData::new(
+            types::Fd(ring_fd),
+            0,
+            Token::new(OpKind::Mailbox, self.index as u32, 0).encode(),
+            None,
+        )
+        .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
+        .user_data(Token::new(OpKind::WakePeer, target as u32, 0).encode());
+        ring::push(&mut self.ring, &entry);
+        self.stats.peer_wakeups += 1;
     }
 
     fn deliver_frame(&mut self, bytes: &[u8]) {
@@ -234,19 +272,7 @@ impl Shard {
             if !peer.out.producer.publish() {
                 continue;
             }
-            let target = peer_shard_index(self.index, peer_index);
-            let ring_fd = self.shared.ring_fds[target].load(Ordering::Acquire);
-            let entry = opcode::MsgRingData::new(
-                types::Fd(ring_fd),
-                0,
-                Token::new(OpKind::Mailbox, self.index as u32, 0).encode(),
-                None,
-            )
-            .build()
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(Token::new(OpKind::WakePeer, target as u32, 0).encode());
-            ring::push(&mut self.ring, &entry);
-            self.stats.peer_wakeups += 1;
+            self.send_wake(peer_shard_index(self.index, peer_index));
         }
     }
 }

@@ -1,0 +1,14 @@
+//! Fuzz target `sublist_oracle`: the input layout and what is checked are in
+//! `natsring_fuzz::sublist_oracle`.
+//! Under `cargo fuzz` (`--cfg fuzzing`) libFuzzer drives it; built plainly it replays files
+//! (`natsring_fuzz::replay`).
+
+#![cfg_attr(fuzzing, no_main)]
+
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| natsring_fuzz::sublist_oracle::check(data));
+
+#[cfg(not(fuzzing))]
+fn main() {
+    natsring_fuzz::replay::main("sublist_oracle", natsring_fuzz::sublist_oracle::check);
+}
