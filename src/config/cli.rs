@@ -552,7 +552,7 @@ Logging Options:
     -DVV                             Debug and verbose trace (same as -DV for now)
 
 Shard Options (natsring only):
-        --shards <n>                 Event loops, one thread each (default: 0; this version runs one shard)
+        --shards <n>                 Event loops, one thread each (default: 0, one per CPU the process may run on)
         --pin_shards                 Pin shard i to the i-th CPU the process may run on (default: false)
 
 Common Options:
