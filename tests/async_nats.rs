@@ -462,3 +462,85 @@ async fn answered_pings_keep_the_connection() {
     raw.send(b"PING\r\n");
     raw.read_until(b"PONG\r\n", WAIT);
 }
+
+/// A subscriber whose socket accepts nothing for longer than `write_deadline` is closed as a
+/// slow consumer even though it is under `max_pending`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_deadline_closes_a_stalled_subscriber() {
+    let mut opts = options();
+    opts.write_deadline_ms = 500;
+    opts.max_pending = 256 * 1024 * 1024;
+    let server = start_with(opts);
+    let mut stuck = Raw::connect(server.port);
+    stuck.read_until(b"\r\n", WAIT);
+    stuck.send(b"CONNECT {\"verbose\":false}\r\nSUB stall 1\r\nPING\r\n");
+    stuck.read_until(b"PONG\r\n", WAIT);
+    let publisher = client(&server.url()).await;
+    // 24 MiB: more than the stuck socket's kernel buffers hold, less than max_pending.
+    let payload = Bytes::from(vec![b'x'; 64 * 1024]);
+    for _ in 0..384 {
+        publisher.publish("stall", payload.clone()).await.unwrap();
+    }
+    sync(&publisher).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.handle().stats().slow_consumers == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "write deadline enforced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The publisher was slowed, never stopped: it is still served.
+    sync(&publisher).await;
+}
+
+/// A client that sends its last commands and half-closes (as `printf ... | nc` does) still
+/// gets every reply, the -ERR included, before the server closes (nats-server flushes too).
+#[tokio::test]
+async fn replies_are_flushed_when_the_client_half_closes() {
+    let server = start();
+    for _ in 0..20 {
+        let mut raw = Raw::connect(server.port);
+        raw.read_until(b"\r\n", WAIT);
+        raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\nFOO\r\n");
+        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let (out, closed) = raw.read_until_quiet(Duration::from_secs(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "PONG\r\n-ERR 'Unknown Protocol Operation'\r\n"
+        );
+        assert!(closed);
+    }
+}
+
+/// Output other than messages counts against max_pending too: a client that floods PINGs and
+/// never reads its PONGs is closed as a slow consumer instead of growing server memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_flood_without_reading_is_bounded_by_max_pending() {
+    let mut opts = options();
+    opts.max_pending = 1024 * 1024;
+    let server = start_with(opts);
+    let mut raw = Raw::connect(server.port);
+    raw.read_until(b"\r\n", WAIT);
+    raw.send(b"CONNECT {\"verbose\":false}\r\n");
+    let flood = b"PING\r\n".repeat(100_000);
+    let mut stream = raw.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // 6 MB of PONGs owed per round; stop when the server closes us.
+        for _ in 0..20 {
+            if stream.write_all(&flood).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.handle().stats().slow_consumers == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flooding client closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.join().unwrap();
+}

@@ -687,7 +687,7 @@ mod tests {
     /// Number of frames in the two-thread test.
     fn two_thread_frame_count() -> u64 {
         if cfg!(miri) {
-            20_000
+            3_000
         } else {
             2_000_000
         }
@@ -838,7 +838,12 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        // Under Miri: fewer cases, and no failure file (Miri isolates the file system).
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 256 },
+            failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence },
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn matches_the_model(ops in proptest::collection::vec(op_strategy(), 1..300)) {
             let (mut producer, mut consumer) = channel(0);

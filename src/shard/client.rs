@@ -554,11 +554,13 @@ impl Shard {
         } else if pending_bytes > self.high_water_bytes {
             if let Some(publisher) = publisher.filter(|&p| p != subscriber) {
                 let generation = self.conns[subscriber as usize].generation;
+                let until_ms = self.now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
                 self.pause(
                     publisher,
                     PauseCause::Subscriber {
                         slot: subscriber,
                         generation,
+                        until_ms,
                     },
                 );
             }

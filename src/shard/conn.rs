@@ -40,8 +40,13 @@ pub enum RecvState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseCause {
     /// A subscriber on this shard (slot, generation) is over its high-water mark. The pause
-    /// ends when it drains, goes away, or `PUBLISHER_PAUSE_MS_MAX` passes.
-    Subscriber { slot: u32, generation: u32 },
+    /// ends when it drains, goes away, or at `until_ms` (shard clock), which is
+    /// `PUBLISHER_PAUSE_MS_MAX` after the pause began.
+    Subscriber {
+        slot: u32,
+        generation: u32,
+        until_ms: u64,
+    },
     /// The queue to a peer shard (index in `Shard::peers`) is congested. The pause ends when it
     /// drains (a peer always drains).
     Peer(u16),
@@ -66,10 +71,11 @@ impl Outbound {
         self.pending.len() + self.sending.len() - self.sending_offset
     }
 
-    /// Prepares the next send: swaps in the pending bytes when `sending` is drained. Returns the
-    /// bytes to send, or None when nothing is queued. The caller marks the send in flight.
+    /// Starts the next send: swaps in the pending bytes when `sending` is drained, marks the
+    /// send in flight and returns the bytes to hand the kernel (which stay frozen until `sent`
+    /// or `send_failed`). None when nothing is queued.
     pub fn next_send(&mut self) -> Option<(*const u8, usize)> {
-        debug_assert!(!self.send_in_flight);
+        assert!(!self.send_in_flight, "one send at a time");
         if self.sending_offset == self.sending.len() {
             if self.pending.is_empty() {
                 return None;
@@ -79,7 +85,15 @@ impl Outbound {
             std::mem::swap(&mut self.sending, &mut self.pending);
         }
         let rest = &self.sending[self.sending_offset..];
+        self.send_in_flight = true;
         Some((rest.as_ptr(), rest.len().min(limits::SEND_BYTES_MAX)))
+    }
+
+    /// Records that the send in flight failed; its bytes stay where they are (the connection
+    /// is closing).
+    pub fn send_failed(&mut self) {
+        debug_assert!(self.send_in_flight);
+        self.send_in_flight = false;
     }
 
     /// Records that the send in flight wrote `written` bytes.
@@ -93,10 +107,12 @@ impl Outbound {
             self.sending_offset = 0;
             // Give a burst's memory back only once the connection is idle; a busy one keeps
             // its buffers so steady traffic does not reallocate every round.
-            if self.pending.is_empty()
-                && self.sending.capacity() > limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX
-            {
-                self.sending = Vec::new();
+            if self.pending.is_empty() {
+                for buffer in [&mut self.sending, &mut self.pending] {
+                    if buffer.capacity() > limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX {
+                        *buffer = Vec::new();
+                    }
+                }
             }
         }
     }
@@ -153,12 +169,9 @@ pub struct Conn {
     /// Shard clock (ms) since which the socket has accepted none of our output, while some is
     /// pending (None when nothing is stuck).
     pub write_stalled_since_ms: Option<u64>,
-    /// True exactly when the connection's receive is held back because a subscriber it feeds
-    /// is over the high-water mark; `paused_until_ms` bounds it.
-    pub paused: bool,
-    pub paused_until_ms: u64,
-    /// What the connection waits for, while `paused`.
-    pub paused_for: PauseCause,
+    /// Some exactly when the connection's reading is held back (it publishes to a subscriber
+    /// or a peer queue that must drain first); says what it waits for.
+    pub paused: Option<PauseCause>,
     pub peer: String,
     pub in_msgs: u64,
     pub in_bytes: u64,
@@ -169,5 +182,75 @@ pub struct Conn {
 impl Conn {
     pub fn is_open(&self) -> bool {
         self.state == ConnState::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes a send would hand the kernel, as a slice (for checking, not for sending).
+    fn sending_now(out: &Outbound, (ptr, len): (*const u8, usize)) -> Vec<u8> {
+        let rest = &out.sending[out.sending_offset..];
+        assert_eq!(
+            (rest.as_ptr(), rest.len().min(limits::SEND_BYTES_MAX)),
+            (ptr, len)
+        );
+        rest[..len].to_vec()
+    }
+
+    #[test]
+    fn output_written_during_a_send_waits_and_nothing_moves() {
+        let mut out = Outbound::default();
+        assert!(out.next_send().is_none());
+        out.pending.extend_from_slice(b"first ");
+        let send = out.next_send().expect("something to send");
+        assert_eq!(sending_now(&out, send), b"first ");
+        // New output while the kernel holds `sending`: it goes to `pending`; `sending` is not
+        // reallocated (same pointer).
+        out.pending.extend_from_slice(&[b'x'; 100_000]);
+        assert_eq!(out.sending.as_ptr(), send.0);
+        assert_eq!(out.pending_bytes(), 6 + 100_000);
+        // A short write: the rest is sent next from the same buffer.
+        out.sent(2);
+        let rest = out.next_send().unwrap();
+        assert_eq!(sending_now(&out, rest), b"rst ");
+        out.sent(4);
+        // Drained: the pending bytes become the next send.
+        let next = out.next_send().unwrap();
+        assert_eq!(next.1, 100_000);
+        out.sent(100_000);
+        assert_eq!(out.pending_bytes(), 0);
+        assert!(out.next_send().is_none());
+    }
+
+    #[test]
+    fn idle_buffers_give_memory_back_busy_ones_keep_it() {
+        let mut out = Outbound::default();
+        out.pending.extend_from_slice(&vec![0u8; 1 << 20]);
+        let (_, len) = out.next_send().unwrap();
+        out.pending.extend_from_slice(b"more");
+        out.sent(len);
+        assert!(out.sending.capacity() >= 1 << 20, "busy: capacity kept");
+        let (_, len) = out.next_send().unwrap();
+        out.sent(len);
+        assert!(
+            out.sending.capacity() <= limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX,
+            "idle: shrunk"
+        );
+        assert!(
+            out.pending.capacity() <= limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX,
+            "idle: shrunk"
+        );
+    }
+
+    #[test]
+    fn a_failed_send_ends_the_send() {
+        let mut out = Outbound::default();
+        out.pending.extend_from_slice(b"abc");
+        out.next_send().unwrap();
+        out.send_failed();
+        assert!(!out.send_in_flight);
+        assert_eq!(out.pending_bytes(), 3);
     }
 }

@@ -265,7 +265,7 @@ impl Shard {
             };
             let paused = Token::decode(completion.user_data)
                 .and_then(|token| self.conn_mut(token))
-                .is_some_and(|conn| conn.paused && conn.is_open());
+                .is_some_and(|conn| conn.paused.is_some() && conn.is_open());
             if paused {
                 held.push_back(completion);
                 continue;
@@ -378,7 +378,7 @@ impl Shard {
             let Some(conn) = self.conns.get(slot as usize) else {
                 continue;
             };
-            if conn.is_open() && !conn.paused && conn.recv == RecvState::Idle {
+            if conn.is_open() && conn.paused.is_none() && conn.recv == RecvState::Idle {
                 self.arm_recv(slot);
             }
         }
@@ -406,7 +406,6 @@ impl Shard {
                 .flags(libc::MSG_NOSIGNAL)
                 .build()
                 .user_data(Token::new(OpKind::Send, slot, conn.generation).encode());
-            conn.out.send_in_flight = true;
             conn.ops_in_flight += 1;
             if conn.write_stalled_since_ms.is_none() {
                 conn.write_stalled_since_ms = Some(self.now_ms);
@@ -523,7 +522,7 @@ impl Shard {
             let conn = &mut self.conns[slot as usize];
             conn.recv = RecvState::Idle;
             conn.ops_in_flight -= 1;
-            if conn.is_open() && !conn.paused {
+            if conn.is_open() && conn.paused.is_none() {
                 if completion.result == -libc::ENOBUFS {
                     // The ring ran dry: re-armed once this round has given buffers back.
                     self.starved.push(slot);
@@ -559,7 +558,7 @@ impl Shard {
                 }
             }
             err => {
-                conn.out.send_in_flight = false;
+                conn.out.send_failed();
                 if conn.state != ConnState::Closing {
                     let reason = match -err {
                         libc::EPIPE | libc::ECONNRESET => CloseReason::ClientClosed,
@@ -669,9 +668,7 @@ impl Shard {
             next_ping_ms: self.now_ms + first_ping_ms + self.jitter_ms(first_ping_ms / 5),
             last_read_ms: self.now_ms,
             write_stalled_since_ms: None,
-            paused: false,
-            paused_until_ms: 0,
-            paused_for: PauseCause::Peer(0),
+            paused: None,
             peer: peer
                 .clone()
                 .map(|(ip, port)| format!("{ip}:{port}"))
@@ -881,9 +878,14 @@ impl Shard {
                 }
                 Some(conn) => {
                     !conn.is_open()
-                        || match conn.paused_for {
-                            PauseCause::Subscriber { slot, generation } => {
-                                now_ms >= conn.paused_until_ms
+                        || match conn.paused {
+                            None => true,
+                            Some(PauseCause::Subscriber {
+                                slot,
+                                generation,
+                                until_ms,
+                            }) => {
+                                now_ms >= until_ms
                                     || self
                                         .conns
                                         .get(slot as usize)
@@ -892,7 +894,7 @@ impl Shard {
                                             sub.out.pending_bytes() <= low_water_bytes
                                         })
                             }
-                            PauseCause::Peer(peer_index) => {
+                            Some(PauseCause::Peer(peer_index)) => {
                                 self.peers[peer_index as usize].drained()
                             }
                         }
@@ -905,7 +907,7 @@ impl Shard {
             self.paused.swap_remove(index);
             resumed = true;
             let conn = &mut self.conns[slot as usize];
-            conn.paused = false;
+            conn.paused = None;
             if conn.is_open() && conn.recv == RecvState::Idle {
                 self.arm_recv(slot);
             }
@@ -922,14 +924,11 @@ impl Shard {
 
     /// Stops reading `slot` until `cause` clears (see `PauseCause` for when each ends).
     fn pause(&mut self, slot: u32, cause: PauseCause) {
-        let now_ms = self.now_ms;
         let conn = &mut self.conns[slot as usize];
-        if conn.paused || !conn.is_open() {
+        if conn.paused.is_some() || !conn.is_open() {
             return;
         }
-        conn.paused = true;
-        conn.paused_for = cause;
-        conn.paused_until_ms = now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
+        conn.paused = Some(cause);
         self.stats.publisher_pauses += 1;
         self.paused.push(slot);
         self.cancel_recv(slot);
