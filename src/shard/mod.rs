@@ -100,6 +100,9 @@ pub struct Shard {
     subs: Slab<Subscription>,
     /// Source of connection and subscription generations (never reused while a slot lives).
     next_generation: u32,
+    /// Non-receive completions moved out of the ring while pushing (see `push`), handled first
+    /// in the next round.
+    early: Vec<Completion>,
     /// Receive completions not handled yet, oldest first (see `receive_round`).
     recv_backlog: VecDeque<Completion>,
     /// Slots with output to flush this iteration (deduplicated by `Conn::dirty`).
@@ -164,6 +167,7 @@ impl Shard {
             conns: Slab::new(),
             subs: Slab::new(),
             next_generation: 1,
+            early: Vec::new(),
             recv_backlog: VecDeque::new(),
             starved: Vec::new(),
             recv_held: VecDeque::new(),
@@ -198,8 +202,8 @@ impl Shard {
         let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
         let mut ready_left = false;
         while !(self.stopping && self.conns.is_empty()) {
-            // Wait only when no received data that can be handled now is left over.
-            let want = usize::from(!ready_left);
+            // Wait only when nothing that can be handled now is left over.
+            let want = usize::from(!ready_left && self.early.is_empty());
             match self.ring.submit_and_wait(want) {
                 Ok(_) => {}
                 Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
@@ -229,12 +233,39 @@ impl Shard {
         Ok(())
     }
 
+    /// Queues one SQE. When the kernel refuses to take more because its completion queue is
+    /// backed up, completions are moved out of the ring (handled next round) and it retries,
+    /// so this never spins.
+    fn push(&mut self, entry: &io_uring::squeue::Entry) {
+        while let ring::Push::CompletionsBackedUp = ring::push(&mut self.ring, entry) {
+            self.move_completions_out();
+        }
+    }
+
+    /// Copies every completion out of the ring: receive completions to the backlog, the rest
+    /// to `early`, which the next round handles first.
+    fn move_completions_out(&mut self) {
+        for cqe in self.ring.completion() {
+            let completion = Completion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            };
+            if Token::decode(completion.user_data).is_some_and(|t| t.kind == OpKind::Recv) {
+                self.recv_backlog.push_back(completion);
+            } else {
+                self.early.push(completion);
+            }
+        }
+    }
+
     /// Empties the completion queue: receive completions join the FIFO backlog, everything
     /// else (sends, accepts, timers, cancels) goes into `batch` to be handled right away. So a
     /// send completion never waits behind a long run of received data, and a subscriber's
     /// frozen buffer is released as soon as the kernel is done with it.
     fn reap(&mut self, batch: &mut Vec<Completion>) {
         batch.clear();
+        batch.append(&mut self.early);
         for cqe in self.ring.completion() {
             let completion = Completion {
                 user_data: cqe.user_data(),
@@ -324,7 +355,7 @@ impl Shard {
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(Token::new(OpKind::Accept, 0, 0).encode());
-        ring::push(&mut self.ring, &entry);
+        self.push(&entry);
         self.accept_armed = true;
     }
 
@@ -332,7 +363,7 @@ impl Shard {
         let entry = opcode::Timeout::new(&*self.timer_spec)
             .build()
             .user_data(Token::new(OpKind::Timer, 0, 0).encode());
-        ring::push(&mut self.ring, &entry);
+        self.push(&entry);
     }
 
     fn arm_wake(&mut self) {
@@ -343,7 +374,7 @@ impl Shard {
         )
         .build()
         .user_data(Token::new(OpKind::Wake, 0, 0).encode());
-        ring::push(&mut self.ring, &entry);
+        self.push(&entry);
     }
 
     fn arm_recv(&mut self, slot: u32) {
@@ -354,7 +385,7 @@ impl Shard {
             .user_data(Token::new(OpKind::Recv, slot, conn.generation).encode());
         conn.recv = RecvState::Armed;
         conn.ops_in_flight += 1;
-        ring::push(&mut self.ring, &entry);
+        self.push(&entry);
     }
 
     /// Cancels the connection's armed receive (to pause or close it).
@@ -369,7 +400,7 @@ impl Shard {
             .user_data(Token::new(OpKind::CancelRecv, slot, conn.generation).encode());
         conn.recv = RecvState::Cancelling;
         conn.ops_in_flight += 1;
-        ring::push(&mut self.ring, &entry);
+        self.push(&entry);
     }
 
     /// Re-arms the receives that ended because the buffer ring was empty.
@@ -410,7 +441,7 @@ impl Shard {
             if conn.write_stalled_since_ms.is_none() {
                 conn.write_stalled_since_ms = Some(self.now_ms);
             }
-            ring::push(&mut self.ring, &entry);
+            self.push(&entry);
         }
         dirty.clear();
         if self.dirty.is_empty() {
@@ -792,7 +823,7 @@ impl Shard {
             let entry = opcode::AsyncCancel::new(target)
                 .build()
                 .user_data(Token::new(OpKind::CancelAccept, 0, 0).encode());
-            ring::push(&mut self.ring, &entry);
+            self.push(&entry);
         }
         let slots: Vec<u32> = self.conns.iter().map(|(slot, _)| slot as u32).collect();
         for slot in slots {
@@ -916,7 +947,7 @@ impl Shard {
             let entry = opcode::Timeout::new(&*self.resume_spec)
                 .build()
                 .user_data(Token::new(OpKind::Resume, 0, 0).encode());
-            ring::push(&mut self.ring, &entry);
+            self.push(&entry);
             self.resume_armed = true;
         }
         resumed

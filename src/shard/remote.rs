@@ -21,7 +21,7 @@ use std::sync::Arc;
 use io_uring::{opcode, squeue, types};
 
 use super::client::Message;
-use super::ring::{self, OpKind, Token};
+use super::ring::{OpKind, Token};
 use super::Shard;
 use crate::limits;
 use crate::route::frame::{self, Frame, Parts, Target};
@@ -234,7 +234,7 @@ impl Shard {
         .build()
         .flags(squeue::Flags::SKIP_SUCCESS)
         .user_data(Token::new(OpKind::WakePeer, target as u32, 0).encode());
-        ring::push(&mut self.ring, &entry);
+        self.push(&entry);
         self.stats.peer_wakeups += 1;
     }
 

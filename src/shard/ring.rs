@@ -136,22 +136,32 @@ pub fn explain_setup_error(err: io::Error) -> io::Error {
     io::Error::new(err.kind(), format!("{why} ({err})"))
 }
 
+/// What pushing an SQE found.
+pub enum Push {
+    Queued,
+    /// The submission queue is full and the kernel refused a submit with EBUSY: its completion
+    /// queue is backed up. The caller must move completions out of the ring, then push again.
+    CompletionsBackedUp,
+}
+
 /// Queues one SQE, submitting what is queued first when the submission queue is full.
-pub fn push(ring: &mut IoUring, entry: &squeue::Entry) {
+pub fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Push {
     loop {
         // SAFETY: every SQE the shard builds names memory that stays valid until its CQE:
-        // buffers frozen in a connection's outbound, the shard's boxed timespecs and eventfd
+        // buffers frozen in a connection's outbound, the shard's boxed timespecs and wake
         // buffer, and the registered buffer ring (see the callers).
         let pushed = unsafe { ring.submission().push(entry) };
         if pushed.is_ok() {
-            return;
+            return Push::Queued;
         }
-        // The queue is full: hand it to the kernel and try again. EBUSY (completion queue
-        // overflow backlog) resolves itself once completions are reaped; the caller reaps
-        // them on the next loop iteration, so only a hard error is reported here.
-        if let Err(err) = ring.submit() {
-            if err.raw_os_error() != Some(libc::EBUSY) && err.raw_os_error() != Some(libc::EINTR) {
-                panic!("io_uring_enter failed while flushing a full submission queue: {err}");
+        match ring.submit() {
+            Ok(_) => {}
+            Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
+            Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
+                return Push::CompletionsBackedUp
+            }
+            Err(err) => {
+                panic!("io_uring_enter failed while flushing a full submission queue: {err}")
             }
         }
     }
