@@ -77,15 +77,22 @@ fn main() -> ExitCode {
     });
     log_notice!("Server is ready");
 
-    if let Some(signal) = signals.forever().next() {
-        log_notice!(
-            "Trapped \"{}\" signal",
-            if signal == SIGINT {
+    // Wait for SIGINT/SIGTERM, or for the server to stop on its own (a shard failed).
+    loop {
+        if let Some(signal) = signals.pending().next() {
+            let name = if signal == SIGINT {
                 "interrupt"
             } else {
                 "terminated"
-            }
-        );
+            };
+            log_notice!("Trapped \"{name}\" signal");
+            break;
+        }
+        if server.is_stopping() {
+            log_error!("The server stopped: a shard failed");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     log_notice!("Initiating Shutdown...");
     let result = server.shutdown();

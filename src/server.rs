@@ -2,11 +2,11 @@
 //! address, spawn the shard threads (optionally pinned), and stop them gracefully.
 //! No per-message work happens here.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -31,8 +31,23 @@ pub struct Server;
 pub struct ServerHandle {
     port: u16,
     shared: Arc<Shared>,
-    wake: Vec<io::PipeWriter>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+/// Armed while a shard runs: if its loop ends with an error or a panic unwinds it, every
+/// other shard is stopped too, so the server fails whole instead of half-working.
+struct FailStop {
+    shared: Arc<Shared>,
+    armed: bool,
+}
+
+impl Drop for FailStop {
+    fn drop(&mut self) {
+        if self.armed {
+            crate::log_error!("A shard stopped unexpectedly: stopping the server");
+            self.shared.stop_all();
+        }
+    }
 }
 
 impl Server {
@@ -63,7 +78,16 @@ impl Server {
             remote_account: None,
             ldm: false,
         };
+        // Every pipe first: a failure here leaves no thread behind.
+        let mut readers = Vec::with_capacity(shard_count);
+        let mut writers = Vec::with_capacity(shard_count);
+        for _ in 0..shard_count {
+            let (reader, writer) = io::pipe()?;
+            readers.push(reader);
+            writers.push(writer);
+        }
         let shared = Arc::new(Shared {
+            wake: writers,
             options,
             info,
             sublist: Sublist::new(),
@@ -77,7 +101,6 @@ impl Server {
         });
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
-        let mut wake = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         let cpus = if shared.options.pin_shards {
             allowed_cpus()
@@ -85,66 +108,89 @@ impl Server {
             Vec::new()
         };
         let mut links = peer_links(shard_count);
-        let barrier = Arc::new(Barrier::new(shard_count));
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let (reader, writer) = io::pipe()?;
-            wake.push(writer);
+        let mut go = Vec::with_capacity(shard_count);
+        for (index, (listener, reader)) in listeners.into_iter().zip(readers).enumerate() {
             let setup = ShardSetup {
                 index: index as u16,
                 listener,
                 wake_fd: Arc::new(OwnedFd::from(reader)),
                 shared: Arc::clone(&shared),
                 links: std::mem::take(&mut links[index]),
-                ready: Arc::clone(&barrier),
             };
             let ready = ready_tx.clone();
+            let (go_tx, go_rx) = mpsc::channel::<bool>();
+            go.push(go_tx);
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
-            let thread = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || {
                     if let Some(cpu) = cpu {
                         pin_to_cpu(cpu);
                     }
-                    let barrier = Arc::clone(&setup.ready);
-                    let shard = Shard::new(setup);
-                    // Every shard (even one that failed) passes the barrier, so none waits
-                    // forever; after it, every ring fd is published.
-                    barrier.wait();
-                    match shard {
-                        Ok(shard) => {
-                            let _ = ready.send(Ok(()));
-                            shard.run()
-                        }
+                    let shared = Arc::clone(&setup.shared);
+                    // Creating the ring publishes its fd for the peers' wake-ups.
+                    let shard = match Shard::new(setup) {
+                        Ok(shard) => shard,
                         Err(err) => {
                             let copy = io::Error::new(err.kind(), err.to_string());
                             let _ = ready.send(Err(err));
-                            Err(copy)
+                            return Err(copy);
                         }
+                    };
+                    let _ = ready.send(Ok(()));
+                    // Run only once every shard is ready (every ring fd published); a start-up
+                    // that failed elsewhere sends false or drops the sender.
+                    if go_rx.recv() != Ok(true) {
+                        return Ok(());
                     }
-                })?;
-            threads.push(thread);
-        }
-        drop(ready_tx);
-        let mut handle = ServerHandle {
-            port,
-            shared,
-            wake,
-            threads,
-        };
-        for _ in 0..shard_count {
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    let _ = handle.stop_threads();
+                    let mut fail_stop = FailStop {
+                        shared,
+                        armed: true,
+                    };
+                    let result = shard.run();
+                    fail_stop.armed = result.is_err();
+                    result
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    drop(go);
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
                     return Err(err);
-                }
-                Err(_) => {
-                    let _ = handle.stop_threads();
-                    return Err(io::Error::other("a shard thread exited during start-up"));
                 }
             }
         }
-        Ok(handle)
+        drop(ready_tx);
+        let mut failure = None;
+        for _ in 0..shard_count {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => failure = failure.or(Some(err)),
+                Err(_) => {
+                    failure = failure.or(Some(io::Error::other(
+                        "a shard thread exited during start-up",
+                    )))
+                }
+            }
+        }
+        let all_ready = failure.is_none();
+        for go in &go {
+            let _ = go.send(all_ready);
+        }
+        let handle = ServerHandle {
+            port,
+            shared,
+            threads,
+        };
+        match failure {
+            None => Ok(handle),
+            Some(err) => {
+                drop(handle);
+                Err(err)
+            }
+        }
     }
 }
 
@@ -174,6 +220,11 @@ impl ServerHandle {
         ShardStats::sum(&all)
     }
 
+    /// True once the server is stopping: `shutdown` was asked for, or a shard failed.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
     /// Closes every connection and waits for the shards to exit.
     pub fn shutdown(mut self) -> io::Result<()> {
         self.stop_threads()
@@ -183,10 +234,7 @@ impl ServerHandle {
         if self.threads.is_empty() {
             return Ok(());
         }
-        self.shared.stopping.store(true, Ordering::Release);
-        for writer in &mut self.wake {
-            let _ = writer.write_all(&1u64.to_ne_bytes());
-        }
+        self.shared.stop_all();
         let mut result = Ok(());
         for thread in self.threads.drain(..) {
             match thread.join() {

@@ -290,6 +290,12 @@ impl Producer {
         used_bytes as usize
     }
 
+    /// An upper bound of the bytes in use, from the producer's cached consumer position: no
+    /// atomic access (the consumer may have freed more since).
+    pub fn used_bytes_at_most(&self) -> usize {
+        (self.tail_position - self.cached_head_position) as usize
+    }
+
     /// Size of the buffer in bytes.
     pub fn capacity_bytes(&self) -> usize {
         self.capacity_bytes

@@ -25,7 +25,7 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use io_uring::{cqueue, opcode, types, IoUring};
@@ -59,6 +59,24 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// Each shard's counters, published on its timer tick and when it stops.
     pub stats: Vec<Mutex<ShardStats>>,
+    /// The write ends of every shard's wake pipe.
+    pub wake: Vec<std::io::PipeWriter>,
+}
+
+impl Shared {
+    /// Asks every shard to stop (close its connections and exit). Used for shutdown, and by
+    /// a shard whose loop ended on an error, so the server fails whole, never half-working.
+    pub fn stop_all(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for writer in &self.wake {
+            let mut writer = writer;
+            let _ = std::io::Write::write_all(&mut writer, &1u64.to_ne_bytes());
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
 }
 
 /// What a shard is started with.
@@ -71,8 +89,6 @@ pub struct ShardSetup {
     pub shared: Arc<Shared>,
     /// For every other shard, in shard order: the link to it and the link from it.
     pub links: Vec<(Outgoing, Incoming)>,
-    /// Every shard waits here after publishing its ring fd, so wake-ups always have a target.
-    pub ready: Arc<Barrier>,
 }
 
 /// A completion copied out of the ring.

@@ -14,7 +14,7 @@
 //! With one shard none of this exists: `Shard::peers` is empty.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
@@ -82,6 +82,9 @@ pub struct Peer {
     pub targets: Vec<Target>,
     /// Encoded frames that found the queue full, oldest first.
     pub overflow: VecDeque<Box<[u8]>>,
+    /// True when frames sent through the side channel may not have been taken yet (so the
+    /// cheap congestion estimate, which ignores them, is not enough).
+    large_in_flight: bool,
 }
 
 impl Peer {
@@ -91,27 +94,46 @@ impl Peer {
             incoming: Some(incoming),
             targets: Vec::new(),
             overflow: VecDeque::new(),
+            large_in_flight: false,
         }
     }
 
     /// True when a publisher feeding this peer should wait: frames are waiting for room, or
-    /// the queue and side channel hold more than three quarters of the queue's capacity.
+    /// the queue and side channel hold more than three quarters of the queue's capacity. The
+    /// receiver's position is reloaded only when the cached one says "maybe", so the common
+    /// case touches no shared cache line.
     fn congested(&mut self) -> bool {
-        !self.overflow.is_empty()
-            || self.out.producer.used_bytes() + self.out.large_bytes.load(Ordering::Relaxed)
-                > self.out.producer.capacity_bytes() / 4 * 3
+        let limit = self.out.producer.capacity_bytes() / 4 * 3;
+        if !self.overflow.is_empty() {
+            return true;
+        }
+        if !self.large_in_flight && self.out.producer.used_bytes_at_most() <= limit {
+            return false;
+        }
+        let large_bytes = self.out.large_bytes.load(Ordering::Relaxed);
+        self.large_in_flight = large_bytes > 0;
+        self.out.producer.used_bytes() + large_bytes > limit
     }
 
-    /// True when a publisher paused for this peer may go on. When not, asks the peer to wake
-    /// this shard once it has emptied the queue.
-    pub fn drained(&mut self) -> bool {
-        let drained = self.overflow.is_empty()
+    /// Tells the receiver that this shard waits for the queue to empty, then checks again, so
+    /// either the receiver sees the flag or this check sees the freed room (the fences pair
+    /// with the receiver's in `drain_peers`: a store then a load on each side needs SeqCst).
+    fn wait_for_room(&mut self) -> bool {
+        self.out.sender_waiting.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        self.drained_now()
+    }
+
+    fn drained_now(&mut self) -> bool {
+        self.overflow.is_empty()
             && self.out.producer.used_bytes() + self.out.large_bytes.load(Ordering::Relaxed)
-                <= self.out.producer.capacity_bytes() / 4;
-        if !drained {
-            self.out.sender_waiting.store(true, Ordering::Release);
-        }
-        drained
+                <= self.out.producer.capacity_bytes() / 4
+    }
+
+    /// True when a publisher paused for this peer may go on. When not, the peer will wake this
+    /// shard once it has emptied the queue.
+    pub fn drained(&mut self) -> bool {
+        self.drained_now() || self.wait_for_room()
     }
 
     /// Queues one encoded frame, in order behind any overflow.
@@ -158,6 +180,7 @@ impl Shard {
             let mut large = vec![0u8; len].into_boxed_slice();
             frame::encode(&mut large, &parts, &peer.targets);
             peer.out.large_bytes.fetch_add(len, Ordering::Relaxed);
+            peer.large_in_flight = true;
             // The receiver lives as long as the peer shard; after it stopped the frame is moot.
             let _ = peer.out.large.send(large);
             peer.push_encoded(&LARGE_MARKER);
@@ -178,7 +201,7 @@ impl Shard {
         peer.targets.clear();
         let congested = peer.congested();
         if congested {
-            peer.out.sender_waiting.store(true, Ordering::Release);
+            peer.wait_for_room();
         }
         congested
     }
@@ -269,6 +292,11 @@ impl Shard {
         for peer_index in 0..self.peers.len() {
             let peer = &mut self.peers[peer_index];
             peer.flush_overflow();
+            if !peer.overflow.is_empty() {
+                // Frames still wait for room: have the peer wake us when it has emptied the
+                // queue, even if no publisher is paused for it any more.
+                peer.wait_for_room();
+            }
             if !peer.out.producer.publish() {
                 continue;
             }
