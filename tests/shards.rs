@@ -401,3 +401,36 @@ fn visibility_rule_with_raw_ping_pong() {
     let (rest, _) = subscriber.read_until_quiet(Duration::from_millis(300));
     assert_eq!(String::from_utf8_lossy(&rest), "PONG\r\n");
 }
+
+/// Counts `MSG ` frames read from `raw` until `total` arrived across `raws` or nothing comes.
+fn count_msgs(raw: &mut common::Raw) -> usize {
+    let (bytes, _) = raw.read_until_quiet(Duration::from_millis(700));
+    bytes.windows(4).filter(|w| w == b"MSG ").count()
+}
+
+/// A queue-group member on another shard that leaves while messages chosen for it are in
+/// flight: those messages go to another member instead of being lost (exactly one member gets
+/// each). Here the remote member auto-unsubscribes after 5 while 1,000 arrive in one write.
+#[test]
+fn queue_messages_for_a_member_that_left_go_to_another_member() {
+    let server = server(2);
+    for round in 0..5 {
+        let mut leaving = raw_on(&server, 0);
+        let mut staying = raw_on(&server, 1);
+        let mut publisher = raw_on(&server, 1);
+        leaving.send(format!("SUB q.{round} workers 1\r\nUNSUB 1 5\r\nPING\r\n").as_bytes());
+        leaving.read_until(b"PONG\r\n", WAIT);
+        staying.send(format!("SUB q.{round} workers 1\r\nPING\r\n").as_bytes());
+        staying.read_until(b"PONG\r\n", WAIT);
+        let burst = format!("PUB q.{round} 1\r\nx\r\n").repeat(1000);
+        publisher.send(burst.as_bytes());
+        let left = count_msgs(&mut leaving);
+        let stayed = count_msgs(&mut staying);
+        assert_eq!(left, 5, "round {round}: the leaving member got its 5");
+        assert_eq!(
+            left + stayed,
+            1000,
+            "round {round}: none lost, none doubled ({left} + {stayed})"
+        );
+    }
+}

@@ -4,13 +4,16 @@
 //! Layout (little endian), every frame:
 //! ```text
 //! u32 subject_len | u32 reply_len + 1 (0: none) | u32 headers_len + 1 (0: none) | u32 payload_len
-//! u32 target_count | target_count × (u32 slot, u32 generation)
-//! subject | reply | headers | payload
+//! u32 queue_len + 1 (0: none) | u32 hops | u32 target_count | target_count × (u32 slot, u32 generation)
+//! subject | reply | headers | payload | queue
 //! ```
+//! A frame without a queue is for every target. A frame with a queue is for exactly one of its
+//! targets (members of that queue group on the receiving shard, tried in order); `hops` counts
+//! how often it was passed on because none of them could take it.
 //! Decoding checks every length against the frame, so a bug cannot make it read out of bounds.
 
 /// Bytes of the fixed header.
-pub const HEADER_BYTES: usize = 20;
+pub const HEADER_BYTES: usize = 28;
 /// Bytes of one target.
 pub const TARGET_BYTES: usize = 8;
 
@@ -30,21 +33,34 @@ pub struct Parts<'a> {
     pub payload: &'a [u8],
 }
 
+/// For a queue-group delivery: the group's name and how often the frame was passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueRoute<'a> {
+    pub queue: &'a [u8],
+    pub hops: u32,
+}
+
 /// Exact encoded size of a frame.
-pub fn encoded_len(parts: &Parts<'_>, target_count: usize) -> usize {
+pub fn encoded_len(parts: &Parts<'_>, target_count: usize, route: Option<QueueRoute<'_>>) -> usize {
     HEADER_BYTES
         + target_count * TARGET_BYTES
         + parts.subject.len()
         + parts.reply.map_or(0, <[u8]>::len)
         + parts.headers.map_or(0, <[u8]>::len)
         + parts.payload.len()
+        + route.map_or(0, |r| r.queue.len())
 }
 
 /// Writes the frame into `out`, which is exactly `encoded_len` bytes.
-pub fn encode(out: &mut [u8], parts: &Parts<'_>, targets: &[Target]) {
+pub fn encode(
+    out: &mut [u8],
+    parts: &Parts<'_>,
+    targets: &[Target],
+    route: Option<QueueRoute<'_>>,
+) {
     assert_eq!(
         out.len(),
-        encoded_len(parts, targets.len()),
+        encoded_len(parts, targets.len(), route),
         "frame buffer of the exact size"
     );
     let optional_len = |part: Option<&[u8]>| part.map_or(0, |p| p.len() as u32 + 1);
@@ -57,6 +73,8 @@ pub fn encode(out: &mut [u8], parts: &Parts<'_>, targets: &[Target]) {
     put(&optional_len(parts.reply).to_le_bytes());
     put(&optional_len(parts.headers).to_le_bytes());
     put(&(parts.payload.len() as u32).to_le_bytes());
+    put(&optional_len(route.map(|r| r.queue)).to_le_bytes());
+    put(&route.map_or(0, |r| r.hops).to_le_bytes());
     put(&(targets.len() as u32).to_le_bytes());
     for target in targets {
         put(&target.slot.to_le_bytes());
@@ -66,12 +84,14 @@ pub fn encode(out: &mut [u8], parts: &Parts<'_>, targets: &[Target]) {
     put(parts.reply.unwrap_or_default());
     put(parts.headers.unwrap_or_default());
     put(parts.payload);
+    put(route.map_or(&[][..], |r| r.queue));
 }
 
 /// A decoded frame, borrowing the queue's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
     pub parts: Parts<'a>,
+    pub route: Option<QueueRoute<'a>>,
     targets: &'a [u8],
 }
 
@@ -86,7 +106,9 @@ impl<'a> Frame<'a> {
         let reply_len = word(1)?;
         let headers_len = word(2)?;
         let payload_len = word(3)?;
-        let target_count = word(4)?;
+        let queue_len = word(4)?;
+        let hops = word(5)? as u32;
+        let target_count = word(6)?;
         let mut rest = frame.get(HEADER_BYTES..)?;
         let mut take = |len: usize| -> Option<&'a [u8]> {
             let (head, tail) = rest.split_at_checked(len)?;
@@ -106,6 +128,14 @@ impl<'a> Frame<'a> {
             Some(take(headers_len - 1)?)
         };
         let payload = take(payload_len)?;
+        let route = if queue_len == 0 {
+            None
+        } else {
+            Some(QueueRoute {
+                queue: take(queue_len - 1)?,
+                hops,
+            })
+        };
         if !rest.is_empty() {
             return None;
         }
@@ -116,6 +146,7 @@ impl<'a> Frame<'a> {
                 headers,
                 payload,
             },
+            route,
             targets,
         })
     }
@@ -133,11 +164,20 @@ mod tests {
     use super::*;
 
     fn round_trip(parts: Parts<'_>, targets: &[Target]) {
-        let mut buf = vec![0u8; encoded_len(&parts, targets.len())];
-        encode(&mut buf, &parts, targets);
-        let frame = Frame::decode(&buf).expect("decodes");
-        assert_eq!(frame.parts, parts);
-        assert_eq!(frame.targets().collect::<Vec<_>>(), targets);
+        for route in [
+            None,
+            Some(QueueRoute {
+                queue: b"workers",
+                hops: 3,
+            }),
+        ] {
+            let mut buf = vec![0u8; encoded_len(&parts, targets.len(), route)];
+            encode(&mut buf, &parts, targets, route);
+            let frame = Frame::decode(&buf).expect("decodes");
+            assert_eq!(frame.parts, parts);
+            assert_eq!(frame.route, route);
+            assert_eq!(frame.targets().collect::<Vec<_>>(), targets);
+        }
     }
 
     #[test]
@@ -202,12 +242,20 @@ mod tests {
             slot: 3,
             generation: 4,
         }];
-        let mut buf = vec![0u8; encoded_len(&parts, 1)];
-        encode(&mut buf, &parts, &targets);
-        for cut in 0..buf.len() {
-            assert!(Frame::decode(&buf[..cut]).is_none(), "cut at {cut}");
+        for route in [
+            None,
+            Some(QueueRoute {
+                queue: b"q",
+                hops: 0,
+            }),
+        ] {
+            let mut buf = vec![0u8; encoded_len(&parts, 1, route)];
+            encode(&mut buf, &parts, &targets, route);
+            for cut in 0..buf.len() {
+                assert!(Frame::decode(&buf[..cut]).is_none(), "cut at {cut}");
+            }
+            buf.push(0);
+            assert!(Frame::decode(&buf).is_none());
         }
-        buf.push(0);
-        assert!(Frame::decode(&buf).is_none());
     }
 }

@@ -412,13 +412,18 @@ impl Shard {
             if members == 0 {
                 continue;
             }
-            // One member per group: start at a random member, take the first that can take it
-            // (a member on another shard is taken as it is; that shard revalidates it).
+            // One member per group: start at a random member, take the first that can take it.
+            // A member on another shard gets a frame listing the group's members there; that
+            // shard gives it to one of them or passes it on (see `requeue`).
             let start = (self.random() % members as u64) as usize;
             for offset in 0..members {
                 let member = group.members[(start + offset) % members];
                 if member.shard != self.index {
-                    self.add_peer_target(member);
+                    if self.send_queue_to_peer(message, group, member, 0) {
+                        let peer_index =
+                            super::remote::peer_index_of(self.index, member.shard) as u16;
+                        self.pause(slot, PauseCause::Peer(peer_index));
+                    }
                     delivered = true;
                     break;
                 }

@@ -133,6 +133,8 @@ pub struct Shard {
     peers: Vec<Peer>,
     /// Peers (indexes into `peers`) with targets for the message being routed.
     peers_with_targets: Vec<u16>,
+    /// Targets of the queue-group frame being built (reused, so no allocation).
+    queue_targets: Vec<crate::route::frame::Target>,
     /// The next client id this shard hands out; ids of shard i are i+1 modulo the shard count,
     /// so anyone can tell a connection's shard from its INFO `client_id`.
     next_client_id: u64,
@@ -195,6 +197,7 @@ impl Shard {
                 .map(|(out, incoming)| Peer::new(out, incoming))
                 .collect(),
             peers_with_targets: Vec::new(),
+            queue_targets: Vec::new(),
             next_client_id: setup.index as u64 + 1,
             cache: MatchCache::new(),
             rng: seed | 1,

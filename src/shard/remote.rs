@@ -24,9 +24,9 @@ use super::client::Message;
 use super::ring::{OpKind, Token};
 use super::Shard;
 use crate::limits;
-use crate::route::frame::{self, Frame, Parts, Target};
+use crate::route::frame::{self, Frame, Parts, QueueRoute, Target};
 use crate::route::spsc::{Consumer, Producer};
-use crate::sublist::SubHandle;
+use crate::sublist::{QueueGroup, SubHandle};
 
 /// The 4-byte frame that says "the next frame is in the side channel".
 const LARGE_MARKER: [u8; 4] = u32::MAX.to_le_bytes();
@@ -168,6 +168,62 @@ impl Shard {
     /// Sends `message` to every target collected for `peer_index`, then clears the targets.
     /// Returns true when the peer is congested (the caller pauses the publisher).
     pub(super) fn send_to_peer(&mut self, peer_index: usize, message: Message<'_>) -> bool {
+        let mut targets = std::mem::take(&mut self.peers[peer_index].targets);
+        let congested = self.push_frame(peer_index, message, &targets, None);
+        targets.clear();
+        self.peers[peer_index].targets = targets;
+        congested
+    }
+
+    /// Sends one queue-group delivery to shard `shard`: the frame lists every member of `group`
+    /// on that shard, `first` first, and that shard gives it to the first that can take it (or
+    /// passes it on, see `requeue`). Returns true when the peer is congested.
+    pub(super) fn send_queue_to_peer(
+        &mut self,
+        message: Message<'_>,
+        group: &QueueGroup,
+        first: SubHandle,
+        hops: u32,
+    ) -> bool {
+        let mut targets = std::mem::take(&mut self.queue_targets);
+        targets.clear();
+        targets.push(Target {
+            slot: first.slot,
+            generation: first.generation,
+        });
+        targets.extend(
+            group
+                .members
+                .iter()
+                .filter(|member| member.shard == first.shard && **member != first)
+                .map(|member| Target {
+                    slot: member.slot,
+                    generation: member.generation,
+                }),
+        );
+        let route = QueueRoute {
+            queue: &group.name,
+            hops,
+        };
+        let congested = self.push_frame(
+            peer_index_of(self.index, first.shard),
+            message,
+            &targets,
+            Some(route),
+        );
+        self.queue_targets = targets;
+        congested
+    }
+
+    /// Encodes one frame into the queue to `peer_index` (the side channel for a large one, the
+    /// overflow list when the queue is full). Returns true when the peer is congested.
+    fn push_frame(
+        &mut self,
+        peer_index: usize,
+        message: Message<'_>,
+        targets: &[Target],
+        route: Option<QueueRoute<'_>>,
+    ) -> bool {
         let peer = &mut self.peers[peer_index];
         let parts = Parts {
             subject: message.subject,
@@ -175,30 +231,28 @@ impl Shard {
             headers: message.headers,
             payload: message.payload,
         };
-        let len = frame::encoded_len(&parts, peer.targets.len());
+        let len = frame::encoded_len(&parts, targets.len(), route);
         if len > peer.out.producer.max_frame_bytes() {
             let mut large = vec![0u8; len].into_boxed_slice();
-            frame::encode(&mut large, &parts, &peer.targets);
+            frame::encode(&mut large, &parts, targets, route);
             peer.out.large_bytes.fetch_add(len, Ordering::Relaxed);
             peer.large_in_flight = true;
             // The receiver lives as long as the peer shard; after it stopped the frame is moot.
             let _ = peer.out.large.send(large);
             peer.push_encoded(&LARGE_MARKER);
         } else {
-            let targets = &peer.targets;
             let queued = peer.overflow.is_empty()
                 && peer
                     .out
                     .producer
-                    .try_push(len, |buf| frame::encode(buf, &parts, targets));
+                    .try_push(len, |buf| frame::encode(buf, &parts, targets, route));
             if !queued {
                 // The queue is full: the frame waits in order; the publisher will be paused.
                 let mut bytes = vec![0u8; len].into_boxed_slice();
-                frame::encode(&mut bytes, &parts, targets);
+                frame::encode(&mut bytes, &parts, targets, route);
                 peer.overflow.push_back(bytes);
             }
         }
-        peer.targets.clear();
         let congested = peer.congested();
         if congested {
             peer.wait_for_room();
@@ -274,16 +328,76 @@ impl Shard {
             headers: frame.parts.headers,
             payload: frame.parts.payload,
         };
-        for target in frame.targets() {
-            let handle = SubHandle {
-                shard: self.index,
-                slot: target.slot,
-                generation: target.generation,
-            };
-            if !self.deliver(handle, None, message) {
-                self.stats.cross_shard_stale_targets += 1;
+        match frame.route {
+            None => {
+                for target in frame.targets() {
+                    let handle = SubHandle {
+                        shard: self.index,
+                        slot: target.slot,
+                        generation: target.generation,
+                    };
+                    if !self.deliver(handle, None, message) {
+                        self.stats.cross_shard_stale_targets += 1;
+                    }
+                }
+            }
+            Some(route) => {
+                for target in frame.targets() {
+                    let handle = SubHandle {
+                        shard: self.index,
+                        slot: target.slot,
+                        generation: target.generation,
+                    };
+                    if self.deliver(handle, None, message) {
+                        return;
+                    }
+                    self.stats.cross_shard_stale_targets += 1;
+                }
+                self.requeue(message, route);
             }
         }
+    }
+
+    /// A queue-group delivery none of whose listed members here could take (they closed or
+    /// unsubscribed meanwhile): give it to a member of the group as the table has it now,
+    /// here first, else on another shard. Bounded by `hops`, so it cannot circle forever; it
+    /// is dropped only when the group has no member left anywhere (or the bound is reached).
+    fn requeue(&mut self, message: Message<'_>, route: QueueRoute<'_>) {
+        let matched = self.cache.lookup(&self.shared.sublist, message.subject);
+        let Some(group) = matched
+            .queues
+            .iter()
+            .find(|group| &*group.name == route.queue)
+        else {
+            self.stats.queue_messages_dropped += 1;
+            return;
+        };
+        let here = self.index;
+        for &member in group.members.iter().filter(|member| member.shard == here) {
+            if self.deliver(member, None, message) {
+                return;
+            }
+        }
+        let elsewhere = group
+            .members
+            .iter()
+            .filter(|member| member.shard != here)
+            .count();
+        if elsewhere == 0 || route.hops as usize >= 2 * self.shared.shard_count {
+            self.stats.queue_messages_dropped += 1;
+            return;
+        }
+        let pick = (self.random() % elsewhere as u64) as usize;
+        let Some(&member) = group
+            .members
+            .iter()
+            .filter(|member| member.shard != here)
+            .nth(pick)
+        else {
+            return;
+        };
+        self.send_queue_to_peer(message, group, member, route.hops + 1);
+        self.stats.queue_messages_passed_on += 1;
     }
 
     /// Publishes what this round queued for each peer and wakes those peers, one
