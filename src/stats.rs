@@ -30,6 +30,8 @@ pub struct ShardStats {
     pub queue_messages_passed_on: u64,
     /// Queue-group messages dropped because the group had no member left to take them.
     pub queue_messages_dropped: u64,
+    /// Times a peer's queue was held because a subscriber it feeds was over its high-water mark.
+    pub peer_holds: u64,
 }
 
 impl ShardStats {
@@ -50,6 +52,7 @@ impl ShardStats {
             acc.peer_wakeups += s.peer_wakeups;
             acc.queue_messages_passed_on += s.queue_messages_passed_on;
             acc.queue_messages_dropped += s.queue_messages_dropped;
+            acc.peer_holds += s.peer_holds;
             acc
         })
     }

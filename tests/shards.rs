@@ -434,3 +434,52 @@ fn queue_messages_for_a_member_that_left_go_to_another_member() {
         );
     }
 }
+
+/// A subscriber that reads slowly (at most ~16 MB/s) paces a publisher on another shard the way it paces one on
+/// its own shard: the cross-shard queue is held while the subscriber is over its high-water
+/// mark, so the subscriber is not closed as a slow consumer just because of where its
+/// publisher landed.
+#[test]
+fn slow_subscriber_paces_a_publisher_on_another_shard() {
+    let mut opts = options();
+    opts.shards = 2;
+    opts.max_pending = 16 * 1024 * 1024;
+    let server = start_with(opts);
+    let mut subscriber = raw_on(&server, 0);
+    let mut publisher = raw_on(&server, 1);
+    subscriber.send(b"SUB slow 1\r\nPING\r\n");
+    subscriber.read_until(b"PONG\r\n", WAIT);
+    // 48 MiB to a subscriber reading about 16 MB/s: far more than max_pending if not paced.
+    let frame = format!("PUB slow 16384\r\n{}\r\n", "x".repeat(16384));
+    let burst = frame.repeat(64);
+    let mut writer = publisher.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..48 {
+            writer.write_all(burst.as_bytes()).unwrap();
+        }
+        writer.write_all(b"PING\r\n").unwrap();
+    });
+    let expected =
+        48 * 64 * (frame.len() - "PUB slow 16384\r\n".len() + "MSG slow 1 16384\r\n".len());
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    subscriber.stream.set_read_timeout(Some(WAIT)).unwrap();
+    while got < expected {
+        use std::io::Read;
+        let n = subscriber
+            .stream
+            .read(&mut buf)
+            .expect("subscriber stays connected");
+        assert!(
+            n > 0,
+            "subscriber closed after {got} of {expected} bytes: {:?}",
+            server.handle().stats()
+        );
+        got += n;
+        std::thread::sleep(Duration::from_millis(1)); // at most ~16 MB/s
+    }
+    sender.join().unwrap();
+    publisher.read_until(b"PONG\r\n", WAIT);
+    assert_eq!(server.handle().stats().slow_consumers, 0);
+}

@@ -557,17 +557,22 @@ impl Shard {
         if pending_bytes as u64 > self.shared.options.max_pending {
             self.slow_consumer(subscriber);
         } else if pending_bytes > self.high_water_bytes {
-            if let Some(publisher) = publisher.filter(|&p| p != subscriber) {
-                let generation = self.conns[subscriber as usize].generation;
-                let until_ms = self.now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
-                self.pause(
-                    publisher,
-                    PauseCause::Subscriber {
-                        slot: subscriber,
-                        generation,
-                        until_ms,
-                    },
-                );
+            let generation = self.conns[subscriber as usize].generation;
+            match publisher {
+                Some(publisher) if publisher != subscriber => {
+                    let until_ms = self.now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
+                    self.pause(
+                        publisher,
+                        PauseCause::Subscriber {
+                            slot: subscriber,
+                            generation,
+                            until_ms,
+                        },
+                    );
+                }
+                Some(_) => {}
+                // From another shard: the queue it came through is held (see `drain_peers`).
+                None => self.over_high_water = Some((subscriber, generation)),
             }
         }
         true

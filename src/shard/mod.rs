@@ -133,6 +133,9 @@ pub struct Shard {
     peers: Vec<Peer>,
     /// Peers (indexes into `peers`) with targets for the message being routed.
     peers_with_targets: Vec<u16>,
+    /// Set by a delivery without a local publisher (a peer's frame) that took a subscriber
+    /// (slot, generation) over its high-water mark; taken by `drain_peers`.
+    over_high_water: Option<(u32, u32)>,
     /// Targets of the queue-group frame being built (reused, so no allocation).
     queue_targets: Vec<crate::route::frame::Target>,
     /// The next client id this shard hands out; ids of shard i are i+1 modulo the shard count,
@@ -198,6 +201,7 @@ impl Shard {
                 .collect(),
             peers_with_targets: Vec::new(),
             queue_targets: Vec::new(),
+            over_high_water: None,
             next_client_id: setup.index as u64 + 1,
             cache: MatchCache::new(),
             rng: seed | 1,
@@ -912,7 +916,7 @@ impl Shard {
     /// Resumes publishers whose pause ran out or whose slow subscriber drained. Returns whether
     /// any was resumed.
     fn resume_paused(&mut self) -> bool {
-        if self.paused.is_empty() {
+        if self.paused.is_empty() && !self.any_peer_held() {
             return false;
         }
         let mut resumed = false;
@@ -962,7 +966,7 @@ impl Shard {
                 self.arm_recv(slot);
             }
         }
-        if !self.paused.is_empty() && !self.resume_armed {
+        if (!self.paused.is_empty() || self.any_peer_held()) && !self.resume_armed {
             let entry = opcode::Timeout::new(&*self.resume_spec)
                 .build()
                 .user_data(Token::new(OpKind::Resume, 0, 0).encode());

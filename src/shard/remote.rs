@@ -21,12 +21,16 @@ use std::sync::Arc;
 use io_uring::{opcode, squeue, types};
 
 use super::client::Message;
+use super::conn::PauseCause;
 use super::ring::{OpKind, Token};
 use super::Shard;
 use crate::limits;
 use crate::route::frame::{self, Frame, Parts, QueueRoute, Target};
 use crate::route::spsc::{Consumer, Producer};
 use crate::sublist::{QueueGroup, SubHandle};
+
+/// Bytes of frames delivered between checks for a subscriber over its high-water mark.
+const DRAIN_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The 4-byte frame that says "the next frame is in the side channel".
 const LARGE_MARKER: [u8; 4] = u32::MAX.to_le_bytes();
@@ -85,6 +89,9 @@ pub struct Peer {
     /// True when frames sent through the side channel may not have been taken yet (so the
     /// cheap congestion estimate, which ignores them, is not enough).
     large_in_flight: bool,
+    /// Some exactly while this peer's incoming queue is not drained because a subscriber here
+    /// that its frames feed is over the high-water mark (always a `PauseCause::Subscriber`).
+    pub hold: Option<PauseCause>,
 }
 
 impl Peer {
@@ -95,6 +102,7 @@ impl Peer {
             targets: Vec::new(),
             overflow: VecDeque::new(),
             large_in_flight: false,
+            hold: None,
         }
     }
 
@@ -261,42 +269,96 @@ impl Shard {
     }
 
     /// Delivers frames from every peer's queue, at most `RECV_BYTES_PER_ROUND_MAX` bytes from
-    /// each this round. Returns true when frames are left over.
+    /// each this round, in chunks. When a delivery takes a subscriber over its high-water mark,
+    /// that peer's queue is held (not drained) until the subscriber drains or
+    /// `PUBLISHER_PAUSE_MS_MAX` passes: the queue then fills and the sending shard pauses the
+    /// publisher, as a local publisher would be paused. Returns true when frames that can be
+    /// handled now are left over.
     pub(super) fn drain_peers(&mut self) -> bool {
         let mut left = false;
         for peer_index in 0..self.peers.len() {
+            if !self.release_hold(peer_index) {
+                continue;
+            }
             let Some(mut incoming) = self.peers[peer_index].incoming.take() else {
                 continue;
             };
-            if !incoming.consumer.is_empty() {
-                incoming
-                    .consumer
-                    .drain(limits::RECV_BYTES_PER_ROUND_MAX, |bytes| {
-                        if bytes == LARGE_MARKER {
-                            match incoming.large.try_recv() {
-                                Ok(large) => {
-                                    incoming
-                                        .large_bytes
-                                        .fetch_sub(large.len(), Ordering::Relaxed);
-                                    self.deliver_frame(&large);
-                                }
-                                Err(_) => unreachable!("a large-frame marker without its frame"),
+            let mut drained = 0usize;
+            while drained < limits::RECV_BYTES_PER_ROUND_MAX && !incoming.consumer.is_empty() {
+                incoming.consumer.drain(DRAIN_CHUNK_BYTES, |bytes| {
+                    drained += bytes.len();
+                    if bytes == LARGE_MARKER {
+                        match incoming.large.try_recv() {
+                            Ok(large) => {
+                                incoming
+                                    .large_bytes
+                                    .fetch_sub(large.len(), Ordering::Relaxed);
+                                drained += large.len();
+                                self.deliver_frame(&large);
                             }
-                        } else {
-                            self.deliver_frame(bytes);
+                            Err(_) => unreachable!("a large-frame marker without its frame"),
                         }
+                    } else {
+                        self.deliver_frame(bytes);
+                    }
+                });
+                if let Some((slot, generation)) = self.over_high_water.take() {
+                    let until_ms = self.now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
+                    self.peers[peer_index].hold = Some(PauseCause::Subscriber {
+                        slot,
+                        generation,
+                        until_ms,
                     });
+                    self.stats.peer_holds += 1;
+                    break;
+                }
+            }
+            if self.peers[peer_index].hold.is_none() {
                 left |= !incoming.consumer.is_empty();
             }
-            // The sender has a publisher waiting for room: once the queue is empty, wake it
-            // (without this it would only notice on its pause timer).
-            if incoming.consumer.is_empty() && incoming.sender_waiting.swap(false, Ordering::AcqRel)
-            {
-                self.send_wake(peer_shard_index(self.index, peer_index));
+            // The sender waits for room: once the queue is empty, wake it (without this it
+            // would only notice on its pause timer). The fence pairs with `wait_for_room`.
+            if incoming.consumer.is_empty() {
+                fence(Ordering::SeqCst);
+                if incoming.sender_waiting.load(Ordering::Relaxed)
+                    && incoming.sender_waiting.swap(false, Ordering::AcqRel)
+                {
+                    self.send_wake(peer_shard_index(self.index, peer_index));
+                }
             }
             self.peers[peer_index].incoming = Some(incoming);
         }
         left
+    }
+
+    /// Ends the hold on `peer_index`'s queue when its subscriber drained under a quarter of
+    /// the high-water mark, went away, or the hold timed out. Returns whether the queue may be
+    /// drained now.
+    fn release_hold(&mut self, peer_index: usize) -> bool {
+        let Some(PauseCause::Subscriber {
+            slot,
+            generation,
+            until_ms,
+        }) = self.peers[peer_index].hold
+        else {
+            return true;
+        };
+        let low_water_bytes = self.high_water_bytes / 4;
+        let drained = self
+            .conns
+            .get(slot as usize)
+            .filter(|sub| sub.generation == generation && sub.is_open())
+            .is_none_or(|sub| sub.out.pending_bytes() <= low_water_bytes);
+        if drained || self.now_ms >= until_ms {
+            self.peers[peer_index].hold = None;
+            return true;
+        }
+        false
+    }
+
+    /// True when some peer's queue is held (the loop keeps a short timer armed meanwhile).
+    pub(super) fn any_peer_held(&self) -> bool {
+        self.peers.iter().any(|peer| peer.hold.is_some())
     }
 
     /// One `MSG_RING` into shard `target`'s ring: it ends that shard's wait.
