@@ -26,6 +26,8 @@ pub struct ShardStats {
     pub cross_shard_stale_targets: u64,
     /// Wake-ups (`MSG_RING`) sent to peer shards.
     pub peer_wakeups: u64,
+    /// Wake-ups that failed (the peer was busy with a full completion queue, or stopping).
+    pub peer_wakeups_failed: u64,
     /// Queue-group messages passed on to another shard because no member listed could take it.
     pub queue_messages_passed_on: u64,
     /// Queue-group messages dropped because the group had no member left to take them.
@@ -50,6 +52,7 @@ impl ShardStats {
             acc.publisher_pauses += s.publisher_pauses;
             acc.cross_shard_stale_targets += s.cross_shard_stale_targets;
             acc.peer_wakeups += s.peer_wakeups;
+            acc.peer_wakeups_failed += s.peer_wakeups_failed;
             acc.queue_messages_passed_on += s.queue_messages_passed_on;
             acc.queue_messages_dropped += s.queue_messages_dropped;
             acc.peer_holds += s.peer_holds;
