@@ -287,20 +287,9 @@ impl Shard {
     /// send completion never waits behind a long run of received data, and a subscriber's
     /// frozen buffer is released as soon as the kernel is done with it.
     fn reap(&mut self, batch: &mut Vec<Completion>) {
+        self.move_completions_out();
         batch.clear();
         batch.append(&mut self.early);
-        for cqe in self.ring.completion() {
-            let completion = Completion {
-                user_data: cqe.user_data(),
-                result: cqe.result(),
-                flags: cqe.flags(),
-            };
-            if Token::decode(completion.user_data).is_some_and(|t| t.kind == OpKind::Recv) {
-                self.recv_backlog.push_back(completion);
-            } else {
-                batch.push(completion);
-            }
-        }
     }
 
     /// Handles received data in arrival order until `RECV_BYTES_PER_ROUND_MAX` bytes are in;

@@ -173,34 +173,16 @@ impl Raw {
         (out, false)
     }
 
-    /// Reads until `needle` has arrived (or panics after `timeout`). Returns everything read.
+    /// Reads until `needle` has arrived (or panics after `timeout`, or if the server closes).
+    /// Returns everything read.
     pub fn read_until(&mut self, needle: &[u8], timeout: Duration) -> Vec<u8> {
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        self.stream
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        while !out.windows(needle.len()).any(|w| w == needle) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {:?}; got {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(&out)
-            );
-            match self.stream.read(&mut buf) {
-                Ok(0) => panic!(
-                    "closed while waiting for {:?}; got {:?}",
-                    String::from_utf8_lossy(needle),
-                    String::from_utf8_lossy(&out)
-                ),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(e) => panic!("read: {e}"),
-            }
-        }
+        let (out, closed) = self.read_until_or_close(needle, timeout);
+        assert!(
+            !closed,
+            "closed while waiting for {:?}; got {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(&out)
+        );
         out
     }
 }
