@@ -544,3 +544,55 @@ async fn ping_flood_without_reading_is_bounded_by_max_pending() {
     }
     writer.join().unwrap();
 }
+
+/// A publisher paused for a slow subscriber keeps what it sent: the bytes received while it
+/// was paused (and its end of file after them) are handled in order once it resumes, so a
+/// burst followed by a close arrives complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_publisher_that_closes_loses_nothing() {
+    let server = start();
+    let mut subscriber = Raw::connect(server.port);
+    subscriber.read_until(b"\r\n", WAIT);
+    subscriber.send(b"CONNECT {\"verbose\":false}\r\nSUB burst 1\r\nPING\r\n");
+    subscriber.read_until(b"PONG\r\n", WAIT);
+    let mut publisher = Raw::connect(server.port);
+    publisher.read_until(b"\r\n", WAIT);
+    let count = 3_000usize;
+    let frame = format!("PUB burst 16384\r\n{}\r\n", "y".repeat(16384));
+    let mut stream = publisher.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        stream
+            .write_all(b"CONNECT {\"verbose\":false}\r\n")
+            .unwrap();
+        for _ in 0..count {
+            stream.write_all(frame.as_bytes()).unwrap();
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let per_msg = "MSG burst 1 16384\r\n".len() + 16384 + 2;
+    let expected = count * per_msg;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    subscriber.stream.set_read_timeout(Some(WAIT)).unwrap();
+    while got < expected {
+        use std::io::Read;
+        let n = subscriber
+            .stream
+            .read(&mut buf)
+            .expect("subscriber keeps receiving");
+        assert!(n > 0, "subscriber closed after {got} of {expected} bytes");
+        got += n;
+        std::thread::sleep(Duration::from_micros(500)); // slow reader: the publisher is paused
+    }
+    sender.join().unwrap();
+    assert_eq!(got, expected);
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.handle().stats().publisher_pauses == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the burst paused the publisher at least once"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

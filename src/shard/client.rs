@@ -98,6 +98,12 @@ impl Shard {
             if !conn.is_open() {
                 return;
             }
+            if conn.paused.is_some() {
+                // The last op paused the connection: the rest waits, unparsed, so a paused
+                // publisher routes nothing more until it resumes.
+                conn.held.extend_from_slice(input);
+                return;
+            }
             match conn.parser.parse(input) {
                 Step::Op(op, used) => {
                     input = &input[used..];

@@ -149,6 +149,11 @@ pub struct Conn {
     pub carry: Vec<u8>,
     /// Total length of the carried operation, once its control line is known.
     pub carry_needed: Option<usize>,
+    /// Received bytes not parsed yet because the connection was paused (what followed the op
+    /// that paused it, and data that arrived while paused), oldest first. Handled before any
+    /// newer data once the connection resumes; copied here so the provided buffers they came
+    /// in go straight back to the ring.
+    pub held: Vec<u8>,
     pub out: Outbound,
     /// True exactly when the connection is on the shard's dirty list (has output to flush).
     pub dirty: bool,

@@ -91,6 +91,9 @@ pub struct ShardSetup {
     pub links: Vec<(Outgoing, Incoming)>,
 }
 
+/// `IORING_CQE_F_BUFFER`: the completion names a provided buffer (in the upper 16 bits).
+const CQE_F_BUFFER: u32 = 1;
+
 /// A completion copied out of the ring.
 #[derive(Debug, Clone, Copy)]
 struct Completion {
@@ -310,7 +313,7 @@ impl Shard {
                 .and_then(|token| self.conn_mut(token))
                 .is_some_and(|conn| conn.paused.is_some() && conn.is_open());
             if paused {
-                held.push_back(completion);
+                held.push_back(self.hold_data(completion));
                 continue;
             }
             received += completion.result.max(0) as usize;
@@ -324,6 +327,24 @@ impl Shard {
         }
         self.recv_held = held;
         ready_left
+    }
+
+    /// For a receive completion of a paused connection: copies its data (if any) to the
+    /// connection's `held` bytes and gives the buffer back, so a paused publisher pins no
+    /// provided buffer. Returns the completion without its buffer, to be handled (in order)
+    /// once the connection resumes; its data then comes from `held`.
+    fn hold_data(&mut self, mut completion: Completion) -> Completion {
+        let Some(id) = cqueue::buffer_select(completion.flags) else {
+            return completion;
+        };
+        let lease = self.buf_ring.lease(id, completion.result.max(0) as usize);
+        let token = Token::decode(completion.user_data).expect("a receive token");
+        if let Some(conn) = self.conn_mut(token) {
+            conn.held.extend_from_slice(lease.bytes());
+        }
+        self.buf_ring.give_back(lease);
+        completion.flags &= !CQE_F_BUFFER;
+        completion
     }
 
     fn dispatch(&mut self, completion: Completion) {
@@ -541,11 +562,19 @@ impl Shard {
             self.stats.stale_completions += 1;
             return;
         }
+        if completion.result > 0 {
+            self.conns[slot as usize].last_read_ms = self.now_ms;
+        }
+        // Bytes held while the connection was paused are older than this completion's.
+        self.handle_held(slot);
         if let Some(lease) = lease {
-            if completion.result > 0 && self.conns[slot as usize].is_open() {
-                let conn = &mut self.conns[slot as usize];
-                conn.last_read_ms = self.now_ms;
-                self.on_input(slot, lease.bytes());
+            let conn = &mut self.conns[slot as usize];
+            if completion.result > 0 && conn.is_open() {
+                if conn.paused.is_some() {
+                    conn.held.extend_from_slice(lease.bytes());
+                } else {
+                    self.on_input(slot, lease.bytes());
+                }
             }
             self.buf_ring.give_back(lease);
         }
@@ -702,6 +731,7 @@ impl Shard {
             parser: crate::proto::Parser::new(options.max_payload, options.max_control_line),
             carry: Vec::new(),
             carry_needed: None,
+            held: Vec::new(),
             out: Default::default(),
             dirty: false,
             options: Default::default(),
@@ -911,6 +941,7 @@ impl Shard {
             return false;
         }
         let mut resumed = false;
+        let mut resumed_slots = Vec::new();
         let now_ms = self.now_ms;
         let low_water_bytes = self.high_water_bytes / 4;
         let mut index = 0;
@@ -951,9 +982,14 @@ impl Shard {
             }
             self.paused.swap_remove(index);
             resumed = true;
+            self.conns[slot as usize].paused = None;
+            resumed_slots.push(slot);
+        }
+        for &slot in &resumed_slots {
+            // What was held is handled first; it may pause the connection again.
+            self.handle_held(slot);
             let conn = &mut self.conns[slot as usize];
-            conn.paused = None;
-            if conn.is_open() && conn.recv == RecvState::Idle {
+            if conn.is_open() && conn.paused.is_none() && conn.recv == RecvState::Idle {
                 self.arm_recv(slot);
             }
         }
@@ -965,6 +1001,24 @@ impl Shard {
             self.resume_armed = true;
         }
         resumed
+    }
+
+    /// Parses the bytes held for `slot` while it was paused, if it is open and not paused.
+    fn handle_held(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.held.is_empty() || conn.paused.is_some() || !conn.is_open() {
+            return;
+        }
+        let held = std::mem::take(&mut conn.held);
+        self.on_input(slot, &held);
+        // Keep the allocation unless something new was held meanwhile (or it grew large).
+        if let Some(conn) = self.conns.get_mut(slot as usize) {
+            if conn.held.is_empty() && held.capacity() <= limits::CARRY_IDLE_CAPACITY_BYTES_MAX {
+                let mut held = held;
+                held.clear();
+                conn.held = held;
+            }
+        }
     }
 
     /// Stops reading `slot` until `cause` clears (see `PauseCause` for when each ends).
