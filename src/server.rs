@@ -297,16 +297,16 @@ fn bind_listeners(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpList
             format!("cannot resolve {host}"),
         )
     })?;
-    // SO_REUSEPORT would let a second server share the port silently: first make sure nobody
-    // listens there (a plain bind fails when any socket does), then bind the group.
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    probe.bind(&addr.into())?;
-    let mut addr = addr;
-    if addr.port() == 0 {
-        addr.set_port(probe.local_addr()?.as_socket().map_or(0, |a| a.port()));
+    // SO_REUSEPORT would let a second server share a given port silently: first make sure
+    // nobody listens there (a plain bind fails when any socket does), then bind the group. A
+    // random port (0) needs no probe: the first socket gets a free one from the kernel and the
+    // others join it.
+    if addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
     }
-    drop(probe);
+    let mut addr = addr;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

