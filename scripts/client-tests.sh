@@ -6,7 +6,8 @@
 #   e.g. scripts/client-tests.sh nats-server
 #        scripts/client-tests.sh target/debug/natsring
 #
-# Starts the binary with `-a 127.0.0.1 -p <free port> [extra args]`, runs
+# Starts the binary with `-a 127.0.0.1 -p -1 --ports_file_dir <tmp> [extra args]` (reads
+# the port back from the ports file), runs
 # tests/clients/python/conformance.py and tests/clients/node/conformance.mjs,
 # stops the server, and ends with one line `N passed, M failed` (both suites).
 # Exits non-zero if any case failed. The whole run is bounded (< 60 s once the
@@ -45,7 +46,9 @@ if [ ! -d "$NODE_DIR/node_modules" ]; then
 fi
 
 # ---- server -----------------------------------------------------------------
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+# The server picks a random port (-p -1) and announces it in its ports file: choosing a free
+# port here and passing it would race with anything else binding ports meanwhile.
+PORTS_DIR="$(mktemp -d -t client-tests-ports.XXXXXX)"
 LOG="$(mktemp -t client-tests-server.XXXXXX.log)"
 SERVER_PID=""
 cleanup() {
@@ -56,35 +59,46 @@ cleanup() {
     wait "$SERVER_PID" 2>/dev/null
   fi
   rm -f "$LOG"
+  rm -rf "$PORTS_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$SERVER_PATH" -a 127.0.0.1 -p "$PORT" "$@" >"$LOG" 2>&1 &
+"$SERVER_PATH" -a 127.0.0.1 -p -1 --ports_file_dir "$PORTS_DIR" "$@" >"$LOG" 2>&1 &
 SERVER_PID=$!
-echo "# server: $SERVER_PATH -a 127.0.0.1 -p $PORT $* (pid $SERVER_PID)"
 
-if ! python3 - "$PORT" "$START_TIMEOUT" "$SERVER_PID" <<'EOF'
-import os, socket, sys, time
-port, limit, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+if ! PORT="$(python3 - "$PORTS_DIR" "$START_TIMEOUT" "$SERVER_PID" <<'EOF'
+import glob, json, os, socket, sys, time
+ports_dir, limit, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 deadline = time.monotonic() + limit
+port = None
 while time.monotonic() < deadline:
     try:
         os.kill(pid, 0)
     except OSError:
         sys.exit("server exited before accepting connections")
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(f"server did not accept connections on port {port} within {limit:g}s")
+    if port is None:
+        for path in glob.glob(os.path.join(ports_dir, "*.ports")):
+            try:
+                port = int(json.load(open(path))["nats"][0].rsplit(":", 1)[1])
+            except (OSError, ValueError, KeyError, IndexError):
+                pass
+    if port is not None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            print(port)
+            sys.exit(0)
+        except OSError:
+            pass
+    time.sleep(0.05)
+sys.exit(f"server did not announce and accept connections within {limit:g}s")
 EOF
-then
+)"; then
   echo "# server log:"; tail -n 20 "$LOG" | sed 's/^/#   /'
   echo "0 passed, 1 failed"
   exit 1
 fi
+echo "# server: $SERVER_PATH -a 127.0.0.1 -p -1 --ports_file_dir $PORTS_DIR $* (pid $SERVER_PID, port $PORT)"
 URL="nats://127.0.0.1:$PORT"
 
 # ---- suites -----------------------------------------------------------------

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use natsring::config::{self, Command};
 use natsring::{log_error, log_notice, Server, ADVERTISED_VERSION};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 #[global_allocator]
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     // Signals are registered before the shards start so none arrives unhandled.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGUSR1]) {
         Ok(signals) => signals,
         Err(err) => {
             log_error!("Cannot install signal handlers: {err}");
@@ -79,13 +79,25 @@ fn main() -> ExitCode {
 
     // Wait for SIGINT/SIGTERM, or for the server to stop on its own (a shard failed).
     loop {
-        if let Some(signal) = signals.pending().next() {
+        let mut stop = false;
+        for signal in signals.pending() {
+            if signal == SIGUSR1 {
+                // After log rotation: reopen the log file, as nats-server does.
+                match natsring::log::reopen() {
+                    Ok(()) => log_notice!("Reopened log file"),
+                    Err(err) => log_error!("Could not reopen the log file: {err}"),
+                }
+                continue;
+            }
             let name = if signal == SIGINT {
                 "interrupt"
             } else {
                 "terminated"
             };
             log_notice!("Trapped \"{name}\" signal");
+            stop = true;
+        }
+        if stop {
             break;
         }
         if server.is_stopping() {

@@ -100,3 +100,48 @@ fn random_port_ports_file_and_graceful_sigterm() {
     let _ = conn.read_to_end(&mut buf);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Log rotation: after the log file is moved away, SIGUSR1 makes the server write to a new
+/// file at the configured path (as nats-server does), and SIGTERM still stops it.
+#[test]
+fn sigusr1_reopens_the_log_file() {
+    let dir = std::env::temp_dir().join(format!("natsring-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("natsring.log");
+    let mut child = Command::new(BIN)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-l"])
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Server is ready")
+    {
+        assert!(Instant::now() < deadline, "server ready in its log file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rotated = dir.join("natsring.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Reopened log file")
+    {
+        assert!(Instant::now() < deadline, "a new log file after SIGUSR1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let new = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        new.contains("Server Exiting.."),
+        "later lines go to the new file: {new}"
+    );
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("Server Exiting.."));
+    let _ = std::fs::remove_dir_all(&dir);
+}
