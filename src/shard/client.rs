@@ -29,6 +29,20 @@ pub(super) struct Message<'a> {
     pub payload: &'a [u8],
 }
 
+/// `-V`: logs a delivery as nats-server traces it, for the subscriber (`->> [MSG foo 1 2]`,
+/// then `->> MSG_PAYLOAD: ["..."]`). Called only when tracing is on.
+fn trace_delivery(conn: &super::conn::Conn, written: &[u8], payload: &[u8]) {
+    let line_end = memchr(b'\r', written).unwrap_or(written.len());
+    let line = String::from_utf8_lossy(&written[..line_end]);
+    crate::log_trace!("{} - cid:{} - ->> [{}]", conn.peer, conn.client_id, line);
+    crate::log_trace!(
+        "{} - cid:{} - ->> MSG_PAYLOAD: [{:?}]",
+        conn.peer,
+        conn.client_id,
+        String::from_utf8_lossy(payload)
+    );
+}
+
 impl Shard {
     /// Handles bytes received on `slot` (which is open). Completes a carried partial
     /// operation first, then parses straight from `input`; what is left of an unfinished
@@ -545,6 +559,9 @@ impl Shard {
             ),
         }
         let written = conn.out.pending.len() - before;
+        if crate::log::enabled_trace() {
+            trace_delivery(conn, &conn.out.pending[before..], message.payload);
+        }
         conn.out_msgs += 1;
         conn.out_bytes += written as u64;
         self.stats.out_msgs += 1;
