@@ -1,0 +1,902 @@
+//! `natsring-bench`: a NATS load generator built never to be the bottleneck.
+//!
+//! Publishers write pre-built runs of PUB frames in 64 KiB writes; subscribers count MSG
+//! frames over 1 MiB reads by arithmetic (see `wire.rs`), creating nothing per message. Works
+//! against any NATS server (natsring, nats-server); with `--server-pid` it reports the
+//! server's CPU time per message and its resident memory, read from `/proc`.
+//!
+//! Modes (in the spirit of `nats bench`):
+//! - `pub`: publishers only (`--pubs`).
+//! - `sub`: subscribers only, waiting for `--msgs` messages each from an outside publisher.
+//! - `pubsub`: `--pubs` publishers and `--subs` subscribers on one subject: every subscriber
+//!   gets every message (fan-out is `--subs N`; N publishers to N subscribers is
+//!   `--pubs N --subs N`); with `--queue NAME` the subscribers form a queue group and each
+//!   message goes to exactly one of them.
+//! - `req`: `--clients` requesters each with one request outstanding, `--subs` responders
+//!   (a queue group when more than one); round-trip latency percentiles from an HDR
+//!   histogram.
+//! - `idle`: `--conns` idle connections each holding one subscription; server memory per
+//!   connection.
+//! - `sink`: not a client: a trivial server that answers the handshake and PINGs and
+//!   discards everything else, the loopback ceiling for a publisher.
+//!
+//! Every delivery is checked: a subscriber that misses or duplicates a message fails the
+//! run (exit status 1) unless `--allow-loss`.
+
+mod server_stats;
+mod wire;
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use wire::{Client, MsgCounter, Target};
+
+const USAGE: &str = "\
+usage: natsring-bench <pub|sub|pubsub|req|idle|sink> [options]
+
+  --server HOST:PORT   server address (default 127.0.0.1:4222)
+  --subject S          subject (default bench)
+  --size BYTES         payload size (default 16)
+  --msgs N             messages in all (pub, pubsub: split over publishers; req: requests
+                       in all; sub: messages each subscriber waits for) (default 1000000)
+  --pubs N             publishers (default 1; 0 in sub mode)
+  --subs N             subscribers, or responders in req mode (default 1; 0 in pub mode)
+  --queue NAME         subscribers join this queue group
+  --clients N          requesters in req mode (default 1)
+  --conns N            idle connections in idle mode (default 1000)
+  --table-subs N       before the run, one more connection subscribes N distinct subjects
+                       (bench.table.<i>) that the run's messages do not match
+  --server-pid PID     report this process's CPU per message and RSS
+  --shards N           the server has N shards (natsring): place connections with
+  --pub-shard I        publishers on shard I
+  --sub-shard J        subscribers on shard J
+  --stall SECONDS      fail when no progress for this long (default 10)
+  --allow-loss         report missing messages instead of failing
+  --port P             sink mode: port to listen on (default 4222)
+  --json               one JSON object on stdout instead of the table
+";
+
+#[derive(Clone, Debug)]
+struct Config {
+    mode: String,
+    target: Target,
+    subject: String,
+    payload_size: usize,
+    message_count: u64,
+    publisher_count: usize,
+    subscriber_count: usize,
+    queue: Option<String>,
+    requester_count: usize,
+    idle_conn_count: usize,
+    table_sub_count: usize,
+    server_pid: Option<u32>,
+    pub_shard: Option<usize>,
+    sub_shard: Option<usize>,
+    stall: Duration,
+    allow_loss: bool,
+    sink_port: u16,
+    json: bool,
+}
+
+fn parse_args(args: &[String]) -> Result<Config, String> {
+    let mode = args.first().ok_or("missing mode")?.clone();
+    if !["pub", "sub", "pubsub", "req", "idle", "sink"].contains(&mode.as_str()) {
+        return Err(format!("unknown mode {mode:?}"));
+    }
+    let mut config = Config {
+        target: Target {
+            address: "127.0.0.1:4222".into(),
+            shard_count: None,
+        },
+        subject: "bench".into(),
+        payload_size: 16,
+        message_count: 1_000_000,
+        publisher_count: if mode == "sub" { 0 } else { 1 },
+        subscriber_count: if mode == "pub" { 0 } else { 1 },
+        queue: None,
+        requester_count: 1,
+        idle_conn_count: 1000,
+        table_sub_count: 0,
+        server_pid: None,
+        pub_shard: None,
+        sub_shard: None,
+        stall: Duration::from_secs(10),
+        allow_loss: false,
+        sink_port: 4222,
+        json: false,
+        mode,
+    };
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        let mut value = || {
+            rest.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        fn number<T: std::str::FromStr>(flag: &str, text: String) -> Result<T, String> {
+            text.replace('_', "")
+                .parse()
+                .map_err(|_| format!("{flag}: not a number: {text:?}"))
+        }
+        match flag.as_str() {
+            "--server" => config.target.address = value()?,
+            "--subject" => config.subject = value()?,
+            "--size" => config.payload_size = number(flag, value()?)?,
+            "--msgs" => config.message_count = number(flag, value()?)?,
+            "--pubs" => config.publisher_count = number(flag, value()?)?,
+            "--subs" => config.subscriber_count = number(flag, value()?)?,
+            "--queue" => config.queue = Some(value()?),
+            "--clients" => config.requester_count = number(flag, value()?)?,
+            "--conns" => config.idle_conn_count = number(flag, value()?)?,
+            "--table-subs" => config.table_sub_count = number(flag, value()?)?,
+            "--server-pid" => config.server_pid = Some(number(flag, value()?)?),
+            "--shards" => config.target.shard_count = Some(number(flag, value()?)?),
+            "--pub-shard" => config.pub_shard = Some(number(flag, value()?)?),
+            "--sub-shard" => config.sub_shard = Some(number(flag, value()?)?),
+            "--stall" => config.stall = Duration::from_secs_f64(number(flag, value()?)?),
+            "--allow-loss" => config.allow_loss = true,
+            "--port" => config.sink_port = number(flag, value()?)?,
+            "--json" => config.json = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if config.message_count == 0 {
+        return Err("--msgs must be at least 1".into());
+    }
+    if config.mode == "pubsub" && (config.publisher_count == 0 || config.subscriber_count == 0) {
+        return Err("pubsub needs --pubs and --subs of at least 1".into());
+    }
+    Ok(config)
+}
+
+/// What a run measured; printed as a table or as JSON.
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    mode: String,
+    payload_bytes: usize,
+    publishers: usize,
+    subscribers: usize,
+    queue: Option<String>,
+    published: u64,
+    delivered: u64,
+    /// Deliveries a lossless run makes.
+    expected_deliveries: u64,
+    seconds: f64,
+    publish_rate_msgs: f64,
+    delivery_rate_msgs: f64,
+    /// Payload bytes per second through the server: delivered, or published when nothing is
+    /// delivered.
+    payload_rate_bytes: f64,
+    server_cpu_seconds: Option<f64>,
+    /// Server CPU per delivered message (per published message when nothing is delivered).
+    server_cpu_ns_per_msg: Option<f64>,
+    server_rss_bytes: Option<u64>,
+    server_rss_before_bytes: Option<u64>,
+    server_rss_per_conn_bytes: Option<f64>,
+    latency_us: Option<Latency>,
+    table_subs: usize,
+    conns: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    count: u64,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match parse_args(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("natsring-bench: {message}");
+            }
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match config.mode.as_str() {
+        "sink" => sink(&config).map(|()| None),
+        "req" => request_reply(&config).map(Some),
+        "idle" => idle(&config).map(Some),
+        _ => throughput(&config).map(Some),
+    };
+    match result {
+        Ok(Some(report)) => {
+            if config.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serializes")
+                );
+            } else {
+                print_table(&report);
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("natsring-bench: FAILED: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Counters the run's threads share; updated once per read or per write, not per message.
+#[derive(Default)]
+struct Progress {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicBool,
+}
+
+/// One more connection holding `count` subscriptions on distinct subjects the run does not
+/// publish to (the subject table's size).
+fn subscribe_table(config: &Config) -> io::Result<Option<Client>> {
+    if config.table_sub_count == 0 {
+        return Ok(None);
+    }
+    let mut client = Client::connect(&config.target, None)?;
+    let mut batch = Vec::with_capacity(1 << 20);
+    for index in 0..config.table_sub_count {
+        batch.extend_from_slice(format!("SUB bench.table.{index} {}\r\n", index + 1).as_bytes());
+        if batch.len() >= (1 << 20) - 64 {
+            client.stream.write_all(&batch)?;
+            batch.clear();
+            // Bound what the server has to buffer and keep PINGs answered.
+            client.round_trip()?;
+        }
+    }
+    client.stream.write_all(&batch)?;
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(120)))?;
+    client.round_trip()?;
+    Ok(Some(client))
+}
+
+fn throughput(config: &Config) -> io::Result<Report> {
+    let table = subscribe_table(config)?;
+    let subscriber_count = config.subscriber_count;
+    let publisher_count = config.publisher_count;
+    let total_published = config.message_count;
+    let expected_each = if config.mode == "sub" {
+        config.message_count
+    } else {
+        total_published
+    };
+    let expected_deliveries = if subscriber_count == 0 {
+        0
+    } else if config.queue.is_some() {
+        expected_each
+    } else {
+        expected_each * subscriber_count as u64
+    };
+
+    // Connect and subscribe everything before the clock starts.
+    let mut subscribers = Vec::new();
+    for index in 0..subscriber_count {
+        let mut client = Client::connect(&config.target, config.sub_shard)?;
+        let sid = (index + 1).to_string();
+        let sub = match &config.queue {
+            Some(queue) => format!("SUB {} {queue} {sid}\r\n", config.subject),
+            None => format!("SUB {} {sid}\r\n", config.subject),
+        };
+        client.stream.write_all(sub.as_bytes())?;
+        client.round_trip()?;
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(200)))?;
+        subscribers.push((client, sid));
+    }
+    let mut publishers = Vec::new();
+    for _ in 0..publisher_count {
+        publishers.push(Client::connect(&config.target, config.pub_shard)?);
+    }
+
+    let progress = Arc::new(Progress::default());
+    let start_line = Arc::new(Barrier::new(subscriber_count + publisher_count + 1));
+    let mut subscriber_threads = Vec::new();
+    for (mut client, sid) in subscribers {
+        let progress = Arc::clone(&progress);
+        let start_line = Arc::clone(&start_line);
+        let config = config.clone();
+        subscriber_threads.push(thread::spawn(move || -> io::Result<(u64, Instant)> {
+            let mut counter = MsgCounter::new(&config.subject, &sid, config.payload_size);
+            counter.prime(&std::mem::take(&mut client.leftover));
+            start_line.wait();
+            let mut received = 0u64;
+            let mut last_progress = Instant::now();
+            let mut last_message = Instant::now();
+            let queue_mode = config.queue.is_some();
+            loop {
+                let done = if queue_mode {
+                    progress.delivered.load(Ordering::Relaxed) >= expected_deliveries
+                } else {
+                    received >= expected_each
+                };
+                if done || progress.failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Some(counted) = counter.read_and_count(&mut client.stream)? else {
+                    return Err(io::Error::other(format!(
+                        "subscriber {sid}: server closed the connection after {received} messages"
+                    )));
+                };
+                if counted.messages > 0 {
+                    received += counted.messages;
+                    progress
+                        .delivered
+                        .fetch_add(counted.messages, Ordering::Relaxed);
+                    last_progress = Instant::now();
+                    last_message = last_progress;
+                } else if last_progress.elapsed() > config.stall {
+                    if config.allow_loss {
+                        break;
+                    }
+                    return Err(io::Error::other(format!(
+                        "subscriber {sid}: no message for {:?}, {received} of {expected_each} received",
+                        config.stall
+                    )));
+                }
+            }
+            // Anything still on its way (a duplicate, a message past the count) arrives
+            // before the PONG of this PING.
+            client.stream.write_all(b"PING\r\n")?;
+            let waited_since = Instant::now();
+            loop {
+                let Some(counted) = counter.read_and_count(&mut client.stream)? else {
+                    return Err(io::Error::other("server closed during the final PING"));
+                };
+                received += counted.messages;
+                progress
+                    .delivered
+                    .fetch_add(counted.messages, Ordering::Relaxed);
+                if counted.pongs > 0 {
+                    break;
+                }
+                if waited_since.elapsed() > config.stall {
+                    return Err(io::Error::other("no PONG for the final PING"));
+                }
+            }
+            Ok((received, last_message))
+        }));
+    }
+    let per_publisher = total_published / publisher_count.max(1) as u64;
+    let mut publisher_threads = Vec::new();
+    for (index, mut client) in publishers.into_iter().enumerate() {
+        let progress = Arc::clone(&progress);
+        let start_line = Arc::clone(&start_line);
+        let config = config.clone();
+        // The first publisher takes the remainder.
+        let count = per_publisher
+            + if index == 0 {
+                total_published % publisher_count as u64
+            } else {
+                0
+            };
+        publisher_threads.push(thread::spawn(move || -> io::Result<Instant> {
+            let payload = wire::payload(config.payload_size);
+            let frame_len = wire::pub_frame_len(&config.subject, None, config.payload_size);
+            let frames_per_write = (wire::PUBLISH_WRITE_BYTES / frame_len).max(1);
+            let run = wire::pub_frames(&config.subject, None, &payload, frames_per_write);
+            start_line.wait();
+            let mut left = count;
+            while left > 0 {
+                let frames = left.min(frames_per_write as u64) as usize;
+                client.stream.write_all(&run[..frames * frame_len])?;
+                left -= frames as u64;
+                progress
+                    .published
+                    .fetch_add(frames as u64, Ordering::Relaxed);
+                if progress.failed.load(Ordering::Relaxed) {
+                    return Err(io::Error::other("stopped: another thread failed"));
+                }
+            }
+            client.stream.set_read_timeout(Some(config.stall))?;
+            client.round_trip()?;
+            Ok(Instant::now())
+        }));
+    }
+
+    let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
+    let rss_before = config.server_pid.and_then(server_stats::rss_bytes);
+    start_line.wait();
+    let start = Instant::now();
+    let reporter = spawn_progress(Arc::clone(&progress), total_published, expected_deliveries);
+
+    let mut errors = Vec::new();
+    let mut published_at = start;
+    for handle in publisher_threads {
+        match handle.join().expect("publisher thread") {
+            Ok(done) => published_at = published_at.max(done),
+            Err(err) => {
+                progress.failed.store(true, Ordering::Relaxed);
+                errors.push(format!("publisher: {err}"));
+            }
+        }
+    }
+    let mut delivered = 0;
+    let mut delivered_at = start;
+    let mut per_subscriber = Vec::new();
+    for handle in subscriber_threads {
+        match handle.join().expect("subscriber thread") {
+            Ok((received, last)) => {
+                delivered += received;
+                delivered_at = delivered_at.max(last);
+                per_subscriber.push(received);
+            }
+            Err(err) => {
+                progress.failed.store(true, Ordering::Relaxed);
+                errors.push(err.to_string());
+            }
+        }
+    }
+    let end = published_at.max(delivered_at);
+    let cpu_after = config.server_pid.and_then(server_stats::cpu_ns);
+    let rss_after = config.server_pid.and_then(server_stats::rss_bytes);
+    reporter.stop();
+    drop(table);
+    if !errors.is_empty() {
+        return Err(io::Error::other(errors.join("; ")));
+    }
+    if !config.allow_loss {
+        let wrong: Vec<_> = per_subscriber
+            .iter()
+            .enumerate()
+            .filter(|(_, &received)| config.queue.is_none() && received != expected_each)
+            .collect();
+        if !wrong.is_empty() || delivered != expected_deliveries {
+            return Err(io::Error::other(format!(
+                "delivered {delivered} of {expected_deliveries} (per subscriber: {per_subscriber:?})"
+            )));
+        }
+        if config.queue.is_some() && per_subscriber.contains(&0) {
+            return Err(io::Error::other(format!(
+                "a queue member got nothing: {per_subscriber:?}"
+            )));
+        }
+    }
+
+    let seconds = (end - start).as_secs_f64();
+    let published = if config.mode == "sub" {
+        0
+    } else {
+        total_published
+    };
+    let counted_messages = if delivered > 0 { delivered } else { published };
+    let server_cpu_ns = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64),
+        _ => None,
+    };
+    let publish_seconds = (published_at - start).as_secs_f64();
+    Ok(Report {
+        mode: config.mode.clone(),
+        payload_bytes: config.payload_size,
+        publishers: publisher_count,
+        subscribers: subscriber_count,
+        queue: config.queue.clone(),
+        published,
+        delivered,
+        expected_deliveries,
+        seconds,
+        publish_rate_msgs: if publisher_count > 0 {
+            published as f64 / publish_seconds
+        } else {
+            0.0
+        },
+        delivery_rate_msgs: delivered as f64 / seconds,
+        payload_rate_bytes: (counted_messages * config.payload_size as u64) as f64 / seconds,
+        server_cpu_seconds: server_cpu_ns.map(|ns| ns / 1e9),
+        server_cpu_ns_per_msg: server_cpu_ns.map(|ns| ns / counted_messages as f64),
+        server_rss_bytes: rss_after,
+        server_rss_before_bytes: rss_before,
+        table_subs: config.table_sub_count,
+        ..Report::default()
+    })
+}
+
+/// Prints progress to stderr once a second, starting after three seconds.
+struct ProgressReporter {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<()>,
+}
+
+impl ProgressReporter {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("progress thread");
+    }
+}
+
+fn spawn_progress(progress: Arc<Progress>, published: u64, delivered: u64) -> ProgressReporter {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let handle = thread::spawn(move || {
+        let start = Instant::now();
+        let mut next = Duration::from_secs(3);
+        while !stopping.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(50));
+            if start.elapsed() >= next {
+                next += Duration::from_secs(1);
+                eprintln!(
+                    "  {:>5.1} s: published {} of {published}, delivered {} of {delivered}",
+                    start.elapsed().as_secs_f64(),
+                    progress.published.load(Ordering::Relaxed),
+                    progress.delivered.load(Ordering::Relaxed),
+                );
+            }
+        }
+    });
+    ProgressReporter { stop, handle }
+}
+
+fn request_reply(config: &Config) -> io::Result<Report> {
+    let table = subscribe_table(config)?;
+    let responder_count = config.subscriber_count.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut responder_threads = Vec::new();
+    for index in 0..responder_count {
+        let mut client = Client::connect(&config.target, config.sub_shard)?;
+        let sub = if responder_count > 1 {
+            format!("SUB {} responders {}\r\n", config.subject, index + 1)
+        } else {
+            format!("SUB {} {}\r\n", config.subject, index + 1)
+        };
+        client.stream.write_all(sub.as_bytes())?;
+        client.round_trip()?;
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)))?;
+        let stop = Arc::clone(&stop);
+        let payload = wire::payload(config.payload_size);
+        responder_threads.push(thread::spawn(move || respond(client, &payload, &stop)));
+    }
+
+    let requester_count = config.requester_count.max(1);
+    let per_requester = (config.message_count / requester_count as u64).max(1);
+    let warmup = (per_requester / 10).min(1000);
+    let start_line = Arc::new(Barrier::new(requester_count + 1));
+    let mut requester_threads = Vec::new();
+    for index in 0..requester_count {
+        let mut client = Client::connect(&config.target, config.pub_shard)?;
+        let inbox = format!("_INBOX.bench.{index}");
+        client
+            .stream
+            .write_all(format!("SUB {inbox} 1\r\n").as_bytes())?;
+        client.round_trip()?;
+        client.stream.set_read_timeout(Some(config.stall))?;
+        let start_line = Arc::clone(&start_line);
+        let config = config.clone();
+        requester_threads.push(thread::spawn(move || -> io::Result<Histogram<u64>> {
+            let payload = wire::payload(config.payload_size);
+            let request = wire::pub_frames(&config.subject, Some(&inbox), &payload, 1);
+            let mut counter = MsgCounter::new(&inbox, "1", config.payload_size);
+            counter.prime(&std::mem::take(&mut client.leftover));
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+            start_line.wait();
+            for round in 0..warmup + per_requester {
+                let sent_at = Instant::now();
+                client.stream.write_all(&request)?;
+                let mut replies = 0;
+                while replies == 0 {
+                    match counter.read_and_count(&mut client.stream)? {
+                        Some(counted) => replies += counted.messages,
+                        None => return Err(io::Error::other("server closed a requester")),
+                    }
+                    if replies == 0 && sent_at.elapsed() > config.stall {
+                        return Err(io::Error::other(format!(
+                            "no reply in {:?} (request {round})",
+                            config.stall
+                        )));
+                    }
+                }
+                if replies != 1 {
+                    return Err(io::Error::other(format!(
+                        "{replies} replies to one request"
+                    )));
+                }
+                if round >= warmup {
+                    let nanos = sent_at.elapsed().as_nanos() as u64;
+                    histogram.saturating_record(nanos.max(1));
+                }
+            }
+            Ok(histogram)
+        }));
+    }
+    let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
+    start_line.wait();
+    let start = Instant::now();
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut errors = Vec::new();
+    for handle in requester_threads {
+        match handle.join().expect("requester thread") {
+            Ok(part) => histogram.add(&part).expect("same bounds"),
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_after = config.server_pid.and_then(server_stats::cpu_ns);
+    stop.store(true, Ordering::Relaxed);
+    for handle in responder_threads {
+        if let Err(err) = handle.join().expect("responder thread") {
+            errors.push(format!("responder: {err}"));
+        }
+    }
+    drop(table);
+    if !errors.is_empty() {
+        return Err(io::Error::other(errors.join("; ")));
+    }
+    let rounds = (warmup + per_requester) * requester_count as u64;
+    let micros = |nanos: u64| nanos as f64 / 1000.0;
+    // A request and its reply are two messages through the server.
+    let server_cpu_ns = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64),
+        _ => None,
+    };
+    Ok(Report {
+        mode: config.mode.clone(),
+        payload_bytes: config.payload_size,
+        publishers: requester_count,
+        subscribers: responder_count,
+        published: rounds,
+        delivered: rounds * 2,
+        expected_deliveries: rounds * 2,
+        seconds,
+        publish_rate_msgs: rounds as f64 / seconds,
+        delivery_rate_msgs: (rounds * 2) as f64 / seconds,
+        payload_rate_bytes: (rounds * 2 * config.payload_size as u64) as f64 / seconds,
+        server_cpu_seconds: server_cpu_ns.map(|ns| ns / 1e9),
+        server_cpu_ns_per_msg: server_cpu_ns.map(|ns| ns / (rounds * 2) as f64),
+        server_rss_bytes: config.server_pid.and_then(server_stats::rss_bytes),
+        latency_us: Some(Latency {
+            p50: micros(histogram.value_at_quantile(0.50)),
+            p90: micros(histogram.value_at_quantile(0.90)),
+            p99: micros(histogram.value_at_quantile(0.99)),
+            p999: micros(histogram.value_at_quantile(0.999)),
+            max: micros(histogram.max()),
+            count: histogram.len(),
+        }),
+        table_subs: config.table_sub_count,
+        ..Report::default()
+    })
+}
+
+/// A responder: answers every request with a message of the same payload size, one write
+/// per read.
+fn respond(mut client: Client, payload: &[u8], stop: &AtomicBool) -> io::Result<()> {
+    let mut input = std::mem::take(&mut client.leftover);
+    let mut replies = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 256 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let read = match client.stream.read(&mut chunk) {
+            Ok(0) => return Err(io::Error::other("server closed a responder")),
+            Ok(read) => read,
+            Err(err)
+                if err.kind() == io::ErrorKind::WouldBlock
+                    || err.kind() == io::ErrorKind::TimedOut =>
+            {
+                continue
+            }
+            Err(err) => return Err(err),
+        };
+        input.extend_from_slice(&chunk[..read]);
+        let mut position = 0;
+        loop {
+            let rest = &input[position..];
+            if rest.starts_with(b"PING\r\n") {
+                replies.extend_from_slice(b"PONG\r\n");
+                position += 6;
+                continue;
+            }
+            if rest.starts_with(b"PONG\r\n") {
+                position += 6;
+                continue;
+            }
+            if rest.starts_with(b"INFO ") || rest.starts_with(b"+OK") {
+                match memchr::memchr(b'\n', rest) {
+                    Some(end) => {
+                        position += end + 1;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            if rest.is_empty() {
+                break;
+            }
+            if !rest.starts_with(b"MSG ") {
+                return Err(io::Error::other(format!(
+                    "responder got {:?}",
+                    String::from_utf8_lossy(&rest[..rest.len().min(80)])
+                )));
+            }
+            let Some(head) = wire::msg_head(rest)? else {
+                break;
+            };
+            if let Some(reply) = head.reply {
+                replies.extend_from_slice(b"PUB ");
+                replies.extend_from_slice(reply);
+                replies.push(b' ');
+                replies.extend_from_slice(payload.len().to_string().as_bytes());
+                replies.extend_from_slice(b"\r\n");
+                replies.extend_from_slice(payload);
+                replies.extend_from_slice(b"\r\n");
+            }
+            position += head.frame_len;
+        }
+        input.drain(..position);
+        if !replies.is_empty() {
+            client.stream.write_all(&replies)?;
+            replies.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Idle connections, one subscription each: what each costs the server in resident memory.
+fn idle(config: &Config) -> io::Result<Report> {
+    let pid = config
+        .server_pid
+        .ok_or_else(|| io::Error::other("idle mode needs --server-pid"))?;
+    thread::sleep(Duration::from_millis(300));
+    let rss_before = server_stats::rss_bytes(pid).unwrap_or(0);
+    let start = Instant::now();
+    let mut clients = Vec::with_capacity(config.idle_conn_count);
+    for index in 0..config.idle_conn_count {
+        let mut client = Client::connect(&config.target, None)
+            .map_err(|err| io::Error::other(format!("connection {index}: {err}")))?;
+        client
+            .stream
+            .write_all(format!("SUB {}.idle.{index} 1\r\nPING\r\n", config.subject).as_bytes())?;
+        clients.push(client);
+    }
+    for client in &mut clients {
+        client.wait_pong()?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    // Let the server finish whatever it does after a handshake (async INFO, timers).
+    thread::sleep(Duration::from_millis(1000));
+    for client in &mut clients {
+        client.round_trip()?;
+    }
+    let rss_after = server_stats::rss_bytes(pid).unwrap_or(0);
+    let per_conn = (rss_after as f64 - rss_before as f64) / config.idle_conn_count.max(1) as f64;
+    drop(clients);
+    Ok(Report {
+        mode: config.mode.clone(),
+        seconds,
+        server_rss_bytes: Some(rss_after),
+        server_rss_before_bytes: Some(rss_before),
+        server_rss_per_conn_bytes: Some(per_conn),
+        conns: config.idle_conn_count,
+        ..Report::default()
+    })
+}
+
+/// The loopback ceiling: accept, answer the handshake's PING (and any other), discard the
+/// rest. One thread per connection.
+fn sink(config: &Config) -> io::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", config.sink_port))?;
+    eprintln!("natsring-bench sink on {}", listener.local_addr()?);
+    for stream in listener.incoming() {
+        let stream = stream?;
+        thread::spawn(move || {
+            let _ = discard(stream);
+        });
+    }
+    Ok(())
+}
+
+fn discard(mut stream: TcpStream) -> io::Result<()> {
+    const PING: &[u8] = b"PING\r\n";
+    stream.set_nodelay(true)?;
+    stream.write_all(
+        b"INFO {\"server_id\":\"natsring-bench-sink\",\"version\":\"2.11.0\",\"proto\":1,\
+          \"headers\":true,\"max_payload\":1048576,\"client_id\":1}\r\n",
+    )?;
+    let finder = memchr::memmem::Finder::new(PING);
+    // The first bytes keep the tail of the previous read, so a PING split across reads is
+    // found (never counted twice: a tail is shorter than a PING).
+    let tail = PING.len() - 1;
+    let mut buffer = vec![0u8; wire::READ_BYTES + tail];
+    let mut kept = 0;
+    loop {
+        let read = stream.read(&mut buffer[tail..])?;
+        if read == 0 {
+            return Ok(());
+        }
+        let window = &buffer[tail - kept..tail + read];
+        let pings = finder.find_iter(window).count();
+        for _ in 0..pings {
+            stream.write_all(b"PONG\r\n")?;
+        }
+        kept = read.min(tail);
+        buffer.copy_within(tail + read - kept..tail + read, tail - kept);
+    }
+}
+
+fn print_table(report: &Report) {
+    let rate = |value: f64| {
+        if value >= 1e6 {
+            format!("{:.2} M", value / 1e6)
+        } else if value >= 1e3 {
+            format!("{:.1} k", value / 1e3)
+        } else {
+            format!("{value:.0} ")
+        }
+    };
+    println!(
+        "mode {}  payload {} B  publishers {}  subscribers {}{}{}",
+        report.mode,
+        report.payload_bytes,
+        report.publishers,
+        report.subscribers,
+        report
+            .queue
+            .as_ref()
+            .map(|queue| format!("  queue {queue}"))
+            .unwrap_or_default(),
+        if report.table_subs > 0 {
+            format!("  table {} subscriptions", report.table_subs)
+        } else {
+            String::new()
+        },
+    );
+    if report.mode == "idle" {
+        println!(
+            "{:<12} {} connections with one subscription each, {:.0} B of server RSS per connection",
+            "memory",
+            report.conns,
+            report.server_rss_per_conn_bytes.unwrap_or(0.0)
+        );
+    } else {
+        println!(
+            "{:<12} {:>12} msgs  {:>10}msg/s",
+            "published",
+            report.published,
+            rate(report.publish_rate_msgs)
+        );
+        println!(
+            "{:<12} {:>12} msgs  {:>10}msg/s  {:>10}B/s payload  in {:.3} s",
+            "delivered",
+            report.delivered,
+            rate(report.delivery_rate_msgs),
+            rate(report.payload_rate_bytes),
+            report.seconds
+        );
+    }
+    if let Some(latency) = &report.latency_us {
+        println!(
+            "{:<12} p50 {:.1} us  p90 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us  ({} round trips)",
+            "latency", latency.p50, latency.p90, latency.p99, latency.p999, latency.max, latency.count
+        );
+    }
+    if let (Some(cpu), Some(per_msg)) = (report.server_cpu_seconds, report.server_cpu_ns_per_msg) {
+        println!(
+            "{:<12} {cpu:.3} s, {per_msg:.1} ns per message",
+            "server CPU"
+        );
+    }
+    if let Some(rss) = report.server_rss_bytes {
+        println!(
+            "{:<12} {:.1} MiB",
+            "server RSS",
+            rss as f64 / (1 << 20) as f64
+        );
+    }
+}
