@@ -75,6 +75,10 @@ pub const PEER_QUEUE_BYTES: usize = 1024 * 1024;
 /// Entries in a shard's match cache before it is cleared (literal subject -> match result).
 pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
 
+/// Longest subject a match cache's one-entry memo of the last lookup keeps: a longer one is
+/// found by hash every time, which costs little next to its length.
+pub const MATCH_MEMO_SUBJECT_BYTES_MAX: usize = 256;
+
 /// Timer tick of each shard: keepalive, auth and write-deadline checks run at this period.
 pub const TIMER_TICK_MS: u64 = 250;
 

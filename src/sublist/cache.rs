@@ -2,7 +2,8 @@
 //! with the one table generation they were computed at (nats-server's per-client L1 cache with
 //! its `genid`).
 //!
-//! A hit costs one acquire load of the table's generation and one hash lookup: no lock, no write
+//! A hit costs one acquire load of the table's generation and one hash lookup (or, for the same
+//! subject as the previous lookup, one compare: publishers send runs to one subject): no lock, no write
 //! to memory another core reads (the `Rc` count and the hit counter are this shard's). When the
 //! generation moved, every entry is dropped at once: a SUB or UNSUB anywhere may change any
 //! subject's result, and recomputing the subjects a shard actually publishes to is cheap.
@@ -16,7 +17,7 @@ use std::rc::Rc;
 use rustc_hash::FxHashMap;
 
 use super::{MatchResult, Sublist};
-use crate::limits::MATCH_CACHE_ENTRIES_MAX;
+use crate::limits::{MATCH_CACHE_ENTRIES_MAX, MATCH_MEMO_SUBJECT_BYTES_MAX};
 
 pub struct MatchCache {
     entries: FxHashMap<Box<[u8]>, Rc<MatchResult>>,
@@ -26,6 +27,11 @@ pub struct MatchCache {
     /// Shared by every subject nobody subscribes to, so a miss with no subscribers allocates
     /// only the key.
     empty: Rc<MatchResult>,
+    /// The subject of the last lookup and its result, valid for `generation`: a publisher
+    /// that sends a run of messages to one subject is answered by one compare, no hashing.
+    last_subject: Vec<u8>,
+    /// Exactly when a lookup has happened since the last reset: `last_subject`'s result.
+    last_result: Option<Rc<MatchResult>>,
     hits: u64,
     misses: u64,
 }
@@ -43,6 +49,8 @@ impl MatchCache {
             generation: 0,
             entries_max,
             empty: Rc::new(MatchResult::default()),
+            last_subject: Vec::new(),
+            last_result: None,
             hits: 0,
             misses: 0,
         }
@@ -56,9 +64,17 @@ impl MatchCache {
     pub fn lookup(&mut self, table: &Sublist, subject: &[u8]) -> Rc<MatchResult> {
         let generation = table.generation();
         if generation == self.generation {
+            if let Some(result) = &self.last_result {
+                if self.last_subject.as_slice() == subject {
+                    self.hits += 1;
+                    return Rc::clone(result);
+                }
+            }
             if let Some(result) = self.entries.get(subject) {
                 self.hits += 1;
-                return Rc::clone(result);
+                let result = Rc::clone(result);
+                self.remember(subject, &result);
+                return result;
             }
         } else {
             self.reset(generation);
@@ -80,11 +96,21 @@ impl MatchCache {
         }
         self.entries.insert(subject.into(), Rc::clone(&result));
         debug_assert!(self.entries.len() <= self.entries_max);
+        self.remember(subject, &result);
         result
+    }
+
+    fn remember(&mut self, subject: &[u8], result: &Rc<MatchResult>) {
+        if subject.len() <= MATCH_MEMO_SUBJECT_BYTES_MAX {
+            self.last_subject.clear();
+            self.last_subject.extend_from_slice(subject);
+            self.last_result = Some(Rc::clone(result));
+        }
     }
 
     fn reset(&mut self, generation: u64) {
         self.entries.clear();
+        self.last_result = None;
         self.generation = generation;
     }
 

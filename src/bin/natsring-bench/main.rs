@@ -388,7 +388,7 @@ fn throughput(config: &Config) -> io::Result<Report> {
             } else {
                 0
             };
-        publisher_threads.push(thread::spawn(move || -> io::Result<Instant> {
+        publisher_threads.push(thread::spawn(move || -> io::Result<(Instant, Client)> {
             let payload = wire::payload(config.payload_size);
             let frame_len = wire::pub_frame_len(&config.subject, None, config.payload_size);
             let frames_per_write = (wire::PUBLISH_WRITE_BYTES / frame_len).max(1);
@@ -408,7 +408,9 @@ fn throughput(config: &Config) -> io::Result<Report> {
             }
             client.stream.set_read_timeout(Some(config.stall))?;
             client.round_trip()?;
-            Ok(Instant::now())
+            // The connection stays open until the server's CPU has been read: a server
+            // thread serving it (the sink's) would take its CPU time with it.
+            Ok((Instant::now(), client))
         }));
     }
 
@@ -420,9 +422,13 @@ fn throughput(config: &Config) -> io::Result<Report> {
 
     let mut errors = Vec::new();
     let mut published_at = start;
+    let mut finished_publishers = Vec::new();
     for handle in publisher_threads {
         match handle.join().expect("publisher thread") {
-            Ok(done) => published_at = published_at.max(done),
+            Ok((done, client)) => {
+                published_at = published_at.max(done);
+                finished_publishers.push(client);
+            }
             Err(err) => {
                 progress.failed.store(true, Ordering::Relaxed);
                 errors.push(format!("publisher: {err}"));
@@ -449,6 +455,7 @@ fn throughput(config: &Config) -> io::Result<Report> {
     let cpu_after = config.server_pid.and_then(server_stats::cpu_ns);
     let rss_after = config.server_pid.and_then(server_stats::rss_bytes);
     reporter.stop();
+    drop(finished_publishers);
     drop(table);
     if !errors.is_empty() {
         return Err(io::Error::other(errors.join("; ")));
