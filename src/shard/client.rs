@@ -118,6 +118,27 @@ impl Shard {
                 conn.held.extend_from_slice(input);
                 return;
             }
+            if let Some(parts) = conn.parser.parse_pub(input) {
+                input = &input[parts.used..];
+                let message = Message {
+                    subject: parts.subject,
+                    reply: parts.reply,
+                    headers: None,
+                    payload: parts.payload,
+                };
+                if crate::log::enabled_trace() {
+                    self.trace_op(
+                        slot,
+                        &Op::Pub {
+                            subject: message.subject,
+                            reply: message.reply,
+                            payload: message.payload,
+                        },
+                    );
+                }
+                self.on_pub(slot, message);
+                continue;
+            }
             match conn.parser.parse(input) {
                 Step::Op(op, used) => {
                     input = &input[used..];
