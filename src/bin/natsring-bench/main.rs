@@ -756,43 +756,55 @@ fn respond(mut client: Client, payload: &[u8], stop: &AtomicBool) -> io::Result<
 }
 
 /// Idle connections, one subscription each: what each costs the server in resident memory.
+/// The marginal cost: RSS is read after the first fifth of the connections (which pays the
+/// fixed costs: receive buffers touched for the first time, tables' first allocations) and
+/// again after all of them; the difference is divided by the connections opened in between.
 fn idle(config: &Config) -> io::Result<Report> {
     let pid = config
         .server_pid
         .ok_or_else(|| io::Error::other("idle mode needs --server-pid"))?;
-    thread::sleep(Duration::from_millis(300));
-    let rss_before = server_stats::rss_bytes(pid).unwrap_or(0);
+    let total = config.idle_conn_count.max(5);
+    let warm = total / 5;
     let start = Instant::now();
-    let mut clients = Vec::with_capacity(config.idle_conn_count);
-    for index in 0..config.idle_conn_count {
+    let mut clients = Vec::with_capacity(total);
+    let mut rss_warm = 0;
+    for index in 0..total {
+        if index == warm {
+            settle(&mut clients)?;
+            rss_warm = server_stats::rss_bytes(pid).unwrap_or(0);
+        }
         let mut client = Client::connect(&config.target, None)
             .map_err(|err| io::Error::other(format!("connection {index}: {err}")))?;
         client
             .stream
             .write_all(format!("SUB {}.idle.{index} 1\r\nPING\r\n", config.subject).as_bytes())?;
+        client.wait_pong()?;
         clients.push(client);
     }
-    for client in &mut clients {
-        client.wait_pong()?;
-    }
     let seconds = start.elapsed().as_secs_f64();
-    // Let the server finish whatever it does after a handshake (async INFO, timers).
-    thread::sleep(Duration::from_millis(1000));
-    for client in &mut clients {
-        client.round_trip()?;
-    }
+    settle(&mut clients)?;
     let rss_after = server_stats::rss_bytes(pid).unwrap_or(0);
-    let per_conn = (rss_after as f64 - rss_before as f64) / config.idle_conn_count.max(1) as f64;
+    let per_conn = (rss_after as f64 - rss_warm as f64) / (total - warm) as f64;
     drop(clients);
     Ok(Report {
         mode: config.mode.clone(),
         seconds,
         server_rss_bytes: Some(rss_after),
-        server_rss_before_bytes: Some(rss_before),
+        server_rss_before_bytes: Some(rss_warm),
         server_rss_per_conn_bytes: Some(per_conn),
-        conns: config.idle_conn_count,
+        conns: total,
         ..Report::default()
     })
+}
+
+/// Lets the server finish what it does after a handshake (async INFO, timers), then checks
+/// every connection still answers.
+fn settle(clients: &mut [Client]) -> io::Result<()> {
+    thread::sleep(Duration::from_millis(500));
+    for client in clients {
+        client.round_trip()?;
+    }
+    Ok(())
 }
 
 /// The loopback ceiling: accept, answer the handshake's PING (and any other), discard the
