@@ -79,6 +79,12 @@ pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
 /// found by hash every time, which costs little next to its length.
 pub const MATCH_MEMO_SUBJECT_BYTES_MAX: usize = 256;
 
+/// How long a shard that just handled completions watches its ring for more before it sleeps
+/// (see `Shard::busy_poll`): a wake-up from sleep costs tens of microseconds here, and a
+/// request/reply crosses the server twice. Spent only after a busy round, so an idle shard
+/// costs nothing; at most this much CPU per round otherwise.
+pub const BUSY_POLL_MICROS: u64 = 50;
+
 /// Timer tick of each shard: keepalive, auth and write-deadline checks run at this period.
 pub const TIMER_TICK_MS: u64 = 250;
 

@@ -227,16 +227,21 @@ impl Shard {
         self.arm_wake();
         let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
         let mut ready_left = false;
+        let mut worked = false;
         while !(self.stopping && self.conns.is_empty()) {
             // Wait only when nothing that can be handled now is left over.
-            let want = usize::from(!ready_left && self.early.is_empty());
-            match self.ring.submit_and_wait(want) {
-                Ok(_) => {}
-                Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(err) => return Err(err),
+            let mut want = usize::from(!ready_left && self.early.is_empty());
+            if want == 1 && worked {
+                // Hand this round's sends to the kernel, then watch for what comes back.
+                self.enter(0)?;
+                if self.busy_poll() {
+                    want = 0;
+                }
             }
+            self.enter(want)?;
             self.now_ms = self.started.elapsed().as_millis() as u64;
             self.reap(&mut batch);
+            worked = !batch.is_empty() || !self.recv_backlog.is_empty();
             for completion in &batch {
                 self.dispatch(*completion);
             }
@@ -257,6 +262,38 @@ impl Shard {
         }
         self.publish_stats();
         Ok(())
+    }
+
+    /// Submits the queued SQEs and, with `want` 1, waits for a completion.
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        match self.ring.submit_and_wait(want) {
+            Ok(_) => Ok(()),
+            // Interrupted, or the completion queue is backed up: reaping comes next either way.
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Before sleeping, watches the ring for up to `BUSY_POLL_MICROS` for a completion to
+    /// arrive (a posted CQE, or deferred task work the kernel flags). Waking a sleeping thread
+    /// costs tens of microseconds on this kind of machine, twice per request/reply through
+    /// the server; a shard that was just busy is likely to be busy again that soon. Returns
+    /// true when there is something to reap. Only after a round that handled completions, so
+    /// an idle shard sleeps at once.
+    fn busy_poll(&mut self) -> bool {
+        if limits::BUSY_POLL_MICROS == 0 {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_micros(limits::BUSY_POLL_MICROS);
+        loop {
+            if self.ring.submission().taskrun() || !self.ring.completion().is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// Queues one SQE. When the kernel refuses to take more because its completion queue is
