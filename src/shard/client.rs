@@ -342,16 +342,14 @@ impl Shard {
         let conn_slot = slot;
         let conn_generation = conn.generation;
         let generation = self.take_generation();
-        let sub_slot = self.subs.insert(Subscription {
+        let sub_slot = self.subs.insert(Subscription::new(
             conn_slot,
             conn_generation,
             generation,
-            sid: sid.into(),
-            subject: subject.into(),
-            queue: queue.map(Into::into),
-            max: None,
-            delivered: 0,
-        }) as u32;
+            subject,
+            sid,
+            queue,
+        )) as u32;
         let handle = SubHandle {
             shard: self.index,
             slot: sub_slot,
@@ -387,11 +385,11 @@ impl Shard {
         let removed = self
             .shared
             .sublist
-            .remove(&sub.subject, sub.queue.as_deref(), handle);
+            .remove(sub.subject(), sub.queue(), handle);
         debug_assert!(removed, "a live subscription is in the table");
         if let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) {
             if conn.generation == sub.conn_generation {
-                conn.subs.remove(&sub.sid);
+                conn.subs.remove(sub.sid());
             }
         }
     }
@@ -416,7 +414,7 @@ impl Shard {
                     slot: *sub_slot,
                     generation: sub.generation,
                 };
-                (&sub.subject[..], sub.queue.as_deref(), handle)
+                (sub.subject(), sub.queue(), handle)
             }));
         debug_assert_eq!(
             count,
@@ -566,7 +564,7 @@ impl Shard {
             Some(headers) if conn.options.headers => write_hmsg(
                 &mut conn.out.pending,
                 message.subject,
-                &sub.sid,
+                sub.sid(),
                 message.reply,
                 headers,
                 message.payload,
@@ -574,7 +572,7 @@ impl Shard {
             _ => write_msg(
                 &mut conn.out.pending,
                 message.subject,
-                &sub.sid,
+                sub.sid(),
                 message.reply,
                 message.payload,
             ),

@@ -121,19 +121,69 @@ impl Outbound {
     }
 }
 
-/// One subscription of a connection, kept in the shard's subscription slab.
+/// One subscription of a connection, kept in the shard's subscription slab. Its subject, sid
+/// and queue name share one allocation: a server holding a million subscriptions pays for one
+/// small block each, not three.
 #[derive(Debug)]
 pub struct Subscription {
     pub conn_slot: u32,
     pub conn_generation: u32,
     /// This subscription slot's generation (matches the `SubHandle` in the table).
     pub generation: u32,
-    pub sid: Box<[u8]>,
-    pub subject: Box<[u8]>,
-    pub queue: Option<Box<[u8]>>,
+    /// Length of the subject at the start of `text`.
+    subject_len: u32,
+    /// Length of the sid, which follows the subject in `text`.
+    sid_len: u32,
+    /// The subject, the sid, then the queue name if any (a queue name is never empty, so
+    /// bytes after the sid mean a queue group).
+    text: Box<[u8]>,
     /// Auto-unsubscribe after this many deliveries (UNSUB sid max).
     pub max: Option<u64>,
     pub delivered: u64,
+}
+
+impl Subscription {
+    pub fn new(
+        conn_slot: u32,
+        conn_generation: u32,
+        generation: u32,
+        subject: &[u8],
+        sid: &[u8],
+        queue: Option<&[u8]>,
+    ) -> Subscription {
+        debug_assert!(
+            queue.is_none_or(|queue| !queue.is_empty()),
+            "queue names are not empty"
+        );
+        let mut text = Vec::with_capacity(subject.len() + sid.len() + queue.map_or(0, <[u8]>::len));
+        text.extend_from_slice(subject);
+        text.extend_from_slice(sid);
+        text.extend_from_slice(queue.unwrap_or_default());
+        Subscription {
+            conn_slot,
+            conn_generation,
+            generation,
+            subject_len: u32::try_from(subject.len()).expect("a control line fits in u32"),
+            sid_len: u32::try_from(sid.len()).expect("a control line fits in u32"),
+            text: text.into_boxed_slice(),
+            max: None,
+            delivered: 0,
+        }
+    }
+
+    pub fn subject(&self) -> &[u8] {
+        &self.text[..self.subject_len as usize]
+    }
+
+    pub fn sid(&self) -> &[u8] {
+        let start = self.subject_len as usize;
+        &self.text[start..start + self.sid_len as usize]
+    }
+
+    pub fn queue(&self) -> Option<&[u8]> {
+        let queue = &self.text[(self.subject_len + self.sid_len) as usize..];
+        (!queue.is_empty()).then_some(queue)
+    }
 }
 
 pub struct Conn {
@@ -250,6 +300,20 @@ mod tests {
         assert!(
             out.pending.capacity() <= limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX,
             "idle: shrunk"
+        );
+    }
+
+    #[test]
+    fn subscription_text_round_trips() {
+        let plain = Subscription::new(1, 2, 3, b"foo.bar", b"17", None);
+        assert_eq!(
+            (plain.subject(), plain.sid(), plain.queue()),
+            (&b"foo.bar"[..], &b"17"[..], None)
+        );
+        let queued = Subscription::new(1, 2, 3, b"foo.*", b"x", Some(b"workers"));
+        assert_eq!(
+            (queued.subject(), queued.sid(), queued.queue()),
+            (&b"foo.*"[..], &b"x"[..], Some(&b"workers"[..]))
         );
     }
 

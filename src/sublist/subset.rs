@@ -60,6 +60,10 @@ impl SubSet {
             return false;
         }
         let position = self.members.len();
+        if self.members.capacity() == 0 {
+            // Most sets hold one subscription: room for exactly one, not `Vec`'s first four.
+            self.members.reserve_exact(1);
+        }
         self.members.push(handle);
         match &mut self.positions {
             Some(positions) => {

@@ -27,15 +27,30 @@ use super::subject::{has_empty_token, split_first_token, token_kind, valid_subsc
 use super::subset::SubSet;
 use super::{InvalidSubject, MatchResult, QueueGroup, SubHandle};
 
-/// One level of the trie: the children for the token at one position.
+/// One level of the trie: the children for the token at one position. Most nodes are leaves,
+/// so an empty level allocates nothing (one pointer in the node).
 #[derive(Debug, Default)]
 struct Level {
+    /// Some exactly when the level has at least one child.
+    children: Option<Box<Children>>,
+}
+
+#[derive(Debug, Default)]
+struct Children {
     /// Children for literal tokens. Never has a `*` or `>` key.
     literals: FxHashMap<Box<[u8]>, Box<Node>>,
     /// Child for the `*` token.
     wildcard_one: Option<Box<Node>>,
     /// Child for the `>` token (its own next level is always empty).
     wildcard_rest: Option<Box<Node>>,
+}
+
+impl Children {
+    fn count(&self) -> usize {
+        self.literals.len()
+            + usize::from(self.wildcard_one.is_some())
+            + usize::from(self.wildcard_rest.is_some())
+    }
 }
 
 /// Subscriptions ending at one token position, and the level below.
@@ -56,61 +71,70 @@ struct QueueSubs {
 
 impl Level {
     fn child_count(&self) -> usize {
-        self.literals.len()
-            + usize::from(self.wildcard_one.is_some())
-            + usize::from(self.wildcard_rest.is_some())
+        self.children.as_deref().map_or(0, Children::count)
     }
 
     fn is_empty(&self) -> bool {
-        self.child_count() == 0
+        self.children.is_none()
     }
 
     /// The child a subscription token leads to (`*` and `>` are wildcards here).
     fn child(&self, token: &[u8]) -> Option<&Node> {
+        let children = self.children.as_deref()?;
         match token_kind(token) {
-            TokenKind::Literal => self.literals.get(token),
-            TokenKind::WildcardOne => self.wildcard_one.as_ref(),
-            TokenKind::WildcardRest => self.wildcard_rest.as_ref(),
+            TokenKind::Literal => children.literals.get(token),
+            TokenKind::WildcardOne => children.wildcard_one.as_ref(),
+            TokenKind::WildcardRest => children.wildcard_rest.as_ref(),
         }
         .map(|node| &**node)
     }
 
     fn child_mut(&mut self, token: &[u8]) -> Option<&mut Node> {
+        let children = self.children.as_deref_mut()?;
         match token_kind(token) {
-            TokenKind::Literal => self.literals.get_mut(token),
-            TokenKind::WildcardOne => self.wildcard_one.as_mut(),
-            TokenKind::WildcardRest => self.wildcard_rest.as_mut(),
+            TokenKind::Literal => children.literals.get_mut(token),
+            TokenKind::WildcardOne => children.wildcard_one.as_mut(),
+            TokenKind::WildcardRest => children.wildcard_rest.as_mut(),
         }
         .map(|node| &mut **node)
     }
 
     fn child_or_insert(&mut self, token: &[u8]) -> &mut Node {
+        let children = self.children.get_or_insert_with(Box::default);
         match token_kind(token) {
             TokenKind::Literal => {
                 // Look up first so that the common case (the node exists) allocates no key.
-                if !self.literals.contains_key(token) {
-                    self.literals.insert(token.into(), Box::default());
+                if !children.literals.contains_key(token) {
+                    children.literals.insert(token.into(), Box::default());
                 }
-                self.literals.get_mut(token).expect("inserted above")
+                children.literals.get_mut(token).expect("inserted above")
             }
-            TokenKind::WildcardOne => self.wildcard_one.get_or_insert_with(Box::default),
-            TokenKind::WildcardRest => self.wildcard_rest.get_or_insert_with(Box::default),
+            TokenKind::WildcardOne => children.wildcard_one.get_or_insert_with(Box::default),
+            TokenKind::WildcardRest => children.wildcard_rest.get_or_insert_with(Box::default),
         }
     }
 
     fn remove_child(&mut self, token: &[u8]) -> Option<Box<Node>> {
-        match token_kind(token) {
-            TokenKind::Literal => self.literals.remove(token),
-            TokenKind::WildcardOne => self.wildcard_one.take(),
-            TokenKind::WildcardRest => self.wildcard_rest.take(),
+        let children = self.children.as_deref_mut()?;
+        let removed = match token_kind(token) {
+            TokenKind::Literal => children.literals.remove(token),
+            TokenKind::WildcardOne => children.wildcard_one.take(),
+            TokenKind::WildcardRest => children.wildcard_rest.take(),
+        };
+        if children.count() == 0 {
+            self.children = None;
         }
+        removed
     }
 
     /// Moves every child out (used by the iterative drop).
     fn take_children(&mut self, into: &mut Vec<Node>) {
-        into.extend(self.literals.drain().map(|(_, node)| *node));
-        into.extend(self.wildcard_one.take().map(|node| *node));
-        into.extend(self.wildcard_rest.take().map(|node| *node));
+        let Some(mut children) = self.children.take() else {
+            return;
+        };
+        into.extend(children.literals.drain().map(|(_, node)| *node));
+        into.extend(children.wildcard_one.take().map(|node| *node));
+        into.extend(children.wildcard_rest.take().map(|node| *node));
     }
 }
 
@@ -307,10 +331,13 @@ impl Trie {
         while let Some((mut level, mut rest)) = next.take().or_else(|| pending.pop()) {
             loop {
                 let (token, after) = split_first_token(rest);
-                if let Some(node) = &level.wildcard_rest {
+                let Some(children) = level.children.as_deref() else {
+                    break;
+                };
+                if let Some(node) = &children.wildcard_rest {
                     node.collect_into(&mut result);
                 }
-                if let Some(node) = &level.wildcard_one {
+                if let Some(node) = &children.wildcard_one {
                     match after {
                         None => node.collect_into(&mut result),
                         Some(after) if !node.next.is_empty() => pending.push((&node.next, after)),
@@ -319,7 +346,7 @@ impl Trie {
                 }
                 // A published token is always literal text: `*` or `>` in a published subject
                 // is matched only by wildcards, never looked up as a wildcard child.
-                let Some(node) = level.literals.get(token) else {
+                let Some(node) = children.literals.get(token) else {
                     break;
                 };
                 match after {
@@ -459,6 +486,9 @@ impl Sublist {
         let mut count = 0;
         let mut pending: Vec<&Level> = vec![&trie.root];
         while let Some(level) = pending.pop() {
+            let Some(level) = level.children.as_deref() else {
+                continue;
+            };
             let children = level
                 .literals
                 .values()
