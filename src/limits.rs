@@ -65,8 +65,17 @@ pub const PUBLISHER_PAUSE_MS_MAX: u64 = 10;
 pub const SEND_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Capacity at which an idle outbound buffer is shrunk back, so one burst does not pin memory.
 pub const OUTBOUND_IDLE_CAPACITY_BYTES_MAX: usize = 64 * 1024;
+/// An idle connection's drained outbound buffer of at most this capacity is freed: it held
+/// chatter (INFO, PONG, a few messages), and idle connections should cost no outbound memory.
+/// A larger one held a busy round's output and is kept (up to the bound above) for the next.
+pub const OUTBOUND_CHATTER_CAPACITY_BYTES_MAX: usize = 4 * 1024;
 /// Carry buffer capacity kept after a partial op is consumed.
 pub const CARRY_IDLE_CAPACITY_BYTES_MAX: usize = 16 * 1024;
+/// Capacity of a paused connection's held-bytes buffer kept once it is drained: a publisher
+/// paced by backpressure is paused and resumed every few rounds, and a buffer freed and
+/// allocated again each time costs fresh pages from the kernel (seen as `clear_page` in
+/// profiles). Four receive buffers' worth.
+pub const HELD_IDLE_CAPACITY_BYTES_MAX: usize = 256 * 1024;
 
 /// Bytes of the queue from one shard to another (per ordered pair). Frames bigger than a
 /// quarter of it go through a side channel; a publisher is paused when it is 3/4 full.
@@ -96,6 +105,7 @@ pub const CONNECTIONS_PER_SHARD_MAX: usize = 1 << 24;
 /// Longest `server_name` accepted.
 pub const SERVER_NAME_BYTES_MAX: usize = 256;
 
+const _: () = assert!(OUTBOUND_CHATTER_CAPACITY_BYTES_MAX < OUTBOUND_IDLE_CAPACITY_BYTES_MAX);
 const _: () = assert!(RECV_BUFFER_COUNT.is_power_of_two());
 const _: () = assert!(
     RECV_BUFFER_COUNT <= 32768,

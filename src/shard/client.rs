@@ -46,8 +46,10 @@ fn trace_delivery(conn: &super::conn::Conn, written: &[u8], payload: &[u8]) {
 impl Shard {
     /// Handles bytes received on `slot` (which is open). Completes a carried partial
     /// operation first, then parses straight from `input`; what is left of an unfinished
-    /// operation is copied into the carry buffer.
-    pub(super) fn on_input(&mut self, slot: u32, mut input: &[u8]) {
+    /// operation is copied into the carry buffer. Returns how many bytes at the end of `input`
+    /// were left unparsed because an operation paused the connection: the caller keeps them
+    /// (in `Conn::held`) for when it resumes.
+    pub(super) fn on_input(&mut self, slot: u32, mut input: &[u8]) -> usize {
         let conn = &mut self.conns[slot as usize];
         if !conn.carry.is_empty() {
             let mut carry = std::mem::take(&mut conn.carry);
@@ -60,7 +62,7 @@ impl Shard {
                         input = &input[take..];
                         if carry.len() < total {
                             conn.carry = carry;
-                            return;
+                            return 0;
                         }
                     }
                     None => match memchr(b'\n', input) {
@@ -88,12 +90,12 @@ impl Shard {
                         }
                         if input.is_empty() {
                             conn.carry = carry;
-                            return;
+                            return 0;
                         }
                     }
                     Step::Error(err) => {
                         self.protocol_error(slot, &err);
-                        return;
+                        return 0;
                     }
                 }
             }
@@ -107,16 +109,15 @@ impl Shard {
         }
         while !input.is_empty() {
             let Some(conn) = self.conns.get_mut(slot as usize) else {
-                return;
+                return 0;
             };
             if !conn.is_open() {
-                return;
+                return 0;
             }
             if conn.paused.is_some() {
                 // The last op paused the connection: the rest waits, unparsed, so a paused
-                // publisher routes nothing more until it resumes.
-                conn.held.extend_from_slice(input);
-                return;
+                // publisher routes nothing more until it resumes. The caller keeps it.
+                return input.len();
             }
             if let Some(parts) = conn.parser.parse_pub(input) {
                 input = &input[parts.used..];
@@ -148,14 +149,15 @@ impl Shard {
                     conn.carry_needed = needed;
                     conn.carry.reserve(needed.unwrap_or(0).max(input.len()));
                     conn.carry.extend_from_slice(input);
-                    return;
+                    return 0;
                 }
                 Step::Error(err) => {
                     self.protocol_error(slot, &err);
-                    return;
+                    return 0;
                 }
             }
         }
+        0
     }
 
     /// Sends the error's `-ERR` (if it has one) and closes when nats-server would.

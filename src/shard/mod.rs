@@ -377,7 +377,7 @@ impl Shard {
         let lease = self.buf_ring.lease(id, completion.result.max(0) as usize);
         let token = Token::decode(completion.user_data).expect("a receive token");
         if let Some(conn) = self.conn_mut(token) {
-            conn.held.extend_from_slice(lease.bytes());
+            conn.held.push(lease.bytes());
         }
         self.buf_ring.give_back(lease);
         completion.flags &= !CQE_F_BUFFER;
@@ -608,9 +608,15 @@ impl Shard {
             let conn = &mut self.conns[slot as usize];
             if completion.result > 0 && conn.is_open() {
                 if conn.paused.is_some() {
-                    conn.held.extend_from_slice(lease.bytes());
+                    conn.held.push(lease.bytes());
                 } else {
-                    self.on_input(slot, lease.bytes());
+                    let bytes = lease.bytes();
+                    let left = self.on_input(slot, bytes);
+                    if left > 0 {
+                        self.conns[slot as usize]
+                            .held
+                            .push(&bytes[bytes.len() - left..]);
+                    }
                 }
             }
             self.buf_ring.give_back(lease);
@@ -768,7 +774,7 @@ impl Shard {
             parser: crate::proto::Parser::new(options.max_payload, options.max_control_line),
             carry: Vec::new(),
             carry_needed: None,
-            held: Vec::new(),
+            held: Default::default(),
             out: Default::default(),
             dirty: false,
             options: Default::default(),
@@ -1046,13 +1052,17 @@ impl Shard {
         if conn.held.is_empty() || conn.paused.is_some() || !conn.is_open() {
             return;
         }
-        let held = std::mem::take(&mut conn.held);
-        self.on_input(slot, &held);
-        // Keep the allocation unless something new was held meanwhile (or it grew large).
+        let mut held = std::mem::take(&mut conn.held);
+        let left = self.on_input(slot, held.waiting());
+        held.consumed_to_last(left);
         if let Some(conn) = self.conns.get_mut(slot as usize) {
-            if conn.held.is_empty() && held.capacity() <= limits::CARRY_IDLE_CAPACITY_BYTES_MAX {
-                let mut held = held;
-                held.clear();
+            debug_assert!(
+                conn.held.is_empty(),
+                "nothing is held while held bytes are handled"
+            );
+            // Keep what is still waiting (paused again) without moving it, and otherwise the
+            // allocation, unless it grew large.
+            if !held.is_empty() || held.capacity() <= limits::HELD_IDLE_CAPACITY_BYTES_MAX {
                 conn.held = held;
             }
         }
