@@ -337,7 +337,7 @@ impl Shard {
 
     fn on_sub(&mut self, slot: u32, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
         let conn = &self.conns[slot as usize];
-        if conn.subs.contains_key(sid) {
+        if conn.subs.get(sid, &self.subs).is_some() {
             // A duplicate sid is ignored (nats-server keeps the existing subscription).
             return self.reply_ok(slot);
         }
@@ -361,12 +361,12 @@ impl Shard {
             self.subs.remove(sub_slot as usize);
             return self.protocol_error(slot, &ServerError::InvalidSubject);
         }
-        self.conns[slot as usize].subs.insert(sid.into(), sub_slot);
+        self.conns[slot as usize].subs.insert(sub_slot, &self.subs);
         self.reply_ok(slot);
     }
 
     fn on_unsub(&mut self, slot: u32, sid: &[u8], max: Option<u64>) {
-        if let Some(&sub_slot) = self.conns[slot as usize].subs.get(sid) {
+        if let Some(sub_slot) = self.conns[slot as usize].subs.get(sid, &self.subs) {
             let sub = &mut self.subs[sub_slot as usize];
             match max {
                 Some(max) if max > sub.delivered => sub.max = Some(max),
@@ -391,19 +391,19 @@ impl Shard {
         debug_assert!(removed, "a live subscription is in the table");
         if let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) {
             if conn.generation == sub.conn_generation {
-                conn.subs.remove(sub.sid());
+                conn.subs.remove(sub.sid(), sub_slot);
             }
         }
     }
 
     /// Removes every subscription of a closing connection, under one table write.
     pub(super) fn remove_all_subs(&mut self, slot: u32) {
-        let sids = std::mem::take(&mut self.conns[slot as usize].subs);
+        let mut sids = std::mem::take(&mut self.conns[slot as usize].subs);
         if sids.is_empty() {
             return;
         }
         let removed: Vec<(u32, Subscription)> = sids
-            .into_values()
+            .drain()
             .map(|sub_slot| (sub_slot, self.subs.remove(sub_slot as usize)))
             .collect();
         let index = self.index;
