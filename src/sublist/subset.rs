@@ -8,8 +8,11 @@
 //! finds a handle by a linear scan of at most `INDEX_BUILD_LEN` entries, which costs less than
 //! hashing would, and costs no memory beyond the `Vec`.
 //!
+//! A set of zero or one handle (the leaf of a subject with one subscriber) is stored inline in
+//! the node, with no allocation; the `Vec` and index above belong to sets of two or more.
+//!
 //! Invariants: no handle appears twice; when `positions` is `Some`, it maps every member to its
-//! position in `members` and nothing else.
+//! position in `members` and nothing else; a `LargeSet` in a `SubSet` has two or more members.
 
 use rustc_hash::FxHashMap;
 
@@ -24,8 +27,75 @@ const INDEX_DROP_LEN: usize = 8;
 /// once had a thousand subscribers does not pin their memory forever.
 const IDLE_CAPACITY_MAX: usize = 64;
 
+/// The set: no allocation for zero or one handle (the common leaf), a `LargeSet` otherwise.
+/// 16 bytes in the trie node.
 #[derive(Debug, Default)]
-pub(crate) struct SubSet {
+pub(crate) enum SubSet {
+    /// Exactly when the set is empty.
+    #[default]
+    Empty,
+    One(SubHandle),
+    /// Exactly when the set has two or more members.
+    Many(Box<LargeSet>),
+}
+
+impl SubSet {
+    pub(crate) fn as_slice(&self) -> &[SubHandle] {
+        match self {
+            SubSet::Empty => &[],
+            SubSet::One(handle) => std::slice::from_ref(handle),
+            SubSet::Many(set) => set.as_slice(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, SubSet::Empty)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Adds `handle`; false (and no change) when it is already a member.
+    pub(crate) fn insert(&mut self, handle: SubHandle) -> bool {
+        match self {
+            SubSet::Empty => *self = SubSet::One(handle),
+            SubSet::One(member) if *member == handle => return false,
+            SubSet::One(member) => {
+                let mut set = LargeSet::default();
+                set.insert(*member);
+                set.insert(handle);
+                *self = SubSet::Many(Box::new(set));
+            }
+            SubSet::Many(set) => return set.insert(handle),
+        }
+        true
+    }
+
+    /// Removes `handle`; false when it was not a member.
+    pub(crate) fn remove(&mut self, handle: SubHandle) -> bool {
+        match self {
+            SubSet::Empty => false,
+            SubSet::One(member) if *member == handle => {
+                *self = SubSet::Empty;
+                true
+            }
+            SubSet::One(_) => false,
+            SubSet::Many(set) => {
+                let removed = set.remove(handle);
+                if let [last] = set.as_slice() {
+                    *self = SubSet::One(*last);
+                }
+                removed
+            }
+        }
+    }
+}
+
+/// A set of two or more handles (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct LargeSet {
     /// The handles, in no particular order.
     members: Vec<SubHandle>,
     /// Position of each member in `members`; `Some` exactly when the set grew past
@@ -33,18 +103,9 @@ pub(crate) struct SubSet {
     positions: Option<Box<FxHashMap<SubHandle, u32>>>,
 }
 
-impl SubSet {
-    pub(crate) fn as_slice(&self) -> &[SubHandle] {
+impl LargeSet {
+    fn as_slice(&self) -> &[SubHandle] {
         &self.members
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.members.len()
     }
 
     fn position(&self, handle: SubHandle) -> Option<usize> {
@@ -60,10 +121,6 @@ impl SubSet {
             return false;
         }
         let position = self.members.len();
-        if self.members.capacity() == 0 {
-            // Most sets hold one subscription: room for exactly one, not `Vec`'s first four.
-            self.members.reserve_exact(1);
-        }
         self.members.push(handle);
         match &mut self.positions {
             Some(positions) => {
@@ -149,7 +206,10 @@ mod tests {
             assert!(!set.insert(handle(slot)), "duplicate refused");
         }
         assert_eq!(set.len(), 1000);
-        assert!(set.positions.is_some());
+        let SubSet::Many(large) = &set else {
+            panic!("a thousand members make a large set")
+        };
+        assert!(large.positions.is_some());
         // Remove in an order that moves members around.
         for slot in (0..1000).step_by(2) {
             assert!(set.remove(handle(slot)));
@@ -163,8 +223,36 @@ mod tests {
             assert!(set.remove(handle(slot)), "slot {slot}");
         }
         assert!(set.is_empty());
-        assert!(set.positions.is_none());
-        assert!(set.members.capacity() <= IDLE_CAPACITY_MAX);
+        assert!(matches!(set, SubSet::Empty));
+    }
+
+    #[test]
+    fn a_large_set_gives_memory_back_as_it_shrinks() {
+        let mut set = SubSet::default();
+        for slot in 0..1000 {
+            set.insert(handle(slot));
+        }
+        for slot in 2..1000 {
+            set.remove(handle(slot));
+            if let SubSet::Many(large) = &set {
+                assert!(
+                    large.members.len() > 1,
+                    "two or more members in a large set"
+                );
+                if large.members.len() <= INDEX_DROP_LEN {
+                    assert!(large.positions.is_none());
+                }
+                if large.members.len() <= IDLE_CAPACITY_MAX / 4 {
+                    assert!(large.members.capacity() <= IDLE_CAPACITY_MAX);
+                }
+            }
+        }
+        let mut left: Vec<u32> = set.as_slice().iter().map(|member| member.slot).collect();
+        left.sort_unstable();
+        assert_eq!(left, [0, 1]);
+        assert!(matches!(set, SubSet::Many(_)));
+        set.remove(handle(0));
+        assert!(matches!(set, SubSet::One(member) if member == handle(1)));
     }
 
     #[test]
