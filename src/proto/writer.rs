@@ -5,26 +5,27 @@
 
 use super::error::ServerError;
 
-/// Longest decimal `u64` ("18446744073709551615").
-const U64_DIGITS_MAX: usize = 20;
-
-/// Appends `n` in decimal.
+/// Appends `n` in decimal. The digits are written in place, each with a `push` into room
+/// reserved beforehand: a copy from a stack buffer called `memmove` for two or three bytes,
+/// which cost more than the rest of a small MSG's header together.
+#[inline]
 pub fn write_u64(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; U64_DIGITS_MAX];
-    let mut start = U64_DIGITS_MAX;
-    let mut rest = n;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    let len = decimal_len(n);
+    out.reserve(len);
+    let start = out.len();
+    for _ in 0..len {
+        out.push(b'0');
     }
-    out.extend_from_slice(&digits[start..]);
+    let mut rest = n;
+    for digit in out[start..].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    debug_assert_eq!(rest, 0, "decimal_len counted every digit");
 }
 
 /// Number of decimal digits of `n`.
+#[inline]
 fn decimal_len(n: u64) -> usize {
     let mut len = 1;
     let mut rest = n;
