@@ -137,6 +137,10 @@ def metric_of(report, metric):
     """One figure from a generator report (latency percentiles live in latency_us)."""
     if report is None:
         return None
+    if metric == "server_busy":
+        # The share of one CPU the server used during the measured interval.
+        cpu, seconds = report.get("server_cpu_seconds"), report.get("seconds")
+        return cpu / seconds if cpu is not None and seconds else None
     if metric in ("p50", "p90", "p99", "p999", "max"):
         latency = report.get("latency_us") or {}
         return latency.get(metric)
@@ -507,7 +511,8 @@ def run_matrix(ctx, matrix):
                 record["round"] = round_index
                 scenario["runs"].append(record)
                 log(f"  r{round_index} {key:<12} {summary(record, primary)}")
-        metrics = {r["metric"] for r in scenario["rows"]} | {"server_cpu_ns_per_msg"}
+        metrics = {r["metric"] for r in scenario["rows"]} | {"server_cpu_ns_per_msg",
+                                                              "server_busy"}
         scenario["medians"] = {
             key: {m: median(metric_of(r["report"], m) for r in scenario["runs"]
                             if r["contender"] == key and r["report"]) for m in metrics}
@@ -578,6 +583,8 @@ def table_rows(ctx, matrix):
                 "ratio": figures["ratio"], "ceiling": ceiling, "of_ceiling": figures["ceiling"],
                 "cpu_natsring": cpu_value, "cpu_best_nats": best_cpu,
                 "cpu_ratio": divide(cpu_value, best_cpu), "checks": met, "failures": failures,
+                "mode": scenario["args"][0],
+                "busy": {k: med.get(k, {}).get("server_busy") for k in ["natsring"] + NATS},
             })
     return rows, shard_rows
 
@@ -622,10 +629,16 @@ def render_tables(rows, shard_rows):
             fmt_ratio(r["cpu_ratio"]),
             ", ".join(c["text"] for c in r["checks"]) or "-", met_text(r["checks"]),
         ])
-        if r["failures"] and r["label"] == next(x["label"] for x in rows
-                                                if x["scenario"] == r["scenario"]):
+        first = r["label"] == next(x["label"] for x in rows if x["scenario"] == r["scenario"])
+        if r["failures"] and first:
             notes.append(f"{r['scenario']}: failed rounds " + ", ".join(
                 f"{k} {v}" for k, v in r["failures"].items()))
+        idle = [f"{k} {100 * v:.0f}%" for k, v in r["busy"].items()
+                if v is not None and v < 0.85]
+        if idle and first and r["mode"] in ("pub", "pubsub"):
+            notes.append(f"{r['scenario']}: server busy only {', '.join(idle)} of its CPU: "
+                         f"the generator (or loopback) is the bottleneck there, compare CPU "
+                         f"ns/msg")
     text = markdown_table(header, lines)
     if shard_rows:
         shard_lines = [[r["scenario"], fmt_metric("server_cpu_ns_per_msg", r["same"]),
