@@ -62,6 +62,13 @@ with a log-scale x axis, one line per server (and the sink where it applies):
   sweep-table    publish msgs/s and server RSS, 1 .. 1,000,000 subscriptions in the table
   sweep-conns    server RSS per idle connection (one subscription each), 1 .. 10,000
 
+Every run also reads /proc/stat around the generator: CPU time that neither the server nor
+the generator used is someone else's, and a run where that exceeds 15% of a CPU is marked
+DISTURBED (the end of the run counts them). On two cores nothing else may run: a disturbed
+run's rates are off, its CPU ns/msg much less so. Each progress line shows how busy the server
+and the generator were: a server well below 100% means the generator (or loopback) is the
+bottleneck, and the table's notes say so.
+
 Message counts are chosen so each measurement lasts about 0.3-2 s here; --quick divides them
 by ten, shrinks the sweeps and defaults to one round (a smoke run, not a measurement).
 
@@ -94,6 +101,8 @@ import svg_chart  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_CPUS = "0"
 GENERATOR_CPUS = "1"
+# A run during which other processes used more than this share of a CPU is flagged.
+DISTURBED = 0.15
 HIGHER_IS_BETTER = {"publish_rate_msgs", "delivery_rate_msgs", "payload_rate_bytes"}
 NATS = ["nats-2.15.1", "nats-2.9.10"]
 LABELS = {
@@ -315,6 +324,28 @@ def stop_server(process):
             process.wait()
 
 
+USER_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def system_cpu():
+    """(user + nice + system, steal) of all CPUs in seconds, from /proc/stat: irq and softirq
+    time are left out, as the kernel may account our own loopback traffic there."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    user, nice, system, steal = fields[0], fields[1], fields[2], fields[7]
+    return (user + nice + system) / USER_HZ, steal / USER_HZ
+
+
+def process_cpu(pid):
+    """utime + stime of a process (all its threads, dead ones included) in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / USER_HZ
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def generator_argv(ctx, contender, gen_args, port=None, pid=None):
     argv = (["taskset", "-c", contender.gen_cpus] if contender.gen_cpus else [])
     argv += [ctx.bench] + list(gen_args) + contender.gen_extra
@@ -344,17 +375,28 @@ def measure(ctx, contender, gen_args):
             if ctx.verbose:
                 log(f"    $ {shlex.join(server_argv)}\n    $ {record['command']}")
             usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            system_before, steal_before = system_cpu()
+            server_before = process_cpu(process.pid)
             started = time.monotonic()
             try:
                 result = subprocess.run(argv, capture_output=True, text=True,
                                         timeout=ctx.timeout)
             except subprocess.TimeoutExpired:
                 raise RuntimeError(f"generator still running after {ctx.timeout} s")
-            record["wall_seconds"] = time.monotonic() - started
+            record["wall_seconds"] = wall = time.monotonic() - started
+            server_after = process_cpu(process.pid)
+            system_after, steal_after = system_cpu()
             usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            record["generator_cpu_seconds"] = (
+            record["generator_cpu_seconds"] = generator_cpu = (
                 usage_after.ru_utime + usage_after.ru_stime
                 - usage_before.ru_utime - usage_before.ru_stime)
+            if server_before is not None and server_after is not None and wall > 0:
+                # CPU that neither the server nor the generator used: someone else's.
+                others = (system_after - system_before - (server_after - server_before)
+                          - generator_cpu)
+                record["others_cpu_seconds"] = max(0.0, others)
+                record["others_cpu_share"] = max(0.0, others) / wall
+                record["steal_share"] = (steal_after - steal_before) / wall
             if result.returncode != 0:
                 tail = " | ".join(result.stderr.strip().splitlines()[-3:])
                 raise RuntimeError(f"generator exit {result.returncode}: {tail}")
@@ -368,6 +410,13 @@ def measure(ctx, contender, gen_args):
             stop_server(process)
             record["server_exit_status"] = process.returncode
     return record
+
+
+def disturbed(record):
+    """Whether other processes used a noticeable share of a CPU during the run (at least 5
+    clock ticks, so that tick rounding in a short run does not count)."""
+    return ((record.get("others_cpu_share") or 0) > DISTURBED
+            and (record.get("others_cpu_seconds") or 0) >= 5 / USER_HZ)
 
 
 def summary(record, metric):
@@ -389,6 +438,11 @@ def summary(record, metric):
         # it was while it measured.
         parts.append(f"generator {100 * record['generator_cpu_seconds'] / wall:.0f}%")
     parts.append(f"in {seconds:.2f} s")
+    if disturbed(record):
+        parts.append(f"DISTURBED: other processes used {100 * record['others_cpu_share']:.0f}%"
+                     f" of a CPU")
+    if (record.get("steal_share") or 0) > DISTURBED:
+        parts.append(f"steal {100 * record['steal_share']:.0f}%")
     return ", ".join(parts)
 
 
@@ -885,15 +939,22 @@ def main():
     table = render_tables(rows, shard_rows) if matrix else "(no scenario run)"
     log("\n# results (medians)\n")
     log(table)
-    log(f"\nwall time {wall / 60:.1f} min; load average now "
-        f"{os.getloadavg()[0]:.2f}; results in {ctx.out}")
+    runs = [run for entry in matrix for run in entry["runs"]]
+    runs += [run for sweep in sweep_list for point in sweep["points"] for run in point["runs"]]
+    disturbed_runs = [run for run in runs if disturbed(run)]
+    load_text = (f"{len(disturbed_runs)} of {len(runs)} runs disturbed by other processes "
+                 f"(>{100 * DISTURBED:.0f}% of a CPU)")
+    log(f"\nwall time {wall / 60:.1f} min; {load_text}; results in {ctx.out}")
+    if len(disturbed_runs) > len(runs) // 10:
+        log("WARNING: other processes shared the CPUs during many runs: rates are disturbed "
+            "(CPU ns/msg figures less so); rerun on an idle machine")
 
     header = (f"# natsring benchmark\n\n{info['nproc']} CPUs ({info['cpu_model']}), kernel "
               f"{info['kernel']}; natsring {info['git_commit']}; "
               f"{', '.join(f'{k}: {v}' for k, v in info['versions'].items())}. "
               f"Server pinned to CPU {SERVER_CPUS}, generator to CPU {GENERATOR_CPUS}; "
-              f"medians of {ctx.rounds} round(s){' (QUICK smoke run)' if ctx.quick else ''}. "
-              f"Generated by scripts/bench.sh.\n\n")
+              f"medians of {ctx.rounds} round(s){' (QUICK smoke run)' if ctx.quick else ''}; "
+              f"{load_text}. Generated by scripts/bench.sh.\n\n")
     charts = "".join(f"\n![{title}]({name})\n" for title, name in ctx.charts)
     with open(os.path.join(ctx.out, "table.md"), "w") as f:
         f.write(header + table + "\n" + charts)
