@@ -886,7 +886,12 @@ def main():
         sys.exit("bench.py: taskset missing (util-linux)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            log(f"could not raise the open-file limit from {soft} to {hard}")
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 10000 + 100 and not ctx.quick:
+        log("WARNING: the open-file limit is below what 10,000 idle connections need")
     os.makedirs(ctx.out, exist_ok=True)
     ctx.contenders = make_contenders(ctx)
     started = time.monotonic()
