@@ -479,9 +479,9 @@ def scenarios(ctx):
     idle_conns = 1000 if q else 10000
     table_subs = 100000 if q else 1000000
     result = [
-        ("pub-16", "publish-only 16 B", ["pub", "--size", "16", "--msgs", n(8e6)], pub_servers,
+        ("pub-16", "publish-only 16 B", ["pub", "--size", "16", "--msgs", n(16e6)], pub_servers,
          [row(msgs, "msgs/s", check("ratio", msgs, ">=", 3, "msgs/s ≥3×"))]),
-        ("pub-128", "publish-only 128 B", ["pub", "--size", "128", "--msgs", n(5e6)],
+        ("pub-128", "publish-only 128 B", ["pub", "--size", "128", "--msgs", n(10e6)],
          pub_servers, [row(msgs, "msgs/s", check("ratio", msgs, ">=", 3, "msgs/s ≥3×"))]),
         ("pubsub-1", "pubsub 1→1 16 B", ["pubsub", "--size", "16", "--msgs", n(4e6)],
          servers, [row(delivered, "delivered/s", *pubsub_checks)]),
@@ -523,7 +523,8 @@ def scenarios(ctx):
          [row("server_rss_per_conn_bytes", "RSS per conn",
               check("abs", "server_rss_per_conn_bytes", "<=", 2048, "≤2 KiB/conn"))]),
         (f"table-{'100k' if q else '1m'}", f"{table_subs:,} subscriptions in the table",
-         ["pub", "--size", "16", "--msgs", n(8e6), "--table-subs", str(table_subs)], servers,
+         ["pub", "--size", "16", "--msgs", n(16e6), "--table-subs", str(table_subs)],
+         servers,
          [row(msgs, "publish msgs/s"),
           row("server_rss_bytes", "server RSS",
               check("ratio", "server_rss_bytes", "<=", 1 / 3, "RSS ≤1/3×"))]),
@@ -731,7 +732,7 @@ def sweeps(ctx):
     conns = [10, 100, 1000] if q else [10, 100, 1000, 10000]
 
     def size_msgs(size, budget):
-        return clamp(budget * scale / size, 2000, 8e6 * scale)
+        return clamp(budget * scale / size, 2000, 16e6 * scale)
 
     bps = lambda v: svg_chart.si(v, "B/s")  # noqa: E731
     return [
@@ -756,7 +757,7 @@ def sweeps(ctx):
                      lambda v: f"{v:.0f}")],
          "x_format": str},
         {"key": "sweep-table", "xs": tables, "contenders": servers,
-         "args": lambda s: ["pub", "--size", "16", "--msgs", str(int(8e6 * scale)),
+         "args": lambda s: ["pub", "--size", "16", "--msgs", str(int(16e6 * scale)),
                             "--table-subs", str(s)],
          "charts": [("publish_rate_msgs", "Publish rate vs subscriptions in the table (16 B)",
                      "subscriptions (none matching)", "published msgs/s", False, svg_chart.si),
