@@ -292,7 +292,9 @@ impl Shard {
             if Instant::now() >= deadline {
                 return false;
             }
-            std::hint::spin_loop();
+            // Not a bare spin: when another thread could run on this CPU (a client on the same
+            // core, another shard), it runs; otherwise this returns at once.
+            std::thread::yield_now();
         }
     }
 

@@ -11,8 +11,12 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// Bytes a publisher hands the kernel per write (a run of whole PUB frames).
-pub const PUBLISH_WRITE_BYTES: usize = 64 * 1024;
+/// Bytes a publisher hands the kernel per write at least (a run of whole PUB frames, never
+/// fewer than `PUBLISH_WRITE_FRAMES_MIN`): one 64 KiB frame per write held a publisher to
+/// about 1.5 GB/s over loopback, four or more per write reach 3.5-6 GB/s.
+pub const PUBLISH_WRITE_BYTES: usize = 256 * 1024;
+/// Frames per publisher write at least (matters for large payloads).
+pub const PUBLISH_WRITE_FRAMES_MIN: usize = 4;
 /// Bytes a reader asks the kernel for per read.
 pub const READ_BYTES: usize = 1024 * 1024;
 /// How many connection attempts placing a connection on a chosen shard may take.
