@@ -350,8 +350,9 @@ fn allowed_cpus() -> Vec<usize> {
 
 /// Pins the calling thread to one CPU (best effort: a failure leaves it unpinned).
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (cpu is bounded by CPU_SETSIZE
-    // below) and sched_setaffinity reads it during the call only.
+    // cpu_set_t is plain data; CPU_SET writes inside it (cpu is bounded by CPU_SETSIZE below)
+    // and sched_setaffinity reads it during the call only.
+    // SAFETY: only the stack-local set is written, in bounds; nothing outlives the call.
     unsafe {
         if cpu >= libc::CPU_SETSIZE as usize {
             return;

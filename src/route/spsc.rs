@@ -132,9 +132,10 @@ struct Shared {
     head: CacheLinePadded<AtomicU64>,
 }
 
-// SAFETY: `Shared` owns its buffer (a plain heap allocation with no thread affinity). The only
-// accesses through `buffer` are by the one `Producer` and the one `Consumer`, to disjoint byte
-// ranges, ordered by the Release/Acquire pairs on `tail` and `head` (see the module docs).
+// `Shared` owns its buffer (a plain heap allocation with no thread affinity). The only accesses
+// through `buffer` are by the one `Producer` and the one `Consumer`, to disjoint byte ranges,
+// ordered by the Release/Acquire pairs on `tail` and `head` (see the module docs).
+// SAFETY: no thread affinity, and the two halves' accesses are disjoint and ordered (above).
 unsafe impl Send for Shared {}
 // SAFETY: as above; the fields reachable through `&Shared` are atomics or never written.
 unsafe impl Sync for Shared {}
@@ -163,8 +164,8 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // SAFETY: `buffer` came from `alloc_zeroed` with this same layout, and both halves
-        // (the only users of the pointer) are gone, since they held the last `Arc`s.
+        // Both halves (the only users of the pointer) are gone: they held the last `Arc`s.
+        // SAFETY: `buffer` came from `alloc_zeroed` with this same layout and has no user left.
         unsafe { alloc::dealloc(self.buffer.as_ptr(), Shared::layout(self.capacity_bytes)) };
     }
 }
@@ -229,7 +230,7 @@ impl Producer {
 
         let frame_index = if skip_bytes == 0 { index } else { 0 };
         debug_assert!(frame_index + frame_bytes <= capacity_bytes);
-        // SAFETY:
+        // Why the writes below are sound:
         // - `frame_index + HEADER_BYTES + len <= frame_index + frame_bytes <= capacity_bytes`
         //   (the frame does not wrap, by the choice of `frame_index`), so the range is in the
         //   buffer, which lives as long as `self.shared`.
@@ -240,6 +241,7 @@ impl Producer {
         //   covers) head, so the consumer has finished reading them and will not read them
         //   again until a later `publish` (invariant 3). Nothing else aliases them; every byte
         //   is initialized (zeroed allocation).
+        // SAFETY: in bounds, aligned, free and initialized, as listed above.
         let body = unsafe {
             let frame = self.shared.buffer.as_ptr().add(frame_index);
             frame.cast::<u32>().write(len as u32);
@@ -249,8 +251,8 @@ impl Producer {
         fill(body);
         if skip_bytes != 0 {
             // Written after `fill`, so that a panicking `fill` leaves nothing half-pushed.
-            // SAFETY: `index + HEADER_BYTES <= capacity_bytes` (invariant 2), `index` is
-            // 8-aligned, and the bytes are free by the same check as the frame's.
+            // `index + HEADER_BYTES <= capacity_bytes` (invariant 2) and `index` is 8-aligned.
+            // SAFETY: in bounds and aligned (above), free by the same check as the frame's.
             unsafe {
                 let skip = self.shared.buffer.as_ptr().add(index);
                 skip.cast::<u32>().write((skip_bytes - HEADER_BYTES) as u32);
@@ -361,11 +363,12 @@ impl Consumer {
                 "spsc tail passed head + capacity"
             );
             let index = index_of(self.head_position, capacity_bytes);
-            // SAFETY: `index` is 8-aligned (invariant 2) and `index + 8 <= capacity_bytes`
-            // (invariant 2: at least 8 bytes remain before the end), so both `u32`s are aligned
-            // and in the buffer. They lie in `[head, cached_tail)`, published by the Release
-            // store of `tail` we Acquire-loaded, so they are written and the producer will not
-            // touch them until we store a head past them (invariant 3).
+            // `index` is 8-aligned (invariant 2) and `index + 8 <= capacity_bytes` (invariant
+            // 2: at least 8 bytes remain before the end), so both `u32`s are aligned and in the
+            // buffer. They lie in `[head, cached_tail)`, published by the Release store of
+            // `tail` we Acquire-loaded, so they are written and the producer will not touch
+            // them until we store a head past them (invariant 3).
+            // SAFETY: aligned, in bounds, published and not written concurrently (above).
             let (body_len, marker) = unsafe {
                 let header = self.shared.buffer.as_ptr().add(index);
                 (
@@ -391,10 +394,11 @@ impl Consumer {
                 "spsc frame runs past the end"
             );
             debug_assert!(self.head_position + frame_bytes as u64 <= self.cached_tail_position);
-            // SAFETY: the body `[index + 8, index + 8 + body_len)` is in the buffer (asserted
-            // just above) and published, and unchanged until our next head store, by the same
+            // The body `[index + 8, index + 8 + body_len)` is in the buffer (asserted just
+            // above) and published, and unchanged until our next head store, by the same
             // reasoning as the header. Every byte is initialized; the producer writes only
             // outside `[head, tail)`, so nothing mutates it while the slice lives.
+            // SAFETY: in bounds, initialized, and immutable while `body` lives (above).
             let body = unsafe {
                 std::slice::from_raw_parts(
                     self.shared.buffer.as_ptr().add(index + HEADER_BYTES),

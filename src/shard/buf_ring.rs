@@ -44,8 +44,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `base`/`bytes` are exactly what mmap returned, and nothing refers to the
-        // mapping any more (the owning BufRing is being dropped after its io_uring).
+        // Nothing refers to the mapping any more: the owning BufRing is dropped after its
+        // io_uring.
+        // SAFETY: `base`/`bytes` are exactly what mmap returned, and the mapping is unused.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
 }
@@ -61,9 +62,10 @@ pub struct BufLease {
 impl BufLease {
     /// The received bytes.
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the lease names `len` bytes (≤ buffer size) at the start of buffer `id`, which
-        // the kernel filled and will not write again until `give_back`; the mapping outlives
-        // every lease (module invariants above).
+        // The lease names `len` bytes (≤ buffer size) at the start of buffer `id`, which the
+        // kernel filled and will not write again until `give_back`; the mapping outlives every
+        // lease (module invariants above).
+        // SAFETY: in bounds, initialized, and not written while the lease lives (above).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
@@ -96,8 +98,9 @@ impl BufRing {
         );
         let entries = Mapping::new(count as usize * std::mem::size_of::<BufRingEntry>())?;
         let buffers = Mapping::new(count as usize * buffer_bytes as usize)?;
-        // SAFETY: `entries` is a page-aligned mapping of `count` entries that lives as long as
-        // this BufRing, which the shard drops only after its io_uring (module invariants).
+        // `entries` is a page-aligned mapping of `count` entries that lives as long as this
+        // BufRing, which the shard drops only after its io_uring (module invariants).
+        // SAFETY: the registered ring memory is aligned, sized for `count` and outlives its use.
         unsafe {
             submitter.register_buf_ring_with_flags(entries.base.as_ptr() as u64, count, group_id, 0)
         }
@@ -163,9 +166,10 @@ impl BufRing {
     fn fill_entry(&mut self, id: u16) {
         let index = (self.tail & (self.count - 1)) as usize;
         let addr = self.buffer_ptr(id).as_ptr() as u64;
-        // SAFETY: `index < count`, so the entry is inside the `entries` mapping; the kernel only
-        // reads entries between its head and our published tail, and this one is past the
-        // published tail until `publish_tail`.
+        // `index < count`, so the entry is inside the `entries` mapping; the kernel only reads
+        // entries between its head and our published tail, and this one is past the published
+        // tail until `publish_tail`.
+        // SAFETY: in bounds, and not read by the kernel until published (above).
         unsafe {
             let entry = &mut *self.entries.base.as_ptr().cast::<BufRingEntry>().add(index);
             entry.set_addr(addr);
@@ -177,9 +181,10 @@ impl BufRing {
 
     /// Makes every filled entry visible to the kernel (release store of the tail).
     fn publish_tail(&self) {
-        // SAFETY: the tail is the u16 the kernel reads at offset 14 of the first entry (the
-        // `resv` field, per io_uring_buf_ring); the mapping is aligned and alive, and only this
-        // thread writes it.
+        // The tail is the u16 the kernel reads at offset 14 of the first entry (the `resv`
+        // field, per io_uring_buf_ring); the mapping is aligned and alive, and only this thread
+        // writes it.
+        // SAFETY: an aligned, live u16 in the mapping with no other writer (above).
         let tail = unsafe {
             let base = self.entries.base.as_ptr().cast::<BufRingEntry>();
             AtomicU16::from_ptr(BufRingEntry::tail(base).cast_mut())

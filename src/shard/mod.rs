@@ -752,8 +752,9 @@ impl Shard {
             close_fd(fd);
             return;
         }
-        // SAFETY: the accept completion handed us this fresh fd; the stream now owns it and
-        // closes it when the connection is dropped, after its last operation completed.
+        // The stream now owns the fd and closes it when the connection is dropped, after its
+        // last operation completed.
+        // SAFETY: the accept completion handed us this fresh fd, owned by nothing else.
         let stream = unsafe { TcpStream::from_raw_fd(fd) };
         let _ = stream.set_nodelay(true);
         let peer = stream
@@ -1109,7 +1110,7 @@ impl Shard {
 
 /// Takes ownership of an fd a completion handed us.
 fn close_fd(fd: RawFd) {
-    // SAFETY: the accept completion gave us this fd and nothing else refers to it; dropping the
-    // OwnedFd closes it.
+    // Dropping the OwnedFd closes it.
+    // SAFETY: the accept completion gave us this fd and nothing else refers to it.
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }

@@ -147,9 +147,10 @@ pub enum Push {
 /// Queues one SQE, submitting what is queued first when the submission queue is full.
 pub fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Push {
     loop {
-        // SAFETY: every SQE the shard builds names memory that stays valid until its CQE:
-        // buffers frozen in a connection's outbound, the shard's boxed timespecs and wake
-        // buffer, and the registered buffer ring (see the callers).
+        // Every SQE the shard builds names memory that stays valid until its CQE: buffers
+        // frozen in a connection's outbound, the shard's boxed timespecs and wake buffer, and
+        // the registered buffer ring (see the callers).
+        // SAFETY: the memory `entry` names outlives the operation (above).
         let pushed = unsafe { ring.submission().push(entry) };
         if pushed.is_ok() {
             return Push::Queued;
