@@ -84,10 +84,6 @@ pub const PEER_QUEUE_BYTES: usize = 1024 * 1024;
 /// Entries in a shard's match cache before it is cleared (literal subject -> match result).
 pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
 
-/// Longest subject a match cache's one-entry memo of the last lookup keeps: a longer one is
-/// found by hash every time, which costs little next to its length.
-pub const MATCH_MEMO_SUBJECT_BYTES_MAX: usize = 256;
-
 /// How long a shard that just handled completions watches its ring for more before it sleeps
 /// (see `Shard::busy_poll`): a wake-up from sleep costs tens of microseconds here, and a
 /// request/reply crosses the server twice. Spent only after a busy round, so an idle shard

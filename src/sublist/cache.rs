@@ -17,21 +17,21 @@ use std::rc::Rc;
 use rustc_hash::FxHashMap;
 
 use super::{MatchResult, Sublist};
-use crate::limits::{MATCH_CACHE_ENTRIES_MAX, MATCH_MEMO_SUBJECT_BYTES_MAX};
+use crate::limits::MATCH_CACHE_ENTRIES_MAX;
 
 pub struct MatchCache {
-    entries: FxHashMap<Box<[u8]>, Rc<MatchResult>>,
+    /// Keys are shared with `last`, so remembering a subject copies no bytes.
+    entries: FxHashMap<Rc<[u8]>, Rc<MatchResult>>,
     /// The table generation every entry was computed at.
     generation: u64,
     entries_max: usize,
     /// Shared by every subject nobody subscribes to, so a miss with no subscribers allocates
     /// only the key.
     empty: Rc<MatchResult>,
-    /// The subject of the last lookup and its result, valid for `generation`: a publisher
-    /// that sends a run of messages to one subject is answered by one compare, no hashing.
-    last_subject: Vec<u8>,
-    /// Exactly when a lookup has happened since the last reset: `last_subject`'s result.
-    last_result: Option<Rc<MatchResult>>,
+    /// The subject of the last lookup and its result (computed at `generation`; None after a
+    /// reset): a publisher that sends a run of messages to one subject is answered by one
+    /// compare, no hashing.
+    last: Option<(Rc<[u8]>, Rc<MatchResult>)>,
     hits: u64,
     misses: u64,
 }
@@ -49,8 +49,7 @@ impl MatchCache {
             generation: 0,
             entries_max,
             empty: Rc::new(MatchResult::default()),
-            last_subject: Vec::new(),
-            last_result: None,
+            last: None,
             hits: 0,
             misses: 0,
         }
@@ -64,16 +63,16 @@ impl MatchCache {
     pub fn lookup(&mut self, table: &Sublist, subject: &[u8]) -> Rc<MatchResult> {
         let generation = table.generation();
         if generation == self.generation {
-            if let Some(result) = &self.last_result {
-                if self.last_subject.as_slice() == subject {
+            if let Some((last_subject, result)) = &self.last {
+                if **last_subject == *subject {
                     self.hits += 1;
                     return Rc::clone(result);
                 }
             }
-            if let Some(result) = self.entries.get(subject) {
+            if let Some((key, result)) = self.entries.get_key_value(subject) {
                 self.hits += 1;
                 let result = Rc::clone(result);
-                self.remember(subject, &result);
+                self.last = Some((Rc::clone(key), Rc::clone(&result)));
                 return result;
             }
         } else {
@@ -94,23 +93,16 @@ impl MatchCache {
         if self.entries.len() >= self.entries_max {
             self.evict_half();
         }
-        self.entries.insert(subject.into(), Rc::clone(&result));
+        let key: Rc<[u8]> = subject.into();
+        self.entries.insert(Rc::clone(&key), Rc::clone(&result));
         debug_assert!(self.entries.len() <= self.entries_max);
-        self.remember(subject, &result);
+        self.last = Some((key, Rc::clone(&result)));
         result
-    }
-
-    fn remember(&mut self, subject: &[u8], result: &Rc<MatchResult>) {
-        if subject.len() <= MATCH_MEMO_SUBJECT_BYTES_MAX {
-            self.last_subject.clear();
-            self.last_subject.extend_from_slice(subject);
-            self.last_result = Some(Rc::clone(result));
-        }
     }
 
     fn reset(&mut self, generation: u64) {
         self.entries.clear();
-        self.last_result = None;
+        self.last = None;
         self.generation = generation;
     }
 
