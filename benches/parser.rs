@@ -127,93 +127,66 @@ fn scan_all(stream: &[u8]) -> usize {
     frames
 }
 
-#[divan::bench(args = PAYLOAD_SIZES)]
-fn write_msg(bencher: Bencher, payload_size: usize) {
+/// Runs `write` (one frame carrying `payload` per call) a frame count's worth of times per
+/// iteration, counting the frames and their bytes.
+fn bench_writer(bencher: Bencher, payload_size: usize, write: impl Fn(&mut Vec<u8>, &[u8])) {
     let frames = frame_count(payload_size);
     let payload = vec![b'x'; payload_size];
-    let mut out = Vec::new();
-    writer::write_msg(&mut out, SUBJECT, SID, None, &payload);
-    let frame_bytes = out.len();
-    let mut out = Vec::with_capacity(frame_bytes * frames);
+    let mut frame = Vec::new();
+    write(&mut frame, &payload);
+    let mut out = Vec::with_capacity(frame.len() * frames);
     bencher
-        .counter(BytesCount::new(frame_bytes * frames))
+        .counter(BytesCount::new(frame.len() * frames))
         .counter(ItemsCount::new(frames))
         .bench_local(|| {
             out.clear();
             for _ in 0..frames {
-                writer::write_msg(
-                    &mut out,
-                    black_box(SUBJECT),
-                    black_box(SID),
-                    None,
-                    black_box(&payload),
-                );
+                write(&mut out, black_box(&payload));
             }
             black_box(out.len())
         });
+}
+
+/// The baseline for a writer: copying the frame it writes, already formatted.
+fn bench_copy(bencher: Bencher, payload_size: usize, write: impl Fn(&mut Vec<u8>, &[u8])) {
+    let mut frame = Vec::new();
+    write(&mut frame, &vec![b'x'; payload_size]);
+    bench_writer(bencher, payload_size, |out, _| {
+        out.extend_from_slice(black_box(&frame))
+    });
+}
+
+fn msg(out: &mut Vec<u8>, payload: &[u8]) {
+    writer::write_msg(out, black_box(SUBJECT), black_box(SID), None, payload);
+}
+
+fn hmsg(out: &mut Vec<u8>, payload: &[u8]) {
+    writer::write_hmsg(
+        out,
+        black_box(SUBJECT),
+        black_box(SID),
+        None,
+        black_box(HEADERS),
+        payload,
+    );
+}
+
+#[divan::bench(args = PAYLOAD_SIZES)]
+fn write_msg(bencher: Bencher, payload_size: usize) {
+    bench_writer(bencher, payload_size, msg);
 }
 
 #[divan::bench(args = PAYLOAD_SIZES)]
 fn write_msg_baseline(bencher: Bencher, payload_size: usize) {
-    let frames = frame_count(payload_size);
-    let payload = vec![b'x'; payload_size];
-    let mut frame = Vec::new();
-    writer::write_msg(&mut frame, SUBJECT, SID, None, &payload);
-    let mut out = Vec::with_capacity(frame.len() * frames);
-    bencher
-        .counter(BytesCount::new(frame.len() * frames))
-        .counter(ItemsCount::new(frames))
-        .bench_local(|| {
-            out.clear();
-            for _ in 0..frames {
-                out.extend_from_slice(black_box(&frame));
-            }
-            black_box(out.len())
-        });
+    bench_copy(bencher, payload_size, msg);
 }
 
 #[divan::bench(args = PAYLOAD_SIZES)]
 fn write_hmsg(bencher: Bencher, payload_size: usize) {
-    let frames = frame_count(payload_size);
-    let payload = vec![b'x'; payload_size];
-    let mut out = Vec::new();
-    writer::write_hmsg(&mut out, SUBJECT, SID, None, HEADERS, &payload);
-    let frame_bytes = out.len();
-    let mut out = Vec::with_capacity(frame_bytes * frames);
-    bencher
-        .counter(BytesCount::new(frame_bytes * frames))
-        .counter(ItemsCount::new(frames))
-        .bench_local(|| {
-            out.clear();
-            for _ in 0..frames {
-                writer::write_hmsg(
-                    &mut out,
-                    black_box(SUBJECT),
-                    black_box(SID),
-                    None,
-                    black_box(HEADERS),
-                    black_box(&payload),
-                );
-            }
-            black_box(out.len())
-        });
+    bench_writer(bencher, payload_size, hmsg);
 }
 
 #[divan::bench(args = PAYLOAD_SIZES)]
 fn write_hmsg_baseline(bencher: Bencher, payload_size: usize) {
-    let frames = frame_count(payload_size);
-    let payload = vec![b'x'; payload_size];
-    let mut frame = Vec::new();
-    writer::write_hmsg(&mut frame, SUBJECT, SID, None, HEADERS, &payload);
-    let mut out = Vec::with_capacity(frame.len() * frames);
-    bencher
-        .counter(BytesCount::new(frame.len() * frames))
-        .counter(ItemsCount::new(frames))
-        .bench_local(|| {
-            out.clear();
-            for _ in 0..frames {
-                out.extend_from_slice(black_box(&frame));
-            }
-            black_box(out.len())
-        });
+    bench_copy(bencher, payload_size, hmsg);
 }

@@ -77,8 +77,7 @@ fn random_port_ports_file_and_graceful_sigterm() {
     conn.read_exact(&mut info).unwrap();
     assert_eq!(&info, b"INFO ");
 
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    signal(&child, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -123,8 +122,7 @@ fn sigusr1_reopens_the_log_file() {
     }
     let rotated = dir.join("natsring.log.1");
     std::fs::rename(&log, &rotated).unwrap();
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    signal(&child, libc::SIGUSR1);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
         .contains("Reopened log file")
@@ -132,8 +130,7 @@ fn sigusr1_reopens_the_log_file() {
         assert!(Instant::now() < deadline, "a new log file after SIGUSR1");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    signal(&child, libc::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let new = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -144,4 +141,10 @@ fn sigusr1_reopens_the_log_file() {
         .unwrap()
         .contains("Server Exiting.."));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `signal` to our own child.
+fn signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on our own child's pid, which it keeps until we wait for it.
+    unsafe { libc::kill(child.id() as i32, signal) };
 }
