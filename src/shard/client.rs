@@ -544,7 +544,7 @@ impl Shard {
     ) -> bool {
         debug_assert_eq!(
             handle.shard, self.index,
-            "cross-shard delivery is not wired yet"
+            "a subscription on another shard is delivered through its peer queue"
         );
         let Some(sub) = self.subs.get_mut(handle.slot as usize) else {
             return false;

@@ -988,8 +988,6 @@ impl Shard {
         }
         let mut resumed = false;
         let mut resumed_slots = Vec::new();
-        let now_ms = self.now_ms;
-        let low_water_bytes = self.high_water_bytes / 4;
         let mut index = 0;
         while index < self.paused.len() {
             let slot = self.paused[index];
@@ -1006,16 +1004,7 @@ impl Shard {
                                 slot,
                                 generation,
                                 until_ms,
-                            }) => {
-                                now_ms >= until_ms
-                                    || self
-                                        .conns
-                                        .get(slot as usize)
-                                        .filter(|sub| sub.generation == generation && sub.is_open())
-                                        .is_none_or(|sub| {
-                                            sub.out.pending_bytes() <= low_water_bytes
-                                        })
-                            }
+                            }) => self.subscriber_wait_over(slot, generation, until_ms),
                             Some(PauseCause::Peer(peer_index)) => {
                                 self.peers[peer_index as usize].drained()
                             }
@@ -1047,6 +1036,18 @@ impl Shard {
             self.resume_armed = true;
         }
         resumed
+    }
+
+    /// True when a wait on a subscriber (`PauseCause::Subscriber`) is over: it drained under a
+    /// quarter of the high-water mark, went away, or `until_ms` (shard clock) passed.
+    pub(super) fn subscriber_wait_over(&self, slot: u32, generation: u32, until_ms: u64) -> bool {
+        let low_water_bytes = self.high_water_bytes / 4;
+        self.now_ms >= until_ms
+            || self
+                .conns
+                .get(slot as usize)
+                .filter(|sub| sub.generation == generation && sub.is_open())
+                .is_none_or(|sub| sub.out.pending_bytes() <= low_water_bytes)
     }
 
     /// Parses the bytes held for `slot` while it was paused, if it is open and not paused.

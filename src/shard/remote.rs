@@ -343,13 +343,7 @@ impl Shard {
         else {
             return true;
         };
-        let low_water_bytes = self.high_water_bytes / 4;
-        let drained = self
-            .conns
-            .get(slot as usize)
-            .filter(|sub| sub.generation == generation && sub.is_open())
-            .is_none_or(|sub| sub.out.pending_bytes() <= low_water_bytes);
-        if drained || self.now_ms >= until_ms {
+        if self.subscriber_wait_over(slot, generation, until_ms) {
             self.peers[peer_index].hold = None;
             return true;
         }
