@@ -20,14 +20,9 @@ use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
 const OK: &[u8] = b"+OK\r\n";
 const PONG: &[u8] = b"PONG\r\n";
 
-/// A message being routed: everything a subscriber's `MSG`/`HMSG` is made of.
-#[derive(Clone, Copy)]
-pub(super) struct Message<'a> {
-    pub subject: &'a [u8],
-    pub reply: Option<&'a [u8]>,
-    pub headers: Option<&'a [u8]>,
-    pub payload: &'a [u8],
-}
+/// A message being routed: everything a subscriber's `MSG`/`HMSG` is made of. The same parts a
+/// cross-shard frame carries, so a frame is encoded from it and decoded back into it as is.
+pub(super) use crate::route::frame::Parts as Message;
 
 /// `-V`: logs a delivery as nats-server traces it, for the subscriber (`->> [MSG foo 1 2]`,
 /// then `->> MSG_PAYLOAD: ["..."]`). Called only when tracing is on.

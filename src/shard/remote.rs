@@ -25,7 +25,7 @@ use super::conn::PauseCause;
 use super::ring::{OpKind, Token};
 use super::Shard;
 use crate::limits;
-use crate::route::frame::{self, Frame, Parts, QueueRoute, Target};
+use crate::route::frame::{self, Frame, QueueRoute, Target};
 use crate::route::spsc::{Consumer, Producer};
 use crate::sublist::{QueueGroup, SubHandle};
 
@@ -146,15 +146,18 @@ impl Peer {
 
     /// Queues one encoded frame, in order behind any overflow.
     fn push_encoded(&mut self, bytes: &[u8]) {
-        if self.overflow.is_empty()
-            && self
-                .out
-                .producer
-                .try_push(bytes.len(), |buf| buf.copy_from_slice(bytes))
-        {
+        self.push_with(bytes.len(), |buf| buf.copy_from_slice(bytes));
+    }
+
+    /// Queues the `len`-byte frame `fill` writes, in order behind any overflow: straight into
+    /// the queue when it has room, otherwise onto the overflow list (the publisher is paused).
+    fn push_with(&mut self, len: usize, fill: impl Fn(&mut [u8])) {
+        if self.overflow.is_empty() && self.out.producer.try_push(len, &fill) {
             return;
         }
-        self.overflow.push_back(bytes.into());
+        let mut bytes = vec![0u8; len].into_boxed_slice();
+        fill(&mut bytes);
+        self.overflow.push_back(bytes);
     }
 
     /// Moves overflowed frames into the queue while there is room.
@@ -233,33 +236,18 @@ impl Shard {
         route: Option<QueueRoute<'_>>,
     ) -> bool {
         let peer = &mut self.peers[peer_index];
-        let parts = Parts {
-            subject: message.subject,
-            reply: message.reply,
-            headers: message.headers,
-            payload: message.payload,
-        };
-        let len = frame::encoded_len(&parts, targets.len(), route);
+        let len = frame::encoded_len(&message, targets.len(), route);
+        let encode = |buf: &mut [u8]| frame::encode(buf, &message, targets, route);
         if len > peer.out.producer.max_frame_bytes() {
             let mut large = vec![0u8; len].into_boxed_slice();
-            frame::encode(&mut large, &parts, targets, route);
+            encode(&mut large);
             peer.out.large_bytes.fetch_add(len, Ordering::Relaxed);
             peer.large_in_flight = true;
             // The receiver lives as long as the peer shard; after it stopped the frame is moot.
             let _ = peer.out.large.send(large);
             peer.push_encoded(&LARGE_MARKER);
         } else {
-            let queued = peer.overflow.is_empty()
-                && peer
-                    .out
-                    .producer
-                    .try_push(len, |buf| frame::encode(buf, &parts, targets, route));
-            if !queued {
-                // The queue is full: the frame waits in order; the publisher will be paused.
-                let mut bytes = vec![0u8; len].into_boxed_slice();
-                frame::encode(&mut bytes, &parts, targets, route);
-                peer.overflow.push_back(bytes);
-            }
+            peer.push_with(len, encode);
         }
         let congested = peer.congested();
         if congested {
@@ -378,12 +366,7 @@ impl Shard {
                 bytes.len()
             );
         };
-        let message = Message {
-            subject: frame.parts.subject,
-            reply: frame.parts.reply,
-            headers: frame.parts.headers,
-            payload: frame.parts.payload,
-        };
+        let message = frame.parts;
         match frame.route {
             None => {
                 for target in frame.targets() {
