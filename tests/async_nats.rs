@@ -323,25 +323,7 @@ async fn hundred_thousand_messages_complete_and_in_order() {
     let mut sub = subscriber.subscribe("seq").await.unwrap();
     sync(&subscriber).await;
     let publisher = client(&server.url()).await;
-    let total = 100_000u64;
-    let producer = tokio::spawn(async move {
-        for i in 0..total {
-            publisher
-                .publish("seq", i.to_string().into())
-                .await
-                .unwrap();
-        }
-        sync(&publisher).await;
-    });
-    for expected in 0..total {
-        let msg = timeout(WAIT, sub.next())
-            .await
-            .expect("message in time")
-            .unwrap();
-        let got: u64 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
-        assert_eq!(got, expected);
-    }
-    producer.await.unwrap();
+    common::assert_sequence_in_order(publisher, &mut sub, "seq", 100_000).await;
 }
 
 #[tokio::test]

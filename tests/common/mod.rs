@@ -258,3 +258,32 @@ pub async fn sync(client: &async_nats::Client) {
         "sync round trip"
     );
 }
+
+/// Publishes the numbers `0..total` from `publisher` to `subject` and checks that `sub`
+/// (subscribed and synced beforehand) receives every one, in order.
+pub async fn assert_sequence_in_order(
+    publisher: async_nats::Client,
+    sub: &mut async_nats::Subscriber,
+    subject: &'static str,
+    total: u64,
+) {
+    use futures::StreamExt;
+    let producer = tokio::spawn(async move {
+        for i in 0..total {
+            publisher
+                .publish(subject, i.to_string().into())
+                .await
+                .unwrap();
+        }
+        sync(&publisher).await;
+    });
+    for expected in 0..total {
+        let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("message in time")
+            .unwrap();
+        let got: u64 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
+        assert_eq!(got, expected);
+    }
+    producer.await.unwrap();
+}
