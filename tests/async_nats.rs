@@ -554,21 +554,10 @@ async fn a_paused_publisher_that_closes_loses_nothing() {
     });
     let per_msg = "MSG burst 1 16384\r\n".len() + 16384 + 2;
     let expected = count * per_msg;
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 16 * 1024];
-    subscriber.stream.set_read_timeout(Some(WAIT)).unwrap();
-    while got < expected {
-        use std::io::Read;
-        let n = subscriber
-            .stream
-            .read(&mut buf)
-            .expect("subscriber keeps receiving");
-        assert!(n > 0, "subscriber closed after {got} of {expected} bytes");
-        got += n;
-        std::thread::sleep(Duration::from_micros(500)); // slow reader: the publisher is paused
-    }
+    // A slow reader: the publisher is paused.
+    let got = subscriber.read_slowly(expected, Duration::from_micros(500));
+    assert_eq!(got, expected, "the subscriber was not closed");
     sender.join().unwrap();
-    assert_eq!(got, expected);
     let deadline = std::time::Instant::now() + WAIT;
     while server.handle().stats().publisher_pauses == 0 {
         assert!(

@@ -437,23 +437,13 @@ fn slow_subscriber_paces_a_publisher_on_another_shard() {
     });
     let expected =
         48 * 64 * (frame.len() - "PUB slow 16384\r\n".len() + "MSG slow 1 16384\r\n".len());
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 16 * 1024];
-    subscriber.stream.set_read_timeout(Some(WAIT)).unwrap();
-    while got < expected {
-        use std::io::Read;
-        let n = subscriber
-            .stream
-            .read(&mut buf)
-            .expect("subscriber stays connected");
-        assert!(
-            n > 0,
-            "subscriber closed after {got} of {expected} bytes: {:?}",
-            server.handle().stats()
-        );
-        got += n;
-        std::thread::sleep(Duration::from_millis(1)); // at most ~16 MB/s
-    }
+    // At most ~16 MB/s. A keepalive PING from the server may add a few bytes.
+    let got = subscriber.read_slowly(expected, Duration::from_millis(1));
+    assert!(
+        got >= expected,
+        "subscriber closed after {got} of {expected} bytes: {:?}",
+        server.handle().stats()
+    );
     sender.join().unwrap();
     publisher.read_until(b"PONG\r\n", WAIT);
     assert_eq!(server.handle().stats().slow_consumers, 0);

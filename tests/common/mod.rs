@@ -142,6 +142,25 @@ impl Raw {
         self.stream.write_all(bytes).expect("send");
     }
 
+    /// Reads `expected` bytes in 16 KiB reads with `pause` after each (a slow subscriber).
+    /// Returns how many arrived: fewer when the server closed the connection first.
+    pub fn read_slowly(&mut self, expected: usize, pause: Duration) -> usize {
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 16 * 1024];
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        while got < expected {
+            let n = self.stream.read(&mut buf).expect("reader keeps receiving");
+            if n == 0 {
+                break;
+            }
+            got += n;
+            std::thread::sleep(pause);
+        }
+        got
+    }
+
     /// Reads until the peer closes or nothing arrives for `quiet`. Returns the bytes and whether
     /// the connection was closed by the server.
     pub fn read_until_quiet(&mut self, quiet: Duration) -> (Vec<u8>, bool) {
