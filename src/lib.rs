@@ -5,6 +5,7 @@
 //!
 //! Dependencies point one way: `limits` <- `proto`, `sublist` <- `shard` <- `server`.
 
+mod alloc;
 pub mod config;
 pub mod limits;
 pub mod log;

@@ -709,6 +709,7 @@ impl Shard {
         }
         self.tick();
         self.publish_stats();
+        crate::alloc::release_freed_memory();
         if !self.stopping {
             self.arm_timer();
         }
