@@ -364,7 +364,7 @@ impl Shard {
         if let Some(sub_slot) = self.conns[slot as usize].subs.get(sid, &self.subs) {
             let sub = &mut self.subs[sub_slot as usize];
             match max {
-                Some(max) if max > sub.delivered => sub.max = Some(max),
+                Some(max) if max > sub.delivered => sub.max = max,
                 _ => self.remove_sub(sub_slot),
             }
         }
@@ -583,7 +583,7 @@ impl Shard {
         self.stats.out_msgs += 1;
         self.stats.out_bytes += written as u64;
         sub.delivered += 1;
-        let sub_done = sub.max.is_some_and(|max| sub.delivered >= max);
+        let sub_done = sub.delivered >= sub.max;
         let subscriber = sub.conn_slot;
         let pending_bytes = conn.out.pending_bytes();
         if !conn.dirty {

@@ -243,12 +243,18 @@ pub struct Subscription {
     /// The subject, the sid, then the queue name if any (a queue name is never empty, so
     /// bytes after the sid mean a queue group).
     text: Box<[u8]>,
-    /// Auto-unsubscribe after this many deliveries (UNSUB sid max).
-    pub max: Option<u64>,
+    /// Auto-unsubscribe after this many deliveries (UNSUB sid max); `NO_MAX` when there is no
+    /// limit (an explicit `u64::MAX` is the same: never reached). Not an `Option`, which would
+    /// make the slab entry 64 bytes instead of 56.
+    pub max: u64,
     pub delivered: u64,
 }
 
+const _: () = assert!(std::mem::size_of::<Subscription>() == 56);
+
 impl Subscription {
+    pub const NO_MAX: u64 = u64::MAX;
+
     pub fn new(
         conn_slot: u32,
         conn_generation: u32,
@@ -272,7 +278,7 @@ impl Subscription {
             subject_len: u32::try_from(subject.len()).expect("a control line fits in u32"),
             sid_len: u32::try_from(sid.len()).expect("a control line fits in u32"),
             text: text.into_boxed_slice(),
-            max: None,
+            max: Subscription::NO_MAX,
             delivered: 0,
         }
     }

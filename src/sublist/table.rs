@@ -74,7 +74,10 @@ struct Node {
     queues: Option<Box<Queues>>,
 }
 
-const _: () = assert!(std::mem::size_of::<Node>() == 48, "a leaf stays one 48-byte block");
+const _: () = assert!(
+    std::mem::size_of::<Node>() == 48,
+    "a leaf stays one 48-byte block"
+);
 
 /// One entry per queue name with members at a node; never an entry with no members. Searched by
 /// name: a subject rarely has more than a handful of queue names.
