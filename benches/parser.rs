@@ -181,6 +181,17 @@ fn write_msg_baseline(bencher: Bencher, payload_size: usize) {
     bench_copy(bencher, payload_size, msg);
 }
 
+/// The fan-out path: the MSG rendered once into a template, then written per subscriber with
+/// its sid (`MsgTemplate::write`), against `write_msg` above.
+#[divan::bench(args = PAYLOAD_SIZES)]
+fn write_msg_from_template(bencher: Bencher, payload_size: usize) {
+    let mut template = writer::MsgTemplate::default();
+    template.render(SUBJECT, None, None, &vec![b'x'; payload_size]);
+    bench_writer(bencher, payload_size, |out, _| {
+        template.write(out, black_box(SID))
+    });
+}
+
 #[divan::bench(args = PAYLOAD_SIZES)]
 fn write_hmsg(bencher: Bencher, payload_size: usize) {
     bench_writer(bencher, payload_size, hmsg);

@@ -145,6 +145,23 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Several subscribers of one shard share a rendered frame; each message, with or
+        // without headers, must reach each of them with its own sid and nothing of the last.
+        name: "fan-out of mixed messages to subscribers with and without headers",
+        connections: 4,
+        steps: &[
+            (0, b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB foo.* 1\r\nSUB foo.bar 22\r\nPING\r\n"),
+            (1, b"CONNECT {\"verbose\":false}\r\nSUB foo.bar 333\r\nSUB > 4\r\nPING\r\n"),
+            (2, b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB foo.bar 5 q\r\nPING\r\n"),
+            (
+                3,
+                b"CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB foo.bar r 22 24\r\nNATS/1.0\r\nA: b\r\n\r\n\r\nhi\r\n\
+                  PUB foo.bar 5\r\nhello\r\nPUB foo.baz rr 0\r\n\r\nHPUB foo.bar 12 15\r\nNATS/1.0\r\n\r\nabc\r\n\
+                  PUB foo.bar 6\r\nworld!\r\nPING\r\n",
+            ),
+        ],
+    },
+    Case {
         name: "hpub header size larger than total",
         connections: 1,
         steps: &[(0, b"CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB foo 20 10\r\n")],

@@ -80,6 +80,48 @@ pub fn write_hmsg(
     debug_assert_eq!(out.len() - before, len, "msg_len matches write_hmsg");
 }
 
+/// One MSG or HMSG rendered once for the many subscribers of a shard: the whole frame but the
+/// sid, which is all that differs between them. Writing it for a subscriber is three copies
+/// (before the sid, the sid, after it) instead of the full writer's five pieces, digits and
+/// length arithmetic: with 64 subscribers of a 16-byte message, the writer was half of the
+/// server's time.
+#[derive(Debug, Default)]
+pub struct MsgTemplate {
+    /// The frame with an empty sid.
+    bytes: Vec<u8>,
+    /// Where the sid goes in `bytes` (just after `MSG <subject> `).
+    sid_at: usize,
+}
+
+impl MsgTemplate {
+    /// Renders `MSG` (`headers: None`) or `HMSG` for `subject`, `reply` and the body.
+    pub fn render(
+        &mut self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        self.bytes.clear();
+        match headers {
+            None => write_msg(&mut self.bytes, subject, b"", reply, payload),
+            Some(headers) => write_hmsg(&mut self.bytes, subject, b"", reply, headers, payload),
+        }
+        let op = if headers.is_some() { "HMSG " } else { "MSG " };
+        self.sid_at = op.len() + subject.len() + 1;
+    }
+
+    /// Appends the rendered frame with `sid`: exactly what the full writer would append.
+    #[inline]
+    pub fn write(&self, out: &mut Vec<u8>, sid: &[u8]) {
+        let (head, tail) = self.bytes.split_at(self.sid_at);
+        out.reserve(head.len() + sid.len() + tail.len());
+        out.extend_from_slice(head);
+        out.extend_from_slice(sid);
+        out.extend_from_slice(tail);
+    }
+}
+
 /// `<subject> <sid> [reply] ` (with the trailing space).
 fn write_routing(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[u8]>) {
     out.extend_from_slice(subject);
@@ -187,6 +229,32 @@ mod tests {
             "no-responders header size"
         );
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn template_writes_what_the_writers_write() {
+        let mut template = MsgTemplate::default();
+        let payload_lens = [0usize, 1, 16, 1000];
+        for subject in [&b"a"[..], b"foo.bar.baz"] {
+            for reply in [None, Some(&b"_INBOX.abc"[..])] {
+                for headers in [None, Some(&b"NATS/1.0\r\nA: b\r\n\r\n"[..])] {
+                    for &payload_len in &payload_lens {
+                        let payload = vec![b'p'; payload_len];
+                        template.render(subject, reply, headers, &payload);
+                        for sid in [&b"1"[..], b"12345678901234567890"] {
+                            let mut want = b"?".to_vec();
+                            match headers {
+                                None => write_msg(&mut want, subject, sid, reply, &payload),
+                                Some(h) => write_hmsg(&mut want, subject, sid, reply, h, &payload),
+                            }
+                            let mut got = b"?".to_vec();
+                            template.write(&mut got, sid);
+                            assert_eq!(got, want);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl<'a> Frame<'a> {
         })
     }
 
-    pub fn targets(&self) -> impl Iterator<Item = Target> + 'a {
+    pub fn targets(&self) -> impl ExactSizeIterator<Item = Target> + 'a {
         self.targets.chunks_exact(TARGET_BYTES).map(|chunk| Target {
             slot: u32::from_le_bytes(chunk[..4].try_into().expect("4 bytes")),
             generation: u32::from_le_bytes(chunk[4..].try_into().expect("4 bytes")),

@@ -12,7 +12,7 @@ use super::conn::{ConnState, PauseCause, Subscription};
 use super::Shard;
 use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
-use crate::proto::writer::{write_err, write_hmsg, write_msg};
+use crate::proto::writer::write_err;
 use crate::proto::{CloseReason, Op, ServerError, Step};
 use crate::route::frame::Target;
 use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
@@ -436,6 +436,7 @@ impl Shard {
 
         let matched: Rc<MatchResult> = self.cache.lookup(&self.shared.sublist, message.subject);
         let mut delivered = false;
+        self.templates.reset(matched.plain.len() > 1);
         for &handle in &matched.plain {
             if handle.shard == self.index {
                 delivered |= self.deliver(handle, Some(slot), message);
@@ -525,12 +526,14 @@ impl Shard {
             headers: Some(&headers),
             payload: b"",
         };
+        self.templates.reset(false);
         self.deliver(handle, None, message);
         self.scratch = headers;
     }
 
     /// Writes `message` to one subscription. `publisher` is the publishing connection's slot
-    /// when echo rules apply. Returns whether the subscriber took it.
+    /// when echo rules apply. The frame comes from `self.templates`, which the caller resets
+    /// before the first delivery of each message. Returns whether the subscriber took it.
     pub(super) fn deliver(
         &mut self,
         handle: SubHandle,
@@ -557,23 +560,12 @@ impl Shard {
             return false;
         }
         let before = conn.out.pending.len();
-        match message.headers {
-            Some(headers) if conn.options.headers => write_hmsg(
-                &mut conn.out.pending,
-                message.subject,
-                sub.sid(),
-                message.reply,
-                headers,
-                message.payload,
-            ),
-            _ => write_msg(
-                &mut conn.out.pending,
-                message.subject,
-                sub.sid(),
-                message.reply,
-                message.payload,
-            ),
-        }
+        self.templates.write(
+            &mut conn.out.pending,
+            message,
+            sub.sid(),
+            conn.options.headers,
+        );
         let written = conn.out.pending.len() - before;
         if crate::log::enabled_trace() {
             trace_delivery(conn, &conn.out.pending[before..], message.payload);

@@ -17,6 +17,7 @@ mod client;
 mod conn;
 mod remote;
 mod ring;
+mod templates;
 
 pub use remote::{link, Incoming, Outgoing};
 
@@ -157,6 +158,8 @@ pub struct Shard {
     stats: ShardStats,
     /// Scratch space for small control-plane writes (INFO, no-responders headers).
     scratch: Vec<u8>,
+    /// The frames of the message being delivered (see `templates`); taken out meanwhile.
+    templates: templates::Templates,
 }
 
 impl Shard {
@@ -217,6 +220,7 @@ impl Shard {
             stopping: false,
             stats: ShardStats::default(),
             scratch: Vec::new(),
+            templates: Default::default(),
         })
     }
 

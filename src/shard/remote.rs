@@ -369,6 +369,7 @@ impl Shard {
         let message = frame.parts;
         match frame.route {
             None => {
+                self.templates.reset(frame.targets().len() > 1);
                 for target in frame.targets() {
                     let handle = SubHandle {
                         shard: self.index,
@@ -381,6 +382,8 @@ impl Shard {
                 }
             }
             Some(route) => {
+                self.templates.reset(false);
+                let mut taken = false;
                 for target in frame.targets() {
                     let handle = SubHandle {
                         shard: self.index,
@@ -388,11 +391,14 @@ impl Shard {
                         generation: target.generation,
                     };
                     if self.deliver(handle, None, message) {
-                        return;
+                        taken = true;
+                        break;
                     }
                     self.stats.cross_shard_stale_targets += 1;
                 }
-                self.requeue(message, route);
+                if !taken {
+                    self.requeue(message, route);
+                }
             }
         }
     }
