@@ -64,27 +64,39 @@ pub fn encode(
         "frame buffer of the exact size"
     );
     let optional_len = |part: Option<&[u8]>| part.map_or(0, |p| p.len() as u32 + 1);
-    let mut at = 0;
-    let mut put = |bytes: &[u8]| {
-        out[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    };
-    put(&(parts.subject.len() as u32).to_le_bytes());
-    put(&optional_len(parts.reply).to_le_bytes());
-    put(&optional_len(parts.headers).to_le_bytes());
-    put(&(parts.payload.len() as u32).to_le_bytes());
-    put(&optional_len(route.map(|r| r.queue)).to_le_bytes());
-    put(&route.map_or(0, |r| r.hops).to_le_bytes());
-    put(&(targets.len() as u32).to_le_bytes());
-    for target in targets {
-        put(&target.slot.to_le_bytes());
-        put(&target.generation.to_le_bytes());
+    let fields = [
+        parts.subject.len() as u32,
+        optional_len(parts.reply),
+        optional_len(parts.headers),
+        parts.payload.len() as u32,
+        optional_len(route.map(|r| r.queue)),
+        route.map_or(0, |r| r.hops),
+        targets.len() as u32,
+    ];
+    // Fixed-size pieces are plain stores; only the variable parts that are there are copied
+    // (a `copy_from_slice` per piece, empty ones included, was a `memcpy` call each).
+    let (header, rest) = out.split_at_mut(HEADER_BYTES);
+    for (bytes, field) in header.chunks_exact_mut(4).zip(fields) {
+        bytes.copy_from_slice(&field.to_le_bytes());
     }
-    put(parts.subject);
-    put(parts.reply.unwrap_or_default());
-    put(parts.headers.unwrap_or_default());
-    put(parts.payload);
-    put(route.map_or(&[][..], |r| r.queue));
+    let (target_bytes, mut rest) = rest.split_at_mut(targets.len() * TARGET_BYTES);
+    for (bytes, target) in target_bytes.chunks_exact_mut(TARGET_BYTES).zip(targets) {
+        bytes[..4].copy_from_slice(&target.slot.to_le_bytes());
+        bytes[4..].copy_from_slice(&target.generation.to_le_bytes());
+    }
+    let variable = [
+        parts.subject,
+        parts.reply.unwrap_or_default(),
+        parts.headers.unwrap_or_default(),
+        parts.payload,
+        route.map_or(&[][..], |r| r.queue),
+    ];
+    for part in variable.into_iter().filter(|part| !part.is_empty()) {
+        let (bytes, after) = rest.split_at_mut(part.len());
+        bytes.copy_from_slice(part);
+        rest = after;
+    }
+    debug_assert!(rest.is_empty(), "encoded_len counted every byte");
 }
 
 /// A decoded frame, borrowing the queue's memory.
