@@ -13,6 +13,9 @@
 //! - nothing panics (debug assertions are on under `cargo fuzz`);
 //! - every `Op` consumed at least one byte and no more than it was given;
 //! - every `Pending { needed: Some(n) }` has `n` greater than the bytes it was given;
+//! - `Parser::parse_pub` (the receive loop's fast path) returns the same `PUB` as `parse`, at
+//!   the same addresses, `None` whenever `parse` returns anything else, and takes every
+//!   canonical `PUB` (it may leave unusual ones to `parse`);
 //! - the two runs give the same events: the same operations (compared as owned data) with the
 //!   same lengths, then the same error, or the same number of bytes left over.
 //!
@@ -23,6 +26,7 @@
 //! (whose line is complete) may parse. The split run may end with that error exactly when the
 //! pending bytes are in such a state ([`unbuffered_state`]); events before it must still match.
 
+use natsring::proto::parser::PubParts;
 use natsring::proto::{Op, Parser, ServerError, Step};
 
 use crate::Cursor;
@@ -255,9 +259,11 @@ pub fn parse_split(parser: &Parser, stream: &[u8], splits: &[usize]) -> Vec<Even
 }
 
 /// One parse of non-empty `input`: `Ok(Some(op event))`, `Ok(None)` when pending, or the error.
-/// Checks the bounds every step promises.
+/// Checks the bounds every step promises, and that the server's PUB fast path agrees.
 fn step(parser: &Parser, input: &[u8]) -> Result<Option<Event>, ServerError> {
-    match parser.parse(input) {
+    let step = parser.parse(input);
+    check_fast_pub(parser, input, &step);
+    match step {
         Step::Op(op, consumed) => {
             assert!(
                 consumed > 0 && consumed <= input.len(),
@@ -281,6 +287,69 @@ fn step(parser: &Parser, input: &[u8]) -> Result<Option<Event>, ServerError> {
         }
         Step::Error(error) => Err(error),
     }
+}
+
+/// The receive loop tries [`Parser::parse_pub`] before [`Parser::parse`] on every op boundary:
+/// whenever it returns a `PUB`, it must be exactly the one `parse` returns (same slices, same
+/// length), and it must return `None` whenever `parse` returns anything else. It may leave an
+/// unusual `PUB` (tabs, runs of blanks, a bare `\n`, `\r` inside a token) to `parse`, but it
+/// must take every canonical one (not a correctness matter: a missed fast path is a silent
+/// slowdown of the common case).
+fn check_fast_pub(parser: &Parser, input: &[u8], step: &Step<'_>) {
+    let fast = parser.parse_pub(input);
+    let expected = match *step {
+        Step::Op(
+            Op::Pub {
+                subject,
+                reply,
+                payload,
+            },
+            used,
+        ) => Some(PubParts {
+            subject,
+            reply,
+            payload,
+            used,
+        }),
+        _ => None,
+    };
+    let same_slices = |a: &PubParts<'_>, b: &PubParts<'_>| {
+        a == b
+            && a.subject.as_ptr() == b.subject.as_ptr()
+            && a.payload.as_ptr() == b.payload.as_ptr()
+            && a.reply.map(<[u8]>::as_ptr) == b.reply.map(<[u8]>::as_ptr)
+    };
+    let agree = match (&fast, &expected) {
+        (None, None) => true,
+        (Some(fast), Some(expected)) => same_slices(fast, expected),
+        (None, Some(expected)) => !is_canonical_pub(input, expected),
+        (Some(_), None) => false,
+    };
+    assert!(
+        agree,
+        "parse_pub and parse disagree on {:?}\nparse_pub: {fast:?}\nparse: {step:?}",
+        String::from_utf8_lossy(input)
+    );
+}
+
+/// True when the `PUB` that `parse` found in `input` is written the common way: the op name,
+/// one space before each argument, the size in plain decimal, `\r\n`, no CR or LF inside an
+/// argument.
+fn is_canonical_pub(input: &[u8], found: &PubParts<'_>) -> bool {
+    let mut canonical = input[..3].to_vec();
+    for argument in [Some(found.subject), found.reply].into_iter().flatten() {
+        if argument.contains(&b'\r') || argument.contains(&b'\n') {
+            return false;
+        }
+        canonical.push(b' ');
+        canonical.extend_from_slice(argument);
+    }
+    canonical.push(b' ');
+    canonical.extend_from_slice(found.payload.len().to_string().as_bytes());
+    canonical.extend_from_slice(b"\r\n");
+    canonical.extend_from_slice(found.payload);
+    canonical.extend_from_slice(b"\r\n");
+    input[..found.used] == canonical[..]
 }
 
 /// True when `pending` (an incomplete op) is in a state nats-server keeps no bytes for: a whole
