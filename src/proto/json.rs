@@ -2,7 +2,8 @@
 //! dropped), and the server's nkey-style id.
 //!
 //! Decoding follows Go's `encoding/json` as nats-server uses it, since that is what clients
-//! are tested against: object keys match field names case-insensitively, fields apply in
+//! are tested against: object keys match field names case-insensitively (as Go folds case,
+//! see [`key_matches`]), fields apply in
 //! document order (a repeated key: the last one wins), `null` leaves a field as it was,
 //! unknown keys are ignored, a wrong type anywhere or trailing bytes fail the whole decode,
 //! and invalid UTF-8 inside strings is replaced, not rejected. A failed decode is
@@ -14,7 +15,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::error::ServerError;
@@ -175,8 +176,61 @@ impl ConnectField {
         ];
         NAMES
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .find(|(name, _)| key_matches(name, key))
             .map_or(ConnectField::Unknown, |&(_, field)| field)
+    }
+}
+
+/// True when JSON object key `key` names the field `name` (ASCII lower case, as all names
+/// here are) for Go's `encoding/json`, which compares them with Unicode simple case folding.
+/// For ASCII names that is ASCII case-insensitivity plus the two non-ASCII letters whose fold
+/// set holds an ASCII letter: U+017F LATIN SMALL LETTER LONG S (`s`) and U+212A KELVIN SIGN
+/// (`k`). Verified on nats-server 2.15.1: `{"verbo\u{17f}e":false}` turns verbose off.
+fn key_matches(name: &str, key: &str) -> bool {
+    let mut key_chars = key.chars();
+    let same = name.bytes().all(|expected| {
+        let folded = match key_chars.next() {
+            Some('\u{17f}') => 's',
+            Some('\u{212a}') => 'k',
+            Some(other) => other.to_ascii_lowercase(),
+            None => return false,
+        };
+        folded == char::from(expected)
+    });
+    same && key_chars.next().is_none()
+}
+
+/// nats-server's `SubjectPermission`, the type of CONNECT's `import` and `export`: an object
+/// whose `allow` and `deny` are lists of subjects. Decoded only to fail where nats-server
+/// fails (verified on 2.15.1: `{"allow":5}` and `{"deny":"a"}` close the connection, other
+/// keys are ignored); natsring has no use for the lists.
+struct SubjectPermission;
+
+impl<'de> Deserialize<'de> for SubjectPermission {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SubjectPermission, D::Error> {
+        deserializer.deserialize_map(SubjectPermissionVisitor)
+    }
+}
+
+struct SubjectPermissionVisitor;
+
+impl<'de> Visitor<'de> for SubjectPermissionVisitor {
+    type Value = SubjectPermission;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object with allow and deny lists")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SubjectPermission, A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key_matches("allow", &key) || key_matches("deny", &key) {
+                // Go's []string: null, or an array of strings and nulls.
+                map.next_value::<Option<Vec<Option<String>>>>()?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(SubjectPermission)
     }
 }
 
@@ -240,7 +294,7 @@ impl<'de> Visitor<'de> for ConnectSeed<'_> {
                     map.next_value::<Option<String>>()?;
                 }
                 ConnectField::OtherPermissions => {
-                    map.next_value::<Option<serde_json::Map<String, Value>>>()?;
+                    map.next_value::<Option<SubjectPermission>>()?;
                 }
                 ConnectField::Unknown => {
                     map.next_value::<IgnoredAny>()?;
@@ -353,7 +407,7 @@ fn info_field_type(key: &str) -> Option<InfoFieldType> {
     ];
     FIELDS
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(key))
+        .find(|(name, _)| key_matches(name, key))
         .map(|&(_, field_type)| field_type)
 }
 
@@ -620,6 +674,52 @@ mod tests {
         // Empty strings are "not given".
         assert_eq!(connect(r#"{"user":""}"#).unwrap().user, None);
         assert_eq!(connect(r#"{"account":""}"#).unwrap().check(), Ok(()));
+    }
+
+    #[test]
+    fn keys_fold_case_like_go() {
+        // Checked on nats-server 2.15.1: long s and the Kelvin sign fold onto `s` and `k`.
+        assert!(!connect("{\"verbo\u{17f}e\":false}").unwrap().verbose);
+        assert!(!connect("{\"VERBO\u{17f}E\":false}").unwrap().verbose);
+        let options = connect("{\"n\u{212a}ey\":\"U\",\"no_re\u{17f}ponders\":true}").unwrap();
+        assert_eq!(options.nkey.as_deref(), Some("U"));
+        assert!(options.no_responders);
+        // A key that folds onto no field is unknown, whatever its value.
+        assert!(connect("{\"\u{212a}ey\":1}").unwrap().verbose);
+        assert!(
+            connect(r#"{"verbos":false,"verbosee":false}"#)
+                .unwrap()
+                .verbose
+        );
+        assert_eq!(connect("{\"n\u{212a}ey\":1}"), Err(ServerError::ParseError));
+        // A client's INFO too: `hoſt` is `host`, which must be a string.
+        let info = |json: &str| check_client_info(json.as_bytes());
+        assert_eq!(info("{\"ho\u{17f}t\":5}"), Err(ServerError::ParseError));
+        assert_eq!(info("{\"ho\u{17f}t\":\"x\"}"), Ok(()));
+        assert!(key_matches("sig", "SIG") && key_matches("sig", "\u{17f}ig"));
+        assert!(!key_matches("sig", "si") && !key_matches("sig", "sigs"));
+    }
+
+    #[test]
+    fn import_export_are_subject_permissions() {
+        // Each checked on nats-server 2.15.1.
+        for ok in [
+            r#"{"import":{"allow":["a"]}}"#,
+            r#"{"import":{"x":5}}"#,
+            r#"{"import":null,"export":{"allow":null,"deny":["b",null]}}"#,
+            r#"{"export":{"Deny":[]}}"#,
+        ] {
+            assert!(connect(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            r#"{"import":{"allow":5}}"#,
+            r#"{"export":{"deny":"a"}}"#,
+            r#"{"export":{"DENY":[1]}}"#,
+            r#"{"import":[]}"#,
+            r#"{"import":"x"}"#,
+        ] {
+            assert_eq!(connect(bad), Err(ServerError::ParseError), "{bad}");
+        }
     }
 
     #[test]
