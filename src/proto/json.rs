@@ -7,9 +7,8 @@
 //! document order (a repeated key: the last one wins), `null` leaves a field as it was,
 //! unknown keys are ignored, a wrong type anywhere or trailing bytes fail the whole decode,
 //! and invalid UTF-8 inside strings is replaced, not rejected. A failed decode is
-//! [`ServerError::ParseError`]: nats-server closes without any `-ERR`.
-//! Known gap: a lone UTF-16 surrogate escape (`"\ud800"`) is accepted by Go (as U+FFFD) and
-//! rejected here.
+//! [`ServerError::ParseError`]: nats-server closes without any `-ERR`. A UTF-16 surrogate
+//! escape that is not half of a pair (`"\ud800"`) is U+FFFD, as in Go.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -117,8 +116,53 @@ pub fn parse_connect_onto(
     Ok(options)
 }
 
+/// The JSON as text serde_json decodes the way Go does: invalid UTF-8 replaced (Go's decoder
+/// replaces it inside strings; outside them it is a syntax error either way), and UTF-16
+/// surrogate escapes that are not half of a pair replaced by `\ufffd`.
 fn utf8_lossy(json: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(json)
+    let mut text = String::from_utf8_lossy(json);
+    if memchr::memchr(b'\\', text.as_bytes()).is_some() {
+        replace_lone_surrogates(text.to_mut());
+    }
+    text
+}
+
+/// Go's `encoding/json` decodes a surrogate escape that does not pair with the escape after
+/// it (`"\ud800"`, `"\udc00"`, `"\ud800\u0041"`) as U+FFFD; serde_json refuses the document.
+/// Rewrites each such escape as `\ufffd`, in place (same length). A backslash always starts
+/// an escape inside a string, and is a syntax error outside one, so no string tracking is
+/// needed. Verified on nats-server 2.15.1: `CONNECT {"name":"\ud800"}` is accepted.
+fn replace_lone_surrogates(text: &mut String) {
+    /// The code unit of a `\uXXXX` escape starting at `at`, if there is one.
+    fn escape_at(bytes: &[u8], at: usize) -> Option<u16> {
+        let escape = bytes.get(at..at + 6)?;
+        if escape[..2] != *b"\\u" || !escape[2..].iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let hex = std::str::from_utf8(&escape[2..]).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    }
+    let is_high = |unit: u16| (0xD800..0xDC00).contains(&unit);
+    let is_low = |unit: u16| (0xDC00..0xE000).contains(&unit);
+    let mut at = 0;
+    let next_backslash = |text: &String, from: usize| {
+        let rest = text.as_bytes().get(from..)?;
+        memchr::memchr(b'\\', rest).map(|offset| from + offset)
+    };
+    while let Some(backslash) = next_backslash(text, at) {
+        at = backslash;
+        let bytes = text.as_bytes();
+        match escape_at(bytes, at) {
+            Some(unit) if is_high(unit) && escape_at(bytes, at + 6).is_some_and(is_low) => at += 12,
+            Some(unit) if is_high(unit) || is_low(unit) => {
+                text.replace_range(at + 2..at + 6, "fffd");
+                at += 6;
+            }
+            Some(_) => at += 6,
+            // `\"`, `\\`, `\n`, ...: the escaped byte is not the start of anything.
+            None => at += 2,
+        }
+    }
 }
 
 /// A CONNECT key, matched case-insensitively like Go's `encoding/json`.
@@ -698,6 +742,30 @@ mod tests {
         assert_eq!(info("{\"ho\u{17f}t\":\"x\"}"), Ok(()));
         assert!(key_matches("sig", "SIG") && key_matches("sig", "\u{17f}ig"));
         assert!(!key_matches("sig", "si") && !key_matches("sig", "sigs"));
+    }
+
+    #[test]
+    fn lone_surrogates_are_replaced_like_go() {
+        // Each accepted by nats-server 2.15.1; `"\ud80"` closes.
+        let name = |json: &str| connect(json).map(|options| options.name);
+        assert_eq!(name(r#"{"name":"\ud800"}"#), Ok("\u{fffd}".into()));
+        assert_eq!(name(r#"{"name":"\udc00x"}"#), Ok("\u{fffd}x".into()));
+        assert_eq!(name(r#"{"name":"\ud800\u0041"}"#), Ok("\u{fffd}A".into()));
+        assert_eq!(
+            name(r#"{"name":"\ud800\ud800"}"#),
+            Ok("\u{fffd}\u{fffd}".into())
+        );
+        assert_eq!(name(r#"{"name":"\ud83d\ude00"}"#), Ok("\u{1f600}".into()));
+        assert_eq!(name(r#"{"name":"\\ud800"}"#), Ok("\\ud800".into()));
+        assert_eq!(
+            name(r#"{"name":"\ud800\\ud800"}"#),
+            Ok("\u{fffd}\\ud800".into())
+        );
+        assert!(connect(r#"{"\ud800":1,"x":"\udfff"}"#).is_ok());
+        assert_eq!(name(r#"{"name":"\ud80"}"#), Err(ServerError::ParseError));
+        assert_eq!(name(r#"{"name":"\ud80"#), Err(ServerError::ParseError));
+        assert_eq!(name(r#"{"name":"\u+d80"}"#), Err(ServerError::ParseError));
+        assert_eq!(name("{\"name\":\"\\"), Err(ServerError::ParseError));
     }
 
     #[test]
