@@ -5,8 +5,11 @@
 //! files and directories through the same function (see [`replay`]). A check panics on a
 //! finding; it never returns an error.
 
+pub mod connect_json;
+pub mod msg_writer;
 pub mod parser_splits;
 pub mod replay;
+pub mod subject_rules;
 pub mod sublist_oracle;
 
 /// Reads the fuzz input front to back; past its end every read is 0, so any input is usable.
@@ -35,6 +38,17 @@ impl<'a> Cursor<'a> {
 
     pub fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    pub fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(std::array::from_fn(|_| self.byte()))
+    }
+
+    /// The next `len` bytes, or fewer when the input ends first.
+    pub fn take(&mut self, len: usize) -> &'a [u8] {
+        let (head, tail) = self.data.split_at(len.min(self.data.len()));
+        self.data = tail;
+        head
     }
 
     /// Everything not read yet.

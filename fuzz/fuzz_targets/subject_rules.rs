@@ -1,0 +1,14 @@
+//! Fuzz target `subject_rules`: the input layout and what is checked are in
+//! `natsring_fuzz::subject_rules`.
+//! Under `cargo fuzz` (`--cfg fuzzing`) libFuzzer drives it; built plainly it replays files
+//! (`natsring_fuzz::replay`).
+
+#![cfg_attr(fuzzing, no_main)]
+
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| natsring_fuzz::subject_rules::check(data));
+
+#[cfg(not(fuzzing))]
+fn main() {
+    natsring_fuzz::replay::main("subject_rules", natsring_fuzz::subject_rules::check);
+}
