@@ -207,6 +207,27 @@ const CASES: &[Case] = &[
         steps: &[(0, b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\nPING\r\n")],
     },
     Case { name: "malformed connect json", connections: 1, steps: &[(0, b"CONNECT {bad\r\n")] },
+    // Go's encoding/json folds the long s (U+017F) onto `s` and the Kelvin sign onto `k`.
+    Case {
+        name: "connect keys fold case like go",
+        connections: 1,
+        steps: &[(0, "CONNECT {\"verbo\u{17f}e\":false,\"n\u{212a}ey\":\"U\"}\r\nPING\r\n".as_bytes())],
+    },
+    Case {
+        name: "connect lone surrogate escape",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"name\":\"\\ud800\"}\r\nPING\r\n")],
+    },
+    Case {
+        name: "connect import with a bad allow list",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"import\":{\"allow\":5}}\r\nPING\r\n")],
+    },
+    Case {
+        name: "connect export with unknown keys",
+        connections: 1,
+        steps: &[(0, b"CONNECT {\"verbose\":false,\"export\":{\"x\":5,\"Deny\":[\"a\",null]}}\r\nPING\r\n")],
+    },
     Case { name: "zero length payload", connections: 1, steps: &[(0, b"CONNECT {\"verbose\":false}\r\nSUB z 1\r\nPUB z 0\r\n\r\nPING\r\n")] },
     Case { name: "client sends +OK, -ERR and INFO", connections: 1, steps: &[(0, b"+OK\r\n-ERR 'x'\r\nINFO {}\r\nPING\r\n")] },
 ];
