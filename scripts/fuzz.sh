@@ -29,6 +29,9 @@ if ! cargo fuzz build "$first_target" >/dev/null 2>&1; then
 fi
 
 failed=()
+summary=()
+logs="$(mktemp -d -t natsring-fuzz.XXXXXX)"
+trap 'rm -rf "$logs"' EXIT
 for target in $targets; do
     mkdir -p "corpus/$target"
     corpora=("corpus/$target")
@@ -37,11 +40,17 @@ for target in $targets; do
     fi
     echo "fuzz.sh: $target for ${seconds}s" >&2
     # -timeout: an input running this long is a hang (a finding), not just slow.
+    # libFuzzer runs every seed first, so a seed that fails fails at once.
     if ! cargo fuzz run "${sanitizer[@]}" "$target" "${corpora[@]}" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1; then
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 2>&1 |
+        tee "$logs/$target.log" >&2; then
         failed+=("$target")
     fi
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$target.log")
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$target.log")
+    summary+=("$target: ${runs:-?} runs, ${rate:-?}/s")
 done
+printf 'fuzz.sh: %s\n' "${summary[@]}" >&2
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "fuzz.sh: findings in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
