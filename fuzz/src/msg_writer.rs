@@ -25,7 +25,8 @@
 //!   prefix shorter by 1, by the payload, by half, and every one up to 64 bytes,
 //!   fails to decode, and so does one byte more; decoding the raw input never panics;
 //! - `write_msg`/`write_hmsg` (from the decoded parts, appended to the stream so far) write
-//!   exactly the reference bytes and `msg_len` bytes;
+//!   exactly the reference bytes and `msg_len` bytes, and so does a `MsgTemplate` (fan-out's
+//!   render-once writer, one kept across the input) for the message's sid and two others;
 //! - the whole stream, read back in the split points' chunks (carry + append), gives every
 //!   message back in order (subject, sid, reply, headers, payload) and nothing left over.
 //!
@@ -35,7 +36,7 @@
 //! mapped into that domain for the stream; the reference comparison also runs on the raw
 //! fields.
 
-use natsring::proto::writer::{msg_len, write_hmsg, write_msg, write_u64};
+use natsring::proto::writer::{msg_len, write_hmsg, write_msg, write_u64, MsgTemplate};
 use natsring::route::frame::{encode, encoded_len, Frame, Parts, QueueRoute, Target};
 
 use crate::Cursor;
@@ -70,6 +71,8 @@ pub fn check(data: &[u8]) {
 
     let mut stream = Vec::new();
     let mut sent = Vec::new();
+    // One template for the whole input, re-rendered per message, as a shard keeps one.
+    let mut template = MsgTemplate::default();
     while !cursor.is_empty() && sent.len() < MESSAGES_MAX {
         let flags = cursor.byte();
         let subject = field(&mut cursor);
@@ -82,7 +85,15 @@ pub fn check(data: &[u8]) {
         let headers = (flags & 0b10 != 0).then_some(headers);
 
         // The raw fields, whatever bytes they hold: the exact reference bytes.
-        check_written(&mut Vec::new(), subject, sid, reply, headers, payload);
+        check_written(
+            &mut Vec::new(),
+            &mut template,
+            subject,
+            sid,
+            reply,
+            headers,
+            payload,
+        );
 
         // The same message in the domain a client can read back, through a frame.
         let message = Message {
@@ -130,6 +141,7 @@ pub fn check(data: &[u8]) {
         let parts = decoded.parts;
         check_written(
             &mut stream,
+            &mut template,
             parts.subject,
             &message.sid,
             parts.reply,
@@ -182,9 +194,11 @@ fn readable(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Appends the message with the writer under test; checks the appended bytes against the
-/// reference formatter and `msg_len`, and that what was in `out` is untouched.
+/// reference formatter and `msg_len`, and that what was in `out` is untouched. Then renders it
+/// into `template` and checks what the template writes for this sid and two others.
 fn check_written(
     out: &mut Vec<u8>,
+    template: &mut MsgTemplate,
     subject: &[u8],
     sid: &[u8],
     reply: Option<&[u8]>,
@@ -209,6 +223,20 @@ fn check_written(
     assert_eq!(written.len(), predicted, "msg_len");
     let prefix_after: u64 = out[..before].iter().map(|&byte| u64::from(byte)).sum();
     assert_eq!(prefix_after, prefix_sum, "bytes before the message changed");
+
+    // Fan-out renders the frame once without its sid and copies it per subscriber.
+    template.render(subject, reply, headers, payload);
+    for sid in [sid, b"4294967295", b""] {
+        let mut from_template = b"?".to_vec();
+        template.write(&mut from_template, sid);
+        let expected = reference(subject, sid, reply, headers, payload);
+        assert!(
+            from_template[1..] == expected[..],
+            "template bytes differ for sid {sid:?}\nwritten:  {:?}\nexpected: {:?}",
+            String::from_utf8_lossy(&from_template[1..]),
+            String::from_utf8_lossy(&expected)
+        );
+    }
 }
 
 /// The bytes PROTOCOL.md §1.2 gives, built the plain way.
