@@ -4,8 +4,7 @@
 #   2. runs `cargo test` (unit, property, integration with async-nats, differential, shards,
 #      hostile clients, resource bounds),
 #   3. runs the integration, differential and hostile-client tests again with 2 and 4 shards
-#      (more shards than
-#      this machine's cores must still be correct),
+#      (more shards than this machine's cores must still be correct),
 #   4. runs the official Python (nats-py) and JavaScript (nats.js) clients against natsring
 #      with 1 and 2 shards.
 set -euo pipefail
