@@ -382,14 +382,19 @@ pub fn abort(stream: TcpStream) {
 /// Checks that the server at `port` serves a fresh client correctly: INFO, CONNECT, SUB, PUB,
 /// the MSG back, PING/PONG, and nothing else. Run after every hostile case.
 pub fn assert_serves(port: u16) {
+    let mut raw = Raw::connect(port);
+    let info = raw.read_until(b"\r\n", Duration::from_secs(10));
+    assert!(info.starts_with(b"INFO {"), "INFO first: {info:?}");
+    assert_serves_connection(&mut raw);
+}
+
+/// [`assert_serves`] on a connection whose INFO was read.
+pub fn assert_serves_connection(raw: &mut Raw) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let subject = format!(
         "serves.{}",
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let mut raw = Raw::connect(port);
-    let info = raw.read_until(b"\r\n", Duration::from_secs(10));
-    assert!(info.starts_with(b"INFO {"), "INFO first: {info:?}");
     raw.send(format!("CONNECT {{\"verbose\":false}}\r\nSUB {subject} 7\r\nPING\r\n").as_bytes());
     let got = without_server_pings(raw.read_until(b"PONG\r\n", Duration::from_secs(10)));
     assert_eq!(got, "PONG\r\n", "a fresh client is served");
