@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine (Rust toolchain, Python, apt):
 #   1. installs the reference nats-server 2.15.1 (differential tests) and Node.js if missing,
-#   2. runs `cargo test` (unit, property, integration with async-nats, differential, shards),
-#   3. runs the integration and differential tests again with 2 and 4 shards (more shards than
-#      this machine's cores must still be correct),
+#   2. runs `cargo test` (unit, property, integration with async-nats, differential, shards,
+#      hostile clients, resource bounds),
+#   3. runs the integration, differential and hostile-client tests again with 2 and 4 shards
+#      (more shards than this machine's cores must still be correct),
 #   4. runs the official Python (nats-py) and JavaScript (nats.js) clients against natsring
 #      with 1 and 2 shards.
 set -euo pipefail
@@ -23,8 +24,8 @@ fi
 
 cargo test --all-targets
 for shards in 2 4; do
-  echo "# integration and differential tests with $shards shards"
-  NATSRING_TEST_SHARDS=$shards cargo test --test async_nats --test differential
+  echo "# integration, differential and hostile-client tests with $shards shards"
+  NATSRING_TEST_SHARDS=$shards cargo test --test async_nats --test differential --test hostile
 done
 cargo build --bin natsring
 scripts/client-tests.sh target/debug/natsring --shards 1

