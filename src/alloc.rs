@@ -5,7 +5,8 @@
 //! some thread checks for expired purges. A server that stops allocating after a burst (a
 //! million SUBs, then a steady publish stream) would keep the freed memory of its grown tables
 //! resident for good: 42 MiB of 1M subscriptions' 305 MiB, measured. Each shard's timer tick
-//! calls `release_freed_memory`; the check costs nothing when no purge is due.
+//! calls `release_freed_memory` (mimalloc v3, as `libmimalloc-sys` builds it: a purge delay of
+//! 1 s). Measured with a million subscriptions: 3–12 µs a call, 0.2 ms when a purge runs.
 //!
 //! Under another global allocator (the test harness uses the system's) the call only tidies
 //! mimalloc's own empty heap.

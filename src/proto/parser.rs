@@ -29,6 +29,11 @@
 //!    length and must be followed by exactly `\r\n`; a wrong byte there is an error as soon
 //!    as it arrives.
 //!
+//! The receive loop first tries [`Parser::parse_pub`], the form every client sends (`PUB`,
+//! arguments separated by blanks, `\r\n` right after the last one, a whole payload): one pass
+//! over the line finds the tokens and its end. Anything else gets `None` and goes to `parse`,
+//! which gives the same answer for every input `parse_pub` takes.
+//!
 //! Where this differs from nats-server, on purpose:
 //! - nats-server keeps nothing for the bytes it skips (blanks after an op name, junk after
 //!   `PING`/`PONG`/`+OK`), so it accepts any number of them. This parser must carry them, so
@@ -145,8 +150,6 @@ impl Parser {
         }
     }
 
-    /// Parses the first operation in `input` (which starts at an op boundary).
-    /// Empty input -> `Pending { needed: None }`.
     /// The common case on its own: a whole, valid `PUB` at the start of `input` as
     /// (subject, reply, payload, bytes used). None for anything else, which [`Parser::parse`]
     /// then handles in full (it gives the same answer for every input this accepts).
@@ -216,6 +219,8 @@ impl Parser {
         })
     }
 
+    /// Parses the first operation in `input` (which starts at an op boundary).
+    /// Empty input -> `Pending { needed: None }`.
     #[inline(always)]
     pub fn parse<'a>(&self, input: &'a [u8]) -> Step<'a> {
         match self.scan(input) {
@@ -1410,6 +1415,45 @@ mod tests {
             if let Step::Op(_, consumed) = p.parse(&input) {
                 prop_assert!(consumed > 0 && consumed <= input.len());
             }
+        }
+    }
+
+    /// Every `PUB ` followed by up to 6 bytes of a small alphabet (blanks, CR, LF, letters,
+    /// digits) and one of a few tails, under tiny and default limits: whenever `parse_pub`
+    /// answers, `parse` gives the same operation (from a second pair of eyes on the fast path).
+    #[test]
+    fn parse_pub_agrees_with_parse_exhaustively() {
+        let alphabet = b" \t\r\nab10";
+        for (max_payload, max_control_line) in [(1, 4), (2, 3), (0, 5), (1024, 4096)] {
+            let parser = Parser::new(max_payload, max_control_line);
+            let mut taken = 0u64;
+            for len in 0..=6u32 {
+                for mut n in 0..(alphabet.len() as u64).pow(len) {
+                    let mut input = b"PUB ".to_vec();
+                    for _ in 0..len {
+                        input.push(alphabet[(n % alphabet.len() as u64) as usize]);
+                        n /= alphabet.len() as u64;
+                    }
+                    for tail in [&b""[..], b"\r\n", b"x\r\n", b"\r\nPING\r\n"] {
+                        let mut whole = input.clone();
+                        whole.extend_from_slice(tail);
+                        if let Some(parts) = parser.parse_pub(&whole) {
+                            taken += 1;
+                            let want = Op::Pub {
+                                subject: parts.subject,
+                                reply: parts.reply,
+                                payload: parts.payload,
+                            };
+                            assert_eq!(
+                                parser.parse(&whole),
+                                Step::Op(want, parts.used),
+                                "{whole:?}"
+                            );
+                        }
+                    }
+                }
+            }
+            assert!(taken > 0, "the fast path took some inputs");
         }
     }
 

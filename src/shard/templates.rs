@@ -15,48 +15,56 @@ use crate::proto::writer::{write_hmsg, write_msg, MsgTemplate};
 
 use super::client::Message;
 
-/// Bodies (headers and payload) up to this size are rendered into a template at their second
-/// delivery. A larger body is written directly to each subscriber: rendering would copy it once
-/// more to save only a few header pieces.
+/// Bodies (headers and payload) up to this size are rendered into a template. A larger body is
+/// written directly to each subscriber: rendering would copy it once more to save only a few
+/// header pieces.
 const TEMPLATE_BODY_BYTES_MAX: usize = 4096;
 
-/// The frames of the message being delivered, as templates: index 0 is the MSG form, 1 the HMSG form (a
-/// subscriber that did not ask for headers gets the MSG form of a message that has them).
+/// The frames of the message being delivered, as templates: index 0 is the MSG form, 1 the
+/// HMSG form (a subscriber that did not ask for headers gets the MSG form of a message that has
+/// them).
 #[derive(Debug, Default)]
 pub struct Templates {
     forms: [Form; 2],
     /// Render at the first delivery (the caller expects more than one).
     render_first: bool,
+    /// Counts `reset`s: which message the templates are for (for the debug check).
+    message: u64,
 }
 
 #[derive(Debug, Default)]
 struct Form {
     state: State,
     template: MsgTemplate,
-    /// The message the template was rendered from (subject and payload addresses), for the
-    /// debug check that `reset` was not forgotten.
-    rendered_from: (usize, usize),
+    /// `Templates::message` when the template was rendered, for the debug check that `reset`
+    /// was not forgotten (addresses would not do: receive buffers and queue slots are reused).
+    rendered_for: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// Exactly when this form was not written since the last `reset`.
     #[default]
     Unused,
+    /// Exactly when this form was written once, directly, since the last `reset`.
     WrittenOnce,
+    /// Exactly when the template holds this form of the current message.
     Rendered,
-    /// Written directly each time (body too large for a template).
+    /// Written directly each time: the body is too large for a template.
     Direct,
 }
 
 impl Templates {
     /// Forgets the previous message: call before delivering a new one, with whether it is
-    /// expected to reach more than one subscriber here.
+    /// expected to reach more than one subscriber here (a hint: a match result's count may
+    /// include subscribers on other shards; a wrong guess costs one copy of the body).
     #[inline]
     pub fn reset(&mut self, several: bool) {
         for form in &mut self.forms {
             form.state = State::Unused;
         }
         self.render_first = several;
+        self.message = self.message.wrapping_add(1);
     }
 
     /// Appends `message`'s frame for a subscriber with `sid`; HMSG when `with_headers` and the
@@ -74,8 +82,7 @@ impl Templates {
         match form.state {
             State::Rendered => {
                 debug_assert_eq!(
-                    form.rendered_from,
-                    identity(message),
+                    form.rendered_for, self.message,
                     "reset before a new message"
                 );
                 form.template.write(out, sid);
@@ -85,7 +92,9 @@ impl Templates {
                 write_direct(out, message, headers, sid);
             }
             State::Direct => write_direct(out, message, headers, sid),
-            State::Unused | State::WrittenOnce => form.render_and_write(out, message, headers, sid),
+            State::Unused | State::WrittenOnce => {
+                form.render_and_write(out, message, headers, sid, self.message)
+            }
         }
     }
 }
@@ -99,6 +108,7 @@ impl Form {
         message: Message<'_>,
         headers: Option<&[u8]>,
         sid: &[u8],
+        for_message: u64,
     ) {
         let body = message.payload.len() + headers.map_or(0, <[u8]>::len);
         if body > TEMPLATE_BODY_BYTES_MAX {
@@ -108,18 +118,10 @@ impl Form {
         }
         self.template
             .render(message.subject, message.reply, headers, message.payload);
-        self.rendered_from = identity(message);
+        self.rendered_for = for_message;
         self.state = State::Rendered;
         self.template.write(out, sid);
     }
-}
-
-/// The message a template was rendered from: its subject's and payload's addresses.
-fn identity(message: Message<'_>) -> (usize, usize) {
-    (
-        message.subject.as_ptr() as usize,
-        message.payload.as_ptr() as usize,
-    )
 }
 
 fn write_direct(out: &mut Vec<u8>, message: Message<'_>, headers: Option<&[u8]>, sid: &[u8]) {

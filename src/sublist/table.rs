@@ -152,11 +152,20 @@ impl Level {
     fn remove_child(&mut self, token: &[u8]) -> Option<Box<Node>> {
         let children = self.children.as_deref_mut()?;
         let removed = match token_kind(token) {
-            TokenKind::Literal => children
-                .literals
-                .find_entry(token_hash(token), |node| *node.token == *token)
-                .ok()
-                .map(|entry| entry.remove().0),
+            TokenKind::Literal => {
+                let removed = children
+                    .literals
+                    .find_entry(token_hash(token), |node| *node.token == *token)
+                    .ok()
+                    .map(|entry| entry.remove().0);
+                // A level that held a million children and lost most keeps no buckets for them.
+                if children.literals.len() < children.literals.capacity() / 4 {
+                    children
+                        .literals
+                        .shrink_to_fit(|node| token_hash(&node.token));
+                }
+                removed
+            }
             TokenKind::WildcardOne => children.wildcard_one.take(),
             TokenKind::WildcardRest => children.wildcard_rest.take(),
         };
@@ -166,14 +175,19 @@ impl Level {
         removed
     }
 
-    /// Moves every child out (used by the iterative drop).
-    fn take_children(&mut self, into: &mut Vec<Node>) {
+    /// Moves every child out (used by the iterative drop), still boxed: a level with a million
+    /// children then needs a list of pointers, not a 48 MB copy of the nodes.
+    #[allow(
+        clippy::vec_box,
+        reason = "the nodes stay where they are; only pointers move"
+    )]
+    fn take_children(&mut self, into: &mut Vec<Box<Node>>) {
         let Some(mut children) = self.children.take() else {
             return;
         };
-        into.extend(children.literals.drain().map(|node| *node));
-        into.extend(children.wildcard_one.take().map(|node| *node));
-        into.extend(children.wildcard_rest.take().map(|node| *node));
+        into.extend(children.literals.drain());
+        into.extend(children.wildcard_one.take());
+        into.extend(children.wildcard_rest.take());
     }
 }
 
