@@ -342,12 +342,16 @@ impl Shard {
     /// the rest waits for the next round, after what this round produced is flushed. Buffers
     /// named by waiting completions stay out of the ring meanwhile: when it runs dry, the
     /// kernel stops reading (ENOBUFS ends the multishot receive), and TCP pushes back on the
-    /// publisher. Completions of a paused connection are held, in order, until it resumes.
+    /// publisher. Completions of a paused connection are held, in order, until it resumes:
+    /// with their buffers while paused connections keep at most `PAUSED_BUFFERS_KEPT_MAX` of
+    /// them, their data copied out beyond that (see `hold_data`).
     /// Returns true when completions that could be handled now are left over.
     fn receive_round(&mut self) -> bool {
         let mut received = 0usize;
         let mut held = std::mem::take(&mut self.recv_held);
         debug_assert!(held.is_empty());
+        // Buffers kept by the held completions (all of them are looked at again each round).
+        let mut kept = 0usize;
         while received < limits::RECV_BYTES_PER_ROUND_MAX {
             let Some(completion) = self.recv_backlog.pop_front() else {
                 break;
@@ -356,6 +360,16 @@ impl Shard {
                 .and_then(|token| self.conn_mut(token))
                 .is_some_and(|conn| conn.paused.is_some() && conn.is_open());
             if paused {
+                if cqueue::buffer_select(completion.flags).is_some() {
+                    if kept < limits::PAUSED_BUFFERS_KEPT_MAX {
+                        kept += 1;
+                        held.push_back(completion);
+                        continue;
+                    }
+                    // Over the bound: this connection's kept completions are older than this
+                    // one, so their data goes to its held bytes first.
+                    kept -= self.copy_out_kept(&mut held, completion.user_data);
+                }
                 held.push_back(self.hold_data(completion));
                 continue;
             }
@@ -372,10 +386,26 @@ impl Shard {
         ready_left
     }
 
+    /// Copies out, in order, the data of the held completions of the receive `user_data` names
+    /// that still keep their buffers. Returns how many buffers went back to the ring.
+    fn copy_out_kept(&mut self, held: &mut VecDeque<Completion>, user_data: u64) -> usize {
+        let mut copied = 0;
+        for completion in held.iter_mut() {
+            if completion.user_data == user_data
+                && cqueue::buffer_select(completion.flags).is_some()
+            {
+                *completion = self.hold_data(*completion);
+                copied += 1;
+            }
+        }
+        copied
+    }
+
     /// For a receive completion of a paused connection: copies its data (if any) to the
-    /// connection's `held` bytes and gives the buffer back, so a paused publisher pins no
-    /// provided buffer. Returns the completion without its buffer, to be handled (in order)
-    /// once the connection resumes; its data then comes from `held`.
+    /// connection's `held` bytes and gives the buffer back, so that paused publishers keep at
+    /// most `PAUSED_BUFFERS_KEPT_MAX` provided buffers. Returns the completion without its
+    /// buffer, to be handled (in order) once the connection resumes; its data then comes from
+    /// `held`.
     fn hold_data(&mut self, mut completion: Completion) -> Completion {
         let Some(id) = cqueue::buffer_select(completion.flags) else {
             return completion;
