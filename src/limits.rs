@@ -81,6 +81,12 @@ pub const HELD_IDLE_CAPACITY_BYTES_MAX: usize = 256 * 1024;
 /// quarter of it go through a side channel; a publisher is paused when it is 3/4 full.
 pub const PEER_QUEUE_BYTES: usize = 1024 * 1024;
 
+/// Bytes of frames a shard pushes to a peer's queue before it publishes them, even mid-round:
+/// a publishing shard's round can take a millisecond, and a peer watching its queue (see
+/// `Shard::busy_poll`) can deliver what is there meanwhile instead of waiting for the end of
+/// the round. Publishing is one store; the wake-up (`MSG_RING`) still comes once per round.
+pub const PEER_PUBLISH_BYTES: usize = 64 * 1024;
+
 /// Entries in a shard's match cache before it is cleared (literal subject -> match result).
 pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
 

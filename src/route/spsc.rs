@@ -280,6 +280,11 @@ impl Producer {
         true
     }
 
+    /// Bytes pushed and not yet published.
+    pub fn unpublished_bytes(&self) -> usize {
+        (self.tail_position - self.published_tail_position) as usize
+    }
+
     /// Bytes in use (published or not, including padding and skips), as seen by the producer
     /// (refreshes its cached consumer position with an Acquire load).
     pub fn used_bytes(&mut self) -> usize {
@@ -636,10 +641,18 @@ mod tests {
         let (mut producer, mut consumer) = channel(0);
         assert!(!producer.publish());
         assert!(push_vec(&mut producer, &[1, 2, 3]));
+        assert_eq!(producer.unpublished_bytes(), frame_bytes(3));
+        assert!(consumer.is_empty(), "pushed is not yet visible");
         assert!(producer.publish());
+        assert_eq!(producer.unpublished_bytes(), 0);
+        assert!(!consumer.is_empty());
         assert!(!producer.publish());
         assert!(push_vec(&mut producer, &[]));
         assert!(push_vec(&mut producer, &[4]));
+        assert_eq!(
+            producer.unpublished_bytes(),
+            frame_bytes(0) + frame_bytes(1)
+        );
         assert!(producer.publish());
         assert!(!producer.publish());
         assert_eq!(

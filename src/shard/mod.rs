@@ -279,7 +279,8 @@ impl Shard {
     }
 
     /// Before sleeping, watches the ring for up to `BUSY_POLL_MICROS` for a completion to
-    /// arrive (a posted CQE, or deferred task work the kernel flags). Waking a sleeping thread
+    /// arrive (a posted CQE, or deferred task work the kernel flags), and the peers' queues for
+    /// frames published mid-round (`limits::PEER_PUBLISH_BYTES`). Waking a sleeping thread
     /// costs tens of microseconds on this kind of machine, twice per request/reply through
     /// the server; a shard that was just busy is likely to be busy again that soon. Returns
     /// true when there is something to reap. Only after a round that handled completions, so
@@ -290,7 +291,10 @@ impl Shard {
         }
         let deadline = Instant::now() + Duration::from_micros(limits::BUSY_POLL_MICROS);
         loop {
-            if self.ring.submission().taskrun() || !self.ring.completion().is_empty() {
+            if self.ring.submission().taskrun()
+                || !self.ring.completion().is_empty()
+                || self.peer_frames_waiting()
+            {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -249,11 +249,27 @@ impl Shard {
         } else {
             peer.push_with(len, encode);
         }
+        if peer.out.producer.unpublished_bytes() >= limits::PEER_PUBLISH_BYTES {
+            peer.out.producer.publish();
+        }
         let congested = peer.congested();
         if congested {
             peer.wait_for_room();
         }
         congested
+    }
+
+    /// True when a peer's queue has frames this shard may deliver now (not held): what a
+    /// busy-polling shard watches besides its ring, so frames published mid-round are taken
+    /// without waiting for the round's wake-up.
+    pub(super) fn peer_frames_waiting(&self) -> bool {
+        self.peers.iter().any(|peer| {
+            peer.hold.is_none()
+                && peer
+                    .incoming
+                    .as_ref()
+                    .is_some_and(|incoming| !incoming.consumer.is_empty())
+        })
     }
 
     /// Delivers frames from every peer's queue, at most `RECV_BYTES_PER_ROUND_MAX` bytes from
