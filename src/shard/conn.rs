@@ -107,32 +107,19 @@ impl Outbound {
         if self.sending_offset == self.sending.len() {
             self.sending.clear();
             self.sending_offset = 0;
-            // Once the connection is idle (nothing pending either), a drained buffer that only
-            // held chatter goes back: most connections are idle most of the time and should
-            // cost no outbound memory. One a busy round filled is kept for the next round;
-            // `release_idle` frees it on the timer tick if a burst made it large.
+            // Once the connection is idle (nothing pending either): a drained buffer that only
+            // held chatter goes back (most connections are idle most of the time and should
+            // cost no outbound memory), one a busy round filled is kept for the next round
+            // unless a burst made it large.
             if self.pending.is_empty() {
                 for buffer in [&mut self.sending, &mut self.pending] {
-                    if buffer.capacity() <= limits::OUTBOUND_CHATTER_CAPACITY_BYTES_MAX {
+                    let capacity = buffer.capacity();
+                    if capacity <= limits::OUTBOUND_CHATTER_CAPACITY_BYTES_MAX
+                        || capacity > limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX
+                    {
                         *buffer = Vec::new();
                     }
                 }
-            }
-        }
-    }
-
-    /// Frees the buffers a burst made large, when nothing is queued or being sent. Called on
-    /// the timer tick, not as soon as the connection drains: a subscriber fed in large rounds
-    /// drains between them, and growing its buffers again from nothing each round cost a
-    /// reallocation copy of every byte (about 40 instructions per 16 B message) and fresh
-    /// pages for the kernel to clear.
-    pub fn release_idle(&mut self) {
-        if self.send_in_flight || self.pending_bytes() != 0 {
-            return;
-        }
-        for buffer in [&mut self.sending, &mut self.pending] {
-            if buffer.capacity() > limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX {
-                *buffer = Vec::new();
             }
         }
     }
@@ -417,15 +404,14 @@ mod tests {
         assert!(out.sending.capacity() >= 1 << 20, "busy: capacity kept");
         let (_, len) = out.next_send().unwrap();
         out.sent(len);
-        assert!(
-            out.pending.capacity() >= 1 << 20,
-            "idle until the tick: a large buffer is kept for the next round"
-        );
-        out.release_idle();
         assert_eq!(
-            (out.sending.capacity(), out.pending.capacity()),
-            (0, 0),
-            "idle at the tick: large buffers are freed"
+            out.sending.capacity(),
+            0,
+            "idle: the drained buffer is freed"
+        );
+        assert!(
+            out.pending.capacity() <= limits::OUTBOUND_IDLE_CAPACITY_BYTES_MAX,
+            "idle: shrunk"
         );
     }
 

@@ -962,8 +962,7 @@ impl Shard {
 
     // ----- timers ------------------------------------------------------------------------
 
-    /// Keepalive PINGs, stale connections, write deadlines, idle outbound buffers. Runs every
-    /// `TIMER_TICK_MS`.
+    /// Keepalive PINGs, stale connections, write deadlines. Runs every `TIMER_TICK_MS`.
     fn tick(&mut self) {
         let now_ms = self.now_ms;
         let ping_interval_ms = self.shared.options.ping_interval_ms;
@@ -976,7 +975,6 @@ impl Shard {
             if conn.state == ConnState::Closing {
                 continue;
             }
-            conn.out.release_idle();
             if let Some(since) = conn.write_stalled_since_ms {
                 if now_ms.saturating_sub(since) > write_deadline_ms {
                     stalled.push(slot as u32);
