@@ -80,6 +80,22 @@ pub fn write_hmsg(
     debug_assert_eq!(out.len() - before, len, "msg_len matches write_hmsg");
 }
 
+/// `HMSG` when there are `headers`, `MSG` otherwise.
+#[inline]
+pub fn write_msg_or_hmsg(
+    out: &mut Vec<u8>,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+) {
+    match headers {
+        Some(headers) => write_hmsg(out, subject, sid, reply, headers, payload),
+        None => write_msg(out, subject, sid, reply, payload),
+    }
+}
+
 /// One MSG or HMSG rendered once for the many subscribers of a shard: the whole frame but the
 /// sid, which is all that differs between them. Writing it for a subscriber is three copies
 /// (before the sid, the sid, after it) instead of the full writer's five pieces, digits and
@@ -103,10 +119,7 @@ impl MsgTemplate {
         payload: &[u8],
     ) {
         self.bytes.clear();
-        match headers {
-            None => write_msg(&mut self.bytes, subject, b"", reply, payload),
-            Some(headers) => write_hmsg(&mut self.bytes, subject, b"", reply, headers, payload),
-        }
+        write_msg_or_hmsg(&mut self.bytes, subject, b"", reply, headers, payload);
         let op = if headers.is_some() { "HMSG " } else { "MSG " };
         self.sid_at = op.len() + subject.len() + 1;
     }

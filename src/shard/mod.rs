@@ -249,7 +249,13 @@ impl Shard {
             for completion in &batch {
                 self.dispatch(*completion);
             }
-            let peers_left = !self.peers.is_empty() && self.drain_peers();
+            let (took_frames, peers_left) = if self.peers.is_empty() {
+                (false, false)
+            } else {
+                self.drain_peers()
+            };
+            // Frames taken from a peer are work too: a busy-poll may follow.
+            worked |= took_frames;
             ready_left = self.receive_round() | peers_left;
             debug_assert_eq!(
                 self.buf_ring.leased(),

@@ -276,9 +276,10 @@ impl Shard {
     /// each this round, in chunks. When a delivery takes a subscriber over its high-water mark,
     /// that peer's queue is held (not drained) until the subscriber drains or
     /// `PUBLISHER_PAUSE_MS_MAX` passes: the queue then fills and the sending shard pauses the
-    /// publisher, as a local publisher would be paused. Returns true when frames that can be
-    /// handled now are left over.
-    pub(super) fn drain_peers(&mut self) -> bool {
+    /// publisher, as a local publisher would be paused. Returns whether any frame was taken,
+    /// and whether frames that can be handled now are left over.
+    pub(super) fn drain_peers(&mut self) -> (bool, bool) {
+        let mut took = false;
         let mut left = false;
         for peer_index in 0..self.peers.len() {
             if !self.release_hold(peer_index) {
@@ -317,6 +318,7 @@ impl Shard {
                     break;
                 }
             }
+            took |= drained > 0;
             if self.peers[peer_index].hold.is_none() {
                 left |= !incoming.consumer.is_empty();
             }
@@ -332,7 +334,7 @@ impl Shard {
             }
             self.peers[peer_index].incoming = Some(incoming);
         }
-        left
+        (took, left)
     }
 
     /// Ends the hold on `peer_index`'s queue when its subscriber drained under a quarter of
@@ -399,7 +401,6 @@ impl Shard {
             }
             Some(route) => {
                 self.templates.reset(false);
-                let mut taken = false;
                 for target in frame.targets() {
                     let handle = SubHandle {
                         shard: self.index,
@@ -407,14 +408,11 @@ impl Shard {
                         generation: target.generation,
                     };
                     if self.deliver(handle, None, message) {
-                        taken = true;
-                        break;
+                        return;
                     }
                     self.stats.cross_shard_stale_targets += 1;
                 }
-                if !taken {
-                    self.requeue(message, route);
-                }
+                self.requeue(message, route);
             }
         }
     }
