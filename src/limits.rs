@@ -71,10 +71,9 @@ pub const OUTBOUND_IDLE_CAPACITY_BYTES_MAX: usize = 64 * 1024;
 pub const OUTBOUND_CHATTER_CAPACITY_BYTES_MAX: usize = 4 * 1024;
 /// Carry buffer capacity kept after a partial op is consumed.
 pub const CARRY_IDLE_CAPACITY_BYTES_MAX: usize = 16 * 1024;
-/// Capacity of a paused connection's held-bytes buffer kept once it is drained: a publisher
-/// paced by backpressure is paused and resumed every few rounds, and a buffer freed and
-/// allocated again each time costs fresh pages from the kernel (seen as `clear_page` in
-/// profiles). Four receive buffers' worth.
+/// Capacity of a paused connection's held-bytes buffer kept even when no pause used it for a
+/// whole timer tick (a larger one is freed then; see `shard::conn::Held`). Four receive
+/// buffers' worth.
 pub const HELD_IDLE_CAPACITY_BYTES_MAX: usize = 256 * 1024;
 
 /// Bytes of the queue from one shard to another (per ordered pair). Frames bigger than a

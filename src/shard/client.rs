@@ -439,11 +439,24 @@ impl Shard {
         let matched: Rc<MatchResult> = self.cache.lookup(&self.shared.sublist, message.subject);
         let mut delivered = false;
         self.templates.reset(matched.plain.len() > 1);
-        for &handle in &matched.plain {
-            if handle.shard == self.index {
-                delivered |= self.deliver(handle, Some(slot), message);
-            } else {
-                self.add_peer_target(handle);
+        match *matched.plain {
+            // The only subscription is on another shard (the cross-shard 1 → 1 stream): a
+            // one-target frame, without collecting targets per peer.
+            [handle] if handle.shard != self.index => {
+                delivered = true;
+                if self.send_to_one(handle, message) {
+                    let peer_index = super::remote::peer_index_of(self.index, handle.shard) as u16;
+                    self.pause(slot, PauseCause::Peer(peer_index));
+                }
+            }
+            _ => {
+                for &handle in &matched.plain {
+                    if handle.shard == self.index {
+                        delivered |= self.deliver(handle, Some(slot), message);
+                    } else {
+                        self.add_peer_target(handle);
+                    }
+                }
             }
         }
         for group in &matched.queues {

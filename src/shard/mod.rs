@@ -981,6 +981,7 @@ impl Shard {
             if conn.state == ConnState::Closing {
                 continue;
             }
+            conn.held.release_if_idle();
             if let Some(since) = conn.write_stalled_since_ms {
                 if now_ms.saturating_sub(since) > write_deadline_ms {
                     stalled.push(slot as u32);
@@ -1109,11 +1110,9 @@ impl Shard {
                 conn.held.is_empty(),
                 "nothing is held while held bytes are handled"
             );
-            // Keep what is still waiting (paused again) without moving it, and otherwise the
-            // allocation, unless it grew large.
-            if !held.is_empty() || held.capacity() <= limits::HELD_IDLE_CAPACITY_BYTES_MAX {
-                conn.held = held;
-            }
+            // Keep what is still waiting (paused again) without moving it, and the
+            // allocation for the next pause (the tick frees it once idle).
+            conn.held = held;
         }
     }
 

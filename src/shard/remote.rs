@@ -25,7 +25,7 @@ use super::conn::PauseCause;
 use super::ring::{OpKind, Token};
 use super::Shard;
 use crate::limits;
-use crate::route::frame::{self, Frame, QueueRoute, Target};
+use crate::route::frame::{self, Decoded, QueueRoute, Target};
 use crate::route::spsc::{Consumer, Producer};
 use crate::sublist::{QueueGroup, SubHandle};
 
@@ -160,6 +160,20 @@ impl Peer {
         self.overflow.push_back(bytes);
     }
 
+    /// After a frame was queued: publishes every `PEER_PUBLISH_BYTES` so the peer can start on
+    /// a long round's frames, and returns whether the peer is congested (then the receiver is
+    /// asked to wake this shard once it has drained).
+    fn pushed(&mut self) -> bool {
+        if self.out.producer.unpublished_bytes() >= limits::PEER_PUBLISH_BYTES {
+            self.out.producer.publish();
+        }
+        let congested = self.congested();
+        if congested {
+            self.wait_for_room();
+        }
+        congested
+    }
+
     /// Moves overflowed frames into the queue while there is room.
     pub fn flush_overflow(&mut self) {
         while let Some(bytes) = self.overflow.front() {
@@ -226,8 +240,27 @@ impl Shard {
         congested
     }
 
-    /// Encodes one frame into the queue to `peer_index` (the side channel for a large one, the
-    /// overflow list when the queue is full). Returns true when the peer is congested.
+    /// Sends `message` to the one subscription `handle` on another shard (the message matched
+    /// nothing else there): a one-target frame when it fits. Returns true when the peer is
+    /// congested (the caller pauses the publisher).
+    pub(super) fn send_to_one(&mut self, handle: SubHandle, message: Message<'_>) -> bool {
+        let peer_index = peer_index_of(self.index, handle.shard);
+        let target = Target {
+            slot: handle.slot,
+            generation: handle.generation,
+        };
+        let peer = &mut self.peers[peer_index];
+        match frame::one_target_len(&message) {
+            Some(len) if len <= peer.out.producer.max_frame_bytes() => {
+                peer.push_with(len, |buf| frame::encode_one_target(buf, &message, target));
+                peer.pushed()
+            }
+            _ => self.push_frame(peer_index, message, &[target], None),
+        }
+    }
+
+    /// Encodes one full frame into the queue to `peer_index` (the side channel for a large one,
+    /// the overflow list when the queue is full). Returns true when the peer is congested.
     fn push_frame(
         &mut self,
         peer_index: usize,
@@ -249,14 +282,7 @@ impl Shard {
         } else {
             peer.push_with(len, encode);
         }
-        if peer.out.producer.unpublished_bytes() >= limits::PEER_PUBLISH_BYTES {
-            peer.out.producer.publish();
-        }
-        let congested = peer.congested();
-        if congested {
-            peer.wait_for_room();
-        }
-        congested
+        peer.pushed()
     }
 
     /// True when a peer's queue has frames this shard may deliver now (not held): what a
@@ -378,11 +404,24 @@ impl Shard {
     }
 
     fn deliver_frame(&mut self, bytes: &[u8]) {
-        let Some(frame) = Frame::decode(bytes) else {
-            unreachable!(
+        let frame = match frame::decode(bytes) {
+            Some(Decoded::One { parts, target }) => {
+                self.templates.reset(false);
+                let handle = SubHandle {
+                    shard: self.index,
+                    slot: target.slot,
+                    generation: target.generation,
+                };
+                if !self.deliver(handle, None, parts) {
+                    self.stats.cross_shard_stale_targets += 1;
+                }
+                return;
+            }
+            Some(Decoded::Full(frame)) => frame,
+            None => unreachable!(
                 "a cross-shard frame that does not decode ({} bytes)",
                 bytes.len()
-            );
+            ),
         };
         let message = frame.parts;
         match frame.route {
