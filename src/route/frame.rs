@@ -174,7 +174,7 @@ pub fn encode_one_target(out: &mut [u8], parts: &Parts<'_>, target: Target) {
     header[8..12].copy_from_slice(&target.generation.to_le_bytes());
     let mut put = |part: &[u8]| {
         let (bytes, after) = std::mem::take(&mut rest).split_at_mut(part.len());
-        bytes.copy_from_slice(part);
+        copy_short(bytes, part);
         rest = after;
     };
     put(parts.subject);
@@ -184,7 +184,37 @@ pub fn encode_one_target(out: &mut [u8], parts: &Parts<'_>, target: Target) {
     if let Some(headers) = parts.headers {
         put(headers);
     }
-    rest.copy_from_slice(parts.payload);
+    copy_short(rest, parts.payload);
+}
+
+/// `dst.copy_from_slice(src)`, with the short lengths of subjects and small payloads done by
+/// two overlapping loads and stores in place instead of a call to `memcpy` (its call and size
+/// dispatch were a third of a one-target frame's encoding).
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let len = src.len();
+    assert_eq!(dst.len(), len, "copy between slices of one length");
+    match len {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[len / 2] = src[len / 2];
+            dst[len - 1] = src[len - 1];
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[len - 4..].copy_from_slice(&src[len - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[len - 8..].copy_from_slice(&src[len - 8..]);
+        }
+        17..=32 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[len - 16..].copy_from_slice(&src[len - 16..]);
+        }
+        _ => dst.copy_from_slice(src),
+    }
 }
 
 /// A decoded frame of either kind.
@@ -469,6 +499,16 @@ mod tests {
                 assert_eq!(frame.targets().collect::<Vec<_>>(), [target]);
             }
             Decoded::One { .. } => panic!("a full frame decoded as a one-target one"),
+        }
+    }
+
+    #[test]
+    fn short_copies_copy_every_byte() {
+        for len in 0..100 {
+            let src: Vec<u8> = (1..=len as u8).collect();
+            let mut dst = vec![0u8; len];
+            copy_short(&mut dst, &src);
+            assert_eq!(dst, src, "length {len}");
         }
     }
 

@@ -25,7 +25,7 @@ use super::conn::PauseCause;
 use super::ring::{OpKind, Token};
 use super::Shard;
 use crate::limits;
-use crate::route::frame::{self, Decoded, QueueRoute, Target};
+use crate::route::frame::{self, Decoded, Frame, QueueRoute, Target};
 use crate::route::spsc::{Consumer, Producer};
 use crate::sublist::{QueueGroup, SubHandle};
 
@@ -325,12 +325,27 @@ impl Shard {
                                     .large_bytes
                                     .fetch_sub(large.len(), Ordering::Relaxed);
                                 drained += large.len();
-                                self.deliver_frame(&large);
+                                match Frame::decode(&large) {
+                                    Some(frame) => self.deliver_frame(frame),
+                                    None => unreachable!(
+                                        "a large cross-shard frame that does not decode ({} bytes)",
+                                        large.len()
+                                    ),
+                                }
                             }
                             Err(_) => unreachable!("a large-frame marker without its frame"),
                         }
                     } else {
-                        self.deliver_frame(bytes);
+                        match frame::decode(bytes) {
+                            Some(Decoded::One { parts, target }) => {
+                                self.deliver_one(parts, target);
+                            }
+                            Some(Decoded::Full(frame)) => self.deliver_frame(frame),
+                            None => unreachable!(
+                                "a cross-shard frame that does not decode ({} bytes)",
+                                bytes.len()
+                            ),
+                        }
                     }
                 });
                 if let Some((slot, generation)) = self.over_high_water.take() {
@@ -403,26 +418,22 @@ impl Shard {
         self.stats.peer_wakeups += 1;
     }
 
-    fn deliver_frame(&mut self, bytes: &[u8]) {
-        let frame = match frame::decode(bytes) {
-            Some(Decoded::One { parts, target }) => {
-                self.templates.reset(false);
-                let handle = SubHandle {
-                    shard: self.index,
-                    slot: target.slot,
-                    generation: target.generation,
-                };
-                if !self.deliver(handle, None, parts) {
-                    self.stats.cross_shard_stale_targets += 1;
-                }
-                return;
-            }
-            Some(Decoded::Full(frame)) => frame,
-            None => unreachable!(
-                "a cross-shard frame that does not decode ({} bytes)",
-                bytes.len()
-            ),
+    /// Delivers a one-target frame's message.
+    #[inline]
+    fn deliver_one(&mut self, message: Message<'_>, target: Target) {
+        self.templates.reset(false);
+        let handle = SubHandle {
+            shard: self.index,
+            slot: target.slot,
+            generation: target.generation,
         };
+        if !self.deliver(handle, None, message) {
+            self.stats.cross_shard_stale_targets += 1;
+        }
+    }
+
+    /// Delivers a full frame's message to its targets (to one of them, for a queue group).
+    fn deliver_frame(&mut self, frame: Frame<'_>) {
         let message = frame.parts;
         match frame.route {
             None => {
