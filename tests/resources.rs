@@ -107,8 +107,8 @@ fn connection_round(port: u16, idle: usize, reset: usize, held: usize, subscript
     subscriber.read_until(b"PONG\r\n", WAIT);
 }
 
-/// Sends each shard's receive-buffer ring worth of bytes twice over (512 buffers of 64 KiB,
-/// `limits::RECV_BUFFER_*`) from a connection on that shard, so that all of them are resident.
+/// Sends each shard's receive-buffer ring worth of bytes twice over (`RECV_BUFFER_COUNT` buffers of
+/// `RECV_BUFFER_BYTES`, in `limits`) from a connection on that shard, so that all of them are resident.
 fn fill_receive_buffers(port: u16, shards: usize) {
     let ring_bytes =
         natsring::limits::RECV_BUFFER_COUNT as usize * natsring::limits::RECV_BUFFER_BYTES as usize;

@@ -19,6 +19,14 @@
 //! bytes with a *skip* header (marker `SKIP_MARKER`, length = the rest of the buffer after it)
 //! and puts the frame at the start. Consumers follow skips silently.
 //!
+//! A frame is either pushed whole (`try_push`) or built by appends (`append`): the first
+//! append *opens* a frame, reserving room for up to `APPEND_ROOM_BYTES` of body where it will
+//! go; later appends that fit go in behind it; the frame is *closed* (its header and skip
+//! written, `tail_position` advanced past it) by the append that does not fit, by `try_push`
+//! and by `publish`. So a stream of small records shares one header, one room check and one
+//! consumer step per frame instead of one per record; the consumer sees the body as the
+//! records' bytes back to back (the caller delimits them).
+//!
 //! # Invariants
 //! 1. `head <= tail <= head + capacity` (seen from either side; each side's own position
 //!    is exact and its copy of the other's is never ahead of the truth).
@@ -30,8 +38,12 @@
 //!    store that published them; the producer does not touch them. The bytes outside that
 //!    range (and beyond the producer's unpublished frames) are the producer's to overwrite;
 //!    the consumer does not read them.
-//! 4. A skip is only ever written in the same `try_push` as the frame after it, so a
-//!    published skip is always followed by a published frame.
+//! 4. A skip is only ever written together with the frame after it (in the same `try_push`,
+//!    or when the open frame after it is closed), so a published skip is always followed by a
+//!    published frame.
+//! 6. An open frame's header and skip go at `tail_position`, like a pushed frame's, and its
+//!    reserved room (`skip + frame_bytes(room)`) was free when it was opened: appends write
+//!    only inside it, and nothing else is pushed while it is open.
 //! 5. The largest frame body is `capacity / 4`, so a frame plus the worst skip in front of it
 //!    (less than the frame's own size) takes at most half the buffer: an empty queue always
 //!    accepts any legal frame.
@@ -70,6 +82,11 @@ const BUFFER_ALIGN_BYTES: usize = 128;
 const FRAME_MARKER: u32 = u32::from_le_bytes(*b"FRAM");
 /// Header marker of a skip to the start of the buffer: "SKIP".
 const SKIP_MARKER: u32 = u32::from_le_bytes(*b"SKIP");
+/// Body bytes `append` reserves when it opens a frame (less when the queue has less room free
+/// or the buffer's end is nearer, more for a single larger record): enough that its header and
+/// checks are shared by a few hundred small records, small enough to leave most of the
+/// smallest queue free.
+pub const APPEND_ROOM_BYTES: usize = 16 * 1024;
 
 const _: () = assert!(CAPACITY_BYTES_MIN.is_power_of_two());
 const _: () = assert!(CAPACITY_BYTES_MAX.is_power_of_two());
@@ -78,6 +95,7 @@ const _: () = assert!(BUFFER_ALIGN_BYTES.is_multiple_of(FRAME_ALIGN_BYTES));
 const _: () = assert!(HEADER_BYTES == FRAME_ALIGN_BYTES);
 // Invariant 5: header + padded largest body, twice, fits in the smallest queue.
 const _: () = assert!(2 * (HEADER_BYTES + CAPACITY_BYTES_MIN / 4) <= CAPACITY_BYTES_MIN);
+const _: () = assert!(APPEND_ROOM_BYTES <= CAPACITY_BYTES_MIN / 4);
 
 /// Space one frame with a body of `body_bytes` takes in the queue: header plus body, padded
 /// to a multiple of 8. `drain`'s `max_bytes` budget is counted in these.
@@ -98,6 +116,8 @@ pub fn channel(capacity_bytes: usize) -> (Producer, Consumer) {
         shared: Arc::clone(&shared),
         capacity_bytes,
         tail_position: 0,
+        open: None,
+        end_position: 0,
         published_tail_position: 0,
         cached_head_position: 0,
         not_sync: PhantomData,
@@ -176,14 +196,34 @@ fn index_of(position: u64, capacity_bytes: usize) -> usize {
     (position as usize) & (capacity_bytes - 1)
 }
 
+/// A frame being built by `append`, placed at `tail_position` (after a skip when
+/// `skip_bytes` is not 0) and not yet visible to anyone.
+#[derive(Debug, Clone, Copy)]
+struct OpenFrame {
+    /// Buffer index of its header: `index_of(tail_position)`, or 0 after a skip.
+    frame_index: usize,
+    /// 0, or the bytes from `index_of(tail_position)` to the end of the buffer.
+    skip_bytes: usize,
+    /// Body bytes appended so far.
+    body_bytes: usize,
+    /// Body bytes reserved; `skip_bytes + frame_bytes(room_bytes)` were free at opening and
+    /// `frame_index + frame_bytes(room_bytes) <= capacity_bytes`.
+    room_bytes: usize,
+}
+
 /// The producing half. Lives on the producing shard's thread.
 pub struct Producer {
     shared: Arc<Shared>,
     /// Copy of `shared.capacity_bytes`, to keep the hot path off the shared struct.
     capacity_bytes: usize,
-    /// Position just past the last frame pushed, published or not: where the next frame (or
-    /// skip) goes, and exactly what the next `publish` stores.
+    /// Position just past the last frame pushed or closed, published or not: where the next
+    /// frame (or skip) goes, the open one's included.
     tail_position: u64,
+    /// The frame `append` is building; None when no frame is open.
+    open: Option<OpenFrame>,
+    /// Position just past everything pushed or appended: `tail_position`, plus the open
+    /// frame's skip and padded size so far when one is open.
+    end_position: u64,
     /// Exactly the last value stored into `shared.tail` (0 before the first `publish`).
     published_tail_position: u64,
     /// A value `shared.head` held at some point: never ahead of the true head, so
@@ -200,6 +240,7 @@ impl Producer {
     /// `max_frame_bytes()` are a caller bug (assert). The frame is not visible to the consumer
     /// until `publish`. The slice `fill` gets holds stale bytes, not zeros.
     pub fn try_push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
+        self.close_open_frame();
         assert!(
             len <= self.max_frame_bytes(),
             "spsc frame of {len} bytes exceeds max_frame_bytes {}",
@@ -260,14 +301,137 @@ impl Producer {
             }
         }
         self.tail_position += needed_bytes;
+        self.end_position = self.tail_position;
         debug_assert!(self.tail_position - self.cached_head_position <= capacity_bytes as u64);
         debug_assert!(self.tail_position.is_multiple_of(FRAME_ALIGN_BYTES as u64));
         true
     }
 
-    /// Makes every frame pushed so far visible to the consumer (one Release store). Returns
-    /// whether anything new was published since the last call.
+    /// Appends `len` bytes, written by `fill`, to the open frame, opening one when none is
+    /// open or the open one lacks room (see the module docs). Returns false (and writes
+    /// nothing) when the queue lacks room for a frame of `len` bytes right now. `len` above
+    /// `max_frame_bytes()` is a caller bug (assert). Nothing appended is visible to the
+    /// consumer until `publish`, and the consumer gets a frame's appends as one body, back to
+    /// back. The slice `fill` gets holds stale bytes, not zeros.
+    pub fn append(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
+        assert!(
+            len <= self.max_frame_bytes(),
+            "spsc append of {len} bytes exceeds max_frame_bytes {}",
+            self.max_frame_bytes()
+        );
+        let open = match self.open {
+            Some(open) if open.room_bytes - open.body_bytes >= len => open,
+            _ => {
+                self.close_open_frame();
+                match self.open_frame(len) {
+                    Some(open) => open,
+                    None => return false,
+                }
+            }
+        };
+        let start = open.frame_index + HEADER_BYTES + open.body_bytes;
+        debug_assert!(open.body_bytes + len <= open.room_bytes);
+        debug_assert!(open.frame_index + frame_bytes(open.room_bytes) <= self.capacity_bytes);
+        // Why the write is sound: `[start, start + len)` lies in the open frame's reserved
+        // room (`body_bytes + len <= room_bytes`), which is inside the buffer and was free
+        // when the frame was opened (invariant 6); the consumer does not read past the
+        // published tail, so it is still free, and nothing else aliases it. Every byte is
+        // initialized (zeroed allocation).
+        // SAFETY: in bounds, free and initialized, as listed above.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(self.shared.buffer.as_ptr().add(start), len) };
+        fill(bytes);
+        let body_bytes = open.body_bytes + len;
+        self.open = Some(OpenFrame { body_bytes, ..open });
+        self.end_position = self.tail_position + (open.skip_bytes + frame_bytes(body_bytes)) as u64;
+        true
+    }
+
+    /// Opens a frame at `tail_position` with room for at least `len` bytes of body (up to
+    /// `APPEND_ROOM_BYTES`, as the queue's free space and the buffer's end allow). None when
+    /// not even `len` fits now.
+    fn open_frame(&mut self, len: usize) -> Option<OpenFrame> {
+        debug_assert!(self.open.is_none());
+        let capacity_bytes = self.capacity_bytes;
+        let index = index_of(self.tail_position, capacity_bytes);
+        let bytes_to_end = capacity_bytes - index;
+        // As in `try_push`: a frame that cannot fit before the end goes to the start, behind a
+        // skip; one that can is kept before the end (its room with it).
+        let (skip_bytes, frame_index, room_to_end) = if frame_bytes(len) <= bytes_to_end {
+            (0, index, bytes_to_end - HEADER_BYTES)
+        } else {
+            (bytes_to_end, 0, capacity_bytes - HEADER_BYTES)
+        };
+        let wanted = APPEND_ROOM_BYTES
+            .max(len)
+            .min(self.max_frame_bytes())
+            .min(room_to_end);
+        let mut free_bytes = self.free_bytes() as usize;
+        if free_bytes < skip_bytes + frame_bytes(wanted) {
+            // Seems short: see how far the consumer has got.
+            self.cached_head_position = self.shared.head.0.load(Ordering::Acquire);
+            free_bytes = self.free_bytes() as usize;
+        }
+        let room_bytes = if free_bytes >= skip_bytes + frame_bytes(wanted) {
+            wanted
+        } else {
+            // What is free after the skip and the header, in whole multiples of 8 (so the
+            // padded frame fits too).
+            let free_body = free_bytes.saturating_sub(skip_bytes + HEADER_BYTES);
+            (free_body - free_body % FRAME_ALIGN_BYTES).min(wanted)
+        };
+        if room_bytes < len {
+            return None;
+        }
+        debug_assert!(skip_bytes + frame_bytes(room_bytes) <= free_bytes);
+        debug_assert!(frame_index + frame_bytes(room_bytes) <= capacity_bytes);
+        let open = OpenFrame {
+            frame_index,
+            skip_bytes,
+            body_bytes: 0,
+            room_bytes,
+        };
+        self.open = Some(open);
+        Some(open)
+    }
+
+    /// Closes the open frame, if any: writes its header (and the skip in front of it) and
+    /// moves `tail_position` past it, so the next `publish` covers it.
+    fn close_open_frame(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let index = index_of(self.tail_position, self.capacity_bytes);
+        debug_assert_eq!(
+            open.frame_index,
+            if open.skip_bytes == 0 { index } else { 0 }
+        );
+        // The header's 8 bytes at `frame_index` (a multiple of 8 in a 128-aligned buffer) and
+        // the skip's at `index` (a multiple of 8 with at least 8 bytes before the end,
+        // invariant 2) lie in the room reserved when the frame was opened: free, in bounds,
+        // not aliased (invariant 6).
+        // SAFETY: in bounds, aligned and free, as listed above.
+        unsafe {
+            let frame = self.shared.buffer.as_ptr().add(open.frame_index);
+            frame.cast::<u32>().write(open.body_bytes as u32);
+            frame.add(4).cast::<u32>().write(FRAME_MARKER);
+            if open.skip_bytes != 0 {
+                let skip = self.shared.buffer.as_ptr().add(index);
+                skip.cast::<u32>()
+                    .write((open.skip_bytes - HEADER_BYTES) as u32);
+                skip.add(4).cast::<u32>().write(SKIP_MARKER);
+            }
+        }
+        self.tail_position += (open.skip_bytes + frame_bytes(open.body_bytes)) as u64;
+        debug_assert_eq!(self.tail_position, self.end_position);
+        debug_assert!(self.tail_position - self.cached_head_position <= self.capacity_bytes as u64);
+    }
+
+    /// Makes every frame pushed or appended so far visible to the consumer (closing the open
+    /// one; one Release store). Returns whether anything new was published since the last
+    /// call.
     pub fn publish(&mut self) -> bool {
+        self.close_open_frame();
         if self.tail_position == self.published_tail_position {
             return false;
         }
@@ -280,16 +444,16 @@ impl Producer {
         true
     }
 
-    /// Bytes pushed and not yet published.
+    /// Bytes pushed or appended and not yet published.
     pub fn unpublished_bytes(&self) -> usize {
-        (self.tail_position - self.published_tail_position) as usize
+        (self.end_position - self.published_tail_position) as usize
     }
 
     /// Bytes in use (published or not, including padding and skips), as seen by the producer
     /// (refreshes its cached consumer position with an Acquire load).
     pub fn used_bytes(&mut self) -> usize {
         self.cached_head_position = self.shared.head.0.load(Ordering::Acquire);
-        let used_bytes = self.tail_position - self.cached_head_position;
+        let used_bytes = self.end_position - self.cached_head_position;
         debug_assert!(
             used_bytes <= self.capacity_bytes as u64,
             "spsc head passed tail"
@@ -300,7 +464,7 @@ impl Producer {
     /// An upper bound of the bytes in use, from the producer's cached consumer position: no
     /// atomic access (the consumer may have freed more since).
     pub fn used_bytes_at_most(&self) -> usize {
-        (self.tail_position - self.cached_head_position) as usize
+        (self.end_position - self.cached_head_position) as usize
     }
 
     /// Size of the buffer in bytes.
@@ -749,22 +913,28 @@ mod tests {
         sum
     }
 
-    #[test]
-    fn two_threads_in_order_and_intact() {
-        let frame_count = two_thread_frame_count();
-        let pool: Arc<Vec<u8>> = Arc::new(body_for(42, 2048));
-        let (mut producer, mut consumer) = channel(CAPACITY_BYTES_MIN);
-        let producer_pool = Arc::clone(&pool);
-        let producer_thread = std::thread::spawn(move || {
+    /// The producer of the two-thread tests: `frame_count` frames (records, with `append`)
+    /// of `two_thread_frame_len` bytes, published in uneven batches. Returns how often the
+    /// queue refused one.
+    fn spawn_two_thread_producer(
+        mut producer: Producer,
+        pool: Arc<Vec<u8>>,
+        frame_count: u64,
+        append: bool,
+    ) -> std::thread::JoinHandle<u64> {
+        std::thread::spawn(move || {
             let mut refusals = 0u64;
             let mut sequence = 0;
             while sequence < frame_count {
                 let len = two_thread_frame_len(sequence);
-                if producer.try_push(len, |body| {
-                    fill_two_thread_frame(&producer_pool, sequence, body)
-                }) {
+                let fill = |body: &mut [u8]| fill_two_thread_frame(&pool, sequence, body);
+                let taken = if append {
+                    producer.append(len, fill)
+                } else {
+                    producer.try_push(len, fill)
+                };
+                if taken {
                     sequence += 1;
-                    // Publish in uneven batches.
                     if sequence % 7 == 0 || sequence % 61 == 3 {
                         producer.publish();
                     }
@@ -776,7 +946,52 @@ mod tests {
             }
             producer.publish();
             refusals
-        });
+        })
+    }
+
+    #[test]
+    fn two_threads_appending_in_order_and_intact() {
+        let frame_count = two_thread_frame_count();
+        let pool: Arc<Vec<u8>> = Arc::new(body_for(43, 2048));
+        let (producer, mut consumer) = channel(CAPACITY_BYTES_MIN);
+        let producer_thread =
+            spawn_two_thread_producer(producer, Arc::clone(&pool), frame_count, true);
+
+        let mut expected_sequence = 0u64;
+        let mut expected = vec![0u8; 300];
+        let mut drain_rng = Rng(8);
+        while expected_sequence < frame_count {
+            let max_bytes = drain_rng.below(8192);
+            let handled = consumer.drain(max_bytes, |mut body| {
+                // The records are back to back; their lengths follow from their sequence.
+                while !body.is_empty() {
+                    let len = two_thread_frame_len(expected_sequence);
+                    assert!(body.len() >= len, "record {expected_sequence} cut short");
+                    let (record, rest) = body.split_at(len);
+                    fill_two_thread_frame(&pool, expected_sequence, &mut expected[..len]);
+                    assert_eq!(record, &expected[..len], "record {expected_sequence}");
+                    body = rest;
+                    expected_sequence += 1;
+                }
+            });
+            if handled == 0 {
+                std::thread::yield_now();
+            }
+        }
+        let refusals = producer_thread.join().unwrap();
+        assert!(consumer.is_empty());
+        if !cfg!(miri) {
+            assert!(refusals > 0, "queue never filled");
+        }
+    }
+
+    #[test]
+    fn two_threads_in_order_and_intact() {
+        let frame_count = two_thread_frame_count();
+        let pool: Arc<Vec<u8>> = Arc::new(body_for(42, 2048));
+        let (producer, mut consumer) = channel(CAPACITY_BYTES_MIN);
+        let producer_thread =
+            spawn_two_thread_producer(producer, Arc::clone(&pool), frame_count, false);
 
         let mut expected_sequence = 0u64;
         let mut expected = vec![0u8; 300];
@@ -814,6 +1029,82 @@ mod tests {
         if !cfg!(miri) {
             assert!(refusals > 0, "queue never filled");
         }
+    }
+
+    #[test]
+    fn appends_share_a_frame_until_publish_or_a_push() {
+        let (mut producer, mut consumer) = channel(4 * CAPACITY_BYTES_MIN);
+        assert!(producer.append(3, |bytes| bytes.copy_from_slice(b"abc")));
+        assert!(producer.append(0, |_| {}));
+        assert!(producer.append(5, |bytes| bytes.copy_from_slice(b"defgh")));
+        assert_eq!(producer.unpublished_bytes(), frame_bytes(8));
+        assert!(consumer.is_empty(), "appended is not yet visible");
+        assert!(push_vec(&mut producer, b"pushed"));
+        assert!(producer.append(2, |bytes| bytes.copy_from_slice(b"ij")));
+        assert!(producer.publish());
+        assert_eq!(
+            drain_all(&mut consumer),
+            vec![b"abcdefgh".to_vec(), b"pushed".to_vec(), b"ij".to_vec()]
+        );
+        // A record larger than the room left opens a new frame.
+        let big = vec![7u8; APPEND_ROOM_BYTES - 4];
+        assert!(producer.append(8, |bytes| bytes.copy_from_slice(b"12345678")));
+        assert!(producer.append(big.len(), |bytes| bytes.copy_from_slice(&big)));
+        // One larger than the room gets a frame of its own size.
+        let bigger = vec![9u8; APPEND_ROOM_BYTES + 100];
+        assert!(producer.append(bigger.len(), |bytes| bytes.copy_from_slice(&bigger)));
+        assert!(producer.publish());
+        assert_eq!(
+            drain_all(&mut consumer),
+            vec![b"12345678".to_vec(), big, bigger]
+        );
+        assert_eq!(producer.used_bytes(), 0);
+    }
+
+    #[test]
+    fn appends_wrap_around_the_end_behind_a_skip() {
+        let (mut producer, mut consumer) = channel(0);
+        let capacity = producer.capacity_bytes();
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        // Records of 1000 bytes: frames of up to 16 records never end exactly at the end.
+        for round in 0..(3 * capacity / 1000) {
+            let record = body_for(round as u64, 1000);
+            if !producer.append(record.len(), |bytes| bytes.copy_from_slice(&record)) {
+                producer.publish();
+                consumer.drain(usize::MAX, |body| got.extend_from_slice(body));
+                assert!(producer.append(record.len(), |bytes| bytes.copy_from_slice(&record)));
+            }
+            expected.extend_from_slice(&record);
+        }
+        producer.publish();
+        consumer.drain(usize::MAX, |body| {
+            assert!(body.len().is_multiple_of(1000), "whole records per frame");
+            got.extend_from_slice(body)
+        });
+        assert!(got == expected, "every record once, in order");
+        assert!(
+            producer.tail_position > 2 * capacity as u64,
+            "wrapped around"
+        );
+    }
+
+    #[test]
+    fn append_refuses_only_when_a_frame_of_its_size_does_not_fit() {
+        let (mut producer, mut consumer) = channel(0);
+        let mut appended = 0usize;
+        while producer.append(100, |bytes| bytes.fill(1)) {
+            appended += 1;
+        }
+        // Full: less than one 100-byte frame of room is left.
+        let free = producer.capacity_bytes() - producer.used_bytes();
+        assert!(free < frame_bytes(100), "refused with {free} bytes free");
+        assert!(!producer.append(100, |_| panic!("filled a refused append")));
+        producer.publish();
+        let mut drained = 0;
+        consumer.drain(usize::MAX, |body| drained += body.len());
+        assert_eq!(drained, appended * 100);
+        assert!(producer.append(100, |bytes| bytes.fill(2)));
     }
 
     #[derive(Debug, Clone)]
@@ -857,6 +1148,139 @@ mod tests {
             self.tail += skip + bytes;
             self.frames.push_back((self.tail, body));
             true
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum MixedOp {
+        Push { len: usize, seed: u64 },
+        Append { len: usize, seed: u64 },
+        Publish,
+        Drain { max_bytes: usize },
+    }
+
+    fn mixed_op_strategy() -> impl Strategy<Value = MixedOp> {
+        prop_oneof![
+            2 => (0usize..64, any::<u64>()).prop_map(|(len, seed)| MixedOp::Push { len, seed }),
+            // Not empty: an empty record at a frame's end could not be told from one at the
+            // start of the next (`appends_share_a_frame_until_publish_or_a_push` has them).
+            6 => (1usize..200, any::<u64>()).prop_map(|(len, seed)| MixedOp::Append { len, seed }),
+            2 => (1usize..=CAPACITY_BYTES_MIN / 4, any::<u64>())
+                .prop_map(|(len, seed)| MixedOp::Append { len, seed }),
+            1 => (0usize..=CAPACITY_BYTES_MIN / 4, any::<u64>())
+                .prop_map(|(len, seed)| MixedOp::Push { len, seed }),
+            2 => Just(MixedOp::Publish),
+            1 => (0usize..20_000).prop_map(|max_bytes| MixedOp::Drain { max_bytes }),
+            1 => Just(MixedOp::Drain { max_bytes: usize::MAX }),
+        ]
+    }
+
+    /// What a producer wrote, in order: a pushed frame, or an appended record.
+    #[derive(Debug)]
+    enum Written {
+        Pushed(Vec<u8>),
+        Appended(Vec<u8>),
+    }
+
+    /// Checks a drained body against the oldest written units: a pushed frame alone, or one
+    /// or more whole appended records back to back.
+    fn take_body(written: &mut VecDeque<Written>, body: &[u8]) -> Result<(), TestCaseError> {
+        match written.pop_front() {
+            Some(Written::Pushed(frame)) => prop_assert_eq!(body, &frame[..]),
+            Some(Written::Appended(record)) => {
+                prop_assert!(body.starts_with(&record), "first record of a frame");
+                let mut rest = &body[record.len()..];
+                while !rest.is_empty() {
+                    match written.pop_front() {
+                        Some(Written::Appended(record)) => {
+                            prop_assert!(rest.starts_with(&record), "next record of a frame");
+                            rest = &rest[record.len()..];
+                        }
+                        other => prop_assert!(false, "frame body runs into {:?}", other),
+                    }
+                }
+            }
+            None => prop_assert!(false, "a frame nobody wrote"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 256 },
+            failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence },
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn appends_and_pushes_arrive_whole_and_in_order(
+            ops in proptest::collection::vec(mixed_op_strategy(), 1..300)
+        ) {
+            let (mut producer, mut consumer) = channel(0);
+            let capacity = producer.capacity_bytes();
+            let mut written = VecDeque::new();
+            // How many of `written` are published.
+            let mut published = 0usize;
+            for op in ops {
+                match op {
+                    MixedOp::Push { len, seed } => {
+                        let body = body_for(seed, len);
+                        if push_vec(&mut producer, &body) {
+                            written.push_back(Written::Pushed(body));
+                        }
+                    }
+                    MixedOp::Append { len, seed } => {
+                        let record = body_for(seed, len);
+                        let index = index_of(producer.end_position, capacity);
+                        let to_end = capacity - index;
+                        let needed = if frame_bytes(len) <= to_end {
+                            frame_bytes(len)
+                        } else {
+                            to_end + frame_bytes(len)
+                        };
+                        let fits_open = producer
+                            .open
+                            .is_some_and(|open| open.room_bytes - open.body_bytes >= len);
+                        if producer.append(len, |bytes| bytes.copy_from_slice(&record)) {
+                            written.push_back(Written::Appended(record));
+                        } else {
+                            // Refused only when even a frame of its own does not fit.
+                            prop_assert!(!fits_open);
+                            let free = capacity - producer.used_bytes();
+                            prop_assert!(free < needed, "refused {} with {} free", len, free);
+                        }
+                    }
+                    MixedOp::Publish => {
+                        producer.publish();
+                        published = written.len();
+                    }
+                    MixedOp::Drain { max_bytes } => {
+                        let before = written.len();
+                        let mut result = Ok(());
+                        consumer.drain(max_bytes, |body| {
+                            if result.is_ok() {
+                                result = take_body(&mut written, body);
+                            }
+                        });
+                        result?;
+                        let drained = before - written.len();
+                        prop_assert!(drained <= published, "drained what was not published");
+                        published -= drained;
+                        if max_bytes == usize::MAX {
+                            prop_assert_eq!(published, 0, "a full drain takes all published");
+                        }
+                    }
+                }
+                prop_assert!(producer.used_bytes() <= capacity);
+            }
+            producer.publish();
+            let mut result = Ok(());
+            consumer.drain(usize::MAX, |body| {
+                if result.is_ok() {
+                    result = take_body(&mut written, body);
+                }
+            });
+            result?;
+            prop_assert!(written.is_empty(), "left over: {:?}", written);
         }
     }
 
