@@ -380,7 +380,8 @@ impl Producer {
             let free_body = free_bytes.saturating_sub(skip_bytes + HEADER_BYTES);
             (free_body - free_body % FRAME_ALIGN_BYTES).min(wanted)
         };
-        if room_bytes < len {
+        // Not even the header fits (with `len` 0, `room_bytes` 0 says nothing about that).
+        if room_bytes < len || free_bytes < skip_bytes + HEADER_BYTES {
             return None;
         }
         debug_assert!(skip_bytes + frame_bytes(room_bytes) <= free_bytes);
@@ -392,6 +393,8 @@ impl Producer {
             room_bytes,
         };
         self.open = Some(open);
+        // Kept right even if the first append's `fill` panics: the frame is then closed empty.
+        self.end_position = self.tail_position + (skip_bytes + frame_bytes(0)) as u64;
         Some(open)
     }
 
@@ -1087,6 +1090,83 @@ mod tests {
             producer.tail_position > 2 * capacity as u64,
             "wrapped around"
         );
+    }
+
+    #[test]
+    fn an_empty_append_to_a_full_queue_is_refused() {
+        let (mut producer, mut consumer) = channel(0);
+        let capacity = producer.capacity_bytes();
+        let quarter = producer.max_frame_bytes();
+        for _ in 0..3 {
+            assert!(push_vec(&mut producer, &vec![1u8; quarter]));
+        }
+        let rest = capacity - 3 * frame_bytes(quarter) - HEADER_BYTES;
+        assert!(push_vec(&mut producer, &vec![2u8; rest]));
+        assert_eq!(producer.used_bytes(), capacity);
+        assert!(!producer.append(0, |_| panic!("filled a refused append")));
+        assert_eq!(producer.used_bytes(), capacity);
+        producer.publish();
+        assert_eq!(drain_all(&mut consumer).len(), 4);
+        assert!(producer.append(0, |_| {}));
+        producer.publish();
+        assert_eq!(drain_all(&mut consumer), vec![Vec::<u8>::new()]);
+    }
+
+    /// Pushes (and drains) frames until the tail is `before_end` bytes before the buffer's end.
+    fn move_tail_to(producer: &mut Producer, consumer: &mut Consumer, before_end: usize) {
+        let capacity = producer.capacity_bytes();
+        let target = capacity - before_end;
+        while index_of(producer.end_position, capacity) != target {
+            let index = index_of(producer.end_position, capacity);
+            let gap = if index < target {
+                target - index
+            } else {
+                capacity - index
+            };
+            let len = (gap - HEADER_BYTES).min(producer.max_frame_bytes());
+            assert!(push_vec(producer, &vec![0u8; len]));
+            producer.publish();
+            drain_all(consumer);
+        }
+    }
+
+    #[test]
+    fn an_open_frame_fitting_exactly_to_the_end_has_the_room_up_to_it() {
+        let (mut producer, mut consumer) = channel(0);
+        move_tail_to(&mut producer, &mut consumer, 64);
+        // 56 bytes fit exactly: no skip, and the room ends at the buffer's end.
+        assert!(producer.append(56, |bytes| bytes.fill(5)));
+        let open = producer.open.expect("open");
+        assert_eq!((open.skip_bytes, open.room_bytes), (0, 56));
+        // The next one opens a frame at the start, with no skip.
+        assert!(producer.append(1, |bytes| bytes.fill(6)));
+        assert_eq!(producer.open.expect("open").skip_bytes, 0);
+        producer.publish();
+        assert_eq!(drain_all(&mut consumer), vec![vec![5u8; 56], vec![6u8]]);
+
+        // 57 bytes do not fit in 64: behind a skip, at the start.
+        move_tail_to(&mut producer, &mut consumer, 64);
+        assert!(producer.append(57, |bytes| bytes.fill(7)));
+        let open = producer.open.expect("open");
+        assert_eq!((open.skip_bytes, open.frame_index), (64, 0));
+        producer.publish();
+        assert_eq!(drain_all(&mut consumer), vec![vec![7u8; 57]]);
+        assert_eq!(producer.used_bytes(), 0);
+    }
+
+    #[test]
+    fn a_panicking_fill_leaves_the_queue_consistent() {
+        let (mut producer, mut consumer) = channel(0);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            producer.append(10, |_| panic!("fill fails"));
+        }));
+        assert!(result.is_err());
+        assert!(producer.unpublished_bytes() <= frame_bytes(0));
+        assert!(producer.append(3, |bytes| bytes.copy_from_slice(b"abc")));
+        producer.publish();
+        assert_eq!(producer.unpublished_bytes(), 0);
+        assert_eq!(drain_all(&mut consumer), vec![b"abc".to_vec()]);
+        assert_eq!(producer.used_bytes(), 0);
     }
 
     #[test]
