@@ -24,6 +24,9 @@
 //! - the frame encoded for another shard decodes to the same parts, route and targets; every
 //!   prefix shorter by 1, by the payload, by half, and every one up to 64 bytes,
 //!   fails to decode, and so does one byte more; decoding the raw input never panics;
+//! - the same message as a one-target frame (when its subject and reply fit one) decodes to
+//!   the same parts and target, as that kind, and a cut into its fixed part does not decode;
+//!   the full frame decodes as a full one through the same `decode`;
 //! - `write_msg`/`write_hmsg` (from the decoded parts, appended to the stream so far) write
 //!   exactly the reference bytes and `msg_len` bytes, and so does a `MsgTemplate` (fan-out's
 //!   render-once writer, one kept across the input) for the message's sid and two others;
@@ -37,12 +40,48 @@
 //! fields.
 
 use natsring::proto::writer::{msg_len, write_hmsg, write_msg, write_u64, MsgTemplate};
-use natsring::route::frame::{encode, encoded_len, Frame, Parts, QueueRoute, Target};
+use natsring::route::frame::{
+    decode, encode, encode_one_target, encoded_len, one_target_len, Decoded, Frame, Parts,
+    QueueRoute, Target,
+};
 
 use crate::Cursor;
 
 /// Messages per input, so a long input cannot make one run slow.
 pub const MESSAGES_MAX: usize = 32;
+
+/// The one-target encoding of `parts` (when its subject and reply fit one) decodes to the same
+/// parts and target, as that kind; a cut into its fixed part (header, subject, reply, headers)
+/// does not decode. (The payload is the rest of the record, so cuts into it are not
+/// detectable: the queue gives records their exact length.)
+fn check_one_target(parts: &Parts<'_>, target: Option<Target>) {
+    let Some(len) = one_target_len(parts) else {
+        return;
+    };
+    let target = target.unwrap_or(Target {
+        slot: u32::MAX,
+        generation: 7,
+    });
+    let mut frame = vec![0u8; len];
+    encode_one_target(&mut frame, parts, target);
+    match decode(&frame) {
+        Some(Decoded::One {
+            parts: decoded,
+            target: decoded_target,
+        }) => {
+            assert_eq!(decoded, *parts, "one-target parts");
+            assert_eq!(decoded_target, target, "one-target target");
+        }
+        other => panic!("a one-target frame decoded as {other:?}"),
+    }
+    let fixed = len - parts.payload.len();
+    for cut in short_lengths(fixed, 0).filter(|&cut| cut < fixed) {
+        assert!(
+            decode(&frame[..cut]).is_none(),
+            "one-target prefix {cut} decodes"
+        );
+    }
+}
 
 /// One message as a subscriber should read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +98,7 @@ pub struct Message {
 pub fn check(data: &[u8]) {
     // Whatever bytes reach a shard's queue, decoding them must not panic.
     let _ = Frame::decode(data);
+    let _ = decode(data);
 
     let mut cursor = Cursor::new(data);
     let settings = cursor.byte();
@@ -137,6 +177,11 @@ pub fn check(data: &[u8]) {
         let mut longer = frame.clone();
         longer.push(0);
         assert!(Frame::decode(&longer).is_none(), "frame + 1 byte decodes");
+        assert!(
+            matches!(decode(&frame), Some(Decoded::Full(full)) if full.parts == parts),
+            "a full frame decodes as one"
+        );
+        check_one_target(&parts, targets.first().copied());
 
         let parts = decoded.parts;
         check_written(
