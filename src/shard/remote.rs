@@ -469,14 +469,7 @@ impl Shard {
     #[inline]
     fn deliver_one(&mut self, message: Message<'_>, target: Target) {
         self.templates.reset(false);
-        let handle = SubHandle {
-            shard: self.index,
-            slot: target.slot,
-            generation: target.generation,
-        };
-        if !self.deliver(handle, None, message) {
-            self.stats.cross_shard_stale_targets += 1;
-        }
+        self.deliver_to_target(message, target);
     }
 
     /// Delivers a full frame's message to its targets (to one of them, for a queue group).
@@ -486,32 +479,35 @@ impl Shard {
             None => {
                 self.templates.reset(frame.targets().len() > 1);
                 for target in frame.targets() {
-                    let handle = SubHandle {
-                        shard: self.index,
-                        slot: target.slot,
-                        generation: target.generation,
-                    };
-                    if !self.deliver(handle, None, message) {
-                        self.stats.cross_shard_stale_targets += 1;
-                    }
+                    self.deliver_to_target(message, target);
                 }
             }
             Some(route) => {
                 self.templates.reset(false);
                 for target in frame.targets() {
-                    let handle = SubHandle {
-                        shard: self.index,
-                        slot: target.slot,
-                        generation: target.generation,
-                    };
-                    if self.deliver(handle, None, message) {
+                    if self.deliver_to_target(message, target) {
                         return;
                     }
-                    self.stats.cross_shard_stale_targets += 1;
                 }
                 self.requeue(message, route);
             }
         }
+    }
+
+    /// Delivers `message` to the subscription `target` names on this shard. Returns whether it
+    /// took it; a target gone meanwhile (closed, unsubscribed, limit reached) is counted.
+    #[inline]
+    fn deliver_to_target(&mut self, message: Message<'_>, target: Target) -> bool {
+        let handle = SubHandle {
+            shard: self.index,
+            slot: target.slot,
+            generation: target.generation,
+        };
+        let taken = self.deliver(handle, None, message);
+        if !taken {
+            self.stats.cross_shard_stale_targets += 1;
+        }
+        taken
     }
 
     /// A queue-group delivery none of whose listed members here could take (they closed or
