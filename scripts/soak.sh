@@ -12,20 +12,21 @@
 # dies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 minutes="${1:-10}"
 shift || true
 
 if ! command -v python3 >/dev/null 2>&1; then
   echo "# installing python3 with apt-get"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
+  apt_install python3
 fi
 # Churners and subscribers together hold a few hundred descriptors at most; raise the soft
 # limit anyway so that a leak shows as a failed check, not as EMFILE in the load generator.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --bin natsring
+server="$(target_dir)/release/natsring"
 
 work="$(mktemp -d -t natsring-soak.XXXXXX)"
 server_pid=""
@@ -39,7 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$CARGO_TARGET_DIR/release/natsring" -a 127.0.0.1 -p -1 --shards 2 \
+"$server" -a 127.0.0.1 -p -1 --shards 2 \
   --ports_file_dir "$work" 2>"$work/server.log" &
 server_pid=$!
 port=""

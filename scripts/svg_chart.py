@@ -4,7 +4,9 @@
 logarithmic x axis (the benchmark sweeps double or multiply by ten at each step), with a
 tick and a label at every x value the data has, a linear (or, with `y_log=True`,
 logarithmic) y axis with round tick values, axis labels, and a legend. A point whose y is
-None (a failed measurement) breaks its line. Series are dicts:
+None (a failed measurement) breaks its line; on a logarithmic axis a y of zero or below (a
+per-connection RSS that fell, say: noise at a small count) is drawn hollow at the axis floor
+and listed in a footnote, never dropped silently. Series are dicts:
 
     {"name": "natsring", "points": [(x, y), ...], "dashed": False}
 
@@ -129,6 +131,7 @@ def line_chart(path, title, x_label, y_label, series, *, y_log=False, y_log_base
                f'{" (log scale)" if y_log else ""}</text>')
     # Lines, markers, legend.
     colour_index = 0
+    clamped = []
     for index, s in enumerate(series):
         if s.get("dashed"):
             colour = CEILING_COLOUR
@@ -138,25 +141,37 @@ def line_chart(path, title, x_label, y_label, series, *, y_log=False, y_log_base
         dash = ' stroke-dasharray="6 4"' if s.get("dashed") else ""
         runs, current = [], []
         for x, y in sorted(s["points"], key=lambda p: p[0]):
-            if y is None or (y_log and y <= 0):
+            if y is None:
                 if current:
                     runs.append(current)
                 current = []
+            elif y_log and y <= 0:
+                # A log axis cannot show it: drawn at the floor, hollow, and footnoted.
+                current.append((px(x), py(y_low), True))
+                clamped.append((s["name"], x, y))
             else:
-                current.append((px(x), py(y)))
+                current.append((px(x), py(y), False))
         if current:
             runs.append(current)
         for run in runs:
-            points = " ".join(f"{a:.1f},{b:.1f}" for a, b in run)
+            points = " ".join(f"{a:.1f},{b:.1f}" for a, b, _ in run)
             out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
                        f'stroke-width="2"{dash}/>')
-            for a, b in run:
-                out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>')
+            for a, b, floor in run:
+                fill = "white" if floor else colour
+                out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{fill}" '
+                           f'stroke="{colour}"/>')
         ly = MARGIN_TOP + 14 + index * 20
         lx = MARGIN_LEFT + plot_w + 14
         out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" '
                    f'stroke="{colour}" stroke-width="2"{dash}/>')
         out.append(f'<text x="{lx + 30}" y="{ly}">{escape(s["name"])}</text>')
+    if clamped:
+        what = "; ".join(f"{name} at {x_format(x)}: {y_format(y) if y else 0}"
+                         for name, x, y in clamped)
+        out.append(f'<text x="{MARGIN_LEFT}" y="{HEIGHT - 4}" font-size="10" fill="#555">'
+                   f'{escape("hollow marker at the floor: measured ≤ 0, off a log axis (" + what + ")")}'
+                   f'</text>')
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")

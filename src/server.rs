@@ -285,7 +285,26 @@ fn peer_links(count: usize) -> Vec<Vec<(Outgoing, Incoming)>> {
 
 /// Binds `count` listeners on the same address with `SO_REUSEPORT`; the kernel spreads
 /// incoming connections over them. Port 0 binds a random port for the first and reuses it.
+/// An error names the address, as nats-server's does (`Error listening on port: 0.0.0.0:4222,
+/// "listen tcp 0.0.0.0:4222: bind: address already in use"`).
 fn bind_listeners(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpListener>> {
+    bind_listeners_at(host, port, count).map_err(|err| {
+        let host = if host.is_empty() {
+            limits::HOST_DEFAULT
+        } else {
+            host
+        };
+        let what = err.to_string();
+        // "Address already in use (os error 98)" -> "address already in use", as Go writes it.
+        let what = what.split(" (os error").next().unwrap_or(&what).to_lowercase();
+        io::Error::new(
+            err.kind(),
+            format!("Error listening on port: {host}:{port}, \"listen tcp {host}:{port}: bind: {what}\""),
+        )
+    })
+}
+
+fn bind_listeners_at(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpListener>> {
     let host = if host.is_empty() {
         limits::HOST_DEFAULT
     } else {

@@ -104,16 +104,24 @@ async fn queue_group_is_fair_and_exclusive() {
             .unwrap();
     }
     sync(&publisher).await;
+    // Every message reaches one member: read them all (whichever members they went to).
     let mut seen = vec![0u8; total];
-    let mut counts = Vec::new();
-    for (_, sub) in subs.iter_mut() {
-        let mut count = 0;
-        while let Ok(Some(msg)) = timeout(Duration::from_millis(500), sub.next()).await {
-            let i: usize = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
-            seen[i] += 1;
-            count += 1;
+    let mut counts = vec![0usize; members];
+    let mut received = 0;
+    let deadline = std::time::Instant::now() + WAIT;
+    while received < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{received} of {total} delivered, counts {counts:?}"
+        );
+        for (member, (_, sub)) in subs.iter_mut().enumerate() {
+            while let Ok(Some(msg)) = timeout(Duration::from_millis(10), sub.next()).await {
+                let i: usize = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
+                seen[i] += 1;
+                counts[member] += 1;
+                received += 1;
+            }
         }
-        counts.push(count);
     }
     assert!(
         seen.iter().all(|&n| n == 1),
@@ -184,16 +192,12 @@ async fn headers_round_trip() {
 async fn no_responders() {
     let server = start();
     let nc = client(&server.url()).await;
-    let started = std::time::Instant::now();
     let err = nc
         .request("nobody.home", "x".into())
         .await
         .expect_err("no responders");
+    // The 503 status answered it: a timeout would be RequestErrorKind::TimedOut.
     assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "answered fast, not by timeout"
-    );
 }
 
 #[tokio::test]
@@ -229,8 +233,9 @@ async fn auto_unsubscribe() {
         nc.publish("au", format!("{i}").into()).await.unwrap();
     }
     sync(&nc).await;
+    // The subscription ends after its fifth message: the stream closes.
     let mut got = Vec::new();
-    while let Ok(Some(msg)) = timeout(Duration::from_millis(500), sub.next()).await {
+    while let Some(msg) = timeout(WAIT, sub.next()).await.expect("the stream ends") {
         got.push(String::from_utf8(msg.payload.to_vec()).unwrap());
     }
     assert_eq!(got, vec!["0", "1", "2", "3", "4"]);
@@ -259,9 +264,8 @@ async fn max_payload_violation_closes() {
     let mut raw = Raw::connect(server.port);
     raw.read_until(b"\r\n", WAIT);
     raw.send(b"CONNECT {\"verbose\":false}\r\nPUB foo 1048577\r\n");
-    let (out, closed) = raw.read_until_quiet(Duration::from_millis(500));
+    let out = raw.read_until_closed(WAIT);
     assert_eq!(out, b"-ERR 'Maximum Payload Violation'\r\n");
-    assert!(closed);
     // The server still serves others.
     let nc = client(&server.url()).await;
     sync(&nc).await;
@@ -273,9 +277,8 @@ async fn unknown_operation_closes() {
     let mut raw = Raw::connect(server.port);
     raw.read_until(b"\r\n", WAIT);
     raw.send(b"CONNECT {\"verbose\":false}\r\nHELLO\r\n");
-    let (out, closed) = raw.read_until_quiet(Duration::from_millis(500));
+    let out = raw.read_until_closed(WAIT);
     assert_eq!(out, b"-ERR 'Unknown Protocol Operation'\r\n");
-    assert!(closed);
 }
 
 #[tokio::test]
@@ -431,8 +434,10 @@ async fn keepalive_pings_then_stale_connection() {
 #[tokio::test]
 async fn answered_pings_keep_the_connection() {
     let mut opts = options();
-    opts.ping_interval_ms = 200;
-    opts.ping_max = 1;
+    // A loaded machine may take a while to answer: up to two intervals pass unanswered
+    // before the server would close.
+    opts.ping_interval_ms = 500;
+    opts.ping_max = 2;
     let server = start_with(opts);
     let mut raw = Raw::connect(server.port);
     raw.read_until(b"\r\n", WAIT);
@@ -486,12 +491,11 @@ async fn replies_are_flushed_when_the_client_half_closes() {
         raw.read_until(b"\r\n", WAIT);
         raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\nFOO\r\n");
         raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
-        let (out, closed) = raw.read_until_quiet(Duration::from_secs(2));
+        let out = raw.read_until_closed(WAIT);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "PONG\r\n-ERR 'Unknown Protocol Operation'\r\n"
         );
-        assert!(closed);
     }
 }
 
@@ -552,11 +556,9 @@ async fn a_paused_publisher_that_closes_loses_nothing() {
         }
         stream.shutdown(std::net::Shutdown::Write).unwrap();
     });
-    let per_msg = "MSG burst 1 16384\r\n".len() + 16384 + 2;
-    let expected = count * per_msg;
     // A slow reader: the publisher is paused.
-    let got = subscriber.read_slowly(expected, Duration::from_micros(500));
-    assert_eq!(got, expected, "the subscriber was not closed");
+    let got = subscriber.read_messages_slowly(count, Duration::from_micros(500));
+    assert_eq!(got, count, "the subscriber was not closed");
     sender.join().unwrap();
     let deadline = std::time::Instant::now() + WAIT;
     while server.handle().stats().publisher_pauses == 0 {

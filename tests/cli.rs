@@ -148,3 +148,24 @@ fn signal(child: &std::process::Child, signal: i32) {
     // SAFETY: kill(2) on our own child's pid, which it keeps until we wait for it.
     unsafe { libc::kill(child.id() as i32, signal) };
 }
+
+/// A port already taken is a fatal error that names the address, as nats-server's does
+/// (`Error listening on port: 127.0.0.1:4222, "listen tcp 127.0.0.1:4222: bind: address
+/// already in use"`), with status 1.
+#[test]
+fn a_taken_port_is_fatal_and_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(BIN)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "[FTL] Error listening on port: 127.0.0.1:{port}, \"listen tcp 127.0.0.1:{port}: bind: address already in use\""
+        )),
+        "{stderr}"
+    );
+}

@@ -6,18 +6,23 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{normalize_info, start, start_reference, Raw};
+use common::{
+    ends_with_ping, normalize_info, start, start_reference,
+    without_server_pings_bytes as without_server_pings, Raw,
+};
 
 /// One exchange: steps in order, each sending bytes on one of several connections, then every
-/// connection's output. A step ending in `PING\r\n` waits for the PONG so the next step
-/// happens after the server processed it.
+/// connection's output. A step ending in a PING line waits for the PONG so the next step
+/// happens after the server processed it; each connection still open at the end is settled
+/// the same way (a PING of its own, answered or closed), never by waiting for silence.
 struct Case {
     name: &'static str,
     connections: usize,
     steps: &'static [(usize, &'static [u8])],
 }
 
-const QUIET: Duration = Duration::from_millis(250);
+/// How long a step may wait for its answer (a bound, not a schedule: answers end waits).
+const WAIT: Duration = Duration::from_secs(10);
 
 fn run(port: u16, case: &Case) -> Vec<(Vec<u8>, bool)> {
     let mut conns: Vec<Raw> = (0..case.connections).map(|_| Raw::connect(port)).collect();
@@ -25,7 +30,7 @@ fn run(port: u16, case: &Case) -> Vec<(Vec<u8>, bool)> {
     for conn in conns.iter_mut().enumerate() {
         // The INFO arrives first on every connection.
         let (index, raw) = conn;
-        outputs[index] = raw.read_until(b"\r\n", Duration::from_secs(5));
+        outputs[index] = raw.read_until(b"\r\n", WAIT);
     }
     let mut closed = vec![false; case.connections];
     for &(index, bytes) in case.steps {
@@ -37,9 +42,8 @@ fn run(port: u16, case: &Case) -> Vec<(Vec<u8>, bool)> {
             closed[index] = true;
             continue;
         }
-        if bytes.ends_with(b"PING\r\n") {
-            let (got, was_closed) =
-                conns[index].read_until_or_close(b"PONG\r\n", Duration::from_secs(5));
+        if ends_with_ping(bytes) {
+            let (got, was_closed) = conns[index].read_until_or_close(b"PONG\r\n", WAIT);
             outputs[index].extend_from_slice(&got);
             closed[index] = was_closed;
         }
@@ -50,11 +54,11 @@ fn run(port: u16, case: &Case) -> Vec<(Vec<u8>, bool)> {
         .zip(closed)
         .map(|((raw, mut out), was_closed)| {
             if was_closed {
-                return (normalize_info(&out), true);
+                return (normalize_info(&without_server_pings(out)), true);
             }
-            let (rest, closed) = raw.read_until_quiet(QUIET);
+            let (rest, closed) = raw.settle(WAIT);
             out.extend_from_slice(&rest);
-            (normalize_info(&out), closed)
+            (normalize_info(&without_server_pings(out)), closed)
         })
         .collect()
 }
@@ -362,13 +366,13 @@ fn control_line_limit_matches() {
         let line = format!("SUB {} 1\r\nPING\r\n", "a".repeat(subject_len));
         let run_one = |port: u16| {
             let mut raw = Raw::connect(port);
-            let mut out = raw.read_until(b"\r\n", Duration::from_secs(5));
+            let mut out = raw.read_until(b"\r\n", WAIT);
             raw.send(b"CONNECT {\"verbose\":false}\r\n");
             raw.send(line.as_bytes());
-            let (rest, closed) = raw.read_until_quiet(QUIET);
+            let (rest, closed) = raw.settle_after(line.as_bytes(), WAIT);
             out.extend_from_slice(&rest);
             (
-                String::from_utf8_lossy(&normalize_info(&out)).into_owned(),
+                String::from_utf8_lossy(&normalize_info(&without_server_pings(out))).into_owned(),
                 closed,
             )
         };

@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 
 use common::{
     abort, assert_serves, normalize_info, options, start, start_reference,
-    start_reference_with_config, start_with, Raw, TestServer,
+    start_reference_with_config, start_with, without_server_pings_bytes, Raw, TestServer,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
-const QUIET: Duration = Duration::from_millis(300);
 
 /// Sends `chunks` on a fresh connection, one write each with a pause after it (so the server
-/// sees separate reads), then reads until the server closes or goes quiet. Returns the output
+/// sees separate reads), then settles it (a PING answered, or a close). Returns the output
 /// (INFO normalized) and whether the server closed.
 fn exchange(port: u16, chunks: &[&[u8]]) -> (String, bool) {
     let mut raw = Raw::connect(port);
@@ -31,10 +30,10 @@ fn exchange(port: u16, chunks: &[&[u8]]) -> (String, bool) {
         }
         std::thread::sleep(Duration::from_millis(30));
     }
-    let (rest, closed) = raw.read_until_quiet(QUIET);
+    let (rest, closed) = raw.settle_after(chunks.last().copied().unwrap_or_default(), WAIT);
     out.extend_from_slice(&rest);
     (
-        String::from_utf8_lossy(&normalize_info(&out)).into_owned(),
+        String::from_utf8_lossy(&normalize_info(&without_server_pings_bytes(out))).into_owned(),
         closed,
     )
 }
@@ -172,7 +171,7 @@ fn max_connections_matches_nats_server() {
         let mut fresh = loop {
             let mut raw = Raw::connect(port);
             raw.read_until(b"\r\n", WAIT);
-            if !raw.read_until_quiet(QUIET).1 {
+            if !raw.settle(WAIT).1 {
                 break raw;
             }
             assert!(
@@ -232,8 +231,15 @@ fn stale_connection_matches_nats_server() {
 /// Sends `prefix` and then `filler` a little at a time, never a newline, until the server
 /// answers or closes. Returns the answer, whether it closed, and how many filler bytes had
 /// been sent then. Gives up (returns open) after 1 MiB: a server that kept buffering that
-/// much for one line would not be bounded by `max_control_line`.
-fn never_ending_line(port: u16, prefix: &[u8], filler: u8) -> (String, bool, usize) {
+/// much for one line would not be bounded by `max_control_line`. Once `wait_at` bytes are
+/// sent it stops and waits (up to `WAIT`) for the close a bounded server answers with, so a
+/// loaded machine does not let the sender run past the bound before the answer is read.
+fn never_ending_line(
+    port: u16,
+    prefix: &[u8],
+    filler: u8,
+    wait_at: usize,
+) -> (String, bool, usize) {
     const STEP_BYTES: usize = 256;
     const GIVE_UP_BYTES: usize = 1024 * 1024;
     let mut raw = Raw::connect(port);
@@ -248,16 +254,20 @@ fn never_ending_line(port: u16, prefix: &[u8], filler: u8) -> (String, bool, usi
         // at the limit gets the whole megabyte quickly.
         let chunk = if sent < 16 * 1024 { &step } else { &big };
         if raw.stream.write_all(chunk).is_err() {
-            let (rest, _) = raw.read_until_quiet(QUIET);
+            let (rest, _) = raw.read_until_close_within(WAIT);
             out.extend_from_slice(&rest);
             return (String::from_utf8_lossy(&out).into_owned(), true, sent);
         }
         sent += chunk.len();
-        let (rest, closed) = raw.read_until_quiet(Duration::from_millis(20));
+        let (rest, closed) = if sent >= wait_at && sent - chunk.len() < wait_at {
+            raw.read_until_close_within(WAIT)
+        } else {
+            raw.read_until_quiet(Duration::from_millis(20))
+        };
         out.extend_from_slice(&rest);
         if closed || !out.is_empty() {
             if !closed {
-                let (rest, now_closed) = raw.read_until_quiet(QUIET);
+                let (rest, now_closed) = raw.read_until_close_within(WAIT);
                 out.extend_from_slice(&rest);
                 return (String::from_utf8_lossy(&out).into_owned(), now_closed, sent);
             }
@@ -283,8 +293,8 @@ fn control_line_that_never_ends_is_cut_at_the_limit() {
     ];
     for prefix in prefixes {
         let name = String::from_utf8_lossy(prefix).into_owned();
-        let expected = never_ending_line(reference.port, prefix, b'a');
-        let got = never_ending_line(ours.port, prefix, b'a');
+        let expected = never_ending_line(reference.port, prefix, b'a', 8 * 1024);
+        let got = never_ending_line(ours.port, prefix, b'a', 8 * 1024);
         assert_eq!(
             (expected.0.as_str(), expected.1),
             ("-ERR 'maximum control line exceeded'\r\n", true),
@@ -295,8 +305,7 @@ fn control_line_that_never_ends_is_cut_at_the_limit() {
             (expected.0.as_str(), expected.1),
             "natsring, {name:?}"
         );
-        // Cut near the limit (the steps are 256 bytes; a slow machine may let a few more
-        // through before the answer is seen), not after a megabyte.
+        // Cut near the limit (the sender waits for the close at 8 KiB), not after a megabyte.
         assert!(
             got.2 <= 16 * 1024,
             "natsring cut {name:?} only after {} bytes",
@@ -319,14 +328,14 @@ fn endless_bytes_nats_server_skips_are_bounded_too() {
         (&b"PONG"[..], b'\t'),
     ] {
         let name = String::from_utf8_lossy(prefix).into_owned();
-        let (out, closed, sent) = never_ending_line(reference.port, prefix, filler);
+        let (out, closed, sent) = never_ending_line(reference.port, prefix, filler, usize::MAX);
         assert_eq!(
             (out.as_str(), closed),
             ("", false),
             "nats-server keeps {name:?} open"
         );
         assert!(sent >= 1024 * 1024);
-        let (out, closed, sent) = never_ending_line(ours.port, prefix, filler);
+        let (out, closed, sent) = never_ending_line(ours.port, prefix, filler, 8 * 1024);
         assert_eq!(
             (out.as_str(), closed),
             ("-ERR 'maximum control line exceeded'\r\n", true),

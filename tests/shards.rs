@@ -193,7 +193,7 @@ fn unsubscribe_takes_effect_everywhere_after_its_pong() {
 fn auto_unsubscribe_limit_reached_by_several_shards() {
     let server = server(4);
     let mut subscriber = raw_on(&server, 0);
-    subscriber.send(b"SUB limited 1\r\nUNSUB 1 100\r\nPING\r\n");
+    subscriber.send(b"SUB limited 1\r\nUNSUB 1 100\r\nSUB limited.end 2\r\nPING\r\n");
     subscriber.read_until(b"PONG\r\n", WAIT);
     let publishers: Vec<_> = (0..4).map(|shard| raw_on(&server, shard)).collect();
     let threads: Vec<_> = publishers
@@ -201,7 +201,8 @@ fn auto_unsubscribe_limit_reached_by_several_shards() {
         .map(|mut publisher| {
             std::thread::spawn(move || {
                 publisher.send(&b"PUB limited 2\r\nhi\r\n".repeat(100));
-                publisher.send(b"PING\r\n");
+                // Per-publisher order: once its marker is in, its messages are too.
+                publisher.send(b"PUB limited.end 0\r\n\r\nPING\r\n");
                 publisher.read_until(b"PONG\r\n", WAIT);
             })
         })
@@ -209,8 +210,19 @@ fn auto_unsubscribe_limit_reached_by_several_shards() {
     for thread in threads {
         thread.join().unwrap();
     }
-    let (got, closed) = subscriber.read_until_quiet(Duration::from_millis(500));
-    assert!(!closed);
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while got
+        .windows(19)
+        .filter(|w| *w == b"MSG limited.end 2 0")
+        .count()
+        < 4
+    {
+        assert!(std::time::Instant::now() < deadline, "four markers arrive");
+        let (chunk, closed) = subscriber.read_until_quiet(Duration::from_millis(50));
+        assert!(!closed);
+        got.extend_from_slice(&chunk);
+    }
     let delivered = got
         .windows(16)
         .filter(|window| *window == b"MSG limited 1 2\r")
@@ -373,14 +385,30 @@ fn visibility_rule_with_raw_ping_pong() {
     }
     // Nothing published after an UNSUB's PONG arrived.
     subscriber.send(b"PING\r\n");
-    let (rest, _) = subscriber.read_until_quiet(Duration::from_millis(300));
+    let rest = subscriber.read_until(b"PONG\r\n", WAIT);
     assert_eq!(String::from_utf8_lossy(&rest), "PONG\r\n");
 }
 
-/// Counts `MSG ` frames read from `raw` until `total` arrived across `raws` or nothing comes.
-fn count_msgs(raw: &mut common::Raw) -> usize {
-    let (bytes, _) = raw.read_until_quiet(Duration::from_millis(700));
-    bytes.windows(4).filter(|w| w == b"MSG ").count()
+/// Reads from `first` and `second` until `total` `MSG` frames have arrived between them
+/// (bounded by `WAIT`), then settles each (a PING answered: what was on its way to it has
+/// come, so a doubled message is counted). Returns the count of each.
+fn count_msgs(first: &mut common::Raw, second: &mut common::Raw, total: usize) -> (usize, usize) {
+    let count = |bytes: &[u8]| bytes.windows(4).filter(|w| w == b"MSG ").count();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let deadline = std::time::Instant::now() + WAIT;
+    while count(&a) + count(&b) < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} + {} of {total} arrived",
+            count(&a),
+            count(&b)
+        );
+        a.extend_from_slice(&first.read_until_quiet(Duration::from_millis(20)).0);
+        b.extend_from_slice(&second.read_until_quiet(Duration::from_millis(20)).0);
+    }
+    a.extend_from_slice(&first.settle(WAIT).0);
+    b.extend_from_slice(&second.settle(WAIT).0);
+    (count(&a), count(&b))
 }
 
 /// A queue-group member on another shard that leaves while messages chosen for it are in
@@ -399,8 +427,7 @@ fn queue_messages_for_a_member_that_left_go_to_another_member() {
         staying.read_until(b"PONG\r\n", WAIT);
         let burst = format!("PUB q.{round} 1\r\nx\r\n").repeat(1000);
         publisher.send(burst.as_bytes());
-        let left = count_msgs(&mut leaving);
-        let stayed = count_msgs(&mut staying);
+        let (left, stayed) = count_msgs(&mut leaving, &mut staying, 1000);
         assert_eq!(left, 5, "round {round}: the leaving member got its 5");
         assert_eq!(
             left + stayed,
@@ -435,13 +462,12 @@ fn slow_subscriber_paces_a_publisher_on_another_shard() {
         }
         writer.write_all(b"PING\r\n").unwrap();
     });
-    let expected =
-        48 * 64 * (frame.len() - "PUB slow 16384\r\n".len() + "MSG slow 1 16384\r\n".len());
-    // At most ~16 MB/s. A keepalive PING from the server may add a few bytes.
-    let got = subscriber.read_slowly(expected, Duration::from_millis(1));
+    let expected = 48 * 64;
+    // At most ~16 MB/s.
+    let got = subscriber.read_messages_slowly(expected, Duration::from_millis(1));
     assert!(
-        got >= expected,
-        "subscriber closed after {got} of {expected} bytes: {:?}",
+        got == expected,
+        "subscriber closed after {got} of {expected} messages: {:?}",
         server.handle().stats()
     );
     sender.join().unwrap();

@@ -206,23 +206,36 @@ impl Raw {
         abort(self.stream);
     }
 
-    /// Reads `expected` bytes in 16 KiB reads with `pause` after each (a slow subscriber).
-    /// Returns how many arrived: fewer when the server closed the connection first.
-    pub fn read_slowly(&mut self, expected: usize, pause: Duration) -> usize {
-        let mut got = 0usize;
+    /// A slow subscriber: reads in 16 KiB reads with `pause` after each until `expected` MSG
+    /// frames have arrived or the server closes. Keepalive `PING`s from the server (the first
+    /// comes about 2 s after connect, so a long or loaded run sees them) are answered and not
+    /// counted; anything else than MSG or PING fails the test. Returns the MSG frames read.
+    pub fn read_messages_slowly(&mut self, expected: usize, pause: Duration) -> usize {
+        let mut messages = 0usize;
+        let mut pending: Vec<u8> = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
         self.stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        while got < expected {
+        while messages < expected {
             let n = self.stream.read(&mut buf).expect("reader keeps receiving");
             if n == 0 {
                 break;
             }
-            got += n;
+            pending.extend_from_slice(&buf[..n]);
+            let mut at = 0;
+            while let Some(end) = frame_end(&pending[at..]) {
+                if pending[at..].starts_with(b"PING\r\n") {
+                    self.send(b"PONG\r\n");
+                } else {
+                    messages += 1;
+                }
+                at += end;
+            }
+            pending.drain(..at);
             std::thread::sleep(pause);
         }
-        got
+        messages
     }
 
     /// Reads until the peer closes or nothing arrives for `quiet`. Returns the bytes and whether
@@ -274,6 +287,67 @@ impl Raw {
             }
         }
         (out, false)
+    }
+
+    /// Ends an exchange on an event instead of a quiet period: sends `PING` and reads until
+    /// its `PONG` (the server answers in order, so it is done with everything sent before)
+    /// or until the server closes. Returns what was read, without that last `PONG`, and
+    /// whether the server closed. Panics if neither happens within `timeout`.
+    pub fn settle(&mut self, timeout: Duration) -> (Vec<u8>, bool) {
+        if self.stream.write_all(b"PING\r\n").is_err() {
+            return (self.read_until_closed(timeout), true);
+        }
+        let (mut out, closed) = self.read_until_or_close(b"PONG\r\n", timeout);
+        if !closed {
+            let at = out
+                .windows(6)
+                .rposition(|w| w == b"PONG\r\n")
+                .expect("read until PONG");
+            out.drain(at..at + 6);
+        }
+        (out, closed)
+    }
+
+    /// `settle` after an exchange whose last bytes sent were `last`: when they end in a PING
+    /// line, its PONG is read first (settling would take it for its own).
+    pub fn settle_after(&mut self, last: &[u8], timeout: Duration) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        if ends_with_ping(last) {
+            let (got, closed) = self.read_until_or_close(b"PONG\r\n", timeout);
+            out.extend_from_slice(&got);
+            if closed {
+                return (out, true);
+            }
+        }
+        let (rest, closed) = self.settle(timeout);
+        out.extend_from_slice(&rest);
+        (out, closed)
+    }
+
+    /// Reads until the server closes the connection (end of file or reset); panics if it has
+    /// not within `timeout`. Returns everything read.
+    pub fn read_until_closed(&mut self, timeout: Duration) -> Vec<u8> {
+        let (out, closed) = self.read_until_close_within(timeout);
+        assert!(
+            closed,
+            "not closed within {timeout:?}; got {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out
+    }
+
+    /// Reads until the server closes the connection or `timeout` passes. Returns everything
+    /// read and whether it closed.
+    pub fn read_until_close_within(&mut self, timeout: Duration) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        loop {
+            let (chunk, closed) = self.read_until_quiet(Duration::from_millis(50));
+            out.extend_from_slice(&chunk);
+            if closed || Instant::now() >= deadline {
+                return (out, closed);
+            }
+        }
     }
 
     /// Reads until `needle` has arrived (or panics after `timeout`, or if the server closes).
@@ -407,6 +481,30 @@ pub fn assert_serves_connection(raw: &mut Raw) {
     );
 }
 
+/// The length of the first whole frame of `bytes` (a `MSG` with its payload, or a `PING`), or
+/// None while it is incomplete. Panics on anything else.
+fn frame_end(bytes: &[u8]) -> Option<usize> {
+    let line_end = bytes.windows(2).position(|w| w == b"\r\n")? + 2;
+    let line = &bytes[..line_end];
+    if line == b"PING\r\n" {
+        return Some(line_end);
+    }
+    assert!(
+        line.starts_with(b"MSG "),
+        "expected MSG or PING, got {:?}",
+        String::from_utf8_lossy(line)
+    );
+    let size: usize = std::str::from_utf8(&line[..line_end - 2])
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let end = line_end + size + 2;
+    (bytes.len() >= end).then_some(end)
+}
+
 /// The text of `bytes` without the keepalive `PING` lines a server sends on its own (the
 /// first one comes about 2 s after CONNECT, so a slow machine may see it mid-exchange).
 pub fn without_server_pings(bytes: Vec<u8>) -> String {
@@ -414,4 +512,28 @@ pub fn without_server_pings(bytes: Vec<u8>) -> String {
         .split_inclusive("\r\n")
         .filter(|line| *line != "PING\r\n")
         .collect()
+}
+
+/// `bytes` without the keepalive `PING` lines a server sends on its own, as bytes.
+pub fn without_server_pings_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if line != b"PING\r\n" {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+/// Whether the last line of `bytes` is a PING (any case, anything after it: both servers
+/// answer `PING junk` too), so the step waits for its PONG.
+pub fn ends_with_ping(bytes: &[u8]) -> bool {
+    let Some(body) = bytes.strip_suffix(b"\r\n") else {
+        return false;
+    };
+    let line = match body.iter().rposition(|&b| b == b'\n') {
+        Some(at) => &body[at + 1..],
+        None => body,
+    };
+    line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"PING")
 }
