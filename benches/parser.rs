@@ -26,7 +26,7 @@ use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
 use memchr::memchr;
 use natsring::proto::writer;
-use natsring::proto::{Op, Parser, Step};
+use natsring::proto::{Message, Op, Parser, Step};
 
 fn main() {
     divan::main();
@@ -84,7 +84,7 @@ fn parse_all(parser: &Parser, stream: &[u8]) -> usize {
     while !rest.is_empty() {
         match parser.parse(rest) {
             Step::Op(op, consumed) => {
-                if let Op::Pub { payload, .. } = black_box(op) {
+                if let Op::Pub(Message { payload, .. }) = black_box(op) {
                     black_box(payload);
                     pubs += 1;
                 }

@@ -10,11 +10,11 @@ pub mod config;
 pub mod limits;
 pub mod log;
 pub mod proto;
-pub mod route;
 mod server;
 mod shard;
 pub mod stats;
 pub mod sublist;
+pub mod xshard;
 
 pub use config::Options;
 pub use server::{Server, ServerHandle, ADVERTISED_VERSION};

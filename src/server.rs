@@ -14,9 +14,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Options;
 use crate::limits;
 use crate::proto::json::{server_id, Info};
-use crate::shard::{link, Incoming, Outgoing, Shard, ShardSetup, Shared};
+use crate::shard::{Shard, ShardSetup, Shared};
 use crate::stats::ShardStats;
 use crate::sublist::Sublist;
+use crate::xshard::link::{link, Incoming, Outgoing};
+use crate::xshard::ShardId;
 
 /// The protocol version natsring advertises in INFO. Clients gate features on it, so it is a
 /// nats-server 2.x semver, not our crate version.
@@ -111,7 +113,7 @@ impl Server {
         let mut go = Vec::with_capacity(shard_count);
         for (index, (listener, reader)) in listeners.into_iter().zip(readers).enumerate() {
             let setup = ShardSetup {
-                index: index as u16,
+                index: ShardId(index as u16),
                 listener,
                 wake_fd: Arc::new(OwnedFd::from(reader)),
                 shared: Arc::clone(&shared),
@@ -253,9 +255,9 @@ impl Drop for ServerHandle {
     }
 }
 
-/// The links between every ordered pair of shards: `result[i]` holds, for every other shard j
-/// in order, (the link i -> j, the link j -> i).
-fn peer_links(count: usize) -> Vec<Vec<(Outgoing, Incoming)>> {
+/// The links between every ordered pair of shards: `result[i][j]` holds (the link i -> j, the
+/// link j -> i), None for j = i.
+fn peer_links(count: usize) -> Vec<Vec<Option<(Outgoing, Incoming)>>> {
     let mut outgoing: Vec<Vec<Option<Outgoing>>> = (0..count)
         .map(|_| (0..count).map(|_| None).collect())
         .collect();
@@ -277,7 +279,7 @@ fn peer_links(count: usize) -> Vec<Vec<(Outgoing, Incoming)>> {
         .map(|(outs, incs)| {
             outs.into_iter()
                 .zip(incs)
-                .filter_map(|(out, inc)| Some((out?, inc?)))
+                .map(|(out, inc)| Some((out?, inc?)))
                 .collect()
         })
         .collect()

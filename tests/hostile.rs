@@ -265,6 +265,8 @@ fn never_ending_line(
             raw.read_until_quiet(Duration::from_millis(20))
         };
         out.extend_from_slice(&rest);
+        // A keepalive PING (the first comes about 2 s after connect) is not an answer.
+        out = without_server_pings_bytes(out);
         if closed || !out.is_empty() {
             if !closed {
                 let (rest, now_closed) = raw.read_until_close_within(WAIT);

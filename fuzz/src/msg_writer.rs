@@ -40,9 +40,10 @@
 //! fields.
 
 use natsring::proto::writer::{msg_len, write_hmsg, write_msg, write_u64, MsgTemplate};
-use natsring::route::frame::{
-    decode, encode, encode_one_target, encoded_len, one_target_len, Decoded, Frame, Parts,
-    QueueRoute, Target,
+use natsring::proto::Message as Parts;
+use natsring::xshard::frame::{
+    decode, encode, encode_one_target, encoded_len, one_target_len, Decoded, Frame, QueueRoute,
+    Target,
 };
 
 use crate::Cursor;
@@ -66,7 +67,7 @@ fn check_one_target(parts: &Parts<'_>, target: Option<Target>) {
     encode_one_target(&mut frame, parts, target);
     match decode(&frame) {
         Some(Decoded::One {
-            parts: decoded,
+            message: decoded,
             target: decoded_target,
         }) => {
             assert_eq!(decoded, *parts, "one-target parts");
@@ -162,7 +163,7 @@ pub fn check(data: &[u8]) {
         let mut frame = vec![0u8; encoded_len(&parts, targets.len(), route)];
         encode(&mut frame, &parts, &targets, route);
         let decoded = Frame::decode(&frame).expect("an encoded frame decodes");
-        assert_eq!(decoded.parts, parts, "frame parts");
+        assert_eq!(decoded.message, parts, "frame parts");
         assert_eq!(decoded.route, route, "frame route");
         assert!(
             decoded.targets().eq(targets.iter().copied()),
@@ -178,12 +179,12 @@ pub fn check(data: &[u8]) {
         longer.push(0);
         assert!(Frame::decode(&longer).is_none(), "frame + 1 byte decodes");
         assert!(
-            matches!(decode(&frame), Some(Decoded::Full(full)) if full.parts == parts),
+            matches!(decode(&frame), Some(Decoded::Full(full)) if full.message == parts),
             "a full frame decodes as one"
         );
         check_one_target(&parts, targets.first().copied());
 
-        let parts = decoded.parts;
+        let parts = decoded.message;
         check_written(
             &mut stream,
             &mut template,

@@ -26,8 +26,7 @@
 //! (whose line is complete) may parse. The split run may end with that error exactly when the
 //! pending bytes are in such a state ([`unbuffered_state`]); events before it must still match.
 
-use natsring::proto::parser::PubParts;
-use natsring::proto::{Op, Parser, ServerError, Step};
+use natsring::proto::{Message, Op, Parser, ServerError, Step};
 
 use crate::Cursor;
 
@@ -68,7 +67,6 @@ pub enum OwnedOp {
     Ping,
     Pong,
     Ok,
-    Err,
     Info,
 }
 
@@ -77,21 +75,22 @@ impl From<&Op<'_>> for OwnedOp {
         let owned = |bytes: &[u8]| bytes.to_vec();
         match *op {
             Op::Connect { json } => OwnedOp::Connect { json: owned(json) },
-            Op::Pub {
+            Op::Pub(Message {
                 subject,
                 reply,
+                headers: None,
                 payload,
-            } => OwnedOp::Pub {
+            }) => OwnedOp::Pub {
                 subject: owned(subject),
                 reply: reply.map(owned),
                 payload: owned(payload),
             },
-            Op::Hpub {
+            Op::Pub(Message {
                 subject,
                 reply,
-                headers,
+                headers: Some(headers),
                 payload,
-            } => OwnedOp::Hpub {
+            }) => OwnedOp::Hpub {
                 subject: owned(subject),
                 reply: reply.map(owned),
                 headers: owned(headers),
@@ -113,7 +112,6 @@ impl From<&Op<'_>> for OwnedOp {
             Op::Ping => OwnedOp::Ping,
             Op::Pong => OwnedOp::Pong,
             Op::Ok => OwnedOp::Ok,
-            Op::Err => OwnedOp::Err,
             Op::Info => OwnedOp::Info,
         }
     }
@@ -298,23 +296,13 @@ fn step(parser: &Parser, input: &[u8]) -> Result<Option<Event>, ServerError> {
 fn check_fast_pub(parser: &Parser, input: &[u8], step: &Step<'_>) {
     let fast = parser.parse_pub(input);
     let expected = match *step {
-        Step::Op(
-            Op::Pub {
-                subject,
-                reply,
-                payload,
-            },
-            used,
-        ) => Some(PubParts {
-            subject,
-            reply,
-            payload,
-            used,
-        }),
+        Step::Op(Op::Pub(message @ Message { headers: None, .. }), used) => Some((message, used)),
         _ => None,
     };
-    let same_slices = |a: &PubParts<'_>, b: &PubParts<'_>| {
+    let same_slices = |a: &(Message<'_>, usize), b: &(Message<'_>, usize)| {
+        let ((a, a_used), (b, b_used)) = (a, b);
         a == b
+            && a_used == b_used
             && a.subject.as_ptr() == b.subject.as_ptr()
             && a.payload.as_ptr() == b.payload.as_ptr()
             && a.reply.map(<[u8]>::as_ptr) == b.reply.map(<[u8]>::as_ptr)
@@ -335,7 +323,7 @@ fn check_fast_pub(parser: &Parser, input: &[u8], step: &Step<'_>) {
 /// True when the `PUB` that `parse` found in `input` is written the common way: the op name,
 /// one space before each argument, the size in plain decimal, `\r\n`, no CR or LF inside an
 /// argument.
-fn is_canonical_pub(input: &[u8], found: &PubParts<'_>) -> bool {
+fn is_canonical_pub(input: &[u8], (found, used): &(Message<'_>, usize)) -> bool {
     let mut canonical = input[..3].to_vec();
     for argument in [Some(found.subject), found.reply].into_iter().flatten() {
         if argument.contains(&b'\r') || argument.contains(&b'\n') {
@@ -349,7 +337,7 @@ fn is_canonical_pub(input: &[u8], found: &PubParts<'_>) -> bool {
     canonical.extend_from_slice(b"\r\n");
     canonical.extend_from_slice(found.payload);
     canonical.extend_from_slice(b"\r\n");
-    input[..found.used] == canonical[..]
+    input[..*used] == canonical[..]
 }
 
 /// True when `pending` (an incomplete op) is in a state nats-server keeps no bytes for: a whole

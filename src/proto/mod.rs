@@ -7,8 +7,10 @@
 
 pub mod error;
 pub mod json;
+pub mod message;
 pub mod parser;
 pub mod writer;
 
 pub use error::{CloseReason, ServerError};
+pub use message::Message;
 pub use parser::{Op, Parser, Step};

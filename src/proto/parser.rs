@@ -47,6 +47,7 @@
 use memchr::memchr;
 
 use super::error::ServerError;
+use super::message::Message;
 
 /// Longest size argument nats-server accepts (`parseSize`: 9 digits, "999M").
 const SIZE_DIGITS_MAX: usize = 9;
@@ -72,18 +73,9 @@ pub enum Op<'a> {
     Connect {
         json: &'a [u8],
     },
-    Pub {
-        subject: &'a [u8],
-        reply: Option<&'a [u8]>,
-        payload: &'a [u8],
-    },
-    /// `headers` are the first `#hdr` bytes of the body, `payload` the rest.
-    Hpub {
-        subject: &'a [u8],
-        reply: Option<&'a [u8]>,
-        headers: &'a [u8],
-        payload: &'a [u8],
-    },
+    /// `PUB` (`headers` None) or `HPUB` (`headers` Some: the first `#hdr` bytes of the body,
+    /// `payload` the rest).
+    Pub(Message<'a>),
     Sub {
         subject: &'a [u8],
         queue: Option<&'a [u8]>,
@@ -97,24 +89,13 @@ pub enum Op<'a> {
     },
     Ping,
     Pong,
-    /// `+OK` from a client: ignored by nats-server.
+    /// `+OK` from a client: ignored by nats-server. (A `-ERR` from a client is no op:
+    /// nats-server closes the connection, "Parse Error", so `parse` returns
+    /// `Step::Error(ServerError::ClientError)`.)
     Ok,
-    /// `-ERR` from a client. Never returned by `parse`: nats-server closes the connection
-    /// ("Parse Error", no reply), so `parse` returns `Step::Error(ServerError::ClientError)`.
-    Err,
     /// `INFO` from a client whose JSON decodes as nats-server's `Info`: ignored. Bad JSON is
     /// `Step::Error(ServerError::ParseError)`, as nats-server closes on it.
     Info,
-}
-
-/// A whole `PUB` found by [`Parser::parse_pub`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PubParts<'a> {
-    pub subject: &'a [u8],
-    pub reply: Option<&'a [u8]>,
-    pub payload: &'a [u8],
-    /// Bytes of the input the operation took.
-    pub used: usize,
 }
 
 /// What one call to [`Parser::parse`] found.
@@ -151,13 +132,13 @@ impl Parser {
     }
 
     /// The common case on its own: a whole, valid `PUB` at the start of `input` as
-    /// (subject, reply, payload, bytes used). None for anything else, which [`Parser::parse`]
+    /// (message, bytes used). None for anything else, which [`Parser::parse`]
     /// then handles in full (it gives the same answer for every input this accepts).
     /// Returning the three slices directly, instead of a `Step`, lets them stay in registers
     /// when this is inlined into the receive loop: building and reading back the `Step` cost a
     /// stalled load per message.
     #[inline(always)]
-    pub fn parse_pub<'a>(&self, input: &'a [u8]) -> Option<PubParts<'a>> {
+    pub fn parse_pub<'a>(&self, input: &'a [u8]) -> Option<(Message<'a>, usize)> {
         let head = input.get(..4)?;
         if head[0] | 0x20 != b'p' || head[1] | 0x20 != b'u' || head[2] | 0x20 != b'b' {
             return None;
@@ -211,12 +192,13 @@ impl Parser {
         if input.get(end..end + PAYLOAD_TRAILER_BYTES)? != b"\r\n" {
             return None;
         }
-        Some(PubParts {
+        let message = Message {
             subject: &input[subject.0..subject.1],
             reply: reply.map(|(start, end)| &input[start..end]),
+            headers: None,
             payload: &input[body_start..end],
-            used: end + PAYLOAD_TRAILER_BYTES,
-        })
+        };
+        Some((message, end + PAYLOAD_TRAILER_BYTES))
     }
 
     /// Parses the first operation in `input` (which starts at an op boundary).
@@ -289,11 +271,12 @@ impl Parser {
         self.check_payload_size(size)?;
         let (payload, consumed) = body(input, body_start, size)?;
         Ok((
-            Op::Pub {
+            Op::Pub(Message {
+                headers: None,
                 subject,
                 reply,
                 payload,
-            },
+            }),
             consumed,
         ))
     }
@@ -321,12 +304,12 @@ impl Parser {
         let (body, consumed) = body(input, body_start, total_size)?;
         let (headers, payload) = body.split_at(headers_size);
         Ok((
-            Op::Hpub {
+            Op::Pub(Message {
                 subject,
                 reply,
-                headers,
+                headers: Some(headers),
                 payload,
-            },
+            }),
             consumed,
         ))
     }
@@ -338,11 +321,12 @@ impl Parser {
         let arg_start = self.arg_start(input, end_of_name, true)?;
         let (_, body_start) = self.control_line(input, arg_start)?;
         let (payload, consumed) = body(input, body_start, 0)?;
-        let op = Op::Pub {
+        let op = Op::Pub(Message {
+            headers: None,
             subject: b"",
             reply: None,
             payload,
-        };
+        });
         Ok((op, consumed))
     }
 
@@ -664,11 +648,12 @@ mod tests {
     }
 
     fn publish<'a>(subject: &'a [u8], reply: Option<&'a [u8]>, payload: &'a [u8]) -> Op<'a> {
-        Op::Pub {
+        Op::Pub(Message {
+            headers: None,
             subject,
             reply,
             payload,
-        }
+        })
     }
 
     fn sub<'a>(subject: &'a [u8], queue: Option<&'a [u8]>, sid: &'a [u8]) -> Op<'a> {
@@ -709,12 +694,12 @@ mod tests {
     fn zero_length_payloads() {
         assert_eq!(op(b"PUB foo 0\r\n\r\n"), (publish(b"foo", None, b""), 13));
         let hpub = with_headers().parse(b"HPUB foo 0 0\r\n\r\n");
-        let expected = Op::Hpub {
+        let expected = Op::Pub(Message {
             subject: b"foo",
             reply: None,
-            headers: b"",
+            headers: Some(b""),
             payload: b"",
-        };
+        });
         assert_eq!(hpub, Step::Op(expected, 16));
     }
 
@@ -737,7 +722,19 @@ mod tests {
         assert_eq!(op(b"+ok\r\n").0, Op::Ok);
         assert_eq!(op(b"info {}\r\n").0, Op::Info);
         let hpub = with_headers().parse(b"hPuB s 0 1\r\nx\r\n");
-        assert!(matches!(hpub, Step::Op(Op::Hpub { .. }, 15)), "{hpub:?}");
+        assert!(
+            matches!(
+                hpub,
+                Step::Op(
+                    Op::Pub(Message {
+                        headers: Some(_),
+                        ..
+                    }),
+                    15
+                )
+            ),
+            "{hpub:?}"
+        );
     }
 
     #[test]
@@ -951,26 +948,28 @@ mod tests {
     fn hpub_sizes() {
         let p = with_headers();
         let input = b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
-        let expected = Op::Hpub {
+        let expected = Op::Pub(Message {
             subject: b"foo",
             reply: None,
-            headers: b"NATS/1.0\r\n\r\n",
+            headers: Some(b"NATS/1.0\r\n\r\n"),
             payload: b"hi",
-        };
+        });
         assert_eq!(p.parse(input), Step::Op(expected, input.len()));
         let input = b"HPUB foo r 12 12\r\nNATS/1.0\r\n\r\n\r\n";
-        let expected = Op::Hpub {
+        let expected = Op::Pub(Message {
             subject: b"foo",
             reply: Some(b"r"),
-            headers: b"NATS/1.0\r\n\r\n",
+            headers: Some(b"NATS/1.0\r\n\r\n"),
             payload: b"",
-        };
+        });
         assert_eq!(p.parse(input), Step::Op(expected, input.len()));
         // Header size 0 is accepted, as by nats-server.
         let Step::Op(
-            Op::Hpub {
-                headers, payload, ..
-            },
+            Op::Pub(Message {
+                headers: Some(headers),
+                payload,
+                ..
+            }),
             _,
         ) = p.parse(b"HPUB foo 0 2\r\nab\r\n")
         else {
@@ -1063,7 +1062,10 @@ mod tests {
         let mut input = b"PUB a 100\r\n".to_vec();
         input.extend_from_slice(&[b'x'; 100]);
         input.extend_from_slice(b"\r\n");
-        assert!(matches!(p.parse(&input), Step::Op(Op::Pub { .. }, 113)));
+        assert!(matches!(
+            p.parse(&input),
+            Step::Op(Op::Pub(Message { .. }), 113)
+        ));
         // Checked as soon as the line is in, before any payload.
         assert_eq!(pending(&p, b"PUB a 100\r\n"), Some(113));
         assert_eq!(error(&p, b"PUB a 101\r\n"), ServerError::MaxPayload);
@@ -1334,17 +1336,18 @@ mod tests {
         let op = match op {
             GenOp::Ping => Op::Ping,
             GenOp::Pong => Op::Pong,
-            GenOp::Pub(subject, reply, payload) => Op::Pub {
+            GenOp::Pub(subject, reply, payload) => Op::Pub(Message {
+                headers: None,
                 subject,
                 reply: reply.as_deref(),
                 payload,
-            },
-            GenOp::Hpub(subject, reply, headers, payload) => Op::Hpub {
+            }),
+            GenOp::Hpub(subject, reply, headers, payload) => Op::Pub(Message {
                 subject,
                 reply: reply.as_deref(),
-                headers,
+                headers: Some(headers),
                 payload,
-            },
+            }),
             GenOp::Sub(subject, queue, sid) => Op::Sub {
                 subject,
                 queue: queue.as_deref(),
@@ -1400,9 +1403,8 @@ mod tests {
                 (&stream[..cut.index(stream.len() + 1)], false),
                 (&garbage[..], false),
             ] {
-                if let Some(parts) = p.parse_pub(input) {
-                    let want = Op::Pub { subject: parts.subject, reply: parts.reply, payload: parts.payload };
-                    prop_assert_eq!(p.parse(input), Step::Op(want, parts.used));
+                if let Some((message, used)) = p.parse_pub(input) {
+                    prop_assert_eq!(p.parse(input), Step::Op(Op::Pub(message), used));
                 } else if first_op_whole && canonical_pub {
                     prop_assert!(false, "a canonical PUB took the long way");
                 }
@@ -1437,16 +1439,11 @@ mod tests {
                     for tail in [&b""[..], b"\r\n", b"x\r\n", b"\r\nPING\r\n"] {
                         let mut whole = input.clone();
                         whole.extend_from_slice(tail);
-                        if let Some(parts) = parser.parse_pub(&whole) {
+                        if let Some((message, used)) = parser.parse_pub(&whole) {
                             taken += 1;
-                            let want = Op::Pub {
-                                subject: parts.subject,
-                                reply: parts.reply,
-                                payload: parts.payload,
-                            };
                             assert_eq!(
                                 parser.parse(&whole),
-                                Step::Op(want, parts.used),
+                                Step::Op(Op::Pub(message), used),
                                 "{whole:?}"
                             );
                         }

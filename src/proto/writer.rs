@@ -147,6 +147,21 @@ fn write_routing(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[
     }
 }
 
+/// The server's keepalive.
+pub const PING: &[u8] = b"PING\r\n";
+/// The answer to a client's PING.
+pub const PONG: &[u8] = b"PONG\r\n";
+/// The acknowledgement of verbose mode.
+pub const OK: &[u8] = b"+OK\r\n";
+
+/// Appends the header block of the no-responders status a requester gets when nobody received
+/// its request to `subject` (nats-server's `NATS/1.0 503` with `Nats-Subject`).
+pub fn write_no_responders_headers(out: &mut Vec<u8>, subject: &[u8]) {
+    out.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+    out.extend_from_slice(subject);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
 /// Appends the error's `-ERR` line, if it has one.
 pub fn write_err(out: &mut Vec<u8>, err: &ServerError) {
     if let Some(wire) = err.wire() {

@@ -1,42 +1,16 @@
 //! What a shard does with the bytes a client sent: parse in place (carrying only a trailing
-//! partial operation), act on each operation, and deliver messages to matching subscribers.
-//!
-//! Delivery writes `MSG`/`HMSG` into each subscriber's pending outbound and marks it dirty; the
-//! loop sends once per dirty connection after the whole batch of completions.
-
-use std::rc::Rc;
+//! partial operation), and act on each client operation (CONNECT, SUB, UNSUB, PING, PONG; a
+//! PUB goes to `deliver`). The client protocol's session: nothing here knows other shards.
 
 use memchr::memchr;
 
-use super::conn::{ConnState, PauseCause, Subscription};
+use super::conn::Subscription;
 use super::Shard;
 use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
-use crate::proto::writer::write_err;
-use crate::proto::{CloseReason, Op, ServerError, Step};
-use crate::route::frame::Target;
-use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
-
-const OK: &[u8] = b"+OK\r\n";
-const PONG: &[u8] = b"PONG\r\n";
-
-/// A message being routed: everything a subscriber's `MSG`/`HMSG` is made of. The same parts a
-/// cross-shard frame carries, so a frame is encoded from it and decoded back into it as is.
-pub(super) use crate::route::frame::Parts as Message;
-
-/// `-V`: logs a delivery as nats-server traces it, for the subscriber (`->> [MSG foo 1 2]`,
-/// then `->> MSG_PAYLOAD: ["..."]`). Called only when tracing is on.
-fn trace_delivery(conn: &super::conn::Conn, written: &[u8], payload: &[u8]) {
-    let line_end = memchr(b'\r', written).unwrap_or(written.len());
-    let line = String::from_utf8_lossy(&written[..line_end]);
-    crate::log_trace!("{} - cid:{} - ->> [{}]", conn.peer, conn.client_id, line);
-    crate::log_trace!(
-        "{} - cid:{} - ->> MSG_PAYLOAD: [{:?}]",
-        conn.peer,
-        conn.client_id,
-        String::from_utf8_lossy(payload)
-    );
-}
+use crate::proto::writer::{write_err, OK, PONG};
+use crate::proto::{Message, Op, ServerError, Step};
+use crate::sublist::SubHandle;
 
 impl Shard {
     /// Handles bytes received on `slot` (which is open). Completes a carried partial
@@ -114,23 +88,10 @@ impl Shard {
                 // publisher routes nothing more until it resumes. The caller keeps it.
                 return input.len();
             }
-            if let Some(parts) = conn.parser.parse_pub(input) {
-                input = &input[parts.used..];
-                let message = Message {
-                    subject: parts.subject,
-                    reply: parts.reply,
-                    headers: None,
-                    payload: parts.payload,
-                };
+            if let Some((message, used)) = conn.parser.parse_pub(input) {
+                input = &input[used..];
                 if crate::log::enabled_trace() {
-                    self.trace_op(
-                        slot,
-                        &Op::Pub {
-                            subject: message.subject,
-                            reply: message.reply,
-                            payload: message.payload,
-                        },
-                    );
+                    self.trace_op(slot, &Op::Pub(message));
                 }
                 self.on_pub(slot, message);
                 continue;
@@ -156,12 +117,14 @@ impl Shard {
     }
 
     /// Sends the error's `-ERR` (if it has one) and closes when nats-server would.
-    fn protocol_error(&mut self, slot: u32, err: &ServerError) {
+    pub(super) fn protocol_error(&mut self, slot: u32, err: &ServerError) {
         if err.closes() {
             // Output already queued (and the -ERR, if any) is flushed before the close.
             self.send_error_and_drain(slot, err);
         } else {
-            write_err(&mut self.conns[slot as usize].out.pending, err);
+            self.conns[slot as usize]
+                .out
+                .append_with(|out| write_err(out, err));
             self.mark_dirty(slot);
         }
     }
@@ -171,35 +134,7 @@ impl Shard {
             self.trace_op(slot, &op);
         }
         match op {
-            Op::Pub {
-                subject,
-                reply,
-                payload,
-            } => self.on_pub(
-                slot,
-                Message {
-                    subject,
-                    reply,
-                    headers: None,
-                    payload,
-                },
-            ),
-            Op::Hpub {
-                subject,
-                reply,
-                headers,
-                payload,
-            } => self.on_pub(
-                slot,
-                Message {
-                    subject,
-                    reply,
-                    // nats-server keys HMSG on a header size above zero (`pa.hdr > 0`): an
-                    // `HPUB` with an empty header block is delivered as a plain MSG.
-                    headers: (!headers.is_empty()).then_some(headers),
-                    payload,
-                },
-            ),
+            Op::Pub(message) => self.on_pub(slot, message.without_empty_headers()),
             Op::Sub {
                 subject,
                 queue,
@@ -211,7 +146,7 @@ impl Shard {
                 self.conns[slot as usize].pings_outstanding = 0;
             }
             Op::Connect { json } => self.on_connect(slot, json),
-            Op::Ok | Op::Err | Op::Info => {}
+            Op::Ok | Op::Info => {}
         }
     }
 
@@ -224,11 +159,12 @@ impl Shard {
             |reply: &Option<&[u8]>| reply.map(|r| format!(" {}", text(r))).unwrap_or_default();
         let (line, payload) = match op {
             Op::Connect { json } => (format!("CONNECT {}", text(json)), None),
-            Op::Pub {
+            Op::Pub(Message {
                 subject,
                 reply,
+                headers: None,
                 payload,
-            } => (
+            }) => (
                 format!(
                     "PUB {}{} {}",
                     text(subject),
@@ -237,12 +173,12 @@ impl Shard {
                 ),
                 Some(*payload),
             ),
-            Op::Hpub {
+            Op::Pub(Message {
                 subject,
                 reply,
-                headers,
+                headers: Some(headers),
                 payload,
-            } => (
+            }) => (
                 format!(
                     "HPUB {}{} {} {}",
                     text(subject),
@@ -271,7 +207,6 @@ impl Shard {
             Op::Ping => ("PING".to_string(), None),
             Op::Pong => ("PONG".to_string(), None),
             Op::Ok => ("+OK".to_string(), None),
-            Op::Err => ("-ERR".to_string(), None),
             Op::Info => ("INFO".to_string(), None),
         };
         crate::log_trace!("{} - cid:{} - <<- [{}]", conn.peer, conn.client_id, line);
@@ -285,10 +220,10 @@ impl Shard {
         }
     }
 
-    fn reply_ok(&mut self, slot: u32) {
+    pub(super) fn reply_ok(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         if conn.options.verbose {
-            conn.out.pending.extend_from_slice(OK);
+            conn.out.append(OK);
             self.mark_dirty(slot);
         }
     }
@@ -313,7 +248,7 @@ impl Shard {
 
     fn on_ping(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
-        conn.out.pending.extend_from_slice(PONG);
+        conn.out.append(PONG);
         // The first PING after CONNECT from a protocol-1 client also gets the async INFO with
         // connect_info (nats-server does this so clients learn what CONNECT established).
         if conn.connected && !conn.sent_connect_info && conn.options.protocol >= 1 {
@@ -327,7 +262,7 @@ impl Shard {
                 .unwrap_or_default();
             info.connect_info = true;
             info.remote_account = Some("$G".to_string());
-            write_info(&mut conn.out.pending, &info);
+            conn.out.append_with(|out| write_info(out, &info));
         }
         self.mark_dirty(slot);
     }
@@ -350,7 +285,7 @@ impl Shard {
             queue,
         )) as u32;
         let handle = SubHandle {
-            shard: self.index,
+            shard: self.index.0,
             slot: sub_slot,
             generation,
         };
@@ -377,7 +312,7 @@ impl Shard {
     pub(super) fn remove_sub(&mut self, sub_slot: u32) {
         let sub = self.subs.remove(sub_slot as usize);
         let handle = SubHandle {
-            shard: self.index,
+            shard: self.index.0,
             slot: sub_slot,
             generation: sub.generation,
         };
@@ -403,7 +338,7 @@ impl Shard {
             .drain()
             .map(|sub_slot| (sub_slot, self.subs.remove(sub_slot as usize)))
             .collect();
-        let index = self.index;
+        let index = self.index.0;
         let count = self
             .shared
             .sublist
@@ -420,220 +355,5 @@ impl Shard {
             removed.len(),
             "every live subscription is in the table"
         );
-    }
-
-    fn on_pub(&mut self, slot: u32, message: Message<'_>) {
-        let total = message.payload.len() + message.headers.map_or(0, <[u8]>::len);
-        self.stats.in_msgs += 1;
-        self.stats.in_bytes += total as u64;
-        let conn = &mut self.conns[slot as usize];
-        conn.in_msgs += 1;
-        conn.in_bytes += total as u64;
-        if conn.options.pedantic && !valid_literal_subject(message.subject) {
-            // nats-server reports it and still acks and routes the message (a wildcard in a
-            // published subject is plain text, so it may still match a wildcard subscription).
-            self.protocol_error(slot, &ServerError::InvalidPublishSubject);
-        }
-        self.reply_ok(slot);
-
-        let matched: Rc<MatchResult> = self.cache.lookup(&self.shared.sublist, message.subject);
-        let mut delivered = false;
-        self.templates.reset(matched.plain.len() > 1);
-        match *matched.plain {
-            // The only subscription is on another shard (the cross-shard 1 → 1 stream): a
-            // one-target frame, without collecting targets per peer.
-            [handle] if handle.shard != self.index => {
-                delivered = true;
-                if self.send_to_one(handle, message) {
-                    let peer_index = super::remote::peer_index_of(self.index, handle.shard) as u16;
-                    self.pause(slot, PauseCause::Peer(peer_index));
-                }
-            }
-            _ => {
-                for &handle in &matched.plain {
-                    if handle.shard == self.index {
-                        delivered |= self.deliver(handle, Some(slot), message);
-                    } else {
-                        self.add_peer_target(handle);
-                    }
-                }
-            }
-        }
-        for group in &matched.queues {
-            let members = group.members.len();
-            if members == 0 {
-                continue;
-            }
-            // One member per group: start at a random member, take the first that can take it.
-            // A member on another shard gets a frame listing the group's members there; that
-            // shard gives it to one of them or passes it on (see `requeue`).
-            let start = (self.random() % members as u64) as usize;
-            for offset in 0..members {
-                let member = group.members[(start + offset) % members];
-                if member.shard != self.index {
-                    if self.send_queue_to_peer(message, group, member, 0) {
-                        let peer_index =
-                            super::remote::peer_index_of(self.index, member.shard) as u16;
-                        self.pause(slot, PauseCause::Peer(peer_index));
-                    }
-                    delivered = true;
-                    break;
-                }
-                if self.deliver(member, Some(slot), message) {
-                    delivered = true;
-                    break;
-                }
-            }
-        }
-        if !self.peers_with_targets.is_empty() {
-            delivered = true;
-            let mut peers = std::mem::take(&mut self.peers_with_targets);
-            for &peer_index in &peers {
-                if self.send_to_peer(peer_index as usize, message) {
-                    self.pause(slot, PauseCause::Peer(peer_index));
-                }
-            }
-            peers.clear();
-            self.peers_with_targets = peers;
-        }
-        if !delivered {
-            if let Some(reply) = message.reply {
-                self.send_no_responders(slot, message.subject, reply);
-            }
-        }
-    }
-
-    /// Notes a subscription on another shard as a target of the message being routed.
-    fn add_peer_target(&mut self, handle: SubHandle) {
-        let peer_index = super::remote::peer_index_of(self.index, handle.shard);
-        let peer = &mut self.peers[peer_index];
-        if peer.targets.is_empty() {
-            self.peers_with_targets.push(peer_index as u16);
-        }
-        peer.targets.push(Target {
-            slot: handle.slot,
-            generation: handle.generation,
-        });
-    }
-
-    /// A request nobody received: a publisher that asked for it gets a 503 status message on
-    /// its own subscription matching the reply subject.
-    fn send_no_responders(&mut self, slot: u32, subject: &[u8], reply: &[u8]) {
-        let conn = &self.conns[slot as usize];
-        if !conn.is_open() || !conn.options.no_responders || !conn.options.headers {
-            return;
-        }
-        let matched = self.cache.lookup(&self.shared.sublist, reply);
-        let own = matched.plain.iter().copied().find(|handle| {
-            self.subs
-                .get(handle.slot as usize)
-                .is_some_and(|sub| sub.generation == handle.generation && sub.conn_slot == slot)
-        });
-        let Some(handle) = own else { return };
-        let mut headers = std::mem::take(&mut self.scratch);
-        headers.clear();
-        headers.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
-        headers.extend_from_slice(subject);
-        headers.extend_from_slice(b"\r\n\r\n");
-        let message = Message {
-            subject: reply,
-            reply: None,
-            headers: Some(&headers),
-            payload: b"",
-        };
-        self.templates.reset(false);
-        self.deliver(handle, None, message);
-        self.scratch = headers;
-    }
-
-    /// Writes `message` to one subscription. `publisher` is the publishing connection's slot
-    /// when echo rules apply. The frame comes from `self.templates`, which the caller resets
-    /// before the first delivery of each message. Returns whether the subscriber took it.
-    pub(super) fn deliver(
-        &mut self,
-        handle: SubHandle,
-        publisher: Option<u32>,
-        message: Message<'_>,
-    ) -> bool {
-        debug_assert_eq!(
-            handle.shard, self.index,
-            "a subscription on another shard is delivered through its peer queue"
-        );
-        let Some(sub) = self.subs.get_mut(handle.slot as usize) else {
-            return false;
-        };
-        if sub.generation != handle.generation {
-            return false;
-        }
-        let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) else {
-            return false;
-        };
-        if conn.generation != sub.conn_generation || conn.state != ConnState::Open {
-            return false;
-        }
-        if !conn.options.echo && publisher == Some(sub.conn_slot) {
-            return false;
-        }
-        let before = conn.out.pending.len();
-        self.templates.write(
-            &mut conn.out.pending,
-            message,
-            sub.sid(),
-            conn.options.headers,
-        );
-        let written = conn.out.pending.len() - before;
-        if crate::log::enabled_trace() {
-            trace_delivery(conn, &conn.out.pending[before..], message.payload);
-        }
-        conn.out_msgs += 1;
-        conn.out_bytes += written as u64;
-        self.stats.out_msgs += 1;
-        self.stats.out_bytes += written as u64;
-        sub.delivered += 1;
-        let sub_done = sub.delivered >= sub.max;
-        let subscriber = sub.conn_slot;
-        let pending_bytes = conn.out.pending_bytes();
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(subscriber);
-        }
-        if sub_done {
-            self.remove_sub(handle.slot);
-        }
-        if pending_bytes as u64 > self.shared.options.max_pending {
-            self.slow_consumer(subscriber);
-        } else if pending_bytes > self.high_water_bytes {
-            let generation = self.conns[subscriber as usize].generation;
-            match publisher {
-                Some(publisher) if publisher != subscriber => {
-                    let until_ms = self.now_ms + limits::PUBLISHER_PAUSE_MS_MAX;
-                    self.pause(
-                        publisher,
-                        PauseCause::Subscriber {
-                            slot: subscriber,
-                            generation,
-                            until_ms,
-                        },
-                    );
-                }
-                Some(_) => {}
-                // From another shard: the queue it came through is held (see `drain_peers`).
-                None => self.over_high_water = Some((subscriber, generation)),
-            }
-        }
-        true
-    }
-
-    /// A subscriber over max_pending: nats-server sends no -ERR; it logs, counts and closes.
-    pub(super) fn slow_consumer(&mut self, slot: u32) {
-        let conn = &self.conns[slot as usize];
-        crate::log_notice!(
-            "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
-            conn.peer,
-            conn.client_id,
-            self.shared.options.max_pending
-        );
-        self.stats.slow_consumers += 1;
-        self.close(slot, CloseReason::SlowConsumerPendingBytes);
     }
 }

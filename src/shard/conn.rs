@@ -14,6 +14,7 @@ use slab::Slab;
 use crate::limits;
 use crate::proto::json::ConnectOptions;
 use crate::proto::{CloseReason, Parser};
+use crate::xshard::ShardId;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,36 +39,81 @@ pub enum RecvState {
     Cancelling,
 }
 
+/// A wait on a subscriber on this shard that is over its high-water mark: by a publisher
+/// here (`PauseCause::Subscriber`) or by a peer's queue (held, see `peers`). It ends when the
+/// subscriber drains under a quarter of the mark, goes away, or at `until_ms` (shard clock),
+/// `PUBLISHER_PAUSE_MS_MAX` after the wait began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberWait {
+    pub slot: u32,
+    pub generation: u32,
+    pub until_ms: u64,
+}
+
 /// Why a publisher's reading is paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseCause {
-    /// A subscriber on this shard (slot, generation) is over its high-water mark. The pause
-    /// ends when it drains, goes away, or at `until_ms` (shard clock), which is
-    /// `PUBLISHER_PAUSE_MS_MAX` after the pause began.
-    Subscriber {
-        slot: u32,
-        generation: u32,
-        until_ms: u64,
-    },
-    /// The queue to a peer shard (index in `Shard::peers`) is congested. The pause ends when it
-    /// drains (a peer always drains).
-    Peer(u16),
+    /// A subscriber on this shard is over its high-water mark.
+    Subscriber(SubscriberWait),
+    /// The queue to this peer shard is congested. The pause ends when it drains (a peer always
+    /// drains).
+    Peer(ShardId),
 }
 
-/// Two buffers: one the kernel may be sending from (frozen), one new output goes into.
+/// Where a message being delivered comes from: what echo and back-pressure depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Published by the connection in this slot: `echo` applies, and a subscriber it takes
+    /// over the high-water mark pauses it.
+    Local(u32),
+    /// From a peer shard's queue: a subscriber taken over the high-water mark holds that queue.
+    Peer(ShardId),
+    /// Made by the server (a no-responders status): nobody is paused or held for it.
+    Internal,
+}
+
+/// Two buffers: one the kernel may be sending from (frozen), one new output goes into. The
+/// fields are private so that nothing outside can write into `sending` while the kernel reads
+/// it: writers only ever append to `pending` (`append`, `append_with`).
 #[derive(Debug, Default)]
 pub struct Outbound {
     /// Output not yet handed to a send.
-    pub pending: Vec<u8>,
+    pending: Vec<u8>,
     /// Bytes handed to the send in flight; frozen while `send_in_flight`.
-    pub sending: Vec<u8>,
+    sending: Vec<u8>,
     /// How much of `sending` the kernel has already taken.
-    pub sending_offset: usize,
+    sending_offset: usize,
     /// True exactly when a send SQE naming `sending[sending_offset..]` has no completion yet.
-    pub send_in_flight: bool,
+    send_in_flight: bool,
 }
 
 impl Outbound {
+    /// Queues `bytes` after everything queued before.
+    #[inline]
+    pub fn append(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Queues what `write` appends to the pending buffer (a writer of `proto::writer`); returns
+    /// how many bytes it appended.
+    #[inline(always)]
+    pub fn append_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        let before = self.pending.len();
+        write(&mut self.pending);
+        self.pending.len() - before
+    }
+
+    /// The last `len` bytes queued (for tracing what was just written).
+    pub fn last_written(&self, len: usize) -> &[u8] {
+        &self.pending[self.pending.len() - len..]
+    }
+
+    /// True exactly when a send naming this outbound's memory has no completion yet.
+    #[inline]
+    pub fn send_in_flight(&self) -> bool {
+        self.send_in_flight
+    }
+
     /// Bytes queued for this client and not yet written to the socket.
     pub fn pending_bytes(&self) -> usize {
         self.pending.len() + self.sending.len() - self.sending_offset

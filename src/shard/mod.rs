@@ -15,11 +15,10 @@
 mod buf_ring;
 mod client;
 mod conn;
-mod remote;
+mod deliver;
+mod peers;
 mod ring;
 mod templates;
-
-pub use remote::{link, Incoming, Outgoing};
 
 use std::collections::VecDeque;
 use std::io;
@@ -39,9 +38,11 @@ use crate::proto::{CloseReason, ServerError};
 use crate::stats::ShardStats;
 use crate::sublist::{MatchCache, Sublist};
 
+use crate::xshard::link::{Incoming, Outgoing};
+use crate::xshard::ShardId;
 use buf_ring::BufRing;
-use conn::{Conn, ConnState, PauseCause, RecvState, Subscription};
-use remote::Peer;
+use conn::{Conn, ConnState, PauseCause, RecvState, SubscriberWait, Subscription};
+use peers::Peers;
 use ring::{OpKind, Token};
 
 /// What every shard shares: read-mostly configuration, the subject table, server-wide counters.
@@ -82,14 +83,14 @@ impl Shared {
 
 /// What a shard is started with.
 pub struct ShardSetup {
-    pub index: u16,
+    pub index: ShardId,
     pub listener: TcpListener,
     /// The read end of a pipe: a byte written to it makes the shard look at
     /// `Shared::stopping`; its end of file (the handle dropped) stops the shard.
     pub wake_fd: Arc<OwnedFd>,
     pub shared: Arc<Shared>,
-    /// For every other shard, in shard order: the link to it and the link from it.
-    pub links: Vec<(Outgoing, Incoming)>,
+    /// By shard id: the link to that shard and the link from it (None for this one).
+    pub links: Vec<Option<(Outgoing, Incoming)>>,
 }
 
 /// `IORING_CQE_F_BUFFER`: the completion names a provided buffer (in the upper 16 bits).
@@ -108,7 +109,7 @@ pub struct Shard {
     // buffer ring, the timespecs or the wake buffer when they are freed.
     ring: IoUring,
     buf_ring: BufRing,
-    index: u16,
+    index: ShardId,
     shared: Arc<Shared>,
     listener: TcpListener,
     wake_fd: Arc<OwnedFd>,
@@ -133,15 +134,11 @@ pub struct Shard {
     recv_held: VecDeque<Completion>,
     /// Slots whose reading is paused (see `PauseCause`).
     paused: Vec<u32>,
-    /// The other shards, in shard order without this one; empty with one shard.
-    peers: Vec<Peer>,
-    /// Peers (indexes into `peers`) with targets for the message being routed.
-    peers_with_targets: Vec<u16>,
-    /// Set by a delivery without a local publisher (a peer's frame) that took a subscriber
-    /// (slot, generation) over its high-water mark; taken by `drain_peers`.
-    over_high_water: Option<(u32, u32)>,
-    /// Targets of the queue-group frame being built (reused, so no allocation).
-    queue_targets: Vec<crate::route::frame::Target>,
+    /// The other shards; empty with one shard.
+    peers: Peers,
+    /// Set by a delivery of a peer's frame (`Origin::Peer`) that took a subscriber over its
+    /// high-water mark; taken by `drain_peers`, which holds that peer's queue.
+    over_high_water: Option<SubscriberWait>,
     /// The next client id this shard hands out; ids of shard i are i+1 modulo the shard count,
     /// so anyone can tell a connection's shard from its INFO `client_id`.
     next_client_id: u64,
@@ -167,7 +164,7 @@ impl Shard {
     /// single-issuer).
     pub fn new(setup: ShardSetup) -> io::Result<Shard> {
         let ring = ring::create()?;
-        setup.shared.ring_fds[setup.index as usize].store(ring.as_raw_fd(), Ordering::Release);
+        setup.shared.ring_fds[setup.index.index()].store(ring.as_raw_fd(), Ordering::Release);
         let setup_max_pending = setup.shared.options.max_pending;
         let buf_ring = BufRing::new(
             &ring.submitter(),
@@ -176,7 +173,7 @@ impl Shard {
             limits::RECV_BUFFER_BYTES,
         )?;
         let seed = (std::process::id() as u64) << 32
-            ^ setup.index as u64
+            ^ setup.index.0 as u64
             ^ SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
@@ -200,15 +197,9 @@ impl Shard {
             recv_held: VecDeque::new(),
             dirty: Vec::new(),
             paused: Vec::new(),
-            peers: setup
-                .links
-                .into_iter()
-                .map(|(out, incoming)| Peer::new(out, incoming))
-                .collect(),
-            peers_with_targets: Vec::new(),
-            queue_targets: Vec::new(),
+            peers: Peers::new(setup.links),
             over_high_water: None,
-            next_client_id: setup.index as u64 + 1,
+            next_client_id: setup.index.0 as u64 + 1,
             cache: MatchCache::new(),
             rng: seed | 1,
             started: Instant::now(),
@@ -299,7 +290,7 @@ impl Shard {
         loop {
             if self.ring.submission().taskrun()
                 || !self.ring.completion().is_empty()
-                || self.peer_frames_waiting()
+                || self.peers.frames_waiting()
             {
                 return true;
             }
@@ -541,7 +532,7 @@ impl Shard {
                 continue;
             };
             conn.dirty = false;
-            if conn.state == ConnState::Closing || conn.out.send_in_flight {
+            if conn.state == ConnState::Closing || conn.out.send_in_flight() {
                 continue;
             }
             let Some((ptr, len)) = conn.out.next_send() else {
@@ -853,14 +844,9 @@ impl Shard {
         let mut info = self.shared.info.clone();
         info.client_id = client_id;
         info.client_ip = peer.map(|(ip, _)| ip).unwrap_or_default();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        crate::proto::json::write_info(&mut scratch, &info);
         self.conns[slot as usize]
             .out
-            .pending
-            .extend_from_slice(&scratch);
-        self.scratch = scratch;
+            .append_with(|out| crate::proto::json::write_info(out, &info));
         self.mark_dirty(slot);
         if crate::log::enabled_debug() {
             crate::log_debug!(
@@ -884,7 +870,8 @@ impl Shard {
         if conn.state != ConnState::Open {
             return;
         }
-        crate::proto::writer::write_err(&mut conn.out.pending, err);
+        conn.out
+            .append_with(|out| crate::proto::writer::write_err(out, err));
         self.drain_and_close(
             slot,
             err.close_reason().unwrap_or(CloseReason::ProtocolViolation),
@@ -939,7 +926,7 @@ impl Shard {
             return;
         }
         debug_assert_eq!(conn.recv, RecvState::Idle);
-        debug_assert!(!conn.out.send_in_flight);
+        debug_assert!(!conn.out.send_in_flight());
         debug_assert!(conn.subs.is_empty());
         // Dropping the connection closes its socket, last.
         drop(self.conns.remove(slot as usize));
@@ -996,7 +983,7 @@ impl Shard {
                 stale.push(slot as u32);
             } else {
                 conn.pings_outstanding += 1;
-                conn.out.pending.extend_from_slice(b"PING\r\n");
+                conn.out.append(crate::proto::writer::PING);
                 ping.push(slot as u32);
             }
         }
@@ -1029,7 +1016,7 @@ impl Shard {
     /// Resumes publishers whose pause ran out or whose slow subscriber drained. Returns whether
     /// any was resumed.
     fn resume_paused(&mut self) -> bool {
-        if self.paused.is_empty() && !self.any_peer_held() {
+        if self.paused.is_empty() && !self.peers.any_held() {
             return false;
         }
         let mut resumed = false;
@@ -1046,14 +1033,8 @@ impl Shard {
                     !conn.is_open()
                         || match conn.paused {
                             None => true,
-                            Some(PauseCause::Subscriber {
-                                slot,
-                                generation,
-                                until_ms,
-                            }) => self.subscriber_wait_over(slot, generation, until_ms),
-                            Some(PauseCause::Peer(peer_index)) => {
-                                self.peers[peer_index as usize].drained()
-                            }
+                            Some(PauseCause::Subscriber(wait)) => self.subscriber_wait_over(wait),
+                            Some(PauseCause::Peer(shard)) => self.peers.drained(shard),
                         }
                 }
             };
@@ -1074,7 +1055,7 @@ impl Shard {
                 self.arm_recv(slot);
             }
         }
-        if (!self.paused.is_empty() || self.any_peer_held()) && !self.resume_armed {
+        if (!self.paused.is_empty() || self.peers.any_held()) && !self.resume_armed {
             let entry = opcode::Timeout::new(&*self.resume_spec)
                 .build()
                 .user_data(Token::new(OpKind::Resume, 0, 0).encode());
@@ -1084,15 +1065,15 @@ impl Shard {
         resumed
     }
 
-    /// True when a wait on a subscriber (`PauseCause::Subscriber`) is over: it drained under a
-    /// quarter of the high-water mark, went away, or `until_ms` (shard clock) passed.
-    pub(super) fn subscriber_wait_over(&self, slot: u32, generation: u32, until_ms: u64) -> bool {
+    /// True when a wait on a subscriber is over: it drained under a quarter of the high-water
+    /// mark, went away, or its time (shard clock) passed.
+    fn subscriber_wait_over(&self, wait: SubscriberWait) -> bool {
         let low_water_bytes = self.high_water_bytes / 4;
-        self.now_ms >= until_ms
+        self.now_ms >= wait.until_ms
             || self
                 .conns
-                .get(slot as usize)
-                .filter(|sub| sub.generation == generation && sub.is_open())
+                .get(wait.slot as usize)
+                .filter(|sub| sub.generation == wait.generation && sub.is_open())
                 .is_none_or(|sub| sub.out.pending_bytes() <= low_water_bytes)
     }
 
@@ -1129,7 +1110,7 @@ impl Shard {
     }
 
     fn publish_stats(&mut self) {
-        if let Ok(mut published) = self.shared.stats[self.index as usize].lock() {
+        if let Ok(mut published) = self.shared.stats[self.index.index()].lock() {
             *published = self.stats;
         }
     }

@@ -12,8 +12,7 @@
 //! cost 7% more instructions per 1 → 1 publish.
 
 use crate::proto::writer::{write_msg_or_hmsg, MsgTemplate};
-
-use super::client::Message;
+use crate::proto::Message;
 
 /// Bodies (headers and payload) up to this size are rendered into a template. A larger body is
 /// written directly to each subscriber: rendering would copy it once more to save only a few

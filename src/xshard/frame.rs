@@ -26,6 +26,9 @@
 //!
 //! Decoding checks every length against the frame, so a bug cannot make it read out of bounds.
 
+use crate::proto::Message;
+use crate::sublist::SubHandle;
+
 /// Bytes of the fixed header.
 pub const HEADER_BYTES: usize = 28;
 /// Bytes of one target.
@@ -38,13 +41,15 @@ pub struct Target {
     pub generation: u32,
 }
 
-/// The parts of a message, borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parts<'a> {
-    pub subject: &'a [u8],
-    pub reply: Option<&'a [u8]>,
-    pub headers: Option<&'a [u8]>,
-    pub payload: &'a [u8],
+impl From<SubHandle> for Target {
+    /// The handle without its shard (the frame goes to that shard).
+    #[inline]
+    fn from(handle: SubHandle) -> Target {
+        Target {
+            slot: handle.slot,
+            generation: handle.generation,
+        }
+    }
 }
 
 /// For a queue-group delivery: the group's name and how often the frame was passed on.
@@ -55,43 +60,47 @@ pub struct QueueRoute<'a> {
 }
 
 /// Exact encoded size of a frame.
-pub fn encoded_len(parts: &Parts<'_>, target_count: usize, route: Option<QueueRoute<'_>>) -> usize {
+pub fn encoded_len(
+    message: &Message<'_>,
+    target_count: usize,
+    route: Option<QueueRoute<'_>>,
+) -> usize {
     HEADER_BYTES
         + target_count * TARGET_BYTES
-        + parts.subject.len()
-        + parts.reply.map_or(0, <[u8]>::len)
-        + parts.headers.map_or(0, <[u8]>::len)
-        + parts.payload.len()
+        + message.subject.len()
+        + message.reply.map_or(0, <[u8]>::len)
+        + message.headers.map_or(0, <[u8]>::len)
+        + message.payload.len()
         + route.map_or(0, |r| r.queue.len())
 }
 
 /// Writes the full frame into `out`, which is exactly `encoded_len` bytes.
 pub fn encode(
     out: &mut [u8],
-    parts: &Parts<'_>,
+    message: &Message<'_>,
     targets: &[Target],
     route: Option<QueueRoute<'_>>,
 ) {
     assert_eq!(
         out.len(),
-        encoded_len(parts, targets.len(), route),
+        encoded_len(message, targets.len(), route),
         "frame buffer of the exact size"
     );
     assert!(
-        parts.subject.len() < ONE_TARGET_FLAG as usize,
+        message.subject.len() < ONE_TARGET_FLAG as usize,
         "a subject below 2 GiB, so a full frame is not taken for a one-target one"
     );
     let optional_len = |part: Option<&[u8]>| part.map_or(0, |p| p.len() as u32 + 1);
     let fields = [
-        parts.subject.len() as u32,
-        optional_len(parts.reply),
-        optional_len(parts.headers),
-        parts.payload.len() as u32,
+        message.subject.len() as u32,
+        optional_len(message.reply),
+        optional_len(message.headers),
+        message.payload.len() as u32,
         optional_len(route.map(|r| r.queue)),
         route.map_or(0, |r| r.hops),
         targets.len() as u32,
     ];
-    // Fixed-size pieces are plain stores; only the variable parts that are there are copied
+    // Fixed-size pieces are plain stores; only the variable message that are there are copied
     // (a `copy_from_slice` per piece, empty ones included, was a `memcpy` call each).
     let (header, rest) = out.split_at_mut(HEADER_BYTES);
     for (bytes, field) in header.chunks_exact_mut(4).zip(fields) {
@@ -103,10 +112,10 @@ pub fn encode(
         bytes[4..].copy_from_slice(&target.generation.to_le_bytes());
     }
     let variable = [
-        parts.subject,
-        parts.reply.unwrap_or_default(),
-        parts.headers.unwrap_or_default(),
-        parts.payload,
+        message.subject,
+        message.reply.unwrap_or_default(),
+        message.headers.unwrap_or_default(),
+        message.payload,
         route.map_or(&[][..], |r| r.queue),
     ];
     for part in variable.into_iter().filter(|part| !part.is_empty()) {
@@ -131,36 +140,36 @@ const ONE_TARGET_HEADERS_HEADER_BYTES: usize = 16;
 const _: () = assert!(HEADERS_FLAG > ONE_TARGET_LEN_MASK << ONE_TARGET_LEN_BITS);
 const _: () = assert!(crate::limits::CONTROL_LINE_BYTES_MAX_DEFAULT < ONE_TARGET_LEN_MASK);
 
-/// Exact encoded size of `parts` as a one-target frame; None when its subject or reply is too
+/// Exact encoded size of `message` as a one-target frame; None when its subject or reply is too
 /// long for one (it then travels as a full frame).
 #[inline]
-pub fn one_target_len(parts: &Parts<'_>) -> Option<usize> {
-    let reply_len = parts.reply.map_or(0, <[u8]>::len);
-    if parts.subject.len() > ONE_TARGET_LEN_MASK as usize
+pub fn one_target_len(message: &Message<'_>) -> Option<usize> {
+    let reply_len = message.reply.map_or(0, <[u8]>::len);
+    if message.subject.len() > ONE_TARGET_LEN_MASK as usize
         || reply_len >= ONE_TARGET_LEN_MASK as usize
     {
         return None;
     }
-    let header_bytes = match parts.headers {
+    let header_bytes = match message.headers {
         None => ONE_TARGET_HEADER_BYTES,
         Some(headers) => ONE_TARGET_HEADERS_HEADER_BYTES + headers.len(),
     };
-    Some(header_bytes + parts.subject.len() + reply_len + parts.payload.len())
+    Some(header_bytes + message.subject.len() + reply_len + message.payload.len())
 }
 
 /// Writes the one-target frame into `out`, which is exactly `one_target_len` bytes (the
 /// payload's copy, last, checks that: it fills exactly what is left).
 #[inline]
-pub fn encode_one_target(out: &mut [u8], parts: &Parts<'_>, target: Target) {
+pub fn encode_one_target(out: &mut [u8], message: &Message<'_>, target: Target) {
     debug_assert_eq!(
         Some(out.len()),
-        one_target_len(parts),
+        one_target_len(message),
         "frame buffer of the exact size"
     );
-    let reply_field = parts.reply.map_or(0, |reply| reply.len() as u32 + 1);
+    let reply_field = message.reply.map_or(0, |reply| reply.len() as u32 + 1);
     let mut first =
-        ONE_TARGET_FLAG | reply_field << ONE_TARGET_LEN_BITS | parts.subject.len() as u32;
-    let (header, mut rest) = match parts.headers {
+        ONE_TARGET_FLAG | reply_field << ONE_TARGET_LEN_BITS | message.subject.len() as u32;
+    let (header, mut rest) = match message.headers {
         None => out.split_at_mut(ONE_TARGET_HEADER_BYTES),
         Some(headers) => {
             first |= HEADERS_FLAG;
@@ -177,14 +186,14 @@ pub fn encode_one_target(out: &mut [u8], parts: &Parts<'_>, target: Target) {
         copy_short(bytes, part);
         rest = after;
     };
-    put(parts.subject);
-    if let Some(reply) = parts.reply {
+    put(message.subject);
+    if let Some(reply) = message.reply {
         put(reply);
     }
-    if let Some(headers) = parts.headers {
+    if let Some(headers) = message.headers {
         put(headers);
     }
-    copy_short(rest, parts.payload);
+    copy_short(rest, message.payload);
 }
 
 /// `dst.copy_from_slice(src)`, with the short lengths of subjects and small payloads done by
@@ -220,7 +229,10 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
 /// A decoded frame of either kind.
 #[derive(Debug, Clone, Copy)]
 pub enum Decoded<'a> {
-    One { parts: Parts<'a>, target: Target },
+    One {
+        message: Message<'a>,
+        target: Target,
+    },
     Full(Frame<'a>),
 }
 
@@ -266,7 +278,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
         Some(len) => Some(take(len)?),
     };
     Some(Decoded::One {
-        parts: Parts {
+        message: Message {
             subject,
             reply,
             headers,
@@ -279,7 +291,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
 /// A decoded full frame, borrowing the queue's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
-    pub parts: Parts<'a>,
+    pub message: Message<'a>,
     pub route: Option<QueueRoute<'a>>,
     targets: &'a [u8],
 }
@@ -329,7 +341,7 @@ impl<'a> Frame<'a> {
             return None;
         }
         Some(Frame {
-            parts: Parts {
+            message: Message {
                 subject,
                 reply,
                 headers,
@@ -352,7 +364,7 @@ impl<'a> Frame<'a> {
 mod tests {
     use super::*;
 
-    fn round_trip(parts: Parts<'_>, targets: &[Target]) {
+    fn round_trip(message: Message<'_>, targets: &[Target]) {
         for route in [
             None,
             Some(QueueRoute {
@@ -360,10 +372,10 @@ mod tests {
                 hops: 3,
             }),
         ] {
-            let mut buf = vec![0u8; encoded_len(&parts, targets.len(), route)];
-            encode(&mut buf, &parts, targets, route);
+            let mut buf = vec![0u8; encoded_len(&message, targets.len(), route)];
+            encode(&mut buf, &message, targets, route);
             let frame = Frame::decode(&buf).expect("decodes");
-            assert_eq!(frame.parts, parts);
+            assert_eq!(frame.message, message);
             assert_eq!(frame.route, route);
             assert_eq!(frame.targets().collect::<Vec<_>>(), targets);
         }
@@ -382,7 +394,7 @@ mod tests {
             },
         ];
         round_trip(
-            Parts {
+            Message {
                 subject: b"foo.bar",
                 reply: None,
                 headers: None,
@@ -391,7 +403,7 @@ mod tests {
             &targets,
         );
         round_trip(
-            Parts {
+            Message {
                 subject: b"a",
                 reply: Some(b"_INBOX.x"),
                 headers: None,
@@ -400,7 +412,7 @@ mod tests {
             &targets[..1],
         );
         round_trip(
-            Parts {
+            Message {
                 subject: b"h",
                 reply: Some(b""),
                 headers: Some(b"NATS/1.0\r\n\r\n"),
@@ -409,7 +421,7 @@ mod tests {
             &[],
         );
         round_trip(
-            Parts {
+            Message {
                 subject: b"",
                 reply: None,
                 headers: Some(b""),
@@ -419,23 +431,23 @@ mod tests {
         );
     }
 
-    fn one_target_round_trip(parts: Parts<'_>, target: Target) {
-        let len = one_target_len(&parts).expect("fits a one-target frame");
+    fn one_target_round_trip(message: Message<'_>, target: Target) {
+        let len = one_target_len(&message).expect("fits a one-target frame");
         let mut buf = vec![0u8; len];
-        encode_one_target(&mut buf, &parts, target);
+        encode_one_target(&mut buf, &message, target);
         match decode(&buf).expect("decodes") {
             Decoded::One {
-                parts: decoded,
+                message: decoded,
                 target: decoded_target,
             } => {
-                assert_eq!(decoded, parts);
+                assert_eq!(decoded, message);
                 assert_eq!(decoded_target, target);
             }
             Decoded::Full(_) => panic!("a one-target frame decoded as a full one"),
         }
         // Every cut that leaves out part of the header, subject, reply or headers is refused
         // (the payload is the rest of the frame: the queue gives frames their exact length).
-        let fixed = len - parts.payload.len();
+        let fixed = len - message.payload.len();
         for cut in 0..fixed {
             assert!(decode(&buf[..cut]).is_none(), "cut at {cut} of {fixed}");
         }
@@ -457,7 +469,7 @@ mod tests {
                 for headers in headers {
                     for payload in payloads {
                         one_target_round_trip(
-                            Parts {
+                            Message {
                                 subject,
                                 reply,
                                 headers,
@@ -474,19 +486,19 @@ mod tests {
     #[test]
     fn long_subjects_and_replies_take_full_frames() {
         let long = vec![b'x'; ONE_TARGET_LEN_MASK as usize + 1];
-        let parts = |subject, reply| Parts {
+        let message = |subject, reply| Message {
             subject,
             reply,
             headers: None,
             payload: b"p",
         };
-        assert!(one_target_len(&parts(&long[..ONE_TARGET_LEN_MASK as usize], None)).is_some());
-        assert!(one_target_len(&parts(&long, None)).is_none());
+        assert!(one_target_len(&message(&long[..ONE_TARGET_LEN_MASK as usize], None)).is_some());
+        assert!(one_target_len(&message(&long, None)).is_none());
         let reply = &long[..ONE_TARGET_LEN_MASK as usize];
-        assert!(one_target_len(&parts(b"s", Some(&reply[1..]))).is_some());
-        assert!(one_target_len(&parts(b"s", Some(reply))).is_none());
+        assert!(one_target_len(&message(b"s", Some(&reply[1..]))).is_some());
+        assert!(one_target_len(&message(b"s", Some(reply))).is_none());
         // Such a message as a full frame decodes as one, whatever its lengths.
-        let message = parts(&long, Some(&long));
+        let message = message(&long, Some(&long));
         let target = Target {
             slot: 1,
             generation: 2,
@@ -495,7 +507,7 @@ mod tests {
         encode(&mut buf, &message, &[target], None);
         match decode(&buf).expect("decodes") {
             Decoded::Full(frame) => {
-                assert_eq!(frame.parts, message);
+                assert_eq!(frame.message, message);
                 assert_eq!(frame.targets().collect::<Vec<_>>(), [target]);
             }
             Decoded::One { .. } => panic!("a full frame decoded as a one-target one"),
@@ -514,7 +526,7 @@ mod tests {
 
     #[test]
     fn truncated_or_padded_frames_are_rejected() {
-        let parts = Parts {
+        let message = Message {
             subject: b"foo",
             reply: Some(b"r"),
             headers: None,
@@ -531,8 +543,8 @@ mod tests {
                 hops: 0,
             }),
         ] {
-            let mut buf = vec![0u8; encoded_len(&parts, 1, route)];
-            encode(&mut buf, &parts, &targets, route);
+            let mut buf = vec![0u8; encoded_len(&message, 1, route)];
+            encode(&mut buf, &message, &targets, route);
             for cut in 0..buf.len() {
                 assert!(Frame::decode(&buf[..cut]).is_none(), "cut at {cut}");
             }

@@ -1,0 +1,230 @@
+//! Routing a published message and writing it to subscribers: the match (through the
+//! shard's cache of the subject table), local deliveries, targets on other shards, one member
+//! per queue group, the no-responders status, and the back-pressure a delivery causes.
+//!
+//! Delivery writes `MSG`/`HMSG` into each subscriber's pending outbound and marks it dirty; the
+//! loop sends once per dirty connection after the whole batch of completions. A subscriber
+//! taken over its high-water mark pauses a local publisher (`Origin::Local`) or holds the
+//! queue of the peer it came from (`Origin::Peer`); over `max_pending` it is a slow consumer.
+
+use std::rc::Rc;
+
+use memchr::memchr;
+
+use super::conn::{Conn, ConnState, Origin, PauseCause, SubscriberWait};
+use super::Shard;
+use crate::limits;
+use crate::proto::{CloseReason, Message, ServerError};
+use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
+use crate::xshard::ShardId;
+
+/// `-V`: logs a delivery as nats-server traces it, for the subscriber (`->> [MSG foo 1 2]`,
+/// then `->> MSG_PAYLOAD: ["..."]`). Called only when tracing is on.
+fn trace_delivery(conn: &Conn, written: &[u8], payload: &[u8]) {
+    let line_end = memchr(b'\r', written).unwrap_or(written.len());
+    let line = String::from_utf8_lossy(&written[..line_end]);
+    crate::log_trace!("{} - cid:{} - ->> [{}]", conn.peer, conn.client_id, line);
+    crate::log_trace!(
+        "{} - cid:{} - ->> MSG_PAYLOAD: [{:?}]",
+        conn.peer,
+        conn.client_id,
+        String::from_utf8_lossy(payload)
+    );
+}
+
+impl Shard {
+    /// A `PUB`/`HPUB` from the client in `slot`; an `HPUB`'s empty header block was already
+    /// dropped (`Message::without_empty_headers`, in `handle_op`: the fast path's `PUB` has
+    /// none to drop).
+    pub(super) fn on_pub(&mut self, slot: u32, message: Message<'_>) {
+        let total = message.body_len();
+        self.stats.in_msgs += 1;
+        self.stats.in_bytes += total as u64;
+        let conn = &mut self.conns[slot as usize];
+        conn.in_msgs += 1;
+        conn.in_bytes += total as u64;
+        if conn.options.pedantic && !valid_literal_subject(message.subject) {
+            // nats-server reports it and still acks and routes the message (a wildcard in a
+            // published subject is plain text, so it may still match a wildcard subscription).
+            self.protocol_error(slot, &ServerError::InvalidPublishSubject);
+        }
+        self.reply_ok(slot);
+
+        let matched: Rc<MatchResult> = self.cache.lookup(&self.shared.sublist, message.subject);
+        let origin = Origin::Local(slot);
+        let mut delivered = false;
+        self.templates.reset(matched.plain.len() > 1);
+        match *matched.plain {
+            // The only subscription is on another shard (the cross-shard 1 → 1 stream): a
+            // one-target frame, without collecting targets per peer.
+            [handle] if handle.shard != self.index.0 => {
+                delivered = true;
+                if self.send_to_one(handle, message) {
+                    self.pause_for_peer(slot, ShardId(handle.shard));
+                }
+            }
+            _ => {
+                for &handle in &matched.plain {
+                    if handle.shard == self.index.0 {
+                        delivered |= self.deliver(handle, origin, message);
+                    } else {
+                        self.peers.add_target(handle);
+                    }
+                }
+            }
+        }
+        for group in &matched.queues {
+            let members = group.members.len();
+            if members == 0 {
+                continue;
+            }
+            // One member per group: start at a random member, take the first that can take it.
+            // A member on another shard gets a frame listing the group's members there; that
+            // shard gives it to one of them or passes it on (see `requeue`).
+            let start = (self.random() % members as u64) as usize;
+            for offset in 0..members {
+                let member = group.members[(start + offset) % members];
+                if member.shard != self.index.0 {
+                    if self.send_queue_to_peer(message, group, member, 0) {
+                        self.pause_for_peer(slot, ShardId(member.shard));
+                    }
+                    delivered = true;
+                    break;
+                }
+                if self.deliver(member, origin, message) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        if self.peers.have_targets() {
+            delivered = true;
+            self.send_to_peers_with_targets(slot, message);
+        }
+        if !delivered {
+            if let Some(reply) = message.reply {
+                self.send_no_responders(slot, message.subject, reply);
+            }
+        }
+    }
+
+    /// Pauses the publisher in `slot` until the queue to `shard` drains.
+    pub(super) fn pause_for_peer(&mut self, slot: u32, shard: ShardId) {
+        self.pause(slot, PauseCause::Peer(shard));
+    }
+
+    /// A request nobody received: a publisher that asked for it gets a 503 status message on
+    /// its own subscription matching the reply subject.
+    fn send_no_responders(&mut self, slot: u32, subject: &[u8], reply: &[u8]) {
+        let conn = &self.conns[slot as usize];
+        if !conn.is_open() || !conn.options.no_responders || !conn.options.headers {
+            return;
+        }
+        let matched = self.cache.lookup(&self.shared.sublist, reply);
+        let own = matched.plain.iter().copied().find(|handle| {
+            self.subs
+                .get(handle.slot as usize)
+                .is_some_and(|sub| sub.generation == handle.generation && sub.conn_slot == slot)
+        });
+        let Some(handle) = own else { return };
+        let mut headers = std::mem::take(&mut self.scratch);
+        headers.clear();
+        crate::proto::writer::write_no_responders_headers(&mut headers, subject);
+        let message = Message {
+            subject: reply,
+            reply: None,
+            headers: Some(&headers),
+            payload: b"",
+        };
+        self.templates.reset(false);
+        // Internal: the status pauses nobody (it used to be taken for a peer's frame, which
+        // could hold a peer queue for up to PUBLISHER_PAUSE_MS_MAX for nothing).
+        self.deliver(handle, Origin::Internal, message);
+        self.scratch = headers;
+    }
+
+    /// Writes `message` to one subscription on this shard. `origin` decides echo and what
+    /// back-pressure does. The frame comes from `self.templates`, which the caller resets
+    /// before the first delivery of each message. Returns whether the subscriber took it.
+    pub(super) fn deliver(
+        &mut self,
+        handle: SubHandle,
+        origin: Origin,
+        message: Message<'_>,
+    ) -> bool {
+        debug_assert_eq!(
+            handle.shard, self.index.0,
+            "a subscription on another shard is delivered through its peer queue"
+        );
+        let Some(sub) = self.subs.get_mut(handle.slot as usize) else {
+            return false;
+        };
+        if sub.generation != handle.generation {
+            return false;
+        }
+        let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) else {
+            return false;
+        };
+        if conn.generation != sub.conn_generation || conn.state != ConnState::Open {
+            return false;
+        }
+        if !conn.options.echo
+            && matches!(origin, Origin::Local(publisher) if publisher == sub.conn_slot)
+        {
+            return false;
+        }
+        let written = conn.out.append_with(|pending| {
+            self.templates
+                .write(pending, message, sub.sid(), conn.options.headers)
+        });
+        if crate::log::enabled_trace() {
+            trace_delivery(conn, conn.out.last_written(written), message.payload);
+        }
+        conn.out_msgs += 1;
+        conn.out_bytes += written as u64;
+        self.stats.out_msgs += 1;
+        self.stats.out_bytes += written as u64;
+        sub.delivered += 1;
+        let sub_done = sub.delivered >= sub.max;
+        let subscriber = sub.conn_slot;
+        let pending_bytes = conn.out.pending_bytes();
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(subscriber);
+        }
+        if sub_done {
+            self.remove_sub(handle.slot);
+        }
+        if pending_bytes as u64 > self.shared.options.max_pending {
+            self.slow_consumer(subscriber);
+        } else if pending_bytes > self.high_water_bytes {
+            let wait = SubscriberWait {
+                slot: subscriber,
+                generation: self.conns[subscriber as usize].generation,
+                until_ms: self.now_ms + limits::PUBLISHER_PAUSE_MS_MAX,
+            };
+            match origin {
+                Origin::Local(publisher) if publisher != subscriber => {
+                    self.pause(publisher, PauseCause::Subscriber(wait));
+                }
+                Origin::Local(_) | Origin::Internal => {}
+                // The queue it came through is held (see `drain_peers`).
+                Origin::Peer(_) => self.over_high_water = Some(wait),
+            }
+        }
+        true
+    }
+
+    /// A subscriber over max_pending: nats-server sends no -ERR; it logs, counts and closes.
+    pub(super) fn slow_consumer(&mut self, slot: u32) {
+        let conn = &self.conns[slot as usize];
+        crate::log_notice!(
+            "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+            conn.peer,
+            conn.client_id,
+            self.shared.options.max_pending
+        );
+        self.stats.slow_consumers += 1;
+        self.close(slot, CloseReason::SlowConsumerPendingBytes);
+    }
+}
