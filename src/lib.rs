@@ -7,6 +7,7 @@
 
 mod alloc;
 pub mod config;
+mod hash;
 pub mod limits;
 pub mod log;
 pub mod proto;

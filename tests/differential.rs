@@ -383,3 +383,32 @@ fn control_line_limit_matches() {
         );
     }
 }
+
+/// A payload that arrives in pieces and is followed by a wrong byte where its `\r\n` starts:
+/// nats-server fails on that byte at once, without waiting for another. Nothing is sent after
+/// it, so a server that waited for the op's last byte would never answer and the wait would
+/// end by its bound with the connection open. (The short pause between writes makes separate
+/// reads likely; the outcome must be the same either way.)
+#[test]
+fn a_wrong_byte_after_a_carried_payload_fails_at_once() {
+    let ours = start();
+    let reference = start_reference(&[]);
+    let run_one = |port: u16| {
+        let mut raw = Raw::connect(port);
+        let mut out = raw.read_until(b"\r\n", WAIT);
+        raw.send(b"CONNECT {\"verbose\":false}\r\nPUB foo 1\r\n");
+        std::thread::sleep(Duration::from_millis(20));
+        raw.send(b"x");
+        std::thread::sleep(Duration::from_millis(20));
+        raw.send(b"X");
+        let (rest, closed) = raw.read_until_close_within(WAIT);
+        out.extend_from_slice(&rest);
+        (
+            String::from_utf8_lossy(&normalize_info(&without_server_pings(out))).into_owned(),
+            closed,
+        )
+    };
+    let expected = run_one(reference.port);
+    assert!(expected.1, "nats-server closes: {expected:?}");
+    assert_eq!(run_one(ours.port), expected);
+}

@@ -3,21 +3,27 @@
 //! Input layout:
 //! - byte 0, the settings: bit 0 `headers` (HPUB allowed), bit 1 a small control line limit
 //!   ([`CONTROL_LINE_SMALL_BYTES`] instead of nats-server's 4096), bit 2 a small payload limit
-//!   ([`PAYLOAD_SMALL_BYTES`] instead of 1 MiB), bits 3..=5 the number of split points (0-7);
+//!   ([`PAYLOAD_SMALL_BYTES`] instead of 1 MiB), bits 3..=5 the number of split points (0-7),
+//!   bit 6 pause after every operation (the split run's handler answers `Flow::Pause` and the
+//!   driver feeds the bytes left over again, as a connection does when it resumes);
 //! - then one little-endian `u16` per split point, taken modulo (stream length + 1);
 //! - the rest is the byte stream a client sends.
 //!
-//! The stream is parsed twice. Whole: one buffer, parse, advance by `consumed`, until it is
-//! empty, pending or an error. Split: the way a connection reads, each chunk appended to a
-//! carry buffer of the unconsumed bytes, then parsed until pending or an error. Checked:
+//! The stream is parsed twice. Whole: one buffer, `Parser::parse`, advance by `consumed`, until
+//! it is empty, pending or an error. Split: exactly the way a connection reads, by
+//! `proto::Reader` (the type the shard feeds every receive buffer to: fast path, parsing in
+//! place, carrying a partial operation), one chunk after the other. Checked:
 //! - nothing panics (debug assertions are on under `cargo fuzz`);
 //! - every `Op` consumed at least one byte and no more than it was given;
 //! - every `Pending { needed: Some(n) }` has `n` greater than the bytes it was given;
 //! - `Parser::parse_pub` (the receive loop's fast path) returns the same `PUB` as `parse`, at
 //!   the same addresses, `None` whenever `parse` returns anything else, and takes every
 //!   canonical `PUB` (it may leave unusual ones to `parse`);
+//! - the fast path's `publish` gets only `PUB`s without headers;
+//! - a pause leaves a suffix of the input (never more than it was given);
 //! - the two runs give the same events: the same operations (compared as owned data) with the
-//!   same lengths, then the same error, or the same number of bytes left over.
+//!   same lengths, then the same error, or the same number of bytes left over (the reader's
+//!   carry).
 //!
 //! One difference is allowed, the one `src/proto/parser.rs` documents on purpose: nats-server
 //! keeps nothing for blanks after an op name or for the rest of a `PING`/`PONG`/`+OK` line, so it
@@ -26,7 +32,7 @@
 //! (whose line is complete) may parse. The split run may end with that error exactly when the
 //! pending bytes are in such a state ([`unbuffered_state`]); events before it must still match.
 
-use natsring::proto::{Message, Op, Parser, ServerError, Step};
+use natsring::proto::{Fed, Flow, Handler, Message, Op, Parser, Reader, ServerError, Step};
 
 use crate::Cursor;
 
@@ -163,8 +169,9 @@ pub fn check(data: &[u8]) {
         .collect();
     splits.sort_unstable();
 
+    let pause = settings & 0b100_0000 != 0;
     let whole = parse_whole(&parser, stream);
-    let split = parse_split(&parser, stream, &splits);
+    let split = parse_split(&parser, stream, &splits, pause);
     let same = whole.iter().zip(&split).take_while(|(a, b)| a == b).count();
     if split.len() == same + 1 && split[same] == Event::UnbufferedTooLong {
         return; // the documented difference, after equal events
@@ -213,32 +220,77 @@ pub fn parse_whole(parser: &Parser, stream: &[u8]) -> Vec<Event> {
     }
 }
 
-/// Parses `stream` as a connection does when its reads end at `splits` (sorted offsets):
-/// each chunk is appended to the carried bytes, which are parsed until pending or an error.
-pub fn parse_split(parser: &Parser, stream: &[u8], splits: &[usize]) -> Vec<Event> {
-    let mut events = Vec::new();
-    let mut carry: Vec<u8> = Vec::new();
+/// Records what a `Reader` hands over.
+struct Recorder {
+    events: Vec<Event>,
+    /// Bytes of the stream the recorded operations took.
+    consumed: usize,
+    pause: bool,
+}
+
+impl Recorder {
+    fn record(&mut self, op: &Op<'_>, used: usize) -> Flow {
+        assert!(used > 0, "an op of no bytes");
+        self.consumed += used;
+        self.events.push(Event::Op {
+            op: OwnedOp::from(op),
+            consumed: used,
+        });
+        if self.pause {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+impl Handler for Recorder {
+    fn publish(&mut self, message: Message<'_>, used: usize, _: &mut Parser) -> Flow {
+        assert!(message.headers.is_none(), "the fast path gave headers");
+        self.record(&Op::Pub(message), used)
+    }
+
+    fn op(&mut self, op: Op<'_>, used: usize, _: &mut Parser) -> Flow {
+        self.record(&op, used)
+    }
+}
+
+/// Parses `stream` as a connection does when its reads end at `splits` (sorted offsets): each
+/// chunk fed to one `Reader`, and with `pause`, every operation pauses the connection and the
+/// bytes left are fed again.
+pub fn parse_split(parser: &Parser, stream: &[u8], splits: &[usize], pause: bool) -> Vec<Event> {
+    let mut reader = Reader::new(parser.clone());
+    let mut recorder = Recorder {
+        events: Vec::new(),
+        consumed: 0,
+        pause,
+    };
     let mut chunk_start = 0;
     let chunk_ends = splits.iter().copied().chain([stream.len()]);
     for chunk_end in chunk_ends {
-        carry.extend_from_slice(&stream[chunk_start..chunk_end]);
+        let mut input = &stream[chunk_start..chunk_end];
         chunk_start = chunk_end;
-        let mut parsed = 0;
-        while parsed < carry.len() {
-            match step(parser, &carry[parsed..]) {
-                Ok(Some(event)) => {
-                    let Event::Op { consumed, .. } = event else {
-                        unreachable!("step returns ops only")
-                    };
-                    parsed += consumed;
-                    events.push(event);
+        loop {
+            match reader.feed(input, &mut recorder) {
+                Fed::Done => break,
+                Fed::Paused { left } => {
+                    assert!(pause, "paused without being asked");
+                    assert!(
+                        left > 0 && left < input.len(),
+                        "paused with {left} of {} bytes left",
+                        input.len()
+                    );
+                    input = &input[input.len() - left..];
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    let pending = &carry[parsed..];
+                Fed::Stopped => unreachable!("the recorder never stops"),
+                Fed::Error(error) => {
+                    // Everything up to the chunk's end was given, the recorded ops took
+                    // `consumed`: the rest is what the reader held when it failed.
+                    let pending = &stream[recorder.consumed..chunk_end];
                     let documented = error == ServerError::MaxControlLine
                         && pending.len() > parser.max_control_line as usize
                         && unbuffered_state(pending);
+                    let mut events = recorder.events;
                     events.push(if documented {
                         Event::UnbufferedTooLong
                     } else {
@@ -248,10 +300,15 @@ pub fn parse_split(parser: &Parser, stream: &[u8], splits: &[usize]) -> Vec<Even
                 }
             }
         }
-        carry.drain(..parsed);
     }
+    assert_eq!(
+        recorder.consumed + reader.carried_bytes(),
+        stream.len(),
+        "the ops and the carry account for the stream"
+    );
+    let mut events = recorder.events;
     events.push(Event::End {
-        leftover: carry.len(),
+        leftover: reader.carried_bytes(),
     });
     events
 }

@@ -9,8 +9,10 @@ pub mod error;
 pub mod json;
 pub mod message;
 pub mod parser;
+pub mod reader;
 pub mod writer;
 
 pub use error::{CloseReason, ServerError};
 pub use message::Message;
 pub use parser::{Op, Parser, Step};
+pub use reader::{Fed, Flow, Handler, Reader};

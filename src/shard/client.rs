@@ -2,118 +2,71 @@
 //! partial operation), and act on each client operation (CONNECT, SUB, UNSUB, PING, PONG; a
 //! PUB goes to `deliver`). The client protocol's session: nothing here knows other shards.
 
-use memchr::memchr;
-
 use super::conn::Subscription;
 use super::Shard;
-use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
 use crate::proto::writer::{write_err, OK, PONG};
-use crate::proto::{Message, Op, ServerError, Step};
+use crate::proto::{Fed, Flow, Handler, Message, Op, Parser, ServerError};
 use crate::sublist::SubHandle;
 
+/// The reader's handler for one client connection's input.
+struct ClientInput<'s> {
+    shard: &'s mut Shard,
+    slot: u32,
+}
+
+impl ClientInput<'_> {
+    /// Whether the reader goes on after an operation.
+    #[inline(always)]
+    fn flow(&self) -> Flow {
+        match self.shard.conns.get(self.slot as usize) {
+            Some(conn) if conn.is_open() && conn.paused.is_none() => Flow::Continue,
+            // The last op paused the connection: the rest waits, unparsed, so a paused
+            // publisher routes nothing more until it resumes. The caller keeps it.
+            Some(conn) if conn.is_open() => Flow::Pause,
+            _ => Flow::Stop,
+        }
+    }
+}
+
+impl Handler for ClientInput<'_> {
+    /// The hot path: inlined into the reader's loop.
+    #[inline(always)]
+    fn publish(&mut self, message: Message<'_>, _: usize, _: &mut Parser) -> Flow {
+        if crate::log::enabled_trace() {
+            self.shard.trace_op(self.slot, &Op::Pub(message));
+        }
+        self.shard.on_pub(self.slot, message);
+        self.flow()
+    }
+
+    fn op(&mut self, op: Op<'_>, _: usize, parser: &mut Parser) -> Flow {
+        self.shard.handle_op(self.slot, op, parser);
+        self.flow()
+    }
+}
+
 impl Shard {
-    /// Handles bytes received on `slot` (which is open). Completes a carried partial
-    /// operation first, then parses straight from `input`; what is left of an unfinished
-    /// operation is copied into the carry buffer. Returns how many bytes at the end of `input`
-    /// were left unparsed because an operation paused the connection: the caller keeps them
-    /// (in `Conn::held`) for when it resumes.
-    pub(super) fn on_input(&mut self, slot: u32, mut input: &[u8]) -> usize {
-        let conn = &mut self.conns[slot as usize];
-        if !conn.carry.is_empty() {
-            let mut carry = std::mem::take(&mut conn.carry);
-            loop {
-                let conn = &mut self.conns[slot as usize];
-                match conn.carry_needed {
-                    Some(total) => {
-                        let take = (total - carry.len()).min(input.len());
-                        carry.extend_from_slice(&input[..take]);
-                        input = &input[take..];
-                        if carry.len() < total {
-                            conn.carry = carry;
-                            return 0;
-                        }
-                    }
-                    None => match memchr(b'\n', input) {
-                        Some(end) => {
-                            carry.extend_from_slice(&input[..=end]);
-                            input = &input[end + 1..];
-                        }
-                        None => {
-                            carry.extend_from_slice(input);
-                            input = &[];
-                        }
-                    },
-                }
-                match conn.parser.parse(&carry) {
-                    Step::Op(op, used) => {
-                        debug_assert_eq!(used, carry.len(), "a carried op ends the carry");
-                        conn.carry_needed = None;
-                        self.handle_op(slot, op);
-                        break;
-                    }
-                    Step::Pending { needed } => {
-                        conn.carry_needed = needed;
-                        if let Some(total) = needed {
-                            carry.reserve(total.saturating_sub(carry.len()));
-                        }
-                        if input.is_empty() {
-                            conn.carry = carry;
-                            return 0;
-                        }
-                    }
-                    Step::Error(err) => {
-                        self.protocol_error(slot, &err);
-                        return 0;
-                    }
-                }
-            }
-            // Keep the carry's allocation for the next partial op unless it grew large.
-            carry.clear();
-            if carry.capacity() <= limits::CARRY_IDLE_CAPACITY_BYTES_MAX {
-                if let Some(conn) = self.conns.get_mut(slot as usize) {
-                    conn.carry = carry;
-                }
-            }
+    /// Handles bytes received on `slot` (which is open): the connection's `Reader` parses them
+    /// (in place, carrying only a trailing partial operation) and each operation is handled
+    /// here. Returns how many bytes at the end of `input` were left unparsed because an
+    /// operation paused the connection: the caller keeps them (in `Conn::held`) for when it
+    /// resumes.
+    pub(super) fn on_input(&mut self, slot: u32, input: &[u8]) -> usize {
+        // The reader is taken out while its operations are handled (they need the shard).
+        let mut reader = std::mem::take(&mut self.conns[slot as usize].reader);
+        let fed = reader.feed(input, &mut ClientInput { shard: self, slot });
+        if let Some(conn) = self.conns.get_mut(slot as usize) {
+            conn.reader = reader;
         }
-        while !input.is_empty() {
-            let Some(conn) = self.conns.get_mut(slot as usize) else {
-                return 0;
-            };
-            if !conn.is_open() {
-                return 0;
+        match fed {
+            Fed::Paused { left } => left,
+            Fed::Error(err) => {
+                self.protocol_error(slot, &err);
+                0
             }
-            if conn.paused.is_some() {
-                // The last op paused the connection: the rest waits, unparsed, so a paused
-                // publisher routes nothing more until it resumes. The caller keeps it.
-                return input.len();
-            }
-            if let Some((message, used)) = conn.parser.parse_pub(input) {
-                input = &input[used..];
-                if crate::log::enabled_trace() {
-                    self.trace_op(slot, &Op::Pub(message));
-                }
-                self.on_pub(slot, message);
-                continue;
-            }
-            match conn.parser.parse(input) {
-                Step::Op(op, used) => {
-                    input = &input[used..];
-                    self.handle_op(slot, op);
-                }
-                Step::Pending { needed } => {
-                    conn.carry_needed = needed;
-                    conn.carry.reserve(needed.unwrap_or(0).max(input.len()));
-                    conn.carry.extend_from_slice(input);
-                    return 0;
-                }
-                Step::Error(err) => {
-                    self.protocol_error(slot, &err);
-                    return 0;
-                }
-            }
+            Fed::Done | Fed::Stopped => 0,
         }
-        0
     }
 
     /// Sends the error's `-ERR` (if it has one) and closes when nats-server would.
@@ -129,7 +82,8 @@ impl Shard {
         }
     }
 
-    fn handle_op(&mut self, slot: u32, op: Op<'_>) {
+    /// One client operation; `parser` is the connection's (CONNECT changes it).
+    fn handle_op(&mut self, slot: u32, op: Op<'_>, parser: &mut Parser) {
         if crate::log::enabled_trace() {
             self.trace_op(slot, &op);
         }
@@ -145,7 +99,7 @@ impl Shard {
             Op::Pong => {
                 self.conns[slot as usize].pings_outstanding = 0;
             }
-            Op::Connect { json } => self.on_connect(slot, json),
+            Op::Connect { json } => self.on_connect(slot, json, parser),
             Op::Ok | Op::Info => {}
         }
     }
@@ -228,7 +182,7 @@ impl Shard {
         }
     }
 
-    fn on_connect(&mut self, slot: u32, json: &[u8]) {
+    fn on_connect(&mut self, slot: u32, json: &[u8], parser: &mut Parser) {
         // A later CONNECT is applied on top of the earlier one, as nats-server does.
         let options = match parse_connect_onto(json, &self.conns[slot as usize].options) {
             Ok(options) => options,
@@ -239,9 +193,9 @@ impl Shard {
         }
         let headers_allowed = !self.shared.options.no_header_support;
         let conn = &mut self.conns[slot as usize];
-        conn.parser.headers = options.headers && headers_allowed;
+        parser.headers = options.headers && headers_allowed;
         conn.options = options;
-        conn.options.headers = conn.parser.headers;
+        conn.options.headers = parser.headers;
         conn.connected = true;
         self.reply_ok(slot);
     }

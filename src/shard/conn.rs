@@ -7,13 +7,11 @@
 
 use std::os::fd::RawFd;
 
-use std::hash::BuildHasher;
-
 use slab::Slab;
 
 use crate::limits;
 use crate::proto::json::ConnectOptions;
-use crate::proto::{CloseReason, Parser};
+use crate::proto::{CloseReason, Reader};
 use crate::xshard::ShardId;
 
 /// Where a connection is in its life.
@@ -248,8 +246,9 @@ pub struct SidIndex {
 }
 
 impl SidIndex {
+    /// Sids are client-chosen: keyed hashing (see `crate::hash`).
     fn hash(sid: &[u8]) -> u64 {
-        rustc_hash::FxBuildHasher.hash_one(sid)
+        crate::hash::hash_bytes(sid)
     }
 
     /// The slot of the subscription with `sid`.
@@ -377,11 +376,8 @@ pub struct Conn {
     pub recv: RecvState,
     /// Why the connection is closing, once it is.
     pub close_reason: Option<CloseReason>,
-    pub parser: Parser,
-    /// The start of an operation that did not fit in the last receive buffer.
-    pub carry: Vec<u8>,
-    /// Total length of the carried operation, once its control line is known.
-    pub carry_needed: Option<usize>,
+    /// Parser settings and the carry of a partial operation (see `proto::reader`).
+    pub reader: Reader,
     /// Received bytes not parsed yet because the connection was paused (what followed the op
     /// that paused it, and data that arrived while paused), oldest first. Handled before any
     /// newer data once the connection resumes; copied here so the provided buffers they came

@@ -306,8 +306,14 @@ impl Shard {
     /// Queues one SQE. When the kernel refuses to take more because its completion queue is
     /// backed up, completions are moved out of the ring (handled next round) and it retries,
     /// so this never spins.
-    fn push(&mut self, entry: &io_uring::squeue::Entry) {
-        while let ring::Push::CompletionsBackedUp = ring::push(&mut self.ring, entry) {
+    ///
+    /// # Safety
+    /// As `ring::push`: the memory `entry` names stays in place until its completion. Each
+    /// caller says why. (`ring` is the shard's first field, so it is dropped, and the kernel
+    /// lets go of every operation, before the buffers and boxes declared after it.)
+    unsafe fn push(&mut self, entry: &io_uring::squeue::Entry) {
+        // SAFETY: passed on from the caller.
+        while let ring::Push::CompletionsBackedUp = unsafe { ring::push(&mut self.ring, entry) } {
             self.move_completions_out();
         }
     }
@@ -464,7 +470,8 @@ impl Shard {
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(Token::new(OpKind::Accept, 0, 0).encode());
-        self.push(&entry);
+        // SAFETY: an accept names no memory (the peer address is not asked for).
+        unsafe { self.push(&entry) };
         self.accept_armed = true;
     }
 
@@ -472,7 +479,8 @@ impl Shard {
         let entry = opcode::Timeout::new(&*self.timer_spec)
             .build()
             .user_data(Token::new(OpKind::Timer, 0, 0).encode());
-        self.push(&entry);
+        // SAFETY: `timer_spec` is boxed, owned by the shard and never replaced.
+        unsafe { self.push(&entry) };
     }
 
     fn arm_wake(&mut self) {
@@ -483,7 +491,9 @@ impl Shard {
         )
         .build()
         .user_data(Token::new(OpKind::Wake, 0, 0).encode());
-        self.push(&entry);
+        // SAFETY: `wake_buf` is boxed, owned by the shard and never replaced; one read into it
+        // is armed at a time (re-armed only on its completion).
+        unsafe { self.push(&entry) };
     }
 
     fn arm_recv(&mut self, slot: u32) {
@@ -494,7 +504,9 @@ impl Shard {
             .user_data(Token::new(OpKind::Recv, slot, conn.generation).encode());
         conn.recv = RecvState::Armed;
         conn.ops_in_flight += 1;
-        self.push(&entry);
+        // SAFETY: a multishot receive names no memory of its own: it fills buffers of the
+        // registered buffer ring, which is mapped for the shard's whole life.
+        unsafe { self.push(&entry) };
     }
 
     /// Cancels the connection's armed receive (to pause or close it).
@@ -509,7 +521,8 @@ impl Shard {
             .user_data(Token::new(OpKind::CancelRecv, slot, conn.generation).encode());
         conn.recv = RecvState::Cancelling;
         conn.ops_in_flight += 1;
-        self.push(&entry);
+        // SAFETY: a cancel names no memory (its target is a user_data value).
+        unsafe { self.push(&entry) };
     }
 
     /// Re-arms the receives that ended because the buffer ring was empty.
@@ -550,7 +563,10 @@ impl Shard {
             if conn.write_stalled_since_ms.is_none() {
                 conn.write_stalled_since_ms = Some(self.now_ms);
             }
-            self.push(&entry);
+            // SAFETY: `next_send` froze those bytes: `Outbound` neither moves nor frees them
+            // while `send_in_flight()`, which holds until this send's completion is handled,
+            // and the slot is not reused while `ops_in_flight` counts it.
+            unsafe { self.push(&entry) };
         }
         dirty.clear();
         if self.dirty.is_empty() {
@@ -810,9 +826,10 @@ impl Shard {
             state: ConnState::Open,
             recv: RecvState::Idle,
             close_reason: None,
-            parser: crate::proto::Parser::new(options.max_payload, options.max_control_line),
-            carry: Vec::new(),
-            carry_needed: None,
+            reader: crate::proto::Reader::new(crate::proto::Parser::new(
+                options.max_payload,
+                options.max_control_line,
+            )),
             held: Default::default(),
             out: Default::default(),
             dirty: false,
@@ -945,7 +962,8 @@ impl Shard {
             let entry = opcode::AsyncCancel::new(target)
                 .build()
                 .user_data(Token::new(OpKind::CancelAccept, 0, 0).encode());
-            self.push(&entry);
+            // SAFETY: a cancel names no memory.
+            unsafe { self.push(&entry) };
         }
         let slots: Vec<u32> = self.conns.iter().map(|(slot, _)| slot as u32).collect();
         for slot in slots {
@@ -1059,7 +1077,8 @@ impl Shard {
             let entry = opcode::Timeout::new(&*self.resume_spec)
                 .build()
                 .user_data(Token::new(OpKind::Resume, 0, 0).encode());
-            self.push(&entry);
+            // SAFETY: `resume_spec` is boxed, owned by the shard and never replaced.
+            unsafe { self.push(&entry) };
             self.resume_armed = true;
         }
         resumed

@@ -145,12 +145,14 @@ pub enum Push {
 }
 
 /// Queues one SQE, submitting what is queued first when the submission queue is full.
-pub fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Push {
+///
+/// # Safety
+/// The kernel reads or writes the memory `entry` names (a send's bytes, a read's target, a
+/// timeout's timespec) after this returns, until the operation completes: that memory must stay
+/// valid and in place until the entry's completion has been reaped (or the ring is dropped).
+pub unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Push {
     loop {
-        // Every SQE the shard builds names memory that stays valid until its CQE: buffers
-        // frozen in a connection's outbound, the shard's boxed timespecs and wake buffer, and
-        // the registered buffer ring (see the callers).
-        // SAFETY: the memory `entry` names outlives the operation (above).
+        // SAFETY: the caller keeps the memory `entry` names in place until its completion.
         let pushed = unsafe { ring.submission().push(entry) };
         if pushed.is_ok() {
             return Push::Queued;

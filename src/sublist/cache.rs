@@ -14,14 +14,17 @@
 
 use std::rc::Rc;
 
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
 
 use super::{MatchResult, Sublist};
 use crate::limits::MATCH_CACHE_ENTRIES_MAX;
 
 pub struct MatchCache {
     /// Keys are shared with `last`, so remembering a subject copies no bytes.
-    entries: FxHashMap<Rc<[u8]>, Rc<MatchResult>>,
+    /// Subjects are client-chosen: keyed hashing (see `crate::hash`).
+    entries: HashMap<Rc<[u8]>, Rc<MatchResult>, FixedState>,
     /// The table generation every entry was computed at.
     generation: u64,
     entries_max: usize,
@@ -45,7 +48,7 @@ impl MatchCache {
     pub fn with_entries_max(entries_max: usize) -> MatchCache {
         assert!(entries_max > 0, "a match cache holds at least one entry");
         MatchCache {
-            entries: FxHashMap::default(),
+            entries: HashMap::with_hasher(crate::hash::seeded()),
             generation: 0,
             entries_max,
             empty: Rc::new(MatchResult::default()),

@@ -17,7 +17,6 @@
 //! - `generation` is bumped, while the write lock is still held, by every operation that changed
 //!   the trie. So a generation read under the read lock names exactly the state that lock sees.
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -86,8 +85,9 @@ struct Queues {
     groups: Vec<QueueSubs>,
 }
 
+/// Tokens are client-chosen: keyed hashing (see `crate::hash`).
 fn token_hash(token: &[u8]) -> u64 {
-    rustc_hash::FxBuildHasher.hash_one(token)
+    crate::hash::hash_bytes(token)
 }
 
 #[derive(Debug)]

@@ -464,10 +464,18 @@ mod tests {
         let replies: [Option<&[u8]>; 4] = [None, Some(b""), Some(b"_INBOX.x"), Some(&long)];
         let headers: [Option<&[u8]>; 3] = [None, Some(b""), Some(b"NATS/1.0\r\nA: b\r\n\r\n")];
         let payloads: [&[u8]; 3] = [b"", b"hello", &[9u8; 70000]];
+        // Under Miri (CI runs it over xshard/) every 7th of the 108 combinations, which still
+        // covers each value of each part: the whole set takes minutes there.
+        let step = if cfg!(miri) { 7 } else { 1 };
+        let mut combination = 0;
         for subject in subjects {
             for reply in replies {
                 for headers in headers {
                     for payload in payloads {
+                        combination += 1;
+                        if combination % step != 0 {
+                            continue;
+                        }
                         one_target_round_trip(
                             Message {
                                 subject,
