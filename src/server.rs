@@ -14,8 +14,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Options;
 use crate::limits;
 use crate::proto::json::{server_id, Info};
+use crate::shard::control::{Control, Mailbox};
 use crate::shard::{Shard, ShardSetup, Shared};
-use crate::stats::ShardStats;
+use crate::stats::{ConnSnapshot, ShardStats};
 use crate::sublist::Sublist;
 use crate::xshard::link::{link, Incoming, Outgoing};
 use crate::xshard::ShardId;
@@ -36,15 +37,18 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
-/// Armed while a shard runs: if its loop ends with an error or a panic unwinds it, every
-/// other shard is stopped too, so the server fails whole instead of half-working.
+/// Held while a shard runs. However its loop ends, its mailbox is closed (nobody waits on a
+/// shard that is gone); if it ended with an error or a panic unwinds it (`armed`), every other
+/// shard is stopped too, so the server fails whole instead of half-working.
 struct FailStop {
     shared: Arc<Shared>,
+    shard: ShardId,
     armed: bool,
 }
 
 impl Drop for FailStop {
     fn drop(&mut self) {
+        self.shared.mailboxes[self.shard.index()].close();
         if self.armed {
             crate::log_error!("A shard stopped unexpectedly: stopping the server");
             self.shared.stop_all();
@@ -80,16 +84,16 @@ impl Server {
             remote_account: None,
             ldm: false,
         };
-        // Every pipe first: a failure here leaves no thread behind.
+        // Every mailbox first: a failure here leaves no thread behind.
         let mut readers = Vec::with_capacity(shard_count);
-        let mut writers = Vec::with_capacity(shard_count);
+        let mut mailboxes = Vec::with_capacity(shard_count);
         for _ in 0..shard_count {
-            let (reader, writer) = io::pipe()?;
+            let (mailbox, reader) = Mailbox::new()?;
             readers.push(reader);
-            writers.push(writer);
+            mailboxes.push(mailbox);
         }
         let shared = Arc::new(Shared {
-            wake: writers,
+            mailboxes,
             options,
             info,
             sublist: Sublist::new(),
@@ -147,6 +151,7 @@ impl Server {
                     }
                     let mut fail_stop = FailStop {
                         shared,
+                        shard: ShardId(index as u16),
                         armed: true,
                     };
                     let result = shard.run();
@@ -220,6 +225,28 @@ impl ServerHandle {
             .map(|s| *s.lock().unwrap_or_else(|e| e.into_inner()))
             .collect();
         ShardStats::sum(&all)
+    }
+
+    /// Every open client connection, as each shard sees it now: each shard is asked through
+    /// its mailbox and answers at the next turn of its loop (a shard that has ended answers
+    /// nothing). Sorted by cid.
+    pub fn connections(&self) -> Vec<ConnSnapshot> {
+        let answers: Vec<_> = self
+            .shared
+            .mailboxes
+            .iter()
+            .filter_map(|mailbox| {
+                let (reply, answer) = mpsc::channel();
+                mailbox.send(Control::Connections(reply)).then_some(answer)
+            })
+            .collect();
+        let mut all: Vec<ConnSnapshot> = answers
+            .into_iter()
+            .filter_map(|answer| answer.recv().ok())
+            .flatten()
+            .collect();
+        all.sort_by_key(|conn| conn.cid);
+        all
     }
 
     /// True once the server is stopping: `shutdown` was asked for, or a shard failed.

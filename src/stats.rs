@@ -9,6 +9,7 @@ pub struct ShardStats {
     pub in_bytes: u64,
     /// Messages written to subscribers.
     pub out_msgs: u64,
+    /// Their headers and payloads (as nats-server counts: not the MSG lines).
     pub out_bytes: u64,
     /// Connections accepted since start.
     pub total_connections: u64,
@@ -59,4 +60,27 @@ impl ShardStats {
             acc
         })
     }
+}
+
+/// One open client connection as its shard saw it when asked (`ServerHandle::connections`;
+/// what the monitor's `/connz` will serve).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnSnapshot {
+    /// nats-server's `cid`, unique across the server.
+    pub cid: u64,
+    /// The shard the connection is on.
+    pub shard: u16,
+    /// The client's address as `ip:port`.
+    pub peer: String,
+    /// From CONNECT (empty before it).
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    pub subscriptions: usize,
+    /// Output queued and not yet written to the socket.
+    pub pending_bytes: usize,
 }

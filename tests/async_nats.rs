@@ -569,3 +569,80 @@ async fn a_paused_publisher_that_closes_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `ServerHandle::connections` asks every shard through its control mailbox: each client is
+/// listed once, on the shard it is on, with what it did (CONNECT name, messages in and out,
+/// subscriptions), and a closed client drops out of the list.
+#[tokio::test]
+async fn connection_snapshots_through_the_shards_mailboxes() {
+    let server = start();
+    let connect_named = |name: &'static str| {
+        let url = server.url();
+        async move {
+            async_nats::ConnectOptions::new()
+                .name(name)
+                .connect(url)
+                .await
+                .expect("connect")
+        }
+    };
+    let publisher = connect_named("the publisher").await;
+    let subscriber = connect_named("the subscriber").await;
+    let leaver = connect_named("the leaver").await;
+    let mut sub_a = subscriber.subscribe("snap.a").await.unwrap();
+    let _sub_b = subscriber.subscribe("snap.b").await.unwrap();
+    // flush (PING/PONG) rather than `sync`, whose request would count as a message.
+    subscriber.flush().await.unwrap();
+    for _ in 0..5 {
+        publisher.publish("snap.a", "12345".into()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    for _ in 0..5 {
+        timeout(WAIT, sub_a.next()).await.unwrap().unwrap();
+    }
+    leaver.flush().await.unwrap();
+
+    let all = server.handle().connections();
+    let named = |name: &str| {
+        let found: Vec<_> = all.iter().filter(|conn| conn.name == name).collect();
+        assert_eq!(found.len(), 1, "{name} listed once in {all:?}");
+        found[0].clone()
+    };
+    let (p, s, l) = (
+        named("the publisher"),
+        named("the subscriber"),
+        named("the leaver"),
+    );
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(
+        (p.in_msgs, p.in_bytes, p.out_msgs, p.subscriptions),
+        (5, 25, 0, 0)
+    );
+    assert_eq!(
+        (s.in_msgs, s.out_msgs, s.out_bytes, s.subscriptions),
+        (0, 5, 25, 2)
+    );
+    assert_eq!(s.lang, "rust");
+    assert!(all
+        .iter()
+        .all(|conn| usize::from(conn.shard) < server.handle().shard_count()));
+    assert!(all.iter().all(|conn| conn.peer.starts_with("127.0.0.1:")));
+    let mut cids: Vec<u64> = all.iter().map(|conn| conn.cid).collect();
+    cids.dedup();
+    assert_eq!(cids.len(), 3, "cids are distinct (and sorted): {all:?}");
+
+    drop(leaver);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let now = server.handle().connections();
+        if now.iter().all(|conn| conn.cid != l.cid) {
+            assert_eq!(now.len(), 2);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leaver is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

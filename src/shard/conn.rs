@@ -288,6 +288,10 @@ impl SidIndex {
         self.slots.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Every indexed slot, leaving the index empty.
     pub fn drain(&mut self) -> impl Iterator<Item = u32> + '_ {
         self.slots.drain()

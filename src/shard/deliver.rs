@@ -180,10 +180,17 @@ impl Shard {
         if crate::log::enabled_trace() {
             trace_delivery(conn, conn.out.last_written(written), message.payload);
         }
+        // Counted as nats-server counts (`msgSize` in `deliverMsg`): the message's headers and
+        // payload as this subscriber gets them, not the bytes of the MSG line.
+        let size = if conn.options.headers {
+            message.body_len()
+        } else {
+            message.payload.len()
+        } as u64;
         conn.out_msgs += 1;
-        conn.out_bytes += written as u64;
+        conn.out_bytes += size;
         self.stats.out_msgs += 1;
-        self.stats.out_bytes += written as u64;
+        self.stats.out_bytes += size;
         sub.delivered += 1;
         let sub_done = sub.delivered >= sub.max;
         let subscriber = sub.conn_slot;

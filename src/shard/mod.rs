@@ -10,11 +10,16 @@
 //! operations is in flight (`Conn::ops_in_flight`); its fd is closed last. Completions carry the
 //! slot's generation; one that does not match is counted and dropped.
 //!
+//! The way in from other threads is the control mailbox (`control`): stop, and questions
+//! answered from the shard's own state at a safe point of the loop (`Control::Connections`,
+//! what `/connz` will ask); a configuration reload is the next command to add there.
+//!
 //! Must not touch: token matching (that is `sublist`), wire formats (that is `proto`).
 
 mod buf_ring;
 mod client;
 mod conn;
+pub mod control;
 mod deliver;
 mod peers;
 mod ring;
@@ -35,7 +40,7 @@ use crate::config::Options;
 use crate::limits;
 use crate::proto::json::Info;
 use crate::proto::{CloseReason, ServerError};
-use crate::stats::ShardStats;
+use crate::stats::{ConnSnapshot, ShardStats};
 use crate::sublist::{MatchCache, Sublist};
 
 use crate::xshard::link::{Incoming, Outgoing};
@@ -61,8 +66,8 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// Each shard's counters, published on its timer tick and when it stops.
     pub stats: Vec<Mutex<ShardStats>>,
-    /// The write ends of every shard's wake pipe.
-    pub wake: Vec<std::io::PipeWriter>,
+    /// Each shard's mailbox (see `control`).
+    pub mailboxes: Vec<control::Mailbox>,
 }
 
 impl Shared {
@@ -70,9 +75,8 @@ impl Shared {
     /// a shard whose loop ended on an error, so the server fails whole, never half-working.
     pub fn stop_all(&self) {
         self.stopping.store(true, Ordering::Release);
-        for writer in &self.wake {
-            let mut writer = writer;
-            let _ = std::io::Write::write_all(&mut writer, &1u64.to_ne_bytes());
+        for mailbox in &self.mailboxes {
+            mailbox.send(control::Control::Stop);
         }
     }
 
@@ -85,8 +89,8 @@ impl Shared {
 pub struct ShardSetup {
     pub index: ShardId,
     pub listener: TcpListener,
-    /// The read end of a pipe: a byte written to it makes the shard look at
-    /// `Shared::stopping`; its end of file (the handle dropped) stops the shard.
+    /// The read end of the shard's mailbox doorbell (`control`): a byte makes the shard take
+    /// its commands; end of file stops it.
     pub wake_fd: Arc<OwnedFd>,
     pub shared: Arc<Shared>,
     /// By shard id: the link to that shard and the link from it (None for this one).
@@ -113,7 +117,7 @@ pub struct Shard {
     shared: Arc<Shared>,
     listener: TcpListener,
     wake_fd: Arc<OwnedFd>,
-    /// Destination of the wake pipe read; boxed so its address is stable while the read is armed.
+    /// Destination of the doorbell read; boxed so its address is stable while the read is armed.
     wake_buf: Box<u64>,
     timer_spec: Box<types::Timespec>,
     resume_spec: Box<types::Timespec>,
@@ -766,8 +770,9 @@ impl Shard {
         }
     }
 
-    /// The wake pipe: a byte means "look at `Shared::stopping`"; end of file (the handle is
-    /// gone) or an error other than EINTR also stops the shard, so it can never spin here.
+    /// The mailbox's doorbell rang: every command waiting is handled now (a safe point: between
+    /// completions). End of file or an error other than EINTR stops the shard, so it can never
+    /// spin here.
     fn on_wake(&mut self, completion: Completion) {
         let retry = completion.result > 0 || completion.result == -libc::EINTR;
         if completion.result < 0 && completion.result != -libc::EINTR {
@@ -777,11 +782,42 @@ impl Shard {
                 io::Error::from_raw_os_error(-completion.result)
             );
         }
+        for command in self.shared.mailboxes[self.index.index()].take() {
+            match command {
+                control::Control::Stop => self.begin_stop(),
+                control::Control::Connections(reply) => {
+                    let _ = reply.send(self.connection_snapshots());
+                }
+            }
+        }
         if !retry || self.shared.stopping.load(Ordering::Acquire) {
             self.begin_stop();
-        } else {
+        }
+        if !self.stopping {
             self.arm_wake();
         }
+    }
+
+    /// Every open connection, for `Control::Connections`.
+    fn connection_snapshots(&self) -> Vec<ConnSnapshot> {
+        self.conns
+            .iter()
+            .filter(|(_, conn)| conn.is_open())
+            .map(|(_, conn)| ConnSnapshot {
+                cid: conn.client_id,
+                shard: self.index.0,
+                peer: conn.peer.clone(),
+                name: conn.options.name.clone(),
+                lang: conn.options.lang.clone(),
+                version: conn.options.version.clone(),
+                in_msgs: conn.in_msgs,
+                in_bytes: conn.in_bytes,
+                out_msgs: conn.out_msgs,
+                out_bytes: conn.out_bytes,
+                subscriptions: conn.subs.len(),
+                pending_bytes: conn.out.pending_bytes(),
+            })
+            .collect()
     }
 
     // ----- connection lifecycle ----------------------------------------------------------

@@ -24,7 +24,7 @@ pub enum OpKind {
     CancelRecv = 4,
     /// The shard's periodic tick (keepalive, deadlines).
     Timer = 5,
-    /// A read of the shard's eventfd: somebody outside asked the shard to look at its mailbox.
+    /// A read of the mailbox doorbell (a pipe, see `control`): a command is waiting.
     Wake = 6,
     /// The short timeout that resumes paused publishers.
     Resume = 7,

@@ -787,7 +787,7 @@ mod tests {
     fn max_frame_bytes_boundary() {
         let (mut producer, mut consumer) = channel(0);
         let max = producer.max_frame_bytes();
-        for round in 0..20 {
+        for round in 0..if cfg!(miri) { 3 } else { 20 } {
             let body = body_for(round, max);
             assert!(push_vec(&mut producer, &body));
             assert!(push_vec(&mut producer, &body[..max - 1]));
@@ -875,6 +875,10 @@ mod tests {
         drop(consumer);
         drop(producer);
     }
+
+    /// Operations per property-test case; Miri (CI runs it over xshard/) interprets a few
+    /// hundred operations with their bodies for minutes.
+    const PROPTEST_OPS_MAX: usize = if cfg!(miri) { 12 } else { 300 };
 
     /// Number of frames in the two-thread test.
     fn two_thread_frame_count() -> u64 {
@@ -1266,7 +1270,7 @@ mod tests {
         })]
         #[test]
         fn appends_and_pushes_arrive_whole_and_in_order(
-            ops in proptest::collection::vec(mixed_op_strategy(), 1..300)
+            ops in proptest::collection::vec(mixed_op_strategy(), 1..PROPTEST_OPS_MAX)
         ) {
             let (mut producer, mut consumer) = channel(0);
             let capacity = producer.capacity_bytes();
@@ -1345,7 +1349,7 @@ mod tests {
             ..ProptestConfig::default()
         })]
         #[test]
-        fn matches_the_model(ops in proptest::collection::vec(op_strategy(), 1..300)) {
+        fn matches_the_model(ops in proptest::collection::vec(op_strategy(), 1..PROPTEST_OPS_MAX)) {
             let (mut producer, mut consumer) = channel(0);
             let mut model = Model {
                 capacity_bytes: producer.capacity_bytes() as u64,

@@ -1,0 +1,117 @@
+//! The way into a running shard from other threads: a mailbox of [`Control`] commands, and a
+//! doorbell (a pipe the shard always has one read armed on) that makes its loop look at the
+//! mailbox. A shard owns everything it touches, so every question or order from outside (stop,
+//! a snapshot for monitoring, later a configuration reload) is a command here, answered by the
+//! shard at a safe point of its loop (between completions), never a lock on its state.
+//!
+//! Invariants: the doorbell is rung only when a command lands in an empty mailbox, and the
+//! shard empties the mailbox on every ring it reads, so at most a few bytes ever wait in the
+//! pipe and `send` never blocks. Once the shard's loop has ended, the mailbox is closed: a
+//! command sent then is dropped at once (a reply channel in it reports the disconnection), so
+//! nobody waits on a shard that is gone.
+//!
+//! Must not: carry anything a shard needs per message (those are snapshots swapped in here,
+//! read without locks afterwards).
+
+use std::collections::VecDeque;
+use std::io::{self, PipeReader, PipeWriter, Write};
+use std::sync::mpsc::Sender;
+use std::sync::{Mutex, PoisonError};
+
+use crate::stats::ConnSnapshot;
+
+/// An order or a question for one shard.
+pub enum Control {
+    /// Close every connection and end the loop.
+    Stop,
+    /// Answer with a snapshot of every open connection on the shard.
+    Connections(Sender<Vec<ConnSnapshot>>),
+}
+
+/// One shard's mailbox (the sending side, shared by every thread that may send).
+pub struct Mailbox {
+    /// None once the shard's loop has ended.
+    queue: Mutex<Option<VecDeque<Control>>>,
+    doorbell: PipeWriter,
+}
+
+impl Mailbox {
+    /// A mailbox and the read end of its doorbell, for the shard.
+    pub fn new() -> io::Result<(Mailbox, PipeReader)> {
+        let (reader, doorbell) = io::pipe()?;
+        let mailbox = Mailbox {
+            queue: Mutex::new(Some(VecDeque::new())),
+            doorbell,
+        };
+        Ok((mailbox, reader))
+    }
+
+    /// Sends `control`; false when the shard has ended (the command is dropped).
+    pub fn send(&self, control: Control) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(queue) = queue.as_mut() else {
+            return false;
+        };
+        let was_empty = queue.is_empty();
+        queue.push_back(control);
+        if was_empty {
+            // Under the lock, so the shard cannot have taken this command and gone back to
+            // sleep before the ring. A failed write means the shard's end is closed: its loop
+            // is ending, and it closes the mailbox (dropping this command) when it has.
+            let _ = (&self.doorbell).write_all(&[1]);
+        }
+        true
+    }
+
+    /// Every command waiting, oldest first (the shard, after its doorbell rang).
+    pub(super) fn take(&self) -> VecDeque<Control> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Ends the mailbox: what is waiting is dropped and later sends are refused. Called when the
+    /// shard's loop has ended, whichever way.
+    pub fn close(&self) {
+        let waiting = self
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(waiting);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn rings_once_per_batch_and_refuses_after_close() {
+        let (mailbox, mut doorbell) = Mailbox::new().unwrap();
+        assert!(mailbox.send(Control::Stop));
+        assert!(mailbox.send(Control::Stop));
+        let mut rung = [0u8; 8];
+        assert_eq!(
+            doorbell.read(&mut rung).unwrap(),
+            1,
+            "one ring for two commands"
+        );
+        assert_eq!(mailbox.take().len(), 2);
+        assert!(mailbox.take().is_empty());
+        // A command in an empty mailbox rings again.
+        assert!(mailbox.send(Control::Stop));
+        assert_eq!(doorbell.read(&mut rung).unwrap(), 1);
+        // After close, waiting and later commands are dropped: their reply channels disconnect.
+        let (reply, answers) = mpsc::channel();
+        assert!(mailbox.send(Control::Connections(reply)));
+        mailbox.close();
+        assert!(answers.recv().is_err());
+        let (reply, answers) = mpsc::channel();
+        assert!(!mailbox.send(Control::Connections(reply)));
+        assert!(answers.recv().is_err());
+        assert!(mailbox.take().is_empty());
+    }
+}
