@@ -5,6 +5,7 @@
 //!
 //! Dependencies point one way: `limits` <- `proto`, `sublist` <- `shard` <- `server`.
 
+pub mod account;
 mod alloc;
 pub mod config;
 mod hash;

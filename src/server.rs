@@ -11,13 +11,13 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::account::Account;
 use crate::config::Options;
 use crate::limits;
 use crate::proto::json::{server_id, Info};
 use crate::shard::control::{Control, Mailbox};
-use crate::shard::{Shard, ShardSetup, Shared};
+use crate::shard::{ConnKind, Shard, ShardSetup, Shared};
 use crate::stats::{ConnSnapshot, ShardStats};
-use crate::sublist::Sublist;
 use crate::xshard::link::{link, Incoming, Outgoing};
 use crate::xshard::ShardId;
 
@@ -96,7 +96,7 @@ impl Server {
             mailboxes,
             options,
             info,
-            sublist: Sublist::new(),
+            accounts: vec![Arc::new(Account::global())],
             shard_count,
             ring_fds: (0..shard_count).map(|_| AtomicI32::new(-1)).collect(),
             connections: AtomicU32::new(0),
@@ -118,7 +118,7 @@ impl Server {
         for (index, (listener, reader)) in listeners.into_iter().zip(readers).enumerate() {
             let setup = ShardSetup {
                 index: ShardId(index as u16),
-                listener,
+                listeners: vec![(ConnKind::Client, listener)],
                 wake_fd: Arc::new(OwnedFd::from(reader)),
                 shared: Arc::clone(&shared),
                 links: std::mem::take(&mut links[index]),

@@ -52,7 +52,7 @@ impl Shard {
     /// here. Returns how many bytes at the end of `input` were left unparsed because an
     /// operation paused the connection: the caller keeps them (in `Conn::held`) for when it
     /// resumes.
-    pub(super) fn on_input(&mut self, slot: u32, input: &[u8]) -> usize {
+    pub(super) fn on_client_input(&mut self, slot: u32, input: &[u8]) -> usize {
         // The reader is taken out while its operations are handled (they need the shard).
         let mut reader = std::mem::take(&mut self.conns[slot as usize].reader);
         let fed = reader.feed(input, &mut ClientInput { shard: self, slot });
@@ -67,6 +67,32 @@ impl Shard {
             }
             Fed::Done | Fed::Stopped => 0,
         }
+    }
+
+    /// A client connection just opened in `slot` (from `ip`; `open` client connections now,
+    /// server-wide): its INFO, then reading, unless it is over `max_connections`.
+    pub(super) fn start_client(&mut self, slot: u32, ip: Option<String>, open: u32) {
+        // INFO first, always (nats-server sends it before checking max_connections).
+        let mut info = self.shared.info.clone();
+        info.client_id = self.conns[slot as usize].client_id;
+        info.client_ip = ip.unwrap_or_default();
+        self.conns[slot as usize]
+            .out
+            .append_with(|out| crate::proto::json::write_info(out, &info));
+        self.mark_dirty(slot);
+        if crate::log::enabled_debug() {
+            crate::log_debug!(
+                "{} - cid:{} - Client connection created",
+                self.conns[slot as usize].peer,
+                self.conns[slot as usize].client_id
+            );
+        }
+
+        if open > self.shared.options.max_connections {
+            self.send_error_and_drain(slot, &ServerError::MaxConnections);
+            return;
+        }
+        self.arm_recv(slot);
     }
 
     /// Sends the error's `-ERR` (if it has one) and closes when nats-server would.
@@ -230,10 +256,12 @@ impl Shard {
         let conn_slot = slot;
         let conn_generation = conn.generation;
         let generation = self.take_generation();
+        let account = self.conns[slot as usize].account;
         let sub_slot = self.subs.insert(Subscription::new(
             conn_slot,
             conn_generation,
             generation,
+            account,
             subject,
             sid,
             queue,
@@ -243,7 +271,8 @@ impl Shard {
             slot: sub_slot,
             generation,
         };
-        if self.shared.sublist.insert(subject, queue, handle).is_err() {
+        let table = &self.accounts[account.index()].account.sublist;
+        if table.insert(subject, queue, handle).is_err() {
             self.subs.remove(sub_slot as usize);
             return self.protocol_error(slot, &ServerError::InvalidSubject);
         }
@@ -270,10 +299,11 @@ impl Shard {
             slot: sub_slot,
             generation: sub.generation,
         };
-        let removed = self
-            .shared
-            .sublist
-            .remove(sub.subject(), sub.queue(), handle);
+        let removed = self.accounts[sub.account.index()].account.sublist.remove(
+            sub.subject(),
+            sub.queue(),
+            handle,
+        );
         debug_assert!(removed, "a live subscription is in the table");
         if let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) {
             if conn.generation == sub.conn_generation {
@@ -293,8 +323,10 @@ impl Shard {
             .map(|sub_slot| (sub_slot, self.subs.remove(sub_slot as usize)))
             .collect();
         let index = self.index.0;
-        let count = self
-            .shared
+        // A connection's subscriptions are all in its account's table.
+        let account = self.conns[slot as usize].account;
+        let count = self.accounts[account.index()]
+            .account
             .sublist
             .remove_many(removed.iter().map(|(sub_slot, sub)| {
                 let handle = SubHandle {

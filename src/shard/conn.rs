@@ -9,6 +9,7 @@ use std::os::fd::RawFd;
 
 use slab::Slab;
 
+use crate::account::AccountId;
 use crate::limits;
 use crate::proto::json::ConnectOptions;
 use crate::proto::{CloseReason, Reader};
@@ -307,6 +308,9 @@ pub struct Subscription {
     pub conn_generation: u32,
     /// This subscription slot's generation (matches the `SubHandle` in the table).
     pub generation: u32,
+    /// The account whose table holds it (its connection's; kept here for the removal after
+    /// the connection is gone). In what was padding: the entry stays 56 bytes.
+    pub account: AccountId,
     /// Length of the subject at the start of `text`.
     subject_len: u32,
     /// Length of the sid, which follows the subject in `text`.
@@ -330,6 +334,7 @@ impl Subscription {
         conn_slot: u32,
         conn_generation: u32,
         generation: u32,
+        account: AccountId,
         subject: &[u8],
         sid: &[u8],
         queue: Option<&[u8]>,
@@ -346,6 +351,7 @@ impl Subscription {
             conn_slot,
             conn_generation,
             generation,
+            account,
             subject_len: u32::try_from(subject.len()).expect("a control line fits in u32"),
             sid_len: u32::try_from(sid.len()).expect("a control line fits in u32"),
             text: text.into_boxed_slice(),
@@ -369,12 +375,36 @@ impl Subscription {
     }
 }
 
+/// What a connection speaks: which session handles its operations and writes what is
+/// delivered to it. Today only the client protocol. A cluster route is the next kind: its own
+/// session module (parser, handler, RMSG writer) and one arm at each `match conn.kind`
+/// (`Shard::on_input`, `Shard::open_conn`); its listener is one more entry in the shard's
+/// listener table, with that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    Client,
+}
+
+/// What lies between the socket and the session's bytes. Plain TCP today. TLS (rustls on the
+/// io_uring path) is the next: it decrypts at the receive seam (`Shard::on_input`, before the
+/// session's reader) and encrypts at the send seam (`Shard::flush_dirty`, from `Outbound`'s
+/// frozen plaintext into a ciphertext buffer that is what the send SQE names), so the parser
+/// and the fan-out templates keep working on plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+}
+
 pub struct Conn {
     /// The socket's fd, as named in SQEs; owned by `stream`.
     pub fd: RawFd,
     /// Owns the socket: dropping the connection closes it.
     pub stream: std::net::TcpStream,
     pub generation: u32,
+    pub kind: ConnKind,
+    pub transport: Transport,
+    /// The account it is in: its publishes are matched in that account's table.
+    pub account: AccountId,
     pub client_id: u64,
     pub state: ConnState,
     pub recv: RecvState,
@@ -523,12 +553,13 @@ mod tests {
 
     #[test]
     fn subscription_text_round_trips() {
-        let plain = Subscription::new(1, 2, 3, b"foo.bar", b"17", None);
+        let plain = Subscription::new(1, 2, 3, AccountId::GLOBAL, b"foo.bar", b"17", None);
         assert_eq!(
             (plain.subject(), plain.sid(), plain.queue()),
             (&b"foo.bar"[..], &b"17"[..], None)
         );
-        let queued = Subscription::new(1, 2, 3, b"foo.*", b"x", Some(b"workers"));
+        let queued =
+            Subscription::new(1, 2, 3, AccountId::GLOBAL, b"foo.*", b"x", Some(b"workers"));
         assert_eq!(
             (queued.subject(), queued.sid(), queued.queue()),
             (&b"foo.*"[..], &b"x"[..], Some(&b"workers"[..]))

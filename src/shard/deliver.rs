@@ -43,6 +43,7 @@ impl Shard {
         let conn = &mut self.conns[slot as usize];
         conn.in_msgs += 1;
         conn.in_bytes += total as u64;
+        let account = conn.account.index();
         if conn.options.pedantic && !valid_literal_subject(message.subject) {
             // nats-server reports it and still acks and routes the message (a wildcard in a
             // published subject is plain text, so it may still match a wildcard subscription).
@@ -50,7 +51,7 @@ impl Shard {
         }
         self.reply_ok(slot);
 
-        let matched: Rc<MatchResult> = self.cache.lookup(&self.shared.sublist, message.subject);
+        let matched: Rc<MatchResult> = self.accounts[account].lookup(message.subject);
         let origin = Origin::Local(slot);
         let mut delivered = false;
         self.templates.reset(matched.plain.len() > 1);
@@ -120,7 +121,8 @@ impl Shard {
         if !conn.is_open() || !conn.options.no_responders || !conn.options.headers {
             return;
         }
-        let matched = self.cache.lookup(&self.shared.sublist, reply);
+        let account = conn.account.index();
+        let matched = self.accounts[account].lookup(reply);
         let own = matched.plain.iter().copied().find(|handle| {
             self.subs
                 .get(handle.slot as usize)

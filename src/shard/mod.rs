@@ -14,6 +14,26 @@
 //! answered from the shard's own state at a safe point of the loop (`Control::Connections`,
 //! what `/connz` will ask); a configuration reload is the next command to add there.
 //!
+//! Adding a connection kind (a cluster route, say). A kind is a `ConnKind` variant and a
+//! session module beside `client.rs`: the session's reader handler (a `proto::Handler` over its
+//! own operations; routes speak `RS+`/`RS-`/`RMSG`, which get their own parser), what it sends
+//! when the connection opens (`start_client`'s counterpart), and how a delivery is written for it
+//! (`RMSG` with the account, not `MSG` with a sid). Its port is one more entry in the shard's
+//! listener table (`ShardSetup::listeners`, bound by `server.rs` with `SO_REUSEPORT` like the
+//! client port); the accept token's slot names the listener, so `on_accept` opens the
+//! connection with that listener's kind. The compiler then lists every place left to decide:
+//! each `match conn.kind` (`on_input`, `open_conn`) must get an arm. Routing stays where it is
+//! (`deliver.rs`): a route is one more kind of target for a matched message, and `Origin` gets
+//! a variant so a message from a route is not sent back into the cluster.
+//!
+//! Adding a transport (TLS). A `Transport` variant holding the session state (rustls's
+//! `ServerConnection`). The receive seam is `Shard::on_input`: ciphertext from the provided
+//! buffer goes in, the plaintext that comes out is fed to the session's reader, and handshake
+//! bytes to send go into the outbound. The send seam is in `flush_dirty`: the plaintext that
+//! `Outbound::next_send` freezes is encrypted into the transport's own buffer, and that buffer is
+//! what the send SQE names (it must then stay put until the completion, as the `# Safety` of
+//! `push` says). Parser, templates and delivery never see ciphertext.
+//!
 //! Must not touch: token matching (that is `sublist`), wire formats (that is `proto`).
 
 mod buf_ring;
@@ -36,17 +56,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use io_uring::{cqueue, opcode, types, IoUring};
 use slab::Slab;
 
+use crate::account::{Account, AccountId};
 use crate::config::Options;
 use crate::limits;
 use crate::proto::json::Info;
 use crate::proto::{CloseReason, ServerError};
 use crate::stats::{ConnSnapshot, ShardStats};
-use crate::sublist::{MatchCache, Sublist};
+use crate::sublist::MatchCache;
 
 use crate::xshard::link::{Incoming, Outgoing};
 use crate::xshard::ShardId;
 use buf_ring::BufRing;
-use conn::{Conn, ConnState, PauseCause, RecvState, SubscriberWait, Subscription};
+pub use conn::ConnKind;
+use conn::{Conn, ConnState, PauseCause, RecvState, SubscriberWait, Subscription, Transport};
 use peers::Peers;
 use ring::{OpKind, Token};
 
@@ -55,8 +77,8 @@ pub struct Shared {
     pub options: Options,
     /// The INFO every client gets, before its client_id and client_ip are filled in.
     pub info: Info,
-    /// The global account's subject table.
-    pub sublist: Sublist,
+    /// Every account, indexed by `AccountId` (`$G` first), each with its subject table.
+    pub accounts: Vec<Arc<Account>>,
     pub shard_count: usize,
     /// Each shard's ring fd (the target of peers' `MSG_RING`), set before any shard runs.
     pub ring_fds: Vec<AtomicI32>,
@@ -88,13 +110,39 @@ impl Shared {
 /// What a shard is started with.
 pub struct ShardSetup {
     pub index: ShardId,
-    pub listener: TcpListener,
+    /// The shard's listening sockets (one `SO_REUSEPORT` member of each port's group) and the
+    /// kind of connection each accepts.
+    pub listeners: Vec<(ConnKind, TcpListener)>,
     /// The read end of the shard's mailbox doorbell (`control`): a byte makes the shard take
     /// its commands; end of file stops it.
     pub wake_fd: Arc<OwnedFd>,
     pub shared: Arc<Shared>,
     /// By shard id: the link to that shard and the link from it (None for this one).
     pub links: Vec<Option<(Outgoing, Incoming)>>,
+}
+
+/// One account as a shard uses it: the account (its subject table) and the shard's match cache
+/// for it, side by side so a publish reaches both through one index.
+struct AccountView {
+    account: Arc<Account>,
+    cache: MatchCache,
+}
+
+impl AccountView {
+    /// What `subject` matches in this account, through the shard's cache.
+    #[inline]
+    fn lookup(&mut self, subject: &[u8]) -> std::rc::Rc<crate::sublist::MatchResult> {
+        self.cache.lookup(&self.account.sublist, subject)
+    }
+}
+
+/// One listening socket of the shard's.
+struct Listener {
+    socket: TcpListener,
+    /// What its connections speak.
+    kind: ConnKind,
+    /// A multishot accept is armed on it.
+    accept_armed: bool,
 }
 
 /// `IORING_CQE_F_BUFFER`: the completion names a provided buffer (in the upper 16 bits).
@@ -115,7 +163,8 @@ pub struct Shard {
     buf_ring: BufRing,
     index: ShardId,
     shared: Arc<Shared>,
-    listener: TcpListener,
+    /// Indexed by the slot of their accept tokens.
+    listeners: Vec<Listener>,
     wake_fd: Arc<OwnedFd>,
     /// Destination of the doorbell read; boxed so its address is stable while the read is armed.
     wake_buf: Box<u64>,
@@ -146,14 +195,14 @@ pub struct Shard {
     /// The next client id this shard hands out; ids of shard i are i+1 modulo the shard count,
     /// so anyone can tell a connection's shard from its INFO `client_id`.
     next_client_id: u64,
-    cache: MatchCache,
+    /// Every account as this shard uses it, indexed by `AccountId`.
+    accounts: Vec<AccountView>,
     rng: u64,
     started: Instant,
     /// Milliseconds since `started`, read once per loop iteration.
     now_ms: u64,
     /// Outbound bytes over which a subscriber pauses its publishers (see limits).
     high_water_bytes: usize,
-    accept_armed: bool,
     resume_armed: bool,
     stopping: bool,
     stats: ShardStats,
@@ -169,6 +218,15 @@ impl Shard {
     pub fn new(setup: ShardSetup) -> io::Result<Shard> {
         let ring = ring::create()?;
         setup.shared.ring_fds[setup.index.index()].store(ring.as_raw_fd(), Ordering::Release);
+        let accounts = setup
+            .shared
+            .accounts
+            .iter()
+            .map(|account| AccountView {
+                account: Arc::clone(account),
+                cache: MatchCache::new(),
+            })
+            .collect();
         let setup_max_pending = setup.shared.options.max_pending;
         let buf_ring = BufRing::new(
             &ring.submitter(),
@@ -187,7 +245,15 @@ impl Shard {
             buf_ring,
             index: setup.index,
             shared: setup.shared,
-            listener: setup.listener,
+            listeners: setup
+                .listeners
+                .into_iter()
+                .map(|(kind, socket)| Listener {
+                    socket,
+                    kind,
+                    accept_armed: false,
+                })
+                .collect(),
             wake_fd: setup.wake_fd,
             wake_buf: Box::new(0),
             timer_spec: Box::new(Duration::from_millis(limits::TIMER_TICK_MS).into()),
@@ -204,13 +270,12 @@ impl Shard {
             peers: Peers::new(setup.links),
             over_high_water: None,
             next_client_id: setup.index.0 as u64 + 1,
-            cache: MatchCache::new(),
+            accounts,
             rng: seed | 1,
             started: Instant::now(),
             now_ms: 0,
             high_water_bytes: limits::OUTBOUND_HIGH_WATER_BYTES
                 .min((setup_max_pending / 4 * 3) as usize),
-            accept_armed: false,
             resume_armed: false,
             stopping: false,
             stats: ShardStats::default(),
@@ -221,7 +286,7 @@ impl Shard {
 
     /// The event loop. Returns when the server stops and every connection is gone.
     pub fn run(mut self) -> io::Result<()> {
-        self.arm_accept();
+        self.arm_accepts();
         self.arm_timer();
         self.arm_wake();
         let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
@@ -431,6 +496,17 @@ impl Shard {
         completion
     }
 
+    /// The receive seam: bytes from the socket of `slot` (open), through its transport, to its
+    /// session. Returns how many bytes at the end were left unparsed because the connection
+    /// paused (the caller holds them). One match per received buffer, not per message.
+    #[inline]
+    fn on_input(&mut self, slot: u32, bytes: &[u8]) -> usize {
+        let conn = &self.conns[slot as usize];
+        match (conn.transport, conn.kind) {
+            (Transport::Plain, ConnKind::Client) => self.on_client_input(slot, bytes),
+        }
+    }
+
     fn dispatch(&mut self, completion: Completion) {
         let Some(token) = Token::decode(completion.user_data) else {
             unreachable!(
@@ -439,7 +515,7 @@ impl Shard {
             );
         };
         match token.kind {
-            OpKind::Accept => self.on_accept(completion),
+            OpKind::Accept => self.on_accept(token.slot, completion),
             OpKind::Recv => self.on_recv(token, completion),
             OpKind::Send => self.on_send(token, completion),
             OpKind::CancelRecv => self.on_cancel_recv(token, completion),
@@ -469,14 +545,25 @@ impl Shard {
 
     // ----- submissions -------------------------------------------------------------------
 
-    fn arm_accept(&mut self) {
-        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(Token::new(OpKind::Accept, 0, 0).encode());
+    /// Arms a multishot accept on every listener that has none.
+    fn arm_accepts(&mut self) {
+        for index in 0..self.listeners.len() {
+            if !self.listeners[index].accept_armed {
+                self.arm_accept(index as u32);
+            }
+        }
+    }
+
+    fn arm_accept(&mut self, listener: u32) {
+        let entry = opcode::AcceptMulti::new(types::Fd(
+            self.listeners[listener as usize].socket.as_raw_fd(),
+        ))
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(Token::new(OpKind::Accept, listener, 0).encode());
         // SAFETY: an accept names no memory (the peer address is not asked for).
         unsafe { self.push(&entry) };
-        self.accept_armed = true;
+        self.listeners[listener as usize].accept_armed = true;
     }
 
     fn arm_timer(&mut self) {
@@ -552,7 +639,11 @@ impl Shard {
             if conn.state == ConnState::Closing || conn.out.send_in_flight() {
                 continue;
             }
-            let Some((ptr, len)) = conn.out.next_send() else {
+            // The send seam: what the transport makes of the outbound bytes.
+            let next = match conn.transport {
+                Transport::Plain => conn.out.next_send(),
+            };
+            let Some((ptr, len)) = next else {
                 if conn.state == ConnState::Draining {
                     let reason = conn.close_reason.unwrap_or(CloseReason::ClientClosed);
                     self.close(slot, reason);
@@ -596,14 +687,15 @@ impl Shard {
 
     // ----- completions -------------------------------------------------------------------
 
-    fn on_accept(&mut self, completion: Completion) {
+    /// A connection accepted on listener `listener` (the accept token's slot).
+    fn on_accept(&mut self, listener: u32, completion: Completion) {
         let short_of_resources =
             [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&-completion.result);
         if !cqueue::more(completion.flags) {
-            self.accept_armed = false;
+            self.listeners[listener as usize].accept_armed = false;
             // Out of fds or memory: retrying at once would fail at once; the next tick re-arms.
             if !self.stopping && !short_of_resources {
-                self.arm_accept();
+                self.arm_accept(listener);
             }
         }
         match completion.result {
@@ -611,7 +703,8 @@ impl Shard {
                 if self.stopping {
                     close_fd(fd);
                 } else {
-                    self.open_conn(fd);
+                    let kind = self.listeners[listener as usize].kind;
+                    self.open_conn(fd, kind);
                 }
             }
             // Transient: the peer went away before we accepted, or fds/memory ran short. The
@@ -759,8 +852,8 @@ impl Shard {
 
     fn on_timer(&mut self, completion: Completion) {
         debug_assert!(completion.result == -libc::ETIME || completion.result == 0);
-        if !self.accept_armed && !self.stopping {
-            self.arm_accept();
+        if !self.stopping {
+            self.arm_accepts();
         }
         self.tick();
         self.publish_stats();
@@ -835,7 +928,7 @@ impl Shard {
         generation
     }
 
-    fn open_conn(&mut self, fd: RawFd) {
+    fn open_conn(&mut self, fd: RawFd, kind: ConnKind) {
         if self.conns.len() >= limits::CONNECTIONS_PER_SHARD_MAX {
             close_fd(fd);
             return;
@@ -858,6 +951,9 @@ impl Shard {
             fd,
             stream,
             generation,
+            kind,
+            transport: Transport::Plain,
+            account: AccountId::GLOBAL,
             client_id,
             state: ConnState::Open,
             recv: RecvState::Idle,
@@ -893,27 +989,9 @@ impl Shard {
         self.stats.connections += 1;
         let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
 
-        // INFO first, always (nats-server sends it before checking max_connections).
-        let mut info = self.shared.info.clone();
-        info.client_id = client_id;
-        info.client_ip = peer.map(|(ip, _)| ip).unwrap_or_default();
-        self.conns[slot as usize]
-            .out
-            .append_with(|out| crate::proto::json::write_info(out, &info));
-        self.mark_dirty(slot);
-        if crate::log::enabled_debug() {
-            crate::log_debug!(
-                "{} - cid:{} - Client connection created",
-                self.conns[slot as usize].peer,
-                client_id
-            );
+        match kind {
+            ConnKind::Client => self.start_client(slot, peer.map(|(ip, _)| ip), open),
         }
-
-        if open > self.shared.options.max_connections {
-            self.send_error_and_drain(slot, &ServerError::MaxConnections);
-            return;
-        }
-        self.arm_recv(slot);
     }
 
     /// Sends `err`'s -ERR (when it has one) after the output already queued, stops reading,
@@ -993,11 +1071,14 @@ impl Shard {
             return;
         }
         self.stopping = true;
-        if self.accept_armed {
-            let target = Token::new(OpKind::Accept, 0, 0).encode();
+        for index in 0..self.listeners.len() as u32 {
+            if !self.listeners[index as usize].accept_armed {
+                continue;
+            }
+            let target = Token::new(OpKind::Accept, index, 0).encode();
             let entry = opcode::AsyncCancel::new(target)
                 .build()
-                .user_data(Token::new(OpKind::CancelAccept, 0, 0).encode());
+                .user_data(Token::new(OpKind::CancelAccept, index, 0).encode());
             // SAFETY: a cancel names no memory.
             unsafe { self.push(&entry) };
         }

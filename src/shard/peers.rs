@@ -14,6 +14,7 @@
 //!
 //! With one shard none of this runs: `Peers` is empty.
 
+use crate::account::AccountId;
 use std::sync::atomic::Ordering;
 
 use io_uring::{opcode, squeue, types};
@@ -328,7 +329,10 @@ impl Shard {
     /// here first, else on another shard. Bounded by `hops`, so it cannot circle forever; it
     /// is dropped only when the group has no member left anywhere (or the bound is reached).
     fn requeue(&mut self, message: Message<'_>, route: QueueRoute<'_>, origin: Origin) {
-        let matched = self.cache.lookup(&self.shared.sublist, message.subject);
+        // Cross-shard frames carry no account yet: every connection is in `$G` until the
+        // accounts issue, which adds the account to the frame.
+        let account = AccountId::GLOBAL.index();
+        let matched = self.accounts[account].lookup(message.subject);
         let Some(group) = matched
             .queues
             .iter()
