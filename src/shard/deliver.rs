@@ -11,9 +11,9 @@ use std::rc::Rc;
 
 use memchr::memchr;
 
-use super::conn::{Conn, ConnState, Origin, PauseCause, SubscriberWait};
+use super::backpressure::Backlog;
+use super::conn::{Conn, ConnState, Origin, PauseCause};
 use super::Shard;
-use crate::limits;
 use crate::proto::{CloseReason, Message, ServerError};
 use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
 use crate::xshard::ShardId;
@@ -204,21 +204,20 @@ impl Shard {
         if sub_done {
             self.remove_sub(handle.slot);
         }
-        if pending_bytes as u64 > self.shared.options.max_pending {
-            self.slow_consumer(subscriber);
-        } else if pending_bytes > self.high_water_bytes {
-            let wait = SubscriberWait {
-                slot: subscriber,
-                generation: self.conns[subscriber as usize].generation,
-                until_ms: self.now_ms + limits::PUBLISHER_PAUSE_MS_MAX,
-            };
-            match origin {
-                Origin::Local(publisher) if publisher != subscriber => {
-                    self.pause(publisher, PauseCause::Subscriber(wait));
+        match self.pauses.backlog(pending_bytes) {
+            Backlog::Fine => {}
+            Backlog::SlowConsumer => self.slow_consumer(subscriber),
+            Backlog::OverHighWater => {
+                let generation = self.conns[subscriber as usize].generation;
+                let wait = self.pauses.wait_on(subscriber, generation, self.now_ms);
+                match origin {
+                    Origin::Local(publisher) if publisher != subscriber => {
+                        self.pause(publisher, PauseCause::Subscriber(wait));
+                    }
+                    Origin::Local(_) | Origin::Internal => {}
+                    // The queue it came through is held (see `drain_peers`).
+                    Origin::Peer(_) => self.over_high_water = Some(wait),
                 }
-                Origin::Local(_) | Origin::Internal => {}
-                // The queue it came through is held (see `drain_peers`).
-                Origin::Peer(_) => self.over_high_water = Some(wait),
             }
         }
         true

@@ -36,6 +36,7 @@
 //!
 //! Must not touch: token matching (that is `sublist`), wire formats (that is `proto`).
 
+mod backpressure;
 mod buf_ring;
 mod client;
 mod conn;
@@ -66,6 +67,7 @@ use crate::sublist::MatchCache;
 
 use crate::xshard::link::{Incoming, Outgoing};
 use crate::xshard::ShardId;
+use backpressure::{subscriber_wait_over, Pauses, SubscriberNow};
 use buf_ring::BufRing;
 pub use conn::ConnKind;
 use conn::{Conn, ConnState, PauseCause, RecvState, SubscriberWait, Subscription, Transport};
@@ -185,8 +187,8 @@ pub struct Shard {
     starved: Vec<u32>,
     /// Receive completions of paused connections, set aside during a round (kept to reuse).
     recv_held: VecDeque<Completion>,
-    /// Slots whose reading is paused (see `PauseCause`).
-    paused: Vec<u32>,
+    /// Paused publishers and the back-pressure marks (see `backpressure`).
+    pauses: Pauses,
     /// The other shards; empty with one shard.
     peers: Peers,
     /// Set by a delivery of a peer's frame (`Origin::Peer`) that took a subscriber over its
@@ -202,7 +204,6 @@ pub struct Shard {
     /// Milliseconds since `started`, read once per loop iteration.
     now_ms: u64,
     /// Outbound bytes over which a subscriber pauses its publishers (see limits).
-    high_water_bytes: usize,
     resume_armed: bool,
     stopping: bool,
     stats: ShardStats,
@@ -266,7 +267,7 @@ impl Shard {
             starved: Vec::new(),
             recv_held: VecDeque::new(),
             dirty: Vec::new(),
-            paused: Vec::new(),
+            pauses: Pauses::new(setup_max_pending),
             peers: Peers::new(setup.links),
             over_high_water: None,
             next_client_id: setup.index.0 as u64 + 1,
@@ -274,8 +275,6 @@ impl Shard {
             rng: seed | 1,
             started: Instant::now(),
             now_ms: 0,
-            high_water_bytes: limits::OUTBOUND_HIGH_WATER_BYTES
-                .min((setup_max_pending / 4 * 3) as usize),
             resume_armed: false,
             stopping: false,
             stats: ShardStats::default(),
@@ -1151,36 +1150,28 @@ impl Shard {
     /// Resumes publishers whose pause ran out or whose slow subscriber drained. Returns whether
     /// any was resumed.
     fn resume_paused(&mut self) -> bool {
-        if self.paused.is_empty() && !self.peers.any_held() {
+        if self.pauses.is_empty() && !self.peers.any_held() {
             return false;
         }
-        let mut resumed = false;
-        let mut resumed_slots = Vec::new();
-        let mut index = 0;
-        while index < self.paused.len() {
-            let slot = self.paused[index];
-            let resume = match self.conns.get(slot as usize) {
-                None => {
-                    self.paused.swap_remove(index);
-                    continue;
-                }
-                Some(conn) => {
-                    !conn.is_open()
-                        || match conn.paused {
-                            None => true,
-                            Some(PauseCause::Subscriber(wait)) => self.subscriber_wait_over(wait),
-                            Some(PauseCause::Peer(shard)) => self.peers.drained(shard),
+        let (conns, peers, now_ms) = (&self.conns, &mut self.peers, self.now_ms);
+        let low_water_bytes = self.pauses.low_water_bytes();
+        let resumed_slots = self.pauses.take_resumable(|slot| {
+            let conn = conns.get(slot as usize)?;
+            Some(
+                !conn.is_open()
+                    || match conn.paused {
+                        None => true,
+                        Some(PauseCause::Subscriber(wait)) => {
+                            let subscriber = subscriber_now(conns, wait.slot);
+                            subscriber_wait_over(wait, subscriber, now_ms, low_water_bytes)
                         }
-                }
-            };
-            if !resume {
-                index += 1;
-                continue;
-            }
-            self.paused.swap_remove(index);
-            resumed = true;
+                        Some(PauseCause::Peer(shard)) => peers.drained(shard),
+                    },
+            )
+        });
+        let resumed = !resumed_slots.is_empty();
+        for &slot in &resumed_slots {
             self.conns[slot as usize].paused = None;
-            resumed_slots.push(slot);
         }
         for &slot in &resumed_slots {
             // What was held is handled first; it may pause the connection again.
@@ -1190,7 +1181,7 @@ impl Shard {
                 self.arm_recv(slot);
             }
         }
-        if (!self.paused.is_empty() || self.peers.any_held()) && !self.resume_armed {
+        if (!self.pauses.is_empty() || self.peers.any_held()) && !self.resume_armed {
             let entry = opcode::Timeout::new(&*self.resume_spec)
                 .build()
                 .user_data(Token::new(OpKind::Resume, 0, 0).encode());
@@ -1201,16 +1192,10 @@ impl Shard {
         resumed
     }
 
-    /// True when a wait on a subscriber is over: it drained under a quarter of the high-water
-    /// mark, went away, or its time (shard clock) passed.
+    /// True when a wait on a subscriber is over (see `backpressure::subscriber_wait_over`).
     fn subscriber_wait_over(&self, wait: SubscriberWait) -> bool {
-        let low_water_bytes = self.high_water_bytes / 4;
-        self.now_ms >= wait.until_ms
-            || self
-                .conns
-                .get(wait.slot as usize)
-                .filter(|sub| sub.generation == wait.generation && sub.is_open())
-                .is_none_or(|sub| sub.out.pending_bytes() <= low_water_bytes)
+        let subscriber = subscriber_now(&self.conns, wait.slot);
+        subscriber_wait_over(wait, subscriber, self.now_ms, self.pauses.low_water_bytes())
     }
 
     /// Parses the bytes held for `slot` while it was paused, if it is open and not paused.
@@ -1241,7 +1226,7 @@ impl Shard {
         }
         conn.paused = Some(cause);
         self.stats.publisher_pauses += 1;
-        self.paused.push(slot);
+        self.pauses.add(slot);
         self.cancel_recv(slot);
     }
 
@@ -1275,4 +1260,13 @@ fn close_fd(fd: RawFd) {
     // Dropping the OwnedFd closes it.
     // SAFETY: the accept completion gave us this fd and nothing else refers to it.
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
+}
+
+/// The connection in `slot` as a back-pressure wait sees it.
+fn subscriber_now(conns: &Slab<Conn>, slot: u32) -> Option<SubscriberNow> {
+    conns.get(slot as usize).map(|conn| SubscriberNow {
+        generation: conn.generation,
+        open: conn.is_open(),
+        pending_bytes: conn.out.pending_bytes(),
+    })
 }

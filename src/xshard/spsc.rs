@@ -661,7 +661,9 @@ mod tests {
         let mut seed = 0;
         let mut pushed_bytes = 0;
         let mut skips_seen = 0;
-        while pushed_bytes < 40 * producer.capacity_bytes() {
+        // Under Miri two wraps (enough for skips), not forty: it interprets every byte.
+        let rounds = if cfg!(miri) { 2 } else { 40 };
+        while pushed_bytes < rounds * producer.capacity_bytes() {
             let batch = 1 + rng.below(20);
             for _ in 0..batch {
                 let len = match rng.below(4) {
@@ -691,7 +693,8 @@ mod tests {
             assert!(consumer.is_empty());
             assert_eq!(producer.used_bytes(), 0);
         }
-        assert!(skips_seen > 20, "only {skips_seen} skips");
+        // About one skip a wrap.
+        assert!(skips_seen > rounds / 2, "only {skips_seen} skips in {rounds} wraps");
     }
 
     #[test]
