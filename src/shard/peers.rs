@@ -14,7 +14,6 @@
 //!
 //! With one shard none of this runs: `Peers` is empty.
 
-use crate::account::AccountId;
 use std::sync::atomic::Ordering;
 
 use io_uring::{opcode, squeue, types};
@@ -22,11 +21,12 @@ use io_uring::{opcode, squeue, types};
 use super::conn::{Origin, SubscriberWait};
 use super::ring::{OpKind, Token};
 use super::Shard;
+use crate::account::AccountId;
 use crate::limits;
 use crate::proto::Message;
 use crate::sublist::{QueueGroup, SubHandle};
-use crate::xshard::frame::{self, Decoded, Frame, QueueRoute, Target};
-use crate::xshard::link::{Incoming, Outgoing, PeerLink, Received};
+use crate::xshard::frame::{self, Frame, QueueRoute, Target};
+use crate::xshard::link::{FrameSink, Incoming, Outgoing, PeerLink};
 use crate::xshard::ShardId;
 
 /// Everything this shard keeps about one peer (its receiving half is in `Peers::incoming`).
@@ -133,6 +133,25 @@ impl Peers {
     }
 }
 
+/// Where a peer's frames go: delivered on this shard.
+struct FromPeer<'s> {
+    shard: &'s mut Shard,
+    origin: Origin,
+}
+
+impl FrameSink for FromPeer<'_> {
+    /// The common case, inlined into the drain loop.
+    #[inline(always)]
+    fn one(&mut self, message: Message<'_>, target: Target) {
+        self.shard.templates.reset(false);
+        self.shard.deliver_to_target(message, target, self.origin);
+    }
+
+    fn full(&mut self, frame: Frame<'_>) {
+        self.shard.deliver_frame(frame, self.origin);
+    }
+}
+
 impl Shard {
     /// Sends `message` to the targets collected on every peer (`Peers::add_target`), then
     /// clears them; pauses `publisher` for each peer that is congested.
@@ -224,17 +243,11 @@ impl Shard {
             if !self.release_hold(shard) {
                 continue;
             }
-            let origin = Origin::Peer(shard);
             let mut drained = 0usize;
             while drained < limits::RECV_BYTES_PER_ROUND_MAX && !incoming.is_empty() {
-                drained += incoming.drain_chunk(|received| match received {
-                    Received::Frame(Decoded::One { message, target }) => {
-                        self.templates.reset(false);
-                        self.deliver_to_target(message, target, origin);
-                    }
-                    Received::Frame(Decoded::Full(frame)) | Received::Large(frame) => {
-                        self.deliver_frame(frame, origin)
-                    }
+                drained += incoming.drain_chunk(&mut FromPeer {
+                    shard: &mut *self,
+                    origin: Origin::Peer(shard),
                 });
                 if let Some(wait) = self.over_high_water.take() {
                     self.peers.get(shard).hold = Some(wait);

@@ -694,7 +694,10 @@ mod tests {
             assert_eq!(producer.used_bytes(), 0);
         }
         // About one skip a wrap.
-        assert!(skips_seen > rounds / 2, "only {skips_seen} skips in {rounds} wraps");
+        assert!(
+            skips_seen > rounds / 2,
+            "only {skips_seen} skips in {rounds} wraps"
+        );
     }
 
     #[test]
