@@ -448,7 +448,10 @@ mod tests {
         // Every cut that leaves out part of the header, subject, reply or headers is refused
         // (the payload is the rest of the frame: the queue gives frames their exact length).
         let fixed = len - message.payload.len();
-        for cut in 0..fixed {
+        // Under Miri the first and last 64 cuts and every 61st between (each cut decodes the
+        // whole header again, and the long parts make thousands of cuts).
+        let sampled = |cut: usize| !cfg!(miri) || cut < 64 || cut + 64 >= fixed || cut % 61 == 0;
+        for cut in (0..fixed).filter(|&cut| sampled(cut)) {
             assert!(decode(&buf[..cut]).is_none(), "cut at {cut} of {fixed}");
         }
     }
