@@ -67,7 +67,7 @@ use crate::sublist::MatchCache;
 
 use crate::xshard::link::{Incoming, Outgoing};
 use crate::xshard::ShardId;
-use backpressure::{subscriber_wait_over, Pauses, SubscriberNow};
+use backpressure::{subscriber_wait_over, Backlog, Pauses, SubscriberNow};
 use buf_ring::BufRing;
 pub use conn::ConnKind;
 use conn::{Conn, ConnState, PauseCause, RecvState, SubscriberWait, Subscription, Transport};
@@ -581,8 +581,8 @@ impl Shard {
         )
         .build()
         .user_data(Token::new(OpKind::Wake, 0, 0).encode());
-        // SAFETY: `wake_buf` is boxed, owned by the shard and never replaced; one read into it
-        // is armed at a time (re-armed only on its completion).
+        // One read into `wake_buf` is armed at a time (re-armed only on its completion).
+        // SAFETY: `wake_buf` is boxed, owned by the shard and never replaced.
         unsafe { self.push(&entry) };
     }
 
@@ -594,8 +594,8 @@ impl Shard {
             .user_data(Token::new(OpKind::Recv, slot, conn.generation).encode());
         conn.recv = RecvState::Armed;
         conn.ops_in_flight += 1;
-        // SAFETY: a multishot receive names no memory of its own: it fills buffers of the
-        // registered buffer ring, which is mapped for the shard's whole life.
+        // It fills buffers of the registered buffer ring, mapped for the shard's whole life.
+        // SAFETY: a multishot receive names no memory of its own.
         unsafe { self.push(&entry) };
     }
 
@@ -657,9 +657,9 @@ impl Shard {
             if conn.write_stalled_since_ms.is_none() {
                 conn.write_stalled_since_ms = Some(self.now_ms);
             }
-            // SAFETY: `next_send` froze those bytes: `Outbound` neither moves nor frees them
-            // while `send_in_flight()`, which holds until this send's completion is handled,
-            // and the slot is not reused while `ops_in_flight` counts it.
+            // `send_in_flight()` holds until this send's completion is handled, and the slot is
+            // not reused while `ops_in_flight` counts it.
+            // SAFETY: `Outbound` neither moves nor frees the bytes `next_send` froze meanwhile.
             unsafe { self.push(&entry) };
         }
         dirty.clear();
@@ -678,7 +678,7 @@ impl Shard {
             self.dirty.push(slot);
         }
         if conn.state == ConnState::Open
-            && conn.out.pending_bytes() as u64 > self.shared.options.max_pending
+            && self.pauses.backlog(conn.out.pending_bytes()) == Backlog::SlowConsumer
         {
             self.slow_consumer(slot);
         }
@@ -882,7 +882,9 @@ impl Shard {
                 }
             }
         }
-        if !retry || self.shared.stopping.load(Ordering::Acquire) {
+        // A stop arrives as `Control::Stop` (`Shared::stop_all` sends it to every shard); the
+        // doorbell failing for good stops the shard too.
+        if !retry {
             self.begin_stop();
         }
         if !self.stopping {
