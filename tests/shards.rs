@@ -164,6 +164,44 @@ async fn subscription_is_visible_everywhere_after_its_pong() {
     }
 }
 
+/// A short burst into a shard that has been idle since its SUB (a fresh server each round, so
+/// every receiving shard is asleep in its ring): all of it arrives, for every pair of shards.
+/// The round trip is `sync`'s: async-nats' `flush` only writes out its buffer and sends no
+/// PING, so it says nothing about the server having handled the SUB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_burst_into_an_idle_shard_arrives_whole() {
+    for round in 0..24 {
+        let (from, to) = (round % 4, (round / 4 + 1 + round % 4) % 4);
+        if from == to {
+            continue;
+        }
+        let server = server(4);
+        let subscriber = client_on(&server, to).await;
+        let publisher = client_on(&server, from).await;
+        let mut sub = subscriber.subscribe("burst").await.unwrap();
+        sync(&subscriber).await;
+        for i in 0..5 {
+            publisher
+                .publish("burst", i.to_string().into())
+                .await
+                .unwrap();
+        }
+        publisher.flush().await.unwrap();
+        for i in 0..5 {
+            let msg = timeout(WAIT, sub.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "round {round}, shard {from} to {to}: message {i} lost; {:?}",
+                        server.handle().stats()
+                    )
+                })
+                .unwrap();
+            assert_eq!(std::str::from_utf8(&msg.payload).unwrap(), i.to_string());
+        }
+    }
+}
+
 /// And unsubscribing: after UNSUB and a later PONG, nothing more arrives from any shard. Raw
 /// connections: async-nats drops a subscription's messages itself once `unsubscribe` is called,
 /// so a client-side check could not see the server deliver too much.
