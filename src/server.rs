@@ -5,13 +5,11 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::account::Account;
 use crate::config::Options;
 use crate::limits;
 use crate::proto::json::{server_id, Info};
@@ -92,19 +90,7 @@ impl Server {
             readers.push(reader);
             mailboxes.push(mailbox);
         }
-        let shared = Arc::new(Shared {
-            mailboxes,
-            options,
-            info,
-            accounts: vec![Arc::new(Account::global())],
-            shard_count,
-            ring_fds: (0..shard_count).map(|_| AtomicI32::new(-1)).collect(),
-            connections: AtomicU32::new(0),
-            stopping: AtomicBool::new(false),
-            stats: (0..shard_count)
-                .map(|_| Mutex::new(ShardStats::default()))
-                .collect(),
-        });
+        let shared = Shared::new(options, info, mailboxes);
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let mut threads = Vec::with_capacity(shard_count);

@@ -158,7 +158,7 @@ struct Parsed {
     first_unsupported: Option<String>,
 }
 
-/// Parses the arguments (without argv[0]) the way nats-server does.
+/// Parses the arguments (without `argv[0]`) the way nats-server does.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
     let args: Vec<String> = args.into_iter().collect();
     let mut parsed = Parsed {

@@ -159,7 +159,7 @@ impl Ports {
 }
 
 /// The ports file of this process in `dir`: `<executable_name>_<pid>.ports`, the executable
-/// name being the last component of argv[0] (as nats-server).
+/// name being the last component of `argv[0]` (as nats-server).
 pub fn ports_file_path(dir: &Path) -> PathBuf {
     let executable_name = std::env::args_os()
         .next()

@@ -3,7 +3,7 @@
 //!
 //! Decoding follows Go's `encoding/json` as nats-server uses it, since that is what clients
 //! are tested against: object keys match field names case-insensitively (as Go folds case,
-//! see [`key_matches`]), fields apply in
+//! see `key_matches`), fields apply in
 //! document order (a repeated key: the last one wins), `null` leaves a field as it was,
 //! unknown keys are ignored, a wrong type anywhere or trailing bytes fail the whole decode,
 //! and invalid UTF-8 inside strings is replaced, not rejected. A failed decode is

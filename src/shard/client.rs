@@ -3,7 +3,7 @@
 //! PUB goes to `deliver`). The client protocol's session: nothing here knows other shards.
 
 use super::conn::Subscription;
-use super::Shard;
+use super::core::Core;
 use crate::proto::json::{parse_connect_onto, write_info};
 use crate::proto::writer::{write_err, OK, PONG};
 use crate::proto::{Fed, Flow, Handler, Message, Op, Parser, ServerError};
@@ -11,7 +11,7 @@ use crate::sublist::SubHandle;
 
 /// The reader's handler for one client connection's input.
 struct ClientInput<'s> {
-    shard: &'s mut Shard,
+    shard: &'s mut Core,
     slot: u32,
 }
 
@@ -19,7 +19,7 @@ impl ClientInput<'_> {
     /// Whether the reader goes on after an operation.
     #[inline(always)]
     fn flow(&self) -> Flow {
-        match self.shard.conns.get(self.slot as usize) {
+        match self.shard.conns.get(self.slot) {
             Some(conn) if conn.is_open() && conn.paused.is_none() => Flow::Continue,
             // The last op paused the connection: the rest waits, unparsed, so a paused
             // publisher routes nothing more until it resumes. The caller keeps it.
@@ -46,7 +46,7 @@ impl Handler for ClientInput<'_> {
     }
 }
 
-impl Shard {
+impl Core {
     /// Handles bytes received on `slot` (which is open): the connection's `Reader` parses them
     /// (in place, carrying only a trailing partial operation) and each operation is handled
     /// here. Returns how many bytes at the end of `input` were left unparsed because an
@@ -54,9 +54,9 @@ impl Shard {
     /// resumes.
     pub(super) fn on_client_input(&mut self, slot: u32, input: &[u8]) -> usize {
         // The reader is taken out while its operations are handled (they need the shard).
-        let mut reader = std::mem::take(&mut self.conns[slot as usize].reader);
+        let mut reader = std::mem::take(&mut self.conns[slot].reader);
         let fed = reader.feed(input, &mut ClientInput { shard: self, slot });
-        if let Some(conn) = self.conns.get_mut(slot as usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
             conn.reader = reader;
         }
         match fed {
@@ -74,17 +74,17 @@ impl Shard {
     pub(super) fn start_client(&mut self, slot: u32, ip: Option<String>, open: u32) {
         // INFO first, always (nats-server sends it before checking max_connections).
         let mut info = self.shared.info.clone();
-        info.client_id = self.conns[slot as usize].client_id;
+        info.client_id = self.conns[slot].client_id;
         info.client_ip = ip.unwrap_or_default();
-        self.conns[slot as usize]
+        self.conns[slot]
             .out
             .append_with(|out| crate::proto::json::write_info(out, &info));
         self.mark_dirty(slot);
         if crate::log::enabled_debug() {
             crate::log_debug!(
                 "{} - cid:{} - Client connection created",
-                self.conns[slot as usize].peer,
-                self.conns[slot as usize].client_id
+                self.conns[slot].peer,
+                self.conns[slot].client_id
             );
         }
 
@@ -92,7 +92,7 @@ impl Shard {
             self.send_error_and_drain(slot, &ServerError::MaxConnections);
             return;
         }
-        self.arm_recv(slot);
+        self.conns.want_recv(slot);
     }
 
     /// Sends the error's `-ERR` (if it has one) and closes when nats-server would.
@@ -101,9 +101,7 @@ impl Shard {
             // Output already queued (and the -ERR, if any) is flushed before the close.
             self.send_error_and_drain(slot, err);
         } else {
-            self.conns[slot as usize]
-                .out
-                .append_with(|out| write_err(out, err));
+            self.conns[slot].out.append_with(|out| write_err(out, err));
             self.mark_dirty(slot);
         }
     }
@@ -123,7 +121,7 @@ impl Shard {
             Op::Unsub { sid, max } => self.on_unsub(slot, sid, max),
             Op::Ping => self.on_ping(slot),
             Op::Pong => {
-                self.conns[slot as usize].pings_outstanding = 0;
+                self.conns[slot].pings_outstanding = 0;
             }
             Op::Connect { json } => self.on_connect(slot, json, parser),
             Op::Ok | Op::Info => {}
@@ -133,7 +131,7 @@ impl Shard {
     /// `-V`: logs an inbound operation as nats-server traces it (`<<- [PUB foo 2]`, then the
     /// payload as `<<- MSG_PAYLOAD: ["..."]`). Off the hot path unless tracing is on.
     fn trace_op(&self, slot: u32, op: &Op<'_>) {
-        let conn = &self.conns[slot as usize];
+        let conn = &self.conns[slot];
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         let with_reply =
             |reply: &Option<&[u8]>| reply.map(|r| format!(" {}", text(r))).unwrap_or_default();
@@ -201,7 +199,7 @@ impl Shard {
     }
 
     pub(super) fn reply_ok(&mut self, slot: u32) {
-        let conn = &mut self.conns[slot as usize];
+        let conn = &mut self.conns[slot];
         if conn.options.verbose {
             conn.out.append(OK);
             self.mark_dirty(slot);
@@ -210,7 +208,7 @@ impl Shard {
 
     fn on_connect(&mut self, slot: u32, json: &[u8], parser: &mut Parser) {
         // A later CONNECT is applied on top of the earlier one, as nats-server does.
-        let options = match parse_connect_onto(json, &self.conns[slot as usize].options) {
+        let options = match parse_connect_onto(json, &self.conns[slot].options) {
             Ok(options) => options,
             Err(err) => return self.protocol_error(slot, &err),
         };
@@ -218,7 +216,7 @@ impl Shard {
             return self.protocol_error(slot, &err);
         }
         let headers_allowed = !self.shared.options.no_header_support;
-        let conn = &mut self.conns[slot as usize];
+        let conn = &mut self.conns[slot];
         parser.headers = options.headers && headers_allowed;
         conn.options = options;
         conn.options.headers = parser.headers;
@@ -227,7 +225,7 @@ impl Shard {
     }
 
     fn on_ping(&mut self, slot: u32) {
-        let conn = &mut self.conns[slot as usize];
+        let conn = &mut self.conns[slot];
         conn.out.append(PONG);
         // The first PING after CONNECT from a protocol-1 client also gets the async INFO with
         // connect_info (nats-server does this so clients learn what CONNECT established).
@@ -248,16 +246,16 @@ impl Shard {
     }
 
     fn on_sub(&mut self, slot: u32, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
-        let conn = &self.conns[slot as usize];
-        if conn.subs.get(sid, &self.subs).is_some() {
+        let conn = &self.conns[slot];
+        if conn.subs.get(sid, &self.conns.subs).is_some() {
             // A duplicate sid is ignored (nats-server keeps the existing subscription).
             return self.reply_ok(slot);
         }
         let conn_slot = slot;
         let conn_generation = conn.generation;
-        let generation = self.take_generation();
-        let account = self.conns[slot as usize].account;
-        let sub_slot = self.subs.insert(Subscription::new(
+        let generation = self.conns.take_generation();
+        let account = self.conns[slot].account;
+        let sub_slot = self.conns.subs.insert(Subscription::new(
             conn_slot,
             conn_generation,
             generation,
@@ -273,16 +271,19 @@ impl Shard {
         };
         let table = &self.accounts[account.index()].account.sublist;
         if table.insert(subject, queue, handle).is_err() {
-            self.subs.remove(sub_slot as usize);
+            self.conns.subs.remove(sub_slot as usize);
             return self.protocol_error(slot, &ServerError::InvalidSubject);
         }
-        self.conns[slot as usize].subs.insert(sub_slot, &self.subs);
+        let conns = &mut self.conns;
+        conns.slots[slot as usize]
+            .subs
+            .insert(sub_slot, &conns.subs);
         self.reply_ok(slot);
     }
 
     fn on_unsub(&mut self, slot: u32, sid: &[u8], max: Option<u64>) {
-        if let Some(sub_slot) = self.conns[slot as usize].subs.get(sid, &self.subs) {
-            let sub = &mut self.subs[sub_slot as usize];
+        if let Some(sub_slot) = self.conns[slot].subs.get(sid, &self.conns.subs) {
+            let sub = &mut self.conns.subs[sub_slot as usize];
             match max {
                 Some(max) if max > sub.delivered => sub.max = max,
                 _ => self.remove_sub(sub_slot),
@@ -293,7 +294,7 @@ impl Shard {
 
     /// Removes one subscription from the table, the slab and its connection.
     pub(super) fn remove_sub(&mut self, sub_slot: u32) {
-        let sub = self.subs.remove(sub_slot as usize);
+        let sub = self.conns.subs.remove(sub_slot as usize);
         let handle = SubHandle {
             shard: self.index.0,
             slot: sub_slot,
@@ -305,7 +306,7 @@ impl Shard {
             handle,
         );
         debug_assert!(removed, "a live subscription is in the table");
-        if let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) {
+        if let Some(conn) = self.conns.get_mut(sub.conn_slot) {
             if conn.generation == sub.conn_generation {
                 conn.subs.remove(sub.sid(), sub_slot);
             }
@@ -314,17 +315,17 @@ impl Shard {
 
     /// Removes every subscription of a closing connection, under one table write.
     pub(super) fn remove_all_subs(&mut self, slot: u32) {
-        let mut sids = std::mem::take(&mut self.conns[slot as usize].subs);
+        let mut sids = std::mem::take(&mut self.conns[slot].subs);
         if sids.is_empty() {
             return;
         }
         let removed: Vec<(u32, Subscription)> = sids
             .drain()
-            .map(|sub_slot| (sub_slot, self.subs.remove(sub_slot as usize)))
+            .map(|sub_slot| (sub_slot, self.conns.subs.remove(sub_slot as usize)))
             .collect();
         let index = self.index.0;
         // A connection's subscriptions are all in its account's table.
-        let account = self.conns[slot as usize].account;
+        let account = self.conns[slot].account;
         let count = self.accounts[account.index()]
             .account
             .sublist

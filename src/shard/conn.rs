@@ -136,6 +136,18 @@ impl Outbound {
         Some((rest.as_ptr(), rest.len().min(limits::SEND_BYTES_MAX)))
     }
 
+    /// Everything queued, as the kernel would take it through sends that each write all they
+    /// are handed (for tests of what a connection was sent, with no socket behind it).
+    #[cfg(test)]
+    pub fn take_as_sent(&mut self) -> Vec<u8> {
+        let mut taken = Vec::new();
+        while let Some((_, len)) = self.next_send() {
+            taken.extend_from_slice(&self.sending[self.sending_offset..][..len]);
+            self.sent(len);
+        }
+        taken
+    }
+
     /// Records that the send in flight failed; its bytes stay where they are (the connection
     /// is closing).
     pub fn send_failed(&mut self) {
@@ -378,7 +390,7 @@ impl Subscription {
 /// What a connection speaks: which session handles its operations and writes what is
 /// delivered to it. Today only the client protocol. A cluster route is the next kind: its own
 /// session module (parser, handler, RMSG writer) and one arm at each `match conn.kind`
-/// (`Shard::on_input`, `Shard::open_conn`); its listener is one more entry in the shard's
+/// (`Core::on_input`, `Core::open_conn`); its listener is one more entry in the shard's
 /// listener table, with that kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnKind {
@@ -386,7 +398,7 @@ pub enum ConnKind {
 }
 
 /// What lies between the socket and the session's bytes. Plain TCP today. TLS (rustls on the
-/// io_uring path) is the next: it decrypts at the receive seam (`Shard::on_input`, before the
+/// io_uring path) is the next: it decrypts at the receive seam (`Core::on_input`, before the
 /// session's reader) and encrypts at the send seam (`Shard::flush_dirty`, from `Outbound`'s
 /// frozen plaintext into a ciphertext buffer that is what the send SQE names), so the parser
 /// and the fan-out templates keep working on plaintext.

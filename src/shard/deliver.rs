@@ -13,7 +13,7 @@ use memchr::memchr;
 
 use super::backpressure::Backlog;
 use super::conn::{Conn, ConnState, Origin, PauseCause};
-use super::Shard;
+use super::core::Core;
 use crate::proto::{CloseReason, Message, ServerError};
 use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
 use crate::xshard::ShardId;
@@ -32,7 +32,7 @@ fn trace_delivery(conn: &Conn, written: &[u8], payload: &[u8]) {
     );
 }
 
-impl Shard {
+impl Core {
     /// A `PUB`/`HPUB` from the client in `slot`; an `HPUB`'s empty header block was already
     /// dropped (`Message::without_empty_headers`, in `handle_op`: the fast path's `PUB` has
     /// none to drop).
@@ -40,7 +40,7 @@ impl Shard {
         let total = message.body_len();
         self.stats.in_msgs += 1;
         self.stats.in_bytes += total as u64;
-        let conn = &mut self.conns[slot as usize];
+        let conn = &mut self.conns[slot];
         conn.in_msgs += 1;
         conn.in_bytes += total as u64;
         let account = conn.account.index();
@@ -117,14 +117,15 @@ impl Shard {
     /// A request nobody received: a publisher that asked for it gets a 503 status message on
     /// its own subscription matching the reply subject.
     fn send_no_responders(&mut self, slot: u32, subject: &[u8], reply: &[u8]) {
-        let conn = &self.conns[slot as usize];
+        let conn = &self.conns[slot];
         if !conn.is_open() || !conn.options.no_responders || !conn.options.headers {
             return;
         }
         let account = conn.account.index();
         let matched = self.accounts[account].lookup(reply);
         let own = matched.plain.iter().copied().find(|handle| {
-            self.subs
+            self.conns
+                .subs
                 .get(handle.slot as usize)
                 .is_some_and(|sub| sub.generation == handle.generation && sub.conn_slot == slot)
         });
@@ -158,13 +159,13 @@ impl Shard {
             handle.shard, self.index.0,
             "a subscription on another shard is delivered through its peer queue"
         );
-        let Some(sub) = self.subs.get_mut(handle.slot as usize) else {
+        let Some(sub) = self.conns.subs.get_mut(handle.slot as usize) else {
             return false;
         };
         if sub.generation != handle.generation {
             return false;
         }
-        let Some(conn) = self.conns.get_mut(sub.conn_slot as usize) else {
+        let Some(conn) = self.conns.slots.get_mut(sub.conn_slot as usize) else {
             return false;
         };
         if conn.generation != sub.conn_generation || conn.state != ConnState::Open {
@@ -199,7 +200,7 @@ impl Shard {
         let pending_bytes = conn.out.pending_bytes();
         if !conn.dirty {
             conn.dirty = true;
-            self.dirty.push(subscriber);
+            self.conns.dirty.push(subscriber);
         }
         if sub_done {
             self.remove_sub(handle.slot);
@@ -208,7 +209,7 @@ impl Shard {
             Backlog::Fine => {}
             Backlog::SlowConsumer => self.slow_consumer(subscriber),
             Backlog::OverHighWater => {
-                let generation = self.conns[subscriber as usize].generation;
+                let generation = self.conns[subscriber].generation;
                 let wait = self.pauses.wait_on(subscriber, generation, self.now_ms);
                 match origin {
                     Origin::Local(publisher) if publisher != subscriber => {
@@ -225,7 +226,7 @@ impl Shard {
 
     /// A subscriber over max_pending: nats-server sends no -ERR; it logs, counts and closes.
     pub(super) fn slow_consumer(&mut self, slot: u32) {
-        let conn = &self.conns[slot as usize];
+        let conn = &self.conns[slot];
         crate::log_notice!(
             "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
             conn.peer,

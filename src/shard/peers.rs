@@ -16,9 +16,8 @@
 
 use std::sync::atomic::Ordering;
 
-use io_uring::{opcode, squeue, types};
-
 use super::conn::{Origin, SubscriberWait};
+use super::core::Core;
 use super::ring::{OpKind, Token};
 use super::Shard;
 use crate::account::AccountId;
@@ -37,6 +36,9 @@ pub struct Peer {
     /// Some exactly while this peer's incoming queue is not drained because a subscriber here
     /// that its frames feed is over the high-water mark.
     hold: Option<SubscriberWait>,
+    /// This peer is to be woken at the end of the round even if it gets no new frames: it
+    /// waits for room in the queue from it, which this shard has just emptied.
+    wake: bool,
 }
 
 /// The other shards, indexed by shard id (this shard's own entry is None).
@@ -63,6 +65,7 @@ impl Peers {
                         link: PeerLink::new(out),
                         targets: Vec::new(),
                         hold: None,
+                        wake: false,
                     }),
                     Some(incoming),
                 ),
@@ -131,11 +134,26 @@ impl Peers {
     pub fn have_targets(&self) -> bool {
         !self.with_targets.is_empty()
     }
+
+    /// At the end of a loop round: publishes what was queued for each peer and calls `wake`
+    /// for each peer that needs a wake-up (it got new frames, or it waits for room in the
+    /// queue from it, which this shard emptied this round).
+    pub fn end_round(&mut self, mut wake: impl FnMut(ShardId)) {
+        for (index, peer) in self.by_shard.iter_mut().enumerate() {
+            let Some(peer) = peer else {
+                continue;
+            };
+            // `|`, not `||`: the round's frames are published either way.
+            if peer.link.end_round() | std::mem::take(&mut peer.wake) {
+                wake(ShardId(index as u16));
+            }
+        }
+    }
 }
 
 /// Where a peer's frames go: delivered on this shard.
 struct FromPeer<'s> {
-    shard: &'s mut Shard,
+    shard: &'s mut Core,
     origin: Origin,
 }
 
@@ -152,7 +170,7 @@ impl FrameSink for FromPeer<'_> {
     }
 }
 
-impl Shard {
+impl Core {
     /// Sends `message` to the targets collected on every peer (`Peers::add_target`), then
     /// clears them; pauses `publisher` for each peer that is congested.
     pub(super) fn send_to_peers_with_targets(&mut self, publisher: u32, message: Message<'_>) {
@@ -262,7 +280,7 @@ impl Shard {
             // The sender waits for room: once the queue is empty, wake it (without this it
             // would only notice on its pause timer).
             if incoming.take_sender_waiting() {
-                self.send_wake(shard);
+                self.peers.get(shard).wake = true;
             }
         }
         self.peers.incoming = incomings;
@@ -280,23 +298,6 @@ impl Shard {
             return true;
         }
         false
-    }
-
-    /// One `MSG_RING` into shard `target`'s ring: it ends that shard's wait.
-    fn send_wake(&mut self, target: ShardId) {
-        let ring_fd = self.shared.ring_fds[target.index()].load(Ordering::Acquire);
-        let entry = opcode::MsgRingData::new(
-            types::Fd(ring_fd),
-            0,
-            Token::new(OpKind::Mailbox, self.index.0 as u32, 0).encode(),
-            None,
-        )
-        .build()
-        .flags(squeue::Flags::SKIP_SUCCESS)
-        .user_data(Token::new(OpKind::WakePeer, target.0 as u32, 0).encode());
-        // SAFETY: a MSG_RING with data names no memory (it posts a value to the other ring).
-        unsafe { self.push(&entry) };
-        self.stats.peer_wakeups += 1;
     }
 
     /// Delivers a full frame's message to its targets (to one of them, for a queue group).
@@ -381,17 +382,22 @@ impl Shard {
         self.send_queue_to_peer(message, group, member, route.hops + 1);
         self.stats.queue_messages_passed_on += 1;
     }
+}
 
-    /// Publishes what this round queued for each peer and wakes those peers, one `MSG_RING`
-    /// each.
+impl Shard {
+    /// Publishes what this round queued for each peer and wakes those peers that need it,
+    /// one `MSG_RING` each.
     pub(super) fn wake_peers(&mut self) {
-        for index in 0..self.peers.by_shard.len() {
-            let Some(peer) = &mut self.peers.by_shard[index] else {
-                continue;
-            };
-            if peer.link.end_round() {
-                self.send_wake(ShardId(index as u16));
-            }
-        }
+        let Shard { io, core, .. } = self;
+        let (shared, from, stats) = (&core.shared, core.index, &mut core.stats);
+        core.peers.end_round(|target| {
+            let ring_fd = shared.ring_fds[target.index()].load(Ordering::Acquire);
+            io.post(
+                ring_fd,
+                Token::new(OpKind::Mailbox, from.0 as u32, 0),
+                Token::new(OpKind::WakePeer, target.0 as u32, 0),
+            );
+            stats.peer_wakeups += 1;
+        });
     }
 }

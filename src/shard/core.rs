@@ -1,0 +1,810 @@
+//! Everything a shard is but its ring: the connection table, the accounts with their match
+//! caches, the peers, the back-pressure state, the counters. Every protocol handler
+//! (`client.rs`), delivery (`deliver.rs`) and the peer side of cross-shard delivery
+//! (`peers.rs`) runs on `Core`, so each is unit-tested with no ring (see the tests below);
+//! what needs the kernel (arming and cancelling receives, sends, wake-ups) is asked for in the
+//! connection table or the peers and submitted by the loop at the end of the round.
+
+use std::net::TcpStream;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::backpressure::{subscriber_wait_over, Backlog, Pauses};
+use super::conn::{ConnKind, ConnState, PauseCause, RecvState, SubscriberWait, Transport};
+use super::peers::Peers;
+use super::table::ConnTable;
+use super::templates::Templates;
+use super::{close_fd, AccountView, Conn, Shared};
+use crate::account::AccountId;
+use crate::limits;
+use crate::proto::{CloseReason, ServerError};
+use crate::stats::{ConnSnapshot, ShardStats};
+use crate::sublist::MatchCache;
+use crate::xshard::link::{Incoming, Outgoing};
+use crate::xshard::ShardId;
+
+pub struct Core {
+    pub index: ShardId,
+    pub shared: Arc<Shared>,
+    pub conns: ConnTable,
+    /// Every account as this shard uses it, indexed by `AccountId`.
+    pub accounts: Vec<AccountView>,
+    /// The other shards; empty with one shard.
+    pub peers: Peers,
+    /// Paused publishers and the back-pressure marks (see `backpressure`).
+    pub pauses: Pauses,
+    /// Set by a delivery of a peer's frame (`Origin::Peer`) that took a subscriber over its
+    /// high-water mark; taken by `drain_peers`, which holds that peer's queue.
+    pub over_high_water: Option<SubscriberWait>,
+    /// The next client id this shard hands out; ids of shard i are i+1 modulo the shard count,
+    /// so anyone can tell a connection's shard from its INFO `client_id`.
+    next_client_id: u64,
+    rng: u64,
+    /// Milliseconds since the shard started, read once per loop iteration.
+    pub now_ms: u64,
+    pub stats: ShardStats,
+    /// Scratch space for small control-plane writes (INFO, no-responders headers).
+    pub scratch: Vec<u8>,
+    /// The frames of the message being delivered (see `templates`).
+    pub templates: Templates,
+}
+
+impl Core {
+    /// Shard `index`'s state, with `links[i]` the link to and from shard `i` (None for itself).
+    pub fn new(
+        index: ShardId,
+        shared: Arc<Shared>,
+        links: Vec<Option<(Outgoing, Incoming)>>,
+        seed: u64,
+    ) -> Core {
+        let accounts = shared
+            .accounts
+            .iter()
+            .map(|account| AccountView {
+                account: Arc::clone(account),
+                cache: MatchCache::new(),
+            })
+            .collect();
+        Core {
+            index,
+            pauses: Pauses::new(shared.options.max_pending),
+            shared,
+            conns: ConnTable::new(),
+            accounts,
+            peers: Peers::new(links),
+            over_high_water: None,
+            next_client_id: index.0 as u64 + 1,
+            rng: seed | 1,
+            now_ms: 0,
+            stats: ShardStats::default(),
+            scratch: Vec::new(),
+            templates: Default::default(),
+        }
+    }
+
+    /// The receive seam: bytes from the socket of `slot` (open), through its transport, to its
+    /// session. Returns how many bytes at the end were left unparsed because the connection
+    /// paused (the caller holds them). One match per received buffer, not per message.
+    #[inline]
+    pub(super) fn on_input(&mut self, slot: u32, bytes: &[u8]) -> usize {
+        let conn = &self.conns[slot];
+        match (conn.transport, conn.kind) {
+            (Transport::Plain, ConnKind::Client) => self.on_client_input(slot, bytes),
+        }
+    }
+
+    /// Notes that `slot` has new output to flush this round. Every writer calls it, so this
+    /// is where any output (PONGs, +OKs, -ERRs, PINGs, messages) that takes a connection past
+    /// `max_pending` makes it a slow consumer, as nats-server checks on every queued write.
+    pub(super) fn mark_dirty(&mut self, slot: u32) {
+        self.conns.mark(slot);
+        let conn = &self.conns[slot];
+        if conn.state == ConnState::Open
+            && self.pauses.backlog(conn.out.pending_bytes()) == Backlog::SlowConsumer
+        {
+            self.slow_consumer(slot);
+        }
+    }
+
+    /// Every open connection, for `Control::Connections`.
+    pub(super) fn connection_snapshots(&self) -> Vec<ConnSnapshot> {
+        self.conns
+            .slots
+            .iter()
+            .filter(|(_, conn)| conn.is_open())
+            .map(|(_, conn)| ConnSnapshot {
+                cid: conn.client_id,
+                shard: self.index.0,
+                peer: conn.peer.clone(),
+                name: conn.options.name.clone(),
+                lang: conn.options.lang.clone(),
+                version: conn.options.version.clone(),
+                in_msgs: conn.in_msgs,
+                in_bytes: conn.in_bytes,
+                out_msgs: conn.out_msgs,
+                out_bytes: conn.out_bytes,
+                subscriptions: conn.subs.len(),
+                pending_bytes: conn.out.pending_bytes(),
+            })
+            .collect()
+    }
+
+    pub(super) fn open_conn(&mut self, fd: RawFd, kind: ConnKind) -> Option<u32> {
+        if self.conns.len() >= limits::CONNECTIONS_PER_SHARD_MAX {
+            close_fd(fd);
+            return None;
+        }
+        // The stream now owns the fd and closes it when the connection is dropped, after its
+        // last operation completed.
+        // SAFETY: the accept completion handed us this fresh fd, owned by nothing else.
+        let stream = unsafe { TcpStream::from_raw_fd(fd) };
+        let _ = stream.set_nodelay(true);
+        let peer = stream
+            .peer_addr()
+            .ok()
+            .map(|addr| (addr.ip().to_string(), addr.port()));
+        let generation = self.conns.take_generation();
+        let client_id = self.next_client_id;
+        self.next_client_id += self.shared.shard_count as u64;
+        let options = &self.shared.options;
+        let first_ping_ms = options.ping_interval_ms.min(limits::FIRST_PING_INTERVAL_MS);
+        let conn = Conn {
+            fd,
+            stream,
+            generation,
+            kind,
+            transport: Transport::Plain,
+            account: AccountId::GLOBAL,
+            client_id,
+            state: ConnState::Open,
+            recv: RecvState::Idle,
+            close_reason: None,
+            reader: crate::proto::Reader::new(crate::proto::Parser::new(
+                options.max_payload,
+                options.max_control_line,
+            )),
+            held: Default::default(),
+            out: Default::default(),
+            dirty: false,
+            options: Default::default(),
+            connected: false,
+            sent_connect_info: false,
+            subs: Default::default(),
+            ops_in_flight: 0,
+            pings_outstanding: 0,
+            next_ping_ms: self.now_ms + first_ping_ms + self.jitter_ms(first_ping_ms / 5),
+            last_read_ms: self.now_ms,
+            write_stalled_since_ms: None,
+            paused: None,
+            peer: peer
+                .clone()
+                .map(|(ip, port)| format!("{ip}:{port}"))
+                .unwrap_or_default(),
+            in_msgs: 0,
+            in_bytes: 0,
+            out_msgs: 0,
+            out_bytes: 0,
+        };
+        let slot = self.conns.slots.insert(conn) as u32;
+        self.stats.total_connections += 1;
+        self.stats.connections += 1;
+        let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+
+        match kind {
+            ConnKind::Client => self.start_client(slot, peer.map(|(ip, _)| ip), open),
+        }
+        Some(slot)
+    }
+
+    /// Sends `err`'s -ERR (when it has one) after the output already queued, stops reading,
+    /// and closes once everything is flushed.
+    pub(super) fn send_error_and_drain(&mut self, slot: u32, err: &ServerError) {
+        let conn = &mut self.conns[slot];
+        if conn.state != ConnState::Open {
+            return;
+        }
+        conn.out
+            .append_with(|out| crate::proto::writer::write_err(out, err));
+        self.drain_and_close(
+            slot,
+            err.close_reason().unwrap_or(CloseReason::ProtocolViolation),
+        );
+    }
+
+    /// Stops reading `slot`, flushes what is queued for it, then closes it. The write deadline
+    /// bounds a peer that never reads.
+    pub(super) fn drain_and_close(&mut self, slot: u32, reason: CloseReason) {
+        let conn = &mut self.conns[slot];
+        if conn.state != ConnState::Open {
+            return;
+        }
+        conn.state = ConnState::Draining;
+        conn.close_reason = Some(reason);
+        self.remove_all_subs(slot);
+        self.conns.cancel_recv(slot);
+        self.mark_dirty(slot);
+    }
+
+    /// Closes now: abandons output, unsubscribes everything, shuts the socket down so every
+    /// operation in flight completes, and frees the slot once they have.
+    pub(super) fn close(&mut self, slot: u32, reason: CloseReason) {
+        let conn = &mut self.conns[slot];
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        conn.state = ConnState::Closing;
+        conn.close_reason.get_or_insert(reason);
+        // Ends every operation in flight on the socket: the receive completes, a send fails.
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let reason = conn.close_reason.unwrap_or(reason);
+        if crate::log::enabled_debug() {
+            crate::log_debug!(
+                "{} - cid:{} - Client connection closed: {}",
+                conn.peer,
+                conn.client_id,
+                reason.as_str()
+            );
+        }
+        self.remove_all_subs(slot);
+        self.conns.cancel_recv(slot);
+        self.release_if_done(slot);
+    }
+
+    /// Frees the slot of a closing connection with nothing in flight; closes its fd last.
+    pub(super) fn release_if_done(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        if conn.state != ConnState::Closing || conn.ops_in_flight > 0 {
+            return;
+        }
+        debug_assert_eq!(conn.recv, RecvState::Idle);
+        debug_assert!(!conn.out.send_in_flight());
+        debug_assert!(conn.subs.is_empty());
+        // Dropping the connection closes its socket, last.
+        drop(self.conns.slots.remove(slot as usize));
+        self.stats.connections -= 1;
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Keepalive PINGs, stale connections, write deadlines. Runs every `TIMER_TICK_MS`.
+    pub(super) fn tick(&mut self) {
+        let now_ms = self.now_ms;
+        let ping_interval_ms = self.shared.options.ping_interval_ms;
+        let ping_max = self.shared.options.ping_max;
+        let write_deadline_ms = self.shared.options.write_deadline_ms;
+        let mut stale = Vec::new();
+        let mut stalled = Vec::new();
+        let mut ping = Vec::new();
+        for (slot, conn) in self.conns.slots.iter_mut() {
+            if conn.state == ConnState::Closing {
+                continue;
+            }
+            conn.held.release_if_idle();
+            if let Some(since) = conn.write_stalled_since_ms {
+                if now_ms.saturating_sub(since) > write_deadline_ms {
+                    stalled.push(slot as u32);
+                    continue;
+                }
+            }
+            if conn.state != ConnState::Open || now_ms < conn.next_ping_ms {
+                continue;
+            }
+            conn.next_ping_ms = now_ms + ping_interval_ms;
+            if conn.pings_outstanding + 1 > ping_max {
+                stale.push(slot as u32);
+            } else {
+                conn.pings_outstanding += 1;
+                conn.out.append(crate::proto::writer::PING);
+                ping.push(slot as u32);
+            }
+        }
+        for slot in ping {
+            self.mark_dirty(slot);
+        }
+        for slot in stale {
+            self.stats.stale_connections += 1;
+            let conn = &self.conns[slot];
+            crate::log_debug!(
+                "{} - cid:{} - Stale Client Connection - Closing",
+                conn.peer,
+                conn.client_id
+            );
+            self.send_error_and_drain(slot, &ServerError::StaleConnection);
+        }
+        for slot in stalled {
+            self.stats.slow_consumers += 1;
+            let conn = &self.conns[slot];
+            crate::log_notice!(
+                "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {}ms Exceeded",
+                conn.peer,
+                conn.client_id,
+                write_deadline_ms
+            );
+            self.close(slot, CloseReason::SlowConsumerWriteDeadline);
+        }
+    }
+
+    /// True when a wait on a subscriber is over (see `backpressure::subscriber_wait_over`).
+    pub(super) fn subscriber_wait_over(&self, wait: SubscriberWait) -> bool {
+        let subscriber = self.conns.subscriber_now(wait.slot);
+        subscriber_wait_over(wait, subscriber, self.now_ms, self.pauses.low_water_bytes())
+    }
+
+    /// Parses the bytes held for `slot` while it was paused, if it is open and not paused.
+    pub(super) fn handle_held(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot];
+        if conn.held.is_empty() || conn.paused.is_some() || !conn.is_open() {
+            return;
+        }
+        let mut held = std::mem::take(&mut conn.held);
+        let left = self.on_input(slot, held.waiting());
+        held.consumed_to_last(left);
+        if let Some(conn) = self.conns.get_mut(slot) {
+            debug_assert!(
+                conn.held.is_empty(),
+                "nothing is held while held bytes are handled"
+            );
+            // Keep what is still waiting (paused again) without moving it, and the
+            // allocation for the next pause (the tick frees it once idle).
+            conn.held = held;
+        }
+    }
+
+    /// Stops reading `slot` until `cause` clears (see `PauseCause` for when each ends).
+    pub(super) fn pause(&mut self, slot: u32, cause: PauseCause) {
+        let conn = &mut self.conns[slot];
+        if conn.paused.is_some() || !conn.is_open() {
+            return;
+        }
+        conn.paused = Some(cause);
+        self.stats.publisher_pauses += 1;
+        self.pauses.add(slot);
+        self.conns.cancel_recv(slot);
+    }
+
+    /// Takes the publishers whose pause ran out or whose slow subscriber drained: handles
+    /// what they had sent meanwhile (which may pause one again) and asks for the receives of
+    /// the others. Returns whether any was resumed.
+    pub(super) fn resume_paused(&mut self) -> bool {
+        if self.pauses.is_empty() && !self.peers.any_held() {
+            return false;
+        }
+        let (conns, peers, now_ms) = (&self.conns, &mut self.peers, self.now_ms);
+        let low_water_bytes = self.pauses.low_water_bytes();
+        let resumed_slots = self.pauses.take_resumable(|slot| {
+            let conn = conns.get(slot)?;
+            Some(
+                !conn.is_open()
+                    || match conn.paused {
+                        None => true,
+                        Some(PauseCause::Subscriber(wait)) => {
+                            let subscriber = conns.subscriber_now(wait.slot);
+                            subscriber_wait_over(wait, subscriber, now_ms, low_water_bytes)
+                        }
+                        Some(PauseCause::Peer(shard)) => peers.drained(shard),
+                    },
+            )
+        });
+        for &slot in &resumed_slots {
+            self.conns[slot].paused = None;
+        }
+        for &slot in &resumed_slots {
+            // What was held is handled first; it may pause the connection again.
+            self.handle_held(slot);
+            self.conns.want_recv(slot);
+        }
+        !resumed_slots.is_empty()
+    }
+
+    pub(super) fn publish_stats(&mut self) {
+        if let Ok(mut published) = self.shared.stats[self.index.index()].lock() {
+            *published = self.stats;
+        }
+    }
+
+    pub(super) fn jitter_ms(&mut self, span_ms: u64) -> u64 {
+        if span_ms == 0 {
+            0
+        } else {
+            self.random() % span_ms
+        }
+    }
+
+    /// xorshift64*: the shard's cheap source of randomness (queue member choice, jitter).
+    pub(super) fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// The shard's parts at work with no ring: connections on real sockets (accepted from a
+/// loopback listener, so a connection is what the loop would open), input fed as the loop feeds
+/// it, output taken as the kernel would take it, peers' queues filled and read as the other
+/// shards would.
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::IntoRawFd;
+
+    use super::*;
+    use crate::config::Options;
+    use crate::proto::Message;
+    use crate::sublist::SubHandle;
+    use crate::xshard::frame::{self, Frame, QueueRoute, Target};
+    use crate::xshard::link::{link, FrameSink, PeerLink};
+
+    /// 4 KiB of max_pending: the high-water mark is 3 KiB, the low-water mark 768 B.
+    const MAX_PENDING: u64 = 4096;
+    /// For peer queues: a drain takes a chunk of frames (64 KiB) before it looks at the mark,
+    /// so the margin from the mark to max_pending must be wider than a chunk.
+    const MAX_PENDING_FOR_PEERS: u64 = 512 * 1024;
+    const PAYLOAD: [u8; 1000] = [b'x'; 1000];
+
+    struct Bench {
+        core: Core,
+        listener: TcpListener,
+        /// The client ends of the connections, kept open.
+        clients: Vec<TcpStream>,
+        /// Per peer shard: the link from it into this shard (its sending side), and the link
+        /// from this shard to it (its receiving side).
+        from_peer: Vec<Option<PeerLink>>,
+        to_peer: Vec<Option<Incoming>>,
+    }
+
+    /// Shard 0 of `shards`, with every link to and from the others.
+    fn bench(shards: usize) -> Bench {
+        bench_with(shards, MAX_PENDING)
+    }
+
+    fn bench_with(shards: usize, max_pending: u64) -> Bench {
+        let options = Options {
+            max_pending,
+            ..Options::default()
+        };
+        let shared = Shared::for_tests(shards, options);
+        let mut links = Vec::new();
+        let (mut from_peer, mut to_peer) = (Vec::new(), Vec::new());
+        for peer in 0..shards {
+            if peer == 0 {
+                links.push(None);
+                from_peer.push(None);
+                to_peer.push(None);
+                continue;
+            }
+            let (out_to_peer, peer_in) = link();
+            let (peer_out, in_from_peer) = link();
+            links.push(Some((out_to_peer, in_from_peer)));
+            from_peer.push(Some(PeerLink::new(peer_out)));
+            to_peer.push(Some(peer_in));
+        }
+        Bench {
+            core: Core::new(ShardId(0), shared, links, 42),
+            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            clients: Vec::new(),
+            from_peer,
+            to_peer,
+        }
+    }
+
+    impl Bench {
+        /// A client connection, CONNECTed, its receive "armed" as the loop would arm it, its
+        /// INFO taken.
+        fn connect(&mut self) -> u32 {
+            let client = TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
+            let (server_end, _) = self.listener.accept().unwrap();
+            self.clients.push(client);
+            let slot = self
+                .core
+                .open_conn(server_end.into_raw_fd(), ConnKind::Client)
+                .expect("opened");
+            assert_eq!(self.core.conns.to_arm.pop(), Some(slot));
+            let conn = &mut self.core.conns[slot];
+            conn.recv = RecvState::Armed;
+            conn.ops_in_flight += 1;
+            self.input(slot, b"CONNECT {\"verbose\":false}\r\n");
+            assert!(self.output(slot).starts_with(b"INFO "));
+            slot
+        }
+
+        /// Feeds `bytes` as received; what a pause leaves unparsed is held, as the loop does.
+        fn input(&mut self, slot: u32, bytes: &[u8]) {
+            let left = self.core.on_input(slot, bytes);
+            if left > 0 {
+                self.core.conns[slot]
+                    .held
+                    .push(&bytes[bytes.len() - left..]);
+            }
+        }
+
+        /// What `slot` was sent, all of it, as the kernel would take it; off the dirty list.
+        fn output(&mut self, slot: u32) -> Vec<u8> {
+            let conns = &mut self.core.conns;
+            conns.dirty.retain(|&dirty| dirty != slot);
+            conns[slot].dirty = false;
+            conns[slot].out.take_as_sent()
+        }
+
+        fn handle(&self, sub_slot: u32) -> SubHandle {
+            SubHandle {
+                shard: 0,
+                slot: sub_slot,
+                generation: self.core.conns.subs[sub_slot as usize].generation,
+            }
+        }
+
+        /// The subscription slot of `sid` on connection `slot`.
+        fn sub_slot(&self, slot: u32, sid: &[u8]) -> u32 {
+            self.core.conns[slot]
+                .subs
+                .get(sid, &self.core.conns.subs)
+                .expect("subscribed")
+        }
+
+        /// Peer `peer` sends a one-target frame of `PAYLOAD` on `subject` to `target`.
+        fn peer_sends(&mut self, peer: usize, subject: &[u8], target: SubHandle) {
+            let message = Message {
+                subject,
+                reply: None,
+                headers: None,
+                payload: &PAYLOAD,
+            };
+            let link = self.from_peer[peer].as_mut().unwrap();
+            let len = frame::encoded_len(&message, 1, None);
+            let targets = [Target::from(target)];
+            link.send(len, |buf| frame::encode(buf, &message, &targets, None));
+        }
+
+        fn peer_ends_round(&mut self, peer: usize) {
+            self.from_peer[peer].as_mut().unwrap().end_round();
+        }
+    }
+
+    fn msgs(output: &[u8]) -> usize {
+        output.windows(4).filter(|w| w == b"MSG ").count()
+    }
+
+    fn pub_op(subject: &str) -> Vec<u8> {
+        let mut op = format!("PUB {subject} {}\r\n", PAYLOAD.len()).into_bytes();
+        op.extend_from_slice(&PAYLOAD);
+        op.extend_from_slice(b"\r\n");
+        op
+    }
+
+    #[test]
+    fn a_publisher_pauses_for_a_full_subscriber_and_resumes_when_it_drains() {
+        let mut b = bench(1);
+        let subscriber = b.connect();
+        let publisher = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        let burst: Vec<u8> = (0..6).flat_map(|_| pub_op("foo")).collect();
+        b.input(publisher, &burst);
+        // Past 3 KiB pending after the fourth message: the publisher pauses there, its receive
+        // is to be cancelled, and the rest of what it sent waits, unparsed.
+        let conn = &b.core.conns[publisher];
+        assert!(matches!(conn.paused, Some(PauseCause::Subscriber(_))));
+        assert_eq!(conn.recv, RecvState::Cancelling);
+        assert_eq!(b.core.conns.to_cancel, vec![publisher]);
+        assert!(!conn.held.is_empty());
+        assert_eq!(b.core.stats.publisher_pauses, 1);
+        assert_eq!(b.core.stats.in_msgs, 4);
+        // The cancel completes (the loop's bookkeeping).
+        b.core.conns.to_cancel.clear();
+        let conn = &mut b.core.conns[publisher];
+        conn.recv = RecvState::Idle;
+        conn.ops_in_flight -= 2;
+
+        assert!(!b.core.resume_paused(), "the subscriber has not drained");
+        assert_eq!(msgs(&b.output(subscriber)), 4);
+        assert!(b.core.resume_paused(), "drained: the publisher goes on");
+        assert_eq!(b.core.conns[publisher].paused, None);
+        assert_eq!(b.core.stats.in_msgs, 6, "what it had sent is handled first");
+        assert_eq!(b.core.conns.to_arm, vec![publisher], "then it reads again");
+        assert_eq!(msgs(&b.output(subscriber)), 2);
+        assert!(b.core.pauses.is_empty());
+    }
+
+    #[test]
+    fn a_pause_ends_when_its_time_is_up_even_if_the_subscriber_never_reads() {
+        let mut b = bench(1);
+        let subscriber = b.connect();
+        let publisher = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        let burst: Vec<u8> = (0..4).flat_map(|_| pub_op("foo")).collect();
+        b.input(publisher, &burst);
+        assert!(b.core.conns[publisher].paused.is_some());
+        b.core.now_ms += limits::PUBLISHER_PAUSE_MS_MAX - 1;
+        assert!(!b.core.resume_paused());
+        b.core.now_ms += 1;
+        assert!(b.core.resume_paused());
+        assert_eq!(b.core.conns[publisher].paused, None);
+    }
+
+    #[test]
+    fn a_peer_queue_is_held_while_its_subscriber_is_full_and_released_when_it_drains() {
+        let mut b = bench_with(2, MAX_PENDING_FOR_PEERS);
+        let high_water = b.core.pauses.low_water_bytes() * 4;
+        let subscriber = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        let target = b.handle(b.sub_slot(subscriber, b"1"));
+        let total = 2 * MAX_PENDING_FOR_PEERS as usize / PAYLOAD.len();
+        for _ in 0..total {
+            b.peer_sends(1, b"foo", target);
+        }
+        b.peer_ends_round(1);
+
+        let (took, left) = b.core.drain_peers();
+        assert!(took);
+        assert!(!left, "a held queue's frames are not work for now");
+        assert_eq!(b.core.stats.peer_holds, 1);
+        assert!(b.core.peers.any_held());
+        let pending = b.core.conns[subscriber].out.pending_bytes();
+        assert!(
+            pending > high_water,
+            "held once past the mark ({pending} B)"
+        );
+        assert!(b.core.conns[subscriber].is_open(), "not a slow consumer");
+        let first = b.core.stats.out_msgs as usize;
+        assert!(first < total);
+        assert_eq!(
+            b.core.drain_peers(),
+            (false, false),
+            "still held: nothing taken"
+        );
+        assert_eq!(b.core.stats.out_msgs as usize, first);
+
+        // The subscriber reads: each drain releases the hold and takes more, until all came.
+        let mut received = msgs(&b.output(subscriber));
+        for _ in 0..total {
+            if received == total {
+                break;
+            }
+            b.peer_ends_round(1);
+            let (took, _) = b.core.drain_peers();
+            assert!(took, "drained subscriber: the hold ends");
+            received += msgs(&b.output(subscriber));
+        }
+        assert_eq!(received, total);
+        assert!(b.core.conns[subscriber].is_open());
+        assert!(!b.core.peers.any_held());
+        assert_eq!(b.core.stats.slow_consumers, 0);
+    }
+
+    #[test]
+    fn a_held_queue_is_released_when_its_subscriber_goes_away() {
+        let mut b = bench_with(2, MAX_PENDING_FOR_PEERS);
+        let subscriber = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        let target = b.handle(b.sub_slot(subscriber, b"1"));
+        let total = MAX_PENDING_FOR_PEERS as usize / PAYLOAD.len();
+        for _ in 0..total {
+            b.peer_sends(1, b"foo", target);
+        }
+        b.peer_ends_round(1);
+        b.core.drain_peers();
+        assert!(b.core.peers.any_held());
+        let delivered = b.core.stats.out_msgs;
+        b.core.close(subscriber, CloseReason::ClientClosed);
+        for _ in 0..total {
+            b.peer_ends_round(1);
+            if !b.core.drain_peers().0 {
+                break;
+            }
+        }
+        assert!(!b.core.peers.any_held());
+        assert_eq!(b.core.stats.out_msgs, delivered);
+        assert_eq!(
+            b.core.stats.cross_shard_stale_targets,
+            total as u64 - delivered,
+            "the rest had no taker"
+        );
+    }
+
+    /// What a peer received from this shard: each frame's queue route and target slots.
+    #[derive(Default)]
+    struct Received(Vec<(Route, Vec<u32>)>);
+
+    /// A received frame's queue route: the group and the hop count.
+    type Route = Option<(Vec<u8>, u32)>;
+
+    impl FrameSink for Received {
+        fn one(&mut self, _: Message<'_>, target: Target) {
+            self.0.push((None, vec![target.slot]));
+        }
+        fn full(&mut self, frame: Frame<'_>) {
+            let route = frame.route.map(|r| (r.queue.to_vec(), r.hops));
+            self.0
+                .push((route, frame.targets().map(|t| t.slot).collect()));
+        }
+    }
+
+    /// Peer 1 sends a queue-group frame for group `q` on `foo`, listing `members` here.
+    fn queue_frame(b: &mut Bench, members: &[SubHandle], hops: u32) {
+        let message = Message {
+            subject: b"foo",
+            reply: None,
+            headers: None,
+            payload: b"hi",
+        };
+        let targets: Vec<Target> = members.iter().map(|&m| Target::from(m)).collect();
+        let route = Some(QueueRoute { queue: b"q", hops });
+        let len = frame::encoded_len(&message, targets.len(), route);
+        let link = b.from_peer[1].as_mut().unwrap();
+        link.send(len, |buf| frame::encode(buf, &message, &targets, route));
+        b.peer_ends_round(1);
+    }
+
+    /// Shard 0 of `shards`, and the handle of a member of group `q` on `foo` that was here
+    /// and has unsubscribed (what a peer's frame still lists).
+    fn bench_with_a_member_gone(shards: usize) -> (Bench, SubHandle) {
+        let mut b = bench(shards);
+        let gone = b.connect();
+        b.input(gone, b"SUB foo q 1\r\n");
+        let listed = b.handle(b.sub_slot(gone, b"1"));
+        b.input(gone, b"UNSUB 1\r\n");
+        (b, listed)
+    }
+
+    /// A member of group `q` on `foo` on shard 2 (slot 7), as shard 2 would have added it.
+    fn member_on_shard_2(b: &Bench) {
+        let elsewhere = SubHandle {
+            shard: 2,
+            slot: 7,
+            generation: 3,
+        };
+        let table = &b.core.accounts[0].account.sublist;
+        table.insert(b"foo", Some(b"q"), elsewhere).unwrap();
+    }
+
+    #[test]
+    fn a_queue_delivery_whose_member_left_goes_to_another_member_here() {
+        let mut b = bench(2);
+        let gone = b.connect();
+        let stays = b.connect();
+        b.input(gone, b"SUB foo q 1\r\n");
+        b.input(stays, b"SUB foo q 1\r\n");
+        let listed = b.handle(b.sub_slot(gone, b"1"));
+        b.input(gone, b"UNSUB 1\r\n");
+        queue_frame(&mut b, &[listed], 0);
+        b.core.drain_peers();
+        assert_eq!(b.core.stats.cross_shard_stale_targets, 1);
+        assert_eq!(msgs(&b.output(stays)), 1);
+        assert_eq!(b.core.stats.queue_messages_passed_on, 0);
+    }
+
+    #[test]
+    fn a_queue_delivery_with_no_member_left_here_is_passed_on_with_one_more_hop() {
+        let (mut b, listed) = bench_with_a_member_gone(3);
+        member_on_shard_2(&b);
+        queue_frame(&mut b, &[listed], 1);
+        b.core.drain_peers();
+        assert_eq!(b.core.stats.queue_messages_passed_on, 1);
+        let mut woken = Vec::new();
+        b.core.peers.end_round(|shard| woken.push(shard));
+        assert_eq!(woken, vec![ShardId(2)], "the new frame wakes shard 2");
+        let mut received = Received::default();
+        let peer_in = b.to_peer[2].as_mut().unwrap();
+        peer_in.drain_chunk(&mut received);
+        assert_eq!(received.0, vec![(Some((b"q".to_vec(), 2)), vec![7])]);
+    }
+
+    #[test]
+    fn a_queue_delivery_with_no_member_anywhere_or_too_many_hops_is_dropped() {
+        let (mut b, listed) = bench_with_a_member_gone(3);
+        queue_frame(&mut b, &[listed], 0);
+        b.core.drain_peers();
+        assert_eq!(b.core.stats.queue_messages_dropped, 1, "no member anywhere");
+
+        member_on_shard_2(&b);
+        // 2 × shard count hops: it has gone round enough.
+        queue_frame(&mut b, &[listed], 6);
+        b.core.drain_peers();
+        assert_eq!(b.core.stats.queue_messages_dropped, 2, "bounded hops");
+        assert_eq!(b.core.stats.queue_messages_passed_on, 0);
+    }
+}
