@@ -19,7 +19,7 @@ pub mod sublist;
 pub mod xshard;
 
 pub use config::Options;
-pub use server::{Server, ServerHandle, ADVERTISED_VERSION};
+pub use server::{ReloadError, Server, ServerHandle, ADVERTISED_VERSION};
 pub use stats::ShardStats;
 
 /// The shard a connection landed on, from the `client_id` its INFO carries: shard `i` of `n`

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, PoisonError};
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -14,7 +14,7 @@ use crate::config::Options;
 use crate::limits;
 use crate::proto::json::{server_id, Info};
 use crate::shard::control::{Control, Mailbox};
-use crate::shard::{ConnKind, Shard, ShardSetup, Shared};
+use crate::shard::{ConnKind, Settings, Shard, ShardSetup, Shared};
 use crate::stats::{ConnSnapshot, ShardStats};
 use crate::xshard::link::{link, Incoming, Outgoing};
 use crate::xshard::ShardId;
@@ -27,10 +27,61 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 pub struct Server;
 
+/// A reload refused, with nats-server's wording; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadError(pub String);
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+/// How many shards `--shards` asks for: 0 is one per CPU the process may run on.
+fn resolved_shards(asked: usize) -> usize {
+    match asked {
+        0 => allowed_cpus().len().max(1),
+        n => n,
+    }
+    .min(limits::SHARDS_MAX)
+}
+
+fn path_text(path: &Option<std::path::PathBuf>) -> String {
+    path.as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+/// The INFO of server `id` listening on `port` with `options`, before a client's own fields.
+fn info_for(options: &Options, id: &str, port: u16) -> Info {
+    Info {
+        server_id: id.to_string(),
+        server_name: options
+            .server_name
+            .clone()
+            .unwrap_or_else(|| id.to_string()),
+        version: ADVERTISED_VERSION.to_string(),
+        go: "go1.24.0".to_string(),
+        host: options.host.clone(),
+        port,
+        headers: !options.no_header_support,
+        max_payload: options.max_payload,
+        client_id: 0,
+        client_ip: String::new(),
+        auth_required: false,
+        connect_info: false,
+        remote_account: None,
+        ldm: false,
+    }
+}
+
 /// A running server. `shutdown` stops it and reports how the shards ended; dropping the handle
 /// stops it too.
 pub struct ServerHandle {
     port: u16,
+    server_id: String,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
@@ -57,31 +108,13 @@ impl Drop for FailStop {
 impl Server {
     /// Binds, starts every shard and returns once all of them are ready to accept.
     pub fn start(options: Options) -> io::Result<ServerHandle> {
-        let shard_count = match options.shards {
-            0 => allowed_cpus().len().max(1),
-            n => n,
-        }
-        .min(limits::SHARDS_MAX);
+        let shard_count = resolved_shards(options.shards);
         let listeners = bind_listeners(&options.host, options.port, shard_count)?;
         let port = listeners[0].local_addr()?.port();
 
         let id = server_id();
-        let info = Info {
-            server_id: id.clone(),
-            server_name: options.server_name.clone().unwrap_or_else(|| id.clone()),
-            version: ADVERTISED_VERSION.to_string(),
-            go: "go1.24.0".to_string(),
-            host: options.host.clone(),
-            port,
-            headers: !options.no_header_support,
-            max_payload: options.max_payload,
-            client_id: 0,
-            client_ip: String::new(),
-            auth_required: false,
-            connect_info: false,
-            remote_account: None,
-            ldm: false,
-        };
+        let info = info_for(&options, &id, port);
+        let pin_shards = options.pin_shards;
         // Every mailbox first: a failure here leaves no thread behind.
         let mut readers = Vec::with_capacity(shard_count);
         let mut mailboxes = Vec::with_capacity(shard_count);
@@ -90,11 +123,11 @@ impl Server {
             readers.push(reader);
             mailboxes.push(mailbox);
         }
-        let shared = Shared::new(options, info, mailboxes);
+        let shared = Shared::new(Settings { options, info }, mailboxes);
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let mut threads = Vec::with_capacity(shard_count);
-        let cpus = if shared.options.pin_shards {
+        let cpus = if pin_shards {
             allowed_cpus()
         } else {
             Vec::new()
@@ -174,6 +207,7 @@ impl Server {
         }
         let handle = ServerHandle {
             port,
+            server_id: id,
             shared,
             threads,
         };
@@ -195,7 +229,92 @@ impl ServerHandle {
 
     /// The server's INFO `server_id`.
     pub fn server_id(&self) -> &str {
-        &self.shared.info.server_id
+        &self.server_id
+    }
+
+    /// Puts `options` in force, as nats-server's reload does (`SIGHUP`, `--signal reload`):
+    /// every shard swaps them in between completions, and this returns once all have. Limits
+    /// apply to open connections too (see `Core::reload`); logging is reopened with the new
+    /// settings. Refused, with nothing changed, when an option that cannot change while running
+    /// differs: nats-server's `Config reload not supported for <field>: old=<v>, new=<v>`.
+    /// (nats-server reloads `pid_file` and `ports_file_dir`; natsring refuses them, named,
+    /// until the configuration file issue rewrites those files on reload.)
+    pub fn reload(&self, options: Options) -> Result<(), ReloadError> {
+        let current = self.shared.settings();
+        let old = &current.options;
+        let shards = resolved_shards(options.shards);
+        // As nats-server: a port of 0 in the new options means "not set", so not a change.
+        let port = if options.port == 0 {
+            old.port
+        } else {
+            options.port
+        };
+        let fixed: [(&str, String, String); 7] = [
+            ("Host", old.host.clone(), options.host.clone()),
+            ("Port", old.port.to_string(), port.to_string()),
+            (
+                "ServerName",
+                old.server_name.clone().unwrap_or_default(),
+                options.server_name.clone().unwrap_or_default(),
+            ),
+            ("Shards", self.shard_count().to_string(), shards.to_string()),
+            (
+                "PinShards",
+                old.pin_shards.to_string(),
+                options.pin_shards.to_string(),
+            ),
+            (
+                "PidFile",
+                path_text(&old.pid_file),
+                path_text(&options.pid_file),
+            ),
+            (
+                "PortsFileDir",
+                path_text(&old.ports_file_dir),
+                path_text(&options.ports_file_dir),
+            ),
+        ];
+        if let Some((field, old, new)) = fixed.into_iter().find(|(_, old, new)| old != new) {
+            return Err(ReloadError(format!(
+                "Config reload not supported for {field}: old={old}, new={new}"
+            )));
+        }
+        crate::log::init(&options).map_err(|err| ReloadError(err.to_string()))?;
+        let settings = Arc::new(Settings {
+            info: info_for(&options, &self.server_id, self.port),
+            options: Options {
+                port: old.port,
+                shards: old.shards,
+                ..options
+            },
+        });
+        *self
+            .shared
+            .settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&settings);
+        // A shard that is gone (stopping) has nothing left to apply them to.
+        self.ask_every_shard(|done| Control::Reload(Arc::clone(&settings), done));
+        crate::log_notice!("Reloaded server configuration");
+        Ok(())
+    }
+
+    /// Sends every shard the command `ask` makes with a reply channel, and waits for each
+    /// answer (all are asked before any is waited for). A shard that has ended answers nothing.
+    fn ask_every_shard<T>(&self, ask: impl Fn(mpsc::Sender<T>) -> Control) -> Vec<T> {
+        let answers: Vec<_> = self
+            .shared
+            .mailboxes
+            .iter()
+            .filter_map(|mailbox| {
+                let (reply, answer) = mpsc::channel();
+                mailbox.send(ask(reply)).then_some(answer)
+            })
+            .collect();
+        answers
+            .into_iter()
+            .filter_map(|answer| answer.recv().ok())
+            .collect()
     }
 
     pub fn shard_count(&self) -> usize {
@@ -217,18 +336,9 @@ impl ServerHandle {
     /// its mailbox and answers at the next turn of its loop (a shard that has ended answers
     /// nothing). Sorted by cid.
     pub fn connections(&self) -> Vec<ConnSnapshot> {
-        let answers: Vec<_> = self
-            .shared
-            .mailboxes
-            .iter()
-            .filter_map(|mailbox| {
-                let (reply, answer) = mpsc::channel();
-                mailbox.send(Control::Connections(reply)).then_some(answer)
-            })
-            .collect();
-        let mut all: Vec<ConnSnapshot> = answers
+        let mut all: Vec<ConnSnapshot> = self
+            .ask_every_shard(Control::Connections)
             .into_iter()
-            .filter_map(|answer| answer.recv().ok())
             .flatten()
             .collect();
         all.sort_by_key(|conn| conn.cid);

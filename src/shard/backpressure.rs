@@ -44,12 +44,21 @@ pub struct Pauses {
 
 impl Pauses {
     pub fn new(max_pending_bytes: u64) -> Pauses {
-        Pauses {
-            high_water_bytes: limits::OUTBOUND_HIGH_WATER_BYTES
-                .min((max_pending_bytes / 4 * 3) as usize),
-            max_pending_bytes,
+        let mut pauses = Pauses {
+            high_water_bytes: 0,
+            max_pending_bytes: 0,
             paused: Vec::new(),
-        }
+        };
+        pauses.set_max_pending(max_pending_bytes);
+        pauses
+    }
+
+    /// New marks for `max_pending_bytes` (a reload); the paused publishers stay paused, and
+    /// their waits end by the new low-water mark.
+    pub fn set_max_pending(&mut self, max_pending_bytes: u64) {
+        self.high_water_bytes =
+            limits::OUTBOUND_HIGH_WATER_BYTES.min((max_pending_bytes / 4 * 3) as usize);
+        self.max_pending_bytes = max_pending_bytes;
     }
 
     /// What `pending_bytes` of output waiting for a subscriber asks for.

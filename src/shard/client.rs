@@ -73,7 +73,7 @@ impl Core {
     /// server-wide): its INFO, then reading, unless it is over `max_connections`.
     pub(super) fn start_client(&mut self, slot: u32, ip: Option<String>, open: u32) {
         // INFO first, always (nats-server sends it before checking max_connections).
-        let mut info = self.shared.info.clone();
+        let mut info = self.settings.info.clone();
         info.client_id = self.conns[slot].client_id;
         info.client_ip = ip.unwrap_or_default();
         self.conns[slot]
@@ -88,7 +88,7 @@ impl Core {
             );
         }
 
-        if open > self.shared.options.max_connections {
+        if open > self.settings.options.max_connections {
             self.send_error_and_drain(slot, &ServerError::MaxConnections);
             return;
         }
@@ -215,7 +215,7 @@ impl Core {
         if let Err(err) = options.check() {
             return self.protocol_error(slot, &err);
         }
-        let headers_allowed = !self.shared.options.no_header_support;
+        let headers_allowed = !self.settings.options.no_header_support;
         let conn = &mut self.conns[slot];
         parser.headers = options.headers && headers_allowed;
         conn.options = options;
@@ -231,7 +231,7 @@ impl Core {
         // connect_info (nats-server does this so clients learn what CONNECT established).
         if conn.connected && !conn.sent_connect_info && conn.options.protocol >= 1 {
             conn.sent_connect_info = true;
-            let mut info = self.shared.info.clone();
+            let mut info = self.settings.info.clone();
             info.client_id = conn.client_id;
             info.client_ip = conn
                 .peer

@@ -1,7 +1,7 @@
 //! The way into a running shard from other threads: a mailbox of [`Control`] commands, and a
 //! doorbell (a pipe the shard always has one read armed on) that makes its loop look at the
 //! mailbox. A shard owns everything it touches, so every question or order from outside (stop,
-//! a snapshot for monitoring, later a configuration reload) is a command here, answered by the
+//! a snapshot for monitoring, a configuration reload) is a command here, answered by the
 //! shard at a safe point of its loop (between completions), never a lock on its state.
 //!
 //! Invariants: the doorbell is rung only when a command lands in an empty mailbox, and the
@@ -16,7 +16,9 @@
 use std::collections::VecDeque;
 use std::io::{self, PipeReader, PipeWriter, Write};
 use std::sync::mpsc::Sender;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::Settings;
 
 use crate::stats::ConnSnapshot;
 
@@ -26,6 +28,9 @@ pub enum Control {
     Stop,
     /// Answer with a snapshot of every open connection on the shard.
     Connections(Sender<Vec<ConnSnapshot>>),
+    /// Work with these settings from now on (a configuration reload); answer once they are
+    /// in force on this shard.
+    Reload(Arc<Settings>, Sender<()>),
 }
 
 /// One shard's mailbox (the sending side, shared by every thread that may send).

@@ -15,7 +15,7 @@ use super::conn::{ConnKind, ConnState, PauseCause, RecvState, SubscriberWait, Tr
 use super::peers::Peers;
 use super::table::ConnTable;
 use super::templates::Templates;
-use super::{close_fd, AccountView, Conn, Shared};
+use super::{close_fd, AccountView, Conn, Settings, Shared};
 use crate::account::AccountId;
 use crate::limits;
 use crate::proto::{CloseReason, ServerError};
@@ -27,6 +27,8 @@ use crate::xshard::ShardId;
 pub struct Core {
     pub index: ShardId,
     pub shared: Arc<Shared>,
+    /// The configuration this shard works with, swapped whole by `reload`.
+    pub settings: Arc<Settings>,
     pub conns: ConnTable,
     /// Every account as this shard uses it, indexed by `AccountId`.
     pub accounts: Vec<AccountView>,
@@ -58,6 +60,7 @@ impl Core {
         links: Vec<Option<(Outgoing, Incoming)>>,
         seed: u64,
     ) -> Core {
+        let settings = shared.settings();
         let accounts = shared
             .accounts
             .iter()
@@ -68,7 +71,8 @@ impl Core {
             .collect();
         Core {
             index,
-            pauses: Pauses::new(shared.options.max_pending),
+            pauses: Pauses::new(settings.options.max_pending),
+            settings,
             shared,
             conns: ConnTable::new(),
             accounts,
@@ -147,7 +151,7 @@ impl Core {
         let generation = self.conns.take_generation();
         let client_id = self.next_client_id;
         self.next_client_id += self.shared.shard_count as u64;
-        let options = &self.shared.options;
+        let options = &self.settings.options;
         let first_ping_ms = options.ping_interval_ms.min(limits::FIRST_PING_INTERVAL_MS);
         let conn = Conn {
             fd,
@@ -271,9 +275,9 @@ impl Core {
     /// Keepalive PINGs, stale connections, write deadlines. Runs every `TIMER_TICK_MS`.
     pub(super) fn tick(&mut self) {
         let now_ms = self.now_ms;
-        let ping_interval_ms = self.shared.options.ping_interval_ms;
-        let ping_max = self.shared.options.ping_max;
-        let write_deadline_ms = self.shared.options.write_deadline_ms;
+        let options = &self.settings.options;
+        let (ping_interval_ms, ping_max) = (options.ping_interval_ms, options.ping_max);
+        let write_deadline_ms = options.write_deadline_ms;
         let mut stale = Vec::new();
         let mut stalled = Vec::new();
         let mut ping = Vec::new();
@@ -396,6 +400,22 @@ impl Core {
             self.conns.want_recv(slot);
         }
         !resumed_slots.is_empty()
+    }
+
+    /// A reload's new settings (`Control::Reload`), between completions. Limits apply at
+    /// once, to connections already open too, as nats-server applies them: the payload and
+    /// control-line limits of every parser, the back-pressure marks, the keepalive and write
+    /// deadline at the next tick, max_connections to the next connection; INFO has the new
+    /// values for connections opened from now on.
+    pub(super) fn reload(&mut self, settings: Arc<Settings>) {
+        let options = &settings.options;
+        for (_, conn) in self.conns.slots.iter_mut() {
+            let parser = &mut conn.reader.parser;
+            parser.max_payload = options.max_payload;
+            parser.max_control_line = options.max_control_line;
+        }
+        self.pauses.set_max_pending(options.max_pending);
+        self.settings = settings;
     }
 
     pub(super) fn publish_stats(&mut self) {
@@ -623,6 +643,64 @@ mod tests {
         b.core.now_ms += 1;
         assert!(b.core.resume_paused());
         assert_eq!(b.core.conns[publisher].paused, None);
+        // Its receive is still being cancelled: not armed again until that completes.
+        assert_eq!(b.core.conns.next_to_arm(), None);
+        let conn = &mut b.core.conns[publisher];
+        conn.recv = RecvState::Idle;
+        conn.ops_in_flight -= 1;
+        b.core.conns.want_recv(publisher);
+        assert_eq!(b.core.conns.next_to_arm(), Some(publisher));
+    }
+
+    #[test]
+    fn a_receive_asked_for_is_not_armed_once_the_connection_closed() {
+        let mut b = bench(1);
+        let slot = b.connect();
+        let conn = &mut b.core.conns[slot];
+        conn.recv = RecvState::Idle;
+        conn.ops_in_flight -= 1;
+        b.core.conns.want_recv(slot);
+        b.core.close(slot, CloseReason::ClientClosed);
+        assert_eq!(b.core.conns.next_to_arm(), None);
+    }
+
+    #[test]
+    fn a_peer_waiting_for_room_is_woken_once_its_queue_is_emptied() {
+        let mut b = bench_with(2, 1 << 30);
+        let subscriber = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        let target = b.handle(b.sub_slot(subscriber, b"1"));
+        let message = Message {
+            subject: b"foo",
+            reply: None,
+            headers: None,
+            payload: &PAYLOAD,
+        };
+        let targets = [Target::from(target)];
+        let len = frame::encoded_len(&message, 1, None);
+        let sender = b.from_peer[1].as_mut().unwrap();
+        let mut sent = 1;
+        while !sender.send(len, |buf| frame::encode(buf, &message, &targets, None)) {
+            sent += 1;
+        }
+        sender.end_round();
+        let mut woken = Vec::new();
+        b.core.peers.end_round(|shard| woken.push(shard));
+        assert!(woken.is_empty(), "nothing for peer 1 yet");
+        let mut received = 0;
+        while received < sent {
+            b.core.drain_peers();
+            received += msgs(&b.output(subscriber));
+            b.peer_ends_round(1);
+        }
+        b.core.peers.end_round(|shard| woken.push(shard));
+        assert_eq!(
+            woken,
+            vec![ShardId(1)],
+            "emptied: the waiting sender is woken"
+        );
+        b.core.peers.end_round(|shard| woken.push(shard));
+        assert_eq!(woken, vec![ShardId(1)], "once");
     }
 
     #[test]
@@ -781,7 +859,8 @@ mod tests {
     fn a_queue_delivery_with_no_member_left_here_is_passed_on_with_one_more_hop() {
         let (mut b, listed) = bench_with_a_member_gone(3);
         member_on_shard_2(&b);
-        queue_frame(&mut b, &[listed], 1);
+        // 5 hops, one under the bound of 2 × shard count: still passed on.
+        queue_frame(&mut b, &[listed], 5);
         b.core.drain_peers();
         assert_eq!(b.core.stats.queue_messages_passed_on, 1);
         let mut woken = Vec::new();
@@ -790,7 +869,7 @@ mod tests {
         let mut received = Received::default();
         let peer_in = b.to_peer[2].as_mut().unwrap();
         peer_in.drain_chunk(&mut received);
-        assert_eq!(received.0, vec![(Some((b"q".to_vec(), 2)), vec![7])]);
+        assert_eq!(received.0, vec![(Some((b"q".to_vec(), 6)), vec![7])]);
     }
 
     #[test]

@@ -198,6 +198,7 @@ impl Core {
         let sub_done = sub.delivered >= sub.max;
         let subscriber = sub.conn_slot;
         let pending_bytes = conn.out.pending_bytes();
+        // `ConnTable::mark`, written out: `conn` and `sub` still borrow the table's slabs.
         if !conn.dirty {
             conn.dirty = true;
             self.conns.dirty.push(subscriber);
@@ -231,7 +232,7 @@ impl Core {
             "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
             conn.peer,
             conn.client_id,
-            self.shared.options.max_pending
+            self.settings.options.max_pending
         );
         self.stats.slow_consumers += 1;
         self.close(slot, CloseReason::SlowConsumerPendingBytes);

@@ -18,7 +18,8 @@
 //! (`deliver.rs`), the peer side (`peers.rs`) and the connection lifecycle run on it and ask for
 //! kernel work through the table and the peers, which the loop submits at the end of the round
 //! (`Shard::submit_wanted`, `Shard::wake_peers`): the kernel sees a round's SQEs only when the
-//! loop enters the ring, so this costs nothing and changes nothing, and `Core` is unit-tested
+//! loop enters the ring (or earlier, should the submission queue fill up), so this costs
+//! nothing and changes nothing, and `Core` is unit-tested
 //! with no ring (pause/resume, peer-queue hold, queue-group requeue). `Shard` is `Io`, `Core`
 //! and the listeners; its methods are the loop, the completions and the submissions.
 //!
@@ -28,7 +29,8 @@
 //!
 //! The way in from other threads is the control mailbox (`control`): stop, and questions
 //! answered from the shard's own state at a safe point of the loop (`Control::Connections`,
-//! what `/connz` will ask); a configuration reload is the next command to add there.
+//! what `/connz` will ask), and a configuration reload (`Control::Reload`: new `Settings`,
+//! swapped in whole; `ServerHandle::reload` sends it to every shard and waits for all).
 //!
 //! Adding a connection kind (a cluster route, say). A kind is a `ConnKind` variant and a
 //! session module beside `client.rs`: the session's reader handler (a `proto::Handler` over its
@@ -70,7 +72,7 @@ use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use io_uring::cqueue;
@@ -91,11 +93,21 @@ use core::Core;
 use ring::{OpKind, Token};
 use uring::{Completion, Io};
 
-/// What every shard shares: read-mostly configuration, the subject table, server-wide counters.
-pub struct Shared {
+/// What a shard reads of the configuration while it runs. Immutable: a reload makes a new one
+/// and hands it to every shard (`Control::Reload`), which swaps it in between completions, so
+/// nothing on the message path ever takes a lock to read it.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub options: Options,
     /// The INFO every client gets, before its client_id and client_ip are filled in.
     pub info: Info,
+}
+
+/// What every shard shares: the configuration, the subject tables, server-wide counters.
+pub struct Shared {
+    /// The settings in force (the last reload's, else the start's): what a shard starts with
+    /// and what the next reload is compared with. Shards read their own copy (`Core::settings`).
+    pub settings: Mutex<Arc<Settings>>,
     /// Every account, indexed by `AccountId` (`$G` first), each with its subject table.
     pub accounts: Vec<Arc<Account>>,
     pub shard_count: usize,
@@ -124,16 +136,20 @@ impl Shared {
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl Shared {
     /// What the shards share, one mailbox each (so `mailboxes.len()` shards), with the global
     /// account only.
-    pub fn new(options: Options, info: Info, mailboxes: Vec<control::Mailbox>) -> Arc<Shared> {
+    pub fn new(settings: Settings, mailboxes: Vec<control::Mailbox>) -> Arc<Shared> {
         let shard_count = mailboxes.len();
         Arc::new(Shared {
-            options,
-            info,
+            settings: Mutex::new(Arc::new(settings)),
             accounts: vec![Arc::new(Account::global())],
             shard_count,
             ring_fds: (0..shard_count).map(|_| AtomicI32::new(-1)).collect(),
@@ -152,7 +168,8 @@ impl Shared {
         let mailboxes = (0..shard_count)
             .map(|_| control::Mailbox::new().expect("a pipe").0)
             .collect();
-        Shared::new(options, Info::default(), mailboxes)
+        let info = Info::default();
+        Shared::new(Settings { options, info }, mailboxes)
     }
 }
 
@@ -289,6 +306,8 @@ impl Shard {
                 self.wake_peers();
             }
         }
+        // What the last round queued (peers' wake-ups while stopping) goes out too.
+        self.io.enter(0)?;
         self.core.publish_stats();
         Ok(())
     }
@@ -475,8 +494,8 @@ impl Shard {
     }
 
     /// Submits what the round asked of the connection table: the cancels of receives (pauses,
-    /// closes), then the receives to arm (new connections, and those that ended for lack of
-    /// buffers, now that the round gave its buffers back) if they still want one.
+    /// closes), then the receives to arm (see `ConnTable::to_arm`) of the connections that
+    /// still want one.
     fn submit_wanted(&mut self) {
         let conns = &mut self.core.conns;
         while let Some(slot) = conns.to_cancel.pop() {
@@ -488,13 +507,8 @@ impl Shard {
                 Token::new(OpKind::CancelRecv, slot, generation),
             );
         }
-        while let Some(slot) = self.core.conns.to_arm.pop() {
-            let Some(conn) = self.core.conns.get(slot) else {
-                continue;
-            };
-            if conn.is_open() && conn.paused.is_none() && conn.recv == RecvState::Idle {
-                self.arm_recv(slot);
-            }
+        while let Some(slot) = self.core.conns.next_to_arm() {
+            self.arm_recv(slot);
         }
     }
 
@@ -642,12 +656,11 @@ impl Shard {
             conn.recv = RecvState::Idle;
             conn.ops_in_flight -= 1;
             if conn.is_open() && conn.paused.is_none() {
-                if completion.result == -libc::ENOBUFS {
-                    // The ring ran dry: re-armed once this round has given buffers back.
-                    self.core.conns.to_arm.push(slot);
-                } else {
-                    self.arm_recv(slot);
-                }
+                // Re-armed at the end of the round (`submit_wanted`): after the round gave its
+                // buffers back when the ring ran dry (ENOBUFS), and after any cancel asked for
+                // this round, which names the same token and would otherwise reach the kernel
+                // after the new receive and end it.
+                self.core.conns.want_recv(slot);
             }
             self.core.release_if_done(slot);
         }
@@ -732,6 +745,10 @@ impl Shard {
                 control::Control::Stop => self.begin_stop(),
                 control::Control::Connections(reply) => {
                     let _ = reply.send(self.core.connection_snapshots());
+                }
+                control::Control::Reload(settings, done) => {
+                    self.core.reload(settings);
+                    let _ = done.send(());
                 }
             }
         }

@@ -4,8 +4,9 @@
 //!
 //! Sending: a message matching subscriptions on a peer is encoded once per peer, with the list
 //! of that peer's targets (`send_to_peer`), or as a one-target frame when its only match is one
-//! subscription there (`send_to_one`). At the end of a loop round every peer given new frames
-//! gets one wake-up (`IORING_OP_MSG_RING`).
+//! subscription there (`send_to_one`). At the end of a loop round every peer given new frames,
+//! and every peer waiting for room in a queue this shard emptied, gets one wake-up
+//! (`IORING_OP_MSG_RING`, `Peers::end_round`).
 //!
 //! Receiving: on a wake-up (or whenever a queue is not empty) frames are drained with a byte
 //! budget per round, and each target is revalidated (slot generation) before delivery. When a

@@ -2,9 +2,10 @@
 //! with the generations that tell a reused slot from the one a completion, a table entry or a
 //! peer's frame named; the dirty list (connections with output to flush this round); and the
 //! receive operations the protocol side wants started or cancelled, which the loop submits at
-//! the end of the round (`Shard::submit_wanted`). So everything that changes connections
-//! (handlers, delivery, back-pressure, closing) needs no ring and is unit-tested without one;
-//! nothing changes for the kernel, which sees a round's SQEs only when the loop enters the ring.
+//! the end of the round (`Shard::submit_wanted`, cancels before arms: both name the same token).
+//! So everything that changes connections (handlers, delivery, back-pressure, closing) needs no
+//! ring and is unit-tested without one; nothing changes for the kernel, which sees a round's
+//! SQEs when the loop enters the ring (or when the submission queue is full).
 
 use std::ops::{Index, IndexMut};
 
@@ -24,8 +25,9 @@ pub struct ConnTable {
     next_generation: u32,
     /// Slots with output to flush this round (deduplicated by `Conn::dirty`).
     pub dirty: Vec<u32>,
-    /// Slots whose receive is to be armed this round, if they are still open, not paused and
-    /// not receiving (a new connection, or one whose receive ended for lack of buffers).
+    /// Slots whose receive is to be armed this round, if they are then still open, not paused
+    /// and not receiving (a new connection, a resumed publisher, one whose multishot receive
+    /// ended: for lack of buffers, or cancelled).
     pub to_arm: Vec<u32>,
     /// Slots whose armed receive is to be cancelled this round (already counted in
     /// `ops_in_flight` and marked `Cancelling`, so the slot stays until the cancel completes).
@@ -73,7 +75,7 @@ impl ConnTable {
         generation
     }
 
-    /// Puts `slot` on the dirty list (once). Returns whether it was not on it yet.
+    /// Puts `slot` on the dirty list (once).
     #[inline]
     pub fn mark(&mut self, slot: u32) {
         let conn = &mut self.slots[slot as usize];
@@ -86,6 +88,20 @@ impl ConnTable {
     /// Asks for `slot`'s receive to be armed this round.
     pub fn want_recv(&mut self, slot: u32) {
         self.to_arm.push(slot);
+    }
+
+    /// The next slot on `to_arm` whose connection still wants a receive armed: open, not
+    /// paused, none armed (it may have closed, paused or been re-armed since it was asked for).
+    pub fn next_to_arm(&mut self) -> Option<u32> {
+        while let Some(slot) = self.to_arm.pop() {
+            let Some(conn) = self.slots.get(slot as usize) else {
+                continue;
+            };
+            if conn.is_open() && conn.paused.is_none() && conn.recv == RecvState::Idle {
+                return Some(slot);
+            }
+        }
+        None
     }
 
     /// Asks for `slot`'s armed receive to be cancelled (to pause or close it); nothing when it
