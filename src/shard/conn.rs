@@ -5,7 +5,7 @@
 //! new output goes to `pending`. On a send completion the sent prefix is consumed and, once
 //! `sending` is drained, the two buffers swap.
 
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use slab::Slab;
 
@@ -463,6 +463,13 @@ impl Conn {
     pub fn is_open(&self) -> bool {
         self.state == ConnState::Open
     }
+}
+
+/// Takes ownership of an fd a completion handed us.
+pub fn close_fd(fd: RawFd) {
+    // Dropping the OwnedFd closes it.
+    // SAFETY: the accept completion gave us this fd and nothing else refers to it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
 #[cfg(test)]

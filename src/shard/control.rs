@@ -18,7 +18,7 @@ use std::io::{self, PipeReader, PipeWriter, Write};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::Settings;
+use super::settings::Settings;
 
 use crate::stats::ConnSnapshot;
 

@@ -11,11 +11,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::backpressure::{subscriber_wait_over, Backlog, Pauses};
-use super::conn::{ConnKind, ConnState, PauseCause, RecvState, SubscriberWait, Transport};
+use super::conn::{
+    close_fd, Conn, ConnKind, ConnState, PauseCause, RecvState, SubscriberWait, Transport,
+};
 use super::peers::Peers;
+use super::settings::Settings;
+use super::shared::Shared;
 use super::table::ConnTable;
 use super::templates::Templates;
-use super::{close_fd, AccountView, Conn, Settings, Shared};
+use crate::account::Account;
 use crate::account::AccountId;
 use crate::limits;
 use crate::proto::{CloseReason, ServerError};
@@ -23,6 +27,21 @@ use crate::stats::{ConnSnapshot, ShardStats};
 use crate::sublist::MatchCache;
 use crate::xshard::link::{Incoming, Outgoing};
 use crate::xshard::ShardId;
+
+/// One account as a shard uses it: the account (its subject table) and the shard's match cache
+/// for it, side by side so a publish reaches both through one index.
+pub struct AccountView {
+    pub account: Arc<Account>,
+    pub cache: MatchCache,
+}
+
+impl AccountView {
+    /// What `subject` matches in this account, through the shard's cache.
+    #[inline]
+    pub fn lookup(&mut self, subject: &[u8]) -> std::rc::Rc<crate::sublist::MatchResult> {
+        self.cache.lookup(&self.account.sublist, subject)
+    }
+}
 
 pub struct Core {
     pub index: ShardId,

@@ -11,17 +11,23 @@
 //!   armed operations name; every SQE is built there.
 //! - `table::ConnTable`: connections and subscriptions in slabs with their generations, the
 //!   dirty list, and the receives the round wants armed or cancelled.
-//! - `peers::Peers`: the links to and from the other shards, holds, pending wake-ups.
+//! - `peers::Peers`: the links to and from the other shards, holds, pending wake-ups (the
+//!   cross-shard delivery over them is `peer_routing`).
 //! - `backpressure::Pauses`: paused publishers and the marks.
 //!
 //! `core::Core` holds all but `Io`: the protocol handlers (`client.rs`), delivery
-//! (`deliver.rs`), the peer side (`peers.rs`) and the connection lifecycle run on it and ask for
+//! (`deliver.rs`), the peer side (`peer_routing.rs`) and the connection lifecycle run on it and ask for
 //! kernel work through the table and the peers, which the loop submits at the end of the round
 //! (`Shard::submit_wanted`, `Shard::wake_peers`): the kernel sees a round's SQEs only when the
 //! loop enters the ring (or earlier, should the submission queue fill up), so this costs
 //! nothing and changes nothing, and `Core` is unit-tested
 //! with no ring (pause/resume, peer-queue hold, queue-group requeue). `Shard` is `Io`, `Core`
 //! and the listeners; its methods are the loop, the completions and the submissions.
+//!
+//! What all shards share is `shared::Shared`; what a shard reads of the configuration is
+//! `settings::Settings`, swapped whole by a reload. The modules form no import circle: the
+//! session and routing files (`client`, `deliver`, `peer_routing`) hold `impl Core` blocks
+//! and depend on `core`, which depends only on the parts.
 //!
 //! Slot rule: a connection slot is freed only when the connection is closing and none of its
 //! operations is in flight (`Conn::ops_in_flight`); its fd is closed last. Completions carry the
@@ -61,8 +67,11 @@ mod conn;
 pub mod control;
 mod core;
 mod deliver;
+mod peer_routing;
 mod peers;
 mod ring;
+mod settings;
+mod shared;
 mod table;
 mod templates;
 mod uring;
@@ -70,108 +79,25 @@ mod uring;
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use io_uring::cqueue;
 
-use crate::account::Account;
-use crate::config::Options;
 use crate::limits;
-use crate::proto::json::Info;
 use crate::proto::CloseReason;
-use crate::stats::ShardStats;
-use crate::sublist::MatchCache;
 
 use crate::xshard::link::{Incoming, Outgoing};
 use crate::xshard::ShardId;
 pub use conn::ConnKind;
-use conn::{Conn, ConnState, RecvState, Transport};
+use conn::{close_fd, ConnState, RecvState, Transport};
 use core::Core;
 use ring::{OpKind, Token};
+pub use settings::Settings;
+pub use shared::Shared;
 use uring::{Completion, Io};
-
-/// What a shard reads of the configuration while it runs. Immutable: a reload makes a new one
-/// and hands it to every shard (`Control::Reload`), which swaps it in between completions, so
-/// nothing on the message path ever takes a lock to read it.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub options: Options,
-    /// The INFO every client gets, before its client_id and client_ip are filled in.
-    pub info: Info,
-}
-
-/// What every shard shares: the configuration, the subject tables, server-wide counters.
-pub struct Shared {
-    /// The settings in force (the last reload's, else the start's): what a shard starts with
-    /// and what the next reload is compared with. Shards read their own copy (`Core::settings`).
-    pub settings: Mutex<Arc<Settings>>,
-    /// Every account, indexed by `AccountId` (`$G` first), each with its subject table.
-    pub accounts: Vec<Arc<Account>>,
-    pub shard_count: usize,
-    /// Each shard's ring fd (the target of peers' `MSG_RING`), set before any shard runs.
-    pub ring_fds: Vec<AtomicI32>,
-    /// Open client connections across all shards (max_connections is server-wide).
-    pub connections: AtomicU32,
-    /// Set once to ask every shard to stop.
-    pub stopping: AtomicBool,
-    /// Each shard's counters, published on its timer tick and when it stops.
-    pub stats: Vec<Mutex<ShardStats>>,
-    /// Each shard's mailbox (see `control`).
-    pub mailboxes: Vec<control::Mailbox>,
-}
-
-impl Shared {
-    /// Asks every shard to stop (close its connections and exit). Used for shutdown, and by
-    /// a shard whose loop ended on an error, so the server fails whole, never half-working.
-    pub fn stop_all(&self) {
-        self.stopping.store(true, Ordering::Release);
-        for mailbox in &self.mailboxes {
-            mailbox.send(control::Control::Stop);
-        }
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// The settings in force.
-    pub fn settings(&self) -> Arc<Settings> {
-        Arc::clone(&self.settings.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl Shared {
-    /// What the shards share, one mailbox each (so `mailboxes.len()` shards), with the global
-    /// account only.
-    pub fn new(settings: Settings, mailboxes: Vec<control::Mailbox>) -> Arc<Shared> {
-        let shard_count = mailboxes.len();
-        Arc::new(Shared {
-            settings: Mutex::new(Arc::new(settings)),
-            accounts: vec![Arc::new(Account::global())],
-            shard_count,
-            ring_fds: (0..shard_count).map(|_| AtomicI32::new(-1)).collect(),
-            connections: AtomicU32::new(0),
-            stopping: AtomicBool::new(false),
-            stats: (0..shard_count)
-                .map(|_| Mutex::new(ShardStats::default()))
-                .collect(),
-            mailboxes,
-        })
-    }
-
-    /// For tests of a shard's parts (no ring, no listener, no thread reading the mailboxes).
-    #[cfg(test)]
-    pub fn for_tests(shard_count: usize, options: Options) -> Arc<Shared> {
-        let mailboxes = (0..shard_count)
-            .map(|_| control::Mailbox::new().expect("a pipe").0)
-            .collect();
-        let info = Info::default();
-        Shared::new(Settings { options, info }, mailboxes)
-    }
-}
 
 /// What a shard is started with.
 pub struct ShardSetup {
@@ -185,21 +111,6 @@ pub struct ShardSetup {
     pub shared: Arc<Shared>,
     /// By shard id: the link to that shard and the link from it (None for this one).
     pub links: Vec<Option<(Outgoing, Incoming)>>,
-}
-
-/// One account as a shard uses it: the account (its subject table) and the shard's match cache
-/// for it, side by side so a publish reaches both through one index.
-struct AccountView {
-    account: Arc<Account>,
-    cache: MatchCache,
-}
-
-impl AccountView {
-    /// What `subject` matches in this account, through the shard's cache.
-    #[inline]
-    fn lookup(&mut self, subject: &[u8]) -> std::rc::Rc<crate::sublist::MatchResult> {
-        self.cache.lookup(&self.account.sublist, subject)
-    }
 }
 
 /// One listening socket of the shard's.
@@ -491,6 +402,22 @@ impl Shard {
         conn.ops_in_flight += 1;
         let token = Token::new(OpKind::Recv, slot, conn.generation);
         self.io.arm_recv(conn.fd, token);
+    }
+
+    /// Publishes what this round queued for each peer and wakes those peers that need it,
+    /// one `MSG_RING` each.
+    pub(super) fn wake_peers(&mut self) {
+        let Shard { io, core, .. } = self;
+        let (shared, from, stats) = (&core.shared, core.index, &mut core.stats);
+        core.peers.end_round(|target| {
+            let ring_fd = shared.ring_fds[target.index()].load(Ordering::Acquire);
+            io.post(
+                ring_fd,
+                Token::new(OpKind::Mailbox, from.0 as u32, 0),
+                Token::new(OpKind::WakePeer, target.0 as u32, 0),
+            );
+            stats.peer_wakeups += 1;
+        });
     }
 
     /// Submits what the round asked of the connection table: the cancels of receives (pauses,
@@ -799,11 +726,4 @@ impl Shard {
         }
         resumed
     }
-}
-
-/// Takes ownership of an fd a completion handed us.
-fn close_fd(fd: RawFd) {
-    // Dropping the OwnedFd closes it.
-    // SAFETY: the accept completion gave us this fd and nothing else refers to it.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }

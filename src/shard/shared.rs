@@ -1,0 +1,80 @@
+//! What every shard shares (`Shared`): the settings in force, the accounts and their subject
+//! tables, each shard's ring fd, mailbox and published counters, server-wide counts.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::control;
+use super::settings::Settings;
+use crate::account::Account;
+use crate::stats::ShardStats;
+
+/// What every shard shares: the configuration, the subject tables, server-wide counters.
+pub struct Shared {
+    /// The settings in force (the last reload's, else the start's): what a shard starts with
+    /// and what the next reload is compared with. Shards read their own copy (`Core::settings`).
+    pub settings: Mutex<Arc<Settings>>,
+    /// Every account, indexed by `AccountId` (`$G` first), each with its subject table.
+    pub accounts: Vec<Arc<Account>>,
+    pub shard_count: usize,
+    /// Each shard's ring fd (the target of peers' `MSG_RING`), set before any shard runs.
+    pub ring_fds: Vec<AtomicI32>,
+    /// Open client connections across all shards (max_connections is server-wide).
+    pub connections: AtomicU32,
+    /// Set once to ask every shard to stop.
+    pub stopping: AtomicBool,
+    /// Each shard's counters, published on its timer tick and when it stops.
+    pub stats: Vec<Mutex<ShardStats>>,
+    /// Each shard's mailbox (see `control`).
+    pub mailboxes: Vec<control::Mailbox>,
+}
+
+impl Shared {
+    /// Asks every shard to stop (close its connections and exit). Used for shutdown, and by
+    /// a shard whose loop ended on an error, so the server fails whole, never half-working.
+    pub fn stop_all(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for mailbox in &self.mailboxes {
+            mailbox.send(control::Control::Stop);
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Shared {
+    /// What the shards share, one mailbox each (so `mailboxes.len()` shards), with the global
+    /// account only.
+    pub fn new(settings: Settings, mailboxes: Vec<control::Mailbox>) -> Arc<Shared> {
+        let shard_count = mailboxes.len();
+        Arc::new(Shared {
+            settings: Mutex::new(Arc::new(settings)),
+            accounts: vec![Arc::new(Account::global())],
+            shard_count,
+            ring_fds: (0..shard_count).map(|_| AtomicI32::new(-1)).collect(),
+            connections: AtomicU32::new(0),
+            stopping: AtomicBool::new(false),
+            stats: (0..shard_count)
+                .map(|_| Mutex::new(ShardStats::default()))
+                .collect(),
+            mailboxes,
+        })
+    }
+
+    /// For tests of a shard's parts (no ring, no listener, no thread reading the mailboxes).
+    #[cfg(test)]
+    pub fn for_tests(shard_count: usize, options: crate::config::Options) -> Arc<Shared> {
+        let mailboxes = (0..shard_count)
+            .map(|_| control::Mailbox::new().expect("a pipe").0)
+            .collect();
+        let info = crate::proto::json::Info::default();
+        Shared::new(Settings { options, info }, mailboxes)
+    }
+}
