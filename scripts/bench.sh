@@ -10,7 +10,8 @@
 #    neither relied on nor started), taskset (util-linux);
 # 2. raises the open-file limit to the hard limit (10,000 idle connections need it);
 # 3. builds the release binaries (natsring and the load generator natsring-bench) into
-#    $CARGO_TARGET_DIR (default target/);
+#    $CARGO_TARGET_DIR (default target/), and natsring-gobench, the same generator's
+#    scenarios on the real Go client (nats.go from Debian's packages; scripts/gobench/);
 # 4. runs scripts/bench.py with all arguments: every measurement on a fresh server pinned to
 #    CPU 0 with the generator on CPU 1, rounds alternating natsring / nats-server 2.15.1 /
 #    2.9.10 / the loopback ceiling; prints the table of medians, ratios, server CPU per
@@ -46,6 +47,14 @@ echo "# open files limit: $(ulimit -n)"
 CARGO_TARGET_DIR="$(target_dir)"
 export CARGO_TARGET_DIR
 cargo build --release --bins
+# The real Go client's generator (scripts/gobench/): nats.go 1.22 and Go 1.19 from Debian's
+# packages, built in GOPATH mode against /usr/share/gocode (no module download).
+if [ ! -d /usr/share/gocode/src/github.com/nats-io/nats.go ] || ! command -v go >/dev/null 2>&1; then
+  echo "# installing Go and nats.go (golang-go, golang-github-nats-io-go-nats-dev) with apt-get"
+  apt_install golang-go golang-github-nats-io-go-nats-dev
+fi
+GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE="$CARGO_TARGET_DIR/go-cache" \
+  go build -o "$CARGO_TARGET_DIR/release/natsring-gobench" ./scripts/gobench
 
 if [ "${1:-}" != "--docs" ]; then
   exec python3 scripts/bench.py "$@"
