@@ -57,6 +57,7 @@ enum Target {
     DebugAndTraceVerbose,
     Shards,
     PinShards,
+    BusyPoll,
     Help,
     Version,
     /// A nats-server flag natsring does not implement yet.
@@ -78,7 +79,7 @@ const fn flag(names: &'static [&'static str], kind: Kind, target: Target) -> Fla
 }
 
 /// Every flag nats-server v2.15.1 defines (checked one by one against the binary), plus
-/// natsring's own (`--shards`, `--pin_shards`).
+/// natsring's own (`--shards`, `--pin_shards`, `--busy_poll`).
 const FLAGS: &[Flag] = &[
     flag(&["a", "addr", "net"], Kind::Text, Target::Host),
     flag(&["p", "port"], Kind::Integer, Target::Port),
@@ -99,6 +100,7 @@ const FLAGS: &[Flag] = &[
     flag(&["DVV"], Kind::Bool, Target::DebugAndTraceVerbose),
     flag(&["shards"], Kind::Integer, Target::Shards),
     flag(&["pin_shards"], Kind::Bool, Target::PinShards),
+    flag(&["busy_poll"], Kind::Integer, Target::BusyPoll),
     flag(&["h", "help"], Kind::Bool, Target::Help),
     flag(&["v", "version"], Kind::Bool, Target::Version),
     // nats-server flags not implemented yet.
@@ -321,6 +323,18 @@ fn apply(
             };
         }
         (Target::PinShards, Value::Bool(on)) => options.pin_shards = on,
+        (Target::BusyPoll, Value::Integer(micros)) => {
+            options.busy_poll_micros = match u64::try_from(micros) {
+                Ok(micros) if micros <= limits::BUSY_POLL_MICROS_MAX => micros,
+                _ => {
+                    return Err(invalid_value(
+                        raw,
+                        name,
+                        &format!("value out of range (0-{} µs)", limits::BUSY_POLL_MICROS_MAX),
+                    ))
+                }
+            };
+        }
         (Target::Help, Value::Bool(on)) => parsed.help = on,
         (Target::Version, Value::Bool(on)) => parsed.version = on,
         (Target::Unsupported, _) => {
@@ -554,6 +568,7 @@ Logging Options:
 Shard Options (natsring only):
         --shards <n>                 Event loops, one thread each (default: 0, one per CPU the process may run on)
         --pin_shards                 Pin shard i to the i-th CPU the process may run on (default: false)
+        --busy_poll <us>             Watch for work this long before sleeping, after a busy round (default: 50; 0: never)
 
 Common Options:
     -h, --help                       Show this message
@@ -796,6 +811,19 @@ mod tests {
     }
 
     #[test]
+    fn busy_poll() {
+        assert_eq!(run(&[]).busy_poll_micros, limits::BUSY_POLL_MICROS);
+        for args in spellings("busy_poll", "0") {
+            assert_eq!(run_owned(args).busy_poll_micros, 0);
+        }
+        assert_eq!(run(&["--busy_poll", "200"]).busy_poll_micros, 200);
+        assert!(error(&["--busy_poll", "-1"])
+            .starts_with(r#"invalid value "-1" for flag -busy_poll: value out of range"#));
+        assert!(error(&["--busy_poll", "10001"])
+            .starts_with(r#"invalid value "10001" for flag -busy_poll: value out of range"#));
+    }
+
+    #[test]
     fn shards() {
         for args in spellings("shards", "4") {
             assert_eq!(run_owned(args).shards, 4);
@@ -1007,8 +1035,8 @@ mod tests {
         let table_names = FLAGS.iter().flat_map(|flag| flag.names.iter()).count();
         assert_eq!(
             table_names,
-            nats_server_flags.len() + 2,
-            "plus --shards, --pin_shards"
+            nats_server_flags.len() + 3,
+            "plus --shards, --pin_shards, --busy_poll"
         );
     }
 

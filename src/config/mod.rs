@@ -33,6 +33,9 @@ pub struct Options {
     pub shards: usize,
     /// Pin shard i to the i-th allowed CPU (`--pin_shards`).
     pub pin_shards: bool,
+    /// Microseconds a shard watches for work before sleeping after a busy round
+    /// (`--busy_poll`); 0 never spins.
+    pub busy_poll_micros: u64,
     pub max_payload: u32,
     pub max_control_line: u32,
     pub max_pending: u64,
@@ -61,6 +64,7 @@ impl Default for Options {
             server_name: None,
             shards: 0,
             pin_shards: false,
+            busy_poll_micros: limits::BUSY_POLL_MICROS,
             max_payload: limits::PAYLOAD_BYTES_MAX_DEFAULT,
             max_control_line: limits::CONTROL_LINE_BYTES_MAX_DEFAULT,
             max_pending: limits::PENDING_BYTES_MAX_DEFAULT,

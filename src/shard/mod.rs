@@ -223,7 +223,7 @@ impl Shard {
         Ok(())
     }
 
-    /// Before sleeping, watches the ring for up to `BUSY_POLL_MICROS` for a completion to
+    /// Before sleeping, watches the ring for up to `--busy_poll` µs for a completion to
     /// arrive (a posted CQE, or deferred task work the kernel flags), and the peers' queues for
     /// frames published mid-round (`limits::PEER_PUBLISH_BYTES`). Waking a sleeping thread
     /// costs tens of microseconds on this kind of machine, twice per request/reply through
@@ -231,10 +231,11 @@ impl Shard {
     /// true when there is something to reap. Only after a round that handled completions, so
     /// an idle shard sleeps at once.
     fn busy_poll(&mut self) -> bool {
-        if limits::BUSY_POLL_MICROS == 0 {
+        let micros = self.core.settings.options.busy_poll_micros;
+        if micros == 0 {
             return false;
         }
-        let deadline = Instant::now() + Duration::from_micros(limits::BUSY_POLL_MICROS);
+        let deadline = Instant::now() + Duration::from_micros(micros);
         loop {
             if self.io.ring.submission().taskrun()
                 || !self.io.ring.completion().is_empty()
