@@ -240,7 +240,13 @@ impl ServerHandle {
     /// (nats-server reloads `pid_file` and `ports_file_dir`; natsring refuses them, named,
     /// until the configuration file issue rewrites those files on reload.)
     pub fn reload(&self, options: Options) -> Result<(), ReloadError> {
-        let current = self.shared.settings();
+        // Held to the end: reloads run one at a time, each compared with the one before. No
+        // shard takes this lock while it runs, so waiting for them under it is safe.
+        let mut current = self
+            .shared
+            .settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let old = &current.options;
         let shards = resolved_shards(options.shards);
         // As nats-server: a port of 0 in the new options means "not set", so not a change.
@@ -288,11 +294,7 @@ impl ServerHandle {
                 ..options
             },
         });
-        *self
-            .shared
-            .settings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&settings);
+        *current = Arc::clone(&settings);
         // A shard that is gone (stopping) has nothing left to apply them to.
         self.ask_every_shard(|done| Control::Reload(Arc::clone(&settings), done));
         crate::log_notice!("Reloaded server configuration");

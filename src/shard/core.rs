@@ -585,8 +585,9 @@ mod tests {
                 .expect("subscribed")
         }
 
-        /// Peer `peer` sends a one-target frame of `PAYLOAD` on `subject` to `target`.
-        fn peer_sends(&mut self, peer: usize, subject: &[u8], target: SubHandle) {
+        /// Peer `peer` sends a frame of `PAYLOAD` on `subject` to `target`. Returns whether
+        /// its queue into this shard is congested (it then waits for room).
+        fn peer_sends(&mut self, peer: usize, subject: &[u8], target: SubHandle) -> bool {
             let message = Message {
                 subject,
                 reply: None,
@@ -596,7 +597,17 @@ mod tests {
             let link = self.from_peer[peer].as_mut().unwrap();
             let len = frame::encoded_len(&message, 1, None);
             let targets = [Target::from(target)];
-            link.send(len, |buf| frame::encode(buf, &message, &targets, None));
+            link.send(len, |buf| frame::encode(buf, &message, &targets, None))
+        }
+
+        /// The loop's bookkeeping when `slot`'s receive has ended (and its cancel, if one was
+        /// asked for, completed): nothing of it is in flight any more.
+        fn receive_ended(&mut self, slot: u32) {
+            let cancelled = self.core.conns.to_cancel.contains(&slot);
+            self.core.conns.to_cancel.retain(|&s| s != slot);
+            let conn = &mut self.core.conns[slot];
+            conn.ops_in_flight -= 1 + u32::from(cancelled);
+            conn.recv = RecvState::Idle;
         }
 
         fn peer_ends_round(&mut self, peer: usize) {
@@ -608,6 +619,19 @@ mod tests {
         output.windows(4).filter(|w| w == b"MSG ").count()
     }
 
+    /// One shard: a subscriber to `foo` that reads nothing, and a publisher that has sent
+    /// `count` messages of `PAYLOAD` to it in one read. Returns the subscriber's and the
+    /// publisher's slots.
+    fn publishing_to_a_subscriber(count: usize) -> (Bench, u32, u32) {
+        let mut b = bench(1);
+        let subscriber = b.connect();
+        let publisher = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        let burst: Vec<u8> = (0..count).flat_map(|_| pub_op("foo")).collect();
+        b.input(publisher, &burst);
+        (b, subscriber, publisher)
+    }
+
     fn pub_op(subject: &str) -> Vec<u8> {
         let mut op = format!("PUB {subject} {}\r\n", PAYLOAD.len()).into_bytes();
         op.extend_from_slice(&PAYLOAD);
@@ -617,12 +641,7 @@ mod tests {
 
     #[test]
     fn a_publisher_pauses_for_a_full_subscriber_and_resumes_when_it_drains() {
-        let mut b = bench(1);
-        let subscriber = b.connect();
-        let publisher = b.connect();
-        b.input(subscriber, b"SUB foo 1\r\n");
-        let burst: Vec<u8> = (0..6).flat_map(|_| pub_op("foo")).collect();
-        b.input(publisher, &burst);
+        let (mut b, subscriber, publisher) = publishing_to_a_subscriber(6);
         // Past 3 KiB pending after the fourth message: the publisher pauses there, its receive
         // is to be cancelled, and the rest of what it sent waits, unparsed.
         let conn = &b.core.conns[publisher];
@@ -632,11 +651,7 @@ mod tests {
         assert!(!conn.held.is_empty());
         assert_eq!(b.core.stats.publisher_pauses, 1);
         assert_eq!(b.core.stats.in_msgs, 4);
-        // The cancel completes (the loop's bookkeeping).
-        b.core.conns.to_cancel.clear();
-        let conn = &mut b.core.conns[publisher];
-        conn.recv = RecvState::Idle;
-        conn.ops_in_flight -= 2;
+        b.receive_ended(publisher);
 
         assert!(!b.core.resume_paused(), "the subscriber has not drained");
         assert_eq!(msgs(&b.output(subscriber)), 4);
@@ -650,12 +665,7 @@ mod tests {
 
     #[test]
     fn a_pause_ends_when_its_time_is_up_even_if_the_subscriber_never_reads() {
-        let mut b = bench(1);
-        let subscriber = b.connect();
-        let publisher = b.connect();
-        b.input(subscriber, b"SUB foo 1\r\n");
-        let burst: Vec<u8> = (0..4).flat_map(|_| pub_op("foo")).collect();
-        b.input(publisher, &burst);
+        let (mut b, _, publisher) = publishing_to_a_subscriber(4);
         assert!(b.core.conns[publisher].paused.is_some());
         b.core.now_ms += limits::PUBLISHER_PAUSE_MS_MAX - 1;
         assert!(!b.core.resume_paused());
@@ -664,9 +674,7 @@ mod tests {
         assert_eq!(b.core.conns[publisher].paused, None);
         // Its receive is still being cancelled: not armed again until that completes.
         assert_eq!(b.core.conns.next_to_arm(), None);
-        let conn = &mut b.core.conns[publisher];
-        conn.recv = RecvState::Idle;
-        conn.ops_in_flight -= 1;
+        b.receive_ended(publisher);
         b.core.conns.want_recv(publisher);
         assert_eq!(b.core.conns.next_to_arm(), Some(publisher));
     }
@@ -675,9 +683,7 @@ mod tests {
     fn a_receive_asked_for_is_not_armed_once_the_connection_closed() {
         let mut b = bench(1);
         let slot = b.connect();
-        let conn = &mut b.core.conns[slot];
-        conn.recv = RecvState::Idle;
-        conn.ops_in_flight -= 1;
+        b.receive_ended(slot);
         b.core.conns.want_recv(slot);
         b.core.close(slot, CloseReason::ClientClosed);
         assert_eq!(b.core.conns.next_to_arm(), None);
@@ -689,20 +695,11 @@ mod tests {
         let subscriber = b.connect();
         b.input(subscriber, b"SUB foo 1\r\n");
         let target = b.handle(b.sub_slot(subscriber, b"1"));
-        let message = Message {
-            subject: b"foo",
-            reply: None,
-            headers: None,
-            payload: &PAYLOAD,
-        };
-        let targets = [Target::from(target)];
-        let len = frame::encoded_len(&message, 1, None);
-        let sender = b.from_peer[1].as_mut().unwrap();
         let mut sent = 1;
-        while !sender.send(len, |buf| frame::encode(buf, &message, &targets, None)) {
+        while !b.peer_sends(1, b"foo", target) {
             sent += 1;
         }
-        sender.end_round();
+        b.peer_ends_round(1);
         let mut woken = Vec::new();
         b.core.peers.end_round(|shard| woken.push(shard));
         assert!(woken.is_empty(), "nothing for peer 1 yet");

@@ -173,7 +173,7 @@ impl Shard {
     /// The event loop. Returns when the server stops and every connection is gone.
     pub fn run(mut self) -> io::Result<()> {
         self.arm_accepts();
-        self.arm_timer();
+        self.io.arm_timer();
         self.arm_wake();
         let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
         let mut ready_left = false;
@@ -386,10 +386,6 @@ impl Shard {
         let fd = self.listeners[listener as usize].socket.as_raw_fd();
         self.io.arm_accept(fd, listener);
         self.listeners[listener as usize].accept_armed = true;
-    }
-
-    fn arm_timer(&mut self) {
-        self.io.arm_timer();
     }
 
     fn arm_wake(&mut self) {
@@ -652,7 +648,7 @@ impl Shard {
         self.core.publish_stats();
         crate::alloc::release_freed_memory();
         if !self.stopping {
-            self.arm_timer();
+            self.io.arm_timer();
         }
     }
 

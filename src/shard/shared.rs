@@ -47,9 +47,6 @@ impl Shared {
     pub fn settings(&self) -> Arc<Settings> {
         Arc::clone(&self.settings.lock().unwrap_or_else(PoisonError::into_inner))
     }
-}
-
-impl Shared {
     /// What the shards share, one mailbox each (so `mailboxes.len()` shards), with the global
     /// account only.
     pub fn new(settings: Settings, mailboxes: Vec<control::Mailbox>) -> Arc<Shared> {
