@@ -96,10 +96,11 @@ pub const PEER_PUBLISH_BYTES: usize = 64 * 1024;
 /// Entries in a shard's match cache before it is cleared (literal subject -> match result).
 pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
 
-/// The default of `--busy_poll`: how long a shard that just handled completions watches its ring
-/// for more before it sleeps (see `Shard::busy_poll`): a wake-up from sleep costs tens of
-/// microseconds here, and a request/reply crosses the server twice. Spent only after a busy
-/// round, so an idle shard costs nothing; at most this much CPU per round otherwise.
+/// The default of `--busy_poll`: the longest a shard watches its ring for work before it
+/// sleeps (see `Shard::busy_poll`): a wake-up from sleep costs tens of microseconds here, and a
+/// request/reply crosses the server twice. Spent only after the shard sent something and
+/// while recent idle periods ended within it (`spin::SpinPolicy`), so an idle or lightly
+/// loaded shard sleeps at once.
 pub const BUSY_POLL_MICROS: u64 = 50;
 /// The most `--busy_poll` may ask for.
 pub const BUSY_POLL_MICROS_MAX: u64 = 10_000;

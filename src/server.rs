@@ -353,8 +353,10 @@ impl ServerHandle {
     }
 
     /// Closes every connection and waits for the shards to exit.
-    pub fn shutdown(mut self) -> io::Result<()> {
-        self.stop_threads()
+    /// Stops every shard and waits for them; returns their final counters.
+    pub fn shutdown(mut self) -> io::Result<ShardStats> {
+        self.stop_threads()?;
+        Ok(self.stats())
     }
 
     fn stop_threads(&mut self) -> io::Result<()> {

@@ -35,6 +35,18 @@ pub struct ShardStats {
     pub queue_messages_dropped: u64,
     /// Times a peer's queue was held because a subscriber it feeds was over its high-water mark.
     pub peer_holds: u64,
+    /// Idle periods (a round's work submitted, nothing ready) the shard watched its ring
+    /// through instead of sleeping at once (`--busy_poll`, `SpinPolicy`).
+    pub idle_watched: u64,
+    /// Of those, the ones that ended within the window (work came before the shard slept).
+    pub idle_watch_hits: u64,
+    /// Receive completions (each carries one buffer of data, an end of file or an error).
+    pub recv_completions: u64,
+    /// Multishot receives ended because the buffer ring was empty (ENOBUFS): each is re-armed
+    /// at the end of the round.
+    pub recv_no_buffers: u64,
+    /// Multishot receives armed (a connection's first, and every re-arm after one ended).
+    pub recv_arms: u64,
 }
 
 impl ShardStats {
@@ -57,6 +69,11 @@ impl ShardStats {
             acc.queue_messages_passed_on += s.queue_messages_passed_on;
             acc.queue_messages_dropped += s.queue_messages_dropped;
             acc.peer_holds += s.peer_holds;
+            acc.idle_watched += s.idle_watched;
+            acc.idle_watch_hits += s.idle_watch_hits;
+            acc.recv_completions += s.recv_completions;
+            acc.recv_no_buffers += s.recv_no_buffers;
+            acc.recv_arms += s.recv_arms;
             acc
         })
     }

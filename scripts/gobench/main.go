@@ -4,12 +4,13 @@
 //
 //	natsring-gobench pub    --size B --msgs N [--pubs P]              --server H:P [--server-pid PID] --json
 //	natsring-gobench pubsub --size B --msgs N [--subs S] [--queue Q]  --server H:P [--server-pid PID] --json
-//	natsring-gobench req    --size B --msgs N                         --server H:P [--server-pid PID] --json
+//	natsring-gobench req    --size B --msgs N [--rate R]              --server H:P [--server-pid PID] --json
 //
 // pub: P publishers share N messages and flush. pubsub: S subscribers (a queue group with
 // --queue), one publisher; the run ends when every expected delivery arrived (or 30 s passed
 // without progress). req: one requester, one responder, N sequential round trips, latency in
-// microseconds. Server CPU comes from /proc/PID/task/*/schedstat around the measured part.
+// microseconds; with --rate, the round trips start R a second (light load: the server idles
+// between them), else back to back. Server CPU comes from /proc/PID/task/*/schedstat around the measured part.
 // Built by scripts/bench.sh: GOPATH mode against /usr/share/gocode (nats.go 1.22).
 package main
 
@@ -54,6 +55,7 @@ type report struct {
 	PayloadRateBytes   float64  `json:"payload_rate_bytes"`
 	ServerCPUSeconds   *float64 `json:"server_cpu_seconds"`
 	ServerCPUNsPerMsg  *float64 `json:"server_cpu_ns_per_msg"`
+	ClientCPUNsPerMsg  *float64 `json:"client_cpu_ns_per_msg"`
 	LatencyUs          *latency `json:"latency_us"`
 }
 
@@ -110,6 +112,7 @@ func main() {
 	queue := flags.String("queue", "", "queue group of the subscribers")
 	server := flags.String("server", "127.0.0.1:4222", "host:port")
 	serverPid := flags.Int("server-pid", 0, "server pid, for its CPU time")
+	rate := flags.Float64("rate", 0, "req: round trips started per second (0: back to back)")
 	flags.Bool("json", true, "print the JSON report (always)")
 	if err := flags.Parse(os.Args[2:]); err != nil {
 		fail("%v", err)
@@ -124,7 +127,7 @@ func main() {
 		r.Queue = queue
 	}
 	var seconds float64
-	var cpuBefore, cpuAfter uint64
+	var cpuBefore, cpuAfter, clientBefore, clientAfter uint64
 	var cpuOK bool
 	switch mode {
 	case "pub":
@@ -134,6 +137,7 @@ func main() {
 			conns[i] = connect(url)
 		}
 		cpuBefore, cpuOK = serverCPUNs(*serverPid)
+		clientBefore, _ = serverCPUNs(os.Getpid())
 		start := time.Now()
 		var wg sync.WaitGroup
 		for i, nc := range conns {
@@ -158,6 +162,7 @@ func main() {
 		wg.Wait()
 		seconds = time.Since(start).Seconds()
 		cpuAfter, _ = serverCPUNs(*serverPid)
+		clientAfter, _ = serverCPUNs(os.Getpid())
 		r.Published = uint64(*msgs)
 		r.PublishRateMsgs = float64(*msgs) / seconds
 		r.PayloadRateBytes = r.PublishRateMsgs * float64(*size)
@@ -199,6 +204,7 @@ func main() {
 		}
 		pub := connect(url)
 		cpuBefore, cpuOK = serverCPUNs(*serverPid)
+		clientBefore, _ = serverCPUNs(os.Getpid())
 		start := time.Now()
 		go func() {
 			for j := 0; j < *msgs; j++ {
@@ -225,6 +231,7 @@ func main() {
 		}
 		seconds = time.Since(start).Seconds()
 		cpuAfter, _ = serverCPUNs(*serverPid)
+		clientAfter, _ = serverCPUNs(os.Getpid())
 		r.Published = uint64(*msgs)
 		r.Delivered = atomic.LoadUint64(&delivered)
 		r.ExpectedDeliveries = expected
@@ -247,8 +254,18 @@ func main() {
 		requester := connect(url)
 		samples := make([]float64, 0, *msgs)
 		cpuBefore, cpuOK = serverCPUNs(*serverPid)
+		clientBefore, _ = serverCPUNs(os.Getpid())
 		start := time.Now()
+		var interval time.Duration
+		if *rate > 0 {
+			interval = time.Duration(float64(time.Second) / *rate)
+		}
 		for j := 0; j < *msgs; j++ {
+			if interval > 0 {
+				if wait := time.Until(start.Add(time.Duration(j) * interval)); wait > 0 {
+					time.Sleep(wait)
+				}
+			}
 			sent := time.Now()
 			if _, err := requester.Request("bench.req", payload, 10*time.Second); err != nil {
 				fail("request: %v", err)
@@ -257,6 +274,7 @@ func main() {
 		}
 		seconds = time.Since(start).Seconds()
 		cpuAfter, _ = serverCPUNs(*serverPid)
+		clientAfter, _ = serverCPUNs(os.Getpid())
 		sort.Float64s(samples)
 		at := func(q float64) float64 { return samples[int(q*float64(len(samples)-1))] }
 		r.LatencyUs = &latency{P50: at(0.5), P90: at(0.9), P99: at(0.99), P999: at(0.999),
@@ -280,6 +298,12 @@ func main() {
 			ns := cpu * 1e9 / float64(per)
 			r.ServerCPUNsPerMsg = &ns
 		}
+	}
+	if per := r.Published; per > 0 && clientAfter > clientBefore {
+		// This process's own CPU (every thread) over the measured part, per message published:
+		// what the server's way of reading costs the client.
+		ns := float64(clientAfter-clientBefore) / float64(per)
+		r.ClientCPUNsPerMsg = &ns
 	}
 	out, err := json.Marshal(r)
 	if err != nil {

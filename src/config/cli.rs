@@ -568,7 +568,7 @@ Logging Options:
 Shard Options (natsring only):
         --shards <n>                 Event loops, one thread each (default: 0, one per CPU the process may run on)
         --pin_shards                 Pin shard i to the i-th CPU the process may run on (default: false)
-        --busy_poll <us>             Watch for work this long before sleeping, after a busy round (default: 50; 0: never)
+        --busy_poll <us>             Watch for work up to this long before sleeping, while it pays (default: 50; 0: never)
 
 Common Options:
     -h, --help                       Show this message

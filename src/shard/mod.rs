@@ -72,6 +72,7 @@ mod peers;
 mod ring;
 mod settings;
 mod shared;
+mod spin;
 mod table;
 mod templates;
 mod uring;
@@ -97,6 +98,7 @@ use core::Core;
 use ring::{OpKind, Token};
 pub use settings::Settings;
 pub use shared::Shared;
+use spin::SpinPolicy;
 use uring::{Completion, Io};
 
 /// What a shard is started with.
@@ -138,6 +140,8 @@ pub struct Shard {
     wake_fd: Arc<OwnedFd>,
     started: Instant,
     stopping: bool,
+    /// Whether to watch the ring before sleeping (`busy_poll`).
+    spin: SpinPolicy,
 }
 
 impl Shard {
@@ -167,6 +171,7 @@ impl Shard {
             wake_fd: setup.wake_fd,
             started: Instant::now(),
             stopping: false,
+            spin: SpinPolicy::new(seed.rotate_left(17)),
         })
     }
 
@@ -178,17 +183,42 @@ impl Shard {
         let mut batch: Vec<Completion> = Vec::with_capacity(limits::COMPLETION_BATCH_MAX);
         let mut ready_left = false;
         let mut worked = false;
+        // The shard sent something (to a client or a peer) since its last idle period: someone
+        // may answer it soon. Input alone (a publisher streaming, nothing to deliver) is not
+        // watched for: reacting to it sooner makes no one faster.
+        let mut answered = false;
         while !(self.stopping && self.core.conns.is_empty()) {
             // Wait only when nothing that can be handled now is left over.
             let mut want = usize::from(!ready_left && self.io.early.is_empty());
-            if want == 1 && worked {
-                // Hand this round's sends to the kernel, then watch for what comes back.
+            // An idle period: this round's work is submitted and nothing is ready.
+            let mut idle: Option<(Instant, bool)> = None;
+            let window = Duration::from_micros(self.core.settings.options.busy_poll_micros);
+            if want == 1 && worked && answered && !window.is_zero() {
+                // Hand this round's sends to the kernel, then see what is ready.
                 self.io.enter(0)?;
-                if self.busy_poll() {
+                if self.ready() {
                     want = 0;
+                } else {
+                    answered = false;
+                    let since = Instant::now();
+                    let watched = self.spin.watch();
+                    if watched {
+                        self.core.stats.idle_watched += 1;
+                        if self.busy_poll(since + window) {
+                            want = 0;
+                        }
+                    }
+                    idle = Some((since, watched));
                 }
             }
             self.io.enter(want)?;
+            if let Some((since, watched)) = idle {
+                let waited = since.elapsed();
+                if waited <= window && watched {
+                    self.core.stats.idle_watch_hits += 1;
+                }
+                self.spin.ended(waited, window, watched);
+            }
             self.core.now_ms = self.started.elapsed().as_millis() as u64;
             self.io.reap(&mut batch);
             worked = !batch.is_empty() || !self.io.recv_backlog.is_empty();
@@ -210,11 +240,11 @@ impl Shard {
             );
             // Completions held for a connection resumed now can be handled in the next round.
             ready_left |= self.resume_paused() && !self.io.recv_backlog.is_empty();
-            self.flush_dirty();
+            answered |= self.flush_dirty();
             // What the round asked of the kernel for receives (arm, cancel), then the peers.
             self.submit_wanted();
             if !self.core.peers.is_empty() {
-                self.wake_peers();
+                answered |= self.wake_peers();
             }
         }
         // What the last round queued (peers' wake-ups while stopping) goes out too.
@@ -223,24 +253,21 @@ impl Shard {
         Ok(())
     }
 
-    /// Before sleeping, watches the ring for up to `--busy_poll` µs for a completion to
-    /// arrive (a posted CQE, or deferred task work the kernel flags), and the peers' queues for
-    /// frames published mid-round (`limits::PEER_PUBLISH_BYTES`). Waking a sleeping thread
-    /// costs tens of microseconds on this kind of machine, twice per request/reply through
-    /// the server; a shard that was just busy is likely to be busy again that soon. Returns
-    /// true when there is something to reap. Only after a round that handled completions, so
-    /// an idle shard sleeps at once.
-    fn busy_poll(&mut self) -> bool {
-        let micros = self.core.settings.options.busy_poll_micros;
-        if micros == 0 {
-            return false;
-        }
-        let deadline = Instant::now() + Duration::from_micros(micros);
+    /// Whether there is something to reap: a posted completion, deferred task work the kernel
+    /// flags, or frames a peer published mid-round (`limits::PEER_PUBLISH_BYTES`).
+    fn ready(&mut self) -> bool {
+        self.io.ring.submission().taskrun()
+            || !self.io.ring.completion().is_empty()
+            || self.core.peers.frames_waiting()
+    }
+
+    /// Watches for something to reap (`ready`) until `deadline`, instead of sleeping: waking a
+    /// sleeping thread costs tens of microseconds on this kind of machine, twice per
+    /// request/reply through the server. `SpinPolicy` decides when this pays. Returns true
+    /// when there is something to reap.
+    fn busy_poll(&mut self, deadline: Instant) -> bool {
         loop {
-            if self.io.ring.submission().taskrun()
-                || !self.io.ring.completion().is_empty()
-                || self.core.peers.frames_waiting()
-            {
+            if self.ready() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -399,14 +426,17 @@ impl Shard {
         conn.ops_in_flight += 1;
         let token = Token::new(OpKind::Recv, slot, conn.generation);
         self.io.arm_recv(conn.fd, token);
+        self.core.stats.recv_arms += 1;
     }
 
     /// Publishes what this round queued for each peer and wakes those peers that need it,
-    /// one `MSG_RING` each.
-    pub(super) fn wake_peers(&mut self) {
+    /// one `MSG_RING` each. Returns true when it woke one.
+    pub(super) fn wake_peers(&mut self) -> bool {
         let Shard { io, core, .. } = self;
         let (shared, from, stats) = (&core.shared, core.index, &mut core.stats);
+        let mut woke = false;
         core.peers.end_round(|target| {
+            woke = true;
             let ring_fd = shared.ring_fds[target.index()].load(Ordering::Acquire);
             io.post(
                 ring_fd,
@@ -415,6 +445,7 @@ impl Shard {
             );
             stats.peer_wakeups += 1;
         });
+        woke
     }
 
     /// Submits what the round asked of the connection table: the cancels of receives (pauses,
@@ -436,8 +467,10 @@ impl Shard {
         }
     }
 
-    /// Queues one send per dirty connection with output and no send in flight.
-    fn flush_dirty(&mut self) {
+    /// Queues one send per dirty connection with output and no send in flight. Returns true
+    /// when it queued one.
+    fn flush_dirty(&mut self) -> bool {
+        let mut queued = false;
         let mut dirty = std::mem::take(&mut self.core.conns.dirty);
         for &slot in &dirty {
             let Some(conn) = self.core.conns.get_mut(slot) else {
@@ -467,11 +500,13 @@ impl Shard {
             // not reused while `ops_in_flight` counts it.
             // SAFETY: `Outbound` neither moves nor frees the bytes `next_send` froze meanwhile.
             unsafe { self.io.send(conn.fd, ptr, len, token) };
+            queued = true;
         }
         dirty.clear();
         if self.core.conns.dirty.is_empty() {
             self.core.conns.dirty = dirty;
         }
+        queued
     }
 
     /// A connection accepted on listener `listener` (the accept token's slot).
@@ -532,6 +567,7 @@ impl Shard {
         });
         let ended = !cqueue::more(completion.flags);
         let slot = token.slot;
+        self.core.stats.recv_completions += 1;
         if self.core.conns.by_token(token).is_none() {
             if let Some(lease) = lease {
                 self.io.buf_ring.give_back(lease);
@@ -568,7 +604,8 @@ impl Shard {
             n if n > 0 => {}
             err => match -err {
                 // The buffer ring ran dry or we cancelled the receive: re-armed below if wanted.
-                libc::ENOBUFS | libc::ECANCELED => {}
+                libc::ENOBUFS => self.core.stats.recv_no_buffers += 1,
+                libc::ECANCELED => {}
                 libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT | libc::EHOSTUNREACH => {
                     self.core.close(slot, CloseReason::ClientClosed)
                 }
