@@ -48,6 +48,15 @@ Targets (natsring --shards 1 on one core vs the better nats-server per scenario)
                                        CPU 1 (req) and on the server's CPU 0 too (req-1cpu:
                                        on a VM, cross-CPU wake-ups of tens of µs can dominate
                                        a loopback round trip and hide the server's share)
+  req/reply under load (req-loaded)    p50 and p99 ratio <= 0.5 while a background publisher
+                                       (16 B, no subscriber) sends half of natsring's pub-16
+                                       rate of this run, the same rate against every server
+                                       (natsring-bench --background-rate; 5 s per run at most)
+  1,000 and 10,000 publishers (many-*) 1 M msgs/s in all, 10 per write, to 100 subscribers
+                                       read by one poll(2) thread: delivered msgs/s ratio >= 1,
+                                       delivery p99 ratio <= 0.5, CPU ratio <= 0.75; natsring
+                                       runs with -D and its counters at exit (receives, ENOBUFS:
+                                       the buffer ring ran dry) are rows of their own
   10,000 idle connections              RSS per connection <= 2 KiB
   1,000,000 subscriptions              RSS ratio <= 1/3 (publish rate shown alongside)
   cross-shard (own table)              natsring --shards 2 under `taskset -c 0,1`, generator
@@ -59,7 +68,9 @@ nats.go 1.22 as Debian packages it, through natsring-gobench (scripts/gobench/ma
 command line and JSON report as natsring-bench; built by scripts/bench.sh; the rows are left
 out when it is missing). Same pinning and alternation. Targets: publish-only msgs/s ratio
 >= 1.3; pubsub, fan-out and queue rows, where the Go subscriber is the limit, server CPU per
-message ratio <= 0.5; request/reply p50 ratio <= 0.5 and CPU per round trip ratio <= 0.5.
+message ratio <= 0.5; request/reply, back to back (go-req) and at 1,000 round trips a second
+(go-req-light, where the server idles between them): p50 and p99 ratio <= 0.5 and CPU per
+round trip ratio <= 1 (the busy-poll must pay for itself).
 
 Sweeps (with --sweep-rounds rounds, default the same as --rounds), drawn as SVG line charts
 with a log-scale x axis, one line per server (and the sink where it applies):
@@ -160,6 +171,8 @@ def metric_of(report, metric):
     if metric in ("p50", "p90", "p99", "p999", "max"):
         latency = report.get("latency_us") or {}
         return latency.get(metric)
+    if metric.startswith("counter:"):
+        return (report.get("server_counters") or {}).get(metric[len("counter:"):])
     return report.get(metric)
 
 
@@ -386,7 +399,9 @@ def measure(ctx, contender, gen_args, generator=None):
     record = {"contender": contender.key, "args": list(gen_args), "report": None,
               "error": None, "load_average": os.getloadavg()[0]}
     os.makedirs(os.path.join(ctx.out, "logs"), exist_ok=True)
-    with open(os.path.join(ctx.out, "logs", f"{contender.key}.log"), "ab") as server_log:
+    log_path = os.path.join(ctx.out, "logs", f"{contender.key}.log")
+    with open(log_path, "ab") as server_log:
+        log_start = server_log.tell()
         server_log.write(f"\n### {shlex.join(server_argv)}\n".encode())
         server_log.flush()
         process = subprocess.Popen(server_argv, stdin=subprocess.DEVNULL, stdout=server_log,
@@ -442,7 +457,27 @@ def measure(ctx, contender, gen_args, generator=None):
         finally:
             stop_server(process)
             record["server_exit_status"] = process.returncode
+    counters = server_counters(log_path, log_start)
+    if counters and record["report"] is not None:
+        record["report"]["server_counters"] = counters
     return record
+
+
+def server_counters(log_path, offset):
+    """natsring's counters at exit, which it logs with -D (ShardStats: receives, ENOBUFS,
+    the idle watch), from this run's part of the server log; None when absent."""
+    with open(log_path, "rb") as server_log:
+        server_log.seek(offset)
+        text = server_log.read().decode(errors="replace")
+    found = re.search(r"Counters at exit: ShardStats \{([^}]*)\}", text)
+    if not found:
+        return None
+    counters = {}
+    for field in found.group(1).split(","):
+        name, _, value = field.partition(":")
+        if value.strip().isdigit():
+            counters[name.strip()] = int(value)
+    return counters
 
 
 def disturbed(record):
@@ -547,6 +582,28 @@ def scenarios(ctx):
          ["pub", "--size", "65536", "--msgs", n(3e4)]),
         ("req", "request/reply 16 B, 1 client", ["req", "--size", "16", "--msgs", n(2e4)],
          servers, req_rows),
+        # Issue 18 item 4: latency under load. A background publisher (16 B, to a subject no
+        # one reads) at half of natsring's publish-only capacity (this run's pub-16 median, or
+        # 5 M/s when pub-16 did not run), the same rate for every server. A server that cannot
+        # take that much answers a few requests a second: 5 s at most per run.
+        ("req-loaded", "request/reply 16 B under a background publisher at 50% of capacity",
+         lambda matrix: ["req", "--size", "16", "--msgs", n(2e4), "--max-seconds", "5",
+                         "--background-rate", half_capacity(matrix)], servers,
+         [row("p50", "latency p50", check("ratio", "p50", "<=", 0.5, "p50 ≤0.5×")),
+          row("p99", "latency p99", check("ratio", "p99", "<=", 0.5, "p99 ≤0.5×")),
+          row("p999", "latency p99.9")]),
+        # Issue 18 item 3: many connections, each a trickle (1 M msgs/s in all, 10 messages per
+        # write), 100 subscribers, delivery latency; natsring logs its counters at exit (-D):
+        # how often its buffer ring ran dry (ENOBUFS) with that many receives in flight.
+        *[(f"many-{conns // 1000}k", f"{conns:,} publishers, 1 M msgs/s in all, 100 subscribers",
+           ["many", "--conns", str(conns), "--subs", "100", "--rate", "1000000",
+            "--seconds", "1" if q else "5"], servers,
+           [row(delivered, "delivered/s", check("ratio", delivered, ">=", 1.0, "msgs/s ≥1×")),
+            row("p99", "delivery p99", check("ratio", "p99", "<=", 0.5, "p99 ≤0.5×")),
+            row(cpu, "CPU ns/msg", check("ratio", cpu, "<=", 0.75, "CPU ≤0.75×")),
+            row("counter:recv_no_buffers", "ENOBUFS (natsring)"),
+            row("counter:recv_completions", "receives (natsring)")], None, None, ["-D"])
+          for conns in (1000, 10000)],
         # The same with the generator on the server's CPU: on a VM a cross-CPU wake-up can
         # cost tens of µs and dominate the round trip; here only the work on the path counts.
         ("req-1cpu", "request/reply 16 B, 1 client, generator on CPU 0 too",
@@ -602,11 +659,25 @@ def scenarios(ctx):
         ("go-req-light", "nats.go request/reply 128 B, 1,000 a second",
          ["req", "--size", "128", "--msgs", n(3e3), "--rate", "1000"], servers, go_req_rows),
     ]
-    keys = ("key", "title", "args", "contenders", "rows", "sink_args", "gen_cpus")
+    keys = ("key", "title", "args", "contenders", "rows", "sink_args", "gen_cpus",
+            "natsring_extra")
     matrix = [dict(zip(keys, entry)) for entry in result]
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
     return matrix
+
+
+def half_capacity(matrix, fallback=5e6):
+    """Half of natsring's publish-only 16 B rate measured earlier in this run, as an argument
+    (a placeholder before the run: matrix None)."""
+    if matrix is None:
+        return "HALF_OF_PUB16"
+    for scenario in matrix:
+        if scenario["key"] == "pub-16" and scenario.get("medians", {}).get("natsring"):
+            rate = scenario["medians"]["natsring"].get("publish_rate_msgs")
+            if rate:
+                return str(int(rate / 2))
+    return str(int(fallback))
 
 
 def contender_for(ctx, scenario, key):
@@ -615,6 +686,9 @@ def contender_for(ctx, scenario, key):
     if scenario.get("gen_cpus"):
         contender = copy.copy(contender)
         contender.gen_cpus = scenario["gen_cpus"]
+    if scenario.get("natsring_extra") and key == "natsring":
+        contender = copy.copy(contender)
+        contender.command = contender.command + scenario["natsring_extra"]
     return contender
 
 
@@ -622,6 +696,8 @@ def args_for(scenario, key):
     """The generator arguments for one contender: the sink gets its own where it differs."""
     if key == "sink" and scenario.get("sink_args"):
         return scenario["sink_args"]
+    if callable(scenario["args"]):
+        return scenario["args"](None)
     return scenario["args"]
 
 
@@ -630,6 +706,9 @@ def run_matrix(ctx, matrix):
         contenders = [c for c in scenario["contenders"] if c in ctx.contenders]
         scenario["contenders"] = contenders
         scenario["runs"] = []
+        if callable(scenario["args"]):
+            # Arguments that depend on what the run measured before (see req-loaded).
+            scenario["args"] = scenario["args"](matrix)
         primary = scenario["rows"][0]["metric"]
         log(f"\n## {scenario['key']}: {scenario['title']}")
         for round_index in range(1, ctx.rounds + 1):

@@ -14,7 +14,13 @@
 //!   message goes to exactly one of them.
 //! - `req`: `--clients` requesters each with one request outstanding, `--subs` responders
 //!   (a queue group when more than one); round-trip latency percentiles from an HDR
-//!   histogram.
+//!   histogram. With `--background-rate R`, one more connection publishes `--background-size`
+//!   messages to a subject nobody subscribes to, R a second, paced in 1 ms steps, all through
+//!   the measurement (latency under load; the rate it reached is reported).
+//! - `many`: `--conns` publishers each sending a steady trickle (`--rate` msgs/s in all,
+//!   `--batch` messages per write) for `--seconds`, to `--subs` subscribers (publisher i
+//!   publishes to `<subject>.many.<i % subs>`, subscriber j subscribes to its own): each
+//!   message carries its send time, so the report has delivery latency percentiles.
 //! - `idle`: `--conns` idle connections each holding one subscription; server memory per
 //!   connection.
 //! - `sink`: not a client: a trivial server that answers the handshake and the final PING and
@@ -23,6 +29,7 @@
 //! Every delivery is checked: a subscriber that misses or duplicates a message fails the
 //! run (exit status 1) unless `--allow-loss`.
 
+mod many;
 mod server_stats;
 mod wire;
 
@@ -40,7 +47,7 @@ use serde::Serialize;
 use wire::{Client, MsgCounter, Target};
 
 const USAGE: &str = "\
-usage: natsring-bench <pub|sub|pubsub|req|idle|sink> [options]
+usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink> [options]
 
   --server HOST:PORT   server address (default 127.0.0.1:4222)
   --subject S          subject (default bench)
@@ -51,7 +58,13 @@ usage: natsring-bench <pub|sub|pubsub|req|idle|sink> [options]
   --subs N             subscribers, or responders in req mode (default 1; 0 in pub mode)
   --queue NAME         subscribers join this queue group
   --clients N          requesters in req mode (default 1)
-  --conns N            idle connections in idle mode (default 1000)
+  --background-rate R  req mode: one more publisher sends R msgs/s (to bench.background) meanwhile
+  --background-size B  its payload size (default 16)
+  --max-seconds S      req mode: each requester stops after S seconds even if --msgs are not done
+  --conns N            idle connections in idle mode, publishers in many mode (default 1000)
+  --rate R             many mode: messages per second from all publishers (default 1000000)
+  --batch K            many mode: messages per publisher write (default 10)
+  --seconds S          many mode: how long the publishers send (default 5)
   --table-subs N       before the run, one more connection subscribes N distinct subjects
                        (bench.table.<i>) that the run's messages do not match
   --server-pid PID     report this process's CPU per message and RSS
@@ -75,6 +88,12 @@ struct Config {
     subscriber_count: usize,
     queue: Option<String>,
     requester_count: usize,
+    background_rate: f64,
+    background_size: usize,
+    max_seconds: Option<Duration>,
+    rate: f64,
+    batch: usize,
+    seconds: f64,
     idle_conn_count: usize,
     table_sub_count: usize,
     server_pid: Option<u32>,
@@ -88,7 +107,7 @@ struct Config {
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mode = args.first().ok_or("missing mode")?.clone();
-    if !["pub", "sub", "pubsub", "req", "idle", "sink"].contains(&mode.as_str()) {
+    if !["pub", "sub", "pubsub", "req", "many", "idle", "sink"].contains(&mode.as_str()) {
         return Err(format!("unknown mode {mode:?}"));
     }
     let mut config = Config {
@@ -103,6 +122,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         subscriber_count: if mode == "pub" { 0 } else { 1 },
         queue: None,
         requester_count: 1,
+        background_rate: 0.0,
+        background_size: 16,
+        max_seconds: None,
+        rate: 1e6,
+        batch: 10,
+        seconds: 5.0,
         idle_conn_count: 1000,
         table_sub_count: 0,
         server_pid: None,
@@ -135,6 +160,14 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--subs" => config.subscriber_count = number(flag, value()?)?,
             "--queue" => config.queue = Some(value()?),
             "--clients" => config.requester_count = number(flag, value()?)?,
+            "--background-rate" => config.background_rate = number(flag, value()?)?,
+            "--background-size" => config.background_size = number(flag, value()?)?,
+            "--rate" => config.rate = number(flag, value()?)?,
+            "--batch" => config.batch = number::<usize>(flag, value()?)?.max(1),
+            "--seconds" => config.seconds = number(flag, value()?)?,
+            "--max-seconds" => {
+                config.max_seconds = Some(Duration::from_secs_f64(number(flag, value()?)?))
+            }
             "--conns" => config.idle_conn_count = number(flag, value()?)?,
             "--table-subs" => config.table_sub_count = number(flag, value()?)?,
             "--server-pid" => config.server_pid = Some(number(flag, value()?)?),
@@ -183,6 +216,8 @@ struct Report {
     server_rss_before_bytes: Option<u64>,
     server_rss_per_conn_bytes: Option<f64>,
     latency_us: Option<Latency>,
+    /// req with --background-rate: the rate the background publisher reached.
+    background_rate_msgs: Option<f64>,
     table_subs: usize,
     conns: usize,
 }
@@ -195,6 +230,21 @@ struct Latency {
     p999: f64,
     max: f64,
     count: u64,
+}
+
+impl Latency {
+    /// The percentiles, in microseconds, of a histogram of nanoseconds.
+    fn of(histogram: &Histogram<u64>) -> Latency {
+        let micros = |nanos: u64| nanos as f64 / 1000.0;
+        Latency {
+            p50: micros(histogram.value_at_quantile(0.50)),
+            p90: micros(histogram.value_at_quantile(0.90)),
+            p99: micros(histogram.value_at_quantile(0.99)),
+            p999: micros(histogram.value_at_quantile(0.999)),
+            max: micros(histogram.max()),
+            count: histogram.len(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -213,6 +263,7 @@ fn main() -> ExitCode {
         "sink" => sink(&config).map(|()| None),
         "req" => request_reply(&config).map(Some),
         "idle" => idle(&config).map(Some),
+        "many" => many::run(&config).map(Some),
         _ => throughput(&config).map(Some),
     };
     match result {
@@ -579,6 +630,8 @@ fn request_reply(config: &Config) -> io::Result<Report> {
     let warmup = (per_requester / 10).min(1000);
     let start_line = Arc::new(Barrier::new(requester_count + 1));
     let mut requester_threads = Vec::new();
+    // Round trips made, warm-up included, by all requesters (they may stop early: --max-seconds).
+    let rounds_made = Arc::new(AtomicU64::new(0));
     for index in 0..requester_count {
         let mut client = Client::connect(&config.target, config.pub_shard)?;
         let inbox = format!("_INBOX.bench.{index}");
@@ -588,6 +641,7 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         client.round_trip()?;
         client.stream.set_read_timeout(Some(config.stall))?;
         let start_line = Arc::clone(&start_line);
+        let rounds_made = Arc::clone(&rounds_made);
         let config = config.clone();
         requester_threads.push(thread::spawn(move || -> io::Result<Histogram<u64>> {
             let payload = wire::payload(config.payload_size);
@@ -597,7 +651,15 @@ fn request_reply(config: &Config) -> io::Result<Report> {
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
             start_line.wait();
+            let started = Instant::now();
             for round in 0..warmup + per_requester {
+                if config
+                    .max_seconds
+                    .is_some_and(|max| started.elapsed() > max)
+                {
+                    break;
+                }
+                rounds_made.fetch_add(1, Ordering::Relaxed);
                 let sent_at = Instant::now();
                 client.stream.write_all(&request)?;
                 let mut replies = 0;
@@ -618,7 +680,13 @@ fn request_reply(config: &Config) -> io::Result<Report> {
                         "{replies} replies to one request"
                     )));
                 }
-                if round >= warmup {
+                // Warm-up: the first rounds, or with --max-seconds its first tenth (a server
+                // under load may make few round trips).
+                let warming = match config.max_seconds {
+                    Some(max) => sent_at.duration_since(started) < max / 10,
+                    None => round < warmup,
+                };
+                if !warming {
                     let nanos = sent_at.elapsed().as_nanos() as u64;
                     histogram.saturating_record(nanos.max(1));
                 }
@@ -626,6 +694,13 @@ fn request_reply(config: &Config) -> io::Result<Report> {
             Ok(histogram)
         }));
     }
+    let background = if config.background_rate > 0.0 {
+        let client = Client::connect(&config.target, config.pub_shard)?;
+        let (stop, config) = (Arc::clone(&stop), config.clone());
+        Some(thread::spawn(move || background(client, &config, &stop)))
+    } else {
+        None
+    };
     let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
     start_line.wait();
     let start = Instant::now();
@@ -645,12 +720,19 @@ fn request_reply(config: &Config) -> io::Result<Report> {
             errors.push(format!("responder: {err}"));
         }
     }
+    let background_rate = match background.map(|handle| handle.join().expect("background")) {
+        Some(Ok(rate)) => Some(rate),
+        Some(Err(err)) => {
+            errors.push(format!("background publisher: {err}"));
+            None
+        }
+        None => None,
+    };
     drop(table);
     if !errors.is_empty() {
         return Err(io::Error::other(errors.join("; ")));
     }
-    let rounds = (warmup + per_requester) * requester_count as u64;
-    let micros = |nanos: u64| nanos as f64 / 1000.0;
+    let rounds = rounds_made.load(Ordering::Relaxed);
     // A request and its reply are two messages through the server.
     let server_cpu_ns = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64),
@@ -671,17 +753,38 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         server_cpu_seconds: server_cpu_ns.map(|ns| ns / 1e9),
         server_cpu_ns_per_msg: server_cpu_ns.map(|ns| ns / (rounds * 2) as f64),
         server_rss_bytes: config.server_pid.and_then(server_stats::rss_bytes),
-        latency_us: Some(Latency {
-            p50: micros(histogram.value_at_quantile(0.50)),
-            p90: micros(histogram.value_at_quantile(0.90)),
-            p99: micros(histogram.value_at_quantile(0.99)),
-            p999: micros(histogram.value_at_quantile(0.999)),
-            max: micros(histogram.max()),
-            count: histogram.len(),
-        }),
+        latency_us: Some(Latency::of(&histogram)),
+        background_rate_msgs: background_rate,
         table_subs: config.table_sub_count,
         ..Report::default()
     })
+}
+
+/// The background publisher of `req --background-rate`: every millisecond it writes the
+/// messages due by then (at most 10 ms of them: a server that cannot keep up slows it down, it
+/// does not get a burst later), until `stop`. Returns the rate it reached.
+fn background(mut client: Client, config: &Config, stop: &AtomicBool) -> io::Result<f64> {
+    const STEP: Duration = Duration::from_millis(1);
+    let payload = wire::payload(config.background_size);
+    let frame = wire::pub_frames("bench.background", None, &payload, 1);
+    let per_step = (config.background_rate / 1000.0).ceil().max(1.0) as usize;
+    let frames = wire::pub_frames("bench.background", None, &payload, per_step * 10);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * config.background_rate) as u64;
+        let count = (due.saturating_sub(sent) as usize).min(per_step * 10);
+        if count > 0 {
+            client.stream.write_all(&frames[..count * frame.len()])?;
+            sent += count as u64;
+        }
+        let steps = (start.elapsed().as_nanos() / STEP.as_nanos()) as u32;
+        if let Some(wait) = (start + STEP * (steps + 1)).checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+    }
+    client.round_trip()?;
+    Ok(sent as f64 / start.elapsed().as_secs_f64())
 }
 
 /// A responder: answers every request with a message of the same payload size, one write
