@@ -66,7 +66,9 @@ Targets (natsring --shards 1 on one core vs the better nats-server per scenario)
 Real-client rows (go-*): the same kinds of scenario driven by the Go client most users have,
 nats.go 1.22 as Debian packages it, through natsring-gobench (scripts/gobench/main.go: the same
 command line and JSON report as natsring-bench; built by scripts/bench.sh; the rows are left
-out when it is missing). Same pinning and alternation. Targets: publish-only msgs/s ratio
+out when it is missing), and the same rows (rs-*) through natsring-asyncbench on async-nats
+0.51 and tokio (examples/natsring-asyncbench.rs, built by scripts/bench.sh). Same pinning
+and alternation. Targets: publish-only msgs/s ratio
 >= 1.3; pubsub, fan-out and queue rows, where the Go subscriber is the limit, server CPU per
 message ratio <= 0.5; request/reply, back to back (go-req) and at 1,000 round trips a second
 (go-req-light, where the server idles between them): p50 and p99 ratio <= 0.5 and CPU per
@@ -664,6 +666,12 @@ def scenarios(ctx):
     matrix = [dict(zip(keys, entry)) for entry in result]
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
+    if ctx.asyncbench:
+        # The same rows on the Rust client (async-nats 0.51 on tokio: examples/
+        # natsring-asyncbench.rs), same targets.
+        matrix += [dict(zip(keys, ("rs-" + key[3:], title.replace("nats.go", "async-nats"))
+                            + entry[2:]), generator=ctx.asyncbench)
+                   for (key, title, *_), entry in zip(go, go)]
     return matrix
 
 
@@ -1018,6 +1026,10 @@ def main():
     ctx.bench = os.path.join(args.target_dir, "release", "natsring-bench")
     # The real Go client's generator (scripts/bench.sh builds it); its rows are left out
     # without it.
+    ctx.asyncbench = os.path.join(args.target_dir, "release", "examples", "natsring-asyncbench")
+    if not os.access(ctx.asyncbench, os.X_OK):
+        log(f"{ctx.asyncbench} missing: the async-nats rows are left out (scripts/bench.sh builds it)")
+        ctx.asyncbench = None
     ctx.gobench = os.path.join(args.target_dir, "release", "natsring-gobench")
     if not os.access(ctx.gobench, os.X_OK):
         log(f"{ctx.gobench} missing: the nats.go rows are left out (scripts/bench.sh builds it)")

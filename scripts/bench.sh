@@ -11,7 +11,8 @@
 # 2. raises the open-file limit to the hard limit (10,000 idle connections need it);
 # 3. builds the release binaries (natsring and the load generator natsring-bench) into
 #    $CARGO_TARGET_DIR (default target/), and natsring-gobench, the same generator's
-#    scenarios on the real Go client (nats.go from Debian's packages; scripts/gobench/);
+#    scenarios on the real Go client (nats.go from Debian's packages; scripts/gobench/) and
+#    natsring-asyncbench on the real Rust client (async-nats; examples/);
 # 4. runs scripts/bench.py with all arguments: every measurement on a fresh server pinned to
 #    CPU 0 with the generator on CPU 1, rounds alternating natsring / nats-server 2.15.1 /
 #    2.9.10 / the loopback ceiling; prints the table of medians, ratios, server CPU per
@@ -47,6 +48,8 @@ echo "# open files limit: $(ulimit -n)"
 CARGO_TARGET_DIR="$(target_dir)"
 export CARGO_TARGET_DIR
 cargo build --release --bins
+# The real Rust client's generator: async-nats (a dev-dependency) on tokio, an example.
+cargo build --release --example natsring-asyncbench
 # The real Go client's generator (scripts/gobench/): nats.go 1.22 and Go 1.19 from Debian's
 # packages, built in GOPATH mode against /usr/share/gocode (no module download).
 if [ ! -d /usr/share/gocode/src/github.com/nats-io/nats.go ] || ! command -v go >/dev/null 2>&1; then

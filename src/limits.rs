@@ -70,7 +70,8 @@ pub const OUTBOUND_HIGH_WATER_BYTES: usize = 8 * 1024 * 1024;
 pub const PUBLISHER_PAUSE_MS_MAX: u64 = 10;
 /// Bytes handed to one send operation at most; bounds how long a single send pins memory.
 pub const SEND_BYTES_MAX: usize = 4 * 1024 * 1024;
-/// Capacity at which an idle outbound buffer is shrunk back, so one burst does not pin memory.
+/// Capacity above which a drained outbound buffer is freed once a timer tick finds its
+/// connection idle since the tick before, so one burst does not pin memory (`Outbound::release_if_idle`).
 pub const OUTBOUND_IDLE_CAPACITY_BYTES_MAX: usize = 64 * 1024;
 /// An idle connection's drained outbound buffer of at most this capacity is freed: it held
 /// chatter (INFO, PONG, a few messages), and idle connections should cost no outbound memory.

@@ -305,6 +305,7 @@ impl Core {
                 continue;
             }
             conn.held.release_if_idle();
+            conn.out.release_if_idle();
             if let Some(since) = conn.write_stalled_since_ms {
                 if now_ms.saturating_sub(since) > write_deadline_ms {
                     stalled.push(slot as u32);
