@@ -669,9 +669,9 @@ def scenarios(ctx):
     if ctx.asyncbench:
         # The same rows on the Rust client (async-nats 0.51 on tokio: examples/
         # natsring-asyncbench.rs), same targets.
-        matrix += [dict(zip(keys, ("rs-" + key[3:], title.replace("nats.go", "async-nats"))
+        matrix += [dict(zip(keys, ("rs-" + entry[0][3:], entry[1].replace("nats.go", "async-nats"))
                             + entry[2:]), generator=ctx.asyncbench)
-                   for (key, title, *_), entry in zip(go, go)]
+                   for entry in go]
     return matrix
 
 

@@ -82,9 +82,9 @@ pub fn run(config: &Config) -> io::Result<Report> {
             let mut chunk = vec![0u8; 256 * 1024];
             start_line.wait();
             while !stop.load(Ordering::Relaxed) {
-                // SAFETY: `polled` is a live array of `polled.len()` pollfd structures.
-                let ready =
-                    unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 100) };
+                let (fds, count) = (polled.as_mut_ptr(), polled.len() as libc::nfds_t);
+                // SAFETY: `fds` points to `count` live pollfd structures, borrowed for the call.
+                let ready = unsafe { libc::poll(fds, count, 100) };
                 if ready < 0 {
                     let err = io::Error::last_os_error();
                     if err.kind() == io::ErrorKind::Interrupted {
@@ -139,13 +139,14 @@ pub fn run(config: &Config) -> io::Result<Report> {
                     let count = clients.len();
                     let (client, subject) = &mut clients[next];
                     next = (next + 1) % count;
-                    let sent = epoch.elapsed().as_nanos() as u64;
+                    // One send time for the whole write, formatted once.
+                    let sent = format!("{:016x}\r\n", epoch.elapsed().as_nanos() as u64);
                     frames.clear();
                     for _ in 0..batch {
                         frames.extend_from_slice(b"PUB ");
                         frames.extend_from_slice(subject);
                         frames.extend_from_slice(b" 16\r\n");
-                        frames.extend_from_slice(format!("{sent:016x}\r\n").as_bytes());
+                        frames.extend_from_slice(sent.as_bytes());
                     }
                     client.stream.write_all(&frames)?;
                     writes_done += 1;
