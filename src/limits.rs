@@ -68,6 +68,13 @@ pub const OUTBOUND_HIGH_WATER_BYTES: usize = 8 * 1024 * 1024;
 /// Longest a publisher stays paused because of one slow subscriber before it is resumed
 /// anyway (the subscriber then either drains or becomes a slow consumer at `max_pending`).
 pub const PUBLISHER_PAUSE_MS_MAX: u64 = 10;
+
+/// Published bytes (payloads) a publisher's wait on a subscriber that took nothing meanwhile
+/// buys: it waits for that one at most once per this much (`conn::StuckSubscriber`), as
+/// nats-server stalls a producer at most 10 ms per read of up to 64 KiB. A subscriber that
+/// never reads then slows its publisher to this much per `PUBLISHER_PAUSE_MS_MAX` (6.4 MB/s)
+/// until it passes max_pending and is closed.
+pub const PUBLISHER_BYTES_PER_WAIT: u64 = 64 * 1024;
 /// Bytes handed to one send operation at most; bounds how long a single send pins memory.
 pub const SEND_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Capacity above which a drained outbound buffer is freed once a timer tick finds its

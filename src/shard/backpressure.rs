@@ -10,7 +10,12 @@
 //! `max_pending`, at most `OUTBOUND_HIGH_WATER_BYTES`) slows whoever feeds it: a local
 //! publisher is paused, a peer shard's queue is held. The wait ends when the subscriber drains
 //! to a quarter of the mark, goes away, or `PUBLISHER_PAUSE_MS_MAX` passes, so a publisher is
-//! slowed for a bounded time and never stalled by one slow reader.
+//! slowed for a bounded time and never stalled by one slow reader. A wait that ends on time
+//! with a subscriber that took nothing meanwhile found it stuck (`subscriber_stuck`): the
+//! publisher then waits for it at most once per `PUBLISHER_BYTES_PER_WAIT` (64 KiB) it
+//! publishes (`conn::StuckSubscriber`), as nats-server stalls a producer at most 10 ms per
+//! read, so a reader that never reads costs it one wait per 64 KiB on its way to max_pending,
+//! not one per message.
 
 use super::conn::SubscriberWait;
 use crate::limits;
@@ -31,6 +36,8 @@ pub struct SubscriberNow {
     pub generation: u32,
     pub open: bool,
     pub pending_bytes: usize,
+    /// Shard clock since which its socket has taken none of its output (None: nothing stuck).
+    pub write_stalled_since_ms: Option<u64>,
 }
 
 /// The paused publishers and the marks.
@@ -78,6 +85,7 @@ impl Pauses {
         SubscriberWait {
             slot,
             generation,
+            since_ms: now_ms,
             until_ms: now_ms + limits::PUBLISHER_PAUSE_MS_MAX,
         }
     }
@@ -128,6 +136,17 @@ pub fn subscriber_wait_over(
             .is_none_or(|sub| sub.pending_bytes <= low_water_bytes)
 }
 
+/// True when a wait that ended found its subscriber stuck: still there and backed up, and
+/// its socket took none of its output since before the wait began (a reader that reads,
+/// however slowly, completes sends). The publisher then passes it over for a while
+/// (`StuckSubscriber`).
+pub fn subscriber_stuck(wait: SubscriberWait, subscriber: Option<SubscriberNow>) -> bool {
+    subscriber
+        .filter(|sub| sub.generation == wait.generation && sub.open)
+        .and_then(|sub| sub.write_stalled_since_ms)
+        .is_some_and(|since| since <= wait.since_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +180,7 @@ mod tests {
                 generation,
                 open,
                 pending_bytes,
+                write_stalled_since_ms: None,
             })
         };
         let over = |subscriber, now_ms| subscriber_wait_over(wait, subscriber, now_ms, low);
@@ -175,6 +195,29 @@ mod tests {
         assert!(over(sub(4, true, low + 1), 1_000));
         // Time ran out however backed up it is.
         assert!(over(sub(3, true, usize::MAX), wait.until_ms));
+    }
+
+    #[test]
+    fn a_subscriber_is_stuck_when_it_took_nothing_during_the_wait() {
+        let wait = Pauses::new(4000).wait_on(7, 3, 1_000);
+        let sub = |generation, open, write_stalled_since_ms| {
+            Some(SubscriberNow {
+                generation,
+                open,
+                pending_bytes: 4000,
+                write_stalled_since_ms,
+            })
+        };
+        // Its socket took nothing since before the wait began, or since the moment it began.
+        assert!(subscriber_stuck(wait, sub(3, true, Some(900))));
+        assert!(subscriber_stuck(wait, sub(3, true, Some(1_000))));
+        // A send completed during the wait: it reads, however slowly.
+        assert!(!subscriber_stuck(wait, sub(3, true, Some(1_001))));
+        // Nothing pending any more, closed, gone, or another connection in its slot.
+        assert!(!subscriber_stuck(wait, sub(3, true, None)));
+        assert!(!subscriber_stuck(wait, sub(3, false, Some(900))));
+        assert!(!subscriber_stuck(wait, None));
+        assert!(!subscriber_stuck(wait, sub(4, true, Some(900))));
     }
 
     #[test]

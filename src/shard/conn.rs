@@ -46,7 +46,21 @@ pub enum RecvState {
 pub struct SubscriberWait {
     pub slot: u32,
     pub generation: u32,
+    pub since_ms: u64,
     pub until_ms: u64,
+}
+
+/// A subscriber whose socket took none of its output during a whole wait of this publisher
+/// on it (`backpressure::subscriber_stuck`): the publisher does not wait for it again before
+/// its `in_bytes` reach `until_in_bytes` (`limits::PUBLISHER_BYTES_PER_WAIT` later), as
+/// nats-server stalls a producer at most 10 ms per read. A reader that never reads then slows
+/// its publisher by one wait per 64 KiB on its way to max_pending, where it is closed, not by
+/// one wait per message; a subscriber that reads, however slowly, is waited for as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StuckSubscriber {
+    pub slot: u32,
+    pub generation: u32,
+    pub until_in_bytes: u64,
 }
 
 /// Why a publisher's reading is paused.
@@ -471,6 +485,8 @@ pub struct Conn {
     /// Some exactly when the connection's reading is held back (it publishes to a subscriber
     /// or a peer queue that must drain first); says what it waits for.
     pub paused: Option<PauseCause>,
+    /// The subscriber this publisher's last wait found stuck, passed over for a while.
+    pub stuck: Option<StuckSubscriber>,
     pub peer: String,
     pub in_msgs: u64,
     pub in_bytes: u64,

@@ -10,9 +10,10 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::backpressure::{subscriber_wait_over, Backlog, Pauses};
+use super::backpressure::{subscriber_stuck, subscriber_wait_over, Backlog, Pauses};
 use super::conn::{
-    close_fd, Conn, ConnKind, ConnState, PauseCause, RecvState, SubscriberWait, Transport,
+    close_fd, Conn, ConnKind, ConnState, PauseCause, RecvState, StuckSubscriber, SubscriberWait,
+    Transport,
 };
 use super::peers::Peers;
 use super::settings::Settings;
@@ -200,6 +201,7 @@ impl Core {
             last_read_ms: self.now_ms,
             write_stalled_since_ms: None,
             paused: None,
+            stuck: None,
             peer: peer
                 .clone()
                 .map(|(ip, port)| format!("{ip}:{port}"))
@@ -376,11 +378,20 @@ impl Core {
         }
     }
 
-    /// Stops reading `slot` until `cause` clears (see `PauseCause` for when each ends).
+    /// Stops reading `slot` until `cause` clears (see `PauseCause` for when each ends), unless
+    /// it waits for a subscriber its last wait found stuck (`Conn::stuck`).
     pub(super) fn pause(&mut self, slot: u32, cause: PauseCause) {
         let conn = &mut self.conns[slot];
         if conn.paused.is_some() || !conn.is_open() {
             return;
+        }
+        if let (PauseCause::Subscriber(wait), Some(stuck)) = (cause, conn.stuck) {
+            if stuck.slot == wait.slot
+                && stuck.generation == wait.generation
+                && conn.in_bytes < stuck.until_in_bytes
+            {
+                return;
+            }
         }
         conn.paused = Some(cause);
         self.stats.publisher_pauses += 1;
@@ -412,7 +423,17 @@ impl Core {
             )
         });
         for &slot in &resumed_slots {
-            self.conns[slot].paused = None;
+            let Some(PauseCause::Subscriber(wait)) = self.conns[slot].paused.take() else {
+                continue;
+            };
+            if subscriber_stuck(wait, self.conns.subscriber_now(wait.slot)) {
+                let conn = &mut self.conns[slot];
+                conn.stuck = Some(StuckSubscriber {
+                    slot: wait.slot,
+                    generation: wait.generation,
+                    until_in_bytes: conn.in_bytes + limits::PUBLISHER_BYTES_PER_WAIT,
+                });
+            }
         }
         for &slot in &resumed_slots {
             // What was held is handled first; it may pause the connection again.
@@ -678,6 +699,62 @@ mod tests {
         b.receive_ended(publisher);
         b.core.conns.want_recv(publisher);
         assert_eq!(b.core.conns.next_to_arm(), Some(publisher));
+    }
+
+    #[test]
+    fn a_subscriber_that_never_reads_costs_its_publisher_one_wait_per_64_kib() {
+        // 1 MiB of max_pending: the high-water mark (768 KiB) is passed by the 773rd message
+        // (1,018 bytes of MSG each), max_pending by the 1,031st. A wait on a subscriber that
+        // took nothing meanwhile buys 64 KiB of published payload (1,000 bytes a message)
+        // without another.
+        assert_eq!(limits::PUBLISHER_BYTES_PER_WAIT, 65_536);
+        let mut b = bench_with(1, 1024 * 1024);
+        let subscriber = b.connect();
+        let publisher = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        // Its socket has taken nothing since a send was queued at the start, as the loop marks
+        // a send that never completes.
+        b.core.conns[subscriber].write_stalled_since_ms = Some(b.core.now_ms);
+        let burst: Vec<u8> = (0..1100).flat_map(|_| pub_op("foo")).collect();
+        b.input(publisher, &burst);
+        b.receive_ended(publisher);
+        let mut waited_at = Vec::new();
+        while b.core.conns[publisher].paused.is_some() {
+            waited_at.push(b.core.stats.in_msgs);
+            b.core.now_ms += limits::PUBLISHER_PAUSE_MS_MAX;
+            assert!(b.core.resume_paused());
+        }
+        assert_eq!(
+            waited_at,
+            vec![773, 839, 905, 971],
+            "one wait per 65.5 messages"
+        );
+        assert_eq!(b.core.stats.publisher_pauses, 4);
+        // The subscriber was closed once past max_pending, as nats-server closes it, and the
+        // publisher went through all it had sent.
+        assert_eq!(b.core.stats.slow_consumers, 1);
+        assert!(!b.core.conns[subscriber].is_open());
+        assert_eq!(b.core.stats.in_msgs, 1100);
+    }
+
+    #[test]
+    fn a_subscriber_that_reads_slowly_is_waited_for_at_each_message_past_the_mark() {
+        let mut b = bench_with(1, 1024 * 1024);
+        let subscriber = b.connect();
+        let publisher = b.connect();
+        b.input(subscriber, b"SUB foo 1\r\n");
+        let burst: Vec<u8> = (0..800).flat_map(|_| pub_op("foo")).collect();
+        b.input(publisher, &burst);
+        b.receive_ended(publisher);
+        for waited_at in 773..780 {
+            assert!(b.core.conns[publisher].paused.is_some());
+            assert_eq!(b.core.stats.in_msgs, waited_at);
+            // A send of some of its output completed during the wait, not enough to drain it.
+            b.core.now_ms += limits::PUBLISHER_PAUSE_MS_MAX;
+            b.core.conns[subscriber].write_stalled_since_ms = Some(b.core.now_ms - 1);
+            assert!(b.core.resume_paused());
+        }
+        assert_eq!(b.core.conns[publisher].stuck, None);
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl ConnTable {
             generation: conn.generation,
             open: conn.is_open(),
             pending_bytes: conn.out.pending_bytes(),
+            write_stalled_since_ms: conn.write_stalled_since_ms,
         })
     }
 }
