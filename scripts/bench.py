@@ -72,10 +72,15 @@ and alternation. Targets: publish-only msgs/s ratio
 >= 1.3; pubsub, fan-out and queue rows, where the Go subscriber is the limit, server CPU per
 message ratio <= 0.5; request/reply, back to back (go-req) and at 1,000 round trips a second
 (go-req-light, where the server idles between them): p50 and p99 ratio <= 0.5 and CPU per
-round trip ratio <= 1 (the busy-poll must pay for itself).
+round trip ratio <= 1 (the busy-poll must pay for itself). Default against default (dd-*):
+some of the nats.go rows again with nothing pinned, natsring with its default shards (one
+per CPU) and nats-server with its defaults, the generator beside them on the same two CPUs:
+the figures a user sees first. The table puts these real-client rows first.
 
 Sweeps (with --sweep-rounds rounds, default the same as --rounds), drawn as SVG line charts
 with a log-scale x axis, one line per server (and the sink where it applies):
+  go-sweep-size  nats.go publish-only payload B/s and server CPU per message, 16 B .. 64 KiB
+  go-sweep-size-pubsub  nats.go pubsub 1->1, the same figures
   sweep-size     publish-only payload B/s, 16 B .. 64 KiB (with the ceiling)
   sweep-size-pubsub  pubsub 1->1 delivered payload B/s, 16 B .. 64 KiB
   sweep-fanout   delivered msgs/s and server CPU ns/msg, 1 .. 256 subscribers (16 B)
@@ -661,11 +666,20 @@ def scenarios(ctx):
         ("go-req-light", "nats.go request/reply 128 B, 1,000 a second",
          ["req", "--size", "128", "--msgs", n(3e3), "--rate", "1000"], servers, go_req_rows),
     ]
+    # Issue 18 item 5: default against default, the figures a user sees first. natsring with
+    # its default shards (one per CPU), nats-server with its defaults, neither pinned, the
+    # nats.go generator beside them on the same CPUs; same targets as the pinned go-* rows.
+    default_rows = ("go-pub-16", "go-pub-1k", "go-pubsub-16", "go-pubsub-1k", "go-fanout-4",
+                    "go-req")
+    defaults = [("dd-" + entry[0][3:], entry[1] + ", defaults, unpinned") + entry[2:]
+                for entry in go if entry[0] in default_rows]
     keys = ("key", "title", "args", "contenders", "rows", "sink_args", "gen_cpus",
             "natsring_extra")
     matrix = [dict(zip(keys, entry)) for entry in result]
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
+        matrix += [dict(zip(keys, entry), generator=ctx.gobench, unpinned=True)
+                   for entry in defaults]
     if ctx.asyncbench:
         # The same rows on the Rust client (async-nats 0.51 on tokio: examples/
         # natsring-asyncbench.rs), same targets.
@@ -689,8 +703,16 @@ def half_capacity(matrix, fallback=5e6):
 
 
 def contender_for(ctx, scenario, key):
-    """The contender, with the generator's CPUs the scenario asks for, if any."""
+    """The contender, with the generator's CPUs the scenario asks for, if any; unpinned and
+    with natsring's default shards for the default-against-default rows."""
     contender = ctx.contenders[key]
+    if scenario.get("unpinned"):
+        contender = copy.copy(contender)
+        contender.cpus = None
+        contender.gen_cpus = None
+        if key == "natsring":
+            at = contender.command.index("--shards")
+            contender.command = contender.command[:at] + contender.command[at + 2:]
     if scenario.get("gen_cpus"):
         contender = copy.copy(contender)
         contender.gen_cpus = scenario["gen_cpus"]
@@ -825,36 +847,57 @@ def markdown_table(header, lines):
     return "\n".join(out + [fmt(line) for line in lines])
 
 
+REAL_CLIENT_PREFIXES = ("go-", "rs-", "dd-")
+
+
 def render_tables(rows, shard_rows):
+    """The real clients' table first (nats.go, async-nats, default against default), then
+    natsring-bench's, then the cross-shard one, then notes."""
     header = ["scenario", "figure", "natsring", "nats 2.15.1", "nats 2.9.10", "best nats",
               "ratio", "ceiling", "% ceil", "CPU ns/msg natsring", "best nats CPU",
               "CPU ratio", "target", "met?"]
-    lines = []
     notes = []
-    for r in rows:
-        m = r["metric"]
-        lines.append([
-            r["scenario"], r["label"], fmt_metric(m, r["natsring"]),
-            fmt_metric(m, r["nats-2.15.1"]), fmt_metric(m, r["nats-2.9.10"]),
-            fmt_metric(m, r["best_nats"]), fmt_ratio(r["ratio"]),
-            fmt_metric(m, r["ceiling"]) if r["ceiling"] is not None else "-",
-            f"{100 * r['of_ceiling']:.0f}%" if r["of_ceiling"] is not None else "-",
-            fmt_metric("server_cpu_ns_per_msg", r["cpu_natsring"]),
-            fmt_metric("server_cpu_ns_per_msg", r["cpu_best_nats"]),
-            fmt_ratio(r["cpu_ratio"]),
-            ", ".join(c["text"] for c in r["checks"]) or "-", met_text(r["checks"]),
-        ])
-        first = r["label"] == next(x["label"] for x in rows if x["scenario"] == r["scenario"])
-        if r["failures"] and first:
-            notes.append(f"{r['scenario']}: failed rounds " + ", ".join(
-                f"{k} {v}" for k, v in r["failures"].items()))
-        idle = [f"{k} {100 * v:.0f}%" for k, v in r["busy"].items()
-                if v is not None and v < 0.85]
-        if idle and first and r["mode"] in ("pub", "pubsub"):
-            notes.append(f"{r['scenario']}: server busy only {', '.join(idle)} of its CPU: "
-                         f"the generator (or loopback) is the bottleneck there, compare CPU "
-                         f"ns/msg")
-    text = markdown_table(header, lines)
+
+    def lines_of(group):
+        lines = []
+        for r in group:
+            m = r["metric"]
+            lines.append([
+                r["scenario"], r["label"], fmt_metric(m, r["natsring"]),
+                fmt_metric(m, r["nats-2.15.1"]), fmt_metric(m, r["nats-2.9.10"]),
+                fmt_metric(m, r["best_nats"]), fmt_ratio(r["ratio"]),
+                fmt_metric(m, r["ceiling"]) if r["ceiling"] is not None else "-",
+                f"{100 * r['of_ceiling']:.0f}%" if r["of_ceiling"] is not None else "-",
+                fmt_metric("server_cpu_ns_per_msg", r["cpu_natsring"]),
+                fmt_metric("server_cpu_ns_per_msg", r["cpu_best_nats"]),
+                fmt_ratio(r["cpu_ratio"]),
+                ", ".join(c["text"] for c in r["checks"]) or "-", met_text(r["checks"]),
+            ])
+            first = r["label"] == next(x["label"] for x in rows
+                                       if x["scenario"] == r["scenario"])
+            if r["failures"] and first:
+                notes.append(f"{r['scenario']}: failed rounds " + ", ".join(
+                    f"{k} {v}" for k, v in r["failures"].items()))
+            idle = [f"{k} {100 * v:.0f}%" for k, v in r["busy"].items()
+                    if v is not None and v < 0.85]
+            if idle and first and r["mode"] in ("pub", "pubsub"):
+                notes.append(f"{r['scenario']}: server busy only {', '.join(idle)} of its "
+                             f"CPU: the generator (or loopback) is the bottleneck there, "
+                             f"compare CPU ns/msg")
+        return lines
+
+    real = [r for r in rows if r["key"].startswith(REAL_CLIENT_PREFIXES)]
+    own = [r for r in rows if not r["key"].startswith(REAL_CLIENT_PREFIXES)]
+    parts = []
+    if real:
+        parts.append("Real clients: nats.go 1.22 (nats.go rows, pinned as below; \"defaults, "
+                     "unpinned\": natsring with its default shards and nats-server with its "
+                     "defaults, nothing pinned) and async-nats 0.51:\n\n"
+                     + markdown_table(header, lines_of(real)))
+    if own:
+        parts.append(("natsring-bench, natsring's own generator:\n\n" if real else "")
+                     + markdown_table(header, lines_of(own)))
+    text = "\n\n".join(parts)
     if shard_rows:
         shard_lines = [[r["scenario"], fmt_metric("server_cpu_ns_per_msg", r["same"]),
                         fmt_metric("server_cpu_ns_per_msg", r["cross"]), fmt_ratio(r["ratio"]),
@@ -895,7 +938,32 @@ def sweeps(ctx):
         return clamp(budget * scale / size, 2000, 16e6 * scale)
 
     bps = lambda v: svg_chart.si(v, "B/s")  # noqa: E731
-    return [
+    # The real Go client's sweeps (issue 18 item 7): nats.go publishes at a fraction of
+    # natsring-bench's rate, so its runs are capped at 4 M messages.
+    go_sizes = [16, 1024, 65536] if q else [16, 128, 1024, 4096, 16384, 65536]
+    go = [] if not ctx.gobench else [
+        {"key": "go-sweep-size", "xs": go_sizes, "contenders": servers,
+         "generator": ctx.gobench,
+         "args": lambda s: ["pub", "--size", str(s), "--msgs",
+                            str(min(size_msgs(s, 1e9), int(4e6 * scale)))],
+         "charts": [("payload_rate_bytes", "nats.go publish-only throughput vs payload size",
+                     "payload size", "payload bytes per second", False, bps),
+                    ("server_cpu_ns_per_msg", "nats.go publish-only: server CPU per message",
+                     "payload size", "server CPU ns per msg", True, lambda v: f"{v:.0f}")],
+         "x_format": svg_chart.binary},
+        {"key": "go-sweep-size-pubsub", "xs": go_sizes, "contenders": servers,
+         "generator": ctx.gobench,
+         "args": lambda s: ["pubsub", "--size", str(s), "--msgs",
+                            str(min(size_msgs(s, 5e8), int(2e6 * scale)))],
+         "charts": [("payload_rate_bytes", "nats.go pubsub 1→1 delivered throughput vs "
+                     "payload size", "payload size", "delivered payload bytes per second",
+                     False, bps),
+                    ("server_cpu_ns_per_msg", "nats.go pubsub 1→1: server CPU per delivered "
+                     "message", "payload size", "server CPU ns per delivered msg", True,
+                     lambda v: f"{v:.0f}")],
+         "x_format": svg_chart.binary},
+    ]
+    return go + [
         {"key": "sweep-size", "xs": sizes, "contenders": servers + ["sink"],
          "args": lambda s: ["pub", "--size", str(s), "--msgs", str(size_msgs(s, 3e9))],
          "charts": [("payload_rate_bytes", "Publish-only throughput vs payload size",
@@ -944,7 +1012,7 @@ def run_sweeps(ctx, sweep_list):
             runs = []
             for round_index in range(1, ctx.sweep_rounds + 1):
                 for key in contenders:
-                    record = measure(ctx, ctx.contenders[key], args)
+                    record = measure(ctx, ctx.contenders[key], args, sweep.get("generator"))
                     record["round"] = round_index
                     runs.append(record)
                     log(f"  x={x:<8} r{round_index} {key:<12} {summary(record, primary)}")
@@ -1106,7 +1174,8 @@ def main():
             log(f"  {scenario['key']:<12} {line}")
     for sweep in sweep_list:
         contender = ctx.contenders[sweep["contenders"][0]]
-        line = shlex.join(generator_argv(ctx, contender, sweep["args"](sweep["xs"][0])))
+        line = shlex.join(generator_argv(ctx, contender, sweep["args"](sweep["xs"][0]),
+                                         generator=sweep.get("generator")))
         commands[sweep["key"]] = line + f"   (x = {sweep['xs']})"
         log(f"  {sweep['key']:<12} {commands[sweep['key']]}")
 
