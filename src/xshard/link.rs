@@ -102,6 +102,11 @@ pub struct PeerLink {
     /// True when frames sent through the side channel may not have been taken yet (so the
     /// cheap congestion estimate, which ignores them, is not enough).
     large_in_flight: bool,
+    /// Frames were published mid-round (`PEER_PUBLISH_BYTES`) since the last `end_round`: the
+    /// peer needs the round's wake-up even when nothing is left to publish at its end (a
+    /// publisher paused for congestion right after a mid-round publish sends nothing more; the
+    /// peer, not woken, slept on those frames until its next timer tick).
+    published_mid_round: bool,
 }
 
 impl PeerLink {
@@ -110,6 +115,7 @@ impl PeerLink {
             out,
             overflow: VecDeque::new(),
             large_in_flight: false,
+            published_mid_round: false,
         }
     }
 
@@ -194,7 +200,7 @@ impl PeerLink {
     #[inline]
     fn sent(&mut self) -> bool {
         if self.out.producer.unpublished_bytes() >= limits::PEER_PUBLISH_BYTES {
-            self.out.producer.publish();
+            self.published_mid_round |= self.out.producer.publish();
         }
         let congested = self.congested();
         if congested {
@@ -214,8 +220,8 @@ impl PeerLink {
 
     /// At the end of a loop round: moves overflowed frames into the queue while there is room
     /// (frames still waiting ask the peer to wake this shard when it has emptied the queue),
-    /// then publishes. Returns true when there was something to publish: the peer needs a
-    /// wake-up.
+    /// then publishes. Returns true when the round published something (now or mid-round): the
+    /// peer needs a wake-up.
     pub fn end_round(&mut self) -> bool {
         while let Some(bytes) = self.overflow.front() {
             if !append_record(&mut self.out.producer, bytes.len(), |buf| {
@@ -228,7 +234,8 @@ impl PeerLink {
         if !self.overflow.is_empty() {
             self.wait_for_room();
         }
-        self.out.producer.publish()
+        // `|`, not `||`: whatever is left is published either way.
+        self.out.producer.publish() | std::mem::take(&mut self.published_mid_round)
     }
 }
 
@@ -405,6 +412,25 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, (slot, _))| *slot == i as u32));
+        assert!(!link.end_round(), "nothing new: no wake-up");
+    }
+
+    /// Frames published mid-round (every `PEER_PUBLISH_BYTES`) still ask for the round's
+    /// wake-up when the round's last frame was the one that published them: the peer may be
+    /// asleep, and nothing else would wake it.
+    #[test]
+    fn a_round_published_mid_way_still_wakes_the_peer() {
+        let (out, mut incoming) = link_with_capacity(1 << 20);
+        let mut link = PeerLink::new(out);
+        let payload = vec![b'x'; 1000];
+        let mut sent = 0;
+        while incoming.is_empty() {
+            assert!(!send_one(&mut link, &payload, sent));
+            sent += 1;
+        }
+        // The last send published everything; nothing follows it this round.
+        assert!(link.end_round(), "the peer is woken for what was published");
+        assert_eq!(drain_all(&mut incoming).len(), sent as usize);
         assert!(!link.end_round(), "nothing new: no wake-up");
     }
 
