@@ -19,8 +19,10 @@
 #    message and targets, and writes bench-results/{results.json,table.md,*.svg}.
 #    `scripts/bench.py --help` lists the options; its docstring explains everything.
 #
-# A full run takes about 15 minutes on a 2-core machine (11.3 min for the run before the
-# warm-ups and the nats.go rows, which take 3.3 min with 3 rounds); `--quick` is a smoke run of a minute or two. Run it on an otherwise idle machine: two cores leave no room for anything else.
+# A full run takes about 24 minutes on a 2-core machine (23.4 min on 2026-12-04, with the
+# nats.go and async-nats rows, the default-against-default rows and the nats.go sweeps);
+# `--quick` is a smoke run of a minute or two. Run it on an otherwise idle machine: two cores
+# leave no room for anything else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
