@@ -8,6 +8,9 @@
 # (target/release/natsring below: or wherever cargo puts it, e.g. $CARGO_TARGET_DIR/release/)
 #   scripts/ab.sh 3 "pub --size 16 --msgs 16000000" /tmp/natsring-before target/release/natsring
 #   scripts/ab.sh 3 "pubsub --size 16 --subs 64 --msgs 1000000" /tmp/natsring-before target/release/natsring
+# With the real Rust client as the generator (its own CPU per message is printed too):
+#   AB_GENERATOR=target/release/examples/natsring-asyncbench scripts/ab.sh 3 \
+#     "pub --size 1024 --msgs 3000000" /tmp/natsring-before target/release/natsring
 # Cross-shard (both shards on CPUs 0,1 and the generator unpinned, as bench.sh does):
 #   AB_SERVER_CPUS=0,1 AB_GEN_CPUS= scripts/ab.sh 3 \
 #     "pubsub --size 16 --msgs 4000000 --shards 2 --pub-shard 0 --sub-shard 1" A B --shards 2
@@ -15,8 +18,15 @@ set -euo pipefail
 rounds=$1; bench_args=$2; a=$3; b=$4; shift 4
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/lib.sh"
-(cd "$root" && cargo build --release --bin natsring-bench)
-bench="$(target_dir)/release/natsring-bench"
+# AB_GENERATOR: another generator with natsring-bench's command line and JSON report, e.g.
+# the real clients' target/release/natsring-gobench or target/release/examples/
+# natsring-asyncbench (scripts/bench.sh builds both).
+if [ -n "${AB_GENERATOR:-}" ]; then
+  bench=$AB_GENERATOR
+else
+  (cd "$root" && cargo build --release --bin natsring-bench)
+  bench="$(target_dir)/release/natsring-bench"
+fi
 server_cpus=${AB_SERVER_CPUS-0}
 gen_cpus=${AB_GEN_CPUS-1}
 # Runs a command on the given CPUs (none: unpinned). Always exec: run in the background, the
@@ -44,10 +54,15 @@ for line in open(sys.argv[1]):
     which, round_, text = line.split(" ", 2)
     report = json.loads(text)
     rate = report["delivery_rate_msgs"] or report["publish_rate_msgs"]
-    runs[which].append((rate, report["server_cpu_ns_per_msg"]))
-    print(f"{which} round {round_}: {rate / 1e6:.2f} M msg/s, {report['server_cpu_ns_per_msg']:.1f} ns/msg")
+    client = report.get("client_cpu_ns_per_msg")
+    runs[which].append((rate, report["server_cpu_ns_per_msg"], client))
+    client_text = f", client {client:.1f} ns/msg" if client is not None else ""
+    print(f"{which} round {round_}: {rate / 1e6:.2f} M msg/s, "
+          f"{report['server_cpu_ns_per_msg']:.1f} ns/msg{client_text}")
 for which, values in runs.items():
     rate = statistics.median(v[0] for v in values)
     cpu = statistics.median(v[1] for v in values)
-    print(f"{which} median: {rate / 1e6:.2f} M msg/s, {cpu:.1f} ns/msg")
+    clients = [v[2] for v in values if v[2] is not None]
+    client_text = f", client {statistics.median(clients):.1f} ns/msg" if clients else ""
+    print(f"{which} median: {rate / 1e6:.2f} M msg/s, {cpu:.1f} ns/msg{client_text}")
 PY
