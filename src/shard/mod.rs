@@ -187,12 +187,17 @@ impl Shard {
         // may answer it soon. Input alone (a publisher streaming, nothing to deliver) is not
         // watched for: reacting to it sooner makes no one faster.
         let mut answered = false;
+        // Bytes the last round received.
+        let mut received = 0usize;
         while !(self.stopping && self.core.conns.is_empty()) {
             // Wait only when nothing that can be handled now is left over.
             let mut want = usize::from(!ready_left && self.io.early.is_empty());
             // An idle period: this round's work is submitted and nothing is ready.
             let mut idle: Option<(Instant, bool)> = None;
             let window = Duration::from_micros(self.core.settings.options.busy_poll_micros);
+            // A publisher streaming with nothing to answer: sleep for a batch (see
+            // `limits::STREAMING_ROUND_BYTES`), not for each arriving segment.
+            let streaming = want == 1 && !answered && received >= limits::STREAMING_ROUND_BYTES;
             if want == 1 && worked && answered && !window.is_zero() {
                 // Hand this round's sends to the kernel, then see what is ready.
                 self.io.enter(0)?;
@@ -211,7 +216,11 @@ impl Shard {
                     idle = Some((since, watched));
                 }
             }
-            self.io.enter(want)?;
+            if streaming {
+                self.io.enter_streaming()?;
+            } else {
+                self.io.enter(want)?;
+            }
             if let Some((since, watched)) = idle {
                 let waited = since.elapsed();
                 if waited <= window && watched {
@@ -232,7 +241,9 @@ impl Shard {
             };
             // Frames taken from a peer are work too: a busy-poll may follow.
             worked |= took_frames;
-            ready_left = self.receive_round() | peers_left;
+            let left;
+            (left, received) = self.receive_round();
+            ready_left = left | peers_left;
             debug_assert_eq!(
                 self.io.buf_ring.leased(),
                 0,
@@ -286,8 +297,9 @@ impl Shard {
     /// publisher. Completions of a paused connection are held, in order, until it resumes:
     /// with their buffers while paused connections keep at most `PAUSED_BUFFERS_KEPT_MAX` of
     /// them, their data copied out beyond that (see `hold_data`).
-    /// Returns true when completions that could be handled now are left over.
-    fn receive_round(&mut self) -> bool {
+    /// Returns true when completions that could be handled now are left over, and the bytes
+    /// received.
+    fn receive_round(&mut self) -> (bool, usize) {
         let mut received = 0usize;
         let mut held = std::mem::take(&mut self.io.recv_held);
         debug_assert!(held.is_empty());
@@ -324,7 +336,7 @@ impl Shard {
             std::mem::swap(&mut held, &mut self.io.recv_backlog);
         }
         self.io.recv_held = held;
-        ready_left
+        (ready_left, received)
     }
 
     /// Copies out, in order, the data of the held completions of the receive `user_data` names

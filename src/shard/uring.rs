@@ -70,6 +70,33 @@ impl Io {
     }
 
     /// Submits the queued SQEs and, with `want` 1, waits for a completion.
+    /// Submits, then sleeps until `limits::STREAMING_WAIT_COMPLETIONS` completions are ready
+    /// or, once `limits::STREAMING_WAIT_MICROS` have passed, any one is (or none: then it
+    /// returns at that time). A plain `enter(1)` on a kernel without IORING_FEAT_MIN_TIMEOUT.
+    pub fn enter_streaming(&mut self) -> io::Result<()> {
+        if !self.ring.params().is_feature_min_timeout() {
+            return self.enter(1);
+        }
+        let args = types::SubmitArgs::new().min_wait_usec(limits::STREAMING_WAIT_MICROS);
+        match self
+            .ring
+            .submitter()
+            .submit_with_args(limits::STREAMING_WAIT_COMPLETIONS, &args)
+        {
+            Ok(_) => Ok(()),
+            // The short wait ended with nothing ready (ETIME), as `enter`'s cases otherwise.
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     pub fn enter(&mut self, want: usize) -> io::Result<()> {
         match self.ring.submit_and_wait(want) {
             Ok(_) => Ok(()),
