@@ -116,9 +116,9 @@ pub const BUSY_POLL_MICROS: u64 = 50;
 /// `STREAMING_WAIT_COMPLETIONS` completions are ready or, once `STREAMING_WAIT_MICROS` have
 /// passed, any one is (IORING_FEAT_MIN_TIMEOUT, Linux 6.12+). On loopback the receiver's
 /// wake-up runs on the sender's CPU, inside its write: a shard woken for every arriving
-/// segment made the client pay a cross-CPU wake-up each time (async-nats publishing 1 KiB:
-/// 1.65-1.80 M msgs/s, client 553-605 ns/msg; batched: 2.86-2.87 M/s, 349 ns/msg, the
-/// server's CPU unchanged; scripts/ab.sh with AB_GENERATOR).
+/// segment made the client pay a cross-CPU wake-up each time (async-nats publishing 1 KiB,
+/// scripts/ab.sh with AB_GENERATOR, 3 rounds: 1.74 -> 2.82 M msgs/s, the client's CPU 572 ->
+/// 354 ns/msg, the server's 216 -> 235 ns/msg).
 pub const STREAMING_ROUND_BYTES: usize = 16 * 1024;
 pub const STREAMING_WAIT_COMPLETIONS: usize = 16;
 pub const STREAMING_WAIT_MICROS: u32 = 20;

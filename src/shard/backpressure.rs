@@ -85,7 +85,6 @@ impl Pauses {
         SubscriberWait {
             slot,
             generation,
-            since_ms: now_ms,
             until_ms: now_ms + limits::PUBLISHER_PAUSE_MS_MAX,
         }
     }
@@ -144,7 +143,7 @@ pub fn subscriber_stuck(wait: SubscriberWait, subscriber: Option<SubscriberNow>)
     subscriber
         .filter(|sub| sub.generation == wait.generation && sub.open)
         .and_then(|sub| sub.write_stalled_since_ms)
-        .is_some_and(|since| since <= wait.since_ms)
+        .is_some_and(|since| since <= wait.began_ms())
 }
 
 #[cfg(test)]

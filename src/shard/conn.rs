@@ -46,8 +46,14 @@ pub enum RecvState {
 pub struct SubscriberWait {
     pub slot: u32,
     pub generation: u32,
-    pub since_ms: u64,
     pub until_ms: u64,
+}
+
+impl SubscriberWait {
+    /// Shard clock when the wait began.
+    pub fn began_ms(self) -> u64 {
+        self.until_ms - crate::limits::PUBLISHER_PAUSE_MS_MAX
+    }
 }
 
 /// A subscriber whose socket took none of its output during a whole wait of this publisher

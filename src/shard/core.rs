@@ -423,6 +423,8 @@ impl Core {
             )
         });
         for &slot in &resumed_slots {
+            // Every resumed pause is cleared here; one that waited on a subscriber may also
+            // have found it stuck.
             let Some(PauseCause::Subscriber(wait)) = self.conns[slot].paused.take() else {
                 continue;
             };

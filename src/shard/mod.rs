@@ -185,7 +185,8 @@ impl Shard {
         let mut worked = false;
         // The shard sent something (to a client or a peer) since its last idle period: someone
         // may answer it soon. Input alone (a publisher streaming, nothing to deliver) is not
-        // watched for: reacting to it sooner makes no one faster.
+        // watched for; after a round of much of it the shard sleeps for a batch instead
+        // (`enter_streaming`), so the sender is not made to wake it for every segment.
         let mut answered = false;
         // Bytes the last round received.
         let mut received = 0usize;

@@ -69,7 +69,6 @@ impl Io {
         })
     }
 
-    /// Submits the queued SQEs and, with `want` 1, waits for a completion.
     /// Submits, then sleeps until `limits::STREAMING_WAIT_COMPLETIONS` completions are ready
     /// or, once `limits::STREAMING_WAIT_MICROS` have passed, any one is (or none: then it
     /// returns at that time). A plain `enter(1)` on a kernel without IORING_FEAT_MIN_TIMEOUT.
@@ -78,32 +77,16 @@ impl Io {
             return self.enter(1);
         }
         let args = types::SubmitArgs::new().min_wait_usec(limits::STREAMING_WAIT_MICROS);
-        match self
-            .ring
-            .submitter()
-            .submit_with_args(limits::STREAMING_WAIT_COMPLETIONS, &args)
-        {
-            Ok(_) => Ok(()),
-            // The short wait ended with nothing ready (ETIME), as `enter`'s cases otherwise.
-            Err(err)
-                if matches!(
-                    err.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err),
-        }
+        entered(
+            self.ring
+                .submitter()
+                .submit_with_args(limits::STREAMING_WAIT_COMPLETIONS, &args),
+        )
     }
 
+    /// Submits the queued SQEs and, with `want` 1, waits for a completion.
     pub fn enter(&mut self, want: usize) -> io::Result<()> {
-        match self.ring.submit_and_wait(want) {
-            Ok(_) => Ok(()),
-            // Interrupted, or the completion queue is backed up: reaping comes next either way.
-            Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
-            Err(err) => Err(err),
-        }
+        entered(self.ring.submit_and_wait(want))
     }
 
     /// Queues one SQE. When the kernel refuses to take more because its completion queue is
@@ -231,5 +214,23 @@ impl Io {
             .user_data(token.encode());
         // SAFETY: a MSG_RING with data names no memory (it posts a value to the other ring).
         unsafe { self.push(&entry) };
+    }
+}
+
+/// What an enter returned, as the loop sees it: interrupted (EINTR), the completion queue
+/// backed up (EBUSY) or a short wait ended with nothing ready (ETIME, `enter_streaming`) are
+/// no errors, since reaping comes next either way.
+fn entered(result: io::Result<usize>) -> io::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if matches!(
+                err.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::ETIME)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err),
     }
 }
