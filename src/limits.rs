@@ -40,6 +40,9 @@ pub const AUTH_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 pub const RING_ENTRIES: u32 = 4096;
 /// Completion queue entries per shard ring (multishot ops post many CQEs per SQE).
 pub const RING_COMPLETION_ENTRIES: u32 = 4 * RING_ENTRIES;
+/// Entries of the ring that checks at start-up that io_uring is usable (`check_io_uring`), in
+/// both of its queues: it runs one no-op, and is dropped at once.
+pub const PROBE_RING_ENTRIES: u32 = 4;
 /// Initial capacity of the batch of non-receive completions handled per round.
 pub const COMPLETION_BATCH_MAX: usize = 512;
 /// Received bytes one loop round handles before it flushes what they produced. Sends are queued

@@ -33,6 +33,11 @@ fn main() -> ExitCode {
         eprintln!("natsring: cannot open the log file: {err}");
         return ExitCode::from(1);
     }
+    // Before anything is logged: without io_uring, one line says why (see `check_io_uring`).
+    if let Err(err) = natsring::check_io_uring() {
+        natsring::log_fatal!("{err}");
+        return ExitCode::from(1);
+    }
     // Signals are registered before the shards start so none arrives unhandled.
     let mut signals = match Signals::new([SIGINT, SIGTERM, SIGUSR1]) {
         Ok(signals) => signals,

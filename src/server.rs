@@ -108,6 +108,8 @@ impl Drop for FailStop {
 impl Server {
     /// Binds, starts every shard and returns once all of them are ready to accept.
     pub fn start(options: Options) -> io::Result<ServerHandle> {
+        // Before binding: when io_uring is refused, that is what the error says.
+        crate::shard::check_io_uring()?;
         let shard_count = resolved_shards(options.shards);
         let listeners = bind_listeners(&options.host, options.port, shard_count)?;
         let port = listeners[0].local_addr()?.port();

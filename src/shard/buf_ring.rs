@@ -104,12 +104,7 @@ impl BufRing {
         unsafe {
             submitter.register_buf_ring_with_flags(entries.base.as_ptr() as u64, count, group_id, 0)
         }
-        .map_err(|err| {
-            io::Error::new(
-                err.kind(),
-                format!("registering the provided-buffer ring failed (Linux 5.19+ needed): {err}"),
-            )
-        })?;
+        .map_err(|err| super::ring::buffer_ring_refused(&err))?;
         let mut ring = BufRing {
             entries,
             buffers,

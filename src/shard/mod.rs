@@ -95,6 +95,7 @@ use crate::xshard::ShardId;
 pub use conn::ConnKind;
 use conn::{close_fd, ConnState, RecvState, Transport};
 use core::Core;
+pub use ring::check_io_uring;
 use ring::{OpKind, Token};
 pub use settings::Settings;
 pub use shared::Shared;
