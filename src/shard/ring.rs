@@ -169,10 +169,26 @@ pub fn create() -> io::Result<IoUring> {
 /// `io_uring_setup`, `io_uring_register` and `io_uring_enter` is tried. `Server::start` runs
 /// it before binding and `main` before it logs anything, so whatever refuses io_uring, the
 /// user gets the same single line: what refused it, and how to allow it.
+///
+/// The probe runs on a thread of its own, which has exited when this returns. The kernel
+/// tears a closed ring down later, from a work queue, and then interrupts each thread that
+/// used it (task work with TWA_SIGNAL) to detach it: a caller's blocking receive with a
+/// timeout would fail with EINTR milliseconds later (seen in a test). A thread that exited
+/// was detached when it exited.
 pub fn check_io_uring() -> io::Result<()> {
     static CHECKED: OnceLock<Result<(), (io::ErrorKind, String)>> = OnceLock::new();
     CHECKED
-        .get_or_init(|| probe().map_err(|err| (err.kind(), err.to_string())))
+        .get_or_init(|| {
+            let checked = std::thread::Builder::new()
+                .name("io_uring-check".to_string())
+                .spawn(probe)
+                .and_then(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("the io_uring check panicked")))
+                });
+            checked.map_err(|err| (err.kind(), err.to_string()))
+        })
         .clone()
         .map_err(|(kind, message)| io::Error::new(kind, message))
 }
