@@ -35,6 +35,16 @@ pub const WRITE_DEADLINE_MS_DEFAULT: u64 = 10_000;
 /// Authentication timeout (nats-server `AUTH_TIMEOUT`, 2 s); runs only when auth is required.
 pub const AUTH_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 
+/// How long a start waits for its address while another socket listens there, before it fails
+/// as nats-server does (`bind: address already in use`). After `kill -9` the kernel tears the
+/// dead server's io_uring down asynchronously, and until then its armed multishot accept keeps
+/// the listener: 5-12 ms here (nats-server's port is free within 0.2 ms), while supervisors
+/// and test harnesses restart at once. 2 s covers that teardown on a loaded machine many times
+/// over, and still reports a port held by a live server promptly.
+pub const ADDRESS_IN_USE_WAIT_MS_MAX: u64 = 2_000;
+/// Pause between two tries while waiting for the address: a restart is late by at most this.
+pub const ADDRESS_IN_USE_RETRY_MS: u64 = 1;
+
 /// Submission queue entries per shard ring. A full queue is submitted and retried, so this
 /// bounds batch size, not correctness.
 pub const RING_ENTRIES: u32 = 4096;
@@ -159,3 +169,4 @@ const _: () = assert!(RECV_BYTES_PER_ROUND_MAX >= RECV_BUFFER_BYTES as usize);
 const _: () = assert!(FIRST_PING_INTERVAL_MS < PING_INTERVAL_MS_DEFAULT);
 const _: () = assert!(SHARDS_MAX <= 1 << 8);
 const _: () = assert!(TIMER_TICK_MS < 1000 && PUBLISHER_PAUSE_MS_MAX < TIMER_TICK_MS);
+const _: () = assert!(ADDRESS_IN_USE_RETRY_MS < ADDRESS_IN_USE_WAIT_MS_MAX);

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{mpsc, Arc, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -452,9 +453,7 @@ fn bind_listeners_at(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpL
     // random port (0) needs no probe: the first socket gets a free one from the kernel and the
     // others join it.
     if addr.port() != 0 {
-        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        probe.set_reuse_address(true)?;
-        probe.bind(&addr.into())?;
+        wait_until_unused(addr)?;
     }
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(count);
@@ -471,6 +470,35 @@ fn bind_listeners_at(host: &str, port: u16, count: usize) -> io::Result<Vec<TcpL
     }
     debug_assert!(listeners.iter().all(|l| l.as_raw_fd() >= 0));
     Ok(listeners)
+}
+
+/// Returns once no socket listens on `addr` (a plain bind, SO_REUSEADDR without SO_REUSEPORT,
+/// succeeds), or the bind's error. A server killed just before (`kill -9`) keeps its port
+/// until the kernel has torn its rings down, milliseconds later and asynchronously, so "in
+/// use" is retried for `limits::ADDRESS_IN_USE_WAIT_MS_MAX`, with one warning: a restart at
+/// once serves instead of failing, and a port a live server holds still fails, after the wait.
+fn wait_until_unused(addr: SocketAddr) -> io::Result<()> {
+    let started = Instant::now();
+    let wait = Duration::from_millis(limits::ADDRESS_IN_USE_WAIT_MS_MAX);
+    let mut warned = false;
+    loop {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        match probe.bind(&addr.into()) {
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse && started.elapsed() < wait => {
+                if !warned {
+                    crate::log_warn!(
+                        "Address {addr} is in use, waiting up to {}s for it to be released (a \
+                         server that just exited may still hold it)",
+                        wait.as_secs_f64()
+                    );
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(limits::ADDRESS_IN_USE_RETRY_MS));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// The CPUs this process may run on, in order.

@@ -151,7 +151,8 @@ fn signal(child: &std::process::Child, signal: i32) {
 
 /// A port already taken is a fatal error that names the address, as nats-server's does
 /// (`Error listening on port: 127.0.0.1:4222, "listen tcp 127.0.0.1:4222: bind: address
-/// already in use"`), with status 1.
+/// already in use"`), with status 1, once natsring has waited `ADDRESS_IN_USE_WAIT_MS_MAX`
+/// for it (see tests/deploy.rs).
 #[test]
 fn a_taken_port_is_fatal_and_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

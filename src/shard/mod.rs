@@ -176,7 +176,11 @@ impl Shard {
         })
     }
 
-    /// The event loop. Returns when the server stops and every connection is gone.
+    /// The event loop. Returns when the server stops, every connection is gone and every
+    /// accept has ended, with the listeners closed: the port is free when it returns. (An
+    /// accept still armed when the ring is dropped keeps its listener until the kernel has
+    /// torn the ring down, asynchronously, milliseconds later: a server started then found
+    /// the port in use.)
     pub fn run(mut self) -> io::Result<()> {
         self.arm_accepts();
         self.io.arm_timer();
@@ -191,7 +195,7 @@ impl Shard {
         let mut answered = false;
         // Bytes the last round received.
         let mut received = 0usize;
-        while !(self.stopping && self.core.conns.is_empty()) {
+        while !(self.stopping && self.core.conns.is_empty() && !self.accepting()) {
             // Wait only when nothing that can be handled now is left over.
             let mut want = usize::from(!ready_left && self.io.early.is_empty());
             // An idle period: this round's work is submitted and nothing is ready.
@@ -263,7 +267,15 @@ impl Shard {
         // What the last round queued (peers' wake-ups while stopping) goes out too.
         self.io.enter(0)?;
         self.core.publish_stats();
+        // No operation names them any more: closing them frees the port now.
+        self.listeners.clear();
         Ok(())
+    }
+
+    /// Whether a multishot accept is armed on any listener (`begin_stop` cancels them; each
+    /// ends with a completion without IORING_CQE_F_MORE).
+    fn accepting(&self) -> bool {
+        self.listeners.iter().any(|listener| listener.accept_armed)
     }
 
     /// Whether there is something to reap: a posted completion, deferred task work the kernel
