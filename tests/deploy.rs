@@ -335,3 +335,80 @@ fn a_port_held_by_a_live_nats_server_is_refused_after_the_wait() {
     // The reference still serves: nothing was shared with it.
     common::assert_serves(port);
 }
+/// The anchor the error line points at is a README heading.
+#[test]
+fn readme_has_the_section_the_error_points_at() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme
+            .lines()
+            .any(|line| line == "## Running in containers and under systemd"),
+        "README heading for {README_ANCHOR}"
+    );
+}
+
+/// The git blob id of moby's `profiles/seccomp/default.json` that `deploy/seccomp-io_uring.json`
+/// starts from (github.com/moby/profiles at seccomp/v0.2.3, as vendored by moby/moby).
+const DOCKER_DEFAULT_PROFILE_BLOB: &str = "ea5a494afb8d64898fa0f4f47ae0c4f5ba9cbbc9";
+
+/// The io_uring calls the profile adds to Docker's default.
+const IO_URING_CALLS: [&str; 3] = ["io_uring_enter", "io_uring_register", "io_uring_setup"];
+
+/// `deploy/seccomp-io_uring.json` is well-formed, allows the three io_uring calls without
+/// conditions, and is Docker's default profile byte for byte once their three lines are
+/// taken out (the same git blob).
+#[test]
+fn seccomp_profile_is_dockers_default_plus_io_uring() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/seccomp-io_uring.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let profile: serde_json::Value = serde_json::from_str(&text).expect("well-formed JSON");
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
+    let rules = profile["syscalls"].as_array().unwrap();
+    for call in IO_URING_CALLS {
+        let naming: Vec<&serde_json::Value> = rules
+            .iter()
+            .filter(|rule| {
+                rule["names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|name| name == call)
+            })
+            .collect();
+        assert_eq!(naming.len(), 1, "{call} in one rule");
+        let rule = naming[0].as_object().unwrap();
+        assert_eq!(rule["action"], "SCMP_ACT_ALLOW", "{call}");
+        assert!(
+            rule.keys().all(|key| key == "names" || key == "action"),
+            "{call} allowed without conditions: {rule:?}"
+        );
+    }
+    let added: Vec<String> = IO_URING_CALLS
+        .iter()
+        .map(|call| format!("\t\t\t\t\"{call}\",\n"))
+        .collect();
+    let mut original = text.clone();
+    for line in &added {
+        assert_eq!(original.matches(line.as_str()).count(), 1, "{line:?}");
+        original = original.replacen(line.as_str(), "", 1);
+    }
+    let hashed = Command::new("git")
+        .args(["hash-object", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut git| {
+            use std::io::Write;
+            git.stdin.take().unwrap().write_all(original.as_bytes())?;
+            git.wait_with_output()
+        });
+    match hashed {
+        Ok(output) if output.status.success() => assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            DOCKER_DEFAULT_PROFILE_BLOB,
+            "without the io_uring lines, the profile is Docker's default unchanged"
+        ),
+        _ => eprintln!("skipped the comparison with Docker's default profile: no git here"),
+    }
+}

@@ -341,9 +341,9 @@ fn explain(call: Call, errno: i32, host: &Confinement) -> String {
         (libc::EPERM | libc::ENOSYS, _) if host.seccomp_filtered => format!(
             "this process's seccomp filter blocks it ({name} failed with {errno_name}), as \
              Docker's default seccomp profile does: run the container with --security-opt \
-             seccomp=seccomp-io_uring.json (in natsring's deploy/), or under Kubernetes with a \
-             Localhost seccompProfile allowing io_uring_setup, io_uring_enter and \
-             io_uring_register"
+             seccomp=seccomp-io_uring.json (in natsring's deploy/), or allow io_uring_setup, \
+             io_uring_enter and io_uring_register in the Kubernetes seccompProfile or the \
+             systemd SystemCallFilter="
         ),
         (libc::ENOSYS, _) => format!(
             "this kernel has none ({name} failed with ENOSYS: built without CONFIG_IO_URING, \
