@@ -23,23 +23,25 @@ const README_ANCHOR: &str = "README.md#running-in-containers-and-under-systemd";
 fn seccomp_filter(number: libc::c_long, errno: i32) -> [libc::sock_filter; 6] {
     // AUDIT_ARCH_X86_64: EM_X86_64 (62) | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE.
     const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-    let statement = |code: u32, k: u32| libc::sock_filter {
+    // A classic BPF instruction: `code` on `value`; a jump skips `if_true` or `if_false`
+    // instructions.
+    let statement = |code: u32, value: u32| libc::sock_filter {
         code: code as u16,
         jt: 0,
         jf: 0,
-        k,
+        k: value,
     };
-    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+    let jump = |code: u32, value: u32, if_true: u8, if_false: u8| libc::sock_filter {
         code: code as u16,
-        jt,
-        jf,
-        k,
+        jt: if_true,
+        jf: if_false,
+        k: value,
     };
-    let arch = std::mem::offset_of!(libc::seccomp_data, arch) as u32;
-    let nr = std::mem::offset_of!(libc::seccomp_data, nr) as u32;
+    let arch_offset = std::mem::offset_of!(libc::seccomp_data, arch) as u32;
+    let number_offset = std::mem::offset_of!(libc::seccomp_data, nr) as u32;
     [
         // 0: load the architecture; 1: not x86_64 -> 5 (allow).
-        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, arch),
+        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, arch_offset),
         jump(
             libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
             AUDIT_ARCH_X86_64,
@@ -47,7 +49,7 @@ fn seccomp_filter(number: libc::c_long, errno: i32) -> [libc::sock_filter; 6] {
             3,
         ),
         // 2: load the system call number; 3: the one refused -> 4, else -> 5.
-        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, nr),
+        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, number_offset),
         jump(
             libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
             number as u32,
