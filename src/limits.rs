@@ -156,6 +156,25 @@ pub const CONNECTIONS_PER_SHARD_MAX: usize = 1 << 24;
 /// Longest `server_name` accepted.
 pub const SERVER_NAME_BYTES_MAX: usize = 256;
 
+/// Configuration files (`config::conf`). nats-server bounds none of these: a file that includes
+/// itself overflows its stack, and variables can copy a value exponentially often.
+///
+/// Files included inside included files, at most: real setups nest two or three deep.
+pub const CONF_INCLUDE_DEPTH_MAX: usize = 64;
+/// Maps, arrays and top-level `{ }` blocks nested in one another, at most (also the depth of
+/// the parsed tree, including what variables and includes put there): bounds the recursion
+/// of the scanner and of everything that walks the tree.
+pub const CONF_NESTING_DEPTH_MAX: usize = 128;
+/// Environment variables whose values reference further environment variables, nested at
+/// most (nats-server stops only at a cycle).
+pub const CONF_ENVIRONMENT_DEPTH_MAX: usize = 16;
+/// Bytes read in total for one configuration: the file, its includes (each time included) and
+/// the environment values parsed. Large real files are JWT preloads, a few MiB.
+pub const CONF_INPUT_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Approximate bytes of the parsed tree (items, keys and strings), counting every copy a
+/// variable reference makes: what a "billion laughs" file would otherwise multiply.
+pub const CONF_TREE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
 const _: () = assert!(OUTBOUND_CHATTER_CAPACITY_BYTES_MAX < OUTBOUND_IDLE_CAPACITY_BYTES_MAX);
 const _: () = assert!(RECV_BUFFER_COUNT.is_power_of_two());
 const _: () = assert!(
@@ -170,3 +189,7 @@ const _: () = assert!(FIRST_PING_INTERVAL_MS < PING_INTERVAL_MS_DEFAULT);
 const _: () = assert!(SHARDS_MAX <= 1 << 8);
 const _: () = assert!(TIMER_TICK_MS < 1000 && PUBLISHER_PAUSE_MS_MAX < TIMER_TICK_MS);
 const _: () = assert!(ADDRESS_IN_USE_RETRY_MS < ADDRESS_IN_USE_WAIT_MS_MAX);
+const _: () = assert!(
+    CONF_INPUT_BYTES_MAX <= CONF_TREE_BYTES_MAX,
+    "a file's own strings fit the tree"
+);

@@ -10,6 +10,7 @@
 //! to path flags mean "not set" (as in nats-server).
 
 mod cli;
+pub mod conf;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
