@@ -64,6 +64,20 @@ impl<'environment> Session<'environment> {
         }
     }
 
+    /// A session with smaller budgets, so tests reach them quickly.
+    #[cfg(test)]
+    pub fn with_budgets(
+        environment: Environment<'environment>,
+        input_bytes: usize,
+        tree_bytes: usize,
+    ) -> Session<'environment> {
+        Session {
+            input_bytes_left: input_bytes,
+            tree_bytes_left: tree_bytes,
+            ..Session::new(environment)
+        }
+    }
+
     /// Reads and parses the file at `path` (as nats-server names it: the path given, or an
     /// include's joined path). `pedantic` is nats-server's mode; outside it, read errors are
     /// prefixed `error opening config file: `.
