@@ -1190,3 +1190,52 @@ fn bytes_that_are_not_utf8_are_replaced() {
     let map = parse_bytes(b"a = \"x\\xff\"\nb = \xfe\n", None, &no_environment).unwrap();
     assert_eq!(plain_map(&map), json!({"a": "x\u{FFFD}", "b": "\u{FFFD}"}));
 }
+
+// ---- The corpus (tests/conf/corpus), classified by nats-server -t. ----
+
+/// Messages of nats-server's option layer, which rejects some files this layer accepts.
+fn is_option_layer_error(message: &str) -> bool {
+    [
+        ": unknown field ",
+        ": interface conversion: ",
+        ": invalid use of field ",
+        ": config has no values or is empty",
+    ]
+    .iter()
+    .any(|marker| message.contains(marker))
+}
+
+#[test]
+fn corpus_agrees_with_nats_server() {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conf/corpus");
+    let record = std::fs::read_to_string(directory.join("nats-server-t.txt")).unwrap();
+    let prefix = format!("{}/", directory.display());
+    let mut files = 0;
+    for line in record.lines() {
+        let (name, said) = line.split_once('\t').unwrap();
+        let said = said.strip_prefix("nats-server: ").unwrap();
+        let outcome = parse_file_quietly(&directory.join(name));
+        let valid = format!("configuration file {name} is valid (");
+        if let Some(digest_text) = said.strip_prefix(&valid) {
+            assert!(name.starts_with("accept-"), "{name}");
+            let map = outcome.unwrap_or_else(|error| panic!("{name}: {error}"));
+            assert_eq!(format!("{})", digest(&map)), digest_text, "{name}");
+        } else {
+            assert!(name.starts_with("reject-"), "{name}");
+            match outcome {
+                Err(error) => assert_eq!(error.to_string().replace(&prefix, ""), said, "{name}"),
+                Ok(_) => assert!(is_option_layer_error(said), "{name}: {said}"),
+            }
+        }
+        files += 1;
+    }
+    assert!(files >= 60, "{files} files in the corpus record");
+    let on_disk = std::fs::read_dir(&directory)
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".conf")
+        })
+        .count();
+    assert_eq!(on_disk, files, "every corpus file is in nats-server-t.txt");
+}
