@@ -7,6 +7,10 @@
 //!
 //! # How nats-server lexes, and therefore how this does
 //!
+//! The reference is nats-server 2.15.1 as released: its `conf/lex.go` is the 2.15.0 source
+//! plus nats-server commit cdf3fcf4c (a unit suffix followed by anything but the end of the
+//! value makes the token a string: `1k5`, `5e7bcd`), which the binary was checked to have.
+//!
 //! The grammar is written as one function per context (the top level, a top-level `{ }` block,
 //! a key, a value, an array, a map, a string, a number, an include), each a loop over
 //! characters. Those functions make exactly the decisions nats-server's lexer makes, including
@@ -308,9 +312,10 @@ impl Scanner<'_, '_> {
     /// One more level of maps, arrays or blocks, or an error past the limit.
     fn enter_nesting(&mut self) -> Step {
         if self.nesting_depth >= self.nesting_depth_max {
+            // The allowance of an included file is what its include site left of the limit.
             let message = format!(
                 "Maps, arrays and blocks nested deeper than {} levels (natsring's limit).",
-                self.nesting_depth_max
+                crate::limits::CONF_NESTING_DEPTH_MAX
             );
             return Err(self.error(&message));
         }
@@ -936,8 +941,9 @@ impl Scanner<'_, '_> {
         }
     }
 
-    /// After a unit's first letter: any of `bBiI`, then an integer if what follows ends it (or
-    /// is a digit), else a string.
+    /// After a unit's first letter: any of `bBiI`, then an integer if what follows ends it,
+    /// else (even a digit: `1k5`, `5e7bcd`) a string. The 2.15.0 source ended the integer at a
+    /// digit; nats-server 2.15.1 has the later fix (nats-server commit cdf3fcf4c).
     fn unit_suffix(&mut self) -> Step {
         loop {
             let character = self.next();
@@ -945,7 +951,7 @@ impl Scanner<'_, '_> {
                 continue;
             }
             self.back();
-            if ends_number(character) || go::is_digit(character) {
+            if ends_number(character) {
                 return self.emit(TokenKind::Integer);
             }
             return self.unquoted_string();

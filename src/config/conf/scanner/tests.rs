@@ -409,6 +409,20 @@ fn a_number_that_turns_into_a_string_keeps_the_character_that_did_it() {
 }
 
 #[test]
+fn a_unit_suffix_followed_by_more_is_a_string() {
+    // nats-server 2.15.1 (commit cdf3fcf4c, after the 2.15.0 source): even a digit after the
+    // suffix makes the token a string. Its lex_test.go cases:
+    assert_tokens("foo = 0K1abc", &[(Key, "foo", 1, 0), (Str, "0K1abc", 1, 6)]);
+    assert_tokens("foo = 5e7bcd", &[(Key, "foo", 1, 0), (Str, "5e7bcd", 1, 6)]);
+    assert_tokens(
+        "foo = 4e2abc,",
+        &[(Key, "foo", 1, 0), (Str, "4e2abc", 1, 6)],
+    );
+    assert_tokens("foo = 1k5", &[(Key, "foo", 1, 0), (Str, "1k5", 1, 6)]);
+    assert_tokens("foo = 1kb0", &[(Key, "foo", 1, 0), (Str, "1kb0", 1, 6)]);
+}
+
+#[test]
 fn numbers_addresses_and_datetimes() {
     assert_tokens(
         "a = [-12, 1.5, 1.2.3, 127.0.0.1:4222, 2016-05-04T18:53:41Z, 1kib, 2Ghz, 3kbb, -1.2.3 ]",
