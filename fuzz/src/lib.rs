@@ -5,6 +5,7 @@
 //! files and directories through the same function (see [`replay`]). A check panics on a
 //! finding; it never returns an error.
 
+pub mod conf_parse;
 pub mod connect_json;
 pub mod msg_writer;
 pub mod parser_splits;

@@ -19,7 +19,7 @@ use super::tree::{Map, Value};
 
 /// `sha256:<64 lower-case hex digits>` of `map` encoded as nats-server's Go encodes it.
 pub fn digest(map: &Map) -> String {
-    let json = encode(map);
+    let json = encode_json(map);
     let hash = Sha256::digest(&json);
     let mut text = String::with_capacity("sha256:".len() + 64);
     text.push_str("sha256:");
@@ -29,8 +29,9 @@ pub fn digest(map: &Map) -> String {
     text
 }
 
-/// The bytes Go's `json.NewEncoder(w).Encode(map)` writes (with its trailing newline).
-pub fn encode(map: &Map) -> Vec<u8> {
+/// The bytes Go's `json.NewEncoder(w).Encode(map)` writes (with its trailing newline): what
+/// [`digest`] hashes.
+pub fn encode_json(map: &Map) -> Vec<u8> {
     let mut json = Vec::new();
     encode_map(&mut json, map);
     json.push(b'\n');

@@ -3,11 +3,11 @@
 //! `nats-server -t` and the server use), and its digest. Not the meaning of any key: that is
 //! the option layer's.
 //!
-//! What it owns: the scanner ([`scanner`]: tokens, positions, lexer errors), the parser
-//! ([`parser`]: the tree, variables, includes, bounds), the digest ([`digest`]), and the few
-//! pieces of Go's standard library whose behaviour shows in results ([`go`]). It reads files
-//! (the one given and its includes) and, through an injectable lookup, the environment; it
-//! writes nothing and keeps no state between calls.
+//! What it owns: the scanner (`scanner`: tokens, positions, lexer errors), the parser
+//! (`parser`: the tree, variables, includes, bounds), the digest (`digest`), the tree's types
+//! (`tree`), and the few pieces of Go's standard library whose behaviour shows in results
+//! (`go`). It reads files (the one given and its includes) and the environment, both through
+//! [`Sources`] (the process's by default); it writes nothing and keeps no state between calls.
 //!
 //! # The format
 //!
@@ -49,15 +49,48 @@ mod scanner;
 mod tree;
 
 use std::ffi::OsStr;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::limits;
 
-pub use digest::digest;
-pub use parser::Environment;
+pub use digest::{digest, encode_json};
 pub use tree::{Item, Map, Position, Value};
+
+/// How a variable is looked up in the environment: the value of `NAME`, if set.
+pub type Environment<'environment> = &'environment dyn Fn(&str) -> Option<String>;
+
+/// How a file is read: its bytes, of which more than `cap` make the parse fail (so reading
+/// `cap + 1` is enough).
+pub type ReadFile<'read> = &'read dyn Fn(&Path, usize) -> Result<Vec<u8>, ReadFailure>;
+
+/// Why a file could not be read, as Go's `os.ReadFile` tells it: which step failed (`"open"` or
+/// `"read"`) and the OS error (printed as Go prints errno).
+#[derive(Debug)]
+pub struct ReadFailure {
+    pub operation: &'static str,
+    pub error: io::Error,
+}
+
+/// What a parse reads besides its text: environment variables and (included) files. The
+/// process's are [`Sources::process`]; tests and the fuzz target give fixed ones.
+#[derive(Clone, Copy)]
+pub struct Sources<'sources> {
+    pub environment: Environment<'sources>,
+    pub read_file: ReadFile<'sources>,
+}
+
+impl Sources<'static> {
+    /// The process environment and the file system.
+    pub fn process() -> Sources<'static> {
+        Sources {
+            environment: &process_environment,
+            read_file: &read_file_from_disk,
+        }
+    }
+}
 
 /// A configuration format error. `Display` is nats-server's text (without the leading
 /// `nats-server: `), e.g. `Parse error on line 3: 'Unexpected EOF processing map.'`.
@@ -97,15 +130,40 @@ pub fn process_environment(name: &str) -> Option<String> {
     std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
 }
 
+/// Reads `path` as Go's `os.ReadFile` does, but at most `cap + 1` bytes.
+pub fn read_file_from_disk(path: &Path, cap: usize) -> Result<Vec<u8>, ReadFailure> {
+    let file = std::fs::File::open(path).map_err(|error| ReadFailure {
+        operation: "open",
+        error,
+    })?;
+    let mut text = Vec::new();
+    file.take(cap as u64 + 1)
+        .read_to_end(&mut text)
+        .map_err(|error| ReadFailure {
+            operation: "read",
+            error,
+        })?;
+    Ok(text)
+}
+
 /// Reads and parses the file at `path`. Errors reading it are Go's (`open /x: no such file or
 /// directory`, `read /etc: is a directory`); positions name the file as `path` is written.
 pub fn parse_file(path: &Path) -> Result<Map, ConfError> {
-    parse_file_with_env(path, &process_environment)
+    parse_file_with(path, Sources::process())
 }
 
 /// [`parse_file`] with `environment` as the environment.
 pub fn parse_file_with_env(path: &Path, environment: Environment<'_>) -> Result<Map, ConfError> {
-    let mut session = parser::Session::new(environment);
+    let sources = Sources {
+        environment,
+        read_file: &read_file_from_disk,
+    };
+    parse_file_with(path, sources)
+}
+
+/// [`parse_file`] reading through `sources`.
+pub fn parse_file_with(path: &Path, sources: Sources<'_>) -> Result<Map, ConfError> {
+    let mut session = parser::Session::new(sources);
     session.parse_file(
         path.as_os_str().as_bytes(),
         true,
@@ -116,22 +174,26 @@ pub fn parse_file_with_env(path: &Path, environment: Environment<'_>) -> Result<
 /// Parses `text`, which has no file: includes are relative to the current directory, and
 /// `config is invalid` names no file.
 pub fn parse_str(text: &str) -> Result<Map, ConfError> {
-    parse_str_with_env(text, &process_environment)
+    parse_bytes_with(text.as_bytes(), None, Sources::process())
 }
 
-/// [`parse_str`] with `environment` as the environment (tests and the fuzz target use a fixed
-/// one).
+/// [`parse_str`] with `environment` as the environment (tests use a fixed one).
 pub fn parse_str_with_env(text: &str, environment: Environment<'_>) -> Result<Map, ConfError> {
-    parse_bytes(text.as_bytes(), None, environment)
+    let sources = Sources {
+        environment,
+        read_file: &read_file_from_disk,
+    };
+    parse_bytes_with(text.as_bytes(), None, sources)
 }
 
-/// Parses `text` read from `file` (named as nats-server should name it; `None`: no file).
-pub fn parse_bytes(
+/// Parses `text` (bytes: nats-server reads files as bytes; what is not UTF-8 becomes U+FFFD)
+/// as if read from `file` (`None`: no file), reading through `sources`.
+pub fn parse_bytes_with(
     text: &[u8],
     file: Option<&Path>,
-    environment: Environment<'_>,
+    sources: Sources<'_>,
 ) -> Result<Map, ConfError> {
-    let mut session = parser::Session::new(environment);
+    let mut session = parser::Session::new(sources);
     session
         .charge_input(text.len())
         .map_err(|message| ConfError::new(message, None))?;

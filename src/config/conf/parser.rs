@@ -26,7 +26,6 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,16 +33,14 @@ use std::sync::Arc;
 use super::go;
 use super::scanner::{self, Stopped, Token, TokenKind, TokenSink};
 use super::tree::{Item, Map, Position, Value};
-use super::ConfError;
+use super::{ConfError, Sources};
 use crate::limits;
 
-/// How a variable is looked up in the environment: the value of `NAME`, if set.
-pub type Environment<'environment> = &'environment dyn Fn(&str) -> Option<String>;
-
 /// What one configuration shares across its file, its includes and the environment values it
-/// parses: the environment, the names being resolved through it, and the budgets.
-pub struct Session<'environment> {
-    environment: Environment<'environment>,
+/// parses: where it reads from, the names being resolved through the environment, and the
+/// budgets.
+pub struct Session<'sources> {
+    sources: Sources<'sources>,
     /// Names being resolved through the environment right now (nats-server's cycle check).
     environment_references: HashSet<String>,
     input_bytes_left: usize,
@@ -52,10 +49,10 @@ pub struct Session<'environment> {
     environment_depth: usize,
 }
 
-impl<'environment> Session<'environment> {
-    pub fn new(environment: Environment<'environment>) -> Session<'environment> {
+impl<'sources> Session<'sources> {
+    pub fn new(sources: Sources<'sources>) -> Session<'sources> {
         Session {
-            environment,
+            sources,
             environment_references: HashSet::new(),
             input_bytes_left: limits::CONF_INPUT_BYTES_MAX,
             tree_bytes_left: limits::CONF_TREE_BYTES_MAX,
@@ -67,14 +64,14 @@ impl<'environment> Session<'environment> {
     /// A session with smaller budgets, so tests reach them quickly.
     #[cfg(test)]
     pub fn with_budgets(
-        environment: Environment<'environment>,
+        sources: Sources<'sources>,
         input_bytes: usize,
         tree_bytes: usize,
-    ) -> Session<'environment> {
+    ) -> Session<'sources> {
         Session {
             input_bytes_left: input_bytes,
             tree_bytes_left: tree_bytes,
-            ..Session::new(environment)
+            ..Session::new(sources)
         }
     }
 
@@ -149,14 +146,8 @@ impl<'environment> Session<'environment> {
     fn read_file(&mut self, path: &[u8]) -> Result<Vec<u8>, String> {
         let name = String::from_utf8_lossy(path);
         let os_path = Path::new(OsStr::from_bytes(path));
-        let file = std::fs::File::open(os_path)
-            .map_err(|error| go::path_error_text("open", &name, &error))?;
-        let mut text = Vec::new();
-        // One byte past the budget tells "too large" from "exactly the budget".
-        let cap = self.input_bytes_left as u64 + 1;
-        file.take(cap)
-            .read_to_end(&mut text)
-            .map_err(|error| go::path_error_text("read", &name, &error))?;
+        let text = (self.sources.read_file)(os_path, self.input_bytes_left)
+            .map_err(|failure| go::path_error_text(failure.operation, &name, &failure.error))?;
         self.charge_input(text.len())?;
         Ok(text)
     }
@@ -358,8 +349,8 @@ enum Previous {
     Other,
 }
 
-struct Parser<'session, 'environment> {
-    session: &'session mut Session<'environment>,
+struct Parser<'session, 'sources> {
+    session: &'session mut Session<'sources>,
     /// The file being parsed, as nats-server names it (`None` for text without a file).
     file: Option<Arc<Path>>,
     /// Go's `filepath.Dir` of the file's name: where includes are found.
@@ -621,7 +612,7 @@ impl Parser<'_, '_> {
         if name.is_empty() || name.contains(['=', '\0']) {
             return Ok(None);
         }
-        let Some(text) = (self.session.environment)(name) else {
+        let Some(text) = (self.session.sources.environment)(name) else {
             return Ok(None);
         };
         if self.session.environment_depth >= limits::CONF_ENVIRONMENT_DEPTH_MAX {

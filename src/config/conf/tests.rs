@@ -29,6 +29,14 @@ fn probe_environment(name: &str) -> Option<String> {
     Some(value.to_string())
 }
 
+/// No environment; the file system.
+fn quiet_sources() -> Sources<'static> {
+    Sources {
+        environment: &no_environment,
+        read_file: &read_file_from_disk,
+    }
+}
+
 fn parse(text: &str) -> Map {
     parse_str_with_env(text, &no_environment)
         .unwrap_or_else(|error| panic!("{text:?} did not parse: {error}"))
@@ -568,7 +576,7 @@ fn digests_match_nats_server() {
 fn the_digest_is_of_go_json() {
     let map = parse("b = [1, 2.5, \"<x>\", true, 2016-05-04T18:53:41Z]\na { d = {}, c = [] }");
     assert_eq!(
-        String::from_utf8(digest::encode(&map)).unwrap(),
+        String::from_utf8(encode_json(&map)).unwrap(),
         "{\"a\":{\"c\":[],\"d\":{}},\"b\":[1,2.5,\"\\u003cx\\u003e\",true,\"2016-05-04T18:53:41Z\"]}\n"
     );
 }
@@ -1103,7 +1111,7 @@ fn input_is_bounded() {
     let directory = TemporaryDirectory::new();
     directory.write("small.conf", &format!("# {}\n", "x".repeat(1000)));
     let main = directory.write("main.conf", &"include small.conf\n".repeat(20));
-    let mut session = parser::Session::with_budgets(&no_environment, 10_000, usize::MAX);
+    let mut session = parser::Session::with_budgets(quiet_sources(), 10_000, usize::MAX);
     let path = main.as_os_str().as_encoded_bytes();
     let error = session.parse_file(path, true, 8).unwrap_err().to_string();
     assert!(
@@ -1123,7 +1131,7 @@ fn variable_copies_are_bounded() {
         let copies = vec![previous.as_str(); 10].join(", ");
         text.push_str(&format!("a{level} = [{copies} ]\n"));
     }
-    let mut session = parser::Session::with_budgets(&no_environment, usize::MAX, 10_000_000);
+    let mut session = parser::Session::with_budgets(quiet_sources(), usize::MAX, 10_000_000);
     let error = session
         .parse_text(text.as_bytes(), None, true, 8)
         .unwrap_err();
@@ -1141,7 +1149,7 @@ fn variable_copies_are_bounded() {
         .take(3)
         .map(|line| format!("{line}\n"))
         .collect();
-    let mut session = parser::Session::with_budgets(&no_environment, usize::MAX, 10_000_000);
+    let mut session = parser::Session::with_budgets(quiet_sources(), usize::MAX, 10_000_000);
     let map = session
         .parse_text(three_levels.as_bytes(), None, true, 8)
         .unwrap();
@@ -1187,7 +1195,11 @@ fn environment_references_nest_at_most_the_limit() {
 
 #[test]
 fn bytes_that_are_not_utf8_are_replaced() {
-    let map = parse_bytes(b"a = \"x\\xff\"\nb = \xfe\n", None, &no_environment).unwrap();
+    let sources = Sources {
+        environment: &no_environment,
+        read_file: &read_file_from_disk,
+    };
+    let map = parse_bytes_with(b"a = \"x\\xff\"\nb = \xfe\n", None, sources).unwrap();
     assert_eq!(plain_map(&map), json!({"a": "x\u{FFFD}", "b": "\u{FFFD}"}));
 }
 
