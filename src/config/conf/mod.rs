@@ -18,9 +18,15 @@
 //! else, not even `\u`), block strings `(` to a `)` alone on a line; booleans `true false yes
 //! no on off` in any case; integers with an optional unit suffix, `k m g t p e` (×1000^n) or
 //! `kb ki kib mb ...` (×1024^n), in any case; floats `1.5`; datetimes `2006-01-02T15:04:05Z`;
-//! things like `127.0.0.1:4222` and `1.2.3` are strings; `$NAME` variables; `include path`.
-//! The scanner's module docs list the accidents of nats-server's lexer reproduced here (so
-//! `[1, 2]` is not an array of two integers).
+//! things like `127.0.0.1:4222` and `1.2.3` are strings. `$NAME` is a key set earlier in an
+//! enclosing map (innermost first), else an environment variable parsed as a value; the
+//! definition it used is marked [`Item::used_variable`]. `include path` merges a file's keys
+//! into the current map; the path is relative to the including file's directory, even when it
+//! is absolute (Go's `filepath.Join`). The scanner's module docs list the accidents of
+//! nats-server's lexer reproduced here (so `[1, 2]` is not an array of two integers).
+//!
+//! The reference is the nats-server 2.15.1 binary (`nats-server -t`), checked by hand and by
+//! random differential runs; its lexer has one fix the 2.15.0 source lacks (see `scanner`).
 //!
 //! # Positions
 //!

@@ -468,7 +468,9 @@ fn top_level_blocks() {
 #[test]
 fn nats_server_digest_cases() {
     // parse_test.go `TestParseDigest`: the digests are nats-server's own.
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    // (main file, included files (name, text), digest)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("foo = bar", &[], "sha256:226e49e13d16e5e8aa0d62e58cd63361bf097d3e2b2444aa3044334628a2e8de"),
         ("# Comments and whitespace have no effect\n foo = bar\n ", &[], "sha256:226e49e13d16e5e8aa0d62e58cd63361bf097d3e2b2444aa3044334628a2e8de"),
         ("# Syntax changes have no effect\n 'foo': 'bar'\n ", &[], "sha256:226e49e13d16e5e8aa0d62e58cd63361bf097d3e2b2444aa3044334628a2e8de"),
@@ -1128,7 +1130,7 @@ fn variable_copies_are_bounded() {
     let mut text = String::from("a0 = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1 ]\n");
     for level in 1..7 {
         let previous = format!("$a{}", level - 1);
-        let copies = vec![previous.as_str(); 10].join(", ");
+        let copies = [previous.as_str(); 10].join(", ");
         text.push_str(&format!("a{level} = [{copies} ]\n"));
     }
     let mut session = parser::Session::with_budgets(quiet_sources(), usize::MAX, 10_000_000);
