@@ -89,46 +89,79 @@ pub fn check(data: &[u8]) {
         environment: &environment,
         read_file: &read_file,
     };
+    let texts = Texts::new(&text);
     // One tree at a time: a tree may take the whole tree budget (256 MiB).
-    let first = fingerprint(&text, parse_bytes_with(text.as_bytes(), None, sources));
-    let second = fingerprint(&text, parse_bytes_with(text.as_bytes(), None, sources));
+    let first = fingerprint(&texts, parse_bytes_with(text.as_bytes(), None, sources));
+    let second = fingerprint(&texts, parse_bytes_with(text.as_bytes(), None, sources));
     assert_eq!(first, second, "two parses of {text:?} differ");
 }
 
 /// What a parse must give each time: the digest, or the error; checked on the way.
-fn fingerprint(text: &str, outcome: Result<Map, ConfError>) -> Result<String, ConfError> {
+fn fingerprint(texts: &Texts<'_>, outcome: Result<Map, ConfError>) -> Result<String, ConfError> {
     match outcome {
         Ok(map) => {
-            check_tree(text, &map);
+            check_tree(texts, &map);
             Ok(digest(&map))
         }
         Err(error) => {
-            check_error(text, &error);
+            check_error(texts, &error);
             Err(error)
         }
     }
 }
 
-/// The text a position's file holds: the input, or a fake file.
-fn text_of<'text>(input: &'text str, position: &Position) -> &'text str {
-    match &position.file {
-        None => input,
-        Some(path) => {
-            let name = path.to_string_lossy();
-            FILES
-                .iter()
-                .find(|(file, _)| *file == name)
-                .map(|(_, text)| *text)
-                .unwrap_or_else(|| panic!("a position in {name}, which was never read"))
+/// A text positions may point into, with its line count (counted once: a tree can hold
+/// millions of items).
+struct Text<'text> {
+    text: &'text str,
+    lines: usize,
+}
+
+impl<'text> Text<'text> {
+    fn new(text: &'text str) -> Text<'text> {
+        let lines = text.bytes().filter(|&byte| byte == b'\n').count() + 1;
+        Text { text, lines }
+    }
+}
+
+/// The input and the fake files, as positions name them.
+struct Texts<'text> {
+    input: Text<'text>,
+    files: Vec<(&'static str, Text<'static>)>,
+}
+
+impl<'text> Texts<'text> {
+    fn new(input: &'text str) -> Texts<'text> {
+        let files = FILES
+            .iter()
+            .map(|&(name, text)| (name, Text::new(text)))
+            .collect();
+        Texts {
+            input: Text::new(input),
+            files,
+        }
+    }
+
+    /// The text a position's file holds: the input, or a fake file.
+    fn of(&self, position: &Position) -> &Text<'_> {
+        match &position.file {
+            None => &self.input,
+            Some(path) => {
+                let name = path.to_string_lossy();
+                self.files
+                    .iter()
+                    .find(|(file, _)| *file == name)
+                    .map(|(_, text)| text)
+                    .unwrap_or_else(|| panic!("a position in {name}, which was never read"))
+            }
         }
     }
 }
 
-fn check_position(input: &str, position: &Position) {
-    let text = text_of(input, position);
-    let lines = text.bytes().filter(|&byte| byte == b'\n').count() + 1;
+fn check_position(texts: &Texts<'_>, position: &Position) {
+    let Text { text, lines } = texts.of(position);
     assert!(
-        (1..=lines).contains(&position.line),
+        (1..=*lines).contains(&position.line),
         "line {} outside 1..={lines} in {text:?}",
         position.line
     );
@@ -140,10 +173,10 @@ fn check_position(input: &str, position: &Position) {
     );
 }
 
-fn check_error(input: &str, error: &ConfError) {
+fn check_error(texts: &Texts<'_>, error: &ConfError) {
     assert!(!error.message().is_empty());
     if let Some(position) = error.position() {
-        check_position(input, position);
+        check_position(texts, position);
     }
 }
 
@@ -165,28 +198,28 @@ fn depth(value: &Value, around: usize) -> usize {
         .unwrap_or(0)
 }
 
-fn check_items(input: &str, map: &Map) {
+fn check_items(texts: &Texts<'_>, map: &Map) {
     for (_, item) in map.iter() {
-        check_item(input, item);
+        check_item(texts, item);
     }
 }
 
-fn check_item(input: &str, item: &Item) {
-    check_position(input, &item.position);
+fn check_item(texts: &Texts<'_>, item: &Item) {
+    check_position(texts, &item.position);
     match &item.value {
-        Value::Array(items) => items.iter().for_each(|item| check_item(input, item)),
-        Value::Map(map) => check_items(input, map),
+        Value::Array(items) => items.iter().for_each(|item| check_item(texts, item)),
+        Value::Map(map) => check_items(texts, map),
         _ => {}
     }
 }
 
-fn check_tree(input: &str, map: &Map) {
+fn check_tree(texts: &Texts<'_>, map: &Map) {
     let deepest = map
         .iter()
         .map(|(_, item)| depth(&item.value, 0))
         .max()
         .unwrap_or(0);
-    check_items(input, map);
+    check_items(texts, map);
 
     let hash = digest(map);
     assert_eq!(hash, digest(map));
