@@ -172,8 +172,9 @@ pub const CONF_ENVIRONMENT_DEPTH_MAX: usize = 16;
 /// the environment values parsed. Large real files are JWT preloads, a few MiB.
 pub const CONF_INPUT_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Approximate bytes of the parsed tree (items, keys and strings), counting every copy a
-/// variable reference makes: what a "billion laughs" file would otherwise multiply.
-pub const CONF_TREE_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// variable reference makes: what a "billion laughs" file would otherwise multiply. Holds a
+/// 32 MiB file of strings or ~500k items; a 300-byte file reaching it parses in ~0.2 s.
+pub const CONF_TREE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 const _: () = assert!(OUTBOUND_CHATTER_CAPACITY_BYTES_MAX < OUTBOUND_IDLE_CAPACITY_BYTES_MAX);
 const _: () = assert!(RECV_BUFFER_COUNT.is_power_of_two());

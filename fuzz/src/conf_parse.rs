@@ -2,7 +2,7 @@
 //!
 //! Checked, for every input: no panic, no hang and bounded memory (the parser's own bounds in
 //! `limits::CONF_*` do that work); parsing twice gives the same result (digest or error),
-//! one tree alive at a time (a tree may take the whole 256 MiB tree budget).
+//! one tree alive at a time (a tree may take the whole 64 MiB tree budget).
 //! For a tree: it nests at most `limits::CONF_NESTING_DEPTH_MAX` deep; every position lies in
 //! the text it names (line at most one past the text's newlines, column at most its length);
 //! `digest` gives `sha256:` and 64 hex digits, twice the same; `encode_json` (what the digest
@@ -90,7 +90,7 @@ pub fn check(data: &[u8]) {
         read_file: &read_file,
     };
     let texts = Texts::new(&text);
-    // One tree at a time: a tree may take the whole tree budget (256 MiB).
+    // One tree at a time: a tree may take the whole tree budget (64 MiB).
     let first = fingerprint(&texts, parse_bytes_with(text.as_bytes(), None, sources));
     let second = fingerprint(&texts, parse_bytes_with(text.as_bytes(), None, sources));
     assert_eq!(first, second, "two parses of {text:?} differ");

@@ -40,7 +40,7 @@
 //! - Bounds (`limits::CONF_*`), each with an error naming natsring's limit: includes nest at
 //!   most 64 deep (nats-server overflows its stack on a file including itself), maps, arrays
 //!   and blocks 128, environment values referencing environment values 16; 32 MiB of input in
-//!   all and 256 MiB of parsed tree (variable copies included).
+//!   all and 64 MiB of parsed tree (variable copies included).
 //! - Bytes that are not UTF-8 become U+FFFD in keys and strings (nats-server keeps the bytes):
 //!   such a file's digest differs.
 //! - [`Map`] keeps file order (nats-server's Go map has none); a repeated key keeps its first
