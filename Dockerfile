@@ -24,13 +24,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # glibc and libgcc_s (all the binary links), as the nonroot user (uid and gid 65532).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /usr/local/bin/natsring /usr/local/bin/natsring
+COPY deploy/natsring.conf /etc/natsring/natsring.conf
 USER 65532:65532
 # Clients; 8222 is the monitoring port to come (`-m 8222` once monitoring lands).
 EXPOSE 4222 8222
 # natsring handles SIGTERM (`docker stop`) itself: it stops accepting, closes the clients and
 # exits 0, so it runs as PID 1 without an init.
 ENTRYPOINT ["/usr/local/bin/natsring"]
-# Once `-c` lands, the default becomes a configuration file, as in nats-server's image:
-#   COPY deploy/natsring.conf /etc/natsring/natsring.conf
-#   CMD ["-c", "/etc/natsring/natsring.conf"]
-CMD ["-p", "4222"]
+# The configuration file, as in nats-server's image; mount another over it, or give flags
+# (they win over the file).
+CMD ["-c", "/etc/natsring/natsring.conf"]

@@ -9,17 +9,20 @@ pub mod account;
 mod alloc;
 pub mod config;
 mod hash;
+mod lame_duck;
 pub mod limits;
 pub mod log;
 pub mod proto;
 mod server;
 mod shard;
+pub mod signals;
 pub mod stats;
 pub mod sublist;
 pub mod xshard;
 
 pub use config::Options;
-pub use server::{ReloadError, Server, ServerHandle, ADVERTISED_VERSION};
+pub use lame_duck::LameDuck;
+pub use server::{Server, ServerHandle, ADVERTISED_VERSION};
 pub use shard::check_io_uring;
 pub use stats::ShardStats;
 

@@ -32,6 +32,24 @@ pub const FIRST_PING_INTERVAL_MS: u64 = 2_000;
 /// How long a flush may stall before the subscriber is a slow consumer
 /// (nats-server `DEFAULT_FLUSH_DEADLINE`, 10 s).
 pub const WRITE_DEADLINE_MS_DEFAULT: u64 = 10_000;
+/// Lame duck mode's whole length by default (nats-server `DEFAULT_LAME_DUCK_DURATION`).
+pub const LAME_DUCK_DURATION_MS_DEFAULT: u64 = 2 * 60 * 1000;
+/// The shortest `lame_duck_duration` a configuration file may set (nats-server refuses less).
+pub const LAME_DUCK_DURATION_MS_MIN: u64 = 30_000;
+/// Lame duck mode closes no client for this long by default, so clients can move on their own
+/// (nats-server `DEFAULT_LAME_DUCK_GRACE_PERIOD`).
+pub const LAME_DUCK_GRACE_PERIOD_MS_DEFAULT: u64 = 10_000;
+/// Of repeated failed connect attempts, every this many is logged (nats-server
+/// `DEFAULT_CONNECT_ERROR_REPORTS`: once an hour at one attempt a second).
+pub const CONNECT_ERROR_REPORTS_DEFAULT: u32 = 3600;
+/// Of repeated failed reconnect attempts, every this many is logged (nats-server
+/// `DEFAULT_RECONNECT_ERROR_REPORTS`: each one).
+pub const RECONNECT_ERROR_REPORTS_DEFAULT: u32 = 1;
+/// A SUB over `max_subscriptions` is logged at most once per this long (nats-server
+/// `defaultMaxSubLimitReportThreshold`): a client looping on it must not flood the log.
+pub const MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS: u64 = 2_000;
+/// Closed connections remembered for monitoring (nats-server `DEFAULT_MAX_CLOSED_CLIENTS`).
+pub const CLOSED_CLIENTS_MAX_DEFAULT: u32 = 10_000;
 /// Authentication timeout (nats-server `AUTH_TIMEOUT`, 2 s); runs only when auth is required.
 pub const AUTH_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 
@@ -187,6 +205,8 @@ const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_CEILING);
 const _: () = assert!(COMPLETION_BATCH_MAX <= RING_COMPLETION_ENTRIES as usize);
 const _: () = assert!(RECV_BYTES_PER_ROUND_MAX >= RECV_BUFFER_BYTES as usize);
 const _: () = assert!(FIRST_PING_INTERVAL_MS < PING_INTERVAL_MS_DEFAULT);
+const _: () = assert!(LAME_DUCK_GRACE_PERIOD_MS_DEFAULT < LAME_DUCK_DURATION_MS_MIN);
+const _: () = assert!(LAME_DUCK_DURATION_MS_MIN <= LAME_DUCK_DURATION_MS_DEFAULT);
 const _: () = assert!(SHARDS_MAX <= 1 << 8);
 const _: () = assert!(TIMER_TICK_MS < 1000 && PUBLISHER_PAUSE_MS_MAX < TIMER_TICK_MS);
 const _: () = assert!(ADDRESS_IN_USE_RETRY_MS < ADDRESS_IN_USE_WAIT_MS_MAX);

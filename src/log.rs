@@ -190,7 +190,145 @@ pub fn format_line(
 /// Where lines go.
 enum Output {
     Stderr,
-    File { file: File, path: PathBuf },
+    File(LogFile),
+}
+
+/// A log file, rotated as nats-server rotates it (`log_size_limit`, `log_max_num`).
+struct LogFile {
+    file: File,
+    path: PathBuf,
+    /// Bytes in the file (its size when opened, plus what was written since).
+    written: u64,
+    /// Rotate once `written` passes this; 0: never.
+    size_limit: u64,
+    /// Files kept, the current one included, when rotating; 0: all.
+    max_files: u32,
+}
+
+impl LogFile {
+    fn open(path: &std::path::Path, size_limit: u64, max_files: u32) -> io::Result<LogFile> {
+        let file = open_log_file(path)?;
+        let written = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        Ok(LogFile {
+            file,
+            path: path.to_path_buf(),
+            written,
+            size_limit,
+            max_files,
+        })
+    }
+
+    fn write_line(&mut self, line: &str) {
+        if self.file.write_all(line.as_bytes()).is_ok() {
+            self.written += line.len() as u64;
+        }
+        if self.size_limit > 0 && self.written > self.size_limit {
+            self.rotate();
+        }
+    }
+
+    /// Renames the file to `<path>.YYYY.MM.DD.hh.mm.ss.nnnnnnnnn` (local time), starts a new
+    /// one with a line naming the backup, and removes the oldest backups past `max_files`.
+    fn rotate(&mut self) {
+        // One reading of the clock for the date and the nanoseconds, so names sort by time.
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let nanos = since_epoch.subsec_nanos();
+        let now = Timestamp::from_unix_local(
+            i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
+            nanos / 1000,
+        );
+        let backup = format!(
+            "{}.{:04}.{:02}.{:02}.{:02}.{:02}.{:02}.{nanos:09}",
+            self.path.display(),
+            now.year,
+            now.month,
+            now.day,
+            now.hour,
+            now.minute,
+            now.second
+        );
+        let _ = std::fs::rename(&self.path, &backup);
+        match open_log_file(&self.path) {
+            Ok(file) => self.file = file,
+            // Keep writing to the renamed file rather than lose lines; the next write retries.
+            Err(_) => return,
+        }
+        self.written = 0;
+        let mut line = String::new();
+        line_now(
+            &mut line,
+            Level::Info,
+            format_args!("Rotated log, backup saved as \"{backup}\""),
+        );
+        let _ = self.file.write_all(line.as_bytes());
+        self.written = line.len() as u64;
+        if self.max_files > 0 {
+            self.purge();
+        }
+    }
+
+    /// Removes the oldest backups (`<name>.<timestamp>`) beyond `max_files - 1`.
+    fn purge(&mut self) {
+        let directory = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Some(base) = self.path.file_name().and_then(|name| name.to_str()) else {
+            return;
+        };
+        let prefix = format!("{base}.");
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            return;
+        };
+        let mut backups: Vec<String> = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| {
+                name.strip_prefix(&prefix).is_some_and(|stamp| {
+                    let parts: Vec<&str> = stamp.split('.').collect();
+                    parts.len() == 7
+                        && parts
+                            .iter()
+                            .all(|part| part.bytes().all(|b| b.is_ascii_digit()))
+                })
+            })
+            .collect();
+        // The timestamps sort oldest first, as nats-server relies on.
+        backups.sort();
+        let keep = self.max_files.saturating_sub(1) as usize;
+        let excess = backups.len().saturating_sub(keep);
+        for name in &backups[..excess] {
+            let mut line = String::new();
+            match std::fs::remove_file(directory.join(name)) {
+                Ok(()) => line_now(&mut line, Level::Info, format_args!("Purged log file \"{name}\"")),
+                Err(err) => line_now(
+                    &mut line,
+                    Level::Error,
+                    format_args!("Unable to remove backup log file \"{name}\" ({err}), will attempt next rotation"),
+                ),
+            }
+            let _ = self.file.write_all(line.as_bytes());
+            self.written += line.len() as u64;
+        }
+    }
+}
+
+/// A line at `level` with the logger's current pid and time settings (no colors: colors are for
+/// a terminal, see `write`).
+fn line_now(line: &mut String, level: Level, message: fmt::Arguments<'_>) {
+    line_with_colors(line, level, false, message);
+}
+
+fn line_with_colors(line: &mut String, level: Level, colors: bool, message: fmt::Arguments<'_>) {
+    let pid = match PID.load(Ordering::Relaxed) {
+        0 => std::process::id(),
+        pid => pid,
+    };
+    let time = LOGTIME
+        .load(Ordering::Relaxed)
+        .then(|| Timestamp::now(LOGTIME_UTC.load(Ordering::Relaxed)));
+    format_line(line, pid, time.as_ref(), level, colors, message);
 }
 
 static OUTPUT: Mutex<Output> = Mutex::new(Output::Stderr);
@@ -208,10 +346,7 @@ static PID: AtomicU32 = AtomicU32::new(0);
 /// nats-server prints `error opening file: <error>` and exits 1 when the file cannot be opened.
 pub fn init(opts: &Options) -> io::Result<()> {
     let output = match &opts.log_file {
-        Some(path) => Output::File {
-            file: open_log_file(path)?,
-            path: path.clone(),
-        },
+        Some(path) => Output::File(LogFile::open(path, opts.log_size_limit, opts.log_max_num)?),
         None => Output::Stderr,
     };
     let colors = matches!(output, Output::Stderr) && io::stderr().is_terminal();
@@ -228,8 +363,8 @@ pub fn init(opts: &Options) -> io::Result<()> {
 /// Reopens the log file (SIGUSR1, after log rotation). Nothing to do when logging to stderr.
 pub fn reopen() -> io::Result<()> {
     let mut output = lock_output();
-    if let Output::File { file, path } = &mut *output {
-        *file = open_log_file(path)?;
+    if let Output::File(log) = &mut *output {
+        *log = LogFile::open(&log.path, log.size_limit, log.max_files)?;
     }
     Ok(())
 }
@@ -263,27 +398,15 @@ pub fn enabled_trace() -> bool {
 
 /// Formats and writes one line at `level` (debug and trace are not filtered here).
 pub fn write(level: Level, message: fmt::Arguments<'_>) {
-    let pid = match PID.load(Ordering::Relaxed) {
-        0 => std::process::id(),
-        pid => pid,
-    };
-    let time = LOGTIME
-        .load(Ordering::Relaxed)
-        .then(|| Timestamp::now(LOGTIME_UTC.load(Ordering::Relaxed)));
     let mut line = String::with_capacity(128);
-    format_line(
-        &mut line,
-        pid,
-        time.as_ref(),
-        level,
-        COLORS.load(Ordering::Relaxed),
-        message,
-    );
+    line_with_colors(&mut line, level, COLORS.load(Ordering::Relaxed), message);
     let mut output = lock_output();
-    let _ = match &mut *output {
-        Output::Stderr => io::stderr().lock().write_all(line.as_bytes()),
-        Output::File { file, .. } => file.write_all(line.as_bytes()),
-    };
+    match &mut *output {
+        Output::Stderr => {
+            let _ = io::stderr().lock().write_all(line.as_bytes());
+        }
+        Output::File(log) => log.write_line(&line),
+    }
 }
 
 /// `[INF]` line (nats-server's Noticef).
@@ -521,6 +644,48 @@ mod tests {
         assert!(now.hour < 24 && now.minute < 60 && now.second < 61);
         assert!(now.microsecond < 1_000_000);
         assert!(now.year >= 2024);
+    }
+
+    #[test]
+    fn a_log_file_rotates_past_its_size_limit_and_keeps_max_files() {
+        let dir = std::env::temp_dir().join(format!("natsring-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.log");
+        let mut log = LogFile::open(&path, 1000, 3).unwrap();
+        for index in 0..20 {
+            log.write_line(&format!("{index:>199}\n"));
+            // Backup names carry nanoseconds; make sure two rotations never share one.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut backups: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "server.log")
+            .collect();
+        backups.sort();
+        assert_eq!(
+            backups.len(),
+            2,
+            "max_files 3: the current file and two backups"
+        );
+        assert!(backups.iter().all(|name| name.starts_with("server.log.20")));
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(current.starts_with(&format!("[{}] ", std::process::id())));
+        assert!(
+            current.contains("[INF] Rotated log, backup saved as \""),
+            "{current}"
+        );
+        assert!(
+            current.contains("[INF] Purged log file \"server.log."),
+            "{current}"
+        );
+        // Every backup went past the limit by its last line, and no further.
+        for name in &backups {
+            let size = std::fs::metadata(dir.join(name)).unwrap().len();
+            assert!(size > 1000 && size <= 1000 + 200, "{name}: {size}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The only test touching the global logger (tests run in parallel).

@@ -1,18 +1,48 @@
-//! The `natsring` binary: argv -> Options -> Server::start -> wait for a signal. No logic beyond.
+//! The `natsring` binary: argv (and the configuration file) -> Options -> Server::start ->
+//! signals, as nats-server's `main` and `handleSignals`. No logic beyond.
+//!
+//! Signals: SIGINT stops; SIGTERM stops unless in lame duck mode (as nats-server); SIGUSR1
+//! reopens the log file; SIGUSR2 enters lame duck mode; SIGHUP reloads the configuration
+//! (the file again, the same flags on top).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use natsring::config::{self, Command};
-use natsring::{log_error, log_notice, Server, ADVERTISED_VERSION};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use natsring::config::{self, Command, Invocation};
+use natsring::{log_error, log_notice, LameDuck, Server, ServerHandle, ADVERTISED_VERSION};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How often the main thread looks at signals and at a lame duck mode under way.
+const MAIN_LOOP_PERIOD: Duration = Duration::from_millis(50);
+
 fn main() -> ExitCode {
-    let options = match config::parse_args(std::env::args().skip(1)) {
-        Ok(Command::Run(options)) => options,
+    let invocation = match config::parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run(invocation)) => invocation,
+        Ok(Command::Check(invocation)) => {
+            return match invocation.check() {
+                Ok(valid) => {
+                    eprintln!("{valid}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("natsring: {err}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Ok(Command::Signal(request)) => {
+            return match natsring::signals::send(&request) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("natsring: {err}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Ok(Command::Help) => {
             print!("{}", config::usage());
             return ExitCode::SUCCESS;
@@ -29,6 +59,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let loaded = match invocation.load() {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("natsring: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    // As nats-server: the file's warnings go to stderr, and the server starts anyway.
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    let options = loaded.options;
     if let Err(err) = natsring::log::init(&options) {
         eprintln!("natsring: cannot open the log file: {err}");
         return ExitCode::from(1);
@@ -39,7 +81,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     // Signals are registered before the shards start so none arrives unhandled.
-    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGUSR1]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP]) {
         Ok(signals) => signals,
         Err(err) => {
             log_error!("Cannot install signal handlers: {err}");
@@ -64,42 +106,33 @@ fn main() -> ExitCode {
     );
     log_notice!("  ID:       {}", server.server_id());
     log_notice!("  Shards:   {}", server.shard_count());
+    if let (Some(path), Some(digest)) = (&options.config_file, &options.config_digest) {
+        log_notice!("Using configuration file: {} ({digest})", path.display());
+    }
     log_notice!(
         "Listening for client connections on {}:{}",
         options.host,
         server.port()
     );
-    if let Some(path) = &options.pid_file {
-        if let Err(err) = config::write_pid_file(path) {
-            log_error!("Could not write pidfile: {err}");
-        }
-    }
-    let ports_file = options.ports_file_dir.as_ref().and_then(|dir| {
-        let ports = config::Ports::for_client(&options.host, server.port());
-        config::write_ports_file(dir, &ports)
-            .map_err(|err| log_error!("Error writing ports file: {err}"))
-            .ok()
-    });
     log_notice!("Server is ready");
 
-    // Wait for SIGINT/SIGTERM, or for the server to stop on its own (a shard failed).
+    let mut lame_duck: Option<LameDuck> = None;
     loop {
         let mut stop = false;
         for signal in signals.pending() {
-            if signal == SIGUSR1 {
-                // After log rotation: reopen the log file, as nats-server does.
-                match natsring::log::reopen() {
-                    Ok(()) => log_notice!("Reopened log file"),
-                    Err(err) => log_error!("Could not reopen the log file: {err}"),
-                }
-                continue;
+            log_notice!("Trapped {:?} signal", signal_name(signal));
+            match signal {
+                SIGINT => stop = true,
+                // nats-server ignores SIGTERM in lame duck mode: the mode ends the server.
+                SIGTERM => stop |= lame_duck.is_none(),
+                SIGUSR1 => reopen_log(&server.options()),
+                // Once is enough: a second SIGUSR2 changes nothing.
+                SIGUSR2 if lame_duck.is_none() => lame_duck = Some(server.enter_lame_duck()),
+                SIGHUP => reload(&server, &invocation),
+                _ => {}
             }
-            let name = if signal == SIGINT {
-                "interrupt"
-            } else {
-                "terminated"
-            };
-            log_notice!("Trapped \"{name}\" signal");
+        }
+        if lame_duck.as_ref().is_some_and(LameDuck::is_finished) {
             stop = true;
         }
         if stop {
@@ -109,13 +142,12 @@ fn main() -> ExitCode {
             log_error!("The server stopped: a shard failed");
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(MAIN_LOOP_PERIOD);
     }
     log_notice!("Initiating Shutdown...");
     let result = server.shutdown();
-    if let Some(path) = ports_file {
-        config::remove_ports_file(&path);
-    }
+    // Its thread has ended with the shards (or had finished).
+    drop(lame_duck);
     log_notice!("Server Exiting..");
     match result {
         Ok(stats) => {
@@ -127,5 +159,54 @@ fn main() -> ExitCode {
             log_error!("{err}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// SIGUSR1 (after log rotation by another tool): the log file opened again, as nats-server
+/// says it.
+fn reopen_log(options: &config::Options) {
+    if options.log_file.is_none() {
+        log_notice!("File log re-open ignored, not a file logger");
+        return;
+    }
+    match natsring::log::reopen() {
+        Ok(()) => log_notice!("File log re-opened"),
+        Err(err) => log_error!("Could not reopen the log file: {err}"),
+    }
+}
+
+/// SIGHUP: the configuration again (the file read anew, the same flags on top), put in force
+/// if it is valid and changes nothing that cannot change; otherwise logged and nothing changes.
+fn reload(server: &ServerHandle, invocation: &Invocation) {
+    if invocation.config_file.is_none() {
+        log_error!(
+            "Failed to reload server configuration: can only reload config when a file is provided using -c or --config"
+        );
+        return;
+    }
+    let loaded = match invocation.load() {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            log_error!("Failed to reload server configuration: {err}");
+            return;
+        }
+    };
+    for warning in &loaded.warnings {
+        natsring::log_warn!("{warning}");
+    }
+    if let Err(err) = server.reload(loaded.options) {
+        log_error!("Failed to reload server configuration: {err}");
+    }
+}
+
+/// The name Go prints for a signal (`%q` of `os.Signal`), as nats-server logs `Trapped "..."`.
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "interrupt",
+        SIGTERM => "terminated",
+        SIGUSR1 => "user defined signal 1",
+        SIGUSR2 => "user defined signal 2",
+        SIGHUP => "hangup",
+        _ => "signal",
     }
 }

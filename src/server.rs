@@ -5,16 +5,18 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{mpsc, Arc, PoisonError};
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Options;
+use crate::config::{self, Options, Ports};
+use crate::lame_duck::LameDuck;
 use crate::limits;
 use crate::proto::json::{server_id, Info};
-use crate::shard::control::{Control, Mailbox};
+use crate::shard::control::{CloseCause, Control, Mailbox};
 use crate::shard::{ConnKind, Settings, Shard, ShardSetup, Shared};
 use crate::stats::{ConnSnapshot, ShardStats};
 use crate::xshard::link::{link, Incoming, Outgoing};
@@ -28,18 +30,6 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 pub struct Server;
 
-/// A reload refused, with nats-server's wording; nothing was changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReloadError(pub String);
-
-impl std::fmt::Display for ReloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ReloadError {}
-
 /// How many shards `--shards` asks for: 0 is one per CPU the process may run on.
 fn resolved_shards(asked: usize) -> usize {
     match asked {
@@ -49,14 +39,19 @@ fn resolved_shards(asked: usize) -> usize {
     .min(limits::SHARDS_MAX)
 }
 
-fn path_text(path: &Option<std::path::PathBuf>) -> String {
-    path.as_ref()
-        .map(|path| path.display().to_string())
-        .unwrap_or_default()
+/// Where clients are told this server is (INFO `host` and `port`): `client_advertise` when
+/// set (`host` or `host:port`; a missing, 0 or -1 port is the listening one), else the listen
+/// address. The error is Go's (nats-server's `parseHostPort`).
+fn advertised(options: &Options, port: u16) -> Result<(String, u16), String> {
+    match &options.client_advertise {
+        Some(advertise) => config::go::parse_host_port(advertise, port),
+        None => Ok((options.host.clone(), port)),
+    }
 }
 
 /// The INFO of server `id` listening on `port` with `options`, before a client's own fields.
 fn info_for(options: &Options, id: &str, port: u16) -> Info {
+    let (host, port) = advertised(options, port).unwrap_or((options.host.clone(), port));
     Info {
         server_id: id.to_string(),
         server_name: options
@@ -65,7 +60,7 @@ fn info_for(options: &Options, id: &str, port: u16) -> Info {
             .unwrap_or_else(|| id.to_string()),
         version: ADVERTISED_VERSION.to_string(),
         go: "go1.24.0".to_string(),
-        host: options.host.clone(),
+        host,
         port,
         headers: !options.no_header_support,
         max_payload: options.max_payload,
@@ -85,6 +80,8 @@ pub struct ServerHandle {
     server_id: String,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// The ports file written for `ports_file_dir`, removed at shutdown (or moved by a reload).
+    ports_file: Mutex<Option<PathBuf>>,
 }
 
 /// Held while a shard runs. However its loop ends, its mailbox is closed (nobody waits on a
@@ -114,6 +111,15 @@ impl Server {
         let shard_count = resolved_shards(options.shards);
         let listeners = bind_listeners(&options.host, options.port, shard_count)?;
         let port = listeners[0].local_addr()?.port();
+        if let Err(err) = advertised(&options, port) {
+            return Err(io::Error::other(format!(
+                "Error setting server INFO with ClientAdvertise value of {}, err={err}",
+                options.client_advertise.as_deref().unwrap_or_default()
+            )));
+        }
+        let pid_file = options.pid_file.clone();
+        let ports_file_dir = options.ports_file_dir.clone();
+        let ports = Ports::for_client(&options.host, port);
 
         let id = server_id();
         let info = info_for(&options, &id, port);
@@ -126,6 +132,9 @@ impl Server {
             readers.push(reader);
             mailboxes.push(mailbox);
         }
+        // The options in force say the port bound (a random one included), as nats-server's
+        // do: a reload compares with it.
+        let options = Options { port, ..options };
         let shared = Shared::new(Settings { options, info }, mailboxes);
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -213,14 +222,27 @@ impl Server {
             server_id: id,
             shared,
             threads,
+            ports_file: Mutex::new(None),
         };
-        match failure {
-            None => Ok(handle),
-            Some(err) => {
+        if let Some(err) = failure {
+            drop(handle);
+            return Err(err);
+        }
+        // As nats-server: a pid file that cannot be written stops the server; a ports file
+        // that cannot be written is logged.
+        if let Some(path) = &pid_file {
+            if let Err(err) = config::write_pid_file(path) {
                 drop(handle);
-                Err(err)
+                return Err(io::Error::new(
+                    err.kind(),
+                    format!("Could not write pidfile: {err}"),
+                ));
             }
         }
+        if let Some(dir) = &ports_file_dir {
+            handle.write_ports_file(dir, &ports);
+        }
+        Ok(handle)
     }
 }
 
@@ -228,6 +250,11 @@ impl ServerHandle {
     /// The port clients connect to (the bound one when the options asked for a random port).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The options in force (those of the last reload, or of the start).
+    pub fn options(&self) -> Options {
+        self.shared.settings().options.clone()
     }
 
     /// The server's INFO `server_id`.
@@ -238,11 +265,12 @@ impl ServerHandle {
     /// Puts `options` in force, as nats-server's reload does (`SIGHUP`, `--signal reload`):
     /// every shard swaps them in between completions, and this returns once all have. Limits
     /// apply to open connections too (see `Core::reload`); logging is reopened with the new
-    /// settings. Refused, with nothing changed, when an option that cannot change while running
-    /// differs: nats-server's `Config reload not supported for <field>: old=<v>, new=<v>`.
-    /// (nats-server reloads `pid_file` and `ports_file_dir`; natsring refuses them, named,
-    /// until the configuration file issue rewrites those files on reload.)
-    pub fn reload(&self, options: Options) -> Result<(), ReloadError> {
+    /// settings; the pid file is written anew and the ports file moved when they changed.
+    /// Returns the `Reloaded: <option> = <value>` lines for what changed (logged here too).
+    /// Refused, with nothing changed, when an option that cannot change while running differs
+    /// (`config::reload_refusal`: nats-server's `config reload not supported for <Field>: old=<v>,
+    /// new=<v>`).
+    pub fn reload(&self, options: Options) -> Result<Vec<String>, config::ReloadRefused> {
         // Held to the end: reloads run one at a time, each compared with the one before. No
         // shard takes this lock while it runs, so waiting for them under it is safe.
         let mut current = self
@@ -251,75 +279,115 @@ impl ServerHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let old = &current.options;
-        let shards = resolved_shards(options.shards);
-        // As nats-server: a port of 0 in the new options means "not set", so not a change.
-        let port = if options.port == 0 {
-            old.port
-        } else {
-            options.port
-        };
-        let fixed: [(&str, String, String); 7] = [
-            ("Host", old.host.clone(), options.host.clone()),
-            ("Port", old.port.to_string(), port.to_string()),
-            (
-                "ServerName",
-                old.server_name.clone().unwrap_or_default(),
-                options.server_name.clone().unwrap_or_default(),
-            ),
-            ("Shards", self.shard_count().to_string(), shards.to_string()),
-            (
-                "PinShards",
-                old.pin_shards.to_string(),
-                options.pin_shards.to_string(),
-            ),
-            (
-                "PidFile",
-                path_text(&old.pid_file),
-                path_text(&options.pid_file),
-            ),
-            (
-                "PortsFileDir",
-                path_text(&old.ports_file_dir),
-                path_text(&options.ports_file_dir),
-            ),
-        ];
-        if let Some((field, old, new)) = fixed.into_iter().find(|(_, old, new)| old != new) {
-            return Err(ReloadError(format!(
-                "Config reload not supported for {field}: old={old}, new={new}"
-            )));
+        if let Some(refused) = config::reload_refusal(old, &options) {
+            return Err(refused);
         }
-        crate::log::init(&options).map_err(|err| ReloadError(err.to_string()))?;
+        if let Some(advertise) = &options.client_advertise {
+            if let Err(err) = config::go::parse_host_port(advertise, 0) {
+                return Err(config::ReloadRefused(format!(
+                    "invalid ClientAdvertise value of {advertise}, err={err}"
+                )));
+            }
+        }
+        crate::log::init(&options).map_err(|err| config::ReloadRefused(err.to_string()))?;
+        let notices = config::reload_notices(old, &options);
+        let old_max_connections = old.max_connections;
+        if old.pid_file != options.pid_file {
+            if let Some(path) = &options.pid_file {
+                if let Err(err) = config::write_pid_file(path) {
+                    crate::log_error!("Failed to write pidfile: {err}");
+                }
+            }
+        }
+        if old.ports_file_dir != options.ports_file_dir {
+            if let Some(path) = self.lock_ports_file().take() {
+                config::remove_ports_file(&path);
+            }
+            if let Some(dir) = &options.ports_file_dir {
+                self.write_ports_file(dir, &Ports::for_client(&old.host, self.port));
+            }
+        }
         let settings = Arc::new(Settings {
             info: info_for(&options, &self.server_id, self.port),
             options: Options {
+                // The listening port stays what was bound (a random one included).
                 port: old.port,
-                shards: old.shards,
                 ..options
             },
         });
         *current = Arc::clone(&settings);
         // A shard that is gone (stopping) has nothing left to apply them to.
-        self.ask_every_shard(|done| Control::Reload(Arc::clone(&settings), done));
-        crate::log_notice!("Reloaded server configuration");
-        Ok(())
+        self.shared
+            .ask_every_shard(|done| Control::Reload(Arc::clone(&settings), done));
+        if settings.options.max_connections < old_max_connections {
+            let closed = self.close_over_max_connections(settings.options.max_connections);
+            if closed > 0 {
+                crate::log_notice!("Closed {closed} connections to fall within max_connections");
+            }
+        }
+        for notice in &notices {
+            crate::log_notice!("{notice}");
+        }
+        match &settings.options.config_digest {
+            Some(digest) => crate::log_notice!("Reloaded server configuration ({digest})"),
+            None => crate::log_notice!("Reloaded server configuration"),
+        }
+        Ok(notices)
     }
 
-    /// Sends every shard the command `ask` makes with a reply channel, and waits for each
-    /// answer (all are asked before any is waited for). A shard that has ended answers nothing.
-    fn ask_every_shard<T>(&self, ask: impl Fn(mpsc::Sender<T>) -> Control) -> Vec<T> {
-        let answers: Vec<_> = self
+    /// Enters lame duck mode, as nats-server's `lameDuckMode` (see `lame_duck`): every shard
+    /// stops accepting and tells its clients, and the clients are closed after
+    /// `lame_duck_grace_period`, one at a time, at most a second apart. The caller stops the
+    /// server once [`LameDuck::is_finished`].
+    pub fn enter_lame_duck(&self) -> LameDuck {
+        crate::lame_duck::enter(Arc::clone(&self.shared))
+    }
+
+    /// Closes open clients until at most `max_connections` are left, each told with `-ERR
+    /// 'maximum connections exceeded'`, as nats-server's reload of a lower `max_connections`
+    /// does. Returns how many were closed.
+    fn close_over_max_connections(&self, max_connections: u32) -> usize {
+        let open = self
             .shared
-            .mailboxes
-            .iter()
-            .filter_map(|mailbox| {
-                let (reply, answer) = mpsc::channel();
-                mailbox.send(ask(reply)).then_some(answer)
-            })
-            .collect();
-        answers
-            .into_iter()
-            .filter_map(|answer| answer.recv().ok())
-            .collect()
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed) as usize;
+        let mut excess = open.saturating_sub(max_connections as usize);
+        let mut closed = 0;
+        for mailbox in &self.shared.mailboxes {
+            if excess == 0 {
+                break;
+            }
+            let (reply, answer) = mpsc::channel();
+            if mailbox.send(Control::CloseClients(
+                excess,
+                CloseCause::MaxConnections,
+                reply,
+            )) {
+                if let Ok((closed_here, _)) = answer.recv() {
+                    excess -= closed_here.min(excess);
+                    closed += closed_here;
+                }
+            }
+        }
+        closed
+    }
+
+    fn lock_ports_file(&self) -> std::sync::MutexGuard<'_, Option<PathBuf>> {
+        self.ports_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the ports file in `dir`, remembering it for shutdown; a failure is logged as
+    /// nats-server logs it.
+    fn write_ports_file(&self, dir: &std::path::Path, ports: &Ports) {
+        match config::write_ports_file(dir, ports) {
+            Ok(path) => *self.lock_ports_file() = Some(path),
+            Err(err) => crate::log_error!(
+                "Error writing ports file ({}): {err}",
+                config::ports_file_path(dir).display()
+            ),
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -342,6 +410,7 @@ impl ServerHandle {
     /// nothing). Sorted by cid.
     pub fn connections(&self) -> Vec<ConnSnapshot> {
         let mut all: Vec<ConnSnapshot> = self
+            .shared
             .ask_every_shard(Control::Connections)
             .into_iter()
             .flatten()
@@ -358,7 +427,11 @@ impl ServerHandle {
     /// Closes every connection and waits for the shards to exit.
     /// Stops every shard and waits for them; returns their final counters.
     pub fn shutdown(mut self) -> io::Result<ShardStats> {
-        self.stop_threads()?;
+        let stopped = self.stop_threads();
+        if let Some(path) = self.lock_ports_file().take() {
+            config::remove_ports_file(&path);
+        }
+        stopped?;
         Ok(self.stats())
     }
 
@@ -382,6 +455,9 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         let _ = self.stop_threads();
+        if let Some(path) = self.lock_ports_file().take() {
+            config::remove_ports_file(&path);
+        }
     }
 }
 

@@ -406,7 +406,7 @@ async fn slow_consumer_is_closed_and_others_unaffected() {
 #[tokio::test]
 async fn keepalive_pings_then_stale_connection() {
     let mut opts = options();
-    opts.ping_interval_ms = 300;
+    opts.ping_interval = std::time::Duration::from_millis(300);
     opts.ping_max = 2;
     let server = start_with(opts);
     let mut raw = Raw::connect(server.port);
@@ -436,7 +436,7 @@ async fn answered_pings_keep_the_connection() {
     let mut opts = options();
     // A loaded machine may take a while to answer: up to two intervals pass unanswered
     // before the server would close.
-    opts.ping_interval_ms = 500;
+    opts.ping_interval = std::time::Duration::from_millis(500);
     opts.ping_max = 2;
     let server = start_with(opts);
     let mut raw = Raw::connect(server.port);
@@ -455,7 +455,7 @@ async fn answered_pings_keep_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_deadline_closes_a_stalled_subscriber() {
     let mut opts = options();
-    opts.write_deadline_ms = 500;
+    opts.write_deadline = std::time::Duration::from_millis(500);
     opts.max_pending = 256 * 1024 * 1024;
     let server = start_with(opts);
     let mut stuck = Raw::connect(server.port);

@@ -125,7 +125,7 @@ fn sigusr1_reopens_the_log_file() {
     signal(&child, libc::SIGUSR1);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
-        .contains("Reopened log file")
+        .contains("File log re-opened")
     {
         assert!(Instant::now() < deadline, "a new log file after SIGUSR1");
         std::thread::sleep(Duration::from_millis(20));

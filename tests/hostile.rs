@@ -199,7 +199,7 @@ fn max_connections_matches_nats_server() {
 #[test]
 fn stale_connection_matches_nats_server() {
     let mut opts = options();
-    opts.ping_interval_ms = 300;
+    opts.ping_interval = std::time::Duration::from_millis(300);
     opts.ping_max = 2;
     let ours = start_with(opts);
     let reference = start_reference_with_config("ping_interval: \"300ms\"\nping_max: 2\n");
@@ -462,7 +462,7 @@ fn slow_consumer_is_closed_without_err_and_the_others_get_everything() {
     let mut opts = options();
     opts.max_pending = 8 * 1000 * 1000;
     // Only max_pending may close the stuck subscriber in time, not the write deadline.
-    opts.write_deadline_ms = 120_000;
+    opts.write_deadline = std::time::Duration::from_millis(120_000);
     let ours = start_with(opts);
     slow_consumer_case(ours.port);
     // Counters are published on each shard's tick (250 ms): the close may be newer.

@@ -74,7 +74,7 @@ fn a_reload_of_an_option_that_cannot_change_is_refused_and_changes_nothing() {
         .expect_err("host cannot change");
     assert_eq!(
         err.to_string(),
-        "Config reload not supported for Host: old=127.0.0.1, new=localhost"
+        "config reload not supported for Host: old=127.0.0.1, new=localhost"
     );
     assert_eq!(announced_max_payload(server.port), 1024 * 1024);
 
@@ -86,7 +86,7 @@ fn a_reload_of_an_option_that_cannot_change_is_refused_and_changes_nothing() {
         .expect_err("port cannot change");
     assert!(
         err.to_string()
-            .starts_with("Config reload not supported for Port: old="),
+            .starts_with("config reload not supported for Port: old="),
         "{err}"
     );
     // Port 0 is "not set", as in nats-server: no change, so this reload goes through.

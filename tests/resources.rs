@@ -194,7 +194,7 @@ fn file_descriptors_and_memory_return_after_connections_close() {
 fn a_stuck_subscriber_costs_at_most_max_pending() {
     let mut opts = common::options();
     opts.max_pending = 16 * MIB;
-    opts.write_deadline_ms = 120_000;
+    opts.write_deadline = std::time::Duration::from_millis(120_000);
     let server = common::start_with(opts);
     let pid = std::process::id();
     let payload = vec![b's'; 16 * 1024];

@@ -15,8 +15,15 @@
 //! status 0; natsring prints the same error line and exits with status 1 ([`CLI_ERROR_EXIT_CODE`]).
 //! Flags nats-server has but natsring does not implement yet are parsed (so their values are
 //! checked as nats-server checks them) and then refused with an error naming the flag.
+//!
+//! The result is an [`Invocation`]: the configuration file, and the flags as given, to be
+//! applied over whatever the file says (at start and again on every reload, as nats-server's
+//! `FlagSnapshot` is).
 
-use super::{CliError, Command, Options};
+use std::path::PathBuf;
+
+use super::go::quote as go_quote;
+use super::{CliError, Command, ConfigError, Loaded, Options};
 use crate::limits;
 
 /// Exit status after a [`CliError`].
@@ -58,6 +65,11 @@ enum Target {
     Shards,
     PinShards,
     BusyPoll,
+    ClientAdvertise,
+    LogSizeLimit,
+    ConfigFile,
+    CheckConfig,
+    Signal,
     Help,
     Version,
     /// A nats-server flag natsring does not implement yet.
@@ -101,18 +113,18 @@ const FLAGS: &[Flag] = &[
     flag(&["shards"], Kind::Integer, Target::Shards),
     flag(&["pin_shards"], Kind::Bool, Target::PinShards),
     flag(&["busy_poll"], Kind::Integer, Target::BusyPoll),
+    flag(&["client_advertise"], Kind::Text, Target::ClientAdvertise),
+    flag(&["log_size_limit"], Kind::Integer, Target::LogSizeLimit),
+    flag(&["c", "config"], Kind::Text, Target::ConfigFile),
+    flag(&["t"], Kind::Bool, Target::CheckConfig),
+    flag(&["sl", "signal"], Kind::Text, Target::Signal),
     flag(&["h", "help"], Kind::Bool, Target::Help),
     flag(&["v", "version"], Kind::Bool, Target::Version),
     // nats-server flags not implemented yet.
     flag(&["m", "http_port"], Kind::Integer, Target::Unsupported),
     flag(&["ms", "https_port"], Kind::Integer, Target::Unsupported),
-    flag(&["c", "config"], Kind::Text, Target::Unsupported),
-    flag(&["t"], Kind::Bool, Target::Unsupported),
-    flag(&["sl", "signal"], Kind::Text, Target::Unsupported),
-    flag(&["client_advertise"], Kind::Text, Target::Unsupported),
     flag(&["s", "syslog"], Kind::Bool, Target::Unsupported),
     flag(&["r", "remote_syslog"], Kind::Text, Target::Unsupported),
-    flag(&["log_size_limit"], Kind::Integer, Target::Unsupported),
     flag(&["max_traced_msg_len"], Kind::Integer, Target::Unsupported),
     flag(&["js", "jetstream"], Kind::Bool, Target::Unsupported),
     flag(&["sd", "store_dir"], Kind::Text, Target::Unsupported),
@@ -143,19 +155,182 @@ fn find_flag(name: &str) -> Option<&'static Flag> {
 }
 
 /// A flag's value after Go-style checking.
+#[derive(Debug, Clone)]
 enum Value {
     Bool(bool),
     Text(String),
     Integer(i64),
 }
 
-/// Parse state: options so far plus what is decided only after all flags are seen.
+/// One flag as given on the command line, checked: applied over the file's options at start
+/// and on every reload.
+#[derive(Debug, Clone)]
+struct FlagSetting {
+    target: Target,
+    value: Value,
+}
+
+/// `--signal <command>[=<pid or pid file>]`, to send to a running server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalRequest {
+    /// `stop`, `quit`, `term`, `reopen`, `reload` or `ldm` (checked when it is sent, as
+    /// nats-server checks it).
+    pub command: String,
+    /// The pid, a pid file's path, or `None` to find the process by name.
+    pub pid: Option<String>,
+}
+
+/// A command line to run a server from: its configuration file and its flags.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `-c FILE`; `None` (or empty): flags only.
+    pub config_file: Option<PathBuf>,
+    /// The flags given, in order, already checked.
+    flags: Vec<FlagSetting>,
+}
+
+impl Invocation {
+    /// An invocation with no flags, reading `config_file` (tests and embedders).
+    pub fn with_config_file(config_file: Option<PathBuf>) -> Invocation {
+        Invocation {
+            config_file,
+            flags: Vec::new(),
+        }
+    }
+
+    /// The options this command line asks for, made as nats-server makes them: the defaults,
+    /// then the configuration file, then the flags on top, then validation. Called at start
+    /// and again on every reload (the file may have changed; the flags have not). The error is
+    /// what to print (the program name first, as nats-server prints it).
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        let (mut options, warnings) = self.file_options()?;
+        apply_flags(&mut options, &self.flags);
+        options.validate().map_err(ConfigError)?;
+        Ok(Loaded { options, warnings })
+    }
+
+    /// [`Invocation::load`]'s options, the file's warnings dropped.
+    pub fn options(&self) -> Result<Options, ConfigError> {
+        self.load().map(|loaded| loaded.options)
+    }
+
+    /// `-t`: the configuration file's own checks, as nats-server's `-t` runs them (no flags, no
+    /// start-up checks; a warning fails the check). `Ok` is the line to print.
+    pub fn check(&self) -> Result<String, ConfigError> {
+        let (options, warnings) = self.file_options()?;
+        if !warnings.is_empty() {
+            return Err(ConfigError(warnings.join("\n")));
+        }
+        Ok(format!(
+            "{PROGRAM_NAME}: configuration file {} is valid ({})",
+            self.config_file
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
+            options.config_digest.unwrap_or_default()
+        ))
+    }
+
+    /// The defaults with the configuration file on top, and the file's warnings.
+    fn file_options(&self) -> Result<(Options, Vec<String>), ConfigError> {
+        let mut options = Options::default();
+        let mut warnings = Vec::new();
+        if let Some(path) = &self.config_file {
+            warnings = super::file::apply_file(&mut options, path).map_err(ConfigError)?;
+        }
+        Ok((options, warnings))
+    }
+}
+
+/// Puts the flags' values into `options`, in the order given (the last of a flag wins).
+fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
+    // The combined flags' last values, if given; applied after all the others.
+    let mut debug_and_trace = None;
+    let mut trace_verbose = None;
+    let mut debug_and_trace_verbose = None;
+    for setting in flags {
+        match (setting.target, &setting.value) {
+            (Target::Host, Value::Text(host)) => {
+                // nats-server: an empty host is the default host.
+                options.host = if host.is_empty() {
+                    limits::HOST_DEFAULT.to_string()
+                } else {
+                    host.clone()
+                };
+            }
+            (Target::Port, Value::Integer(port)) => {
+                options.port = match *port {
+                    -1 => 0,
+                    // nats-server: port 0 is the default port, not a random one (and a flag
+                    // given as 0 still overrides the file's port).
+                    0 => limits::PORT_DEFAULT,
+                    port => port as u16,
+                };
+            }
+            (Target::ServerName, Value::Text(name)) => {
+                // As Go's flag package: the flag's value replaces the file's, even empty.
+                options.server_name = non_empty(name.clone());
+            }
+            (Target::ClientAdvertise, Value::Text(url)) => {
+                // As Go's flag package: the flag's value replaces the file's, even empty.
+                options.client_advertise = non_empty(url.clone());
+            }
+            (Target::PidFile, Value::Text(path)) => {
+                // As Go's flag package: the flag's value replaces the file's, even empty.
+                options.pid_file = non_empty(path.clone()).map(Into::into);
+            }
+            (Target::PortsFileDir, Value::Text(path)) => {
+                // As Go's flag package: the flag's value replaces the file's, even empty.
+                options.ports_file_dir = non_empty(path.clone()).map(Into::into);
+            }
+            (Target::LogFile, Value::Text(path)) => {
+                // As Go's flag package: the flag's value replaces the file's, even empty.
+                options.log_file = non_empty(path.clone()).map(Into::into);
+            }
+            (Target::LogSizeLimit, Value::Integer(bytes)) => {
+                options.log_size_limit = (*bytes).max(0) as u64;
+            }
+            (Target::Logtime, Value::Bool(on)) => options.logtime = *on,
+            (Target::LogtimeUtc, Value::Bool(on)) => options.logtime_utc = *on,
+            (Target::Debug, Value::Bool(on)) => options.debug = *on,
+            (Target::Trace, Value::Bool(on)) => options.trace = *on,
+            (Target::TraceVerbose, Value::Bool(on)) => trace_verbose = Some(*on),
+            (Target::DebugAndTrace, Value::Bool(on)) => debug_and_trace = Some(*on),
+            (Target::DebugAndTraceVerbose, Value::Bool(on)) => debug_and_trace_verbose = Some(*on),
+            (Target::Shards, Value::Integer(shards)) => options.shards = *shards as usize,
+            (Target::PinShards, Value::Bool(on)) => options.pin_shards = *on,
+            (Target::BusyPoll, Value::Integer(micros)) => options.busy_poll_micros = *micros as u64,
+            (target, value) => {
+                unreachable!("flag {target:?} with {value:?} is not an option setting")
+            }
+        }
+    }
+    // As nats-server (its last `fs.Visit`, in the flags' name order DV, DVV, VV): a combined
+    // flag given sets what it names to its value, over the single flags and the file, so
+    // `-D -DV=false` logs no debug and `-DV -D=false` does. (natsring's trace has no verbose
+    // form: verbose trace is trace.)
+    if let Some(on) = debug_and_trace {
+        options.debug = on;
+        options.trace = on;
+    }
+    if let Some(on) = debug_and_trace_verbose {
+        options.debug = on;
+        options.trace = on;
+    }
+    if let Some(on) = trace_verbose {
+        options.trace = on;
+    }
+}
+
+/// Parse state: what is decided only after all flags are seen.
+#[derive(Default)]
 struct Parsed {
-    options: Options,
+    flags: Vec<FlagSetting>,
+    config_file: Option<PathBuf>,
+    check_config: bool,
+    signal: Option<String>,
     help: bool,
     version: bool,
-    debug_and_trace: bool,
-    trace_verbose: bool,
     /// The first refused flag, as given (`-config`), reported after help and version.
     first_unsupported: Option<String>,
 }
@@ -163,14 +338,7 @@ struct Parsed {
 /// Parses the arguments (without `argv[0]`) the way nats-server does.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
     let args: Vec<String> = args.into_iter().collect();
-    let mut parsed = Parsed {
-        options: Options::default(),
-        help: false,
-        version: false,
-        debug_and_trace: false,
-        trace_verbose: false,
-        first_unsupported: None,
-    };
+    let mut parsed = Parsed::default();
     let mut index = 0;
     while index < args.len() {
         let arg = &args[index];
@@ -219,7 +387,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                 parse_go_int(raw).map_err(|error| invalid_value(raw, name, error.message()))?,
             ),
         };
-        apply(&mut parsed, flag.target, name, raw, value)?;
+        take(&mut parsed, flag.target, name, raw, value)?;
     }
 
     if parsed.version {
@@ -244,124 +412,117 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             "{PROGRAM_NAME}: flag -{name} is not supported yet (see {PROGRAM_NAME} -h)"
         )));
     }
-    // As nats-server, the combined flags only switch logging on, whatever their order.
-    if parsed.debug_and_trace {
-        parsed.options.debug = true;
-        parsed.options.trace = true;
+    // nats-server handles --signal before it reads the configuration file.
+    if let Some(signal) = parsed.signal {
+        return signal_request(&signal).map(Command::Signal);
     }
-    if parsed.trace_verbose {
-        parsed.options.trace = true;
+    let invocation = Invocation {
+        config_file: parsed.config_file,
+        flags: parsed.flags,
+    };
+    if parsed.check_config {
+        if invocation.config_file.is_none() {
+            return Err(CliError(format!(
+                "{PROGRAM_NAME}: must specify [-c, --config] option to check configuration file syntax"
+            )));
+        }
+        return Ok(Command::Check(invocation));
     }
-    validate(&parsed.options)?;
-    Ok(Command::Run(parsed.options))
+    // The flags' own checks (a server name with spaces), before any file is read.
+    let mut flags_only = Options::default();
+    apply_flags(&mut flags_only, &invocation.flags);
+    flags_only
+        .validate()
+        .map_err(|error| CliError(format!("{PROGRAM_NAME}: {error}")))?;
+    Ok(Command::Run(invocation))
 }
 
-/// Sets what `target` names; `raw` is the value as given, for error messages.
-fn apply(
+/// `--signal`'s value: `<command>` or `<command>=<pid or pid file>` (a third `=` part is
+/// nats-server's `invalid signal parameters`). A pid file is read now, as nats-server reads it.
+fn signal_request(text: &str) -> Result<SignalRequest, CliError> {
+    let parts: Vec<&str> = text.split('=').collect();
+    if parts.len() > 2 {
+        return Err(CliError(format!(
+            "{PROGRAM_NAME}: invalid signal parameters: [{}]",
+            parts[2..].join(" ")
+        )));
+    }
+    let pid = parts.get(1).map(|pid_or_file| {
+        std::fs::read_to_string(pid_or_file).unwrap_or_else(|_| pid_or_file.to_string())
+    });
+    Ok(SignalRequest {
+        command: parts[0].to_string(),
+        pid,
+    })
+}
+
+/// Checks a flag's value as nats-server (and natsring's own bounds) do, and keeps it.
+fn take(
     parsed: &mut Parsed,
     target: Target,
     name: &str,
     raw: &str,
     value: Value,
 ) -> Result<(), CliError> {
-    let options = &mut parsed.options;
-    match (target, value) {
-        (Target::Host, Value::Text(host)) => {
-            // nats-server: an empty host is the default host.
-            options.host = if host.is_empty() {
-                limits::HOST_DEFAULT.to_string()
-            } else {
-                host
-            };
+    match (target, &value) {
+        (Target::Port, Value::Integer(port)) if !(-1..=65535).contains(port) => {
+            return Err(invalid_value(
+                raw,
+                name,
+                "port out of range (1-65535, or -1 for a random port)",
+            ));
         }
-        (Target::Port, Value::Integer(port)) => {
-            options.port = match port {
-                -1 => 0,
-                // nats-server: port 0 is the default port, not a random one.
-                0 => limits::PORT_DEFAULT,
-                1..=65535 => port as u16,
-                _ => {
-                    return Err(invalid_value(
-                        raw,
-                        name,
-                        "port out of range (1-65535, or -1 for a random port)",
-                    ))
-                }
-            };
+        (Target::Shards, Value::Integer(shards))
+            if !usize::try_from(*shards).is_ok_and(|shards| shards <= limits::SHARDS_MAX) =>
+        {
+            return Err(invalid_value(
+                raw,
+                name,
+                &format!(
+                    "value out of range (0-{}, 0 = one per CPU)",
+                    limits::SHARDS_MAX
+                ),
+            ));
         }
-        (Target::ServerName, Value::Text(server_name)) => {
-            options.server_name = non_empty(server_name);
+        (Target::BusyPoll, Value::Integer(micros))
+            if !u64::try_from(*micros)
+                .is_ok_and(|micros| micros <= limits::BUSY_POLL_MICROS_MAX) =>
+        {
+            return Err(invalid_value(
+                raw,
+                name,
+                &format!("value out of range (0-{} µs)", limits::BUSY_POLL_MICROS_MAX),
+            ));
         }
-        (Target::PidFile, Value::Text(path)) => options.pid_file = non_empty(path).map(Into::into),
-        (Target::PortsFileDir, Value::Text(path)) => {
-            options.ports_file_dir = non_empty(path).map(Into::into);
+        (Target::ConfigFile, Value::Text(path)) => {
+            parsed.config_file = (!path.is_empty()).then(|| path.into());
+            return Ok(());
         }
-        (Target::LogFile, Value::Text(path)) => options.log_file = non_empty(path).map(Into::into),
-        (Target::Logtime, Value::Bool(on)) => options.logtime = on,
-        (Target::LogtimeUtc, Value::Bool(on)) => options.logtime_utc = on,
-        (Target::Debug, Value::Bool(on)) => options.debug = on,
-        (Target::Trace, Value::Bool(on)) => options.trace = on,
-        (Target::TraceVerbose, Value::Bool(on)) => parsed.trace_verbose = on,
-        (Target::DebugAndTrace, Value::Bool(on)) => parsed.debug_and_trace = on,
-        (Target::DebugAndTraceVerbose, Value::Bool(on)) => {
-            parsed.debug_and_trace = on;
-            parsed.trace_verbose = on;
+        (Target::CheckConfig, Value::Bool(on)) => {
+            parsed.check_config = *on;
+            return Ok(());
         }
-        (Target::Shards, Value::Integer(shards)) => {
-            options.shards = match usize::try_from(shards) {
-                Ok(shards) if shards <= limits::SHARDS_MAX => shards,
-                _ => {
-                    return Err(invalid_value(
-                        raw,
-                        name,
-                        &format!(
-                            "value out of range (0-{}, 0 = one per CPU)",
-                            limits::SHARDS_MAX
-                        ),
-                    ))
-                }
-            };
+        (Target::Signal, Value::Text(signal)) => {
+            parsed.signal = (!signal.is_empty()).then(|| signal.clone());
+            return Ok(());
         }
-        (Target::PinShards, Value::Bool(on)) => options.pin_shards = on,
-        (Target::BusyPoll, Value::Integer(micros)) => {
-            options.busy_poll_micros = match u64::try_from(micros) {
-                Ok(micros) if micros <= limits::BUSY_POLL_MICROS_MAX => micros,
-                _ => {
-                    return Err(invalid_value(
-                        raw,
-                        name,
-                        &format!("value out of range (0-{} µs)", limits::BUSY_POLL_MICROS_MAX),
-                    ))
-                }
-            };
+        (Target::Help, Value::Bool(on)) => {
+            parsed.help = *on;
+            return Ok(());
         }
-        (Target::Help, Value::Bool(on)) => parsed.help = on,
-        (Target::Version, Value::Bool(on)) => parsed.version = on,
+        (Target::Version, Value::Bool(on)) => {
+            parsed.version = *on;
+            return Ok(());
+        }
         (Target::Unsupported, _) => {
             if parsed.first_unsupported.is_none() {
                 parsed.first_unsupported = Some(name.to_string());
             }
+            return Ok(());
         }
-        (target, _) => unreachable!("flag table gives {target:?} a value of the wrong kind"),
+        _ => {}
     }
-    Ok(())
-}
-
-/// Checks nats-server applies after parsing (plus natsring's name length bound).
-fn validate(options: &Options) -> Result<(), CliError> {
-    if let Some(server_name) = &options.server_name {
-        if server_name.contains(' ') {
-            return Err(CliError(format!(
-                "{PROGRAM_NAME}: server name cannot contain spaces"
-            )));
-        }
-        if server_name.len() > limits::SERVER_NAME_BYTES_MAX {
-            return Err(CliError(format!(
-                "{PROGRAM_NAME}: server name cannot be longer than {} bytes",
-                limits::SERVER_NAME_BYTES_MAX
-            )));
-        }
-    }
+    parsed.flags.push(FlagSetting { target, value });
     Ok(())
 }
 
@@ -374,28 +535,6 @@ fn invalid_value(text: &str, name: &str, reason: &str) -> CliError {
         "invalid value {} for flag -{name}: {reason}",
         go_quote(text)
     ))
-}
-
-/// Go's `%q` for the strings a command line holds: double quotes, with `"` and `\` escaped and
-/// control characters written as escapes.
-fn go_quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for character in text.chars() {
-        match character {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                quoted.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// Go's `strconv.ParseBool`.
@@ -553,10 +692,16 @@ Server Options:
     -n, --name
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
+        --client_advertise <string>  Client URL to advertise to other servers
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+    -c, --config <file>              Configuration file
+    -t                               Test configuration and exit
+    -sl,--signal <signal>[=<pid>]    Send signal to natsring process (ldm, stop, quit, term, reopen, reload)
+                                     pid can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/natsring.pid)
 
 Logging Options:
     -l, --log <file>                 File to redirect log output
+        --log_size_limit <bytes>     Rotate the log file once it is this big (default: 0, never)
     -T, --logtime                    Timestamp log entries (default: true)
         --logtime_utc                Timestamps in UTC instead of local timezone (default: false)
     -D, --debug                      Enable debugging output
@@ -575,8 +720,7 @@ Common Options:
     -v, --version                    Show version
 
 Not Supported Yet (nats-server flags; natsring stops with an error and exit status 1):
-    -m, --http_port   -ms, --https_port   -c, --config   -t   -sl, --signal
-    --client_advertise   -s, --syslog   -r, --remote_syslog   --log_size_limit
+    -m, --http_port   -ms, --https_port   -s, --syslog   -r, --remote_syslog
     --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --user   --pass
     --auth   --tls   --tlscert   --tlskey   --tlsverify   --tlscacert   --routes
     --cluster   --cluster_listen   --cluster_name   --no_advertise
@@ -598,7 +742,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Options {
         match parse(args) {
-            Ok(Command::Run(options)) => options,
+            Ok(Command::Run(invocation)) => invocation.options().unwrap(),
             other => panic!("{args:?} gave {other:?}"),
         }
     }
@@ -622,7 +766,7 @@ mod tests {
 
     fn run_owned(args: Vec<String>) -> Options {
         match parse_args(args.clone()) {
-            Ok(Command::Run(options)) => options,
+            Ok(Command::Run(invocation)) => invocation.options().unwrap(),
             other => panic!("{args:?} gave {other:?}"),
         }
     }
@@ -801,11 +945,16 @@ mod tests {
         assert!(options.debug && options.trace);
         let options = run(&["-VV"]);
         assert!(!options.debug && options.trace);
-        // As nats-server, the combined flags only switch on, whatever the order.
+        // As nats-server (checked by its debug lines): a combined flag given wins over the
+        // single ones, whatever the order, and over the file.
         let options = run(&["-DV", "-D=false", "-V=false"]);
         assert!(options.debug && options.trace);
+        let options = run(&["-D", "-V", "-DV=false"]);
+        assert!(!options.debug && !options.trace);
         let options = run(&["-DV=false"]);
         assert!(!options.debug && !options.trace);
+        let options = run(&["-DV", "-VV=false"]);
+        assert!(options.debug && !options.trace, "VV is applied after DV");
         assert_eq!(error(&["-DX"]), "flag provided but not defined: -DX");
         assert_eq!(error(&["-VD"]), "flag provided but not defined: -VD");
     }
@@ -932,14 +1081,116 @@ mod tests {
     }
 
     #[test]
+    fn config_file_check_and_signal() {
+        for args in [
+            &["-c", "server.conf"][..],
+            &["--config=server.conf"],
+            &["-config", "server.conf"],
+        ] {
+            match parse(args) {
+                Ok(Command::Run(invocation)) => {
+                    assert_eq!(
+                        invocation.config_file,
+                        Some("server.conf".into()),
+                        "{args:?}"
+                    )
+                }
+                other => panic!("{args:?} gave {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse(&["-c", ""]),
+            Ok(Command::Run(Invocation {
+                config_file: None,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            parse(&["-t", "-c", "x.conf"]),
+            Ok(Command::Check(_))
+        ));
+        assert!(matches!(
+            parse(&["-c", "x.conf", "-t=true"]),
+            Ok(Command::Check(_))
+        ));
+        assert!(matches!(
+            parse(&["-c", "x.conf", "-t=false"]),
+            Ok(Command::Run(_))
+        ));
+        assert_eq!(
+            error(&["-t"]),
+            "natsring: must specify [-c, --config] option to check configuration file syntax"
+        );
+        for (args, command, pid) in [
+            (&["-sl", "reload"][..], "reload", None),
+            (&["--signal=ldm=1234"], "ldm", Some("1234")),
+            (
+                &["-signal", "stop=/nonexistent/natsring.pid"],
+                "stop",
+                Some("/nonexistent/natsring.pid"),
+            ),
+        ] {
+            match parse(args) {
+                Ok(Command::Signal(request)) => {
+                    assert_eq!(request.command, command);
+                    assert_eq!(request.pid.as_deref(), pid);
+                }
+                other => panic!("{args:?} gave {other:?}"),
+            }
+        }
+        assert_eq!(
+            error(&["-sl", "quit=1=2=3"]),
+            "natsring: invalid signal parameters: [2 3]"
+        );
+        // A pid file's content is the pid.
+        let path = std::env::temp_dir().join(format!("natsring-cli-{}.pid", std::process::id()));
+        std::fs::write(&path, "4321").unwrap();
+        match parse(&["-sl", &format!("term={}", path.display())]) {
+            Ok(Command::Signal(request)) => assert_eq!(request.pid.as_deref(), Some("4321")),
+            other => panic!("gave {other:?}"),
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_empty_ones_clear_it() {
+        let mut options = Options {
+            port: 5000,
+            server_name: Some("from-file".into()),
+            debug: true,
+            log_size_limit: 7,
+            ..Options::default()
+        };
+        let Ok(Command::Run(invocation)) = parse(&[
+            "-p",
+            "6000",
+            "-n",
+            "",
+            "-D=false",
+            "--log_size_limit",
+            "1024",
+        ]) else {
+            panic!()
+        };
+        apply_flags(&mut options, &invocation.flags);
+        assert_eq!(options.port, 6000);
+        assert_eq!(options.server_name, None);
+        assert!(!options.debug);
+        assert_eq!(options.log_size_limit, 1024);
+        assert_eq!(options.client_advertise, None);
+        let Ok(Command::Run(invocation)) = parse(&["-p", "0", "--client_advertise", "me:1"]) else {
+            panic!()
+        };
+        apply_flags(&mut options, &invocation.flags);
+        assert_eq!(options.port, 4222, "-p 0 is the default port");
+        assert_eq!(options.client_advertise.as_deref(), Some("me:1"));
+    }
+
+    #[test]
     fn unsupported_nats_server_flags_are_refused_by_name() {
         assert_eq!(
-            error(&["-c", "server.conf"]),
-            "natsring: flag -c is not supported yet (see natsring -h)"
-        );
-        assert_eq!(
-            error(&["--config=server.conf", "-js"]),
-            "natsring: flag -config is not supported yet (see natsring -h)"
+            error(&["--http_port=8222", "-js"]),
+            "natsring: flag -http_port is not supported yet (see natsring -h)"
         );
         assert!(error(&["-js"]).contains("flag -js is not supported yet"));
         assert!(error(&["--tls"]).contains("flag -tls is not supported yet"));
@@ -956,7 +1207,7 @@ mod tests {
         assert_eq!(error(&["-sl"]), "flag needs an argument: -sl");
         // A positional argument is reported before an unsupported flag, as nats-server does.
         assert_eq!(
-            error(&["-c", "x", "foo"]),
+            error(&["-m", "1", "foo"]),
             r#"natsring: unrecognized command: "foo""#
         );
     }
@@ -1096,11 +1347,10 @@ mod tests {
             .filter(|flag| flag.target != Target::Unsupported)
         {
             for name in flag.names {
-                let dashes = if name.len() == 1 || name.chars().all(|c| c.is_ascii_uppercase()) {
-                    "-"
-                } else {
-                    "--"
-                };
+                let single_dash = name.len() == 1
+                    || name.chars().all(|c| c.is_ascii_uppercase())
+                    || *name == "sl";
+                let dashes = if single_dash { "-" } else { "--" };
                 assert!(text.contains(&format!("{dashes}{name}")), "{name}");
             }
         }

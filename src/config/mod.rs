@@ -1,68 +1,132 @@
-//! Turns argv (later also the configuration file) into validated [`Options`]; no runtime state.
+//! Turns argv and the configuration file into validated [`Options`]; no runtime state.
 //!
 //! What it owns: the `Options` every other module reads, the Go-style flag parser (`cli`), the
-//! help and version texts, and the two small files nats-server writes for tooling (the pid file
-//! and the ports file). What it must not touch: sockets, shards, the logger's state.
+//! mapping of a configuration file onto options (`file`, over the format parser `conf`), what
+//! may change on a reload (`reload`), Go's duration and quoting forms (`go`), the help and
+//! version texts, and the two small files nats-server writes for tooling (the pid file and the
+//! ports file). What it must not touch: sockets, shards, the logger's state.
 //!
-//! Invariants of a parsed `Options`: `port == 0` means "pick a random port" (`-p -1` on the
-//! command line, as nats-server), `shards <= limits::SHARDS_MAX`, `server_name` is non-empty,
-//! has no spaces and is at most `limits::SERVER_NAME_BYTES_MAX` bytes, and empty strings given
-//! to path flags mean "not set" (as in nats-server).
+//! How options are made, as nats-server makes them: the defaults, then the configuration file
+//! (`-c`), then every flag given on the command line on top (flags win), then validation. A
+//! reload repeats exactly that (the file is read again, the same flags win again), so the
+//! running options are always the product of one file and one command line: [`Invocation`].
+//!
+//! Invariants of a loaded `Options`: `port == 0` means "pick a random port" (`-p -1`, `port:
+//! -1`), `shards <= limits::SHARDS_MAX`, `server_name` is non-empty, has no spaces and is at
+//! most `limits::SERVER_NAME_BYTES_MAX` bytes, empty strings given to paths mean "not set" (as
+//! in nats-server), `max_payload <= max_pending`, and `lame_duck_grace_period <
+//! lame_duck_duration` (the file layer refuses negative durations, which nats-server takes).
 
 mod cli;
 pub mod conf;
+mod file;
+pub mod go;
+mod reload;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::limits;
 
-pub use cli::{parse_args, usage, version_text, CLI_ERROR_EXIT_CODE};
+pub use cli::{parse_args, usage, version_text, Invocation, SignalRequest, CLI_ERROR_EXIT_CODE};
+pub use reload::{reload_notices, reload_refusal, ReloadRefused};
 
-/// Everything the server needs to start, with nats-server's defaults.
-#[derive(Debug, Clone)]
+/// Everything the server needs to run, with nats-server's defaults. Produced by
+/// [`Invocation::options`] (or built directly by tests and embedders).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
-    /// Bind address (`-a/--addr/--net`).
+    /// The configuration file (`-c`), read again on every reload; `None`: flags only.
+    pub config_file: Option<PathBuf>,
+    /// `sha256:<hex>` of the configuration file's parsed content, as nats-server computes it
+    /// (printed by `-t`, logged at start, `config_digest` in monitoring later).
+    pub config_digest: Option<String>,
+
+    /// Bind address (`-a/--addr/--net`, `host`, `net`, `listen`).
     pub host: String,
-    /// Client port (`-p/--port`); 0 means "random" (`-p -1`), as nats-server.
+    /// Client port (`-p/--port`, `port`, `listen`); 0 means "random" (`-1`), as nats-server.
     pub port: u16,
-    /// Server name (`-n/--name/--server_name`); `None` means "use the server id".
+    /// Server name (`-n/--name/--server_name`, `server_name`); `None`: the server id.
     pub server_name: Option<String>,
-    /// Event loops (`--shards`); 0 = one per CPU the process may run on (resolved by the server).
+    /// The client URL this server advertises to clients of a cluster (`--client_advertise`,
+    /// `client_advertise`): `host`, `host:port`. Without a cluster it has no effect on the wire
+    /// (nats-server's INFO has no `connect_urls` then either).
+    pub client_advertise: Option<String>,
+
+    /// Event loops (`--shards`, `shards`); 0 = one per CPU the process may run on (resolved by
+    /// the server).
     pub shards: usize,
-    /// Pin shard i to the i-th allowed CPU (`--pin_shards`).
+    /// Pin shard i to the i-th allowed CPU (`--pin_shards`, `pin_shards`).
     pub pin_shards: bool,
     /// Microseconds a shard watches for work before sleeping after a busy round
-    /// (`--busy_poll`); 0 never spins.
+    /// (`--busy_poll`, `busy_poll`); 0 never spins.
     pub busy_poll_micros: u64,
+
+    /// Largest payload a client may publish (`max_payload`).
     pub max_payload: u32,
+    /// Longest control line (`max_control_line`).
     pub max_control_line: u32,
+    /// Outbound bytes a subscriber may have pending before it is a slow consumer.
     pub max_pending: u64,
+    /// Client connections at most, server-wide (`max_connections`, `max_conn`); 0 admits none
+    /// (nats-server's `max_connections: 0`, i.e. -1).
     pub max_connections: u32,
-    pub ping_interval_ms: u64,
+    /// Subscriptions per connection at most (`max_subscriptions`, `max_subs`); 0: no limit.
+    pub max_subscriptions: u32,
+    /// Tokens a subscription's subject may have at most (`max_sub_tokens`); 0: no limit.
+    pub max_sub_tokens: u8,
+    /// Interval between server PINGs (`ping_interval`).
+    pub ping_interval: Duration,
+    /// PINGs outstanding before a connection is stale (`ping_max`).
     pub ping_max: u32,
-    pub write_deadline_ms: u64,
+    /// How long a flush may make no progress before the subscriber is a slow consumer.
+    pub write_deadline: Duration,
+    /// Refuse headers (`no_header_support`): INFO says `headers:false`, HPUB is an error.
     pub no_header_support: bool,
+
+    /// Lame duck mode lasts this long in all (`lame_duck_duration`): the grace period, then
+    /// the clients' closes spread over the rest.
+    pub lame_duck_duration: Duration,
+    /// Lame duck mode closes no client before this much time (`lame_duck_grace_period`).
+    pub lame_duck_grace_period: Duration,
+
     pub debug: bool,
     pub trace: bool,
     pub logtime: bool,
     pub logtime_utc: bool,
-    /// Log file (`-l/--log`), appended to; `None` logs to stderr.
+    /// Log file (`-l/--log`, `log_file`), appended to; `None` logs to stderr.
     pub log_file: Option<PathBuf>,
-    /// Pid file (`-P/--pid`).
+    /// Bytes after which the log file is rotated (`--log_size_limit`, `log_size_limit`);
+    /// 0: never.
+    pub log_size_limit: u64,
+    /// Rotated log files kept (`log_max_num`), the current one included; 0: all.
+    pub log_max_num: u32,
+    /// Pid file (`-P/--pid`, `pid_file`).
     pub pid_file: Option<PathBuf>,
-    /// Directory for the ports file (`--ports_file_dir`).
+    /// Directory for the ports file (`--ports_file_dir`, `ports_file_dir`).
     pub ports_file_dir: Option<PathBuf>,
+    /// Of repeated failed connect attempts (routes, gateways), every this many is logged
+    /// (`connect_error_reports`); kept for the cluster issue.
+    pub connect_error_reports: u32,
+    /// Of repeated failed reconnect attempts, every this many is logged
+    /// (`reconnect_error_reports`); kept for the cluster issue.
+    pub reconnect_error_reports: u32,
+    /// Closed connections kept for monitoring (`max_closed_clients`); kept for the
+    /// monitoring issue.
+    pub max_closed_clients: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
+            config_file: None,
+            config_digest: None,
             host: limits::HOST_DEFAULT.to_string(),
             port: limits::PORT_DEFAULT,
             server_name: None,
+            client_advertise: None,
             shards: 0,
             pin_shards: false,
             busy_poll_micros: limits::BUSY_POLL_MICROS,
@@ -70,34 +134,105 @@ impl Default for Options {
             max_control_line: limits::CONTROL_LINE_BYTES_MAX_DEFAULT,
             max_pending: limits::PENDING_BYTES_MAX_DEFAULT,
             max_connections: limits::CONNECTIONS_MAX_DEFAULT,
-            ping_interval_ms: limits::PING_INTERVAL_MS_DEFAULT,
+            max_subscriptions: 0,
+            max_sub_tokens: 0,
+            ping_interval: Duration::from_millis(limits::PING_INTERVAL_MS_DEFAULT),
             ping_max: limits::PINGS_OUTSTANDING_MAX_DEFAULT,
-            write_deadline_ms: limits::WRITE_DEADLINE_MS_DEFAULT,
+            write_deadline: Duration::from_millis(limits::WRITE_DEADLINE_MS_DEFAULT),
             no_header_support: false,
+            lame_duck_duration: Duration::from_millis(limits::LAME_DUCK_DURATION_MS_DEFAULT),
+            lame_duck_grace_period: Duration::from_millis(
+                limits::LAME_DUCK_GRACE_PERIOD_MS_DEFAULT,
+            ),
             debug: false,
             trace: false,
             logtime: true,
             logtime_utc: false,
             log_file: None,
+            log_size_limit: 0,
+            log_max_num: 0,
             pid_file: None,
             ports_file_dir: None,
+            connect_error_reports: limits::CONNECT_ERROR_REPORTS_DEFAULT,
+            reconnect_error_reports: limits::RECONNECT_ERROR_REPORTS_DEFAULT,
+            max_closed_clients: limits::CLOSED_CLIENTS_MAX_DEFAULT,
         }
     }
+}
+
+impl Options {
+    /// nats-server's start-up checks (`validateOptions`) and natsring's own bounds; the error
+    /// is the line nats-server prints (without the program name).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.lame_duck_grace_period >= self.lame_duck_duration {
+            return Err(format!(
+                "lame duck grace period ({}) should be strictly lower than lame duck duration ({})",
+                go::format_duration(self.lame_duck_grace_period.as_nanos() as i64),
+                go::format_duration(self.lame_duck_duration.as_nanos() as i64)
+            ));
+        }
+        if u64::from(self.max_payload) > self.max_pending {
+            return Err(format!(
+                "max_payload ({}) cannot be higher than max_pending ({})",
+                self.max_payload, self.max_pending
+            ));
+        }
+        if let Some(server_name) = &self.server_name {
+            if server_name.contains(' ') {
+                return Err("server name cannot contain spaces".to_string());
+            }
+            if server_name.len() > limits::SERVER_NAME_BYTES_MAX {
+                return Err(format!(
+                    "server name cannot be longer than {} bytes",
+                    limits::SERVER_NAME_BYTES_MAX
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot be used: the file's errors (one per line, warnings first, as
+/// nats-server reports them) or a start-up check's. `Display` is the text without the program
+/// name (`natsring: ` goes first on stderr; a failed reload logs it after `Failed to reload
+/// server configuration: `).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Options loaded from a command line, with the configuration file's warnings (each a line to
+/// print; the file was used anyway, as nats-server uses it).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub options: Options,
+    pub warnings: Vec<String>,
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Start the server with these options.
-    Run(Options),
+    /// Start the server from this command line (and its configuration file).
+    Run(Invocation),
+    /// `-t`: load the configuration file, report whether it is valid, and exit.
+    Check(Invocation),
+    /// `--signal <command>[=<pid or pid file>]`: signal a running server and exit.
+    Signal(SignalRequest),
     /// Print [`usage`] to stdout (with `print!`) and exit 0.
     Help,
     /// Print [`version_text`] to stdout and exit 0.
     Version,
 }
 
-/// A command-line error. `Display` is the exact text to print on stderr (one line, no newline);
-/// the process then exits with [`CLI_ERROR_EXIT_CODE`].
+/// A command-line or configuration error. `Display` is the exact text to print on stderr after
+/// the program name (one or more lines, no trailing newline); the process then exits with
+/// [`CLI_ERROR_EXIT_CODE`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliError(pub String);
 
@@ -220,9 +355,16 @@ mod tests {
         assert_eq!(options.max_control_line, 4096);
         assert_eq!(options.max_pending, 64 * 1024 * 1024);
         assert_eq!(options.max_connections, 64 * 1024);
-        assert_eq!(options.ping_interval_ms, 120_000);
+        assert_eq!(options.ping_interval, Duration::from_secs(120));
         assert_eq!(options.ping_max, 2);
-        assert_eq!(options.write_deadline_ms, 10_000);
+        assert_eq!(options.write_deadline, Duration::from_secs(10));
+        assert_eq!(options.lame_duck_duration, Duration::from_secs(120));
+        assert_eq!(options.lame_duck_grace_period, Duration::from_secs(10));
+        assert_eq!((options.max_subscriptions, options.max_sub_tokens), (0, 0));
+        assert_eq!(options.connect_error_reports, 3600);
+        assert_eq!(options.reconnect_error_reports, 1);
+        assert_eq!(options.max_closed_clients, 10_000);
+        assert_eq!(options.validate(), Ok(()));
         assert!(options.logtime);
         assert!(!options.logtime_utc && !options.debug && !options.trace);
         assert!(!options.no_header_support && !options.pin_shards);

@@ -169,6 +169,14 @@ pub fn write_err(out: &mut Vec<u8>, err: &ServerError) {
     }
 }
 
+/// Appends `-ERR '<text>'` for the errors whose text is made per case (permission violations:
+/// nats-server quotes the subject with Go's `%q`).
+pub fn write_err_text(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"-ERR '");
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"'\r\n");
+}
+
 /// Length in bytes of the MSG write_msg would produce (used to check pending limits before
 /// writing). With `headers_len: Some(_)`, the length of the HMSG `write_hmsg` would produce.
 pub fn msg_len(

@@ -4,8 +4,9 @@
 
 use super::conn::Subscription;
 use super::core::Core;
+use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
-use crate::proto::writer::{write_err, OK, PONG};
+use crate::proto::writer::{write_err, write_err_text, OK, PONG};
 use crate::proto::{Fed, Flow, Handler, Message, Op, Parser, ServerError};
 use crate::sublist::SubHandle;
 
@@ -69,13 +70,11 @@ impl Core {
         }
     }
 
-    /// A client connection just opened in `slot` (from `ip`; `open` client connections now,
-    /// server-wide): its INFO, then reading, unless it is over `max_connections`.
-    pub(super) fn start_client(&mut self, slot: u32, ip: Option<String>, open: u32) {
+    /// A client connection just opened in `slot` (`open` client connections now, server-wide):
+    /// its INFO, then reading, unless it is over `max_connections`.
+    pub(super) fn start_client(&mut self, slot: u32, open: u32) {
         // INFO first, always (nats-server sends it before checking max_connections).
-        let mut info = self.settings.info.clone();
-        info.client_id = self.conns[slot].client_id;
-        info.client_ip = ip.unwrap_or_default();
+        let info = self.client_info(slot);
         self.conns[slot]
             .out
             .append_with(|out| crate::proto::json::write_info(out, &info));
@@ -231,22 +230,69 @@ impl Core {
         // connect_info (nats-server does this so clients learn what CONNECT established).
         if conn.connected && !conn.sent_connect_info && conn.options.protocol >= 1 {
             conn.sent_connect_info = true;
-            let mut info = self.settings.info.clone();
-            info.client_id = conn.client_id;
-            info.client_ip = conn
-                .peer
-                .rsplit_once(':')
-                .map(|(ip, _)| ip.to_string())
-                .unwrap_or_default();
+            let mut info = self.client_info(slot);
             info.connect_info = true;
             info.remote_account = Some("$G".to_string());
-            conn.out.append_with(|out| write_info(out, &info));
+            self.conns[slot]
+                .out
+                .append_with(|out| write_info(out, &info));
         }
         self.mark_dirty(slot);
     }
 
-    fn on_sub(&mut self, slot: u32, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+    /// The INFO this server sends the client in `slot`: the server's, with the client's id and
+    /// address.
+    pub(super) fn client_info(&self, slot: u32) -> crate::proto::json::Info {
         let conn = &self.conns[slot];
+        let mut info = self.settings.info.clone();
+        info.client_id = conn.client_id;
+        // `peer` is `<ip>:<port>` (an IPv6 address unbracketed): the IP is before the last ':'.
+        info.client_ip = conn
+            .peer
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.to_string())
+            .unwrap_or_default();
+        info
+    }
+
+    fn on_sub(&mut self, slot: u32, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        let options = &self.settings.options;
+        // nats-server's order: the subject's token limit, then the subscription limit (a
+        // duplicate sid at the limit gets the error too), then the subscription itself.
+        let max_tokens = usize::from(options.max_sub_tokens);
+        if max_tokens > 0 && memchr::memchr_iter(b'.', subject).count() + 1 > max_tokens {
+            let quoted = crate::config::go::quote(&String::from_utf8_lossy(subject));
+            crate::log_error!(
+                "{} - cid:{} - Subscription Violation Too Many Tokens - Subject {quoted}, SID {}",
+                self.conns[slot].peer,
+                self.conns[slot].client_id,
+                String::from_utf8_lossy(sid)
+            );
+            let conn = &mut self.conns[slot];
+            conn.out.append_with(|out| {
+                write_err_text(
+                    out,
+                    &format!("Permissions Violation for Subscription to {quoted}, too many tokens"),
+                )
+            });
+            return self.mark_dirty(slot);
+        }
+        let max_subscriptions = options.max_subscriptions as usize;
+        let conn = &self.conns[slot];
+        if max_subscriptions > 0 && conn.subs.len() >= max_subscriptions {
+            let quiet = self.max_subscriptions_logged_ms.is_some_and(|logged_ms| {
+                self.now_ms.saturating_sub(logged_ms) < limits::MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS
+            });
+            if !quiet {
+                self.max_subscriptions_logged_ms = Some(self.now_ms);
+                crate::log_error!(
+                    "{} - cid:{} - maximum subscriptions exceeded",
+                    conn.peer,
+                    conn.client_id
+                );
+            }
+            return self.protocol_error(slot, &ServerError::MaxSubscriptions);
+        }
         if conn.subs.get(sid, &self.conns.subs).is_some() {
             // A duplicate sid is ignored (nats-server keeps the existing subscription).
             return self.reply_ok(slot);

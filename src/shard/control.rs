@@ -31,6 +31,23 @@ pub enum Control {
     /// Work with these settings from now on (a configuration reload); answer once they are
     /// in force on this shard.
     Reload(Arc<Settings>, Sender<()>),
+    /// Enter lame duck mode: stop accepting (the listeners close, so new clients are refused)
+    /// and tell every client that can hear it (an INFO with `"ldm":true`). Answered with how
+    /// many clients are open.
+    LameDuck(Sender<usize>),
+    /// Close this many open clients (or all there are) for this cause. Answered with how many
+    /// were closed and how many stay open.
+    CloseClients(usize, CloseCause, Sender<(usize, usize)>),
+}
+
+/// Why the server closes clients that did nothing wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// Lame duck mode: closed after their output is flushed (`ServerShutdown`).
+    LameDuck,
+    /// A reload lowered `max_connections` below the clients open: `-ERR 'maximum connections
+    /// exceeded'`, then closed, as nats-server's reload does.
+    MaxConnections,
 }
 
 /// One shard's mailbox (the sending side, shared by every thread that may send).

@@ -70,6 +70,10 @@ pub struct Core {
     pub scratch: Vec<u8>,
     /// The frames of the message being delivered (see `templates`).
     pub templates: Templates,
+    /// When this shard last logged a SUB over `max_subscriptions`: nats-server logs that at
+    /// most once per `limits::MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS` (per account there; per shard
+    /// here until accounts have their own state).
+    pub max_subscriptions_logged_ms: Option<u64>,
 }
 
 impl Core {
@@ -104,6 +108,7 @@ impl Core {
             stats: ShardStats::default(),
             scratch: Vec::new(),
             templates: Default::default(),
+            max_subscriptions_logged_ms: None,
         }
     }
 
@@ -172,7 +177,8 @@ impl Core {
         let client_id = self.next_client_id;
         self.next_client_id += self.shared.shard_count as u64;
         let options = &self.settings.options;
-        let first_ping_ms = options.ping_interval_ms.min(limits::FIRST_PING_INTERVAL_MS);
+        let first_ping_ms =
+            (options.ping_interval.as_millis() as u64).min(limits::FIRST_PING_INTERVAL_MS);
         let conn = Conn {
             fd,
             stream,
@@ -203,7 +209,6 @@ impl Core {
             paused: None,
             stuck: None,
             peer: peer
-                .clone()
                 .map(|(ip, port)| format!("{ip}:{port}"))
                 .unwrap_or_default(),
             in_msgs: 0,
@@ -217,7 +222,7 @@ impl Core {
         let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
 
         match kind {
-            ConnKind::Client => self.start_client(slot, peer.map(|(ip, _)| ip), open),
+            ConnKind::Client => self.start_client(slot, open),
         }
         Some(slot)
     }
@@ -297,8 +302,9 @@ impl Core {
     pub(super) fn tick(&mut self) {
         let now_ms = self.now_ms;
         let options = &self.settings.options;
-        let (ping_interval_ms, ping_max) = (options.ping_interval_ms, options.ping_max);
-        let write_deadline_ms = options.write_deadline_ms;
+        let (ping_interval_ms, ping_max) =
+            (options.ping_interval.as_millis() as u64, options.ping_max);
+        let write_deadline_ms = options.write_deadline.as_millis() as u64;
         let mut stale = Vec::new();
         let mut stalled = Vec::new();
         let mut ping = Vec::new();
@@ -448,7 +454,8 @@ impl Core {
     /// A reload's new settings (`Control::Reload`), between completions. Limits apply at
     /// once, to connections already open too, as nats-server applies them: the payload and
     /// control-line limits of every parser, the back-pressure marks, the keepalive and write
-    /// deadline at the next tick, max_connections to the next connection; INFO has the new
+    /// deadline at the next tick; a lower max_connections closes what is over it
+    /// (`ServerHandle::reload` asks for that with `Control::CloseClients`); INFO has the new
     /// values for connections opened from now on.
     pub(super) fn reload(&mut self, settings: Arc<Settings>) {
         let options = &settings.options;

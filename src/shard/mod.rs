@@ -67,6 +67,7 @@ mod conn;
 pub mod control;
 mod core;
 mod deliver;
+mod lame_duck;
 mod peer_routing;
 mod peers;
 mod ring;
@@ -118,7 +119,8 @@ pub struct ShardSetup {
 
 /// One listening socket of the shard's.
 struct Listener {
-    socket: TcpListener,
+    /// `None` once closed: the shard stopped accepting and no accept names it any more.
+    socket: Option<TcpListener>,
     /// What its connections speak.
     kind: ConnKind,
     /// A multishot accept is armed on it.
@@ -141,6 +143,9 @@ pub struct Shard {
     wake_fd: Arc<OwnedFd>,
     started: Instant,
     stopping: bool,
+    /// False once the shard stopped taking new connections (lame duck mode, stopping): its
+    /// accepts are cancelled and never re-armed.
+    accepting: bool,
     /// Whether to watch the ring before sleeping (`busy_poll`).
     spin: SpinPolicy,
 }
@@ -164,7 +169,7 @@ impl Shard {
                 .listeners
                 .into_iter()
                 .map(|(kind, socket)| Listener {
-                    socket,
+                    socket: Some(socket),
                     kind,
                     accept_armed: false,
                 })
@@ -172,6 +177,7 @@ impl Shard {
             wake_fd: setup.wake_fd,
             started: Instant::now(),
             stopping: false,
+            accepting: true,
             spin: SpinPolicy::new(seed.rotate_left(17)),
         })
     }
@@ -195,7 +201,7 @@ impl Shard {
         let mut answered = false;
         // Bytes the last round received.
         let mut received = 0usize;
-        while !(self.stopping && self.core.conns.is_empty() && !self.accepting()) {
+        while !(self.stopping && self.core.conns.is_empty() && !self.any_accept_armed()) {
             // Wait only when nothing that can be handled now is left over.
             let mut want = usize::from(!ready_left && self.io.early.is_empty());
             // An idle period: this round's work is submitted and nothing is ready.
@@ -274,7 +280,7 @@ impl Shard {
 
     /// Whether a multishot accept is armed on any listener (`begin_stop` cancels them; each
     /// ends with a completion without IORING_CQE_F_MORE).
-    fn accepting(&self) -> bool {
+    fn any_accept_armed(&self) -> bool {
         self.listeners.iter().any(|listener| listener.accept_armed)
     }
 
@@ -436,8 +442,10 @@ impl Shard {
     }
 
     fn arm_accept(&mut self, listener: u32) {
-        let fd = self.listeners[listener as usize].socket.as_raw_fd();
-        self.io.arm_accept(fd, listener);
+        let Some(socket) = &self.listeners[listener as usize].socket else {
+            return;
+        };
+        self.io.arm_accept(socket.as_raw_fd(), listener);
         self.listeners[listener as usize].accept_armed = true;
     }
 
@@ -541,14 +549,21 @@ impl Shard {
             [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&-completion.result);
         if !cqueue::more(completion.flags) {
             self.listeners[listener as usize].accept_armed = false;
-            // Out of fds or memory: retrying at once would fail at once; the next tick re-arms.
-            if !self.stopping && !short_of_resources {
-                self.arm_accept(listener);
+            if self.accepting {
+                // Out of fds or memory: retrying at once would fail at once; the next tick
+                // re-arms.
+                if !short_of_resources {
+                    self.arm_accept(listener);
+                }
+            } else {
+                // Cancelled: nothing names the socket any more, so closing it refuses new
+                // connections at once (they would otherwise wait in its backlog).
+                self.listeners[listener as usize].socket = None;
             }
         }
         match completion.result {
             fd if fd >= 0 => {
-                if self.stopping {
+                if !self.accepting {
                     close_fd(fd);
                 } else {
                     let kind = self.listeners[listener as usize].kind;
@@ -704,7 +719,7 @@ impl Shard {
 
     fn on_timer(&mut self, completion: Completion) {
         debug_assert!(completion.result == -libc::ETIME || completion.result == 0);
-        if !self.stopping {
+        if self.accepting {
             self.arm_accepts();
         }
         self.core.tick();
@@ -737,6 +752,13 @@ impl Shard {
                     self.core.reload(settings);
                     let _ = done.send(());
                 }
+                control::Control::LameDuck(reply) => {
+                    self.stop_accepting();
+                    let _ = reply.send(self.core.begin_lame_duck());
+                }
+                control::Control::CloseClients(count, cause, reply) => {
+                    let _ = reply.send(self.core.close_clients(count, cause));
+                }
             }
         }
         // A stop arrives as `Control::Stop` (`Shared::stop_all` sends it to every shard); the
@@ -749,14 +771,16 @@ impl Shard {
         }
     }
 
-    /// Stops accepting and closes every connection; the loop ends when the last slot is free.
-    fn begin_stop(&mut self) {
-        if self.stopping {
+    /// Takes no more connections: every armed accept is cancelled, and none is armed again.
+    fn stop_accepting(&mut self) {
+        if !self.accepting {
             return;
         }
-        self.stopping = true;
+        self.accepting = false;
         for index in 0..self.listeners.len() as u32 {
             if !self.listeners[index as usize].accept_armed {
+                // No accept names it: closed now.
+                self.listeners[index as usize].socket = None;
                 continue;
             }
             self.io.cancel(
@@ -764,6 +788,15 @@ impl Shard {
                 Token::new(OpKind::CancelAccept, index, 0),
             );
         }
+    }
+
+    /// Stops accepting and closes every connection; the loop ends when the last slot is free.
+    fn begin_stop(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.stop_accepting();
         let slots: Vec<u32> = self
             .core
             .conns

@@ -30,6 +30,31 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Sends every shard the command `ask` makes with a reply channel, and waits for each
+    /// answer (all are asked before any is waited for). A shard that has ended answers
+    /// nothing: its answer is the type's default, so answers stay indexed by shard.
+    pub fn ask_every_shard<T: Default>(
+        &self,
+        ask: impl Fn(std::sync::mpsc::Sender<T>) -> control::Control,
+    ) -> Vec<T> {
+        let answers: Vec<_> = self
+            .mailboxes
+            .iter()
+            .map(|mailbox| {
+                let (reply, answer) = std::sync::mpsc::channel();
+                mailbox.send(ask(reply)).then_some(answer)
+            })
+            .collect();
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer
+                    .and_then(|answer| answer.recv().ok())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// Asks every shard to stop (close its connections and exit). Used for shutdown, and by
     /// a shard whose loop ended on an error, so the server fails whole, never half-working.
     pub fn stop_all(&self) {

@@ -79,6 +79,34 @@ impl ChildServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The configuration file it was started with, if any.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    /// Sends the process `signal` (`libc::SIGHUP`, ...).
+    pub fn signal(&self, signal: i32) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or None if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for ChildServer {
@@ -169,6 +197,23 @@ pub fn start_reference_with_config(config: &str) -> ReferenceServer {
     let mut server = start_child("nats-server", &["-c", path.to_str().unwrap()]);
     server.config = Some(path);
     server
+}
+
+/// Starts the natsring binary of this build with a configuration file holding `config` (and
+/// `extra` flags, which win over the file, as the harness's own `-a 127.0.0.1 -p -1` do).
+pub fn start_natsring_with_config(config: &str, extra: &[&str]) -> ChildServer {
+    let path = unique_temp_path("natsring.conf");
+    std::fs::write(&path, config).unwrap();
+    let mut args = vec!["-c", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut server = start_child(env!("CARGO_BIN_EXE_natsring"), &args);
+    server.config = Some(path);
+    server
+}
+
+/// A fresh path in the temporary directory, unique to this process and call.
+pub fn temp_path(tag: &str) -> std::path::PathBuf {
+    unique_temp_path(tag)
 }
 
 /// Starts the natsring binary of this build as a child process with `extra` flags.
