@@ -120,8 +120,8 @@ pub fn enter(shared: Arc<Shared>) -> LameDuck {
     LameDuck { finished, thread }
 }
 
-/// Waits for the grace period, then closes the clients on schedule. Returns early when the
-/// server stops.
+/// Waits for the grace period, then closes the clients on schedule, `open[i]` being shard i's
+/// clients left as last heard. Returns when none is left, or early when the server stops.
 fn close_clients(shared: &Shared, options: &Options, began: Instant, mut open: Vec<usize>) {
     let clients: usize = open.iter().sum();
     if clients == 0 {
@@ -133,41 +133,35 @@ fn close_clients(shared: &Shared, options: &Options, began: Instant, mut open: V
     }
     crate::log_notice!("Closing existing clients");
     let mut random = seed();
-    let mut closed = 0usize;
-    while closed < clients && open.iter().any(|&left| left > 0) {
+    loop {
         let mut batch_left = schedule.batch;
         while batch_left > 0 {
-            // The shard with the most clients left: the closes spread evenly over them.
+            // The shard with the most clients left: the closes spread evenly over them. A shard
+            // that closes none has none open (its clients left on their own): its count drops
+            // to 0, so this ends.
             let Some((shard, &left)) = open
                 .iter()
                 .enumerate()
                 .max_by_key(|(_, &left)| left)
                 .filter(|(_, &left)| left > 0)
             else {
-                break;
+                return;
             };
-            let count = batch_left.min(left);
             let (reply, answer) = mpsc::channel();
-            if !shared.mailboxes[shard].send(Control::CloseClients(
-                count,
-                CloseCause::LameDuck,
-                reply,
-            )) {
+            let command = Control::CloseClients(batch_left.min(left), CloseCause::LameDuck, reply);
+            if !shared.mailboxes[shard].send(command) {
                 open[shard] = 0;
                 continue;
             }
-            match answer.recv() {
-                Ok((closed_now, left_now)) => {
-                    closed += closed_now;
-                    batch_left = batch_left.saturating_sub(closed_now.max(1));
-                    open[shard] = left_now;
-                }
-                // The shard ended: the server is stopping.
-                Err(_) => return,
-            }
+            // No answer: the shard ended, the server is stopping.
+            let Ok((closed, left_now)) = answer.recv() else {
+                return;
+            };
+            open[shard] = left_now;
+            batch_left -= closed.min(batch_left);
         }
-        if closed >= clients || open.iter().all(|&left| left == 0) {
-            break;
+        if open.iter().all(|&left| left == 0) {
+            return;
         }
         random ^= random << 13;
         random ^= random >> 7;

@@ -255,7 +255,6 @@ impl LogFile {
             // Keep writing to the renamed file rather than lose lines; the next write retries.
             Err(_) => return,
         }
-        self.written = 0;
         let mut line = String::new();
         line_now(
             &mut line,
@@ -360,13 +359,17 @@ pub fn init(opts: &Options) -> io::Result<()> {
     Ok(())
 }
 
-/// Reopens the log file (SIGUSR1, after log rotation). Nothing to do when logging to stderr.
-pub fn reopen() -> io::Result<()> {
+/// Reopens the log file (SIGUSR1, after log rotation). `Ok(false)`: nothing to reopen, the
+/// log goes to stderr.
+pub fn reopen() -> io::Result<bool> {
     let mut output = lock_output();
-    if let Output::File(log) = &mut *output {
-        *log = LogFile::open(&log.path, log.size_limit, log.max_files)?;
+    match &mut *output {
+        Output::File(log) => {
+            *log = LogFile::open(&log.path, log.size_limit, log.max_files)?;
+            Ok(true)
+        }
+        Output::Stderr => Ok(false),
     }
-    Ok(())
 }
 
 fn open_log_file(path: &std::path::Path) -> io::Result<File> {

@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                 SIGINT => stop = true,
                 // nats-server ignores SIGTERM in lame duck mode: the mode ends the server.
                 SIGTERM => stop |= lame_duck.is_none(),
-                SIGUSR1 => reopen_log(&server.options()),
+                SIGUSR1 => reopen_log(),
                 // Once is enough: a second SIGUSR2 changes nothing.
                 SIGUSR2 if lame_duck.is_none() => lame_duck = Some(server.enter_lame_duck()),
                 SIGHUP => reload(&server, &invocation),
@@ -162,15 +162,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGUSR1 (after log rotation by another tool): the log file opened again, as nats-server
-/// says it.
-fn reopen_log(options: &config::Options) {
-    if options.log_file.is_none() {
-        log_notice!("File log re-open ignored, not a file logger");
-        return;
-    }
+/// SIGUSR1 (after log rotation by another tool): the log file opened again, in nats-server's
+/// words.
+fn reopen_log() {
     match natsring::log::reopen() {
-        Ok(()) => log_notice!("File log re-opened"),
+        Ok(true) => log_notice!("File log re-opened"),
+        Ok(false) => log_notice!("File log re-open ignored, not a file logger"),
         Err(err) => log_error!("Could not reopen the log file: {err}"),
     }
 }

@@ -252,11 +252,6 @@ impl ServerHandle {
         self.port
     }
 
-    /// The options in force (those of the last reload, or of the start).
-    pub fn options(&self) -> Options {
-        self.shared.settings().options.clone()
-    }
-
     /// The server's INFO `server_id`.
     pub fn server_id(&self) -> &str {
         &self.server_id
@@ -300,9 +295,7 @@ impl ServerHandle {
             }
         }
         if old.ports_file_dir != options.ports_file_dir {
-            if let Some(path) = self.lock_ports_file().take() {
-                config::remove_ports_file(&path);
-            }
+            self.remove_ports_file();
             if let Some(dir) = &options.ports_file_dir {
                 self.write_ports_file(dir, &Ports::for_client(&old.host, self.port));
             }
@@ -378,6 +371,13 @@ impl ServerHandle {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Removes the ports file written, if any (at shutdown, or when a reload moves it).
+    fn remove_ports_file(&self) {
+        if let Some(path) = self.lock_ports_file().take() {
+            config::remove_ports_file(&path);
+        }
+    }
+
     /// Writes the ports file in `dir`, remembering it for shutdown; a failure is logged as
     /// nats-server logs it.
     fn write_ports_file(&self, dir: &std::path::Path, ports: &Ports) {
@@ -428,9 +428,7 @@ impl ServerHandle {
     /// Stops every shard and waits for them; returns their final counters.
     pub fn shutdown(mut self) -> io::Result<ShardStats> {
         let stopped = self.stop_threads();
-        if let Some(path) = self.lock_ports_file().take() {
-            config::remove_ports_file(&path);
-        }
+        self.remove_ports_file();
         stopped?;
         Ok(self.stats())
     }
@@ -455,9 +453,7 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         let _ = self.stop_threads();
-        if let Some(path) = self.lock_ports_file().take() {
-            config::remove_ports_file(&path);
-        }
+        self.remove_ports_file();
     }
 }
 

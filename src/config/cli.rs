@@ -190,14 +190,6 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// An invocation with no flags, reading `config_file` (tests and embedders).
-    pub fn with_config_file(config_file: Option<PathBuf>) -> Invocation {
-        Invocation {
-            config_file,
-            flags: Vec::new(),
-        }
-    }
-
     /// The options this command line asks for, made as nats-server makes them: the defaults,
     /// then the configuration file, then the flags on top, then validation. Called at start
     /// and again on every reload (the file may have changed; the flags have not). The error is

@@ -198,11 +198,7 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
         "trace_verbose" => set_bool(&mut options.trace, item, report),
         "logtime" => set_bool(&mut options.logtime, item, report),
         "logtime_utc" => set_bool(&mut options.logtime_utc, item, report),
-        "log_file" | "logfile" => {
-            if let Some(path) = string(item, report) {
-                options.log_file = (!path.is_empty()).then(|| path.into());
-            }
-        }
+        "log_file" | "logfile" => set_path(&mut options.log_file, item, report),
         "log_size_limit" | "logfile_size_limit" => {
             if let Some(bytes) = integer(item, report) {
                 // nats-server: zero or less never rotates.
@@ -210,38 +206,26 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
             }
         }
         "log_max_num" | "logfile_max_num" => {
-            if let Some(count) = non_negative(key, item, report) {
-                options.log_max_num = count.min(u64::from(u32::MAX)) as u32;
+            if let Some(count) = count(key, item, report) {
+                options.log_max_num = count;
             }
         }
-        "pid_file" | "pidfile" => {
-            if let Some(path) = string(item, report) {
-                options.pid_file = (!path.is_empty()).then(|| path.into());
-            }
-        }
-        "ports_file_dir" => {
-            if let Some(path) = string(item, report) {
-                options.ports_file_dir = (!path.is_empty()).then(|| path.into());
-            }
-        }
+        "pid_file" | "pidfile" => set_path(&mut options.pid_file, item, report),
+        "ports_file_dir" => set_path(&mut options.ports_file_dir, item, report),
         "max_control_line" => {
             if let Some(bytes) = size_up_to_int32(key, item, report) {
                 options.max_control_line =
-                    default_if_zero(bytes, limits::CONTROL_LINE_BYTES_MAX_DEFAULT);
+                    or_default(bytes, limits::CONTROL_LINE_BYTES_MAX_DEFAULT);
             }
         }
         "max_payload" => {
             if let Some(bytes) = size_up_to_int32(key, item, report) {
-                options.max_payload = default_if_zero(bytes, limits::PAYLOAD_BYTES_MAX_DEFAULT);
+                options.max_payload = or_default(bytes, limits::PAYLOAD_BYTES_MAX_DEFAULT);
             }
         }
         "max_pending" => {
             if let Some(bytes) = non_negative(key, item, report) {
-                options.max_pending = if bytes == 0 {
-                    limits::PENDING_BYTES_MAX_DEFAULT
-                } else {
-                    bytes
-                };
+                options.max_pending = or_default(bytes, limits::PENDING_BYTES_MAX_DEFAULT);
             }
         }
         "max_connections" | "max_conn" => {
@@ -254,8 +238,8 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
             // nats-server: -1 is "no limit" too (jwt.NoLimit), as is 0.
             if matches!(item.value, Value::Integer(-1)) {
                 options.max_subscriptions = 0;
-            } else if let Some(count) = non_negative(key, item, report) {
-                options.max_subscriptions = count.min(u64::from(u32::MAX)) as u32;
+            } else if let Some(count) = count(key, item, report) {
+                options.max_subscriptions = count;
             }
         }
         "max_sub_tokens" | "max_subscription_tokens" => {
@@ -271,24 +255,20 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
         }
         "ping_interval" => {
             if let Some(interval) = duration_or_seconds("ping_interval", item, report) {
-                options.ping_interval = default_if_zero_duration(
+                options.ping_interval = or_default(
                     interval,
                     Duration::from_millis(limits::PING_INTERVAL_MS_DEFAULT),
                 );
             }
         }
         "ping_max" => {
-            if let Some(count) = non_negative(key, item, report) {
-                options.ping_max = if count == 0 {
-                    limits::PINGS_OUTSTANDING_MAX_DEFAULT
-                } else {
-                    count.min(u64::from(u32::MAX)) as u32
-                };
+            if let Some(count) = count(key, item, report) {
+                options.ping_max = or_default(count, limits::PINGS_OUTSTANDING_MAX_DEFAULT);
             }
         }
         "write_deadline" => {
             if let Some(deadline) = duration_or_seconds("write_deadline", item, report) {
-                options.write_deadline = default_if_zero_duration(
+                options.write_deadline = or_default(
                     deadline,
                     Duration::from_millis(limits::WRITE_DEADLINE_MS_DEFAULT),
                 );
@@ -339,7 +319,7 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
                         report.error(item, "invalid lame_duck_grace_period, needs to be positive")
                     }
                     Ok(nanos) => {
-                        options.lame_duck_grace_period = default_if_zero_duration(
+                        options.lame_duck_grace_period = or_default(
                             Duration::from_nanos(nanos as u64),
                             Duration::from_millis(limits::LAME_DUCK_GRACE_PERIOD_MS_DEFAULT),
                         )
@@ -348,30 +328,20 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
             }
         }
         "connect_error_reports" => {
-            if let Some(count) = non_negative(key, item, report) {
-                options.connect_error_reports = if count == 0 {
-                    limits::CONNECT_ERROR_REPORTS_DEFAULT
-                } else {
-                    count.min(u64::from(u32::MAX)) as u32
-                };
+            if let Some(count) = count(key, item, report) {
+                options.connect_error_reports =
+                    or_default(count, limits::CONNECT_ERROR_REPORTS_DEFAULT);
             }
         }
         "reconnect_error_reports" => {
-            if let Some(count) = non_negative(key, item, report) {
-                options.reconnect_error_reports = if count == 0 {
-                    limits::RECONNECT_ERROR_REPORTS_DEFAULT
-                } else {
-                    count.min(u64::from(u32::MAX)) as u32
-                };
+            if let Some(count) = count(key, item, report) {
+                options.reconnect_error_reports =
+                    or_default(count, limits::RECONNECT_ERROR_REPORTS_DEFAULT);
             }
         }
         "max_closed_clients" => {
-            if let Some(count) = non_negative(key, item, report) {
-                options.max_closed_clients = if count == 0 {
-                    limits::CLOSED_CLIENTS_MAX_DEFAULT
-                } else {
-                    count.min(u64::from(u32::MAX)) as u32
-                };
+            if let Some(count) = count(key, item, report) {
+                options.max_closed_clients = or_default(count, limits::CLOSED_CLIENTS_MAX_DEFAULT);
             }
         }
         // natsring's own.
@@ -475,19 +445,24 @@ fn size_up_to_int32(key: &str, item: &Item, report: &mut Report) -> Option<u32> 
     Some(value as u32)
 }
 
-fn default_if_zero(value: u32, default: u32) -> u32 {
-    if value == 0 {
+/// A count natsring keeps in a `u32` (larger ones are as good as unlimited).
+fn count(key: &str, item: &Item, report: &mut Report) -> Option<u32> {
+    non_negative(key, item, report).map(|count| count.min(u64::from(u32::MAX)) as u32)
+}
+
+/// nats-server's rule for most settings: zero (unset) is the default.
+fn or_default<T: Default + PartialEq>(value: T, default: T) -> T {
+    if value == T::default() {
         default
     } else {
         value
     }
 }
 
-fn default_if_zero_duration(value: Duration, default: Duration) -> Duration {
-    if value.is_zero() {
-        default
-    } else {
-        value
+/// A path setting: a string, empty meaning "not set" (as nats-server).
+fn set_path(target: &mut Option<std::path::PathBuf>, item: &Item, report: &mut Report) {
+    if let Some(path) = string(item, report) {
+        *target = (!path.is_empty()).then(|| path.into());
     }
 }
 

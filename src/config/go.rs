@@ -171,6 +171,11 @@ pub fn format_duration(nanos: i64) -> String {
     text
 }
 
+/// [`format_duration`] of a `std` duration (one past Go's range prints as its largest).
+pub fn format_std_duration(duration: std::time::Duration) -> String {
+    format_duration(duration.as_nanos().min(i64::MAX as u128) as i64)
+}
+
 /// `value / 10^precision` as (integer part, `".fff"` without trailing zeros, or `""`).
 fn split_fraction(value: u64, precision: u32) -> (u64, String) {
     let divisor = 10u64.pow(precision);

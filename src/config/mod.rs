@@ -167,8 +167,8 @@ impl Options {
         if self.lame_duck_grace_period >= self.lame_duck_duration {
             return Err(format!(
                 "lame duck grace period ({}) should be strictly lower than lame duck duration ({})",
-                go::format_duration(self.lame_duck_grace_period.as_nanos() as i64),
-                go::format_duration(self.lame_duck_duration.as_nanos() as i64)
+                go::format_std_duration(self.lame_duck_grace_period),
+                go::format_std_duration(self.lame_duck_duration)
             ));
         }
         if u64::from(self.max_payload) > self.max_pending {

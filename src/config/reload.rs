@@ -11,9 +11,8 @@
 //! (clients negotiated it), and its own shard layout.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use super::go::format_duration;
+use super::go::format_std_duration;
 use super::Options;
 
 /// A reload refused, with nats-server's wording; nothing was changed.
@@ -37,10 +36,6 @@ fn path(value: &Option<PathBuf>) -> String {
         .as_ref()
         .map(|path| path.display().to_string())
         .unwrap_or_default()
-}
-
-fn duration(value: Duration) -> String {
-    format_duration(value.as_nanos().min(i64::MAX as u128) as i64)
 }
 
 /// Why `new` cannot replace `old` while running, if it cannot. `new.port == 0` (a random port
@@ -73,127 +68,64 @@ pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
         })
 }
 
+/// How one option's value is written in a notice.
+type Shown = fn(&Options) -> String;
+
 /// The `Reloaded: <key> = <value>` lines for what differs between `old` and `new`, in
 /// nats-server's words where it has them.
 pub fn reload_notices(old: &Options, new: &Options) -> Vec<String> {
-    let mut notices = Vec::new();
-    let mut changed = |key: &str, old: String, new: String| {
-        if old != new {
-            // nats-server words this one differently ("Reload:", not "Reloaded:").
-            let verb = if key == "client_advertise" {
-                "Reload"
-            } else {
-                "Reloaded"
-            };
-            notices.push(format!("{verb}: {key} = {new}"));
-        }
-    };
-    changed("trace", old.trace.to_string(), new.trace.to_string());
-    changed("debug", old.debug.to_string(), new.debug.to_string());
-    changed("logtime", old.logtime.to_string(), new.logtime.to_string());
-    changed(
-        "logtime_utc",
-        old.logtime_utc.to_string(),
-        new.logtime_utc.to_string(),
-    );
-    changed("log_file", path(&old.log_file), path(&new.log_file));
-    changed(
-        "log_size_limit",
-        old.log_size_limit.to_string(),
-        new.log_size_limit.to_string(),
-    );
-    changed(
-        "log_max_num",
-        old.log_max_num.to_string(),
-        new.log_max_num.to_string(),
-    );
-    changed(
-        "max_connections",
-        old.max_connections.to_string(),
-        new.max_connections.to_string(),
-    );
-    changed("pid_file", path(&old.pid_file), path(&new.pid_file));
-    changed(
-        "ports_file_dir",
-        path(&old.ports_file_dir),
-        path(&new.ports_file_dir),
-    );
-    changed(
-        "max_control_line",
-        old.max_control_line.to_string(),
-        new.max_control_line.to_string(),
-    );
-    changed(
-        "max_payload",
-        old.max_payload.to_string(),
-        new.max_payload.to_string(),
-    );
-    changed(
-        "max_pending",
-        old.max_pending.to_string(),
-        new.max_pending.to_string(),
-    );
-    changed(
-        "max_subscriptions",
-        old.max_subscriptions.to_string(),
-        new.max_subscriptions.to_string(),
-    );
-    changed(
-        "max_sub_tokens",
-        old.max_sub_tokens.to_string(),
-        new.max_sub_tokens.to_string(),
-    );
-    changed(
-        "ping_interval",
-        duration(old.ping_interval),
-        duration(new.ping_interval),
-    );
-    changed(
-        "ping_max",
-        old.ping_max.to_string(),
-        new.ping_max.to_string(),
-    );
-    changed(
-        "write_deadline",
-        duration(old.write_deadline),
-        duration(new.write_deadline),
-    );
-    changed(
-        "client_advertise",
-        text(&old.client_advertise),
-        text(&new.client_advertise),
-    );
-    changed(
-        "lame_duck_duration",
-        duration(old.lame_duck_duration),
-        duration(new.lame_duck_duration),
-    );
-    changed(
-        "lame_duck_grace_period",
-        duration(old.lame_duck_grace_period),
-        duration(new.lame_duck_grace_period),
-    );
-    changed(
-        "connect_error_reports",
-        old.connect_error_reports.to_string(),
-        new.connect_error_reports.to_string(),
-    );
-    changed(
-        "reconnect_error_reports",
-        old.reconnect_error_reports.to_string(),
-        new.reconnect_error_reports.to_string(),
-    );
-    changed(
-        "max_closed_clients",
-        old.max_closed_clients.to_string(),
-        new.max_closed_clients.to_string(),
-    );
-    changed(
-        "busy_poll",
-        old.busy_poll_micros.to_string(),
-        new.busy_poll_micros.to_string(),
-    );
-    notices
+    // Each option a reload may change, in nats-server's order where it has one, and how its
+    // value is written.
+    let shown: [(&str, Shown); 25] = [
+        ("trace", |o| o.trace.to_string()),
+        ("debug", |o| o.debug.to_string()),
+        ("logtime", |o| o.logtime.to_string()),
+        ("logtime_utc", |o| o.logtime_utc.to_string()),
+        ("log_file", |o| path(&o.log_file)),
+        ("log_size_limit", |o| o.log_size_limit.to_string()),
+        ("log_max_num", |o| o.log_max_num.to_string()),
+        ("max_connections", |o| o.max_connections.to_string()),
+        ("pid_file", |o| path(&o.pid_file)),
+        ("ports_file_dir", |o| path(&o.ports_file_dir)),
+        ("max_control_line", |o| o.max_control_line.to_string()),
+        ("max_payload", |o| o.max_payload.to_string()),
+        ("max_pending", |o| o.max_pending.to_string()),
+        ("max_subscriptions", |o| o.max_subscriptions.to_string()),
+        ("max_sub_tokens", |o| o.max_sub_tokens.to_string()),
+        ("ping_interval", |o| format_std_duration(o.ping_interval)),
+        ("ping_max", |o| o.ping_max.to_string()),
+        ("write_deadline", |o| format_std_duration(o.write_deadline)),
+        ("client_advertise", |o| text(&o.client_advertise)),
+        ("lame_duck_duration", |o| {
+            format_std_duration(o.lame_duck_duration)
+        }),
+        ("lame_duck_grace_period", |o| {
+            format_std_duration(o.lame_duck_grace_period)
+        }),
+        ("connect_error_reports", |o| {
+            o.connect_error_reports.to_string()
+        }),
+        ("reconnect_error_reports", |o| {
+            o.reconnect_error_reports.to_string()
+        }),
+        ("max_closed_clients", |o| o.max_closed_clients.to_string()),
+        ("busy_poll", |o| o.busy_poll_micros.to_string()),
+    ];
+    shown
+        .into_iter()
+        .filter_map(|(key, show)| {
+            let value = show(new);
+            (show(old) != value).then(|| {
+                // nats-server words this one differently ("Reload:", not "Reloaded:").
+                let verb = if key == "client_advertise" {
+                    "Reload"
+                } else {
+                    "Reloaded"
+                };
+                format!("{verb}: {key} = {value}")
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -251,7 +183,7 @@ mod tests {
         let new = Options {
             max_payload: 1024,
             trace: true,
-            ping_interval: Duration::from_secs(30),
+            ping_interval: std::time::Duration::from_secs(30),
             ..old.clone()
         };
         assert_eq!(

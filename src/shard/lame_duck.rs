@@ -1,6 +1,6 @@
 //! What a shard does for lame duck mode and for a lowered `max_connections`, when told
 //! (`Control::LameDuck`, `Control::CloseClients`): the schedule of the closes is the server's
-//! (`server::LameDuck`, one for all shards, spaced as nats-server spaces them); a shard only
+//! (`crate::lame_duck`, one for all shards, spaced as nats-server spaces them); a shard only
 //! stops accepting, tells its clients, and closes as many of them as it is asked, at once.
 //!
 //! Must not: decide when to close, or hold any other shard's state.

@@ -273,8 +273,12 @@ impl Shard {
         // What the last round queued (peers' wake-ups while stopping) goes out too.
         self.io.enter(0)?;
         self.core.publish_stats();
-        // No operation names them any more: closing them frees the port now.
-        self.listeners.clear();
+        // Each listener was closed when its accept ended (`on_accept`), or at once if none was
+        // armed (`stop_accepting`): the port is free now.
+        debug_assert!(self
+            .listeners
+            .iter()
+            .all(|listener| listener.socket.is_none()));
         Ok(())
     }
 
