@@ -6,6 +6,9 @@
 //! Invariants: `AccountId` indexes `Shared::accounts` and each shard's match caches, in the
 //! same order; account 0 is `$G`.
 
+use std::time::Duration;
+
+use crate::auth::Permissions;
 use crate::sublist::Sublist;
 
 /// An account's index in the server's account list.
@@ -37,3 +40,116 @@ impl Account {
         }
     }
 }
+
+/// What an export or import carries: a stream (messages flow to the importer) or a service
+/// (requests flow to the exporter, responses back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    Stream,
+    Service,
+}
+
+/// How many responses a service request may have (`response_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResponseType {
+    /// One response (the default).
+    #[default]
+    Singleton,
+    /// Any number of responses, until the threshold passes with none.
+    Stream,
+    /// Any number of responses, in chunks of one response.
+    Chunked,
+}
+
+/// One entry of an account's `exports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    pub kind: ExportKind,
+    /// The exported subject (wildcards allowed).
+    pub subject: String,
+    /// `accounts: [...]`: only these may import it (a private export); `None`: public.
+    pub accounts: Option<Vec<String>>,
+    /// Services only.
+    pub response_type: ResponseType,
+    /// Services only: how long a response may take (`response_threshold`); `None`:
+    /// nats-server's default (2 min).
+    pub response_threshold: Option<Duration>,
+    /// `account_token_position`: the subject token that must be the importer's account name
+    /// (1-based); 0: none.
+    pub account_token_position: u32,
+}
+
+/// One entry of an account's `imports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub kind: ExportKind,
+    /// The exporting account.
+    pub account: String,
+    /// The subject in the exporting account.
+    pub subject: String,
+    /// Where it appears in the importing account: a stream's `prefix` or `to`, a service's
+    /// `to`; `None`: the same subject.
+    pub to: Option<String>,
+    /// Streams: the prefix form (`prefix`), which nats-server joins with a `.`.
+    pub prefix: bool,
+    /// Services: share the requestor's latency tracking (`share`); kept for monitoring.
+    pub share: bool,
+}
+
+/// One destination of a subject mapping, taken `weight` percent of the time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedDestination {
+    pub subject: String,
+    /// Percent, 1 to 100.
+    pub weight: u8,
+    /// Only in this cluster (`cluster`); natsring has no cluster yet.
+    pub cluster: Option<String>,
+}
+
+/// A subject mapping (`mappings { "src": "dest" }`): a publish to a subject matching `source`
+/// is routed to one of `destinations`, its subject rewritten by the destination's template
+/// (`{{wildcard(1)}}`, `$1`, `{{partition(n,1)}}`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub source: String,
+    pub destinations: Vec<WeightedDestination>,
+}
+
+/// An account's limits (`limits { ... }` in a JWT; in a file, what the account block sets).
+/// -1 means no limit, as in nats-server's JWT claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub max_connections: i64,
+    pub max_subscriptions: i64,
+    pub max_payload: i64,
+    pub max_data: i64,
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        AccountLimits {
+            max_connections: -1,
+            max_subscriptions: -1,
+            max_payload: -1,
+            max_data: -1,
+        }
+    }
+}
+
+/// One configured account (`accounts { A { ... } }`, or an account JWT in operator mode). Its
+/// users are in `AuthOptions::users`/`nkeys`, with `account` naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountConfig {
+    pub name: String,
+    pub exports: Vec<Export>,
+    pub imports: Vec<Import>,
+    pub mappings: Vec<Mapping>,
+    /// Permissions for its users that have none of their own (`default_permissions`).
+    pub default_permissions: Option<Permissions>,
+    pub limits: AccountLimits,
+}
+
+/// nats-server's name for the system account unless `system_account` says otherwise.
+pub const SYSTEM_ACCOUNT_DEFAULT: &str = "$SYS";
+/// nats-server's global account.
+pub const GLOBAL_ACCOUNT: &str = "$G";

@@ -7,6 +7,7 @@
 
 pub mod account;
 mod alloc;
+pub mod auth;
 pub mod config;
 mod hash;
 mod lame_duck;

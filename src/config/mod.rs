@@ -116,6 +116,32 @@ pub struct Options {
     /// Closed connections kept for monitoring (`max_closed_clients`); kept for the
     /// monitoring issue.
     pub max_closed_clients: u32,
+
+    /// Authentication: the single user or token, users and nkey users (of every account),
+    /// `no_auth_user` (`authorization {}`, `accounts {}`, `--user`/`--pass`/`--auth`).
+    pub auth: crate::auth::AuthOptions,
+    /// The configured accounts (`accounts {}`), in the file's order; `$G` and the system
+    /// account exist whether or not they are listed.
+    pub accounts: Vec<crate::account::AccountConfig>,
+    /// Server-level subject mappings (`mappings {}`): the global account's.
+    pub mappings: Vec<crate::account::Mapping>,
+    /// The system account's name (`system_account`); `None`: `$SYS`.
+    pub system_account: Option<String>,
+    /// `no_system_account`: no system account is made.
+    pub no_system_account: bool,
+    /// Operator mode: the trusted operators' JWTs (`operator`), as read from their files.
+    pub operators: Vec<String>,
+    /// Operator mode: where account JWTs come from (`resolver`).
+    pub resolver: Option<Resolver>,
+    /// Operator mode: account JWTs by account public key (`resolver_preload`).
+    pub resolver_preload: Vec<(String, String)>,
+}
+
+/// Where operator mode finds account JWTs (`resolver`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolver {
+    /// `MEMORY`: only the preloaded JWTs (`resolver_preload`).
+    Memory,
 }
 
 impl Default for Options {
@@ -156,6 +182,14 @@ impl Default for Options {
             connect_error_reports: limits::CONNECT_ERROR_REPORTS_DEFAULT,
             reconnect_error_reports: limits::RECONNECT_ERROR_REPORTS_DEFAULT,
             max_closed_clients: limits::CLOSED_CLIENTS_MAX_DEFAULT,
+            auth: Default::default(),
+            accounts: Vec::new(),
+            mappings: Vec::new(),
+            system_account: None,
+            no_system_account: false,
+            operators: Vec::new(),
+            resolver: None,
+            resolver_preload: Vec::new(),
         }
     }
 }
