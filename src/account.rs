@@ -32,13 +32,58 @@ pub struct Account {
 }
 
 impl Account {
-    /// The global account, `$G`.
-    pub fn global() -> Account {
+    /// An account with an empty subject table.
+    pub fn new(name: &str) -> Account {
         Account {
-            name: "$G".to_string(),
+            name: name.to_string(),
             sublist: Sublist::new(),
         }
     }
+
+    /// The global account, `$G`.
+    pub fn global() -> Account {
+        Account::new(GLOBAL_ACCOUNT)
+    }
+}
+
+/// The accounts `options` configure, indexed by `AccountId`: `$G` first, then every account
+/// of `previous` (a reload keeps each account it had, its subject table and its id, so
+/// connections and subscriptions in it stay valid; one the new file no longer names just
+/// has no users any more), then the configured ones not there yet, in the file's order, then
+/// the system account unless it is configured or `no_system_account` is set.
+pub fn accounts_for(
+    options: &crate::config::Options,
+    previous: &[std::sync::Arc<Account>],
+) -> Vec<std::sync::Arc<Account>> {
+    let mut accounts: Vec<std::sync::Arc<Account>> = if previous.is_empty() {
+        vec![std::sync::Arc::new(Account::global())]
+    } else {
+        previous.to_vec()
+    };
+    let system = (!options.no_system_account).then(|| system_account_name(options));
+    let configured = options.accounts.iter().map(|account| account.name.as_str());
+    for name in configured.chain(system) {
+        if !accounts.iter().any(|account| account.name == name) {
+            accounts.push(std::sync::Arc::new(Account::new(name)));
+        }
+    }
+    accounts
+}
+
+/// The system account's name (`system_account`, else `$SYS`).
+pub fn system_account_name(options: &crate::config::Options) -> &str {
+    options
+        .system_account
+        .as_deref()
+        .unwrap_or(SYSTEM_ACCOUNT_DEFAULT)
+}
+
+/// The id of the account named `name` among `accounts`.
+pub fn find(accounts: &[std::sync::Arc<Account>], name: &str) -> Option<AccountId> {
+    accounts
+        .iter()
+        .position(|account| account.name == name)
+        .map(|index| AccountId(index as u32))
 }
 
 /// What an export or import carries: a stream (messages flow to the importer) or a service

@@ -69,6 +69,8 @@ fn info_for(options: &Options, id: &str, port: u16) -> Info {
         auth_required: false,
         connect_info: false,
         remote_account: None,
+        acc_is_sys: false,
+        nonce: None,
         ldm: false,
     }
 }
@@ -135,7 +137,7 @@ impl Server {
         // The options in force say the port bound (a random one included), as nats-server's
         // do: a reload compares with it.
         let options = Options { port, ..options };
-        let shared = Shared::new(Settings { options, info }, mailboxes);
+        let shared = Shared::new(Settings::new(options, info, None), mailboxes)?;
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let mut threads = Vec::with_capacity(shard_count);
@@ -300,14 +302,13 @@ impl ServerHandle {
                 self.write_ports_file(dir, &Ports::for_client(&old.host, self.port));
             }
         }
-        let settings = Arc::new(Settings {
-            info: info_for(&options, &self.server_id, self.port),
-            options: Options {
-                // The listening port stays what was bound (a random one included).
-                port: old.port,
-                ..options
-            },
-        });
+        let info = info_for(&options, &self.server_id, self.port);
+        let options = Options {
+            // The listening port stays what was bound (a random one included).
+            port: old.port,
+            ..options
+        };
+        let settings = Arc::new(Settings::new(options, info, Some(&current)));
         *current = Arc::clone(&settings);
         // A shard that is gone (stopping) has nothing left to apply them to.
         self.shared

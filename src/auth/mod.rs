@@ -8,6 +8,9 @@
 //! the same name (`server/auth.go`, `server/opts.go`), including the difference between a list
 //! that is absent (`None`) and one that is empty.
 
+pub mod authenticate;
+pub mod verifier;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

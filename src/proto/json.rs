@@ -472,6 +472,10 @@ pub struct Info {
     /// True only in the INFO answering the first PING after CONNECT.
     pub connect_info: bool,
     pub remote_account: Option<String>,
+    /// The connection's account is the system account (with `remote_account`).
+    pub acc_is_sys: bool,
+    /// What the client signs to prove an nkey (only when nkey users are configured).
+    pub nonce: Option<String>,
     /// Lame duck mode.
     pub ldm: bool,
 }
@@ -480,8 +484,8 @@ pub struct Info {
 ///
 /// Field order and omissions are nats-server 2.15.1's (its `Info` struct order, `omitempty`
 /// fields left out when false/zero/empty): `server_id, server_name, version, proto, go,
-/// host, port, headers, [auth_required], max_payload, [client_id], [client_ip], [ldm],
-/// [connect_info], [remote_account]`. nats-server also sends `git_commit`, `api_lvl` and
+/// host, port, headers, [auth_required], max_payload, [client_id], [client_ip], [nonce],
+/// [ldm], [connect_info], [remote_account], [acc_is_sys]`. nats-server also sends `git_commit`, `api_lvl` and
 /// `xkey`, which natsring does not have.
 pub fn write_info(out: &mut Vec<u8>, info: &Info) {
     out.extend_from_slice(b"INFO {\"server_id\":");
@@ -511,6 +515,10 @@ pub fn write_info(out: &mut Vec<u8>, info: &Info) {
         out.extend_from_slice(b",\"client_ip\":");
         write_json_string(out, &info.client_ip);
     }
+    if let Some(nonce) = info.nonce.as_deref().filter(|nonce| !nonce.is_empty()) {
+        out.extend_from_slice(b",\"nonce\":");
+        write_json_string(out, nonce);
+    }
     if info.ldm {
         out.extend_from_slice(b",\"ldm\":true");
     }
@@ -520,6 +528,9 @@ pub fn write_info(out: &mut Vec<u8>, info: &Info) {
     if let Some(account) = info.remote_account.as_deref().filter(|a| !a.is_empty()) {
         out.extend_from_slice(b",\"remote_account\":");
         write_json_string(out, account);
+    }
+    if info.acc_is_sys {
+        out.extend_from_slice(b",\"acc_is_sys\":true");
     }
     out.extend_from_slice(b"} \r\n");
 }

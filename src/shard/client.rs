@@ -54,12 +54,21 @@ impl Core {
     /// operation paused the connection: the caller keeps them (in `Conn::held`) for when it
     /// resumes.
     pub(super) fn on_client_input(&mut self, slot: u32, input: &[u8]) -> usize {
+        if self.conns[slot].identity.is_none() {
+            return self.on_input_before_auth(slot, input);
+        }
         // The reader is taken out while its operations are handled (they need the shard).
         let mut reader = std::mem::take(&mut self.conns[slot].reader);
         let fed = reader.feed(input, &mut ClientInput { shard: self, slot });
         if let Some(conn) = self.conns.get_mut(slot) {
             conn.reader = reader;
         }
+        self.after_feed(slot, fed)
+    }
+
+    /// What a feed's outcome leaves for the caller: the bytes left unparsed by a pause; a
+    /// protocol error is answered here.
+    pub(super) fn after_feed(&mut self, slot: u32, fed: Fed) -> usize {
         match fed {
             Fed::Paused { left } => left,
             Fed::Error(err) => {
@@ -74,7 +83,8 @@ impl Core {
     /// its INFO, then reading, unless it is over `max_connections`.
     pub(super) fn start_client(&mut self, slot: u32, open: u32) {
         // INFO first, always (nats-server sends it before checking max_connections).
-        let info = self.client_info(slot);
+        let mut info = self.client_info(slot);
+        self.prepare_auth(slot, &mut info);
         self.conns[slot]
             .out
             .append_with(|out| crate::proto::json::write_info(out, &info));
@@ -106,7 +116,7 @@ impl Core {
     }
 
     /// One client operation; `parser` is the connection's (CONNECT changes it).
-    fn handle_op(&mut self, slot: u32, op: Op<'_>, parser: &mut Parser) {
+    pub(super) fn handle_op(&mut self, slot: u32, op: Op<'_>, parser: &mut Parser) {
         if crate::log::enabled_trace() {
             self.trace_op(slot, &op);
         }
@@ -129,7 +139,7 @@ impl Core {
 
     /// `-V`: logs an inbound operation as nats-server traces it (`<<- [PUB foo 2]`, then the
     /// payload as `<<- MSG_PAYLOAD: ["..."]`). Off the hot path unless tracing is on.
-    fn trace_op(&self, slot: u32, op: &Op<'_>) {
+    pub(super) fn trace_op(&self, slot: u32, op: &Op<'_>) {
         let conn = &self.conns[slot];
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         let with_reply =
@@ -211,16 +221,7 @@ impl Core {
             Ok(options) => options,
             Err(err) => return self.protocol_error(slot, &err),
         };
-        if let Err(err) = options.check() {
-            return self.protocol_error(slot, &err);
-        }
-        let headers_allowed = !self.settings.options.no_header_support;
-        let conn = &mut self.conns[slot];
-        parser.headers = options.headers && headers_allowed;
-        conn.options = options;
-        conn.options.headers = parser.headers;
-        conn.connected = true;
-        self.reply_ok(slot);
+        self.authenticate_connect(slot, options, parser);
     }
 
     fn on_ping(&mut self, slot: u32) {
@@ -232,7 +233,9 @@ impl Core {
             conn.sent_connect_info = true;
             let mut info = self.client_info(slot);
             info.connect_info = true;
-            info.remote_account = Some("$G".to_string());
+            let account = self.conns[slot].account;
+            info.remote_account = Some(self.settings.account_name(account).to_string());
+            info.acc_is_sys = self.settings.system_account == Some(account);
             self.conns[slot]
                 .out
                 .append_with(|out| write_info(out, &info));

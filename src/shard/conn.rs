@@ -6,10 +6,12 @@
 //! `sending` is drained, the two buffers swap.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use slab::Slab;
 
 use crate::account::AccountId;
+use crate::auth::authenticate::Identity;
 use crate::limits;
 use crate::proto::json::ConnectOptions;
 use crate::proto::{CloseReason, Reader};
@@ -77,6 +79,9 @@ pub enum PauseCause {
     /// The queue to this peer shard is congested. The pause ends when it drains (a peer always
     /// drains).
     Peer(ShardId),
+    /// Its CONNECT waits for a bcrypt check off the shard (`Conn::verifying`); the answer
+    /// (`Control::Verified`) ends the pause.
+    Verifying,
 }
 
 /// Where a message being delivered comes from: what echo and back-pressure depend on.
@@ -476,6 +481,15 @@ pub struct Conn {
     pub connected: bool,
     /// True once the async INFO that answers the first PING after CONNECT was sent.
     pub sent_connect_info: bool,
+    /// Who the connection is; `None` exactly while authentication is required and nothing
+    /// proved an identity yet (its input then goes through `Core::on_input_before_auth`).
+    pub identity: Option<Arc<Identity>>,
+    /// The nonce its INFO carried, when nkey users are configured.
+    pub nonce: Option<Box<str>>,
+    /// Shard clock (ms) by which it must have authenticated; `Some` only while it has not.
+    pub auth_deadline_ms: Option<u64>,
+    /// A CONNECT whose bcrypt check is under way (its reading is paused meanwhile).
+    pub verifying: Option<Box<ConnectOptions>>,
     /// sid -> slot in the shard's subscription slab.
     pub subs: SidIndex,
     /// Operations of this connection with a completion still to come (recv, send, cancel).

@@ -19,6 +19,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::settings::Settings;
+use crate::auth::authenticate::Identity;
 
 use crate::stats::ConnSnapshot;
 
@@ -38,6 +39,15 @@ pub enum Control {
     /// Close this many open clients (or all there are) for this cause. Answered with how many
     /// were closed and how many stay open.
     CloseClients(usize, CloseCause, Sender<(usize, usize)>),
+    /// The verifier's answer for the connection in `slot` (if it is still `generation`): the
+    /// identity its CONNECT proved, or `None` (the bcrypt check failed). `reload`: the check
+    /// was a reload's, of a connection already authenticated.
+    Verified {
+        slot: u32,
+        generation: u32,
+        identity: Option<Arc<Identity>>,
+        reload: bool,
+    },
 }
 
 /// Why the server closes clients that did nothing wrong.

@@ -85,7 +85,7 @@ impl Core {
         seed: u64,
     ) -> Core {
         let settings = shared.settings();
-        let accounts = shared
+        let accounts = settings
             .accounts
             .iter()
             .map(|account| AccountView {
@@ -200,6 +200,10 @@ impl Core {
             options: Default::default(),
             connected: false,
             sent_connect_info: false,
+            identity: None,
+            nonce: None,
+            auth_deadline_ms: None,
+            verifying: None,
             subs: Default::default(),
             ops_in_flight: 0,
             pings_outstanding: 0,
@@ -298,8 +302,10 @@ impl Core {
         self.shared.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Keepalive PINGs, stale connections, write deadlines. Runs every `TIMER_TICK_MS`.
+    /// Keepalive PINGs, stale connections, write deadlines, authentication deadlines. Runs
+    /// every `TIMER_TICK_MS`.
     pub(super) fn tick(&mut self) {
+        self.check_auth_deadlines();
         let now_ms = self.now_ms;
         let options = &self.settings.options;
         let (ping_interval_ms, ping_max) =
@@ -425,6 +431,7 @@ impl Core {
                             subscriber_wait_over(wait, subscriber, now_ms, low_water_bytes)
                         }
                         Some(PauseCause::Peer(shard)) => peers.drained(shard),
+                        Some(PauseCause::Verifying) => false,
                     },
             )
         });
@@ -465,7 +472,15 @@ impl Core {
             parser.max_control_line = options.max_control_line;
         }
         self.pauses.set_max_pending(options.max_pending);
+        // A reload only adds accounts: the new ones get their views here.
+        for account in &settings.accounts[self.accounts.len()..] {
+            self.accounts.push(AccountView {
+                account: Arc::clone(account),
+                cache: MatchCache::new(),
+            });
+        }
         self.settings = settings;
+        self.reauthenticate_all();
     }
 
     pub(super) fn publish_stats(&mut self) {
@@ -913,7 +928,11 @@ mod tests {
             payload: b"hi",
         };
         let targets: Vec<Target> = members.iter().map(|&m| Target::from(m)).collect();
-        let route = Some(QueueRoute { queue: b"q", hops });
+        let route = Some(QueueRoute {
+            queue: b"q",
+            hops,
+            account: 0,
+        });
         let len = frame::encoded_len(&message, targets.len(), route);
         let link = b.from_peer[1].as_mut().unwrap();
         link.send(len, |buf| frame::encode(buf, &message, &targets, route));

@@ -14,6 +14,7 @@ use memchr::memchr;
 use super::backpressure::Backlog;
 use super::conn::{Conn, ConnState, Origin, PauseCause};
 use super::core::Core;
+use crate::account::AccountId;
 use crate::proto::{CloseReason, Message, ServerError};
 use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
 use crate::xshard::ShardId;
@@ -86,7 +87,8 @@ impl Core {
             for offset in 0..members {
                 let member = group.members[(start + offset) % members];
                 if member.shard != self.index.0 {
-                    if self.send_queue_to_peer(message, group, member, 0) {
+                    if self.send_queue_to_peer(message, group, member, AccountId(account as u32), 0)
+                    {
                         self.pause_for_peer(slot, ShardId(member.shard));
                     }
                     delivered = true;

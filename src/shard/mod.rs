@@ -60,6 +60,7 @@
 //!
 //! Must not touch: token matching (that is `sublist`), wire formats (that is `proto`).
 
+mod auth;
 mod backpressure;
 mod buf_ring;
 mod client;
@@ -763,6 +764,12 @@ impl Shard {
                 control::Control::CloseClients(count, cause, reply) => {
                     let _ = reply.send(self.core.close_clients(count, cause));
                 }
+                control::Control::Verified {
+                    slot,
+                    generation,
+                    identity,
+                    reload,
+                } => self.core.on_verified(slot, generation, identity, reload),
             }
         }
         // A stop arrives as `Control::Stop` (`Shared::stop_all` sends it to every shard); the

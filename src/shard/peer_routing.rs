@@ -62,6 +62,7 @@ impl Core {
         message: Message<'_>,
         group: &QueueGroup,
         first: SubHandle,
+        account: AccountId,
         hops: u32,
     ) -> bool {
         let targets = &mut self.peers.queue_targets;
@@ -77,6 +78,7 @@ impl Core {
         let route = Some(QueueRoute {
             queue: &group.name,
             hops,
+            account: account.0,
         });
         let targets = std::mem::take(&mut self.peers.queue_targets);
         let peer = self.peers.get(ShardId(first.shard));
@@ -206,10 +208,12 @@ impl Core {
     /// here first, else on another shard. Bounded by `hops`, so it cannot circle forever; it
     /// is dropped only when the group has no member left anywhere (or the bound is reached).
     fn requeue(&mut self, message: Message<'_>, route: QueueRoute<'_>, origin: Origin) {
-        // Cross-shard frames carry no account yet: every connection is in `$G` until the
-        // accounts issue, which adds the account to the frame.
-        let account = AccountId::GLOBAL.index();
-        let matched = self.accounts[account].lookup(message.subject);
+        let account = AccountId(route.account);
+        let Some(view) = self.accounts.get_mut(account.index()) else {
+            self.stats.queue_messages_dropped += 1;
+            return;
+        };
+        let matched = view.lookup(message.subject);
         let Some(group) = matched
             .queues
             .iter()
@@ -242,7 +246,7 @@ impl Core {
         else {
             return;
         };
-        self.send_queue_to_peer(message, group, member, route.hops + 1);
+        self.send_queue_to_peer(message, group, member, account, route.hops + 1);
         self.stats.queue_messages_passed_on += 1;
     }
 }

@@ -1,14 +1,53 @@
 //! What a shard reads of the configuration (`Settings`), swapped whole on a reload.
 
+use std::sync::Arc;
+
+use crate::account::{self, Account, AccountId};
+use crate::auth::authenticate::Authenticator;
 use crate::config::Options;
 use crate::proto::json::Info;
 
 /// What a shard reads of the configuration while it runs. Immutable: a reload makes a new one
 /// and hands it to every shard (`Control::Reload`), which swaps it in between completions, so
 /// nothing on the message path ever takes a lock to read it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     pub options: Options,
     /// The INFO every client gets, before its client_id and client_ip are filled in.
     pub info: Info,
+    /// Every account, indexed by `AccountId` (`$G` first). A reload only adds accounts, so an
+    /// id stays valid for the server's life (see `account::accounts_for`).
+    pub accounts: Vec<Arc<Account>>,
+    /// The system account's id, unless `no_system_account`.
+    pub system_account: Option<AccountId>,
+    /// The configured identities, to check CONNECTs against.
+    pub auth: Authenticator,
+}
+
+impl Settings {
+    /// The settings `options` make, keeping the accounts of `previous` (a reload's).
+    pub fn new(options: Options, mut info: Info, previous: Option<&Settings>) -> Settings {
+        let accounts = account::accounts_for(
+            &options,
+            previous.map_or(&[][..], |settings| &settings.accounts),
+        );
+        let id = |name: &str| account::find(&accounts, name).unwrap_or(AccountId::GLOBAL);
+        let auth = Authenticator::new(&options, id);
+        let system_account = (!options.no_system_account)
+            .then(|| account::find(&accounts, account::system_account_name(&options)))
+            .flatten();
+        info.auth_required = auth.required();
+        Settings {
+            options,
+            info,
+            accounts,
+            system_account,
+            auth,
+        }
+    }
+
+    /// An account's name.
+    pub fn account_name(&self, account: AccountId) -> &str {
+        &self.accounts[account.index()].name
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::control;
 use super::settings::Settings;
-use crate::account::Account;
+use crate::auth::verifier::Verifier;
 use crate::stats::ShardStats;
 
 /// What every shard shares: the configuration, the subject tables, server-wide counters.
@@ -14,8 +14,8 @@ pub struct Shared {
     /// The settings in force (the last reload's, else the start's): what a shard starts with
     /// and what the next reload is compared with. Shards read their own copy (`Core::settings`).
     pub settings: Mutex<Arc<Settings>>,
-    /// Every account, indexed by `AccountId` (`$G` first), each with its subject table.
-    pub accounts: Vec<Arc<Account>>,
+    /// Where bcrypt checks are done, off the shards.
+    pub verifier: Verifier,
     pub shard_count: usize,
     /// Each shard's ring fd (the target of peers' `MSG_RING`), set before any shard runs.
     pub ring_fds: Vec<AtomicI32>,
@@ -72,13 +72,15 @@ impl Shared {
     pub fn settings(&self) -> Arc<Settings> {
         Arc::clone(&self.settings.lock().unwrap_or_else(PoisonError::into_inner))
     }
-    /// What the shards share, one mailbox each (so `mailboxes.len()` shards), with the global
-    /// account only.
-    pub fn new(settings: Settings, mailboxes: Vec<control::Mailbox>) -> Arc<Shared> {
+    /// What the shards share, one mailbox each (so `mailboxes.len()` shards).
+    pub fn new(
+        settings: Settings,
+        mailboxes: Vec<control::Mailbox>,
+    ) -> std::io::Result<Arc<Shared>> {
         let shard_count = mailboxes.len();
-        Arc::new(Shared {
+        Ok(Arc::new(Shared {
             settings: Mutex::new(Arc::new(settings)),
-            accounts: vec![Arc::new(Account::global())],
+            verifier: Verifier::start()?,
             shard_count,
             ring_fds: (0..shard_count).map(|_| AtomicI32::new(-1)).collect(),
             connections: AtomicU32::new(0),
@@ -87,7 +89,7 @@ impl Shared {
                 .map(|_| Mutex::new(ShardStats::default()))
                 .collect(),
             mailboxes,
-        })
+        }))
     }
 
     /// For tests of a shard's parts (no ring, no listener, no thread reading the mailboxes).
@@ -97,6 +99,6 @@ impl Shared {
             .map(|_| control::Mailbox::new().expect("a pipe").0)
             .collect();
         let info = crate::proto::json::Info::default();
-        Shared::new(Settings { options, info }, mailboxes)
+        Shared::new(Settings::new(options, info, None), mailboxes).expect("a thread")
     }
 }

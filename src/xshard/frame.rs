@@ -6,7 +6,8 @@
 //! A *full* frame, for any message, target list and queue route:
 //! ```text
 //! u32 subject_len | u32 reply_len + 1 (0: none) | u32 headers_len + 1 (0: none) | u32 payload_len
-//! u32 queue_len + 1 (0: none) | u32 hops | u32 target_count | target_count × (u32 slot, u32 generation)
+//! u32 queue_len + 1 (0: none) | u32 hops | u32 target_count | u32 account (of the queue route)
+//! target_count × (u32 slot, u32 generation)
 //! subject | reply | headers | payload | queue
 //! ```
 //! A frame without a queue is for every target. A frame with a queue is for exactly one of its
@@ -15,7 +16,7 @@
 //! length, is below 2^31 (a subject is part of a control line, at most 4 KiB).
 //!
 //! A *one-target* frame, for the common case of a message matching exactly one subscription
-//! on the receiving shard and no queue group: 12 or 16 bytes of header instead of 36, and a
+//! on the receiving shard and no queue group: 12 or 16 bytes of header instead of 40, and a
 //! decode of a few loads, since a 1 → 1 stream between shards pays for it once per message.
 //! ```text
 //! u32 1 | has_headers | reply_len + 1 (15 bits, 0: none) | subject_len (15 bits)
@@ -30,7 +31,7 @@ use crate::proto::Message;
 use crate::sublist::SubHandle;
 
 /// Bytes of the fixed header.
-pub const HEADER_BYTES: usize = 28;
+pub const HEADER_BYTES: usize = 32;
 /// Bytes of one target.
 pub const TARGET_BYTES: usize = 8;
 
@@ -52,11 +53,13 @@ impl From<SubHandle> for Target {
     }
 }
 
-/// For a queue-group delivery: the group's name and how often the frame was passed on.
+/// For a queue-group delivery: the group's name, the account whose table has the group (to
+/// find another member when the listed ones are gone), and how often the frame was passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueRoute<'a> {
     pub queue: &'a [u8],
     pub hops: u32,
+    pub account: u32,
 }
 
 /// Exact encoded size of a frame.
@@ -99,6 +102,7 @@ pub fn encode(
         optional_len(route.map(|r| r.queue)),
         route.map_or(0, |r| r.hops),
         targets.len() as u32,
+        route.map_or(0, |r| r.account),
     ];
     // Fixed-size pieces are plain stores; only the variable message that are there are copied
     // (a `copy_from_slice` per piece, empty ones included, was a `memcpy` call each).
@@ -310,6 +314,7 @@ impl<'a> Frame<'a> {
         let queue_len = word(4)?;
         let hops = word(5)? as u32;
         let target_count = word(6)?;
+        let account = word(7)? as u32;
         let mut rest = frame.get(HEADER_BYTES..)?;
         let mut take = |len: usize| -> Option<&'a [u8]> {
             let (head, tail) = rest.split_at_checked(len)?;
@@ -335,6 +340,7 @@ impl<'a> Frame<'a> {
             Some(QueueRoute {
                 queue: take(queue_len - 1)?,
                 hops,
+                account,
             })
         };
         if !rest.is_empty() {
@@ -370,6 +376,7 @@ mod tests {
             Some(QueueRoute {
                 queue: b"workers",
                 hops: 3,
+                account: 7,
             }),
         ] {
             let mut buf = vec![0u8; encoded_len(&message, targets.len(), route)];
@@ -553,6 +560,7 @@ mod tests {
             Some(QueueRoute {
                 queue: b"q",
                 hops: 0,
+                account: 0,
             }),
         ] {
             let mut buf = vec![0u8; encoded_len(&message, 1, route)];

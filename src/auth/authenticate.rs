@@ -1,0 +1,516 @@
+//! Deciding a CONNECT: which configured identity its credentials prove, in nats-server's order
+//! (`processClientOrLeafAuthentication`): nkey users, then users with passwords, then the
+//! token, then the single user; `no_auth_user` stands in for a client that presents none.
+//!
+//! Built once per configuration ([`Authenticator::new`]) and shared read-only by every shard.
+//! A check costs a hash lookup and a constant-time comparison, or an ed25519 verification for
+//! an nkey; a bcrypt hash is never checked here: the verdict says so
+//! ([`Verdict::Bcrypt`]) and the shard has it checked off its thread (`auth::verifier`),
+//! since bcrypt costs milliseconds by design.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{is_bcrypt, ConnectionTypes, Permissions, CONNECTION_TYPE_STANDARD};
+use crate::account::AccountId;
+use crate::config::Options;
+use crate::proto::json::ConnectOptions;
+
+/// nats-server's `AUTH_TIMEOUT` default.
+pub const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
+
+/// Who an authenticated connection is: its account and permissions, and the configured
+/// secret it proved (so a reload can tell whether it must prove it again).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// How nats-server's logs name it (`User "alice"`, `Nkey "U..."`), empty for the token and
+    /// for no authentication at all.
+    pub label: String,
+    pub account: AccountId,
+    pub permissions: Option<Arc<Permissions>>,
+    /// The configured password (plain or bcrypt), empty for nkeys and no authentication.
+    pub secret: String,
+}
+
+impl Identity {
+    /// A connection on a server that requires no authentication: the global account, no
+    /// permissions.
+    pub fn anonymous() -> Arc<Identity> {
+        Arc::new(Identity {
+            label: String::new(),
+            account: AccountId::GLOBAL,
+            permissions: None,
+            secret: String::new(),
+        })
+    }
+}
+
+/// What a CONNECT's credentials come to.
+#[derive(Debug)]
+pub enum Verdict {
+    Granted(Arc<Identity>),
+    /// `Authorization Violation`. The reason is for the debug log only.
+    Denied(&'static str),
+    /// Granted if `candidate` matches the bcrypt `hash` (to be checked off the shard).
+    Bcrypt {
+        hash: String,
+        candidate: String,
+        identity: Arc<Identity>,
+    },
+}
+
+/// A configured user or nkey user, as the checks use it.
+#[derive(Debug)]
+struct Entry {
+    identity: Arc<Identity>,
+    connection_types: ConnectionTypes,
+}
+
+impl Entry {
+    fn allows_standard_connections(&self) -> bool {
+        self.connection_types
+            .as_ref()
+            .is_none_or(|types| types.is_empty() || types.contains(CONNECTION_TYPE_STANDARD))
+    }
+}
+
+/// The configured identities, ready to check CONNECTs against.
+#[derive(Debug)]
+pub struct Authenticator {
+    required: bool,
+    timeout: Duration,
+    token: Option<String>,
+    /// The single user and its password.
+    single: Option<(String, String)>,
+    users: HashMap<String, Entry>,
+    nkeys: HashMap<String, Entry>,
+    no_auth_user: Option<String>,
+    global: Arc<Identity>,
+}
+
+impl Authenticator {
+    /// The identities `options` configure; `account_id` gives the id of an account by name
+    /// (every account a user names exists by then).
+    pub fn new(options: &Options, account_id: impl Fn(&str) -> AccountId) -> Authenticator {
+        let auth = &options.auth;
+        let entry = |label: String,
+                     secret: &str,
+                     account: &Option<String>,
+                     permissions: &Option<Permissions>,
+                     connection_types: &ConnectionTypes| Entry {
+            identity: Arc::new(Identity {
+                label,
+                account: account.as_deref().map_or(AccountId::GLOBAL, &account_id),
+                permissions: permissions.clone().map(Arc::new),
+                secret: secret.to_string(),
+            }),
+            connection_types: connection_types.clone(),
+        };
+        let users = auth
+            .users
+            .iter()
+            .flatten()
+            .map(|user| {
+                let label = format!("User {}", crate::config::go::quote(&user.username));
+                let entry = entry(
+                    label,
+                    &user.password,
+                    &user.account,
+                    &user.permissions,
+                    &user.allowed_connection_types,
+                );
+                (user.username.clone(), entry)
+            })
+            .collect();
+        let nkeys = auth
+            .nkeys
+            .iter()
+            .flatten()
+            .map(|user| {
+                let label = format!("Nkey {}", crate::config::go::quote(&user.nkey));
+                let entry = entry(
+                    label,
+                    "",
+                    &user.account,
+                    &user.permissions,
+                    &user.allowed_connection_types,
+                );
+                (user.nkey.clone(), entry)
+            })
+            .collect();
+        Authenticator {
+            required: auth.required(),
+            timeout: auth.auth_timeout.unwrap_or(AUTH_TIMEOUT_DEFAULT),
+            token: auth.token.clone(),
+            single: auth
+                .username
+                .clone()
+                .map(|user| (user, auth.password.clone().unwrap_or_default())),
+            users,
+            nkeys,
+            no_auth_user: auth.no_auth_user.clone(),
+            global: Identity::anonymous(),
+        }
+    }
+
+    /// Whether clients must authenticate (INFO's `auth_required`, the auth timeout).
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    /// Whether INFO carries a nonce for the client to sign (nkey users are configured).
+    pub fn needs_nonce(&self) -> bool {
+        !self.nkeys.is_empty()
+    }
+
+    /// How long a client has to authenticate (`authorization { timeout }`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether a client that sends an operation before CONNECT is taken as the
+    /// `no_auth_user` (nats-server lets a telnet session work then); the verdict for it.
+    pub fn no_auth_user_verdict(&self) -> Option<Verdict> {
+        let name = self.no_auth_user.as_deref()?;
+        let connect = ConnectOptions::default();
+        let entry = self.users.get(name).or_else(|| self.nkeys.get(name))?;
+        entry
+            .allows_standard_connections()
+            .then(|| self.check(&connect, b""))
+    }
+
+    /// The verdict on a CONNECT's credentials, `nonce` being what this connection's INFO
+    /// carried (empty when none).
+    pub fn check(&self, connect: &ConnectOptions, nonce: &[u8]) -> Verdict {
+        if !self.required {
+            return Verdict::Granted(Arc::clone(&self.global));
+        }
+        fn given(field: &Option<String>) -> Option<&str> {
+            field.as_deref().filter(|value| !value.is_empty())
+        }
+        let (mut user, mut pass, token, mut nkey) = (
+            given(&connect.user),
+            given(&connect.pass),
+            given(&connect.auth_token),
+            given(&connect.nkey),
+        );
+        // no_auth_user: a client with no credentials at all is taken as that user, with its
+        // configured secret as if the client had sent it (as nats-server substitutes them).
+        let no_auth = self.no_auth_user.as_deref();
+        if !self.nkeys.is_empty()
+            && user.is_none()
+            && pass.is_none()
+            && token.is_none()
+            && nkey.is_none()
+        {
+            if let Some(name) = no_auth.filter(|name| self.nkeys.contains_key(*name)) {
+                nkey = Some(name);
+            }
+        }
+        let nkey_entry = match nkey {
+            Some(key) if !self.nkeys.is_empty() => match self.nkeys.get(key) {
+                Some(entry) if entry.allows_standard_connections() => Some(entry),
+                _ => return Verdict::Denied("unknown nkey or connection type not allowed"),
+            },
+            _ => None,
+        };
+        if let Some(entry) = nkey_entry {
+            if Some(nkey.unwrap_or_default()) != no_auth {
+                if let Err(reason) = verify_nonce_signature(
+                    nkey.unwrap_or_default(),
+                    nonce,
+                    connect.sig.as_deref().unwrap_or_default(),
+                ) {
+                    return Verdict::Denied(reason);
+                }
+            }
+            return Verdict::Granted(Arc::clone(&entry.identity));
+        }
+        if !self.users.is_empty() {
+            if user.is_none() && pass.is_none() && token.is_none() {
+                if let Some(entry) = no_auth.and_then(|name| self.users.get(name)) {
+                    user = no_auth;
+                    pass = Some(entry.identity.secret.as_str());
+                }
+            }
+            if let Some(name) = user {
+                let Some(entry) = self.users.get(name) else {
+                    return Verdict::Denied("unknown user");
+                };
+                if !entry.allows_standard_connections() {
+                    return Verdict::Denied("connection type not allowed");
+                }
+                return secret_verdict(
+                    &entry.identity.secret,
+                    pass.unwrap_or_default(),
+                    &entry.identity,
+                );
+            }
+        }
+        if let Some(token_configured) = &self.token {
+            return secret_verdict(token_configured, token.unwrap_or_default(), &self.global);
+        }
+        if let Some((name, password)) = &self.single {
+            if user.unwrap_or_default() != name {
+                return Verdict::Denied("wrong user");
+            }
+            return secret_verdict(password, pass.unwrap_or_default(), &self.global);
+        }
+        Verdict::Denied("no credentials match")
+    }
+}
+
+/// The verdict on a client's secret against the configured one: bcrypt is left to the
+/// verifier, a plain secret is compared in constant time.
+fn secret_verdict(configured: &str, given: &str, identity: &Arc<Identity>) -> Verdict {
+    if is_bcrypt(configured) {
+        return Verdict::Bcrypt {
+            hash: configured.to_string(),
+            candidate: given.to_string(),
+            identity: Arc::clone(identity),
+        };
+    }
+    if constant_time_eq(configured.as_bytes(), given.as_bytes()) {
+        Verdict::Granted(Arc::clone(identity))
+    } else {
+        Verdict::Denied("wrong secret")
+    }
+}
+
+/// Equality whose time depends on the lengths only, not on where the bytes differ (Go's
+/// `subtle.ConstantTimeCompare`, which nats-server uses for plain secrets).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+/// Whether `candidate` is the password `hash` (a bcrypt hash) was made from. Costs what the
+/// hash's cost factor says (milliseconds): call it off the shard.
+pub fn bcrypt_matches(hash: &str, candidate: &str) -> bool {
+    bcrypt::verify(candidate, hash).unwrap_or(false)
+}
+
+/// Checks an nkey user's signature of the nonce: `sig` is base64url without padding (standard
+/// base64 accepted too, as nats-server falls back to it), made by the key `public_key` names.
+pub fn verify_nonce_signature(
+    public_key: &str,
+    nonce: &[u8],
+    sig: &str,
+) -> Result<(), &'static str> {
+    if sig.is_empty() {
+        return Err("signature missing");
+    }
+    let signature = data_encoding::BASE64URL_NOPAD
+        .decode(sig.as_bytes())
+        .or_else(|_| data_encoding::BASE64.decode(sig.as_bytes()))
+        .map_err(|_| "signature not valid base64")?;
+    let key = nkeys::KeyPair::from_public_key(public_key).map_err(|_| "user nkey not valid")?;
+    key.verify(nonce, &signature)
+        .map_err(|_| "signature not verified")
+}
+
+/// A fresh nonce for an INFO, as nats-server makes it: 11 random bytes in base64url without
+/// padding (15 characters).
+pub fn new_nonce() -> String {
+    let mut bytes = [0u8; 11];
+    // The kernel's random source; it cannot fail on Linux once the system is up, and a nonce
+    // of zeros would still be one the client must sign.
+    let _ = getrandom::fill(&mut bytes);
+    data_encoding::BASE64URL_NOPAD.encode(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{NkeyUser, User};
+
+    fn connect(user: Option<&str>, pass: Option<&str>, token: Option<&str>) -> ConnectOptions {
+        ConnectOptions {
+            user: user.map(str::to_string),
+            pass: pass.map(str::to_string),
+            auth_token: token.map(str::to_string),
+            ..ConnectOptions::default()
+        }
+    }
+
+    fn granted(verdict: Verdict) -> Arc<Identity> {
+        match verdict {
+            Verdict::Granted(identity) => identity,
+            other => panic!("not granted: {other:?}"),
+        }
+    }
+
+    fn accounts(name: &str) -> AccountId {
+        match name {
+            "A" => AccountId(1),
+            _ => AccountId(2),
+        }
+    }
+
+    #[test]
+    fn no_configuration_grants_everyone_the_global_account() {
+        let auth = Authenticator::new(&Options::default(), accounts);
+        assert!(!auth.required());
+        let identity = granted(auth.check(&connect(None, None, None), b""));
+        assert_eq!(identity.account, AccountId::GLOBAL);
+    }
+
+    #[test]
+    fn a_token_is_compared_exactly() {
+        let mut options = Options::default();
+        options.auth.token = Some("s3cr3t".into());
+        let auth = Authenticator::new(&options, accounts);
+        assert!(auth.required());
+        granted(auth.check(&connect(None, None, Some("s3cr3t")), b""));
+        assert!(matches!(
+            auth.check(&connect(None, None, Some("s3cr3")), b""),
+            Verdict::Denied(_)
+        ));
+        assert!(matches!(
+            auth.check(&connect(Some("s3cr3t"), Some("s3cr3t"), None), b""),
+            Verdict::Denied(_)
+        ));
+    }
+
+    #[test]
+    fn users_are_found_by_name_and_land_in_their_account() {
+        let mut options = Options::default();
+        options.auth.users = Some(vec![
+            User {
+                username: "alice".into(),
+                password: "pw".into(),
+                account: Some("A".into()),
+                ..User::default()
+            },
+            User {
+                username: "bob".into(),
+                password: "$2a$04$abcdefghijklmnopqrstuu".into(),
+                ..User::default()
+            },
+        ]);
+        let auth = Authenticator::new(&options, accounts);
+        let alice = granted(auth.check(&connect(Some("alice"), Some("pw"), None), b""));
+        assert_eq!(alice.account, AccountId(1));
+        assert_eq!(alice.label, "User \"alice\"");
+        assert!(matches!(
+            auth.check(&connect(Some("alice"), Some("PW"), None), b""),
+            Verdict::Denied(_)
+        ));
+        assert!(matches!(
+            auth.check(&connect(Some("carol"), Some("pw"), None), b""),
+            Verdict::Denied(_)
+        ));
+        match auth.check(&connect(Some("bob"), Some("x"), None), b"") {
+            Verdict::Bcrypt {
+                candidate,
+                identity,
+                ..
+            } => {
+                assert_eq!(candidate, "x");
+                assert_eq!(identity.account, AccountId::GLOBAL);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_auth_user_stands_in_for_a_client_without_credentials() {
+        let mut options = Options::default();
+        options.auth.users = Some(vec![User {
+            username: "guest".into(),
+            password: "pw".into(),
+            account: Some("A".into()),
+            ..User::default()
+        }]);
+        options.auth.no_auth_user = Some("guest".into());
+        let auth = Authenticator::new(&options, accounts);
+        assert_eq!(
+            granted(auth.check(&connect(None, None, None), b"")).account,
+            AccountId(1)
+        );
+        assert!(matches!(
+            auth.check(&connect(Some("guest"), Some("no"), None), b""),
+            Verdict::Denied(_)
+        ));
+        assert!(matches!(
+            auth.no_auth_user_verdict(),
+            Some(Verdict::Granted(_))
+        ));
+    }
+
+    #[test]
+    fn nkey_users_sign_the_nonce() {
+        let user = nkeys::KeyPair::new_user();
+        let mut options = Options::default();
+        options.auth.nkeys = Some(vec![NkeyUser {
+            nkey: user.public_key(),
+            ..NkeyUser::default()
+        }]);
+        let auth = Authenticator::new(&options, accounts);
+        assert!(auth.needs_nonce());
+        let nonce = new_nonce();
+        assert_eq!(nonce.len(), 15);
+        let sig = data_encoding::BASE64URL_NOPAD.encode(&user.sign(nonce.as_bytes()).unwrap());
+        let mut hello = connect(None, None, None);
+        hello.nkey = Some(user.public_key());
+        hello.sig = Some(sig.clone());
+        granted(auth.check(&hello, nonce.as_bytes()));
+        // Standard base64 is taken too.
+        let std_sig = data_encoding::BASE64.encode(&user.sign(nonce.as_bytes()).unwrap());
+        hello.sig = Some(std_sig);
+        granted(auth.check(&hello, nonce.as_bytes()));
+        // Another nonce, another key, no signature: refused.
+        hello.sig = Some(sig);
+        assert!(matches!(
+            auth.check(&hello, b"another nonce"),
+            Verdict::Denied("signature not verified")
+        ));
+        hello.nkey = Some(nkeys::KeyPair::new_user().public_key());
+        assert!(matches!(
+            auth.check(&hello, nonce.as_bytes()),
+            Verdict::Denied(_)
+        ));
+        hello.nkey = Some(user.public_key());
+        hello.sig = None;
+        assert!(matches!(
+            auth.check(&hello, nonce.as_bytes()),
+            Verdict::Denied("signature missing")
+        ));
+    }
+
+    #[test]
+    fn a_user_limited_to_other_connection_types_is_refused() {
+        let mut options = Options::default();
+        options.auth.users = Some(vec![User {
+            username: "ws".into(),
+            password: "pw".into(),
+            allowed_connection_types: Some(["WEBSOCKET".to_string()].into()),
+            ..User::default()
+        }]);
+        let auth = Authenticator::new(&options, accounts);
+        assert!(matches!(
+            auth.check(&connect(Some("ws"), Some("pw"), None), b""),
+            Verdict::Denied(_)
+        ));
+    }
+
+    #[test]
+    fn bcrypt_hashes_verify() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        assert!(bcrypt_matches(&hash, "pw"));
+        assert!(!bcrypt_matches(&hash, "pW"));
+        assert!(!bcrypt_matches("$2a$04$garbage", "pw"));
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}
