@@ -214,3 +214,10 @@ const _: () = assert!(
     CONF_INPUT_BYTES_MAX <= CONF_TREE_BYTES_MAX,
     "a file's own strings fit the tree"
 );
+
+/// Routes of responses to cross-account requests one account keeps at most: past it, expired
+/// routes go, then the oldest half (a requestor that never gets answers cannot grow it).
+pub const RESPONSE_ROUTES_MAX: usize = 1 << 20;
+
+/// Accounts a message may cross through imports at most (a cycle of imports stops there).
+pub const ACCOUNT_LINK_DEPTH_MAX: usize = 4;

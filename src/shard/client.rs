@@ -130,7 +130,11 @@ impl Core {
             Op::Unsub { sid, max } => self.on_unsub(slot, sid, max),
             Op::Ping => self.on_ping(slot),
             Op::Pong => {
-                self.conns[slot].pings_outstanding = 0;
+                let conn = &mut self.conns[slot];
+                conn.pings_outstanding = 0;
+                if let Some(sent) = conn.ping_sent.take() {
+                    conn.rtt_ns = sent.elapsed().as_nanos().max(1) as u64;
+                }
             }
             Op::Connect { json } => self.on_connect(slot, json, parser),
             Op::Ok | Op::Info => {}

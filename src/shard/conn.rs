@@ -495,6 +495,10 @@ pub struct Conn {
     /// Operations of this connection with a completion still to come (recv, send, cancel).
     pub ops_in_flight: u32,
     pub pings_outstanding: u32,
+    /// When the server's last PING went out, until its PONG (for `rtt_ns`).
+    pub ping_sent: Option<std::time::Instant>,
+    /// The round trip of the last server PING (nats-server's `rtt`), 0 until one came back.
+    pub rtt_ns: u64,
     /// Shard clock (ms) of the next keepalive check.
     pub next_ping_ms: u64,
     /// Shard clock (ms) of the last bytes received.

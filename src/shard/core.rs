@@ -20,6 +20,7 @@ use super::settings::Settings;
 use super::shared::Shared;
 use super::table::ConnTable;
 use super::templates::Templates;
+use crate::account::links::Links;
 use crate::account::Account;
 use crate::account::AccountId;
 use crate::limits;
@@ -34,6 +35,8 @@ use crate::xshard::ShardId;
 pub struct AccountView {
     pub account: Arc<Account>,
     pub cache: MatchCache,
+    /// Its exports and imports, when it has any (`Settings::links`).
+    pub links: Option<Arc<Links>>,
 }
 
 impl AccountView {
@@ -88,9 +91,11 @@ impl Core {
         let accounts = settings
             .accounts
             .iter()
-            .map(|account| AccountView {
+            .zip(&settings.links)
+            .map(|(account, links)| AccountView {
                 account: Arc::clone(account),
                 cache: MatchCache::new(),
+                links: links.clone(),
             })
             .collect();
         Core {
@@ -207,6 +212,8 @@ impl Core {
             subs: Default::default(),
             ops_in_flight: 0,
             pings_outstanding: 0,
+            ping_sent: None,
+            rtt_ns: 0,
             next_ping_ms: self.now_ms + first_ping_ms + self.jitter_ms(first_ping_ms / 5),
             last_read_ms: self.now_ms,
             write_stalled_since_ms: None,
@@ -334,6 +341,7 @@ impl Core {
                 stale.push(slot as u32);
             } else {
                 conn.pings_outstanding += 1;
+                conn.ping_sent = Some(std::time::Instant::now());
                 conn.out.append(crate::proto::writer::PING);
                 ping.push(slot as u32);
             }
@@ -477,7 +485,11 @@ impl Core {
             self.accounts.push(AccountView {
                 account: Arc::clone(account),
                 cache: MatchCache::new(),
+                links: None,
             });
+        }
+        for (view, links) in self.accounts.iter_mut().zip(&settings.links) {
+            view.links = links.clone();
         }
         self.settings = settings;
         self.reauthenticate_all();

@@ -44,7 +44,7 @@ impl Core {
         let conn = &mut self.conns[slot];
         conn.in_msgs += 1;
         conn.in_bytes += total as u64;
-        let account = conn.account.index();
+        let account = conn.account;
         if conn.options.pedantic && !valid_literal_subject(message.subject) {
             // nats-server reports it and still acks and routes the message (a wildcard in a
             // published subject is plain text, so it may still match a wildcard subscription).
@@ -52,7 +52,23 @@ impl Core {
         }
         self.reply_ok(slot);
 
-        let matched: Rc<MatchResult> = self.accounts[account].lookup(message.subject);
+        let mut delivered = self.route(account, message, slot);
+        if self.accounts[account.index()].links.is_some() {
+            delivered |= self.follow_links(account, message, slot, 0);
+        }
+        if !delivered {
+            if let Some(reply) = message.reply {
+                self.send_no_responders(slot, message.subject, reply);
+            }
+        }
+    }
+
+    /// Delivers `message`, published by the client in `slot`, to every subscription in
+    /// `account` it matches: here, through peer queues to the others, one member per queue
+    /// group. Returns whether anyone is to receive it.
+    #[inline(always)]
+    pub(super) fn route(&mut self, account: AccountId, message: Message<'_>, slot: u32) -> bool {
+        let matched: Rc<MatchResult> = self.accounts[account.index()].lookup(message.subject);
         let origin = Origin::Local(slot);
         let mut delivered = false;
         self.templates.reset(matched.plain.len() > 1);
@@ -87,8 +103,7 @@ impl Core {
             for offset in 0..members {
                 let member = group.members[(start + offset) % members];
                 if member.shard != self.index.0 {
-                    if self.send_queue_to_peer(message, group, member, AccountId(account as u32), 0)
-                    {
+                    if self.send_queue_to_peer(message, group, member, account, 0) {
                         self.pause_for_peer(slot, ShardId(member.shard));
                     }
                     delivered = true;
@@ -104,11 +119,7 @@ impl Core {
             delivered = true;
             self.send_to_peers_with_targets(slot, message);
         }
-        if !delivered {
-            if let Some(reply) = message.reply {
-                self.send_no_responders(slot, message.subject, reply);
-            }
-        }
+        delivered
     }
 
     /// Pauses the publisher in `slot` until the queue to `shard` drains.

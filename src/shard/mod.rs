@@ -69,6 +69,7 @@ pub mod control;
 mod core;
 mod deliver;
 mod lame_duck;
+mod links;
 mod peer_routing;
 mod peers;
 mod ring;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::account::links::Links;
 use crate::account::{self, Account, AccountId};
 use crate::auth::authenticate::Authenticator;
 use crate::config::Options;
@@ -22,6 +23,8 @@ pub struct Settings {
     pub system_account: Option<AccountId>,
     /// The configured identities, to check CONNECTs against.
     pub auth: Authenticator,
+    /// Each account's links to others (exports and imports), indexed by `AccountId`.
+    pub links: Vec<Option<Arc<Links>>>,
 }
 
 impl Settings {
@@ -37,12 +40,14 @@ impl Settings {
             .then(|| account::find(&accounts, account::system_account_name(&options)))
             .flatten();
         info.auth_required = auth.required();
+        let links = account::links::build(&options.accounts, &accounts);
         Settings {
             options,
             info,
             accounts,
             system_account,
             auth,
+            links,
         }
     }
 

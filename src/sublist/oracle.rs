@@ -1,7 +1,7 @@
 //! The naive reference the trie is checked against: a list of every subscription, and a match
 //! that tests each one token by token. Slow and obviously right; tests only.
 
-use super::subject::{tokens, valid_subscribe_subject};
+use super::subject::valid_subscribe_subject;
 use super::{MatchResult, QueueGroup, SubHandle};
 
 /// One subscription as the oracle stores it.
@@ -17,28 +17,7 @@ pub(crate) struct NaiveSublist {
     pub(crate) entries: Vec<Entry>,
 }
 
-/// Does the subscription subject `pattern` match the published `subject`?
-/// `*` matches any one token, `>` one or more; every other token must be equal. A published
-/// subject with an empty token matches nothing.
-pub(crate) fn pattern_matches(pattern: &[u8], subject: &[u8]) -> bool {
-    let published: Vec<&[u8]> = tokens(subject).collect();
-    if published.iter().any(|token| token.is_empty()) {
-        return false;
-    }
-    let pattern: Vec<&[u8]> = tokens(pattern).collect();
-    for (index, &wanted) in pattern.iter().enumerate() {
-        if wanted == b">" {
-            return published.len() > index;
-        }
-        let Some(&got) = published.get(index) else {
-            return false;
-        };
-        if wanted != b"*" && wanted != got {
-            return false;
-        }
-    }
-    pattern.len() == published.len()
-}
+use super::subject::pattern_matches;
 
 impl NaiveSublist {
     /// Returns true when added (valid and not already present), like `Sublist::insert` + change.

@@ -148,6 +148,26 @@ pub fn has_empty_token(subject: &[u8]) -> bool {
     false
 }
 
+/// Whether the published `subject` matches the subscription subject `pattern` (`*` one
+/// token, `>` one or more, everything else equal), without allocating. A published subject
+/// with an empty token matches nothing.
+pub fn pattern_matches(pattern: &[u8], subject: &[u8]) -> bool {
+    if has_empty_token(subject) {
+        return false;
+    }
+    let mut published = tokens(subject);
+    for wanted in tokens(pattern) {
+        if wanted == WILDCARD_REST {
+            return published.next().is_some();
+        }
+        match published.next() {
+            Some(got) if wanted == b"*" || wanted == got => {}
+            _ => return false,
+        }
+    }
+    published.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,19 +24,31 @@ impl AccountId {
     }
 }
 
-/// One account: its name and its subject table.
+pub mod links;
+
+/// One account: its name, its subject table, and the routes of responses to requests that
+/// came into it through service imports.
 #[derive(Debug)]
 pub struct Account {
     pub name: String,
     pub sublist: Sublist,
+    /// The start of the reply subjects requests get on their way into this account
+    /// (`_R_.<6 random characters>.`, as nats-server makes them).
+    pub response_prefix: Box<[u8]>,
+    pub responses: links::ResponseRoutes,
 }
 
 impl Account {
     /// An account with an empty subject table.
     pub fn new(name: &str) -> Account {
+        let mut prefix = b"_R_.".to_vec();
+        prefix.extend_from_slice(&random_token(6));
+        prefix.push(b'.');
         Account {
             name: name.to_string(),
             sublist: Sublist::new(),
+            response_prefix: prefix.into_boxed_slice(),
+            responses: Default::default(),
         }
     }
 
@@ -44,6 +56,18 @@ impl Account {
     pub fn global() -> Account {
         Account::new(GLOBAL_ACCOUNT)
     }
+}
+
+/// `len` random characters of nats-server's reply alphabet (digits and letters).
+pub fn random_token(len: usize) -> Vec<u8> {
+    const DIGITS: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut bytes = vec![0u8; len];
+    // The kernel's random source; reply subjects must not be guessable by other accounts.
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+        .into_iter()
+        .map(|byte| DIGITS[usize::from(byte) % DIGITS.len()])
+        .collect()
 }
 
 /// The accounts `options` configure, indexed by `AccountId`: `$G` first, then every account
