@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use common::{
-    ends_with_ping, normalize_info, start, start_reference,
-    without_server_pings_bytes as without_server_pings, Raw,
+    normalize_info, run_exchange, start, start_reference,
+    without_server_pings_bytes as without_server_pings, Raw, EXCHANGE_WAIT as WAIT,
 };
 
 /// One exchange: steps in order, each sending bytes on one of several connections, then every
@@ -21,46 +20,8 @@ struct Case {
     steps: &'static [(usize, &'static [u8])],
 }
 
-/// How long a step may wait for its answer (a bound, not a schedule: answers end waits).
-const WAIT: Duration = Duration::from_secs(10);
-
 fn run(port: u16, case: &Case) -> Vec<(Vec<u8>, bool)> {
-    let mut conns: Vec<Raw> = (0..case.connections).map(|_| Raw::connect(port)).collect();
-    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); case.connections];
-    for conn in conns.iter_mut().enumerate() {
-        // The INFO arrives first on every connection.
-        let (index, raw) = conn;
-        outputs[index] = raw.read_until(b"\r\n", WAIT);
-    }
-    let mut closed = vec![false; case.connections];
-    for &(index, bytes) in case.steps {
-        if closed[index] {
-            continue;
-        }
-        // A send may fail once the server has closed; the close is what the case records.
-        if conns[index].stream.write_all(bytes).is_err() {
-            closed[index] = true;
-            continue;
-        }
-        if ends_with_ping(bytes) {
-            let (got, was_closed) = conns[index].read_until_or_close(b"PONG\r\n", WAIT);
-            outputs[index].extend_from_slice(&got);
-            closed[index] = was_closed;
-        }
-    }
-    conns
-        .iter_mut()
-        .zip(outputs)
-        .zip(closed)
-        .map(|((raw, mut out), was_closed)| {
-            if was_closed {
-                return (normalize_info(&without_server_pings(out)), true);
-            }
-            let (rest, closed) = raw.settle(WAIT);
-            out.extend_from_slice(&rest);
-            (normalize_info(&without_server_pings(out)), closed)
-        })
-        .collect()
+    run_exchange(port, case.connections, case.steps)
 }
 
 const CASES: &[Case] = &[

@@ -430,11 +430,18 @@ pub fn normalize_info(bytes: &[u8]) -> Vec<u8> {
                 "connect_info",
                 "remote_account",
                 "auth_required",
+                "acc_is_sys",
             ];
             let mut fields: Vec<String> = keep
                 .iter()
                 .filter_map(|k| json.get(*k).map(|v| format!("{k}={v}")))
                 .collect();
+            if json
+                .get("nonce")
+                .is_some_and(|nonce| nonce.as_str().is_some_and(|n| !n.is_empty()))
+            {
+                fields.push("nonce=<present>".to_string());
+            }
             fields.sort();
             out.extend_from_slice(format!("INFO <{}>\r\n", fields.join(",")).as_bytes());
         } else {
@@ -581,4 +588,60 @@ pub fn ends_with_ping(bytes: &[u8]) -> bool {
         None => body,
     };
     line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"PING")
+}
+
+/// How long a step may wait for its answer (a bound, not a schedule: answers end waits).
+pub const EXCHANGE_EXCHANGE_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a step of an exchange may wait for its answer (a bound, not a schedule: answers
+/// end waits).
+pub const EXCHANGE_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs one exchange against the server on `port`: `steps` in order, each sending bytes on one
+/// of `connections` connections; a step ending in a PING line waits for the PONG so the next
+/// step happens after the server processed it; each connection still open at the end is
+/// settled the same way (a PING of its own, answered or closed), never by waiting for silence.
+/// Returns every connection's output (INFO normalized, server PINGs removed) and whether the
+/// server closed it.
+pub fn run_exchange(
+    port: u16,
+    connections: usize,
+    steps: &[(usize, &[u8])],
+) -> Vec<(Vec<u8>, bool)> {
+    let mut conns: Vec<Raw> = (0..connections).map(|_| Raw::connect(port)).collect();
+    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); connections];
+    for conn in conns.iter_mut().enumerate() {
+        // The INFO arrives first on every connection.
+        let (index, raw) = conn;
+        outputs[index] = raw.read_until(b"\r\n", EXCHANGE_WAIT);
+    }
+    let mut closed = vec![false; connections];
+    for &(index, bytes) in steps {
+        if closed[index] {
+            continue;
+        }
+        // A send may fail once the server has closed; the close is what the case records.
+        if conns[index].stream.write_all(bytes).is_err() {
+            closed[index] = true;
+            continue;
+        }
+        if ends_with_ping(bytes) {
+            let (got, was_closed) = conns[index].read_until_or_close(b"PONG\r\n", EXCHANGE_WAIT);
+            outputs[index].extend_from_slice(&got);
+            closed[index] = was_closed;
+        }
+    }
+    conns
+        .iter_mut()
+        .zip(outputs)
+        .zip(closed)
+        .map(|((raw, mut out), was_closed)| {
+            if was_closed {
+                return (normalize_info(&without_server_pings_bytes(out)), true);
+            }
+            let (rest, closed) = raw.settle(EXCHANGE_WAIT);
+            out.extend_from_slice(&rest);
+            (normalize_info(&without_server_pings_bytes(out)), closed)
+        })
+        .collect()
 }
