@@ -9,6 +9,7 @@
 //! that is absent (`None`) and one that is empty.
 
 pub mod authenticate;
+pub mod jwt;
 pub mod verifier;
 
 use std::collections::BTreeSet;
