@@ -8,6 +8,8 @@
 //! the same name (`server/auth.go`, `server/opts.go`), including the difference between a list
 //! that is absent (`None`) and one that is empty.
 
+pub mod permissions;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
