@@ -48,6 +48,30 @@ pub const RECONNECT_ERROR_REPORTS_DEFAULT: u32 = 1;
 /// A SUB over `max_subscriptions` is logged at most once per this long (nats-server
 /// `defaultMaxSubLimitReportThreshold`): a client looping on it must not flood the log.
 pub const MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS: u64 = 2_000;
+
+/// Permissions (`auth::permissions`), per connection of a user that has them.
+///
+/// Publish decisions cached per connection (nats-server `maxPermCacheSize`). A miss costs a
+/// walk of the user's allow and deny tries, so a small cache is enough; over the bound it is
+/// emptied, which is what nats-server's pruning amounts to on one connection.
+pub const PUBLISH_PERMISSION_CACHE_ENTRIES_MAX: usize = 128;
+/// Delivery-time subscribe-deny decisions cached per connection (nats-server
+/// `maxDenyPermCacheSize`).
+pub const DELIVERY_DENY_CACHE_ENTRIES_MAX: usize = 256;
+/// Entries dropped from that cache when it goes over its bound (nats-server deletes until it
+/// has deleted more than `pruneSize` = 32).
+pub const DELIVERY_DENY_CACHE_PRUNE_ENTRIES: usize = 33;
+/// `allow_responses`: reply subjects tracked since the last prune that trigger the next one
+/// (nats-server `replyPermLimit`).
+pub const RESPONSE_PERMITS_PRUNE_INSERTS: u32 = 4096;
+/// `allow_responses`: a reply tracked this long after the last prune triggers the next one
+/// (nats-server `replyPruneTime`).
+pub const RESPONSE_PERMITS_PRUNE_INTERVAL_MS: u64 = 1_000;
+/// `allow_responses`: reply subjects tracked per connection at most (natsring's own; nats-server
+/// has no bound, so a responder that falls behind with unlimited `max`/`expires` grows without
+/// limit). Past it, after pruning, the older half is forgotten: a responder more than 64Ki
+/// requests behind loses the right to answer its oldest ones.
+pub const RESPONSE_PERMITS_TRACKED_MAX: usize = 64 * 1024;
 /// Closed connections remembered for monitoring (nats-server `DEFAULT_MAX_CLOSED_CLIENTS`).
 pub const CLOSED_CLIENTS_MAX_DEFAULT: u32 = 10_000;
 /// Authentication timeout (nats-server `AUTH_TIMEOUT`, 2 s); runs only when auth is required.
@@ -214,6 +238,8 @@ const _: () = assert!(
     CONF_INPUT_BYTES_MAX <= CONF_TREE_BYTES_MAX,
     "a file's own strings fit the tree"
 );
+const _: () = assert!(DELIVERY_DENY_CACHE_PRUNE_ENTRIES < DELIVERY_DENY_CACHE_ENTRIES_MAX);
+const _: () = assert!(RESPONSE_PERMITS_PRUNE_INSERTS as usize <= RESPONSE_PERMITS_TRACKED_MAX);
 
 /// Routes of responses to cross-account requests one account keeps at most: past it, expired
 /// routes go, then the oldest half (a requestor that never gets answers cannot grow it).

@@ -10,6 +10,7 @@
 
 pub mod authenticate;
 pub mod jwt;
+pub mod permissions;
 pub mod verifier;
 
 use std::collections::BTreeSet;
