@@ -13,6 +13,7 @@ mod hash;
 mod lame_duck;
 pub mod limits;
 pub mod log;
+pub mod mapping;
 pub mod proto;
 mod server;
 mod shard;
