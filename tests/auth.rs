@@ -75,7 +75,10 @@ fn tokens_as_nats_server_checks_them() {
         Case {
             name: "right token",
             connections: 1,
-            steps: &[(0, b"CONNECT {\"auth_token\":\"s3cr3t\"}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n")],
+            steps: &[(
+                0,
+                b"CONNECT {\"auth_token\":\"s3cr3t\"}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n",
+            )],
         },
         Case {
             name: "wrong token",
@@ -100,13 +103,19 @@ fn tokens_as_nats_server_checks_them() {
         Case {
             name: "an account in CONNECT",
             connections: 1,
-            steps: &[(0, b"CONNECT {\"auth_token\":\"s3cr3t\",\"account\":\"A\"}\r\nPING\r\n")],
+            steps: &[(
+                0,
+                b"CONNECT {\"auth_token\":\"s3cr3t\",\"account\":\"A\"}\r\nPING\r\n",
+            )],
         },
         Case {
             name: "a second CONNECT with a wrong token",
             connections: 1,
             steps: &[
-                (0, b"CONNECT {\"verbose\":false,\"auth_token\":\"s3cr3t\"}\r\nPING\r\n"),
+                (
+                    0,
+                    b"CONNECT {\"verbose\":false,\"auth_token\":\"s3cr3t\"}\r\nPING\r\n",
+                ),
                 (0, b"CONNECT {\"auth_token\":\"nope\"}\r\nPING\r\n"),
             ],
         },
@@ -172,7 +181,8 @@ fn users_and_passwords_as_nats_server_checks_them() {
 
 #[test]
 fn no_auth_user_takes_clients_without_credentials() {
-    let config = "accounts { A { users = [ { user: guest, password: pw } ] } }\nno_auth_user: guest\n";
+    let config =
+        "accounts { A { users = [ { user: guest, password: pw } ] } }\nno_auth_user: guest\n";
     agree(
         config,
         &[
@@ -184,12 +194,18 @@ fn no_auth_user_takes_clients_without_credentials() {
             Case {
                 name: "CONNECT without credentials",
                 connections: 1,
-                steps: &[(0, b"CONNECT {\"protocol\":1}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n")],
+                steps: &[(
+                    0,
+                    b"CONNECT {\"protocol\":1}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n",
+                )],
             },
             Case {
                 name: "CONNECT with wrong credentials",
                 connections: 1,
-                steps: &[(0, b"CONNECT {\"user\":\"guest\",\"pass\":\"no\"}\r\nPING\r\n")],
+                steps: &[(
+                    0,
+                    b"CONNECT {\"user\":\"guest\",\"pass\":\"no\"}\r\nPING\r\n",
+                )],
             },
         ],
     );
@@ -265,7 +281,9 @@ fn service_responses_route_back_once_for_a_singleton() {
         let wait = Duration::from_secs(10);
         let mut service = Raw::connect(port);
         service.read_until(b"\r\n", wait);
-        service.send(b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"a\"}\r\nSUB svc 1\r\nPING\r\n");
+        service.send(
+            b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"a\"}\r\nSUB svc 1\r\nPING\r\n",
+        );
         service.read_until(b"PONG\r\n", wait);
         let mut client = Raw::connect(port);
         client.read_until(b"\r\n", wait);
@@ -279,7 +297,8 @@ fn service_responses_route_back_once_for_a_singleton() {
             .expect("a routed reply subject")
             .to_string();
         // Two responses: a singleton service's requestor gets the first only.
-        service.send(format!("PUB {reply} 3\r\none\r\nPUB {reply} 3\r\ntwo\r\nPING\r\n").as_bytes());
+        service
+            .send(format!("PUB {reply} 3\r\none\r\nPUB {reply} 3\r\ntwo\r\nPING\r\n").as_bytes());
         service.read_until(b"PONG\r\n", wait);
         client.send(b"PING\r\n");
         let answers = client.read_until(b"PONG\r\n", wait);
@@ -291,7 +310,10 @@ fn service_responses_route_back_once_for_a_singleton() {
     let reference = start_reference_with_config(config);
     let natsring = start_natsring_with_config(config, &[]);
     let expected = run(reference.port);
-    assert_eq!(expected.1, "MSG inbox 7 3\r\none\r\nPONG\r\n", "nats-server's behaviour");
+    assert_eq!(
+        expected.1, "MSG inbox 7 3\r\none\r\nPONG\r\n",
+        "nats-server's behaviour"
+    );
     assert_eq!(run(natsring.port), expected);
 }
 
@@ -307,7 +329,10 @@ fn authentication_times_out_as_in_nats_server() {
     let reference = start_reference_with_config(config);
     let natsring = start_natsring_with_config(config, &[]);
     let expected = run(reference.port);
-    assert_eq!(expected, ("-ERR 'Authentication Timeout'\r\n".to_string(), true));
+    assert_eq!(
+        expected,
+        ("-ERR 'Authentication Timeout'\r\n".to_string(), true)
+    );
     assert_eq!(run(natsring.port), expected);
 }
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::permissions::CompiledPermissions;
 use super::{is_bcrypt, ConnectionTypes, Permissions, CONNECTION_TYPE_STANDARD};
 use crate::account::AccountId;
 use crate::config::Options;
@@ -22,13 +23,14 @@ pub const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Who an authenticated connection is: its account and permissions, and the configured
 /// secret it proved (so a reload can tell whether it must prove it again).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Identity {
     /// How nats-server's logs name it (`User "alice"`, `Nkey "U..."`), empty for the token and
     /// for no authentication at all.
     pub label: String,
     pub account: AccountId,
-    pub permissions: Option<Arc<Permissions>>,
+    /// What it may publish and subscribe to; `None`: anything.
+    pub permissions: Option<Arc<CompiledPermissions>>,
     /// The configured password (plain or bcrypt), empty for nkeys and no authentication.
     pub secret: String,
 }
@@ -102,7 +104,9 @@ impl Authenticator {
             identity: Arc::new(Identity {
                 label,
                 account: account.as_deref().map_or(AccountId::GLOBAL, &account_id),
-                permissions: permissions.clone().map(Arc::new),
+                permissions: permissions
+                    .as_ref()
+                    .map(|permissions| Arc::new(compiled(permissions))),
                 secret: secret.to_string(),
             }),
             connection_types: connection_types.clone(),
@@ -259,6 +263,15 @@ impl Authenticator {
         }
         Verdict::Denied("no credentials match")
     }
+}
+
+/// A user's permissions compiled, with what nats-server would warn about logged.
+fn compiled(permissions: &Permissions) -> CompiledPermissions {
+    let compiled = CompiledPermissions::new(permissions);
+    for warning in compiled.warnings() {
+        crate::log_warn!("{warning}");
+    }
+    compiled
 }
 
 /// The verdict on a client's secret against the configured one: bcrypt is left to the

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::conn::{ConnState, PauseCause};
 use super::core::Core;
 use crate::auth::authenticate::{Identity, Verdict};
+use crate::auth::permissions::ConnectionPermissions;
 use crate::proto::json::{ConnectOptions, Info};
 use crate::proto::{Flow, Handler, Message, Op, Parser, ServerError};
 
@@ -261,6 +262,10 @@ impl Core {
         let conn = &mut self.conns[slot];
         conn.auth_deadline_ms = None;
         conn.account = identity.account;
+        conn.permissions = identity
+            .permissions
+            .as_ref()
+            .map(|rules| Box::new(ConnectionPermissions::new(Arc::clone(rules))));
         conn.identity = Some(identity);
     }
 

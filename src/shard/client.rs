@@ -263,9 +263,29 @@ impl Core {
     }
 
     fn on_sub(&mut self, slot: u32, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        // nats-server's order: permissions (and the reserved queue group) first, then the
+        // subject's token limit, then the subscription limit, then the subscription itself.
+        let conn = &mut self.conns[slot];
+        if !crate::auth::permissions::subscribe_check(
+            conn.permissions.as_deref_mut(),
+            subject,
+            queue,
+        ) {
+            use crate::auth::permissions::{
+                subscription_violation_log_text, subscription_violation_text,
+            };
+            crate::log_error!(
+                "{} - cid:{} - {}",
+                conn.peer,
+                conn.client_id,
+                subscription_violation_log_text(subject, queue, sid)
+            );
+            let text = subscription_violation_text(subject, queue);
+            conn.out.append_with(|out| write_err_text(out, &text));
+            return self.mark_dirty(slot);
+        }
         let options = &self.settings.options;
-        // nats-server's order: the subject's token limit, then the subscription limit (a
-        // duplicate sid at the limit gets the error too), then the subscription itself.
+        // A duplicate sid at the subscription limit gets the error too.
         let max_tokens = usize::from(options.max_sub_tokens);
         if max_tokens > 0 && memchr::memchr_iter(b'.', subject).count() + 1 > max_tokens {
             let quoted = crate::config::go::quote(&String::from_utf8_lossy(subject));

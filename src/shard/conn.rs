@@ -12,6 +12,7 @@ use slab::Slab;
 
 use crate::account::AccountId;
 use crate::auth::authenticate::Identity;
+use crate::auth::permissions::ConnectionPermissions;
 use crate::limits;
 use crate::proto::json::ConnectOptions;
 use crate::proto::{CloseReason, Reader};
@@ -490,6 +491,9 @@ pub struct Conn {
     pub auth_deadline_ms: Option<u64>,
     /// A CONNECT whose bcrypt check is under way (its reading is paused meanwhile).
     pub verifying: Option<Box<ConnectOptions>>,
+    /// What its identity may publish and subscribe to, with this connection's decisions
+    /// cached; `None`: anything.
+    pub permissions: Option<Box<ConnectionPermissions>>,
     /// sid -> slot in the shard's subscription slab.
     pub subs: SidIndex,
     /// Operations of this connection with a completion still to come (recv, send, cancel).

@@ -24,6 +24,7 @@ use crate::account::links::Links;
 use crate::account::Account;
 use crate::account::AccountId;
 use crate::limits;
+use crate::mapping::MappingTable;
 use crate::proto::{CloseReason, ServerError};
 use crate::stats::{ConnSnapshot, ShardStats};
 use crate::sublist::MatchCache;
@@ -37,6 +38,8 @@ pub struct AccountView {
     pub cache: MatchCache,
     /// Its exports and imports, when it has any (`Settings::links`).
     pub links: Option<Arc<Links>>,
+    /// Its subject mappings, when it has any (`Settings::mappings`).
+    pub mappings: Option<Arc<MappingTable>>,
 }
 
 impl AccountView {
@@ -73,6 +76,8 @@ pub struct Core {
     pub scratch: Vec<u8>,
     /// The frames of the message being delivered (see `templates`).
     pub templates: Templates,
+    /// Where a publish's mapped subject is written (`publish_checked`).
+    pub mapped_subject: Vec<u8>,
     /// When this shard last logged a SUB over `max_subscriptions`: nats-server logs that at
     /// most once per `limits::MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS` (per account there; per shard
     /// here until accounts have their own state).
@@ -91,11 +96,12 @@ impl Core {
         let accounts = settings
             .accounts
             .iter()
-            .zip(&settings.links)
-            .map(|(account, links)| AccountView {
+            .enumerate()
+            .map(|(index, account)| AccountView {
                 account: Arc::clone(account),
                 cache: MatchCache::new(),
-                links: links.clone(),
+                links: settings.links[index].clone(),
+                mappings: settings.mappings[index].clone(),
             })
             .collect();
         Core {
@@ -113,6 +119,7 @@ impl Core {
             stats: ShardStats::default(),
             scratch: Vec::new(),
             templates: Default::default(),
+            mapped_subject: Vec::new(),
             max_subscriptions_logged_ms: None,
         }
     }
@@ -209,6 +216,7 @@ impl Core {
             nonce: None,
             auth_deadline_ms: None,
             verifying: None,
+            permissions: None,
             subs: Default::default(),
             ops_in_flight: 0,
             pings_outstanding: 0,
@@ -486,10 +494,12 @@ impl Core {
                 account: Arc::clone(account),
                 cache: MatchCache::new(),
                 links: None,
+                mappings: None,
             });
         }
-        for (view, links) in self.accounts.iter_mut().zip(&settings.links) {
-            view.links = links.clone();
+        for (index, view) in self.accounts.iter_mut().enumerate() {
+            view.links = settings.links[index].clone();
+            view.mappings = settings.mappings[index].clone();
         }
         self.settings = settings;
         self.reauthenticate_all();

@@ -33,6 +33,18 @@ fn trace_delivery(conn: &Conn, written: &[u8], payload: &[u8]) {
     );
 }
 
+/// Whether a publish may use a subject or reply nats-server reserves (`_GR_.`, `$NRG.`; replies
+/// `_R_.`, `$JS.ACK.`, `_GR_.`): two bytes each, so the common case (`_INBOX.` replies
+/// included) is told apart at once and `permissions::publish_check` decides the rest.
+#[inline(always)]
+fn maybe_reserved(subject: &[u8], reply: Option<&[u8]>) -> bool {
+    let starts = |bytes: &[u8], prefixes: &[&[u8; 2]]| {
+        bytes.len() >= 2 && prefixes.iter().any(|prefix| bytes[..2] == prefix[..])
+    };
+    starts(subject, &[b"_G", b"$N"])
+        || reply.is_some_and(|reply| starts(reply, &[b"_R", b"$J", b"_G"]))
+}
+
 impl Core {
     /// A `PUB`/`HPUB` from the client in `slot`; an `HPUB`'s empty header block was already
     /// dropped (`Message::without_empty_headers`, in `handle_op`: the fast path's `PUB` has
@@ -50,8 +62,23 @@ impl Core {
             // published subject is plain text, so it may still match a wildcard subscription).
             self.protocol_error(slot, &ServerError::InvalidPublishSubject);
         }
-        self.reply_ok(slot);
+        // One test for what most publishes never need: a mapping, permissions, a subject or
+        // reply nats-server reserves.
+        let conn = &self.conns[slot];
+        if conn.permissions.is_some()
+            || self.accounts[account.index()].mappings.is_some()
+            || maybe_reserved(message.subject, message.reply)
+        {
+            return self.publish_checked(slot, account, message);
+        }
+        self.publish_as_is(slot, account, message);
+    }
 
+    /// A publish that passed every check: `+OK` if verbose, then delivered in its account and
+    /// across its account's links; a request nobody received gets the no-responders status.
+    #[inline(always)]
+    fn publish_as_is(&mut self, slot: u32, account: AccountId, message: Message<'_>) {
+        self.reply_ok(slot);
         let mut delivered = self.route(account, message, slot);
         if self.accounts[account.index()].links.is_some() {
             delivered |= self.follow_links(account, message, slot, 0);
@@ -61,6 +88,60 @@ impl Core {
                 self.send_no_responders(slot, message.subject, reply);
             }
         }
+    }
+
+    /// A publish that needs its account's mapping or its connection's permissions (or may use
+    /// a reserved subject), as nats-server processes it: the subject is mapped first, then
+    /// checked; a violation gets its `-ERR` (the connection stays open) and goes nowhere.
+    #[cold]
+    #[inline(never)]
+    fn publish_checked(&mut self, slot: u32, account: AccountId, message: Message<'_>) {
+        let mut mapped = std::mem::take(&mut self.mapped_subject);
+        let mut message = message;
+        if let Some(table) = self.accounts[account.index()].mappings.clone() {
+            mapped.clear();
+            let mut random = || self.random() as u32;
+            if let Some(subject) = table.map(message.subject, &mut random, &mut mapped) {
+                if crate::log::enabled_trace() {
+                    let conn = &self.conns[slot];
+                    crate::log_trace!(
+                        "{} - cid:{} - <<- [MAPPING {} -> {}]",
+                        conn.peer,
+                        conn.client_id,
+                        String::from_utf8_lossy(message.subject),
+                        String::from_utf8_lossy(subject)
+                    );
+                }
+                message.subject = subject;
+            }
+        }
+        let in_system_account = self.settings.system_account == Some(account);
+        let now_ms = self.now_ms;
+        let conn = &mut self.conns[slot];
+        let reply = message.reply.unwrap_or_default();
+        let checked = crate::auth::permissions::publish_check(
+            conn.permissions.as_deref_mut(),
+            message.subject,
+            reply,
+            in_system_account,
+            now_ms,
+        );
+        match checked {
+            Ok(()) => self.publish_as_is(slot, account, message),
+            Err(violation) => {
+                crate::log_error!(
+                    "{} - cid:{} - {}",
+                    conn.peer,
+                    conn.client_id,
+                    violation.log_text(message.subject, reply)
+                );
+                let text = violation.error_text(message.subject, reply);
+                conn.out
+                    .append_with(|out| crate::proto::writer::write_err_text(out, &text));
+                self.mark_dirty(slot);
+            }
+        }
+        self.mapped_subject = mapped;
     }
 
     /// Delivers `message`, published by the client in `slot`, to every subscription in
@@ -188,6 +269,16 @@ impl Core {
             && matches!(origin, Origin::Local(publisher) if publisher == sub.conn_slot)
         {
             return false;
+        }
+        if let Some(permissions) = conn.permissions.as_deref_mut() {
+            // A subscription that overlaps a denied subject does not get it; a request to a
+            // user allowed to respond lets it publish the response.
+            if permissions.delivery_denied(message.subject, sub.queue()) {
+                return false;
+            }
+            if let Some(reply) = message.reply {
+                permissions.note_request_delivered(reply, self.now_ms);
+            }
         }
         let written = conn.out.append_with(|pending| {
             self.templates

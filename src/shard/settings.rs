@@ -6,6 +6,7 @@ use crate::account::links::Links;
 use crate::account::{self, Account, AccountId};
 use crate::auth::authenticate::Authenticator;
 use crate::config::Options;
+use crate::mapping::MappingTable;
 use crate::proto::json::Info;
 
 /// What a shard reads of the configuration while it runs. Immutable: a reload makes a new one
@@ -25,6 +26,8 @@ pub struct Settings {
     pub auth: Authenticator,
     /// Each account's links to others (exports and imports), indexed by `AccountId`.
     pub links: Vec<Option<Arc<Links>>>,
+    /// Each account's subject mappings, indexed by `AccountId` (`None`: none).
+    pub mappings: Vec<Option<Arc<MappingTable>>>,
 }
 
 impl Settings {
@@ -41,6 +44,10 @@ impl Settings {
             .flatten();
         info.auth_required = auth.required();
         let links = account::links::build(&options.accounts, &accounts);
+        let mappings = accounts
+            .iter()
+            .map(|account| mapping_table(&options, &account.name))
+            .collect();
         Settings {
             options,
             info,
@@ -48,11 +55,40 @@ impl Settings {
             system_account,
             auth,
             links,
+            mappings,
         }
     }
 
     /// An account's name.
     pub fn account_name(&self, account: AccountId) -> &str {
         &self.accounts[account.index()].name
+    }
+}
+
+/// The mapping table of the account `name`: the server-level `mappings` are the global
+/// account's. `None` when it has none (or, logged, when the configuration layer let through
+/// one that cannot be built).
+fn mapping_table(options: &Options, name: &str) -> Option<Arc<MappingTable>> {
+    let mappings = if name == account::GLOBAL_ACCOUNT {
+        &options.mappings
+    } else {
+        &options
+            .accounts
+            .iter()
+            .find(|config| config.name == name)?
+            .mappings
+    };
+    if mappings.is_empty() {
+        return None;
+    }
+    match MappingTable::new(mappings, None) {
+        Ok(table) => (!table.is_empty()).then(|| Arc::new(table)),
+        Err((index, err)) => {
+            crate::log_error!(
+                "Error adding mapping for {}: {err}",
+                crate::config::go::quote(&mappings[index].source)
+            );
+            None
+        }
     }
 }
