@@ -346,10 +346,8 @@ pub(super) fn operators(options: &mut Options, item: &Item, report: &mut Report)
 fn read_operator_jwt(name: &str) -> Result<String, String> {
     let contents = match std::fs::read(name) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(error) if name.starts_with("eyJ") => {
-            let _ = error;
-            name.to_string()
-        }
+        // An inline JWT.
+        Err(_) if name.starts_with("eyJ") => name.to_string(),
         Err(error) => return Err(super::conf::path_error_text("open", name, &error)),
     };
     Ok(decorated_jwt(&contents))
@@ -1895,30 +1893,50 @@ fn check_mapping(source: &str, destinations: &[WeightedDestination]) -> Result<(
 /// (`ValidateMapping`, and the shape checks of `NewSubjectTransform`), with its texts. What a
 /// function's arguments mean beyond their count and wildcard indexes is the mapping engine's.
 mod mapping_template {
-    use crate::sublist::subject::valid_subject;
+    use crate::sublist::subject::valid_subscribe_subject;
 
     const INVALID: &str = "invalid mapping destination";
 
+    /// nats-server's `mappingDestinationErr`: the reason, and the token when there is one.
     fn in_token(token: &str, reason: &str) -> String {
+        if token.is_empty() {
+            return format!("{INVALID}: {reason}");
+        }
         format!("{INVALID}: {reason} in {token}")
     }
 
-    /// The function names nats-server knows, lower-cased.
+    /// The function names nats-server knows, as it spells them: each word's first letter may
+    /// be either case, no other.
     const FUNCTIONS: [&str; 10] = [
         "partition",
         "wildcard",
-        "splitfromleft",
-        "splitfromright",
-        "slicefromleft",
-        "slicefromright",
+        "splitFromLeft",
+        "splitFromRight",
+        "sliceFromLeft",
+        "sliceFromRight",
         "split",
         "left",
         "right",
         "random",
     ];
 
-    /// `{{ name(args) }}` split into its name (lower-cased) and arguments text.
-    fn function(token: &str) -> Option<(String, &str)> {
+    /// The function `name` is, lower-cased, if nats-server knows it.
+    fn known_function(name: &str) -> Option<String> {
+        FUNCTIONS.iter().find_map(|canonical| {
+            let same = name.len() == canonical.len()
+                && name.bytes().zip(canonical.bytes()).enumerate().all(
+                    |(index, (given, expected))| {
+                        let word_start = index == 0 || expected.is_ascii_uppercase();
+                        given == expected || (word_start && given.eq_ignore_ascii_case(&expected))
+                    },
+                );
+            same.then(|| canonical.to_lowercase())
+        })
+    }
+
+    /// `{{ name(args) }}` split into its function (lower-cased, if nats-server knows it) and
+    /// its arguments' text.
+    fn function(token: &str) -> Option<(Option<String>, &str)> {
         let inner = token.strip_prefix("{{")?.strip_suffix("}}")?.trim();
         let open = inner.find('(')?;
         let close = inner.rfind(')')?;
@@ -1926,7 +1944,7 @@ mod mapping_template {
             return None;
         }
         Some((
-            inner[..open].trim_end().to_lowercase(),
+            known_function(inner[..open].trim_end()),
             &inner[open + 1..close],
         ))
     }
@@ -1946,12 +1964,7 @@ mod mapping_template {
                 return Err(in_token(token, "invalid transform"));
             }
             if is_function_token(token) {
-                // nats-server's names are matched with only the first letter of each word
-                // either case; `Split` also matches inside longer names.
-                let known = function(token).is_some_and(|(name, _)| {
-                    FUNCTIONS.contains(&name.as_str()) && name != "left" && name != "right"
-                });
-                if !known {
+                if function(token).is_none_or(|(known, _)| known.is_none()) {
                     return Err(in_token(token, "unknown function"));
                 }
                 continue;
@@ -1973,8 +1986,9 @@ mod mapping_template {
         let source_wildcards = source_tokens.iter().filter(|token| **token == "*").count();
         let source_rest = source_tokens.last() == Some(&">");
         let destination_rest = destination_tokens.last() == Some(&">");
-        if !valid_subject(source.as_bytes())
-            || !valid_subject(destination.as_bytes())
+        // nats-server's `subjectInfo`: no empty token, `>` last; spaces are not looked at.
+        if !valid_subscribe_subject(source.as_bytes())
+            || !valid_subscribe_subject(destination.as_bytes())
             || destination_tokens.contains(&"*")
             || source_rest != destination_rest
         {
@@ -2025,7 +2039,7 @@ mod mapping_template {
         if !is_function_token(token) {
             return Ok(None);
         }
-        let Some((name, arguments)) = function(token) else {
+        let Some((Some(name), arguments)) = function(token) else {
             return Ok(None);
         };
         let arguments: Vec<&str> = arguments.split(',').map(str::trim).collect();
@@ -2893,6 +2907,22 @@ mod tests {
         assert_eq!(
             errors("mappings { \"foo\": \"bar.*\" }"),
             [":1:12: Error adding mapping for \"foo\" to \"bar.*\" : invalid subject"]
+        );
+        // Function names: each word's first letter either case; spaces inside the braces.
+        options(
+            "mappings { \"a.*\": \"{{SplitFromLeft(1,2)}}.{{left(1,2)}}.{{ Wildcard( 1 ) }}\" }",
+        );
+        assert_eq!(
+            errors("mappings { \"a.*\": \"{{SPLITFROMLEFT(1,2)}}\" }"),
+            [":1:12: Error adding mapping for \"a.*\" to \"{{SPLITFROMLEFT(1,2)}}\" : invalid mapping destination: unknown function in {{SPLITFROMLEFT(1,2)}}"]
+        );
+        assert_eq!(
+            errors("mappings { \"a.*\": \"b..c\" }"),
+            [":1:12: Error adding mapping for \"a.*\" to \"b..c\" : invalid mapping destination: invalid transform"]
+        );
+        assert_eq!(
+            errors("mappings { \"a.*\": \"{{wildcard(1,2)}}\" }"),
+            [":1:12: Error adding mapping for \"a.*\" to \"{{wildcard(1,2)}}\" : invalid mapping destination: too many arguments passed to the function in {{wildcard(1,2)}}"]
         );
         assert_eq!(
             errors("mappings: 1"),
