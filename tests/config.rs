@@ -153,8 +153,8 @@ fn features_natsring_does_not_have_yet_are_refused_by_name() {
         ("leafnodes { port: 7422 }\n", "leafnodes", "leaf nodes"),
         ("cluster { port: 6222 }\n", "cluster", "clustering (routes)"),
         (
-            "authorization { token: s3cr3t }\n",
-            "authorization",
+            "resolver_pinned_accounts: [A]\n",
+            "resolver_pinned_accounts",
             "authentication, authorization and accounts",
         ),
         ("http_port: 8222\n", "http_port", "HTTP monitoring"),

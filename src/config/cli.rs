@@ -66,6 +66,12 @@ enum Target {
     PinShards,
     BusyPoll,
     ClientAdvertise,
+    /// `--user`: the single user's name.
+    Username,
+    /// `--pass`: the single user's password.
+    Password,
+    /// `--auth`: the token.
+    Token,
     LogSizeLimit,
     ConfigFile,
     CheckConfig,
@@ -114,6 +120,9 @@ const FLAGS: &[Flag] = &[
     flag(&["pin_shards"], Kind::Bool, Target::PinShards),
     flag(&["busy_poll"], Kind::Integer, Target::BusyPoll),
     flag(&["client_advertise"], Kind::Text, Target::ClientAdvertise),
+    flag(&["user"], Kind::Text, Target::Username),
+    flag(&["pass"], Kind::Text, Target::Password),
+    flag(&["auth"], Kind::Text, Target::Token),
     flag(&["log_size_limit"], Kind::Integer, Target::LogSizeLimit),
     flag(&["c", "config"], Kind::Text, Target::ConfigFile),
     flag(&["t"], Kind::Bool, Target::CheckConfig),
@@ -128,9 +137,6 @@ const FLAGS: &[Flag] = &[
     flag(&["max_traced_msg_len"], Kind::Integer, Target::Unsupported),
     flag(&["js", "jetstream"], Kind::Bool, Target::Unsupported),
     flag(&["sd", "store_dir"], Kind::Text, Target::Unsupported),
-    flag(&["user"], Kind::Text, Target::Unsupported),
-    flag(&["pass"], Kind::Text, Target::Unsupported),
-    flag(&["auth"], Kind::Text, Target::Unsupported),
     flag(&["tls"], Kind::Bool, Target::Unsupported),
     flag(&["tlscert"], Kind::Text, Target::Unsupported),
     flag(&["tlskey"], Kind::Text, Target::Unsupported),
@@ -267,6 +273,15 @@ fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
                 // As Go's flag package: the flag's value replaces the file's, even empty.
                 options.client_advertise = non_empty(url.clone());
             }
+            // As Go's flag package: the flag's value replaces the file's, even empty (which
+            // nats-server takes as not set).
+            (Target::Username, Value::Text(name)) => {
+                options.auth.username = non_empty(name.clone())
+            }
+            (Target::Password, Value::Text(password)) => {
+                options.auth.password = non_empty(password.clone())
+            }
+            (Target::Token, Value::Text(token)) => options.auth.token = non_empty(token.clone()),
             (Target::PidFile, Value::Text(path)) => {
                 // As Go's flag package: the flag's value replaces the file's, even empty.
                 options.pid_file = non_empty(path.clone()).map(Into::into);
@@ -702,6 +717,11 @@ Logging Options:
     -DV                              Debug and trace
     -DVV                             Debug and verbose trace (same as -DV for now)
 
+Authorization Options:
+        --user <user>                User required for connections
+        --pass <password>            Password required for connections
+        --auth <token>               Authorization token required for connections
+
 Shard Options (natsring only):
         --shards <n>                 Event loops, one thread each (default: 0, one per CPU the process may run on)
         --pin_shards                 Pin shard i to the i-th CPU the process may run on (default: false)
@@ -713,8 +733,8 @@ Common Options:
 
 Not Supported Yet (nats-server flags; natsring stops with an error and exit status 1):
     -m, --http_port   -ms, --https_port   -s, --syslog   -r, --remote_syslog
-    --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --user   --pass
-    --auth   --tls   --tlscert   --tlskey   --tlsverify   --tlscacert   --routes
+    --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --tls   --tlscert
+    --tlskey   --tlsverify   --tlscacert   --routes
     --cluster   --cluster_listen   --cluster_name   --no_advertise
     --cluster_advertise   --connect_retries   --profile   --help_tls
 
@@ -1179,6 +1199,29 @@ mod tests {
     }
 
     #[test]
+    fn user_pass_and_auth_flags_set_the_single_user_and_the_token() {
+        let mut options = Options::default();
+        options.auth.username = Some("file-user".into());
+        options.auth.password = Some("file-pass".into());
+        let Ok(Command::Run(invocation)) =
+            parse(&["--user", "u", "--pass", "p", "--auth", "s3cr3t"])
+        else {
+            panic!()
+        };
+        apply_flags(&mut options, &invocation.flags);
+        assert_eq!(options.auth.username.as_deref(), Some("u"));
+        assert_eq!(options.auth.password.as_deref(), Some("p"));
+        assert_eq!(options.auth.token.as_deref(), Some("s3cr3t"));
+        assert!(options.auth.required());
+        // An empty flag clears the file's value, as Go's flag package sets it to "".
+        let Ok(Command::Run(invocation)) = parse(&["-user="]) else {
+            panic!()
+        };
+        apply_flags(&mut options, &invocation.flags);
+        assert_eq!(options.auth.username, None);
+    }
+
+    #[test]
     fn unsupported_nats_server_flags_are_refused_by_name() {
         assert_eq!(
             error(&["--http_port=8222", "-js"]),
@@ -1186,7 +1229,6 @@ mod tests {
         );
         assert!(error(&["-js"]).contains("flag -js is not supported yet"));
         assert!(error(&["--tls"]).contains("flag -tls is not supported yet"));
-        assert!(error(&["--user", "u", "--pass", "p"]).contains("flag -user is not"));
         // Their values are still checked the way nats-server checks them.
         assert_eq!(
             error(&["-m", "maybe"]),

@@ -14,6 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::auth_file;
 use super::conf::{self, Item, Value};
 use super::go::{self, quote};
 use super::Options;
@@ -21,13 +22,13 @@ use crate::limits;
 
 /// What a file's mapping found wrong: warnings (the file is still used) and errors (it is not).
 #[derive(Debug, Default)]
-struct Report {
-    warnings: Vec<String>,
-    errors: Vec<String>,
+pub(super) struct Report {
+    pub(super) warnings: Vec<String>,
+    pub(super) errors: Vec<String>,
 }
 
 /// Where an item was written, as nats-server prints it: `file:line:column`.
-fn source(item: &Item) -> String {
+pub(super) fn source(item: &Item) -> String {
     let file = item
         .position
         .file
@@ -38,14 +39,14 @@ fn source(item: &Item) -> String {
 }
 
 impl Report {
-    fn error(&mut self, item: &Item, reason: impl AsRef<str>) {
+    pub(super) fn error(&mut self, item: &Item, reason: impl AsRef<str>) {
         self.errors
             .push(format!("{}: {}", source(item), reason.as_ref()));
     }
 
     /// nats-server's text when a value has the wrong type (its `interface conversion` panic,
     /// recovered into an error).
-    fn wrong_type(&mut self, item: &Item, expected: &str) {
+    pub(super) fn wrong_type(&mut self, item: &Item, expected: &str) {
         self.error(
             item,
             format!(
@@ -69,6 +70,8 @@ pub(super) fn apply_file(options: &mut Options, path: &Path) -> Result<Vec<Strin
             path.display()
         ));
     }
+    // nats-server reads the system account first: other keys' checks depend on it.
+    auth_file::system_account(options, &map, &mut report);
     for (key, item) in map.iter() {
         apply_key(options, key, item, &mut report);
     }
@@ -84,31 +87,9 @@ pub(super) fn apply_file(options: &mut Options, path: &Path) -> Result<Vec<Strin
 const NOT_YET: &[(&[&str], &str)] = &[
     (
         &[
-            "authorization",
-            "accounts",
-            "no_auth_user",
-            "system_account",
-            "system",
-            "no_system_account",
-            "no_system",
-            "no_sys_acc",
-            "operator",
-            "operators",
-            "root",
-            "roots",
-            "root_operator",
-            "root_operators",
-            "resolver",
-            "account_resolver",
-            "accounts_resolver",
             "resolver_tls",
-            "resolver_preload",
             "resolver_pinned_accounts",
-            "trusted",
-            "trusted_keys",
             "default_sentinel",
-            "mappings",
-            "maps",
         ],
         "authentication, authorization and accounts",
     ),
@@ -344,6 +325,23 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
                 options.max_closed_clients = or_default(count, limits::CLOSED_CLIENTS_MAX_DEFAULT);
             }
         }
+        "authorization" => auth_file::authorization(options, item, report),
+        "accounts" => auth_file::accounts(options, item, report),
+        "mappings" | "maps" => auth_file::server_mappings(options, item, report),
+        "no_auth_user" => auth_file::no_auth_user(options, item, report),
+        // Read before the walk (`auth_file::system_account`).
+        "system_account" | "system" => {}
+        "no_system_account" | "no_system" | "no_sys_acc" => {
+            auth_file::no_system_account(options, item, report)
+        }
+        "operator" | "operators" | "root" | "roots" | "root_operator" | "root_operators" => {
+            auth_file::operators(options, item, report)
+        }
+        "resolver" | "account_resolver" | "accounts_resolver" => {
+            auth_file::resolver(options, item, report)
+        }
+        "resolver_preload" => auth_file::resolver_preload(options, item, report),
+        "trusted" | "trusted_keys" => auth_file::trusted_keys(options, item, report),
         // natsring's own.
         "shards" => {
             if let Some(count) = non_negative(key, item, report) {
@@ -395,7 +393,7 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
     }
 }
 
-fn string<'a>(item: &'a Item, report: &mut Report) -> Option<&'a str> {
+pub(super) fn string<'a>(item: &'a Item, report: &mut Report) -> Option<&'a str> {
     match &item.value {
         Value::String(text) => Some(text),
         _ => {
@@ -405,7 +403,7 @@ fn string<'a>(item: &'a Item, report: &mut Report) -> Option<&'a str> {
     }
 }
 
-fn integer(item: &Item, report: &mut Report) -> Option<i64> {
+pub(super) fn integer(item: &Item, report: &mut Report) -> Option<i64> {
     match item.value {
         Value::Integer(value) => Some(value),
         _ => {
@@ -415,7 +413,7 @@ fn integer(item: &Item, report: &mut Report) -> Option<i64> {
     }
 }
 
-fn set_bool(target: &mut bool, item: &Item, report: &mut Report) {
+pub(super) fn set_bool(target: &mut bool, item: &Item, report: &mut Report) {
     match item.value {
         Value::Bool(value) => *target = value,
         _ => report.wrong_type(item, "bool"),
@@ -811,10 +809,13 @@ mod tests {
             ("leafnodes { port: 7422 }", "leaf nodes"),
             ("cluster { port: 6222 }", "clustering (routes)"),
             (
-                "authorization { token: x }",
+                "resolver_tls { verify: true }",
                 "authentication, authorization and accounts",
             ),
-            ("accounts {}", "authentication, authorization and accounts"),
+            (
+                "default_sentinel: x",
+                "authentication, authorization and accounts",
+            ),
             ("http_port: 8222", "HTTP monitoring"),
             ("tls {}", "TLS"),
             ("websocket {}", "WebSocket"),

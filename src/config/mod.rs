@@ -17,6 +17,7 @@
 //! in nats-server), `max_payload <= max_pending`, and `lame_duck_grace_period <
 //! lame_duck_duration` (the file layer refuses negative durations, which nats-server takes).
 
+mod auth_file;
 mod cli;
 pub mod conf;
 mod file;
@@ -135,6 +136,9 @@ pub struct Options {
     pub resolver: Option<Resolver>,
     /// Operator mode: account JWTs by account public key (`resolver_preload`).
     pub resolver_preload: Vec<(String, String)>,
+    /// Operator public keys trusted to sign accounts (`trusted`, `trusted_keys`), without an
+    /// operator JWT.
+    pub trusted_keys: Vec<String>,
 }
 
 /// Where operator mode finds account JWTs (`resolver`).
@@ -190,6 +194,7 @@ impl Default for Options {
             operators: Vec::new(),
             resolver: None,
             resolver_preload: Vec::new(),
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -222,7 +227,7 @@ impl Options {
                 ));
             }
         }
-        Ok(())
+        auth_file::validate(self)
     }
 }
 

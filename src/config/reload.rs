@@ -38,11 +38,27 @@ fn path(value: &Option<PathBuf>) -> String {
         .unwrap_or_default()
 }
 
+/// Go's `%v` of a `[]string`.
+fn list(values: &[String]) -> String {
+    format!("[{}]", values.join(" "))
+}
+
+fn refused(field: &str, old: &str, new: &str) -> ReloadRefused {
+    ReloadRefused(format!(
+        "config reload not supported for {field}: old={old}, new={new}"
+    ))
+}
+
 /// Why `new` cannot replace `old` while running, if it cannot. `new.port == 0` (a random port
 /// asked for) is no change, as in nats-server.
+///
+/// Of authentication and accounts, as nats-server: users, nkeys, the single user, the token,
+/// the timeout, accounts (their imports, exports, mappings) and the server's mappings may
+/// change; `no_auth_user` may only be dropped together with its user; the system account, the
+/// trusted keys and operators may not change, nor may a resolver come or go.
 pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
     let port = if new.port == 0 { old.port } else { new.port };
-    let fixed: [(&str, String, String); 6] = [
+    let head: [(&str, String, String); 4] = [
         ("ServerName", text(&old.server_name), text(&new.server_name)),
         ("Host", old.host.clone(), new.host.clone()),
         ("Port", old.port.to_string(), port.to_string()),
@@ -51,6 +67,14 @@ pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
             old.no_header_support.to_string(),
             new.no_header_support.to_string(),
         ),
+    ];
+    if let Some((field, old, new)) = head.into_iter().find(|(_, old, new)| old != new) {
+        return Some(refused(field, &old, &new));
+    }
+    if let Some(refusal) = auth_refusal(old, new) {
+        return Some(refusal);
+    }
+    let tail: [(&str, String, String); 2] = [
         ("Shards", old.shards.to_string(), new.shards.to_string()),
         (
             "PinShards",
@@ -58,14 +82,126 @@ pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
             new.pin_shards.to_string(),
         ),
     ];
-    fixed
+    if let Some((field, old, new)) = tail.into_iter().find(|(_, old, new)| old != new) {
+        return Some(refused(field, &old, &new));
+    }
+    operator_refusal(old, new)
+}
+
+/// nats-server's rules for `NoAuthUser`, `SystemAccount` and `NoSystemAccount`, in its field
+/// order.
+fn auth_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
+    let old_no_auth = text(&old.auth.no_auth_user);
+    let new_no_auth = text(&new.auth.no_auth_user);
+    if old_no_auth != new_no_auth {
+        // Dropping it is fine, unless its user is still there (then it would change who an
+        // anonymous client is).
+        let user_remains = new
+            .auth
+            .users
+            .iter()
+            .flatten()
+            .any(|user| user.username == old_no_auth);
+        if old_no_auth.is_empty() || !new_no_auth.is_empty() || user_remains {
+            return Some(refused("NoAuthUser", &old_no_auth, &new_no_auth));
+        }
+    }
+    // The running server's system account is `$SYS` when none was configured; a file that
+    // names none keeps it.
+    let old_system = old
+        .system_account
+        .as_deref()
+        .unwrap_or(crate::account::SYSTEM_ACCOUNT_DEFAULT);
+    let new_system = new.system_account.as_deref().unwrap_or_default();
+    if old_system != new_system
+        && !(old_system == crate::account::SYSTEM_ACCOUNT_DEFAULT && new_system.is_empty())
+    {
+        return Some(refused("SystemAccount", old_system, new_system));
+    }
+    if old.no_system_account != new.no_system_account {
+        return Some(refused(
+            "NoSystemAccount",
+            &old.no_system_account.to_string(),
+            &new.no_system_account.to_string(),
+        ));
+    }
+    None
+}
+
+/// Trusted keys and operators cannot change; a resolver cannot come or go.
+fn operator_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
+    // With operators, nats-server fills the trusted keys from them and compares the operators
+    // instead.
+    if old.operators.is_empty() && old.trusted_keys != new.trusted_keys {
+        return Some(refused(
+            "TrustedKeys",
+            &list(&old.trusted_keys),
+            &list(&new.trusted_keys),
+        ));
+    }
+    if old.operators != new.operators {
+        return Some(refused(
+            "TrustedOperators",
+            &list(&old.operators),
+            &list(&new.operators),
+        ));
+    }
+    if old.resolver.is_some() != new.resolver.is_some() {
+        return Some(ReloadRefused(
+            "config reload does not support moving to or from an account resolver".to_string(),
+        ));
+    }
+    None
+}
+
+/// The notices of authentication changes, in nats-server's order and words (which name what
+/// changed, never a secret).
+fn auth_notices(old: &Options, new: &Options) -> Vec<String> {
+    let timeout_seconds = |options: &Options| {
+        options
+            .auth
+            .auth_timeout
+            .unwrap_or(std::time::Duration::from_secs(2))
+            .as_secs_f64()
+    };
+    let changes = [
+        (
+            old.auth.nkeys != new.auth.nkeys,
+            "authorization nkey users".to_string(),
+        ),
+        (
+            old.auth.users != new.auth.users,
+            "authorization users".to_string(),
+        ),
+        (
+            old.accounts != new.accounts || old.mappings != new.mappings,
+            "accounts".to_string(),
+        ),
+        (
+            old.auth.username != new.auth.username,
+            "authorization username".to_string(),
+        ),
+        (
+            old.auth.password != new.auth.password,
+            "authorization password".to_string(),
+        ),
+        (
+            old.auth.token != new.auth.token,
+            "authorization token".to_string(),
+        ),
+        (
+            timeout_seconds(old) != timeout_seconds(new),
+            format!(
+                "authorization timeout = {}",
+                super::auth_file::go_float(timeout_seconds(new))
+            ),
+        ),
+    ];
+    changes
         .into_iter()
-        .find(|(_, old, new)| old != new)
-        .map(|(field, old, new)| {
-            ReloadRefused(format!(
-                "config reload not supported for {field}: old={old}, new={new}"
-            ))
-        })
+        .filter(|(changed, _)| *changed)
+        .map(|(_, what)| format!("Reloaded: {what}"))
+        .collect()
 }
 
 /// How one option's value is written in a notice.
@@ -111,21 +247,25 @@ pub fn reload_notices(old: &Options, new: &Options) -> Vec<String> {
         ("max_closed_clients", |o| o.max_closed_clients.to_string()),
         ("busy_poll", |o| o.busy_poll_micros.to_string()),
     ];
-    shown
-        .into_iter()
-        .filter_map(|(key, show)| {
-            let value = show(new);
-            (show(old) != value).then(|| {
-                // nats-server words this one differently ("Reload:", not "Reloaded:").
-                let verb = if key == "client_advertise" {
-                    "Reload"
-                } else {
-                    "Reloaded"
-                };
-                format!("{verb}: {key} = {value}")
-            })
+    // nats-server's authentication fields come right after `max_connections`.
+    let (before_auth, after_auth) = shown.split_at(8);
+    debug_assert_eq!(before_auth[7].0, "max_connections");
+    let notice = |(key, show): &(&str, Shown)| {
+        let value = show(new);
+        (show(old) != value).then(|| {
+            // nats-server words this one differently ("Reload:", not "Reloaded:").
+            let verb = if *key == "client_advertise" {
+                "Reload"
+            } else {
+                "Reloaded"
+            };
+            format!("{verb}: {key} = {value}")
         })
-        .collect()
+    };
+    let mut notices: Vec<String> = before_auth.iter().filter_map(notice).collect();
+    notices.extend(auth_notices(old, new));
+    notices.extend(after_auth.iter().filter_map(notice));
+    notices
 }
 
 #[cfg(test)]
@@ -195,5 +335,89 @@ mod tests {
             ]
         );
         assert!(reload_notices(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn authentication_reloads_and_what_it_refuses() {
+        use crate::auth::User;
+        let user = |name: &str| User {
+            username: name.into(),
+            ..User::default()
+        };
+        let mut old = Options::default();
+        old.auth.users = Some(vec![user("a"), user("b")]);
+        old.auth.no_auth_user = Some("a".into());
+        let refused = |new: &Options| reload_refusal(&old, new).map(|refused| refused.0);
+
+        // Users, the token, accounts and mappings may change.
+        let mut new = old.clone();
+        new.auth.users = Some(vec![user("a"), user("c")]);
+        new.auth.token = None;
+        new.mappings.push(crate::account::Mapping {
+            source: "x".into(),
+            destinations: Vec::new(),
+        });
+        new.auth.auth_timeout = Some(std::time::Duration::from_millis(500));
+        assert_eq!(refused(&new), None);
+        assert_eq!(
+            reload_notices(&old, &new),
+            [
+                "Reloaded: authorization users",
+                "Reloaded: accounts",
+                "Reloaded: authorization timeout = 0.5"
+            ]
+        );
+
+        // no_auth_user: dropped with its user is fine; anything else is refused.
+        let mut new = old.clone();
+        new.auth.no_auth_user = None;
+        assert_eq!(
+            refused(&new).as_deref(),
+            Some("config reload not supported for NoAuthUser: old=a, new=")
+        );
+        new.auth.users = Some(vec![user("b")]);
+        assert_eq!(refused(&new), None);
+        let mut new = old.clone();
+        new.auth.no_auth_user = Some("b".into());
+        assert_eq!(
+            refused(&new).as_deref(),
+            Some("config reload not supported for NoAuthUser: old=a, new=b")
+        );
+
+        // The system account: $SYS stays $SYS; anything else is refused.
+        let mut new = old.clone();
+        new.system_account = Some("$SYS".into());
+        assert_eq!(refused(&new), None);
+        new.system_account = Some("SYS".into());
+        assert_eq!(
+            refused(&new).as_deref(),
+            Some("config reload not supported for SystemAccount: old=$SYS, new=SYS")
+        );
+        let mut new = old.clone();
+        new.no_system_account = true;
+        assert_eq!(
+            refused(&new).as_deref(),
+            Some("config reload not supported for NoSystemAccount: old=false, new=true")
+        );
+
+        // Operators, trusted keys and resolvers.
+        let mut new = old.clone();
+        new.trusted_keys = vec!["OKEY".into()];
+        assert_eq!(
+            refused(&new).as_deref(),
+            Some("config reload not supported for TrustedKeys: old=[], new=[OKEY]")
+        );
+        let mut new = old.clone();
+        new.operators = vec!["eyJ.a.b".into()];
+        assert_eq!(
+            refused(&new).as_deref(),
+            Some("config reload not supported for TrustedOperators: old=[], new=[eyJ.a.b]")
+        );
+        let mut new = old.clone();
+        new.resolver = Some(crate::config::Resolver::Memory);
+        assert_eq!(
+            refused(&new).as_deref(),
+            Some("config reload does not support moving to or from an account resolver")
+        );
     }
 }

@@ -63,6 +63,7 @@ use std::sync::Arc;
 use crate::limits;
 
 pub use digest::{digest, encode_json};
+pub(crate) use go::path_error_text;
 pub use tree::{Item, Map, Position, Value};
 
 /// How a variable is looked up in the environment: the value of `NAME`, if set.
