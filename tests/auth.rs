@@ -376,3 +376,106 @@ fn nkey_users_sign_the_nonce_as_in_nats_server() {
     }
     assert_eq!(run(natsring.port, &user, &public).1, "PONG\r\n");
 }
+
+#[test]
+fn permissions_as_nats_server_enforces_them() {
+    let config = "authorization {
+        default_permissions { publish: { deny: \"forbidden.>\" } }
+        users = [
+            { user: pub, password: p, permissions: { publish: [\"allowed.>\", \"_INBOX.>\"], subscribe: \"_INBOX.>\" } }
+            { user: sub, password: s, permissions: { subscribe: { allow: [\"news.*\", \"jobs q1\"], deny: \"news.secret\" }, publish: { deny: \">\" } } }
+            { user: wild, password: w, permissions: { subscribe: { allow: \">\", deny: \"news.secret\" } } }
+            { user: svc, password: v, permissions: { subscribe: \"req.>\", allow_responses: { max: 1 } } }
+            { user: plain, password: x }
+        ]
+    }\n";
+    agree(
+        config,
+        &[
+            Case {
+                name: "publish allowed and denied",
+                connections: 1,
+                steps: &[(0, b"CONNECT {\"user\":\"pub\",\"pass\":\"p\"}\r\nSUB _INBOX.1 1\r\nPUB allowed.x 1\r\na\r\nPUB other 1\r\nb\r\nPUB allowed.y _INBOX.1 1\r\nc\r\nSUB other 2\r\nPING\r\n")],
+            },
+            Case {
+                name: "subscribe allow, deny and queue permissions",
+                connections: 1,
+                steps: &[(0, b"CONNECT {\"user\":\"sub\",\"pass\":\"s\"}\r\nSUB news.today 1\r\nSUB news.secret 2\r\nSUB news.> 3\r\nSUB jobs 4\r\nSUB jobs q1 5\r\nSUB jobs q2 6\r\nPUB news.today 1\r\nx\r\nPING\r\n")],
+            },
+            Case {
+                name: "a wildcard subscription does not get denied subjects",
+                connections: 2,
+                steps: &[
+                    (0, b"CONNECT {\"verbose\":false,\"user\":\"wild\",\"pass\":\"w\"}\r\nSUB news.* 1\r\nPING\r\n"),
+                    (1, b"CONNECT {\"verbose\":false,\"user\":\"plain\",\"pass\":\"x\"}\r\nPUB news.secret 1\r\ns\r\nPUB news.open 1\r\no\r\nPUB forbidden.x 1\r\nf\r\nPING\r\n"),
+                    (0, b"PING\r\n"),
+                ],
+            },
+            Case {
+                name: "a responder may answer once",
+                connections: 2,
+                steps: &[
+                    (0, b"CONNECT {\"verbose\":false,\"user\":\"svc\",\"pass\":\"v\"}\r\nSUB req.> 1\r\nPUB somewhere 1\r\nx\r\nPING\r\n"),
+                    (1, b"CONNECT {\"verbose\":false,\"user\":\"plain\",\"pass\":\"x\"}\r\nSUB answers 9\r\nPUB req.1 answers 1\r\nq\r\nPING\r\n"),
+                    (0, b"PUB answers 1\r\n1\r\nPUB answers 1\r\n2\r\nPING\r\n"),
+                    (1, b"PING\r\n"),
+                ],
+            },
+            Case {
+                name: "reserved replies and the system queue group",
+                connections: 1,
+                steps: &[(0, b"CONNECT {\"verbose\":false,\"user\":\"plain\",\"pass\":\"x\"}\r\nPUB a _R_.x 1\r\nx\r\nPUB a $JS.ACK.x 1\r\nx\r\nSUB a _sys_ 1\r\nPUB $NRG.x 1\r\nx\r\nPING\r\n")],
+            },
+        ],
+    );
+}
+
+#[test]
+fn system_account_users_connect_and_everyone_else_stays_in_g() {
+    let config = "accounts { $SYS { users = [ { user: admin, password: secret } ] } }\n";
+    agree(
+        config,
+        &[
+            Case {
+                name: "anonymous clients still work",
+                connections: 1,
+                steps: &[(0, b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nSUB foo 1\r\nPUB foo 1\r\nx\r\nPING\r\n")],
+            },
+            Case {
+                name: "a system account user",
+                connections: 2,
+                steps: &[
+                    (0, b"CONNECT {\"verbose\":false,\"protocol\":1,\"user\":\"admin\",\"pass\":\"secret\"}\r\nSUB foo 1\r\nPING\r\n"),
+                    (1, b"CONNECT {\"verbose\":false}\r\nPUB foo 1\r\nx\r\nPING\r\n"),
+                    (0, b"PING\r\n"),
+                ],
+            },
+            Case {
+                name: "a wrong system password",
+                connections: 1,
+                steps: &[(0, b"CONNECT {\"user\":\"admin\",\"pass\":\"nope\"}\r\nPING\r\n")],
+            },
+        ],
+    );
+}
+
+#[test]
+fn mappings_route_as_in_nats_server() {
+    let config = "mappings { \"orders.*\": \"shipping.{{wildcard(1)}}\", \"old\": \"new\" }
+        accounts { A { users = [ { user: a, password: a } ], mappings { \"in.>\": \"out.>\" } } }\n";
+    agree(
+        config,
+        &[
+            Case {
+                name: "server level mappings",
+                connections: 1,
+                steps: &[(0, b"CONNECT {\"verbose\":false}\r\nSUB > 1\r\nPUB orders.7 1\r\nx\r\nPUB old 1\r\ny\r\nPUB in.z 1\r\nz\r\nPING\r\n")],
+            },
+            Case {
+                name: "account mappings",
+                connections: 1,
+                steps: &[(0, b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"a\"}\r\nSUB > 1\r\nPUB in.z 1\r\nz\r\nPUB orders.7 1\r\nx\r\nPING\r\n")],
+            },
+        ],
+    );
+}

@@ -2,7 +2,7 @@
 //! on `>` and a publisher on the sources, over raw sockets. The expectations are what
 //! nats-server 2.15.1 delivered; `src/mapping/tests.rs` pins the same subjects for
 //! `MappingTable`. The scenario bodies take only a port, so the same checks run against
-//! natsring once its publish path maps subjects (the `natsring_*` tests, ignored until then).
+//! natsring: the `natsring_*` tests run the same checks.
 
 mod common;
 
@@ -179,21 +179,18 @@ fn reference_account() {
 }
 
 #[test]
-#[ignore = "natsring's publish path does not map subjects yet"]
 fn natsring_functions() {
     let server = common::start_natsring_with_config(SERVER_MAPPINGS, &[]);
     functions_scenario(server.port);
 }
 
 #[test]
-#[ignore = "natsring's publish path does not map subjects yet"]
 fn natsring_weights() {
     let server = common::start_natsring_with_config(SERVER_MAPPINGS, &[]);
     weights_scenario(server.port);
 }
 
 #[test]
-#[ignore = "natsring's publish path does not map subjects yet"]
 fn natsring_account() {
     let server = common::start_natsring_with_config(SERVER_MAPPINGS, &[]);
     account_scenario(server.port);

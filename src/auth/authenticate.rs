@@ -88,6 +88,9 @@ pub struct Authenticator {
     users: HashMap<String, Entry>,
     nkeys: HashMap<String, Entry>,
     no_auth_user: Option<String>,
+    /// `no_auth_user` is the one made for a server whose only configured account is the
+    /// system account (see `new`): INFO still says `auth_required` then.
+    no_auth_user_made: bool,
     global: Arc<Identity>,
 }
 
@@ -111,10 +114,28 @@ impl Authenticator {
             }),
             connection_types: connection_types.clone(),
         };
+        // nats-server keeps `$G` open to clients without credentials when the only account
+        // configured is the system account (which is how one gives it users): it makes a user
+        // of its own in `$G` and takes it as the no_auth_user.
+        let system_account = crate::account::system_account_name(options);
+        let made_user = (options.operators.is_empty()
+            && auth.no_auth_user.is_none()
+            && !auth.authorization_block
+            && options.accounts.len() == 1
+            && options.accounts[0].name == system_account)
+            .then(|| {
+                let token = String::from_utf8(crate::account::random_token(8)).unwrap_or_default();
+                crate::auth::User {
+                    username: format!("nats-{token}"),
+                    password: token,
+                    ..crate::auth::User::default()
+                }
+            });
         let users = auth
             .users
             .iter()
             .flatten()
+            .chain(made_user.as_ref())
             .map(|user| {
                 let label = format!("User {}", crate::config::go::quote(&user.username));
                 let entry = entry(
@@ -143,8 +164,9 @@ impl Authenticator {
                 (user.nkey.clone(), entry)
             })
             .collect();
+        let no_auth_user_made = made_user.is_some();
         Authenticator {
-            required: auth.required(),
+            required: auth.required() || no_auth_user_made,
             timeout: auth.auth_timeout.unwrap_or(AUTH_TIMEOUT_DEFAULT),
             token: auth.token.clone(),
             single: auth
@@ -153,7 +175,10 @@ impl Authenticator {
                 .map(|user| (user, auth.password.clone().unwrap_or_default())),
             users,
             nkeys,
-            no_auth_user: auth.no_auth_user.clone(),
+            no_auth_user: made_user
+                .map(|user| user.username)
+                .or_else(|| auth.no_auth_user.clone()),
+            no_auth_user_made,
             global: Identity::anonymous(),
         }
     }
@@ -161,6 +186,13 @@ impl Authenticator {
     /// Whether clients must authenticate (INFO's `auth_required`, the auth timeout).
     pub fn required(&self) -> bool {
         self.required
+    }
+
+    /// Whether a new client's first INFO says `auth_required`: not when a configured
+    /// no_auth_user takes clients without credentials (nats-server's rule; the INFO after
+    /// CONNECT says it again).
+    pub fn info_says_required(&self) -> bool {
+        self.required && (self.no_auth_user.is_none() || self.no_auth_user_made)
     }
 
     /// Whether INFO carries a nonce for the client to sign (nkey users are configured).

@@ -96,6 +96,9 @@ pub struct AuthOptions {
     pub nkeys: Option<Vec<NkeyUser>>,
     /// `no_auth_user`: the user a client that presents no credentials is taken as.
     pub no_auth_user: Option<String>,
+    /// The file has an `authorization` block (even an empty one): nats-server then does not
+    /// keep `$G` open to anonymous clients when only the system account has users.
+    pub authorization_block: bool,
 }
 
 impl AuthOptions {

@@ -120,6 +120,7 @@ pub(super) fn authorization(options: &mut Options, item: &Item, report: &mut Rep
             return;
         }
     };
+    options.auth.authorization_block = true;
     options.auth.username = non_empty(&block.user);
     options.auth.password = non_empty(&block.password);
     options.auth.token = non_empty(&block.token);

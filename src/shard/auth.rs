@@ -98,6 +98,7 @@ impl Core {
             self.conns[slot].identity = Some(Identity::anonymous());
             return;
         }
+        info.auth_required = auth.info_says_required();
         let deadline_ms = self.now_ms + auth.timeout().as_millis() as u64;
         let nonce = auth
             .needs_nonce()
