@@ -110,6 +110,8 @@ impl Server {
     pub fn start(options: Options) -> io::Result<ServerHandle> {
         // Before binding: when io_uring is refused, that is what the error says.
         crate::shard::check_io_uring()?;
+        // Operator JWTs that do not verify stop the start, as in nats-server.
+        crate::auth::operator::OperatorMode::new(&options).map_err(io::Error::other)?;
         let shard_count = resolved_shards(options.shards);
         let listeners = bind_listeners(&options.host, options.port, shard_count)?;
         let port = listeners[0].local_addr()?.port();
@@ -286,6 +288,7 @@ impl ServerHandle {
                 )));
             }
         }
+        crate::auth::operator::OperatorMode::new(&options).map_err(config::ReloadRefused)?;
         crate::log::init(&options).map_err(|err| config::ReloadRefused(err.to_string()))?;
         let notices = config::reload_notices(old, &options);
         let old_max_connections = old.max_connections;

@@ -1,8 +1,9 @@
-//! The JWTs `natsring::auth::jwt::issue` makes, checked against the reference nats-server in
-//! operator mode (`operator`, `resolver: MEMORY`, `resolver_preload`): each user connects
+//! The JWTs `natsring::auth::jwt::issue` makes, checked against the reference nats-server and
+//! the natsring server in operator mode (`operator`, `resolver: MEMORY`, `resolver_preload`): each user connects
 //! over a raw socket with its nonce signature, and nats-server's verdict (PONG, or
 //! `Authorization Violation`) must be the one `auth::jwt::authenticate` gives for the same
-//! JWT and nonce. Skips, saying why, only when no nats-server is found.
+//! JWT and nonce, and natsring started on the same file must answer each with the same first
+//! line (`PONG` or the `-ERR`).
 
 mod common;
 
@@ -15,7 +16,7 @@ use natsring::auth::jwt::claims::{self, UserPermissionLimits, UserScope};
 use natsring::auth::jwt::connect::ConnectAttempt;
 use natsring::auth::jwt::{authenticate, issue, MemoryResolver, TrustedOperators};
 
-use common::{start_reference_with_config, Raw};
+use common::{start_natsring_with_config, start_reference_with_config, Raw};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -64,10 +65,10 @@ fn server_accepts(port: u16, case: &Case) -> (bool, String) {
 
 #[test]
 fn nats_server_agrees_with_our_jwts_and_verdicts() {
-    if !nats_server_available() {
-        eprintln!("skipped: nats-server not found on PATH");
-        return;
-    }
+    assert!(
+        nats_server_available(),
+        "nats-server 2.15.1 must be on PATH (scripts/test.sh installs it)"
+    );
     let now = now();
     let operator = KeyPair::new_operator();
     let operator_signer = KeyPair::new_operator();
@@ -275,6 +276,7 @@ fn nats_server_agrees_with_our_jwts_and_verdicts() {
         stranger = stranger_account.public_key(),
     );
     let server = start_reference_with_config(&config);
+    let natsring = start_natsring_with_config(&config, &[]);
 
     let operators = TrustedOperators::from_jwts(&[operator_jwt.as_str()], now).unwrap();
     let mut resolver = MemoryResolver::new([
@@ -300,9 +302,15 @@ fn nats_server_agrees_with_our_jwts_and_verdicts() {
             now,
         };
         let ours = authenticate(&attempt, |key| resolver.lookup(&operators, key, now));
-        if server_verdict != case.accepted || ours.is_ok() != case.accepted {
+        let (natsring_verdict, natsring_output) = server_accepts(natsring.port, case);
+        if server_verdict != case.accepted
+            || ours.is_ok() != case.accepted
+            || natsring_verdict != case.accepted
+            || natsring_output.lines().next() != output.lines().next()
+        {
             failures.push(format!(
-                "{}: expected accepted={}, nats-server said {output:?}, natsring {ours:?}",
+                "{}: expected accepted={}, nats-server said {output:?}, the engine {ours:?}, \
+                 the natsring server {natsring_output:?}",
                 case.name, case.accepted
             ));
         }

@@ -36,6 +36,8 @@ pub struct Account {
     /// (`_R_.<6 random characters>.`, as nats-server makes them).
     pub response_prefix: Box<[u8]>,
     pub responses: links::ResponseRoutes,
+    /// Client connections in it, across all shards (its JWT's `conn` limit counts these).
+    pub connections: std::sync::atomic::AtomicU32,
 }
 
 impl Account {
@@ -49,6 +51,7 @@ impl Account {
             sublist: Sublist::new(),
             response_prefix: prefix.into_boxed_slice(),
             responses: Default::default(),
+            connections: Default::default(),
         }
     }
 
@@ -70,13 +73,14 @@ pub fn random_token(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The accounts `options` configure, indexed by `AccountId`: `$G` first, then every account
+/// The accounts `configs` describe, indexed by `AccountId`: `$G` first, then every account
 /// of `previous` (a reload keeps each account it had, its subject table and its id, so
-/// connections and subscriptions in it stay valid; one the new file no longer names just
-/// has no users any more), then the configured ones not there yet, in the file's order, then
-/// the system account unless it is configured or `no_system_account` is set.
+/// connections and subscriptions in it stay valid; one the new configuration no longer names
+/// just has no users any more), then the configured ones not there yet, in order, then the
+/// system account (`system`) unless it is configured.
 pub fn accounts_for(
-    options: &crate::config::Options,
+    configs: &[AccountConfig],
+    system: Option<&str>,
     previous: &[std::sync::Arc<Account>],
 ) -> Vec<std::sync::Arc<Account>> {
     let mut accounts: Vec<std::sync::Arc<Account>> = if previous.is_empty() {
@@ -84,8 +88,7 @@ pub fn accounts_for(
     } else {
         previous.to_vec()
     };
-    let system = (!options.no_system_account).then(|| system_account_name(options));
-    let configured = options.accounts.iter().map(|account| account.name.as_str());
+    let configured = configs.iter().map(|account| account.name.as_str());
     for name in configured.chain(system) {
         if !accounts.iter().any(|account| account.name == name) {
             accounts.push(std::sync::Arc::new(Account::new(name)));

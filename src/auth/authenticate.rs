@@ -8,10 +8,13 @@
 //! ([`Verdict::Bcrypt`]) and the shard has it checked off its thread (`auth::verifier`),
 //! since bcrypt costs milliseconds by design.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::jwt::{self, ConnectAttempt, JwtError};
+use super::operator::OperatorMode;
 use super::permissions::CompiledPermissions;
 use super::{is_bcrypt, ConnectionTypes, Permissions, CONNECTION_TYPE_STANDARD};
 use crate::account::AccountId;
@@ -33,6 +36,11 @@ pub struct Identity {
     pub permissions: Option<Arc<CompiledPermissions>>,
     /// The configured password (plain or bcrypt), empty for nkeys and no authentication.
     pub secret: String,
+    /// Operator mode: when the connection must be closed (its JWT expires), from the check.
+    pub disconnect_after: Option<Duration>,
+    /// Operator mode: the user's own limits (-1: none; the account's apply too).
+    pub max_subscriptions: i64,
+    pub max_payload: i64,
 }
 
 impl Identity {
@@ -44,6 +52,9 @@ impl Identity {
             account: AccountId::GLOBAL,
             permissions: None,
             secret: String::new(),
+            disconnect_after: None,
+            max_subscriptions: -1,
+            max_payload: -1,
         })
     }
 }
@@ -53,7 +64,7 @@ impl Identity {
 pub enum Verdict {
     Granted(Arc<Identity>),
     /// `Authorization Violation`. The reason is for the debug log only.
-    Denied(&'static str),
+    Denied(Cow<'static, str>),
     /// Granted if `candidate` matches the bcrypt `hash` (to be checked off the shard).
     Bcrypt {
         hash: String,
@@ -92,12 +103,20 @@ pub struct Authenticator {
     /// system account (see `new`): INFO still says `auth_required` then.
     no_auth_user_made: bool,
     global: Arc<Identity>,
+    /// Operator mode: users prove themselves with JWTs of the verified accounts.
+    operator: Option<Arc<OperatorMode>>,
+    /// Account ids by name, for operator-mode users (whose accounts are their JWTs').
+    account_ids: HashMap<String, AccountId>,
 }
 
 impl Authenticator {
     /// The identities `options` configure; `account_id` gives the id of an account by name
     /// (every account a user names exists by then).
-    pub fn new(options: &Options, account_id: impl Fn(&str) -> AccountId) -> Authenticator {
+    pub fn new(
+        options: &Options,
+        operator: Option<Arc<OperatorMode>>,
+        account_id: impl Fn(&str) -> AccountId,
+    ) -> Authenticator {
         let auth = &options.auth;
         let entry = |label: String,
                      secret: &str,
@@ -111,6 +130,9 @@ impl Authenticator {
                     .as_ref()
                     .map(|permissions| Arc::new(compiled(permissions))),
                 secret: secret.to_string(),
+                disconnect_after: None,
+                max_subscriptions: -1,
+                max_payload: -1,
             }),
             connection_types: connection_types.clone(),
         };
@@ -165,8 +187,13 @@ impl Authenticator {
             })
             .collect();
         let no_auth_user_made = made_user.is_some();
+        let account_ids = operator
+            .iter()
+            .flat_map(|operator| operator.accounts.keys())
+            .map(|key| (key.clone(), account_id(key)))
+            .collect();
         Authenticator {
-            required: auth.required() || no_auth_user_made,
+            required: auth.required() || no_auth_user_made || operator.is_some(),
             timeout: auth.auth_timeout.unwrap_or(AUTH_TIMEOUT_DEFAULT),
             token: auth.token.clone(),
             single: auth
@@ -180,6 +207,8 @@ impl Authenticator {
                 .or_else(|| auth.no_auth_user.clone()),
             no_auth_user_made,
             global: Identity::anonymous(),
+            operator,
+            account_ids,
         }
     }
 
@@ -197,7 +226,7 @@ impl Authenticator {
 
     /// Whether INFO carries a nonce for the client to sign (nkey users are configured).
     pub fn needs_nonce(&self) -> bool {
-        !self.nkeys.is_empty()
+        !self.nkeys.is_empty() || self.operator.is_some()
     }
 
     /// How long a client has to authenticate (`authorization { timeout }`).
@@ -213,14 +242,17 @@ impl Authenticator {
         let entry = self.users.get(name).or_else(|| self.nkeys.get(name))?;
         entry
             .allows_standard_connections()
-            .then(|| self.check(&connect, b""))
+            .then(|| self.check(&connect, b"", ""))
     }
 
     /// The verdict on a CONNECT's credentials, `nonce` being what this connection's INFO
-    /// carried (empty when none).
-    pub fn check(&self, connect: &ConnectOptions, nonce: &[u8]) -> Verdict {
+    /// carried (empty when none) and `peer` the client's `ip:port`.
+    pub fn check(&self, connect: &ConnectOptions, nonce: &[u8], peer: &str) -> Verdict {
         if !self.required {
             return Verdict::Granted(Arc::clone(&self.global));
+        }
+        if let Some(operator) = &self.operator {
+            return self.check_jwt(operator, connect, nonce, peer);
         }
         fn given(field: &Option<String>) -> Option<&str> {
             field.as_deref().filter(|value| !value.is_empty())
@@ -247,7 +279,11 @@ impl Authenticator {
         let nkey_entry = match nkey {
             Some(key) if !self.nkeys.is_empty() => match self.nkeys.get(key) {
                 Some(entry) if entry.allows_standard_connections() => Some(entry),
-                _ => return Verdict::Denied("unknown nkey or connection type not allowed"),
+                _ => {
+                    return Verdict::Denied(Cow::Borrowed(
+                        "unknown nkey or connection type not allowed",
+                    ))
+                }
             },
             _ => None,
         };
@@ -258,7 +294,7 @@ impl Authenticator {
                     nonce,
                     connect.sig.as_deref().unwrap_or_default(),
                 ) {
-                    return Verdict::Denied(reason);
+                    return Verdict::Denied(Cow::Borrowed(reason));
                 }
             }
             return Verdict::Granted(Arc::clone(&entry.identity));
@@ -272,10 +308,10 @@ impl Authenticator {
             }
             if let Some(name) = user {
                 let Some(entry) = self.users.get(name) else {
-                    return Verdict::Denied("unknown user");
+                    return Verdict::Denied(Cow::Borrowed("unknown user"));
                 };
                 if !entry.allows_standard_connections() {
-                    return Verdict::Denied("connection type not allowed");
+                    return Verdict::Denied(Cow::Borrowed("connection type not allowed"));
                 }
                 return secret_verdict(
                     &entry.identity.secret,
@@ -289,11 +325,60 @@ impl Authenticator {
         }
         if let Some((name, password)) = &self.single {
             if user.unwrap_or_default() != name {
-                return Verdict::Denied("wrong user");
+                return Verdict::Denied(Cow::Borrowed("wrong user"));
             }
             return secret_verdict(password, pass.unwrap_or_default(), &self.global);
         }
-        Verdict::Denied("no credentials match")
+        Verdict::Denied(Cow::Borrowed("no credentials match"))
+    }
+}
+
+impl Authenticator {
+    /// Operator mode: the CONNECT's user JWT, signed by one of the verified accounts (or its
+    /// signing keys), and its signature of the nonce.
+    fn check_jwt(
+        &self,
+        operator: &OperatorMode,
+        connect: &ConnectOptions,
+        nonce: &[u8],
+        peer: &str,
+    ) -> Verdict {
+        let client_ip = peer
+            .rsplit_once(':')
+            .and_then(|(ip, _)| ip.trim_matches(['[', ']']).parse().ok());
+        let attempt = ConnectAttempt {
+            jwt: connect.jwt.as_deref(),
+            signature: connect.sig.as_deref(),
+            nonce,
+            connection_type: CONNECTION_TYPE_STANDARD,
+            client_ip,
+            now: super::operator::unix_now(),
+        };
+        let user = jwt::authenticate(&attempt, |key| {
+            operator
+                .accounts
+                .get(key)
+                .ok_or_else(|| JwtError::AccountNotFound(key.to_string()))
+        });
+        let user = match user {
+            Ok(user) => user,
+            Err(err) => return Verdict::Denied(Cow::Owned(err.to_string())),
+        };
+        let Some(&account) = self.account_ids.get(&user.account) else {
+            return Verdict::Denied(Cow::Borrowed("account not loaded"));
+        };
+        Verdict::Granted(Arc::new(Identity {
+            label: format!("JWT User {}", crate::config::go::quote(&user.public_key)),
+            account,
+            permissions: user
+                .permissions
+                .as_ref()
+                .map(|permissions| Arc::new(compiled(permissions))),
+            secret: String::new(),
+            disconnect_after: user.disconnect_after,
+            max_subscriptions: user.max_subscriptions,
+            max_payload: user.max_payload,
+        }))
     }
 }
 
@@ -319,7 +404,7 @@ fn secret_verdict(configured: &str, given: &str, identity: &Arc<Identity>) -> Ve
     if constant_time_eq(configured.as_bytes(), given.as_bytes()) {
         Verdict::Granted(Arc::clone(identity))
     } else {
-        Verdict::Denied("wrong secret")
+        Verdict::Denied(Cow::Borrowed("wrong secret"))
     }
 }
 
@@ -398,9 +483,9 @@ mod tests {
 
     #[test]
     fn no_configuration_grants_everyone_the_global_account() {
-        let auth = Authenticator::new(&Options::default(), accounts);
+        let auth = Authenticator::new(&Options::default(), None, accounts);
         assert!(!auth.required());
-        let identity = granted(auth.check(&connect(None, None, None), b""));
+        let identity = granted(auth.check(&connect(None, None, None), b"", ""));
         assert_eq!(identity.account, AccountId::GLOBAL);
     }
 
@@ -408,15 +493,15 @@ mod tests {
     fn a_token_is_compared_exactly() {
         let mut options = Options::default();
         options.auth.token = Some("s3cr3t".into());
-        let auth = Authenticator::new(&options, accounts);
+        let auth = Authenticator::new(&options, None, accounts);
         assert!(auth.required());
-        granted(auth.check(&connect(None, None, Some("s3cr3t")), b""));
+        granted(auth.check(&connect(None, None, Some("s3cr3t")), b"", ""));
         assert!(matches!(
-            auth.check(&connect(None, None, Some("s3cr3")), b""),
+            auth.check(&connect(None, None, Some("s3cr3")), b"", ""),
             Verdict::Denied(_)
         ));
         assert!(matches!(
-            auth.check(&connect(Some("s3cr3t"), Some("s3cr3t"), None), b""),
+            auth.check(&connect(Some("s3cr3t"), Some("s3cr3t"), None), b"", ""),
             Verdict::Denied(_)
         ));
     }
@@ -437,19 +522,19 @@ mod tests {
                 ..User::default()
             },
         ]);
-        let auth = Authenticator::new(&options, accounts);
-        let alice = granted(auth.check(&connect(Some("alice"), Some("pw"), None), b""));
+        let auth = Authenticator::new(&options, None, accounts);
+        let alice = granted(auth.check(&connect(Some("alice"), Some("pw"), None), b"", ""));
         assert_eq!(alice.account, AccountId(1));
         assert_eq!(alice.label, "User \"alice\"");
         assert!(matches!(
-            auth.check(&connect(Some("alice"), Some("PW"), None), b""),
+            auth.check(&connect(Some("alice"), Some("PW"), None), b"", ""),
             Verdict::Denied(_)
         ));
         assert!(matches!(
-            auth.check(&connect(Some("carol"), Some("pw"), None), b""),
+            auth.check(&connect(Some("carol"), Some("pw"), None), b"", ""),
             Verdict::Denied(_)
         ));
-        match auth.check(&connect(Some("bob"), Some("x"), None), b"") {
+        match auth.check(&connect(Some("bob"), Some("x"), None), b"", "") {
             Verdict::Bcrypt {
                 candidate,
                 identity,
@@ -472,13 +557,13 @@ mod tests {
             ..User::default()
         }]);
         options.auth.no_auth_user = Some("guest".into());
-        let auth = Authenticator::new(&options, accounts);
+        let auth = Authenticator::new(&options, None, accounts);
         assert_eq!(
-            granted(auth.check(&connect(None, None, None), b"")).account,
+            granted(auth.check(&connect(None, None, None), b"", "")).account,
             AccountId(1)
         );
         assert!(matches!(
-            auth.check(&connect(Some("guest"), Some("no"), None), b""),
+            auth.check(&connect(Some("guest"), Some("no"), None), b"", ""),
             Verdict::Denied(_)
         ));
         assert!(matches!(
@@ -495,7 +580,7 @@ mod tests {
             nkey: user.public_key(),
             ..NkeyUser::default()
         }]);
-        let auth = Authenticator::new(&options, accounts);
+        let auth = Authenticator::new(&options, None, accounts);
         assert!(auth.needs_nonce());
         let nonce = new_nonce();
         assert_eq!(nonce.len(), 15);
@@ -503,27 +588,27 @@ mod tests {
         let mut hello = connect(None, None, None);
         hello.nkey = Some(user.public_key());
         hello.sig = Some(sig.clone());
-        granted(auth.check(&hello, nonce.as_bytes()));
+        granted(auth.check(&hello, nonce.as_bytes(), ""));
         // Standard base64 is taken too.
         let std_sig = data_encoding::BASE64.encode(&user.sign(nonce.as_bytes()).unwrap());
         hello.sig = Some(std_sig);
-        granted(auth.check(&hello, nonce.as_bytes()));
+        granted(auth.check(&hello, nonce.as_bytes(), ""));
         // Another nonce, another key, no signature: refused.
         hello.sig = Some(sig);
         assert!(matches!(
-            auth.check(&hello, b"another nonce"),
-            Verdict::Denied("signature not verified")
+            auth.check(&hello, b"another nonce", ""),
+            Verdict::Denied(Cow::Borrowed("signature not verified"))
         ));
         hello.nkey = Some(nkeys::KeyPair::new_user().public_key());
         assert!(matches!(
-            auth.check(&hello, nonce.as_bytes()),
+            auth.check(&hello, nonce.as_bytes(), ""),
             Verdict::Denied(_)
         ));
         hello.nkey = Some(user.public_key());
         hello.sig = None;
         assert!(matches!(
-            auth.check(&hello, nonce.as_bytes()),
-            Verdict::Denied("signature missing")
+            auth.check(&hello, nonce.as_bytes(), ""),
+            Verdict::Denied(Cow::Borrowed("signature missing"))
         ));
     }
 
@@ -536,9 +621,9 @@ mod tests {
             allowed_connection_types: Some(["WEBSOCKET".to_string()].into()),
             ..User::default()
         }]);
-        let auth = Authenticator::new(&options, accounts);
+        let auth = Authenticator::new(&options, None, accounts);
         assert!(matches!(
-            auth.check(&connect(Some("ws"), Some("pw"), None), b""),
+            auth.check(&connect(Some("ws"), Some("pw"), None), b"", ""),
             Verdict::Denied(_)
         ));
     }

@@ -10,6 +10,7 @@
 
 pub mod authenticate;
 pub mod jwt;
+pub mod operator;
 pub mod permissions;
 pub mod verifier;
 

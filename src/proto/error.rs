@@ -43,6 +43,10 @@ pub enum ServerError {
     /// The client sent `-ERR ...`. nats-server logs it and closes without replying
     /// ("Parse Error").
     ClientError,
+    /// An operator-mode user whose JWT expired while connected.
+    UserAuthenticationExpired,
+    /// CONNECT into an account at its JWT's connection limit.
+    MaxAccountConnections,
 }
 
 impl ServerError {
@@ -63,6 +67,10 @@ impl ServerError {
             ServerError::StaleConnection => b"-ERR 'Stale Connection'\r\n",
             ServerError::InvalidSubject => b"-ERR 'Invalid Subject'\r\n",
             ServerError::InvalidPublishSubject => b"-ERR 'Invalid Publish Subject'\r\n",
+            ServerError::UserAuthenticationExpired => b"-ERR 'User Authentication Expired'\r\n",
+            ServerError::MaxAccountConnections => {
+                b"-ERR 'maximum account active connections exceeded'\r\n"
+            }
             ServerError::ParseError | ServerError::ClientError => return None,
         };
         Some(bytes)
@@ -87,6 +95,8 @@ impl ServerError {
             ServerError::NoRespondersRequiresHeaders => CloseReason::NoRespondersRequiresHeaders,
             ServerError::StaleConnection => CloseReason::StaleConnection,
             ServerError::ClientError => CloseReason::ParseError,
+            ServerError::UserAuthenticationExpired => CloseReason::AuthenticationExpired,
+            ServerError::MaxAccountConnections => CloseReason::MaxAccountConnectionsExceeded,
             ServerError::MaxSubscriptions
             | ServerError::InvalidSubject
             | ServerError::InvalidPublishSubject => return None,
@@ -188,7 +198,9 @@ impl CloseReason {
 mod tests {
     use super::*;
 
-    const ALL: [ServerError; 14] = [
+    const ALL: [ServerError; 16] = [
+        ServerError::UserAuthenticationExpired,
+        ServerError::MaxAccountConnections,
         ServerError::UnknownOp,
         ServerError::AuthorizationViolation,
         ServerError::AuthenticationTimeout,

@@ -10,6 +10,7 @@
 //! The connection's identity is its account and its permissions: set here, read by the
 //! protocol handlers (`client.rs`) and delivery.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::conn::{ConnState, PauseCause};
@@ -96,6 +97,7 @@ impl Core {
         let auth = &self.settings.auth;
         if !auth.required() {
             self.conns[slot].identity = Some(Identity::anonymous());
+            self.join_account(slot, crate::account::AccountId::GLOBAL);
             return;
         }
         info.auth_required = auth.info_says_required();
@@ -127,7 +129,8 @@ impl Core {
             .as_deref()
             .unwrap_or_default()
             .as_bytes();
-        match self.settings.auth.check(&options, nonce) {
+        let peer = &self.conns[slot].peer;
+        match self.settings.auth.check(&options, nonce, peer) {
             Verdict::Granted(identity) => self.finish_connect(slot, options, identity, parser),
             Verdict::Denied(reason) => {
                 self.conns[slot].options = options;
@@ -248,6 +251,14 @@ impl Core {
         if let Err(err) = options.check() {
             return self.protocol_error(slot, &err);
         }
+        // The payload limit: the server's, or the account's or the user's if smaller.
+        let account_max = self.settings.limits[identity.account.index()].max_payload;
+        parser.max_payload = [account_max, identity.max_payload]
+            .into_iter()
+            .filter(|&limit| limit >= 0)
+            .fold(self.settings.options.max_payload, |max, limit| {
+                max.min(u32::try_from(limit).unwrap_or(u32::MAX))
+            });
         let headers_allowed = !self.settings.options.no_header_support;
         let conn = &mut self.conns[slot];
         parser.headers = options.headers && headers_allowed;
@@ -258,16 +269,68 @@ impl Core {
         self.reply_ok(slot);
     }
 
-    /// The connection in `slot` is `identity` from now on: its account and permissions.
+    /// The connection in `slot` is `identity` from now on: its account, its permissions, its
+    /// limits (the smallest of the server's, the account's and the user's) and when its
+    /// authentication expires. Refused (`-ERR 'maximum account active connections
+    /// exceeded'` and a close) when the account is at its connection limit.
     pub(super) fn set_identity(&mut self, slot: u32, identity: Arc<Identity>) {
+        let account = identity.account;
+        if self.conns[slot].joined != Some(account) {
+            self.leave_account(slot);
+            if !self.join_account(slot, account) {
+                return self.send_error_and_drain(slot, &ServerError::MaxAccountConnections);
+            }
+        }
+        let limits = self.settings.limits[account.index()];
+        let server_max_subscriptions = i64::from(self.settings.options.max_subscriptions);
+        let max_subscriptions = [
+            server_max_subscriptions,
+            limits.max_subscriptions,
+            identity.max_subscriptions,
+        ]
+        .into_iter()
+        .filter(|&limit| limit > 0)
+        .min()
+        .unwrap_or(0);
+        let now_ms = self.now_ms;
         let conn = &mut self.conns[slot];
         conn.auth_deadline_ms = None;
-        conn.account = identity.account;
+        conn.account = account;
+        conn.max_subscriptions = u32::try_from(max_subscriptions).unwrap_or(u32::MAX);
+        conn.expires_ms = identity
+            .disconnect_after
+            .map(|after| now_ms + after.as_millis() as u64);
         conn.permissions = identity
             .permissions
             .as_ref()
             .map(|rules| Box::new(ConnectionPermissions::new(Arc::clone(rules))));
         conn.identity = Some(identity);
+    }
+
+    /// Counts the connection in `slot` in `account`, unless the account is at its connection
+    /// limit (false then).
+    pub(super) fn join_account(&mut self, slot: u32, account: crate::account::AccountId) -> bool {
+        let limit = self.settings.limits[account.index()].max_connections;
+        let counter = &self.accounts[account.index()].account.connections;
+        let joined = counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (limit < 0 || i64::from(open) < limit).then_some(open + 1)
+            })
+            .is_ok();
+        if joined {
+            self.conns[slot].joined = Some(account);
+        }
+        joined
+    }
+
+    /// Takes the connection in `slot` out of its account's count.
+    pub(super) fn leave_account(&mut self, slot: u32) {
+        if let Some(account) = self.conns[slot].joined.take() {
+            self.accounts[account.index()]
+                .account
+                .connections
+                .fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// `-ERR 'Authorization Violation'` and a close, logged as nats-server logs it
@@ -293,9 +356,27 @@ impl Core {
         self.send_error_and_drain(slot, &ServerError::AuthorizationViolation);
     }
 
-    /// On the timer tick: connections that did not authenticate in time.
+    /// On the timer tick: connections that did not authenticate in time, and those whose
+    /// authentication expired.
     pub(super) fn check_auth_deadlines(&mut self) {
         let now_ms = self.now_ms;
+        let expired: Vec<u32> = self
+            .conns
+            .slots
+            .iter()
+            .filter(|(_, conn)| conn.is_open() && conn.expires_ms.is_some_and(|at| now_ms >= at))
+            .map(|(slot, _)| slot as u32)
+            .collect();
+        for slot in expired {
+            let conn = &mut self.conns[slot];
+            conn.expires_ms = None;
+            crate::log_debug!(
+                "{} - cid:{} - User Authentication Expired",
+                conn.peer,
+                conn.client_id
+            );
+            self.send_error_and_drain(slot, &ServerError::UserAuthenticationExpired);
+        }
         let late: Vec<u32> = self
             .conns
             .slots
@@ -350,7 +431,7 @@ impl Core {
                 .identity
                 .as_ref()
                 .map(|identity| identity.secret.as_str());
-            match self.settings.auth.check(&conn.options, nonce) {
+            match self.settings.auth.check(&conn.options, nonce, &conn.peer) {
                 Verdict::Granted(identity) => self.keep_identity(slot, identity),
                 Verdict::Bcrypt { hash, identity, .. } if previous == Some(hash.as_str()) => {
                     self.keep_identity(slot, identity)

@@ -304,8 +304,8 @@ impl Core {
             });
             return self.mark_dirty(slot);
         }
-        let max_subscriptions = options.max_subscriptions as usize;
         let conn = &self.conns[slot];
+        let max_subscriptions = conn.max_subscriptions as usize;
         if max_subscriptions > 0 && conn.subs.len() >= max_subscriptions {
             let quiet = self.max_subscriptions_logged_ms.is_some_and(|logged_ms| {
                 self.now_ms.saturating_sub(logged_ms) < limits::MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS

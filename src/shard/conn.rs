@@ -494,6 +494,13 @@ pub struct Conn {
     /// What its identity may publish and subscribe to, with this connection's decisions
     /// cached; `None`: anything.
     pub permissions: Option<Box<ConnectionPermissions>>,
+    /// The account whose connection count includes this connection (see `Core::join_account`).
+    pub joined: Option<AccountId>,
+    /// Subscriptions it may have at most: the smallest of the server's, its account's and its
+    /// user's limits; 0: no limit.
+    pub max_subscriptions: u32,
+    /// Shard clock (ms) when its authentication expires (an operator-mode JWT's `exp`).
+    pub expires_ms: Option<u64>,
     /// sid -> slot in the shard's subscription slab.
     pub subs: SidIndex,
     /// Operations of this connection with a completion still to come (recv, send, cancel).

@@ -217,6 +217,9 @@ impl Core {
             auth_deadline_ms: None,
             verifying: None,
             permissions: None,
+            joined: None,
+            max_subscriptions: options.max_subscriptions,
+            expires_ms: None,
             subs: Default::default(),
             ops_in_flight: 0,
             pings_outstanding: 0,
@@ -311,6 +314,7 @@ impl Core {
         debug_assert_eq!(conn.recv, RecvState::Idle);
         debug_assert!(!conn.out.send_in_flight());
         debug_assert!(conn.subs.is_empty());
+        self.leave_account(slot);
         // Dropping the connection closes its socket, last.
         drop(self.conns.slots.remove(slot as usize));
         self.stats.connections -= 1;

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use crate::account::links::Links;
-use crate::account::{self, Account, AccountId};
+use crate::account::{self, Account, AccountConfig, AccountId, AccountLimits};
 use crate::auth::authenticate::Authenticator;
+use crate::auth::operator::OperatorMode;
 use crate::config::Options;
 use crate::mapping::MappingTable;
 use crate::proto::json::Info;
@@ -28,25 +29,55 @@ pub struct Settings {
     pub links: Vec<Option<Arc<Links>>>,
     /// Each account's subject mappings, indexed by `AccountId` (`None`: none).
     pub mappings: Vec<Option<Arc<MappingTable>>>,
+    /// Each account's limits (from its JWT in operator mode; none otherwise).
+    pub limits: Vec<AccountLimits>,
 }
 
 impl Settings {
     /// The settings `options` make, keeping the accounts of `previous` (a reload's).
+    /// Operator mode's JWTs were checked before (`OperatorMode::new` fails the start or the
+    /// reload); here one that fails is only logged.
     pub fn new(options: Options, mut info: Info, previous: Option<&Settings>) -> Settings {
+        let operator = OperatorMode::new(&options)
+            .unwrap_or_else(|err| {
+                crate::log_error!("{err}");
+                None
+            })
+            .map(Arc::new);
+        let mut configs = options.accounts.clone();
+        if let Some(operator) = &operator {
+            configs.extend(operator.account_configs());
+        }
+        let system_name = match &operator {
+            Some(operator) => operator.system_account.clone(),
+            None => Some(account::system_account_name(&options).to_string()),
+        }
+        .filter(|_| !options.no_system_account);
         let accounts = account::accounts_for(
-            &options,
+            &configs,
+            system_name.as_deref(),
             previous.map_or(&[][..], |settings| &settings.accounts),
         );
         let id = |name: &str| account::find(&accounts, name).unwrap_or(AccountId::GLOBAL);
-        let auth = Authenticator::new(&options, id);
-        let system_account = (!options.no_system_account)
-            .then(|| account::find(&accounts, account::system_account_name(&options)))
-            .flatten();
+        let auth = Authenticator::new(&options, operator, id);
+        let system_account = system_name
+            .as_deref()
+            .and_then(|name| account::find(&accounts, name));
         info.auth_required = auth.required();
-        let links = account::links::build(&options.accounts, &accounts);
+        let links = account::links::build(&configs, &accounts);
         let mappings = accounts
             .iter()
-            .map(|account| mapping_table(&options, &account.name))
+            .map(|account| mapping_table(&options, &configs, &account.name))
+            .collect();
+        let limits = accounts
+            .iter()
+            .map(|account| {
+                configs
+                    .iter()
+                    .find(|config| config.name == account.name)
+                    .map(|config| config.limits)
+                    .unwrap_or_default()
+            })
             .collect();
         Settings {
             options,
@@ -56,6 +87,7 @@ impl Settings {
             auth,
             links,
             mappings,
+            limits,
         }
     }
 
@@ -68,15 +100,15 @@ impl Settings {
 /// The mapping table of the account `name`: the server-level `mappings` are the global
 /// account's. `None` when it has none (or, logged, when the configuration layer let through
 /// one that cannot be built).
-fn mapping_table(options: &Options, name: &str) -> Option<Arc<MappingTable>> {
+fn mapping_table(
+    options: &Options,
+    configs: &[AccountConfig],
+    name: &str,
+) -> Option<Arc<MappingTable>> {
     let mappings = if name == account::GLOBAL_ACCOUNT {
         &options.mappings
     } else {
-        &options
-            .accounts
-            .iter()
-            .find(|config| config.name == name)?
-            .mappings
+        &configs.iter().find(|config| config.name == name)?.mappings
     };
     if mappings.is_empty() {
         return None;
