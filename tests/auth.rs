@@ -479,3 +479,37 @@ fn mappings_route_as_in_nats_server() {
         ],
     );
 }
+
+/// Every configuration block of README's Security section is a file both servers take.
+#[test]
+fn readme_security_examples_are_valid_for_both_servers() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("\n## Security\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Security section");
+    let blocks: Vec<&str> = section
+        .split("```conf\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 4, "the examples are there");
+    for (index, block) in blocks.iter().enumerate() {
+        let path = common::temp_path(&format!("security-{index}.conf"));
+        std::fs::write(&path, block).unwrap();
+        for program in ["nats-server", env!("CARGO_BIN_EXE_natsring")] {
+            let output = std::process::Command::new(program)
+                .args(["-t", "-c"])
+                .arg(&path)
+                .output()
+                .unwrap_or_else(|err| panic!("{program} runs: {err}"));
+            assert!(
+                output.status.success(),
+                "{program} refuses example {index}:\n{block}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let _ = std::fs::remove_file(path);
+    }
+}
