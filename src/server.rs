@@ -18,7 +18,7 @@ use crate::limits;
 use crate::proto::json::{server_id, Info};
 use crate::shard::control::{CloseCause, Control, Mailbox};
 use crate::shard::{ConnKind, Settings, Shard, ShardSetup, Shared};
-use crate::stats::{ConnSnapshot, ShardStats};
+use crate::stats::{AccountTraffic, ConnSnapshot, ShardStats};
 use crate::xshard::link::{link, Incoming, Outgoing};
 use crate::xshard::ShardId;
 
@@ -421,6 +421,20 @@ impl ServerHandle {
             .collect();
         all.sort_by_key(|conn| conn.cid);
         all
+    }
+
+    /// Every account's traffic, added up over the shards, in `AccountId` order (`$G` first).
+    pub fn account_traffic(&self) -> Vec<AccountTraffic> {
+        let mut total: Vec<AccountTraffic> = Vec::new();
+        for shard in self.shared.ask_every_shard(Control::AccountTraffic) {
+            for (index, traffic) in shard.iter().enumerate() {
+                match total.get_mut(index) {
+                    Some(sum) => sum.add(traffic),
+                    None => total.push(traffic.clone()),
+                }
+            }
+        }
+        total
     }
 
     /// True once the server is stopping: `shutdown` was asked for, or a shard failed.

@@ -100,4 +100,30 @@ pub struct ConnSnapshot {
     pub subscriptions: usize,
     /// Output queued and not yet written to the socket.
     pub pending_bytes: usize,
+    /// The account it is in (`$G` unless authentication put it in another).
+    pub account: String,
+}
+
+/// One account's traffic: what its clients published and received, the closed ones included,
+/// as nats-server's account statistics count it (for `/accountz` and `/accstatz`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountTraffic {
+    pub account: String,
+    /// Client connections open in it now.
+    pub connections: u64,
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+}
+
+impl AccountTraffic {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &AccountTraffic) {
+        self.connections += other.connections;
+        self.in_msgs += other.in_msgs;
+        self.in_bytes += other.in_bytes;
+        self.out_msgs += other.out_msgs;
+        self.out_bytes += other.out_bytes;
+    }
 }

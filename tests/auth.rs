@@ -513,3 +513,84 @@ fn readme_security_examples_are_valid_for_both_servers() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// Each account's traffic is counted apart (what `/accountz` will read), closed clients'
+/// included.
+#[tokio::test]
+async fn each_account_counts_its_own_traffic() {
+    use natsring::account::AccountConfig;
+    use natsring::auth::User;
+    let mut options = common::options();
+    let user = |name: &str, account: &str| User {
+        username: name.into(),
+        password: "pw".into(),
+        account: Some(account.into()),
+        ..User::default()
+    };
+    options.auth.users = Some(vec![user("a", "A"), user("b", "B")]);
+    options.accounts = ["A", "B"]
+        .iter()
+        .map(|name| AccountConfig {
+            name: name.to_string(),
+            ..AccountConfig::default()
+        })
+        .collect();
+    let server = common::start_with(options);
+    let connect = |name: &str| {
+        async_nats::ConnectOptions::with_user_and_password(name.into(), "pw".into())
+            .connect(server.url())
+    };
+    let a = connect("a").await.unwrap();
+    let b = connect("b").await.unwrap();
+    let mut a_sub = a.subscribe("x").await.unwrap();
+    common::sync(&a).await;
+    let traffic = |name: &str| {
+        server
+            .handle()
+            .account_traffic()
+            .into_iter()
+            .find(|account| account.account == name)
+            .unwrap()
+    };
+    let (a_before, b_before) = (traffic("A"), traffic("B"));
+    for _ in 0..3 {
+        a.publish("x", "12345".into()).await.unwrap();
+    }
+    b.publish("x", "1".into()).await.unwrap();
+    a.flush().await.unwrap();
+    b.flush().await.unwrap();
+    for _ in 0..3 {
+        futures::StreamExt::next(&mut a_sub).await.unwrap();
+    }
+    // B's publish is counted once the server has read it: wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while traffic("B").in_msgs == b_before.in_msgs {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's publish is counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A closes: its counts stay with the account.
+    drop(a_sub);
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while traffic("A").connections > 0 {
+        assert!(std::time::Instant::now() < deadline, "A's client is gone");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (a_after, b_after) = (traffic("A"), traffic("B"));
+    assert_eq!(a_after.in_msgs - a_before.in_msgs, 3);
+    assert_eq!(a_after.in_bytes - a_before.in_bytes, 15);
+    assert_eq!(a_after.out_msgs - a_before.out_msgs, 3);
+    assert_eq!(a_after.out_bytes - a_before.out_bytes, 15);
+    assert_eq!(b_after.in_msgs - b_before.in_msgs, 1);
+    assert_eq!(b_after.in_bytes - b_before.in_bytes, 1);
+    assert_eq!(
+        b_after.out_msgs - b_before.out_msgs,
+        0,
+        "A's messages never reach B"
+    );
+    assert_eq!(b_after.connections, 1);
+    assert_eq!(traffic("$G").in_msgs, 0);
+}

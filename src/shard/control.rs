@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::settings::Settings;
 use crate::auth::authenticate::Identity;
 
-use crate::stats::ConnSnapshot;
+use crate::stats::{AccountTraffic, ConnSnapshot};
 
 /// An order or a question for one shard.
 pub enum Control {
@@ -29,6 +29,8 @@ pub enum Control {
     Stop,
     /// Answer with a snapshot of every open connection on the shard.
     Connections(Sender<Vec<ConnSnapshot>>),
+    /// Answer with each account's traffic on the shard (indexed by `AccountId`).
+    AccountTraffic(Sender<Vec<AccountTraffic>>),
     /// Work with these settings from now on (a configuration reload); answer once they are
     /// in force on this shard.
     Reload(Arc<Settings>, Sender<()>),

@@ -26,7 +26,7 @@ use crate::account::AccountId;
 use crate::limits;
 use crate::mapping::MappingTable;
 use crate::proto::{CloseReason, ServerError};
-use crate::stats::{ConnSnapshot, ShardStats};
+use crate::stats::{AccountTraffic, ConnSnapshot, ShardStats};
 use crate::sublist::MatchCache;
 use crate::xshard::link::{Incoming, Outgoing};
 use crate::xshard::ShardId;
@@ -40,6 +40,9 @@ pub struct AccountView {
     pub links: Option<Arc<Links>>,
     /// Its subject mappings, when it has any (`Settings::mappings`).
     pub mappings: Option<Arc<MappingTable>>,
+    /// The traffic of its connections on this shard that have closed (open ones count their
+    /// own; `Core::account_traffic` adds them up), so the message path counts nothing twice.
+    pub closed_traffic: AccountTraffic,
 }
 
 impl AccountView {
@@ -102,6 +105,7 @@ impl Core {
                 cache: MatchCache::new(),
                 links: settings.links[index].clone(),
                 mappings: settings.mappings[index].clone(),
+                closed_traffic: AccountTraffic::default(),
             })
             .collect();
         Core {
@@ -167,8 +171,31 @@ impl Core {
                 out_bytes: conn.out_bytes,
                 subscriptions: conn.subs.len(),
                 pending_bytes: conn.out.pending_bytes(),
+                account: self.settings.account_name(conn.account).to_string(),
             })
             .collect()
+    }
+
+    /// Each account's traffic on this shard, indexed by `AccountId`, for
+    /// `Control::AccountTraffic`.
+    pub(super) fn account_traffic(&self) -> Vec<AccountTraffic> {
+        let mut traffic: Vec<AccountTraffic> = self
+            .accounts
+            .iter()
+            .map(|view| AccountTraffic {
+                account: view.account.name.clone(),
+                ..view.closed_traffic.clone()
+            })
+            .collect();
+        for (_, conn) in self.conns.slots.iter() {
+            let account = &mut traffic[conn.account.index()];
+            account.connections += u64::from(conn.is_open());
+            account.in_msgs += conn.in_msgs;
+            account.in_bytes += conn.in_bytes;
+            account.out_msgs += conn.out_msgs;
+            account.out_bytes += conn.out_bytes;
+        }
+        traffic
     }
 
     pub(super) fn open_conn(&mut self, fd: RawFd, kind: ConnKind) -> Option<u32> {
@@ -315,6 +342,12 @@ impl Core {
         debug_assert!(!conn.out.send_in_flight());
         debug_assert!(conn.subs.is_empty());
         self.leave_account(slot);
+        let conn = &self.conns[slot];
+        let closed = &mut self.accounts[conn.account.index()].closed_traffic;
+        closed.in_msgs += conn.in_msgs;
+        closed.in_bytes += conn.in_bytes;
+        closed.out_msgs += conn.out_msgs;
+        closed.out_bytes += conn.out_bytes;
         // Dropping the connection closes its socket, last.
         drop(self.conns.slots.remove(slot as usize));
         self.stats.connections -= 1;
@@ -499,6 +532,7 @@ impl Core {
                 cache: MatchCache::new(),
                 links: None,
                 mappings: None,
+                closed_traffic: AccountTraffic::default(),
             });
         }
         for (index, view) in self.accounts.iter_mut().enumerate() {

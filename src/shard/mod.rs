@@ -754,6 +754,9 @@ impl Shard {
                 control::Control::Connections(reply) => {
                     let _ = reply.send(self.core.connection_snapshots());
                 }
+                control::Control::AccountTraffic(reply) => {
+                    let _ = reply.send(self.core.account_traffic());
+                }
                 control::Control::Reload(settings, done) => {
                     self.core.reload(settings);
                     let _ = done.send(());
