@@ -245,5 +245,10 @@ const _: () = assert!(RESPONSE_PERMITS_PRUNE_INSERTS as usize <= RESPONSE_PERMIT
 /// routes go, then the oldest half (a requestor that never gets answers cannot grow it).
 pub const RESPONSE_ROUTES_MAX: usize = 1 << 20;
 
+/// bcrypt checks waiting for the verifier thread at most (each is a client whose CONNECT
+/// waits); past it a client needing one is refused (`Authorization Violation`), so a flood of
+/// logins costs a bounded queue, never unbounded memory or minutes of backlog.
+pub const VERIFICATIONS_QUEUED_MAX: usize = 1024;
+
 /// Accounts a message may cross through imports at most (a cycle of imports stops there).
 pub const ACCOUNT_LINK_DEPTH_MAX: usize = 4;

@@ -111,7 +111,9 @@ impl Server {
         // Before binding: when io_uring is refused, that is what the error says.
         crate::shard::check_io_uring()?;
         // Operator JWTs that do not verify stop the start, as in nats-server.
-        crate::auth::operator::OperatorMode::new(&options).map_err(io::Error::other)?;
+        let operator = crate::auth::operator::OperatorMode::new(&options)
+            .map_err(io::Error::other)?
+            .map(Arc::new);
         let shard_count = resolved_shards(options.shards);
         let listeners = bind_listeners(&options.host, options.port, shard_count)?;
         let port = listeners[0].local_addr()?.port();
@@ -139,7 +141,7 @@ impl Server {
         // The options in force say the port bound (a random one included), as nats-server's
         // do: a reload compares with it.
         let options = Options { port, ..options };
-        let shared = Shared::new(Settings::new(options, info, None), mailboxes)?;
+        let shared = Shared::new(Settings::new(options, info, None, operator), mailboxes)?;
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let mut threads = Vec::with_capacity(shard_count);
@@ -288,7 +290,9 @@ impl ServerHandle {
                 )));
             }
         }
-        crate::auth::operator::OperatorMode::new(&options).map_err(config::ReloadRefused)?;
+        let operator = crate::auth::operator::OperatorMode::new(&options)
+            .map_err(config::ReloadRefused)?
+            .map(Arc::new);
         crate::log::init(&options).map_err(|err| config::ReloadRefused(err.to_string()))?;
         let notices = config::reload_notices(old, &options);
         let old_max_connections = old.max_connections;
@@ -311,7 +315,7 @@ impl ServerHandle {
             port: old.port,
             ..options
         };
-        let settings = Arc::new(Settings::new(options, info, Some(&current)));
+        let settings = Arc::new(Settings::new(options, info, Some(&current), operator));
         *current = Arc::clone(&settings);
         // A shard that is gone (stopping) has nothing left to apply them to.
         self.shared

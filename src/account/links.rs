@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{find, Account, AccountConfig, AccountId, ExportKind, ResponseType};
-use crate::sublist::subject::{pattern_matches, tokens};
+use crate::auth::permissions::is_subset_match;
+use crate::sublist::subject::{pattern_matches, tokens, valid_subject};
 
 /// nats-server's default `response_threshold`: how long a service's responses may come.
 pub const RESPONSE_THRESHOLD_DEFAULT: Duration = Duration::from_secs(2 * 60);
@@ -35,6 +36,9 @@ pub struct ResponseRoute {
     pub reply: Box<[u8]>,
     /// A singleton service gets one response: the route goes with it.
     pub singleton: bool,
+    /// How long after the request, or after the last response of a stream, responses may
+    /// come (the export's `response_threshold`).
+    pub threshold: Duration,
     pub expires: Instant,
 }
 
@@ -56,18 +60,37 @@ impl ResponseRoutes {
     }
 
     /// Where a response published on `subject` goes, if it answers a request routed here and
-    /// in time; a singleton's route is used up.
-    pub fn take(&self, subject: &[u8]) -> Option<ResponseRoute> {
+    /// in time. A singleton's route is used up; a stream's lasts another threshold from this
+    /// response, until an empty message (`last`) ends it, as nats-server's do.
+    pub fn take(&self, subject: &[u8], last: bool) -> Option<ResponseRoute> {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        let route = routes.get(subject)?;
-        if route.expires <= Instant::now() {
+        let route = routes.get_mut(subject)?;
+        let now = Instant::now();
+        if route.expires <= now {
             routes.remove(subject);
             return None;
         }
-        if route.singleton {
+        if route.singleton || last {
             return routes.remove(subject);
         }
+        route.expires = now + route.threshold;
         Some(route.clone())
+    }
+
+    /// Forgets the route of `reply` (its request reached nobody).
+    pub fn remove(&self, reply: &[u8]) {
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(reply);
+    }
+
+    /// Drops the routes whose time is up (the timer tick's sweep).
+    pub fn remove_expired(&self, now: Instant) {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !routes.is_empty() {
+            routes.retain(|_, route| route.expires > now);
+        }
     }
 
     /// How many routes wait (for `/accountz` and tests).
@@ -188,55 +211,78 @@ impl Links {
     }
 }
 
-/// Whether `subject` (an import's) is within `pattern` (an export's): every subject the
-/// first matches, the second matches too.
-fn within(subject: &str, pattern: &str) -> bool {
-    let subject: Vec<&[u8]> = tokens(subject.as_bytes()).collect();
-    let pattern: Vec<&[u8]> = tokens(pattern.as_bytes()).collect();
-    for (index, &wanted) in pattern.iter().enumerate() {
-        if wanted == b">" {
-            return subject.len() > index;
-        }
-        match subject.get(index) {
-            Some(&got) if got == b">" => return false,
-            Some(&got) if wanted == b"*" || wanted == got => {}
-            _ => return false,
-        }
+/// nats-server's `checkStreamImportAuthorized` / `checkServiceImportAuthorized` for a
+/// configured account: an export of exactly the subject, else one the subject is a subset of,
+/// that is public, lists the importer, or has the importer's name at its account token.
+pub fn import_authorized(
+    exporter: &AccountConfig,
+    kind: ExportKind,
+    subject: &str,
+    importer: &str,
+) -> bool {
+    if kind == ExportKind::Stream && !valid_subject(subject.as_bytes()) {
+        return false;
     }
-    subject.len() == pattern.len()
-}
-
-/// Whether `exporter` lets `importer` import `subject` as `kind`.
-fn authorized(exporter: &AccountConfig, importer: &str, kind: ExportKind, subject: &str) -> bool {
-    exporter.exports.iter().any(|export| {
-        export.kind == kind
-            && within(subject, &export.subject)
-            && export
-                .accounts
-                .as_ref()
-                .is_none_or(|accounts| accounts.iter().any(|name| name == importer))
-    })
+    let exports = || exporter.exports.iter().filter(|export| export.kind == kind);
+    let allowed = |export: &super::Export, tokens: Option<&[&str]>| {
+        if export.account_token_position > 0 {
+            let position = export.account_token_position as usize;
+            return tokens.is_some_and(|tokens| {
+                position <= tokens.len() && tokens[position - 1] == importer
+            });
+        }
+        match &export.accounts {
+            None => true,
+            Some(accounts) => accounts.iter().any(|name| name == importer),
+        }
+    };
+    if let Some(export) = exports().find(|export| export.subject == subject) {
+        return allowed(export, None);
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    exports()
+        .find(|export| is_subset_match(subject.as_bytes(), export.subject.as_bytes()))
+        .is_some_and(|export| allowed(export, Some(&tokens)))
 }
 
 /// Every account's links, indexed by `AccountId` (`None`: no links, the common case). Imports
 /// the exporter does not allow, or of accounts that do not exist, are left out (the
 /// configuration layer reports them, as nats-server does).
-pub fn build(configs: &[AccountConfig], accounts: &[Arc<Account>]) -> Vec<Option<Arc<Links>>> {
+/// `activated(importer, index)` says whether an import the exports alone do not allow carries
+/// a valid activation token (operator mode).
+pub fn build(
+    configs: &[AccountConfig],
+    accounts: &[Arc<Account>],
+    activated: &dyn Fn(&str, usize) -> bool,
+) -> Vec<Option<Arc<Links>>> {
     let mut links: Vec<Links> = vec![Links::default(); accounts.len()];
     let config_of = |name: &str| configs.iter().find(|config| config.name == name);
     for config in configs {
         let Some(importer) = find(accounts, &config.name) else {
             continue;
         };
-        for import in &config.imports {
+        for (index, import) in config.imports.iter().enumerate() {
             let (Some(exporter), Some(exporter_config)) =
                 (find(accounts, &import.account), config_of(&import.account))
             else {
                 continue;
             };
-            if exporter == importer
-                || !authorized(exporter_config, &config.name, import.kind, &import.subject)
-            {
+            let authorized =
+                import_authorized(exporter_config, import.kind, &import.subject, &config.name)
+                    || activated(&config.name, index);
+            if exporter == importer || !authorized {
+                continue;
+            }
+            if forms_cycle(configs, import, &config.name) {
+                crate::log_error!(
+                    "Error adding {} import {}: import forms a cycle",
+                    if import.kind == ExportKind::Stream {
+                        "stream"
+                    } else {
+                        "service"
+                    },
+                    crate::config::go::quote(&import.subject)
+                );
                 continue;
             }
             match import.kind {
@@ -258,7 +304,7 @@ pub fn build(configs: &[AccountConfig], accounts: &[Arc<Account>]) -> Vec<Option
                     let local = import.to.as_deref().unwrap_or(&import.subject);
                     let export = exporter_config.exports.iter().find(|export| {
                         export.kind == ExportKind::Service
-                            && within(&import.subject, &export.subject)
+                            && is_subset_match(import.subject.as_bytes(), export.subject.as_bytes())
                     });
                     links[importer.index()].services_in.push(ServiceLink {
                         filter: local.as_bytes().into(),
@@ -278,6 +324,42 @@ pub fn build(configs: &[AccountConfig], accounts: &[Arc<Account>]) -> Vec<Option
         .into_iter()
         .map(|links| (!links.is_empty()).then(|| Arc::new(links)))
         .collect()
+}
+
+/// Whether `import` (of the account `importer`) closes a cycle of imports of its kind, as
+/// nats-server's `streamImportFormsCycle`/`serviceImportFormsCycle` find them: following the
+/// exporter's own imports of that kind whose local subjects collide with the one imported
+/// leads back to the importer.
+fn forms_cycle(configs: &[AccountConfig], import: &super::Import, importer: &str) -> bool {
+    use crate::auth::permissions::subjects_collide;
+    let local = |import: &super::Import| match (&import.to, import.prefix) {
+        (Some(prefix), true) => format!("{}.{}", prefix.trim_end_matches('.'), import.subject),
+        (Some(to), false) => to.clone(),
+        (None, _) => import.subject.clone(),
+    };
+    // (account, subject there) pairs still to follow, and the accounts seen.
+    let mut pending = vec![(import.account.as_str(), import.subject.clone())];
+    let mut seen = vec![importer];
+    while let Some((account, subject)) = pending.pop() {
+        let Some(config) = configs.iter().find(|config| config.name == account) else {
+            continue;
+        };
+        for next in config
+            .imports
+            .iter()
+            .filter(|next| next.kind == import.kind)
+        {
+            if !subjects_collide(local(next).as_bytes(), subject.as_bytes()) {
+                continue;
+            }
+            if seen.contains(&next.account.as_str()) {
+                return true;
+            }
+            seen.push(&next.account);
+            pending.push((&next.account, next.subject.clone()));
+        }
+    }
+    false
 }
 
 impl StreamLink {
@@ -380,7 +462,7 @@ mod tests {
             imports: vec![import(ExportKind::Stream, "A", "private.>", None, false)],
             ..AccountConfig::default()
         };
-        let links = build(&[a, b, c], &all);
+        let links = build(&[a, b, c], &all, &|_, _| false);
         let a_links = links[1].as_ref().unwrap();
         assert_eq!(
             a_links.streams_out.len(),
@@ -401,49 +483,71 @@ mod tests {
     }
 
     #[test]
-    fn within_is_subset() {
-        assert!(within("foo.bar", "foo.*"));
-        assert!(within("foo.*", "foo.>"));
-        assert!(!within("foo.>", "foo.*"));
-        assert!(!within("foo", "foo.>"));
-        assert!(within("foo.>", "foo.>"));
+    fn an_export_at_an_account_token_admits_only_that_account() {
+        let mut exporter = AccountConfig {
+            name: "A".into(),
+            exports: vec![export(ExportKind::Stream, "x.*.>", None)],
+            ..AccountConfig::default()
+        };
+        exporter.exports[0].account_token_position = 2;
+        assert!(import_authorized(
+            &exporter,
+            ExportKind::Stream,
+            "x.B.>",
+            "B"
+        ));
+        assert!(!import_authorized(
+            &exporter,
+            ExportKind::Stream,
+            "x.B.>",
+            "C"
+        ));
+        assert!(!import_authorized(
+            &exporter,
+            ExportKind::Service,
+            "x.B.>",
+            "B"
+        ));
     }
 
     #[test]
-    fn singleton_routes_are_used_once_and_expire() {
+    fn singleton_routes_are_used_once_stream_routes_until_the_end_or_the_threshold() {
         let routes = ResponseRoutes::default();
-        let later = Instant::now() + Duration::from_secs(60);
-        routes.insert(
-            b"_R_.a".as_slice().into(),
-            ResponseRoute {
-                account: AccountId(1),
-                reply: b"inbox".as_slice().into(),
-                singleton: true,
-                expires: later,
-            },
+        let route = |singleton: bool, threshold: Duration| ResponseRoute {
+            account: AccountId(1),
+            reply: b"inbox".as_slice().into(),
+            singleton,
+            threshold,
+            expires: Instant::now() + threshold,
+        };
+        let minute = Duration::from_secs(60);
+        routes.insert(b"_R_.a".as_slice().into(), route(true, minute));
+        routes.insert(b"_R_.b".as_slice().into(), route(false, minute));
+        routes.insert(b"_R_.c".as_slice().into(), route(false, Duration::ZERO));
+        routes.insert(b"_R_.d".as_slice().into(), route(false, minute));
+        assert_eq!(&*routes.take(b"_R_.a", false).unwrap().reply, b"inbox");
+        assert!(
+            routes.take(b"_R_.a", false).is_none(),
+            "a singleton answers once"
         );
-        routes.insert(
-            b"_R_.b".as_slice().into(),
-            ResponseRoute {
-                account: AccountId(1),
-                reply: b"inbox2".as_slice().into(),
-                singleton: false,
-                expires: later,
-            },
+        assert!(routes.take(b"_R_.b", false).is_some());
+        assert!(
+            routes.take(b"_R_.b", false).is_some(),
+            "a stream answers again"
         );
-        routes.insert(
-            b"_R_.c".as_slice().into(),
-            ResponseRoute {
-                account: AccountId(1),
-                reply: b"x".as_slice().into(),
-                singleton: false,
-                expires: Instant::now(),
-            },
+        assert!(
+            routes.take(b"_R_.b", true).is_some(),
+            "the empty message goes too"
         );
-        assert_eq!(&*routes.take(b"_R_.a").unwrap().reply, b"inbox");
-        assert!(routes.take(b"_R_.a").is_none());
-        assert!(routes.take(b"_R_.b").is_some());
-        assert!(routes.take(b"_R_.b").is_some());
-        assert!(routes.take(b"_R_.c").is_none(), "expired");
+        assert!(
+            routes.take(b"_R_.b", false).is_none(),
+            "and ends the stream"
+        );
+        assert!(routes.take(b"_R_.c", false).is_none(), "expired");
+        routes.remove(b"_R_.d");
+        assert!(routes.is_empty());
+        routes.insert(b"_R_.e".as_slice().into(), route(false, Duration::ZERO));
+        routes.remove_expired(Instant::now());
+        assert!(routes.is_empty(), "swept");
     }
 }

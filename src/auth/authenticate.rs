@@ -26,7 +26,7 @@ pub const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Who an authenticated connection is: its account and permissions, and the configured
 /// secret it proved (so a reload can tell whether it must prove it again).
-#[derive(Debug)]
+#[derive(Clone)]
 pub struct Identity {
     /// How nats-server's logs name it (`User "alice"`, `Nkey "U..."`), empty for the token and
     /// for no authentication at all.
@@ -41,6 +41,17 @@ pub struct Identity {
     /// Operator mode: the user's own limits (-1: none; the account's apply too).
     pub max_subscriptions: i64,
     pub max_payload: i64,
+}
+
+/// Written without the secret, which a debug log must never show.
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("label", &self.label)
+            .field("account", &self.account)
+            .field("permissions", &self.permissions.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Identity {
@@ -60,7 +71,6 @@ impl Identity {
 }
 
 /// What a CONNECT's credentials come to.
-#[derive(Debug)]
 pub enum Verdict {
     Granted(Arc<Identity>),
     /// `Authorization Violation`. The reason is for the debug log only.
@@ -71,6 +81,20 @@ pub enum Verdict {
         candidate: String,
         identity: Arc<Identity>,
     },
+}
+
+/// Written without the candidate secret, which a debug log must never show.
+impl std::fmt::Debug for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Granted(identity) => f.debug_tuple("Granted").field(identity).finish(),
+            Verdict::Denied(reason) => f.debug_tuple("Denied").field(reason).finish(),
+            Verdict::Bcrypt { identity, .. } => f
+                .debug_struct("Bcrypt")
+                .field("identity", identity)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// A configured user or nkey user, as the checks use it.
@@ -93,9 +117,10 @@ impl Entry {
 pub struct Authenticator {
     required: bool,
     timeout: Duration,
-    token: Option<String>,
-    /// The single user and its password.
-    single: Option<(String, String)>,
+    /// The token, as the identity it proves (in `$G`, its secret the token).
+    token: Option<Arc<Identity>>,
+    /// The single user's name, and the identity its password proves.
+    single: Option<(String, Arc<Identity>)>,
     users: HashMap<String, Entry>,
     nkeys: HashMap<String, Entry>,
     no_auth_user: Option<String>,
@@ -195,11 +220,11 @@ impl Authenticator {
         Authenticator {
             required: auth.required() || no_auth_user_made || operator.is_some(),
             timeout: auth.auth_timeout.unwrap_or(AUTH_TIMEOUT_DEFAULT),
-            token: auth.token.clone(),
-            single: auth
-                .username
-                .clone()
-                .map(|user| (user, auth.password.clone().unwrap_or_default())),
+            token: auth.token.as_deref().map(global_with_secret),
+            single: auth.username.clone().map(|user| {
+                let password = auth.password.as_deref().unwrap_or_default();
+                (user, global_with_secret(password))
+            }),
             users,
             nkeys,
             no_auth_user: made_user
@@ -210,6 +235,12 @@ impl Authenticator {
             operator,
             account_ids,
         }
+    }
+
+    /// The identity of a client when no authentication is required: the global account, no
+    /// permissions.
+    pub fn anonymous(&self) -> &Arc<Identity> {
+        &self.global
     }
 
     /// Whether clients must authenticate (INFO's `auth_required`, the auth timeout).
@@ -237,12 +268,12 @@ impl Authenticator {
     /// Whether a client that sends an operation before CONNECT is taken as the
     /// `no_auth_user` (nats-server lets a telnet session work then); the verdict for it.
     pub fn no_auth_user_verdict(&self) -> Option<Verdict> {
+        // Before any CONNECT, nats-server looks for it among the users with passwords only.
         let name = self.no_auth_user.as_deref()?;
-        let connect = ConnectOptions::default();
-        let entry = self.users.get(name).or_else(|| self.nkeys.get(name))?;
+        let entry = self.users.get(name)?;
         entry
             .allows_standard_connections()
-            .then(|| self.check(&connect, b"", ""))
+            .then(|| self.check(&ConnectOptions::default(), b"", ""))
     }
 
     /// The verdict on a CONNECT's credentials, `nonce` being what this connection's INFO
@@ -320,14 +351,14 @@ impl Authenticator {
                 );
             }
         }
-        if let Some(token_configured) = &self.token {
-            return secret_verdict(token_configured, token.unwrap_or_default(), &self.global);
+        if let Some(identity) = &self.token {
+            return secret_verdict(&identity.secret, token.unwrap_or_default(), identity);
         }
-        if let Some((name, password)) = &self.single {
+        if let Some((name, identity)) = &self.single {
             if user.unwrap_or_default() != name {
                 return Verdict::Denied(Cow::Borrowed("wrong user"));
             }
-            return secret_verdict(password, pass.unwrap_or_default(), &self.global);
+            return secret_verdict(&identity.secret, pass.unwrap_or_default(), identity);
         }
         Verdict::Denied(Cow::Borrowed("no credentials match"))
     }
@@ -380,6 +411,15 @@ impl Authenticator {
             max_payload: user.max_payload,
         }))
     }
+}
+
+/// An identity in the global account with no permissions, proved by `secret` (the token or
+/// the single user's password).
+fn global_with_secret(secret: &str) -> Arc<Identity> {
+    Arc::new(Identity {
+        secret: secret.to_string(),
+        ..Identity::clone(&Identity::anonymous())
+    })
 }
 
 /// A user's permissions compiled, with what nats-server would warn about logged.

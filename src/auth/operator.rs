@@ -63,6 +63,35 @@ impl OperatorMode {
         }))
     }
 
+    /// Whether the import at `index` of account `importer` carries a valid activation token
+    /// from its exporter (for exports that require one: `token_req`).
+    pub fn import_activated(&self, importer: &str, index: usize) -> bool {
+        let Some(account) = self.accounts.get(importer) else {
+            return false;
+        };
+        let (Some(import), Some(claim)) = (
+            account.config.imports.get(index),
+            account.import_claims.get(index),
+        ) else {
+            return false;
+        };
+        let Some(exporter) = self.accounts.get(&import.account) else {
+            return false;
+        };
+        let export_index = exporter.config.exports.iter().position(|export| {
+            export.kind == import.kind
+                && crate::auth::permissions::is_subset_match(
+                    import.subject.as_bytes(),
+                    export.subject.as_bytes(),
+                )
+        });
+        let required = export_index.is_some_and(|i| exporter.export_auth[i].token_required);
+        required
+            && exporter
+                .check_activation(importer, claim, export_index, unix_now())
+                .is_ok()
+    }
+
     /// The accounts' configurations, in a stable order (by public key).
     pub fn account_configs(&self) -> Vec<AccountConfig> {
         let mut configs: Vec<AccountConfig> = self

@@ -1608,7 +1608,12 @@ fn add_import(options: &mut Options, index: usize, import: Import, at: &Item, re
     };
     match import.kind {
         ExportKind::Stream => {
-            if !import_authorized(exporter, ExportKind::Stream, &import.subject, &importer) {
+            if !crate::account::links::import_authorized(
+                exporter,
+                ExportKind::Stream,
+                &import.subject,
+                &importer,
+            ) {
                 fail(report, "stream import not authorized");
                 return;
             }
@@ -1638,75 +1643,18 @@ fn add_import(options: &mut Options, index: usize, import: Import, at: &Item, re
                 fail(report, "sublist: invalid subject");
                 return;
             }
-            if !import_authorized(exporter, ExportKind::Service, &import.subject, &importer) {
+            if !crate::account::links::import_authorized(
+                exporter,
+                ExportKind::Service,
+                &import.subject,
+                &importer,
+            ) {
                 fail(report, "service import not authorized");
                 return;
             }
         }
     }
     options.accounts[index].imports.push(import);
-}
-
-/// nats-server's `checkStreamImportAuthorized` / `checkServiceImportAuthorized` for a
-/// configured account: an export of exactly the subject, else one the subject is a subset of,
-/// that is public, lists the importer, or has the importer's name at its account token.
-fn import_authorized(
-    exporter: &AccountConfig,
-    kind: ExportKind,
-    subject: &str,
-    importer: &str,
-) -> bool {
-    if kind == ExportKind::Stream && !valid_subject(subject.as_bytes()) {
-        return false;
-    }
-    let exports = || exporter.exports.iter().filter(|export| export.kind == kind);
-    let allowed = |export: &Export, tokens: Option<&[&str]>| {
-        if export.account_token_position > 0 {
-            let position = export.account_token_position as usize;
-            return tokens.is_some_and(|tokens| {
-                position <= tokens.len() && tokens[position - 1] == importer
-            });
-        }
-        match &export.accounts {
-            None => true,
-            Some(accounts) => accounts.iter().any(|name| name == importer),
-        }
-    };
-    if let Some(export) = exports().find(|export| export.subject == subject) {
-        return allowed(export, None);
-    }
-    let tokens: Vec<&str> = subject.split('.').collect();
-    exports()
-        .find(|export| is_subset_match(&tokens, &export.subject))
-        .is_some_and(|export| allowed(export, Some(&tokens)))
-}
-
-/// nats-server's `isSubsetMatch`: every subject `tokens` matches is matched by `test`.
-fn is_subset_match(tokens: &[&str], test: &str) -> bool {
-    for (index, test_token) in test.split('.').enumerate() {
-        let Some(token) = tokens.get(index) else {
-            return false;
-        };
-        if test_token.is_empty() {
-            return false;
-        }
-        if test_token == ">" {
-            return true;
-        }
-        if token.is_empty() || *token == ">" {
-            return false;
-        }
-        if *token == "*" {
-            if test_token != "*" {
-                return false;
-            }
-            continue;
-        }
-        if test_token != "*" && token != &test_token {
-            return false;
-        }
-    }
-    tokens.len() == test.split('.').count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3093,13 +3041,13 @@ mod tests {
 
     #[test]
     fn subset_matches_as_nats_server() {
-        let tokens = |subject: &'static str| subject.split('.').collect::<Vec<_>>();
-        assert!(is_subset_match(&tokens("foo.bar"), "foo.*"));
-        assert!(is_subset_match(&tokens("foo.*"), "foo.>"));
-        assert!(is_subset_match(&tokens("foo.*"), "foo.*"));
-        assert!(!is_subset_match(&tokens("foo.*"), "foo.bar"));
-        assert!(!is_subset_match(&tokens("foo.>"), "foo.*"));
-        assert!(!is_subset_match(&tokens("foo"), "foo.bar"));
-        assert!(!is_subset_match(&tokens("foo.bar.baz"), "foo.bar"));
+        use crate::auth::permissions::is_subset_match;
+        assert!(is_subset_match(b"foo.bar", b"foo.*"));
+        assert!(is_subset_match(b"foo.*", b"foo.>"));
+        assert!(is_subset_match(b"foo.*", b"foo.*"));
+        assert!(!is_subset_match(b"foo.*", b"foo.bar"));
+        assert!(!is_subset_match(b"foo.>", b"foo.*"));
+        assert!(!is_subset_match(b"foo", b"foo.bar"));
+        assert!(!is_subset_match(b"foo.bar.baz", b"foo.bar"));
     }
 }

@@ -231,6 +231,19 @@ impl Options {
     }
 }
 
+/// Whether a reload from `old` to `new` changes who may connect or what they may do (users,
+/// tokens, permissions, accounts, operator mode): connected clients are then checked again.
+pub fn auth_changed(old: &Options, new: &Options) -> bool {
+    old.auth != new.auth
+        || old.accounts != new.accounts
+        || old.system_account != new.system_account
+        || old.no_system_account != new.no_system_account
+        || old.operators != new.operators
+        || old.resolver_preload != new.resolver_preload
+        || old.trusted_keys != new.trusted_keys
+        || old.max_subscriptions != new.max_subscriptions
+}
+
 /// A configuration that cannot be used: the file's errors (one per line, warnings first, as
 /// nats-server reports them) or a start-up check's. `Display` is the text without the program
 /// name (`natsring: ` goes first on stderr; a failed reload logs it after `Failed to reload

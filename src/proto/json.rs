@@ -94,6 +94,54 @@ impl ConnectOptions {
     }
 }
 
+/// A CONNECT's JSON as `-V` traces it: the values of `auth_token*`, `pass*`, `sig`,
+/// `proxy_sig` and `nkey` replaced by `[REDACTED]`, the rest as sent (nats-server's
+/// `removeSecretsFromTrace`).
+pub fn redact_connect(json: &[u8]) -> String {
+    let text = String::from_utf8_lossy(json);
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].iter().position(|&b| b == b'"') {
+        let start = at + offset + 1;
+        let Some(length) = bytes[start..].iter().position(|&b| b == b'"') else {
+            break;
+        };
+        let key = &text[start..start + length];
+        at = start + length + 1;
+        let secret = key.starts_with("auth_token")
+            || key.starts_with("pass")
+            || matches!(key, "sig" | "proxy_sig" | "nkey");
+        // The value: after optional blanks, a ':' or '=', blanks and an optional quote, up to
+        // a quote, comma, line end or closing brace.
+        let mut value = at;
+        while bytes.get(value).is_some_and(u8::is_ascii_whitespace) {
+            value += 1;
+        }
+        if !secret || !matches!(bytes.get(value), Some(b':' | b'=')) {
+            continue;
+        }
+        value += 1;
+        while bytes.get(value).is_some_and(u8::is_ascii_whitespace) {
+            value += 1;
+        }
+        if bytes.get(value) == Some(&b'"') {
+            value += 1;
+        }
+        let end = bytes[value..]
+            .iter()
+            .position(|b| matches!(b, b'"' | b',' | b'\r' | b'\n' | b'}'))
+            .map_or(bytes.len(), |length| value + length);
+        out.push_str(&text[copied..value]);
+        out.push_str("[REDACTED]");
+        copied = end;
+        at = end + usize::from(bytes.get(end) == Some(&b'"'));
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// Decodes a first CONNECT's JSON onto the defaults.
 pub fn parse_connect(json: &[u8]) -> Result<ConnectOptions, ServerError> {
     parse_connect_onto(json, &ConnectOptions::default())
@@ -911,6 +959,23 @@ mod tests {
         let mut out = Vec::new();
         write_info(&mut out, info);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_a_traced_connect() {
+        assert_eq!(
+            redact_connect(br#"{"verbose":false,"user":"u","pass":"p4ss","auth_token":"t0k"}"#),
+            r#"{"verbose":false,"user":"u","pass":"[REDACTED]","auth_token":"[REDACTED]"}"#
+        );
+        assert_eq!(
+            redact_connect(br#"{"nkey":"UABC","sig":"xyz","proxy_sig":"q","name":"sig"}"#),
+            r#"{"nkey":"[REDACTED]","sig":"[REDACTED]","proxy_sig":"[REDACTED]","name":"sig"}"#
+        );
+        assert_eq!(
+            redact_connect(br#"{"password" : "a,b"}"#),
+            r#"{"password" : "[REDACTED],b"}"#
+        );
+        assert_eq!(redact_connect(b"{}"), "{}");
     }
 
     fn sample_info() -> Info {

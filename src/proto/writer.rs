@@ -372,3 +372,66 @@ mod tests {
         assert_eq!(out, b"-ERR 'Maximum Payload Violation'\r\n");
     }
 }
+
+/// The header nats-server adds to a request crossing into another account.
+const REQUEST_INFO_HEADER: &[u8] = b"Nats-Request-Info";
+
+/// Appends the header block of a request crossing from account `account` into another, as
+/// nats-server's `setHeader` makes it: the request's own block (`headers`, without an
+/// earlier `Nats-Request-Info`), or `NATS/1.0` when it had none, then `Nats-Request-Info:
+/// {"acc":"<account>","rtt":<ns>}` (`rtt` left out while unknown), then the blank line.
+pub fn write_request_info_headers(
+    out: &mut Vec<u8>,
+    headers: Option<&[u8]>,
+    account: &str,
+    rtt_ns: u64,
+) {
+    match headers.filter(|headers| headers.len() > 2) {
+        Some(headers) => {
+            let body = &headers[..headers.len() - 2];
+            let mut lines = body.split_inclusive(|&byte| byte == b'\n');
+            if let Some(first) = lines.next() {
+                out.extend_from_slice(first);
+            }
+            for line in lines {
+                let named = line.len() > REQUEST_INFO_HEADER.len()
+                    && line[..REQUEST_INFO_HEADER.len()].eq_ignore_ascii_case(REQUEST_INFO_HEADER)
+                    && line[REQUEST_INFO_HEADER.len()] == b':';
+                if !named {
+                    out.extend_from_slice(line);
+                }
+            }
+        }
+        None => out.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    out.extend_from_slice(REQUEST_INFO_HEADER);
+    out.extend_from_slice(b": {\"acc\":");
+    super::json::write_json_string(out, account);
+    if rtt_ns > 0 {
+        out.extend_from_slice(b",\"rtt\":");
+        write_u64(out, rtt_ns);
+    }
+    out.extend_from_slice(b"}\r\n\r\n");
+}
+
+#[cfg(test)]
+mod request_info_tests {
+    use super::*;
+
+    #[test]
+    fn request_info_is_added_to_the_headers_and_replaces_an_earlier_one() {
+        let mut out = Vec::new();
+        write_request_info_headers(&mut out, None, "A", 0);
+        assert_eq!(
+            out,
+            b"NATS/1.0\r\nNats-Request-Info: {\"acc\":\"A\"}\r\n\r\n"
+        );
+        out.clear();
+        let headers = b"NATS/1.0\r\nX: 1\r\nnats-request-info: forged\r\n\r\n";
+        write_request_info_headers(&mut out, Some(headers), "B", 1500);
+        assert_eq!(
+            out,
+            b"NATS/1.0\r\nX: 1\r\nNats-Request-Info: {\"acc\":\"B\",\"rtt\":1500}\r\n\r\n"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! partial operation), and act on each client operation (CONNECT, SUB, UNSUB, PING, PONG; a
 //! PUB goes to `deliver`). The client protocol's session: nothing here knows other shards.
 
-use super::conn::Subscription;
+use super::conn::{AuthState, Subscription};
 use super::core::Core;
 use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
@@ -54,7 +54,7 @@ impl Core {
     /// operation paused the connection: the caller keeps them (in `Conn::held`) for when it
     /// resumes.
     pub(super) fn on_client_input(&mut self, slot: u32, input: &[u8]) -> usize {
-        if self.conns[slot].identity.is_none() {
+        if !matches!(self.conns[slot].auth, AuthState::Authenticated(_)) {
             return self.on_input_before_auth(slot, input);
         }
         // The reader is taken out while its operations are handled (they need the shard).
@@ -149,7 +149,10 @@ impl Core {
         let with_reply =
             |reply: &Option<&[u8]>| reply.map(|r| format!(" {}", text(r))).unwrap_or_default();
         let (line, payload) = match op {
-            Op::Connect { json } => (format!("CONNECT {}", text(json)), None),
+            Op::Connect { json } => (
+                format!("CONNECT {}", crate::proto::json::redact_connect(json)),
+                None,
+            ),
             Op::Pub(Message {
                 subject,
                 reply,
@@ -305,8 +308,12 @@ impl Core {
             return self.mark_dirty(slot);
         }
         let conn = &self.conns[slot];
-        let max_subscriptions = conn.max_subscriptions as usize;
-        if max_subscriptions > 0 && conn.subs.len() >= max_subscriptions {
+        let server_max = options.max_subscriptions as usize;
+        let own_max = usize::try_from(conn.subscriptions_limit).ok();
+        let subscriptions = conn.subs.len();
+        if (server_max > 0 && subscriptions >= server_max)
+            || own_max.is_some_and(|max| subscriptions >= max)
+        {
             let quiet = self.max_subscriptions_logged_ms.is_some_and(|logged_ms| {
                 self.now_ms.saturating_sub(logged_ms) < limits::MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS
             });

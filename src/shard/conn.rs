@@ -80,8 +80,8 @@ pub enum PauseCause {
     /// The queue to this peer shard is congested. The pause ends when it drains (a peer always
     /// drains).
     Peer(ShardId),
-    /// Its CONNECT waits for a bcrypt check off the shard (`Conn::verifying`); the answer
-    /// (`Control::Verified`) ends the pause.
+    /// Its CONNECT waits for a bcrypt check off the shard (`AuthState::Verifying`); the
+    /// answer (`Control::Verified`) ends the pause.
     Verifying,
 }
 
@@ -350,6 +350,11 @@ impl SidIndex {
         self.slots.len()
     }
 
+    /// Every indexed slot.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots.iter().copied()
+    }
+
     /// Every indexed slot, leaving the index empty.
     pub fn drain(&mut self) -> impl Iterator<Item = u32> + '_ {
         self.slots.drain()
@@ -482,23 +487,25 @@ pub struct Conn {
     pub connected: bool,
     /// True once the async INFO that answers the first PING after CONNECT was sent.
     pub sent_connect_info: bool,
-    /// Who the connection is; `None` exactly while authentication is required and nothing
-    /// proved an identity yet (its input then goes through `Core::on_input_before_auth`).
-    pub identity: Option<Arc<Identity>>,
-    /// The nonce its INFO carried, when nkey users are configured.
+    /// Where it is in authentication, and who it is once authenticated.
+    pub auth: AuthState,
+    /// The nonce its INFO carried, when the server asks for signatures.
     pub nonce: Option<Box<str>>,
-    /// Shard clock (ms) by which it must have authenticated; `Some` only while it has not.
-    pub auth_deadline_ms: Option<u64>,
-    /// A CONNECT whose bcrypt check is under way (its reading is paused meanwhile).
-    pub verifying: Option<Box<ConnectOptions>>,
+    /// The number of its latest authentication check (see `Core::next_auth_check`).
+    pub auth_checks: u32,
+    /// Set to cancel the check of it the verifier has queued, if any.
+    pub check_cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// What its identity may publish and subscribe to, with this connection's decisions
     /// cached; `None`: anything.
     pub permissions: Option<Box<ConnectionPermissions>>,
     /// The account whose connection count includes this connection (see `Core::join_account`).
     pub joined: Option<AccountId>,
-    /// Subscriptions it may have at most: the smallest of the server's, its account's and its
-    /// user's limits; 0: no limit.
-    pub max_subscriptions: u32,
+    /// Subscriptions it may have at most by its account's and its user's limits (the server's
+    /// `max_subscriptions` applies on top); -1: no such limit.
+    pub subscriptions_limit: i64,
+    /// Its account's and user's payload limit (the server's `max_payload` applies on top);
+    /// -1: none.
+    pub payload_limit: i64,
     /// Shard clock (ms) when its authentication expires (an operator-mode JWT's `exp`).
     pub expires_ms: Option<u64>,
     /// sid -> slot in the shard's subscription slab.
@@ -533,6 +540,41 @@ impl Conn {
     pub fn is_open(&self) -> bool {
         self.state == ConnState::Open
     }
+
+    /// The largest payload it may publish: the server's limit, or its own if smaller.
+    pub fn payload_limit_with(&self, options: &crate::config::Options) -> u32 {
+        match u32::try_from(self.payload_limit) {
+            Ok(limit) => limit.min(options.max_payload),
+            Err(_) => options.max_payload,
+        }
+    }
+
+    /// On the timer tick: whether it failed to authenticate in time (`Authentication
+    /// Timeout`) or its authentication expired (`User Authentication Expired`).
+    pub fn auth_overdue(&self, now_ms: u64) -> Option<crate::proto::ServerError> {
+        match &self.auth {
+            AuthState::Awaiting { deadline_ms } if now_ms >= *deadline_ms => {
+                Some(crate::proto::ServerError::AuthenticationTimeout)
+            }
+            AuthState::Authenticated(_) if self.expires_ms.is_some_and(|at| now_ms >= at) => {
+                Some(crate::proto::ServerError::UserAuthenticationExpired)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where a client connection is in authentication.
+#[derive(Debug)]
+pub enum AuthState {
+    /// Authentication is required and nothing proved an identity yet: it must by
+    /// `deadline_ms` (shard clock). Its input goes through `Core::on_input_before_auth`.
+    Awaiting { deadline_ms: u64 },
+    /// A CONNECT's bcrypt check is under way off the shard (its number is
+    /// `Conn::auth_checks`); its reading is paused (`PauseCause::Verifying`) until the answer.
+    Verifying { options: Box<ConnectOptions> },
+    /// Who it is: its account and permissions (`Core::set_identity`).
+    Authenticated(Arc<Identity>),
 }
 
 /// Takes ownership of an fd a completion handed us.

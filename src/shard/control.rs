@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::settings::Settings;
 use crate::auth::authenticate::Identity;
+use crate::auth::verifier::Verification;
 
 use crate::stats::{AccountTraffic, ConnSnapshot};
 
@@ -41,14 +42,15 @@ pub enum Control {
     /// Close this many open clients (or all there are) for this cause. Answered with how many
     /// were closed and how many stay open.
     CloseClients(usize, CloseCause, Sender<(usize, usize)>),
-    /// The verifier's answer for the connection in `slot` (if it is still `generation`): the
-    /// identity its CONNECT proved, or `None` (the bcrypt check failed). `reload`: the check
-    /// was a reload's, of a connection already authenticated.
+    /// The verifier's answer to check number `check` of the connection in `slot` (if it is
+    /// still `generation`): the identity its credentials proved, or `None` (the bcrypt check
+    /// failed).
     Verified {
         slot: u32,
         generation: u32,
+        check: u32,
         identity: Option<Arc<Identity>>,
-        reload: bool,
+        verification: Verification,
     },
 }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use super::backpressure::{subscriber_stuck, subscriber_wait_over, Backlog, Pauses};
 use super::conn::{
-    close_fd, Conn, ConnKind, ConnState, PauseCause, RecvState, StuckSubscriber, SubscriberWait,
-    Transport,
+    close_fd, AuthState, Conn, ConnKind, ConnState, PauseCause, RecvState, StuckSubscriber,
+    SubscriberWait, Transport,
 };
 use super::peers::Peers;
 use super::settings::Settings;
@@ -40,6 +40,8 @@ pub struct AccountView {
     pub links: Option<Arc<Links>>,
     /// Its subject mappings, when it has any (`Settings::mappings`).
     pub mappings: Option<Arc<MappingTable>>,
+    /// Neither mappings nor links: a publish in it needs nothing but its table.
+    pub plain: bool,
     /// The traffic of its connections on this shard that have closed (open ones count their
     /// own; `Core::account_traffic` adds them up), so the message path counts nothing twice.
     pub closed_traffic: AccountTraffic,
@@ -105,6 +107,7 @@ impl Core {
                 cache: MatchCache::new(),
                 links: settings.links[index].clone(),
                 mappings: settings.mappings[index].clone(),
+                plain: settings.links[index].is_none() && settings.mappings[index].is_none(),
                 closed_traffic: AccountTraffic::default(),
             })
             .collect();
@@ -239,13 +242,16 @@ impl Core {
             options: Default::default(),
             connected: false,
             sent_connect_info: false,
-            identity: None,
+            auth: AuthState::Awaiting {
+                deadline_ms: u64::MAX,
+            },
             nonce: None,
-            auth_deadline_ms: None,
-            verifying: None,
+            auth_checks: 0,
+            check_cancel: None,
             permissions: None,
             joined: None,
-            max_subscriptions: options.max_subscriptions,
+            subscriptions_limit: -1,
+            payload_limit: -1,
             expires_ms: None,
             subs: Default::default(),
             ops_in_flight: 0,
@@ -343,6 +349,9 @@ impl Core {
         debug_assert!(conn.subs.is_empty());
         self.leave_account(slot);
         let conn = &self.conns[slot];
+        if let Some(cancel) = &conn.check_cancel {
+            cancel.store(true, Ordering::Relaxed);
+        }
         let closed = &mut self.accounts[conn.account.index()].closed_traffic;
         closed.in_msgs += conn.in_msgs;
         closed.in_bytes += conn.in_bytes;
@@ -357,7 +366,6 @@ impl Core {
     /// Keepalive PINGs, stale connections, write deadlines, authentication deadlines. Runs
     /// every `TIMER_TICK_MS`.
     pub(super) fn tick(&mut self) {
-        self.check_auth_deadlines();
         let now_ms = self.now_ms;
         let options = &self.settings.options;
         let (ping_interval_ms, ping_max) =
@@ -366,9 +374,16 @@ impl Core {
         let mut stale = Vec::new();
         let mut stalled = Vec::new();
         let mut ping = Vec::new();
+        let mut overdue = Vec::new();
         for (slot, conn) in self.conns.slots.iter_mut() {
             if conn.state == ConnState::Closing {
                 continue;
+            }
+            if conn.is_open() {
+                if let Some(err) = conn.auth_overdue(now_ms) {
+                    overdue.push((slot as u32, err));
+                    continue;
+                }
             }
             conn.held.release_if_idle();
             conn.out.release_if_idle();
@@ -393,6 +408,30 @@ impl Core {
         }
         for slot in ping {
             self.mark_dirty(slot);
+        }
+        // Response routes past their time go (one shard sweeps; they are shared).
+        if self.index.0 == 0 {
+            let now = std::time::Instant::now();
+            for view in &self.accounts {
+                if view
+                    .links
+                    .as_ref()
+                    .is_some_and(|links| links.answers_requests)
+                {
+                    view.account.responses.remove_expired(now);
+                }
+            }
+        }
+        for (slot, err) in overdue {
+            let conn = &mut self.conns[slot];
+            conn.expires_ms = None;
+            crate::log_debug!(
+                "{} - cid:{} - {}",
+                conn.peer,
+                conn.client_id,
+                err.close_reason().map_or("", |reason| reason.as_str())
+            );
+            self.send_error_and_drain(slot, &err);
         }
         for slot in stale {
             self.stats.stale_connections += 1;
@@ -520,11 +559,13 @@ impl Core {
     pub(super) fn reload(&mut self, settings: Arc<Settings>) {
         let options = &settings.options;
         for (_, conn) in self.conns.slots.iter_mut() {
+            let max_payload = conn.payload_limit_with(options);
             let parser = &mut conn.reader.parser;
-            parser.max_payload = options.max_payload;
+            parser.max_payload = max_payload;
             parser.max_control_line = options.max_control_line;
         }
         self.pauses.set_max_pending(options.max_pending);
+        let auth_changed = crate::config::auth_changed(&self.settings.options, options);
         // A reload only adds accounts: the new ones get their views here.
         for account in &settings.accounts[self.accounts.len()..] {
             self.accounts.push(AccountView {
@@ -532,15 +573,19 @@ impl Core {
                 cache: MatchCache::new(),
                 links: None,
                 mappings: None,
+                plain: true,
                 closed_traffic: AccountTraffic::default(),
             });
         }
         for (index, view) in self.accounts.iter_mut().enumerate() {
             view.links = settings.links[index].clone();
             view.mappings = settings.mappings[index].clone();
+            view.plain = view.links.is_none() && view.mappings.is_none();
         }
         self.settings = settings;
-        self.reauthenticate_all();
+        if auth_changed {
+            self.reauthenticate_all();
+        }
     }
 
     pub(super) fn publish_stats(&mut self) {

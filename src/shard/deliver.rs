@@ -66,7 +66,7 @@ impl Core {
         // reply nats-server reserves.
         let conn = &self.conns[slot];
         if conn.permissions.is_some()
-            || self.accounts[account.index()].mappings.is_some()
+            || !self.accounts[account.index()].plain
             || maybe_reserved(message.subject, message.reply)
         {
             return self.publish_checked(slot, account, message);
@@ -80,7 +80,7 @@ impl Core {
     fn publish_as_is(&mut self, slot: u32, account: AccountId, message: Message<'_>) {
         self.reply_ok(slot);
         let mut delivered = self.route(account, message, slot);
-        if self.accounts[account.index()].links.is_some() {
+        if !self.accounts[account.index()].plain {
             delivered |= self.follow_links(account, message, slot, 0);
         }
         if !delivered {
@@ -90,10 +90,10 @@ impl Core {
         }
     }
 
-    /// A publish that needs its account's mapping or its connection's permissions (or may use
-    /// a reserved subject), as nats-server processes it: the subject is mapped first, then
-    /// checked; a violation gets its `-ERR` (the connection stays open) and goes nowhere.
-    #[cold]
+    /// A publish that needs its account's mapping or links or its connection's permissions
+    /// (or may use a reserved subject), as nats-server processes it: the subject is mapped
+    /// first, then checked; a violation gets its `-ERR` (the connection stays open) and goes
+    /// nowhere. Kept out of line so the plain path stays small.
     #[inline(never)]
     fn publish_checked(&mut self, slot: u32, account: AccountId, message: Message<'_>) {
         let mut mapped = std::mem::take(&mut self.mapped_subject);

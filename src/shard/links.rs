@@ -6,18 +6,12 @@
 //! Reached only from publishes in accounts that have links (`AccountView::links`), so other
 //! traffic pays one branch for it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::core::Core;
 use crate::account::links::ResponseRoute;
 use crate::account::{AccountId, ResponseType};
 use crate::proto::Message;
-
-/// The header nats-server adds to a request crossing into another account.
-const REQUEST_INFO_HEADER: &[u8] = b"Nats-Request-Info";
-/// nats-server's header block first line.
-const HEADER_LINE: &[u8] = b"NATS/1.0\r\n";
 
 impl Core {
     /// Follows the links of `account` for `message`, published by the client in `slot`;
@@ -38,9 +32,11 @@ impl Core {
         };
         let mut delivered = false;
         if links.answers_requests {
-            let here = Arc::clone(&self.accounts[account.index()].account);
+            let here = &self.accounts[account.index()].account;
             if message.subject.starts_with(&here.response_prefix) {
-                if let Some(route) = here.responses.take(message.subject) {
+                // An empty message ends a stream of responses (nats-server's end marker).
+                let last = message.payload.is_empty() && message.headers.is_none();
+                if let Some(route) = here.responses.take(message.subject, last) {
                     let response = Message {
                         subject: &route.reply,
                         reply: None,
@@ -73,35 +69,67 @@ impl Core {
             subject.clear();
             link.rewrite
                 .apply(&link.filter, message.subject, &mut subject);
-            let exporter = Arc::clone(&self.accounts[link.exporter.index()].account);
+            // The exporter's mappings apply to the request on its way in, as in nats-server.
+            let mut mapped = Vec::new();
+            if let Some(table) = self.accounts[link.exporter.index()].mappings.clone() {
+                let mut random = || self.random() as u32;
+                if let Some(to) = table.map(&subject, &mut random, &mut mapped) {
+                    subject = to.to_vec();
+                }
+            }
             let reply = message.reply.map(|reply| {
+                let exporter = &self.accounts[link.exporter.index()].account;
                 let mut routed = exporter.response_prefix.to_vec();
-                routed.extend_from_slice(&crate::account::random_token(10));
+                let random = self.random();
+                routed.extend(reply_token(random));
+                let exporter = &self.accounts[link.exporter.index()].account;
                 exporter.responses.insert(
                     routed.clone().into_boxed_slice(),
                     ResponseRoute {
                         account,
                         reply: reply.into(),
                         singleton: link.response_type == ResponseType::Singleton,
+                        threshold: link.threshold,
                         expires: Instant::now() + link.threshold,
                     },
                 );
                 routed
             });
-            let headers = self.with_request_info(account, slot, message.headers);
+            let mut headers = std::mem::take(&mut self.scratch);
+            headers.clear();
+            let rtt_ns = self.conns.get(slot).map_or(0, |conn| conn.rtt_ns);
+            crate::proto::writer::write_request_info_headers(
+                &mut headers,
+                message.headers,
+                self.settings.account_name(account),
+                rtt_ns,
+            );
             let request = Message {
                 subject: &subject,
                 reply: reply.as_deref(),
                 headers: Some(&headers),
                 payload: message.payload,
             };
-            delivered |= self.publish_into(link.exporter, request, slot, depth + 1);
+            let taken = self.publish_into(link.exporter, request, slot, depth + 1);
+            self.scratch = headers;
+            if !taken {
+                // Nobody got the request: no response will come (nats-server drops the
+                // route at once too).
+                if let Some(routed) = &reply {
+                    self.accounts[link.exporter.index()]
+                        .account
+                        .responses
+                        .remove(routed);
+                }
+            }
+            delivered |= taken;
         }
         delivered
     }
 
     /// Delivers `message` in `account` as if published there (and follows that account's
-    /// links in turn).
+    /// links in turn). An account this shard does not know yet (a response route made by a
+    /// shard that applied a reload first) receives nothing.
     fn publish_into(
         &mut self,
         account: AccountId,
@@ -109,46 +137,24 @@ impl Core {
         slot: u32,
         depth: usize,
     ) -> bool {
+        if account.index() >= self.accounts.len() {
+            return false;
+        }
         let mut delivered = self.route(account, message, slot);
         if self.accounts[account.index()].links.is_some() {
             delivered |= self.follow_links(account, message, slot, depth);
         }
         delivered
     }
+}
 
-    /// The header block of a request crossing from `account` into another: the request's
-    /// own headers (without an earlier `Nats-Request-Info`), then `Nats-Request-Info` with
-    /// the requestor's account and round-trip time, as nats-server adds it.
-    fn with_request_info(&self, account: AccountId, slot: u32, headers: Option<&[u8]>) -> Vec<u8> {
-        let mut block = Vec::new();
-        match headers.filter(|headers| headers.len() > 2) {
-            Some(headers) => {
-                let body = &headers[..headers.len() - 2];
-                let mut lines = body.split_inclusive(|&byte| byte == b'\n');
-                if let Some(first) = lines.next() {
-                    block.extend_from_slice(first);
-                }
-                for line in lines {
-                    let named = line.len() > REQUEST_INFO_HEADER.len()
-                        && line[..REQUEST_INFO_HEADER.len()]
-                            .eq_ignore_ascii_case(REQUEST_INFO_HEADER)
-                        && line[REQUEST_INFO_HEADER.len()] == b':';
-                    if !named {
-                        block.extend_from_slice(line);
-                    }
-                }
-            }
-            None => block.extend_from_slice(HEADER_LINE),
-        }
-        block.extend_from_slice(REQUEST_INFO_HEADER);
-        block.extend_from_slice(b": {\"acc\":");
-        crate::proto::json::write_json_string(&mut block, self.settings.account_name(account));
-        let rtt_ns = self.conns.get(slot).map_or(0, |conn| conn.rtt_ns);
-        if rtt_ns > 0 {
-            block.extend_from_slice(b",\"rtt\":");
-            crate::proto::writer::write_u64(&mut block, rtt_ns);
-        }
-        block.extend_from_slice(b"}\r\n\r\n");
-        block
-    }
+/// The random end of a routed reply subject: ten characters of nats-server's reply alphabet
+/// from one draw of the shard's generator.
+fn reply_token(mut random: u64) -> impl Iterator<Item = u8> {
+    const DIGITS: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    (0..10).map(move |_| {
+        let digit = DIGITS[(random % 62) as usize];
+        random /= 62;
+        digit
+    })
 }

@@ -771,9 +771,12 @@ impl Shard {
                 control::Control::Verified {
                     slot,
                     generation,
+                    check,
                     identity,
-                    reload,
-                } => self.core.on_verified(slot, generation, identity, reload),
+                    verification,
+                } => self
+                    .core
+                    .on_verified(slot, generation, check, identity, verification),
             }
         }
         // A stop arrives as `Control::Stop` (`Shared::stop_all` sends it to every shard); the

@@ -34,16 +34,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings `options` make, keeping the accounts of `previous` (a reload's).
-    /// Operator mode's JWTs were checked before (`OperatorMode::new` fails the start or the
-    /// reload); here one that fails is only logged.
-    pub fn new(options: Options, mut info: Info, previous: Option<&Settings>) -> Settings {
-        let operator = OperatorMode::new(&options)
-            .unwrap_or_else(|err| {
-                crate::log_error!("{err}");
-                None
-            })
-            .map(Arc::new);
+    /// The settings `options` make, keeping the accounts of `previous` (a reload's), in
+    /// operator mode with `operator` (made from the same options by `OperatorMode::new`,
+    /// whose failure stopped the start or refused the reload before).
+    pub fn new(
+        options: Options,
+        mut info: Info,
+        previous: Option<&Settings>,
+        operator: Option<Arc<OperatorMode>>,
+    ) -> Settings {
         let mut configs = options.accounts.clone();
         if let Some(operator) = &operator {
             configs.extend(operator.account_configs());
@@ -59,12 +58,17 @@ impl Settings {
             previous.map_or(&[][..], |settings| &settings.accounts),
         );
         let id = |name: &str| account::find(&accounts, name).unwrap_or(AccountId::GLOBAL);
-        let auth = Authenticator::new(&options, operator, id);
+        let auth = Authenticator::new(&options, operator.clone(), id);
         let system_account = system_name
             .as_deref()
             .and_then(|name| account::find(&accounts, name));
         info.auth_required = auth.required();
-        let links = account::links::build(&configs, &accounts);
+        let activated = |importer: &str, index: usize| {
+            operator
+                .as_ref()
+                .is_some_and(|operator| operator.import_activated(importer, index))
+        };
+        let links = account::links::build(&configs, &accounts, &activated);
         let mappings = accounts
             .iter()
             .map(|account| mapping_table(&options, &configs, &account.name))

@@ -99,6 +99,6 @@ impl Shared {
             .map(|_| control::Mailbox::new().expect("a pipe").0)
             .collect();
         let info = crate::proto::json::Info::default();
-        Shared::new(Settings::new(options, info, None), mailboxes).expect("a thread")
+        Shared::new(Settings::new(options, info, None, None), mailboxes).expect("a thread")
     }
 }
