@@ -1006,6 +1006,155 @@ mod tests {
         );
     }
 
+    /// Shard 0 of one, whose only user `bob` has a bcrypt password (`pw`), and a connection
+    /// whose CONNECT with it waits for the verifier, with a PING and a SUB behind it.
+    fn waiting_for_bcrypt() -> (Bench, u32) {
+        let mut options = Options::default();
+        options.auth.users = Some(vec![crate::auth::User {
+            username: "bob".into(),
+            password: bcrypt::hash("pw", 4).unwrap(),
+            ..crate::auth::User::default()
+        }]);
+        let mut b = Bench {
+            core: Core::new(ShardId(0), Shared::for_tests(1, options), vec![None], 42),
+            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            clients: Vec::new(),
+            from_peer: vec![None],
+            to_peer: vec![None],
+        };
+        let client = TcpStream::connect(b.listener.local_addr().unwrap()).unwrap();
+        let (server_end, _) = b.listener.accept().unwrap();
+        b.clients.push(client);
+        let slot = b
+            .core
+            .open_conn(server_end.into_raw_fd(), ConnKind::Client)
+            .expect("opened");
+        b.core.conns.to_arm.clear();
+        let info = b.output(slot);
+        assert!(info.starts_with(b"INFO ") && info.windows(13).any(|w| w == b"auth_required"));
+        b.input(
+            slot,
+            b"CONNECT {\"verbose\":false,\"user\":\"bob\",\"pass\":\"pw\"}\r\nSUB foo 1\r\nPING\r\n",
+        );
+        assert!(matches!(
+            b.core.conns[slot].auth,
+            AuthState::Verifying { .. }
+        ));
+        assert_eq!(b.core.conns[slot].paused, Some(PauseCause::Verifying));
+        assert!(
+            b.output(slot).is_empty(),
+            "nothing answered while verifying"
+        );
+        assert!(!b.core.conns[slot].held.is_empty(), "what followed waits");
+        (b, slot)
+    }
+
+    /// The identity `bob`'s CONNECT proves (what the verifier's answer carries).
+    fn bobs_identity(b: &Bench) -> Arc<crate::auth::authenticate::Identity> {
+        let connect = crate::proto::json::ConnectOptions {
+            user: Some("bob".into()),
+            pass: Some("pw".into()),
+            ..Default::default()
+        };
+        match b.core.settings.auth.check(&connect, b"", "") {
+            crate::auth::authenticate::Verdict::Bcrypt { identity, .. } => identity,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_connect_waiting_for_bcrypt_goes_on_with_the_answer() {
+        use crate::auth::verifier::Verification;
+        let (mut b, slot) = waiting_for_bcrypt();
+        let (generation, check) = (
+            b.core.conns[slot].generation,
+            b.core.conns[slot].auth_checks,
+        );
+        let identity = bobs_identity(&b);
+        // An answer to an older check is dropped.
+        b.core.on_verified(
+            slot,
+            generation,
+            check.wrapping_sub(1),
+            None,
+            Verification::Connect,
+        );
+        assert!(b.core.conns[slot].is_open());
+        assert_eq!(b.core.conns[slot].paused, Some(PauseCause::Verifying));
+        b.core.on_verified(
+            slot,
+            generation,
+            check,
+            Some(identity),
+            Verification::Connect,
+        );
+        assert!(matches!(
+            b.core.conns[slot].auth,
+            AuthState::Authenticated(_)
+        ));
+        assert_eq!(b.core.conns[slot].paused, None);
+        assert_eq!(
+            b.output(slot),
+            b"PONG\r\n",
+            "the PING behind the CONNECT is answered"
+        );
+        assert_eq!(b.core.conns[slot].subs.len(), 1, "and the SUB took effect");
+        assert_eq!(b.core.conns.next_to_arm(), Some(slot), "reading goes on");
+    }
+
+    #[test]
+    fn a_failed_bcrypt_check_is_an_authorization_violation() {
+        use crate::auth::verifier::Verification;
+        let (mut b, slot) = waiting_for_bcrypt();
+        let (generation, check) = (
+            b.core.conns[slot].generation,
+            b.core.conns[slot].auth_checks,
+        );
+        b.core
+            .on_verified(slot, generation, check, None, Verification::Connect);
+        assert_eq!(b.output(slot), b"-ERR 'Authorization Violation'\r\n");
+        assert!(!b.core.conns[slot].is_open());
+        assert_eq!(
+            b.core.conns[slot].subs.len(),
+            0,
+            "the SUB behind it never ran"
+        );
+    }
+
+    #[test]
+    fn a_reload_during_a_bcrypt_check_checks_the_connect_again_against_the_new_users() {
+        use crate::auth::verifier::Verification;
+        let (mut b, slot) = waiting_for_bcrypt();
+        let (generation, check) = (
+            b.core.conns[slot].generation,
+            b.core.conns[slot].auth_checks,
+        );
+        let identity = bobs_identity(&b);
+        // bob is gone from the new configuration.
+        let mut options = Options::default();
+        options.auth.users = Some(vec![crate::auth::User {
+            username: "alice".into(),
+            password: "x".into(),
+            ..crate::auth::User::default()
+        }]);
+        let settings = Settings::new(options, Default::default(), Some(&b.core.settings), None);
+        b.core.reload(Arc::new(settings));
+        assert_eq!(b.output(slot), b"-ERR 'Authorization Violation'\r\n");
+        assert!(!b.core.conns[slot].is_open());
+        // The verifier's answer for the old check comes too late to let it in.
+        b.core.on_verified(
+            slot,
+            generation,
+            check,
+            Some(identity),
+            Verification::Connect,
+        );
+        assert!(!matches!(
+            b.core.conns[slot].auth,
+            AuthState::Authenticated(_)
+        ));
+    }
+
     /// What a peer received from this shard: each frame's queue route and target slots.
     #[derive(Default)]
     struct Received(Vec<(Route, Vec<u32>)>);
