@@ -1,0 +1,411 @@
+//! Authentication, permissions, accounts and operator mode through real clients: async-nats
+//! and nats-py against natsring (the binary, at two shards) and against nats-server 2.15.1
+//! started on the same file, with the same outcome required of both; accounts kept apart under
+//! load with clients on both shards; service and stream imports crossing accounts and shards;
+//! reloads (SIGHUP) that remove users and tighten permissions under connected clients; and the
+//! connection, subscription and payload limits of operator-mode JWTs.
+//!
+//! The raw differential tests of the same features are in `tests/auth.rs` and
+//! `tests/jwt_nats_server.rs`; nothing here repeats them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::{Client, ConnectErrorKind, ConnectOptions};
+use futures::StreamExt;
+use nkeys::KeyPair;
+use tokio::time::timeout;
+
+use natsring::auth::jwt::claims::{AccountClaims, UserClaims};
+use natsring::auth::jwt::{creds, issue};
+
+use common::{
+    start_natsring_with_config, start_reference_with_config, sync, temp_path, ChildServer,
+};
+
+/// How long one awaited step may take (a bound on a wait, never what is asserted).
+const WAIT: Duration = Duration::from_secs(10);
+
+fn url(port: u16) -> String {
+    format!("nats://127.0.0.1:{port}")
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// nats-server and natsring (two shards), each started on `config`, with their names.
+fn both_servers(config: &str) -> [(&'static str, ChildServer); 2] {
+    [
+        ("nats-server", start_reference_with_config(config)),
+        (
+            "natsring",
+            start_natsring_with_config(config, &["--shards", "2"]),
+        ),
+    ]
+}
+
+/// An operator that trusts itself, its system account, and the accounts it signs: the
+/// configuration of a server in operator mode with a memory resolver preloaded with them.
+struct Operator {
+    key: KeyPair,
+    jwt: String,
+    system_account: String,
+    /// Public key and JWT of each account, the system account's first.
+    accounts: Vec<(String, String)>,
+}
+
+impl Operator {
+    fn new() -> Operator {
+        let key = KeyPair::new_operator();
+        let system = KeyPair::new_account();
+        let mut claims = issue::operator_claims(&key.public_key());
+        claims.data.name = "natsring-clients".into();
+        claims.nats.system_account = system.public_key();
+        let jwt = issue::operator(claims, &key, now());
+        let mut system_claims = issue::account_claims(&system.public_key());
+        system_claims.data.name = "SYS".into();
+        let system_jwt = issue::account(system_claims, &key, now());
+        Operator {
+            key,
+            jwt,
+            system_account: system.public_key(),
+            accounts: vec![(system.public_key(), system_jwt)],
+        }
+    }
+
+    /// A new account named `name`, its claims edited by `edit`, signed and preloaded.
+    fn account(&mut self, name: &str, edit: impl FnOnce(&mut AccountClaims)) -> KeyPair {
+        let account = KeyPair::new_account();
+        let mut claims = issue::account_claims(&account.public_key());
+        claims.data.name = name.into();
+        edit(&mut claims);
+        let jwt = issue::account(claims, &self.key, now());
+        self.accounts.push((account.public_key(), jwt));
+        account
+    }
+
+    fn config(&self) -> String {
+        let preload: String = self
+            .accounts
+            .iter()
+            .map(|(key, jwt)| format!("  {key}: {jwt}\n"))
+            .collect();
+        format!(
+            "operator: {}\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n{preload}}}\n",
+            self.jwt, self.system_account
+        )
+    }
+}
+
+/// A user of `account` (signed by `account`), its claims edited by `edit`: the JWT and the
+/// user's key pair.
+fn user_of(account: &KeyPair, edit: impl FnOnce(&mut UserClaims)) -> (String, KeyPair) {
+    let user = KeyPair::new_user();
+    let mut claims = issue::user_claims(&user.public_key());
+    claims.data.name = "user".into();
+    edit(&mut claims);
+    (issue::user(claims, account, now()), user)
+}
+
+/// The `.creds` text of a user of `account`.
+fn creds_of(account: &KeyPair, edit: impl FnOnce(&mut UserClaims)) -> String {
+    let (jwt, user) = user_of(account, edit);
+    creds::format(&jwt, &user.seed().unwrap())
+}
+
+/// Writes `text` to a fresh file ending in `extension`.
+fn write_temp(tag: &str, extension: &str, text: &str) -> PathBuf {
+    let path = temp_path(tag).with_extension(extension);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// What a client made of its connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// Connected, and a message published by a second connection with the same credentials
+    /// arrived at a subscription of the first.
+    RoundTrip,
+    /// The server answered CONNECT with `-ERR 'Authorization Violation'`.
+    AuthorizationViolation,
+    /// Refused otherwise: the error, as async-nats reports it.
+    Refused(String),
+}
+
+/// Connects twice with `options()` to the server on `port`: a subscriber and a publisher.
+async fn outcome(port: u16, options: &dyn Fn() -> ConnectOptions) -> Outcome {
+    let subscriber = match options().connect(url(port)).await {
+        Ok(client) => client,
+        Err(err) if err.kind() == ConnectErrorKind::AuthorizationViolation => {
+            return Outcome::AuthorizationViolation
+        }
+        Err(err) => return Outcome::Refused(format!("{:?}: {err}", err.kind())),
+    };
+    let publisher = options()
+        .connect(url(port))
+        .await
+        .expect("the second connection with the same credentials");
+    round_trip(&publisher, &subscriber, "round.trip").await;
+    Outcome::RoundTrip
+}
+
+/// `publisher` publishes on `subject` and `subscriber`, subscribed first, gets the message.
+async fn round_trip(publisher: &Client, subscriber: &Client, subject: &'static str) {
+    let mut sub = subscriber.subscribe(subject).await.unwrap();
+    sync(subscriber).await;
+    publisher.publish(subject, "hello".into()).await.unwrap();
+    sync(publisher).await;
+    let msg = timeout(WAIT, sub.next())
+        .await
+        .expect("the message in time")
+        .expect("the subscription is open");
+    assert_eq!(msg.subject.as_str(), subject);
+    assert_eq!(&msg.payload[..], b"hello");
+}
+
+/// One way of connecting, and what both servers must make of it.
+struct Mode {
+    name: &'static str,
+    options: Box<dyn Fn() -> ConnectOptions>,
+    expected: Outcome,
+}
+
+fn mode(
+    name: &'static str,
+    options: impl Fn() -> ConnectOptions + 'static,
+    expected: Outcome,
+) -> Mode {
+    Mode {
+        name,
+        options: Box::new(options),
+        expected,
+    }
+}
+
+/// Runs every mode against nats-server and natsring started on `config`: each must give the
+/// mode's expected outcome on both.
+async fn agree_on_outcomes(config: &str, modes: &[Mode]) {
+    let servers = both_servers(config);
+    let mut failures = Vec::new();
+    for mode in modes {
+        for (server_name, server) in &servers {
+            let got = outcome(server.port, &*mode.options).await;
+            if got != mode.expected {
+                failures.push(format!(
+                    "{}: {server_name} gave {got:?}, expected {:?}",
+                    mode.name, mode.expected
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_token_auth_as_nats_server() {
+    let options = |token: &'static str| move || ConnectOptions::with_token(token.into());
+    agree_on_outcomes(
+        "authorization { token: \"s3cr3t\" }\n",
+        &[
+            mode("right token", options("s3cr3t"), Outcome::RoundTrip),
+            mode(
+                "wrong token",
+                options("s3cr3"),
+                Outcome::AuthorizationViolation,
+            ),
+            mode(
+                "no token",
+                ConnectOptions::new,
+                Outcome::AuthorizationViolation,
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_user_password_plain_and_bcrypt_as_nats_server() {
+    let hash = bcrypt::hash("b0b-pw", 4).unwrap();
+    let config = format!(
+        "authorization {{ users = [
+            {{ user: alice, password: \"al1ce-pw\" }}
+            {{ user: bob, password: \"{hash}\" }}
+        ] }}\n"
+    );
+    let options = |user: &'static str, password: &'static str| {
+        move || ConnectOptions::with_user_and_password(user.into(), password.into())
+    };
+    agree_on_outcomes(
+        &config,
+        &[
+            mode(
+                "plain password",
+                options("alice", "al1ce-pw"),
+                Outcome::RoundTrip,
+            ),
+            mode(
+                "wrong plain password",
+                options("alice", "al1ce"),
+                Outcome::AuthorizationViolation,
+            ),
+            mode(
+                "bcrypt password",
+                options("bob", "b0b-pw"),
+                Outcome::RoundTrip,
+            ),
+            mode(
+                "wrong bcrypt password",
+                options("bob", "B0B-pw"),
+                Outcome::AuthorizationViolation,
+            ),
+            mode(
+                "the hash itself as the password",
+                move || ConnectOptions::with_user_and_password("bob".into(), hash.clone()),
+                Outcome::AuthorizationViolation,
+            ),
+            mode(
+                "unknown user",
+                options("carol", "al1ce-pw"),
+                Outcome::AuthorizationViolation,
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_nkey_auth_as_nats_server() {
+    let user = KeyPair::new_user();
+    let stranger = KeyPair::new_user();
+    let config = format!(
+        "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
+        user.public_key()
+    );
+    let seed = user.seed().unwrap();
+    let stranger_seed = stranger.seed().unwrap();
+    agree_on_outcomes(
+        &config,
+        &[
+            mode(
+                "the user's seed",
+                move || ConnectOptions::with_nkey(seed.clone()),
+                Outcome::RoundTrip,
+            ),
+            mode(
+                "another user's seed",
+                move || ConnectOptions::with_nkey(stranger_seed.clone()),
+                Outcome::AuthorizationViolation,
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_credentials_in_operator_mode_as_nats_server() {
+    let mut operator = Operator::new();
+    let account = operator.account("APP", |_| {});
+    // An account the server was not given, signed by an operator it does not trust.
+    let stranger = KeyPair::new_account();
+    let good = creds_of(&account, |_| {});
+    let file = write_temp("clients", "creds", &good);
+    let expired = creds_of(&account, |u| u.data.expires = now() - 10);
+    let untrusted = creds_of(&stranger, |_| {});
+    // The JWT of one user with the seed of another: the nonce signature does not match.
+    let (jwt, _) = user_of(&account, |_| {});
+    let mismatched = creds::format(&jwt, &KeyPair::new_user().seed().unwrap());
+    let from_file = file.clone();
+    agree_on_outcomes(
+        &operator.config(),
+        &[
+            mode(
+                "creds text",
+                move || ConnectOptions::with_credentials(&good).unwrap(),
+                Outcome::RoundTrip,
+            ),
+            mode(
+                "creds file",
+                move || {
+                    let contents = std::fs::read_to_string(&from_file).unwrap();
+                    // `credentials_file` is async; reading the file here is the same thing.
+                    ConnectOptions::with_credentials(&contents).unwrap()
+                },
+                Outcome::RoundTrip,
+            ),
+            mode(
+                "expired user",
+                move || ConnectOptions::with_credentials(&expired).unwrap(),
+                Outcome::AuthorizationViolation,
+            ),
+            mode(
+                "user of an account nobody trusts",
+                move || ConnectOptions::with_credentials(&untrusted).unwrap(),
+                Outcome::AuthorizationViolation,
+            ),
+            mode(
+                "seed of another user",
+                move || ConnectOptions::with_credentials(&mismatched).unwrap(),
+                Outcome::AuthorizationViolation,
+            ),
+            mode(
+                "no credentials",
+                ConnectOptions::new,
+                Outcome::AuthorizationViolation,
+            ),
+        ],
+    )
+    .await;
+    // And async-nats' own reading of the file.
+    let servers = both_servers(&operator.config());
+    for (name, server) in &servers {
+        let client = ConnectOptions::with_credentials_file(&file)
+            .await
+            .unwrap()
+            .connect(url(server.port))
+            .await
+            .unwrap_or_else(|err| panic!("{name}: credentials_file: {err}"));
+        round_trip(&client, &client, "creds.file").await;
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_no_auth_user_as_nats_server() {
+    let config = "accounts {
+        A { users = [ { user: guest, password: guest }, { user: member, password: member } ] }
+        B { users = [ { user: other, password: other } ] }
+    }
+    no_auth_user: guest\n";
+    agree_on_outcomes(
+        config,
+        &[
+            mode("no credentials", ConnectOptions::new, Outcome::RoundTrip),
+            mode(
+                "the user by name",
+                || ConnectOptions::with_user_and_password("guest".into(), "guest".into()),
+                Outcome::RoundTrip,
+            ),
+            mode(
+                "a wrong password is not anonymous",
+                || ConnectOptions::with_user_and_password("guest".into(), "nope".into()),
+                Outcome::AuthorizationViolation,
+            ),
+        ],
+    )
+    .await;
+    // The anonymous client is in account A: a member of A reaches it.
+    for (name, server) in both_servers(config) {
+        let anonymous = async_nats::connect(url(server.port)).await.unwrap();
+        let member = ConnectOptions::with_user_and_password("member".into(), "member".into())
+            .connect(url(server.port))
+            .await
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        round_trip(&member, &anonymous, "in.account.a").await;
+    }
+}
