@@ -14,12 +14,14 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::{Client, ConnectErrorKind, ConnectOptions};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use nkeys::KeyPair;
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use natsring::auth::jwt::claims::{AccountClaims, UserClaims};
 use natsring::auth::jwt::{creds, issue};
+use natsring::shard_of_client_id;
 
 use common::{
     start_natsring_with_config, start_reference_with_config, sync, temp_path, ChildServer,
@@ -27,6 +29,9 @@ use common::{
 
 /// How long one awaited step may take (a bound on a wait, never what is asserted).
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The shard count of every natsring started here.
+const SHARDS: usize = 2;
 
 fn url(port: u16) -> String {
     format!("nats://127.0.0.1:{port}")
@@ -48,6 +53,11 @@ fn both_servers(config: &str) -> [(&'static str, ChildServer); 2] {
             start_natsring_with_config(config, &["--shards", "2"]),
         ),
     ]
+}
+
+/// natsring alone, at two shards.
+fn natsring_on(config: &str) -> ChildServer {
+    start_natsring_with_config(config, &["--shards", "2"])
 }
 
 /// An operator that trusts itself, its system account, and the accounts it signs: the
@@ -408,4 +418,255 @@ async fn async_nats_no_auth_user_as_nats_server() {
             .unwrap_or_else(|err| panic!("{name}: {err}"));
         round_trip(&member, &anonymous, "in.account.a").await;
     }
+}
+
+/// Connects with `options()` to natsring on `port` until the connection lands on `shard` (the
+/// kernel spreads connections over the shards' listeners; the INFO's `client_id` tells where).
+async fn client_on(port: u16, shard: usize, options: &dyn Fn() -> ConnectOptions) -> Client {
+    for _ in 0..200 {
+        let client = options().connect(url(port)).await.expect("connect");
+        if shard_of_client_id(client.server_info().client_id, SHARDS) == shard {
+            return client;
+        }
+    }
+    panic!("no connection landed on shard {shard} in 200 tries");
+}
+
+/// The user/password options of a user whose password is its name.
+fn as_user(user: &'static str) -> impl Fn() -> ConnectOptions {
+    move || ConnectOptions::with_user_and_password(user.into(), user.into())
+}
+
+/// Two accounts that share nothing but a `fence` subject each exports, which the other
+/// imports as `load.fence`: what one account publishes on `fence` after its load reaches
+/// the other's `load.>` subscribers last, so any of its load that leaked would have arrived
+/// before it (one publisher's messages reach a connection in order).
+const TWO_ACCOUNTS_WITH_FENCES: &str = "accounts {
+    A {
+        users = [ { user: a, password: a } ]
+        exports = [ { stream: fence } ]
+        imports = [ { stream: { account: B, subject: fence }, prefix: load } ]
+    }
+    B {
+        users = [ { user: b, password: b } ]
+        exports = [ { stream: fence } ]
+        imports = [ { stream: { account: A, subject: fence }, prefix: load } ]
+    }
+}\n";
+
+/// What one subscription of an account received, classified by the payload's account tag.
+#[derive(Debug, Default)]
+struct Received {
+    /// The sequence numbers of the own account's load, in arrival order.
+    own: Vec<usize>,
+    own_end: bool,
+    other_fence: bool,
+    /// Anything else: the other account's load, or what no one published.
+    foreign: Vec<String>,
+}
+
+impl Received {
+    fn take(&mut self, own_tag: &str, other_tag: &str, subject: &str, payload: &[u8]) {
+        let payload = String::from_utf8_lossy(payload).into_owned();
+        let sequence = payload
+            .strip_prefix(own_tag)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .and_then(|rest| rest.parse::<usize>().ok());
+        match (subject, sequence) {
+            (_, Some(sequence)) if subject.starts_with("load.") => self.own.push(sequence),
+            ("load.end", None) if payload == format!("{own_tag}:end") => self.own_end = true,
+            ("load.fence", None) if payload == format!("{other_tag}:fence") => {
+                self.other_fence = true
+            }
+            _ => self.foreign.push(format!("{subject} {payload}")),
+        }
+    }
+
+    fn complete(&self, total: usize) -> bool {
+        self.own.len() >= total && self.own_end && self.other_fence
+    }
+}
+
+/// Publishes `tag:0 .. tag:total-1` over `load.0 .. load.3`, then `tag:end` on `load.end`
+/// and `tag:fence` on `fence` (which only the other account sees, as `load.fence`).
+async fn publish_load(publisher: Client, tag: &'static str, total: usize) {
+    for sequence in 0..total {
+        publisher
+            .publish(
+                format!("load.{}", sequence % 4),
+                format!("{tag}:{sequence}").into(),
+            )
+            .await
+            .unwrap();
+    }
+    publisher
+        .publish("load.end", format!("{tag}:end").into())
+        .await
+        .unwrap();
+    publisher
+        .publish("fence", format!("{tag}:fence").into())
+        .await
+        .unwrap();
+    sync(&publisher).await;
+}
+
+/// Reads `sub` until it has the account's whole load, its end and the other account's fence.
+async fn receive_load(
+    mut sub: async_nats::Subscriber,
+    own_tag: &'static str,
+    other_tag: &'static str,
+    total: usize,
+) -> Received {
+    let mut received = Received::default();
+    while !received.complete(total) {
+        let msg = match timeout(WAIT, sub.next()).await {
+            Ok(Some(msg)) => msg,
+            _ => panic!(
+                "{own_tag}: stalled with {} of {total}, end {}, fence {}, foreign {:?}",
+                received.own.len(),
+                received.own_end,
+                received.other_fence,
+                received.foreign.first()
+            ),
+        };
+        received.take(own_tag, other_tag, msg.subject.as_str(), &msg.payload);
+    }
+    // Whatever is already buffered behind the fence was read off the socket before it.
+    while let Some(Some(msg)) = sub.next().now_or_never() {
+        received.take(own_tag, other_tag, msg.subject.as_str(), &msg.payload);
+    }
+    received
+}
+
+/// Accounts A and B both subscribe to `load.>` on both shards, plainly and in a queue group
+/// `workers` with a member on each shard; A publishes from shard 1 and B from shard 0, 20,000
+/// messages each on the same subjects. Every plain subscription gets exactly its own account's
+/// messages, all of them, in order; each account's queue group gets each of its own messages
+/// exactly once in total, on both members; no subscription sees the other account's load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_stay_isolated_under_load_across_two_shards() {
+    const TOTAL: usize = 20_000;
+    let server = natsring_on(TWO_ACCOUNTS_WITH_FENCES);
+    let accounts = [("A", "B", "a", 1usize), ("B", "A", "b", 0usize)];
+    let mut plain = Vec::new();
+    let mut queue = Vec::new();
+    let mut clients = Vec::new();
+    for &(tag, other, user, _) in &accounts {
+        for shard in 0..SHARDS {
+            let client = client_on(server.port, shard, &as_user(user)).await;
+            let sub = client.subscribe("load.>").await.unwrap();
+            let member = client
+                .queue_subscribe("load.>", "workers".into())
+                .await
+                .unwrap();
+            sync(&client).await;
+            plain.push((
+                format!("{tag} plain on shard {shard}"),
+                tokio::spawn(receive_load(sub, tag, other, TOTAL)),
+            ));
+            queue.push((tag, shard, member));
+            clients.push(client);
+        }
+    }
+    let mut publishers = Vec::new();
+    for &(tag, _, user, shard) in &accounts {
+        let publisher = client_on(server.port, shard, &as_user(user)).await;
+        publishers.push(tokio::spawn(publish_load(publisher, tag, TOTAL)));
+    }
+
+    // The queue groups: each message of an account to one member of its group.
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    for (tag, shard, mut member) in queue {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = member.next().await {
+                if sender.send((tag, shard, msg)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    for publisher in publishers {
+        timeout(Duration::from_secs(60), publisher)
+            .await
+            .expect("publishing in time")
+            .unwrap();
+    }
+    for (name, received) in plain {
+        let received = timeout(Duration::from_secs(60), received)
+            .await
+            .expect("received in time")
+            .unwrap();
+        assert!(
+            received.foreign.is_empty(),
+            "{name}: {} messages of another account, first {:?}",
+            received.foreign.len(),
+            received.foreign.first()
+        );
+        assert!(
+            received.own.iter().copied().eq(0..TOTAL),
+            "{name}: its own {TOTAL} in order, got {} (first out of place at {:?})",
+            received.own.len(),
+            received
+                .own
+                .iter()
+                .enumerate()
+                .find(|(at, &sequence)| *at != sequence)
+        );
+    }
+    let mut groups = [
+        ("A", "B", Received::default(), [0usize; SHARDS]),
+        ("B", "A", Received::default(), [0usize; SHARDS]),
+    ];
+    while !groups
+        .iter()
+        .all(|(_, _, received, _)| received.complete(TOTAL))
+    {
+        let (tag, shard, msg) = timeout(WAIT, receiver.recv())
+            .await
+            .unwrap_or_else(|_| panic!("queue groups stalled: {groups:?}"))
+            .expect("members run");
+        let group = groups.iter_mut().find(|group| group.0 == tag).unwrap();
+        group
+            .2
+            .take(tag, group.1, msg.subject.as_str(), &msg.payload);
+        group.3[shard] += 1;
+    }
+    // Whatever the members read off their sockets before the last fence, too.
+    tokio::task::yield_now().await;
+    while let Ok((tag, shard, msg)) = receiver.try_recv() {
+        let group = groups.iter_mut().find(|group| group.0 == tag).unwrap();
+        group
+            .2
+            .take(tag, group.1, msg.subject.as_str(), &msg.payload);
+        group.3[shard] += 1;
+    }
+    for (tag, _, received, per_shard) in &groups {
+        assert!(
+            received.foreign.is_empty(),
+            "queue group of {tag}: {:?}",
+            received.foreign.first()
+        );
+        let mut seen = vec![0u32; TOTAL];
+        for &sequence in &received.own {
+            seen[sequence] += 1;
+        }
+        let wrong: Vec<(usize, u32)> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, &times)| times != 1)
+            .map(|(sequence, &times)| (sequence, times))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty() && received.own.len() == TOTAL,
+            "queue group of {tag}: each of {TOTAL} exactly once, got {} (first wrong {wrong:?})",
+            received.own.len()
+        );
+        assert!(
+            per_shard.iter().all(|&count| count > 0),
+            "queue group of {tag}: members on both shards served: {per_shard:?}"
+        );
+    }
+    drop(clients);
 }
