@@ -670,3 +670,134 @@ async fn accounts_stay_isolated_under_load_across_two_shards() {
     }
     drop(clients);
 }
+
+/// Each account exports a service `svc.<account>.>` and a stream `events.<account>.>`, and
+/// imports the other's: the service under its own subject, the stream with a prefix
+/// `from<Account>`.
+const TWO_ACCOUNTS_LINKED: &str = "accounts {
+    A {
+        users = [ { user: a, password: a } ]
+        exports = [ { service: \"svc.a.>\" }, { stream: \"events.a.>\" } ]
+        imports = [
+            { service: { account: B, subject: \"svc.b.>\" } }
+            { stream: { account: B, subject: \"events.b.>\" }, prefix: fromB }
+        ]
+    }
+    B {
+        users = [ { user: b, password: b } ]
+        exports = [ { service: \"svc.b.>\" }, { stream: \"events.b.>\" } ]
+        imports = [
+            { service: { account: A, subject: \"svc.a.>\" } }
+            { stream: { account: A, subject: \"events.a.>\" }, prefix: fromA }
+        ]
+    }
+}\n";
+
+/// async-nats `request` through a service import: the responder in one account on one shard,
+/// the requester in the other account on the other shard, in all four combinations. Each
+/// request gets its own answer, and the responder sees the request on a reply subject of the
+/// import (`_R_.`), never the requester's inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_import_requests_cross_accounts_and_shards() {
+    const REQUESTS: usize = 200;
+    let server = natsring_on(TWO_ACCOUNTS_LINKED);
+    for (serving, asking, responder_shard) in
+        [("a", "b", 0), ("a", "b", 1), ("b", "a", 0), ("b", "a", 1)]
+    {
+        let case = format!("{serving} on shard {responder_shard} serves {asking}");
+        let responder = client_on(server.port, responder_shard, &as_user(serving)).await;
+        let subject = format!("svc.{serving}.echo");
+        let mut requests = responder.subscribe(subject.clone()).await.unwrap();
+        sync(&responder).await;
+        let answering = responder.clone();
+        let service = tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                let reply = request.reply.expect("a request has a reply subject");
+                let answer = format!(
+                    "{serving} answers {} via import: {}",
+                    String::from_utf8_lossy(&request.payload),
+                    reply.as_str().starts_with("_R_.")
+                );
+                answering.publish(reply, answer.into()).await.unwrap();
+            }
+        });
+        let requester =
+            client_on(server.port, SHARDS - 1 - responder_shard, &as_user(asking)).await;
+        for number in 0..REQUESTS {
+            let answer = timeout(
+                WAIT,
+                requester.request(subject.clone(), number.to_string().into()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{case}: request {number} in time"))
+            .unwrap_or_else(|err| panic!("{case}: request {number}: {err}"));
+            assert_eq!(
+                String::from_utf8_lossy(&answer.payload),
+                format!("{serving} answers {number} via import: true"),
+                "{case}"
+            );
+        }
+        service.abort();
+    }
+}
+
+/// A stream import with a prefix: what one account publishes on `events.<account>.*` from one
+/// shard reaches the other account's subscribers of `from<Account>.events.<account>.>` on both
+/// shards, every message in order and under the prefixed subject; a subscriber of the
+/// unprefixed subject in the importing account gets none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_import_with_prefix_reaches_the_other_account_on_both_shards() {
+    const TOTAL: usize = 2_000;
+    let server = natsring_on(TWO_ACCOUNTS_LINKED);
+    for (exporting, importing, publisher_shard) in [("a", "b", 0), ("b", "a", 1)] {
+        let prefix = format!("from{}", exporting.to_uppercase());
+        let mut subscribers = Vec::new();
+        for shard in 0..SHARDS {
+            let client = client_on(server.port, shard, &as_user(importing)).await;
+            let imported = client
+                .subscribe(format!("{prefix}.events.{exporting}.>"))
+                .await
+                .unwrap();
+            let unprefixed = client
+                .subscribe(format!("events.{exporting}.>"))
+                .await
+                .unwrap();
+            sync(&client).await;
+            subscribers.push((shard, client, imported, unprefixed));
+        }
+        let publisher = client_on(server.port, publisher_shard, &as_user(exporting)).await;
+        for number in 0..TOTAL {
+            publisher
+                .publish(
+                    format!("events.{exporting}.{}", number % 3),
+                    number.to_string().into(),
+                )
+                .await
+                .unwrap();
+        }
+        sync(&publisher).await;
+        for (shard, _client, imported, unprefixed) in &mut subscribers {
+            let case = format!(
+                "{importing} on shard {shard}, from {exporting} on shard {publisher_shard}"
+            );
+            for number in 0..TOTAL {
+                let msg = timeout(WAIT, imported.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("{case}: message {number} in time"))
+                    .unwrap();
+                assert_eq!(
+                    msg.subject.as_str(),
+                    format!("{prefix}.events.{exporting}.{}", number % 3),
+                    "{case}"
+                );
+                assert_eq!(&msg.payload[..], number.to_string().as_bytes(), "{case}");
+            }
+            // The same connection read anything of the unprefixed subscription before the
+            // last imported message: it would be buffered by now.
+            assert!(
+                unprefixed.next().now_or_never().is_none(),
+                "{case}: the unprefixed subject got the export"
+            );
+        }
+    }
+}
