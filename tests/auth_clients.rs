@@ -10,7 +10,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::{Client, ConnectErrorKind, ConnectOptions};
@@ -800,4 +801,47 @@ async fn stream_import_with_prefix_reaches_the_other_account_on_both_shards() {
             );
         }
     }
+}
+
+/// nats-py with `user_credentials=` (a `.creds` file) against a server in operator mode, and
+/// with a user and password against another: `tests/clients/python/auth_creds.py` checks a
+/// round trip and a request with each, and that an untrusted user's creds and a wrong
+/// password are refused. Run against two nats-servers first: what the script requires is what
+/// nats-server gives a nats-py application.
+#[test]
+fn nats_py_connects_with_creds_and_passwords() {
+    let mut operator = Operator::new();
+    let account = operator.account("APP", |_| {});
+    let creds = write_temp("py", "creds", &creds_of(&account, |_| {}));
+    let untrusted = write_temp("py", "creds", &creds_of(&KeyPair::new_account(), |_| {}));
+    let hash = bcrypt::hash("py-pw", 4).unwrap();
+    let passwords =
+        format!("authorization {{ users = [ {{ user: py, password: \"{hash}\" }} ] }}\n");
+    let run_script = |operator_port: u16, password_port: u16| {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python/auth_creds.py");
+        let output = Command::new("python3")
+            .arg(&script)
+            .arg(url(operator_port))
+            .arg(&creds)
+            .arg(&untrusted)
+            .arg(url(password_port))
+            .args(["py", "py-pw"])
+            .output()
+            .expect("python3 runs (scripts/test.sh installs nats-py)");
+        assert!(
+            output.status.success(),
+            "nats-py credentials script:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let reference_operator = start_reference_with_config(&operator.config());
+    let reference_passwords = start_reference_with_config(&passwords);
+    run_script(reference_operator.port, reference_passwords.port);
+    let natsring_operator = natsring_on(&operator.config());
+    let natsring_passwords = natsring_on(&passwords);
+    run_script(natsring_operator.port, natsring_passwords.port);
+    let _ = std::fs::remove_file(&creds);
+    let _ = std::fs::remove_file(&untrusted);
 }
