@@ -818,7 +818,7 @@ fn nats_py_connects_with_creds_and_passwords() {
     let hash = bcrypt::hash("py-pw", 4).unwrap();
     let passwords =
         format!("authorization {{ users = [ {{ user: py, password: \"{hash}\" }} ] }}\n");
-    let run_script = |operator_port: u16, password_port: u16| {
+    let run_script = |server_name: &str, operator_port: u16, password_port: u16| {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python/auth_creds.py");
         let output = Command::new("python3")
@@ -832,17 +832,21 @@ fn nats_py_connects_with_creds_and_passwords() {
             .expect("python3 runs (scripts/test.sh installs nats-py)");
         assert!(
             output.status.success(),
-            "nats-py credentials script:\n{}\n{}",
+            "nats-py credentials script against {server_name}:\n{}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     };
     let reference_operator = start_reference_with_config(&operator.config());
     let reference_passwords = start_reference_with_config(&passwords);
-    run_script(reference_operator.port, reference_passwords.port);
+    run_script(
+        "nats-server",
+        reference_operator.port,
+        reference_passwords.port,
+    );
     let natsring_operator = natsring_on(&operator.config());
     let natsring_passwords = natsring_on(&passwords);
-    run_script(natsring_operator.port, natsring_passwords.port);
+    run_script("natsring", natsring_operator.port, natsring_passwords.port);
     let _ = std::fs::remove_file(&creds);
     let _ = std::fs::remove_file(&untrusted);
 }

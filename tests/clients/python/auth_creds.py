@@ -43,11 +43,21 @@ async def round_trip(url, what, **credentials):
             await msg.respond(b"echo " + msg.data)
 
         await subscriber.subscribe("py.auth.echo", cb=echo)
+        # Twice: nats-py writes flush()'s PING straight to the socket, ahead of the SUBs still
+        # waiting for its flusher task, so the first PONG may come before the server has them.
+        # The flusher has written them by the time that PONG is read; the second PING follows.
+        await subscriber.flush()
         await subscriber.flush()
         await publisher.publish(subject, what.encode())
-        msg = await sub.next_msg(timeout=TIMEOUT)
+        try:
+            msg = await sub.next_msg(timeout=TIMEOUT)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{what}: the published message did not arrive") from None
         assert msg.data == what.encode(), f"{what}: round trip got {msg.data!r}"
-        reply = await publisher.request("py.auth.echo", b"hi", timeout=TIMEOUT)
+        try:
+            reply = await publisher.request("py.auth.echo", b"hi", timeout=TIMEOUT)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{what}: no reply to the request") from None
         assert reply.data == b"echo hi", f"{what}: request got {reply.data!r}"
     finally:
         await publisher.close()
