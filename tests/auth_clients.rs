@@ -50,16 +50,13 @@ fn now() -> i64 {
 fn both_servers(config: &str) -> [(&'static str, ChildServer); 2] {
     [
         ("nats-server", start_reference_with_config(config)),
-        (
-            "natsring",
-            start_natsring_with_config(config, &["--shards", "2"]),
-        ),
+        ("natsring", natsring_on(config)),
     ]
 }
 
 /// natsring alone, at two shards.
 fn natsring_on(config: &str) -> ChildServer {
-    start_natsring_with_config(config, &["--shards", "2"])
+    start_natsring_with_config(config, &["--shards", &SHARDS.to_string()])
 }
 
 /// An operator that trusts itself, its system account, and the accounts it signs: the
@@ -829,7 +826,7 @@ fn nats_py_connects_with_creds_and_passwords() {
             .arg(url(password_port))
             .args(["py", "py-pw"])
             .output()
-            .expect("python3 runs (scripts/test.sh installs nats-py)");
+            .expect("python3 runs (scripts/test.sh installs nats-py and nkeys)");
         assert!(
             output.status.success(),
             "nats-py credentials script against {server_name}:\n{}\n{}",
