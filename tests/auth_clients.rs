@@ -1202,7 +1202,6 @@ fn reload_tightening_a_publish_permission_as_nats_server() {
 /// longer has an account: `clientHasMovedToDifferentAccount`, closed as `ClientClosed`), and
 /// bob's connection carries on.
 #[test]
-#[ignore = "bug: natsring sends -ERR 'Authorization Violation' before closing the connection of a user a reload removed; nats-server 2.15.1 closes it without an error"]
 fn reload_removing_a_user_closes_her_connection_as_nats_server() {
     let expected = reload_agrees(
         ALICE_AND_BOB,
@@ -1252,7 +1251,6 @@ fn reload_changing_a_password_ends_the_connection_as_nats_server() {
 /// no longer allows, telling him of each (`Permissions Violation for Subscription to "x"
 /// (sid "1")`), and stops delivering on them.
 #[test]
-#[ignore = "bug: natsring keeps a subscription a reload no longer allows and goes on delivering on it; nats-server 2.15.1 removes it with -ERR 'Permissions Violation for Subscription to \"x\" (sid \"1\")'"]
 fn reload_tightening_a_subscribe_permission_as_nats_server() {
     let expected = reload_agrees(
         "authorization { users = [ { user: bob, password: b }, { user: pub, password: p } ] }\n",
@@ -1284,7 +1282,6 @@ fn reload_tightening_a_subscribe_permission_as_nats_server() {
 /// A reload that moves carol from the global account into account A: nats-server closes her
 /// connection (`clientHasMovedToDifferentAccount`) so that she reconnects into A.
 #[test]
-#[ignore = "bug: natsring keeps the connection of a user a reload moved to another account (it drops her subscriptions and moves her); nats-server 2.15.1 closes the connection"]
 fn reload_moving_a_user_to_another_account_as_nats_server() {
     let expected = reload_agrees(
         "authorization { users = [ { user: carol, password: c } ] }\naccounts { A { users = [ { user: dave, password: d } ] } }\n",
@@ -1596,7 +1593,6 @@ fn payload_limits_as_nats_server() {
 /// limit as `max_payload` (`generateClientInfoJSON` puts the client's `mpay` there), so a
 /// client refuses a too large message itself instead of being disconnected for it.
 #[test]
-#[ignore = "bug: natsring's INFO after CONNECT advertises the server's max_payload (1048576) for a connection whose user or account JWT sets a smaller payload limit; nats-server 2.15.1 advertises the connection's limit (16)"]
 fn payload_limit_is_advertised_after_connect_as_nats_server() {
     let runs = payload_runs();
     let (reference, natsring) = runs.split_at(runs.len() / 2);

@@ -265,6 +265,21 @@ impl Authenticator {
         self.timeout
     }
 
+    /// Whether the client whose CONNECT was `connect`, now in `account`, names a user or nkey
+    /// this configuration no longer has, or has in another account: nats-server closes such
+    /// clients on a reload (`clientHasMovedToDifferentAccount`) so they reconnect.
+    pub fn moved_or_gone(&self, connect: &ConnectOptions, account: AccountId) -> bool {
+        let given = |field: &Option<String>| field.clone().filter(|value| !value.is_empty());
+        let entry = if let Some(nkey) = given(&connect.nkey) {
+            self.nkeys.get(&nkey)
+        } else if let Some(user) = given(&connect.user) {
+            self.users.get(&user)
+        } else {
+            return false;
+        };
+        entry.is_none_or(|entry| entry.identity.account != account)
+    }
+
     /// Whether a client that sends an operation before CONNECT is taken as the
     /// `no_auth_user` (nats-server lets a telnet session work then); the verdict for it.
     pub fn no_auth_user_verdict(&self) -> Option<Verdict> {

@@ -427,6 +427,14 @@ impl Core {
                         continue;
                     }
                     let conn = &self.conns[slot];
+                    if self
+                        .settings
+                        .auth
+                        .moved_or_gone(&conn.options, conn.account)
+                    {
+                        self.close(slot, CloseReason::ClientClosed);
+                        continue;
+                    }
                     let nonce = conn.nonce.as_deref().unwrap_or_default().as_bytes();
                     let verdict = self.settings.auth.check(&conn.options, nonce, &conn.peer);
                     match verdict {

@@ -243,6 +243,8 @@ impl Core {
             let account = self.conns[slot].account;
             info.remote_account = Some(self.settings.account_name(account).to_string());
             info.acc_is_sys = self.settings.system_account == Some(account);
+            // The connection's own payload limit (its account's or user's, if smaller).
+            info.max_payload = self.conns[slot].payload_limit_with(&self.settings.options);
             self.conns[slot]
                 .out
                 .append_with(|out| write_info(out, &info));
