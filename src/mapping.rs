@@ -116,7 +116,11 @@ impl fmt::Display for MappingError {
                 )
             }
             MappingError::DuplicateEntry(subject) => {
-                write!(f, "duplicate entry for {}", go_quote(subject))
+                write!(
+                    f,
+                    "duplicate entry for {}",
+                    crate::config::go::quote(subject)
+                )
             }
             MappingError::IndividualWeight => f.write_str("individual weights need to be <= 100"),
             MappingError::TotalWeight => f.write_str("total weight needs to be <= 100"),
@@ -128,27 +132,6 @@ impl fmt::Display for MappingError {
 }
 
 impl std::error::Error for MappingError {}
-
-/// Go's `%q` for the strings a configuration holds: `"`, `\` and control bytes escaped.
-fn go_quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for character in text.chars() {
-        match character {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                quoted.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
 
 // ---------------------------------------------------------------------------------------------
 // Template parsing: nats-server matches each `{{...}}` token against one regular expression per

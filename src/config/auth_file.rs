@@ -27,6 +27,7 @@ use crate::account::{
     AccountConfig, AccountLimits, Export, ExportKind, Import, Mapping, ResponseType,
     WeightedDestination, GLOBAL_ACCOUNT,
 };
+use crate::auth::jwt::{is_public_key, KeyKind};
 use crate::auth::{NkeyUser, Permissions, ResponsePermission, SubjectPermission, User};
 use crate::sublist::subject::valid_subject;
 
@@ -496,7 +497,7 @@ pub(super) fn trusted_keys(options: &mut Options, item: &Item, report: &mut Repo
         ),
     }
     for key in &options.trusted_keys {
-        if !nkey::is_valid_public(key, nkey::PREFIX_OPERATOR) {
+        if !is_public_key(key, KeyKind::Operator) {
             report.error(
                 item,
                 format!(
@@ -670,7 +671,7 @@ fn parse_users(item: &Item, report: &mut Report) -> Option<(Vec<NkeyUser>, Vec<U
             users.push(user);
             continue;
         }
-        if !nkey::is_valid_public(&nkey, nkey::PREFIX_USER) {
+        if !is_public_key(&nkey, KeyKind::User) {
             report.error(last, "Not a valid public nkey for a user");
             return None;
         }
@@ -1036,7 +1037,7 @@ fn parse_account<'file>(fields: &'file Map, report: &mut Report) -> AccountBlock
     for (key, entry) in fields.iter() {
         match key.to_lowercase().as_str() {
             "nkey" => match &entry.value {
-                Value::String(key) if nkey::is_valid_public(key, nkey::PREFIX_ACCOUNT) => {}
+                Value::String(key) if is_public_key(key, KeyKind::Account) => {}
                 other => report.error(
                     entry,
                     format!(
@@ -2162,93 +2163,6 @@ fn check_permissions(permissions: Option<&Permissions>) -> Result<(), String> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Public nkeys.
-// ---------------------------------------------------------------------------------------------
-
-/// Public nkeys as nats-server's `nkeys.IsValidPublic*Key` checks them: base32 (RFC 4648, no
-/// padding) of a prefix byte, 32 key bytes and a CRC-16/XMODEM of those, little-endian.
-pub(crate) mod nkey {
-    pub const PREFIX_OPERATOR: u8 = 14 << 3;
-    pub const PREFIX_ACCOUNT: u8 = 0;
-    pub const PREFIX_USER: u8 = 20 << 3;
-
-    /// Bytes of a decoded public key: prefix, key, checksum.
-    const DECODED_BYTES: usize = 1 + 32 + 2;
-
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-    fn decode(text: &str) -> Option<Vec<u8>> {
-        let mut bytes = Vec::with_capacity(text.len() * 5 / 8);
-        let mut buffer: u32 = 0;
-        let mut bits = 0;
-        for character in text.bytes() {
-            let value = ALPHABET.iter().position(|&letter| letter == character)? as u32;
-            buffer = (buffer << 5) | value;
-            bits += 5;
-            if bits >= 8 {
-                bits -= 8;
-                bytes.push((buffer >> bits) as u8);
-                buffer &= (1 << bits) - 1;
-            }
-        }
-        Some(bytes)
-    }
-
-    /// CRC-16/XMODEM (polynomial 0x1021, initial 0), as the nkeys library computes it.
-    pub fn crc16(bytes: &[u8]) -> u16 {
-        let mut crc: u16 = 0;
-        for &byte in bytes {
-            crc ^= u16::from(byte) << 8;
-            for _ in 0..8 {
-                crc = if crc & 0x8000 != 0 {
-                    (crc << 1) ^ 0x1021
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        crc
-    }
-
-    /// Whether `text` is a public key of the kind `prefix` names.
-    pub fn is_valid_public(text: &str, prefix: u8) -> bool {
-        let Some(bytes) = decode(text) else {
-            return false;
-        };
-        if bytes.len() != DECODED_BYTES || bytes[0] != prefix {
-            return false;
-        }
-        let (payload, checksum) = bytes.split_at(DECODED_BYTES - 2);
-        crc16(payload) == u16::from_le_bytes([checksum[0], checksum[1]])
-    }
-
-    /// Encodes a public key (tests make valid keys with it).
-    #[cfg(test)]
-    pub fn encode(prefix: u8, key: [u8; 32]) -> String {
-        let mut bytes = vec![prefix];
-        bytes.extend_from_slice(&key);
-        let crc = crc16(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        let mut text = String::new();
-        let mut buffer: u32 = 0;
-        let mut bits = 0;
-        for byte in bytes {
-            buffer = (buffer << 8) | u32::from(byte);
-            bits += 8;
-            while bits >= 5 {
-                bits -= 5;
-                text.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-            }
-            buffer &= (1 << bits) - 1;
-        }
-        if bits > 0 {
-            text.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-        }
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2293,7 +2207,9 @@ mod tests {
     }
 
     fn user_key(seed: u8) -> String {
-        nkey::encode(nkey::PREFIX_USER, [seed; 32])
+        nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [seed; 32])
+            .unwrap()
+            .public_key()
     }
 
     fn subjects(list: &[&str]) -> Option<Vec<String>> {
@@ -2396,7 +2312,7 @@ mod tests {
             errors("authorization { users: [{nkey: UABC}] }"),
             [":1:25: Not a valid public nkey for a user"]
         );
-        let account_key = nkey::encode(nkey::PREFIX_ACCOUNT, [7; 32]);
+        let account_key = nkeys::KeyPair::new_account().public_key();
         assert_eq!(
             errors(&format!(
                 "authorization {{ users: [{{nkey: {account_key}}}] }}"
@@ -2925,7 +2841,7 @@ mod tests {
             errors("resolver_preload: { A: 1 }"),
             [":1:20: preload map value should be a string JWT"]
         );
-        let operator_key = nkey::encode(nkey::PREFIX_OPERATOR, [1; 32]);
+        let operator_key = nkeys::KeyPair::new_operator().public_key();
         assert_eq!(
             options(&format!("trusted: {operator_key}")).trusted_keys,
             [operator_key]
@@ -3018,25 +2934,6 @@ mod tests {
             options.validate(),
             Err("unknown connection type \"CARRIER_PIGEON\"".to_string())
         );
-    }
-
-    #[test]
-    fn nkeys_are_checked_like_the_nkeys_library() {
-        // A real user key (nats-server's test suite).
-        assert!(nkey::is_valid_public(
-            "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4",
-            nkey::PREFIX_USER
-        ));
-        let key = user_key(9);
-        assert!(nkey::is_valid_public(&key, nkey::PREFIX_USER));
-        assert!(!nkey::is_valid_public(&key, nkey::PREFIX_ACCOUNT));
-        let mut broken = key.into_bytes();
-        broken[10] = if broken[10] == b'A' { b'B' } else { b'A' };
-        assert!(!nkey::is_valid_public(
-            std::str::from_utf8(&broken).unwrap(),
-            nkey::PREFIX_USER
-        ));
-        assert!(!nkey::is_valid_public("UABC", nkey::PREFIX_USER));
     }
 
     #[test]
