@@ -422,15 +422,18 @@ impl Subscription {
         }
     }
 
+    #[inline]
     pub fn subject(&self) -> &[u8] {
         &self.text[..self.subject_len as usize]
     }
 
+    #[inline]
     pub fn sid(&self) -> &[u8] {
         let start = self.subject_len as usize;
         &self.text[start..start + self.sid_len as usize]
     }
 
+    #[inline]
     pub fn queue(&self) -> Option<&[u8]> {
         let queue = &self.text[(self.subject_len + self.sid_len) as usize..];
         (!queue.is_empty()).then_some(queue)
@@ -498,6 +501,9 @@ pub struct Conn {
     /// What its identity may publish and subscribe to, with this connection's decisions
     /// cached; `None`: anything.
     pub permissions: Option<Box<ConnectionPermissions>>,
+    /// Its publishes need no check but the reserved subjects': no permissions, and its
+    /// account has no mappings and no links (`Core::set_identity`, `Core::reload` keep it).
+    pub plain: bool,
     /// The account whose connection count includes this connection (see `Core::join_account`).
     pub joined: Option<AccountId>,
     /// Subscriptions it may have at most by its account's and its user's limits (the server's

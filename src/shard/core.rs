@@ -249,6 +249,7 @@ impl Core {
             auth_checks: 0,
             check_cancel: None,
             permissions: None,
+            plain: true,
             joined: None,
             subscriptions_limit: -1,
             payload_limit: -1,
@@ -581,6 +582,9 @@ impl Core {
             view.links = settings.links[index].clone();
             view.mappings = settings.mappings[index].clone();
             view.plain = view.links.is_none() && view.mappings.is_none();
+        }
+        for (_, conn) in self.conns.slots.iter_mut() {
+            conn.plain = conn.permissions.is_none() && self.accounts[conn.account.index()].plain;
         }
         self.settings = settings;
         if auth_changed {
