@@ -40,6 +40,9 @@ pub struct ShardStats {
     pub idle_watched: u64,
     /// Of those, the ones that ended within the window (work came before the shard slept).
     pub idle_watch_hits: u64,
+    /// Idle periods slept through at once, without asking `SpinPolicy`, because bcrypt checks
+    /// were waiting or being made (the verifier was runnable: see `auth::verifier`).
+    pub idle_unwatched_verifying: u64,
     /// Receive completions (each carries one buffer of data, an end of file or an error).
     pub recv_completions: u64,
     /// Multishot receives ended because the buffer ring was empty (ENOBUFS): each is re-armed

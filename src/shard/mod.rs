@@ -220,7 +220,15 @@ impl Shard {
                 } else {
                     answered = false;
                     let since = Instant::now();
-                    let watched = self.spin.watch();
+                    // Not while bcrypt checks wait or run: the verifier is runnable, maybe on
+                    // this core, and each turn of the watch would yield the core to it for a
+                    // whole slice; the shard sleeps, and its wake-up takes the core back
+                    // (`auth::verifier`).
+                    let verifying = self.core.shared.verifier.busy();
+                    if verifying {
+                        self.core.stats.idle_unwatched_verifying += 1;
+                    }
+                    let watched = !verifying && self.spin.watch();
                     if watched {
                         self.core.stats.idle_watched += 1;
                         if self.busy_poll(since + window) {

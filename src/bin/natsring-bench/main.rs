@@ -16,7 +16,10 @@
 //!   (a queue group when more than one); round-trip latency percentiles from an HDR
 //!   histogram. With `--background-rate R`, one more connection publishes `--background-size`
 //!   messages to a subject nobody subscribes to, R a second, paced in 1 ms steps, all through
-//!   the measurement (latency under load; the rate it reached is reported).
+//!   the measurement (latency under load; the rate it reached is reported). With
+//!   `--auth-churn R`, one more thread opens R connections a second that each authenticate
+//!   (`--churn-user`/`--churn-pass`) and close (`churn.rs`): what logging in costs the
+//!   requesters; the report adds how many authenticated and their handshake times.
 //! - `many`: `--conns` publishers each sending a steady trickle (`--rate` msgs/s in all,
 //!   `--batch` messages per write) for `--seconds`, to `--subs` subscribers (publisher i
 //!   publishes to `<subject>.many.<i % subs>`, subscriber j subscribes to its own): each
@@ -25,10 +28,15 @@
 //!   connection.
 //! - `sink`: not a client: a trivial server that answers the handshake and the final PING and
 //!   discards everything else, the loopback ceiling for a publisher.
+//! - `bcrypt`: not a client: prints the bcrypt hash of `--pass` at `--cost` (for a server's
+//!   configuration) and, on stderr, what one check of it costs on this machine.
+//!
+//! With `--user U --pass P` every connection a mode makes presents them in its CONNECT.
 //!
 //! Every delivery is checked: a subscriber that misses or duplicates a message fails the
 //! run (exit status 1) unless `--allow-loss`.
 
+mod churn;
 mod many;
 mod server_stats;
 mod wire;
@@ -44,10 +52,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use wire::{Client, MsgCounter, Target};
+use wire::{Client, Credentials, MsgCounter, Target};
 
 const USAGE: &str = "\
-usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink> [options]
+usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink|bcrypt> [options]
 
   --server HOST:PORT   server address (default 127.0.0.1:4222)
   --subject S          subject (default bench)
@@ -61,6 +69,10 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink> [options]
   --background-rate R  req mode: one more publisher sends R msgs/s (to bench.background) meanwhile
   --background-size B  its payload size (default 16)
   --max-seconds S      req mode: each requester stops after S seconds even if --msgs are not done
+  --auth-churn R       req mode: one more thread opens R connections/s meanwhile, each
+                       INFO, CONNECT with credentials, PING, PONG (or -ERR), close
+  --churn-user U       their user (default --user)
+  --churn-pass P       their password (default --pass)
   --conns N            idle connections in idle mode, publishers in many mode (default 1000)
   --rate R             many mode: messages per second from all publishers (default 1000000)
   --batch K            many mode: messages per publisher write (default 10)
@@ -73,7 +85,10 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink> [options]
   --sub-shard J        subscribers on shard J
   --stall SECONDS      fail when no progress for this long (default 10)
   --allow-loss         report missing messages instead of failing
+  --user U --pass P    every connection authenticates as U with password P
   --port P             sink mode: port to listen on (default 4222)
+  --cost C             bcrypt mode: the cost of the hash of --pass (default 11, as
+                       `nats server passwd`)
   --json               one JSON object on stdout instead of the table
 ";
 
@@ -91,6 +106,13 @@ struct Config {
     background_rate: f64,
     background_size: usize,
     max_seconds: Option<Duration>,
+    /// req mode: authenticating connections a second (0: none).
+    auth_churn_rate: f64,
+    /// What the churn's connections present (`--churn-user`/`--churn-pass`, else the target's).
+    churn_credentials: Option<Credentials>,
+    /// bcrypt mode: the password (`--pass`) and the hash's cost.
+    bcrypt_password: String,
+    bcrypt_cost: u32,
     rate: f64,
     batch: usize,
     seconds: f64,
@@ -107,13 +129,18 @@ struct Config {
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mode = args.first().ok_or("missing mode")?.clone();
-    if !["pub", "sub", "pubsub", "req", "many", "idle", "sink"].contains(&mode.as_str()) {
+    if ![
+        "pub", "sub", "pubsub", "req", "many", "idle", "sink", "bcrypt",
+    ]
+    .contains(&mode.as_str())
+    {
         return Err(format!("unknown mode {mode:?}"));
     }
     let mut config = Config {
         target: Target {
             address: "127.0.0.1:4222".into(),
             shard_count: None,
+            credentials: None,
         },
         subject: "bench".into(),
         payload_size: 16,
@@ -125,6 +152,10 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         background_rate: 0.0,
         background_size: 16,
         max_seconds: None,
+        auth_churn_rate: 0.0,
+        churn_credentials: None,
+        bcrypt_password: String::new(),
+        bcrypt_cost: 11,
         rate: 1e6,
         batch: 10,
         seconds: 5.0,
@@ -139,6 +170,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         json: false,
         mode,
     };
+    // Each given or not; paired (and the churn's defaulted) once all are read.
+    let (mut user, mut pass, mut churn_user, mut churn_pass) = (None, None, None, None);
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
         let mut value = || {
@@ -168,6 +201,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--max-seconds" => {
                 config.max_seconds = Some(Duration::from_secs_f64(number(flag, value()?)?))
             }
+            "--auth-churn" => config.auth_churn_rate = number(flag, value()?)?,
+            "--user" => user = Some(value()?),
+            "--pass" => pass = Some(value()?),
+            "--churn-user" => churn_user = Some(value()?),
+            "--churn-pass" => churn_pass = Some(value()?),
+            "--cost" => config.bcrypt_cost = number(flag, value()?)?,
             "--conns" => config.idle_conn_count = number(flag, value()?)?,
             "--table-subs" => config.table_sub_count = number(flag, value()?)?,
             "--server-pid" => config.server_pid = Some(number(flag, value()?)?),
@@ -184,6 +223,30 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     }
     if config.message_count == 0 {
         return Err("--msgs must be at least 1".into());
+    }
+    let pair = |user: Option<String>, pass: Option<String>, flags: &str| match (user, pass) {
+        (Some(user), Some(pass)) => Ok(Some(Credentials { user, pass })),
+        (None, None) => Ok(None),
+        _ => Err(format!("{flags} go together")),
+    };
+    if config.mode == "bcrypt" {
+        config.bcrypt_password = pass.ok_or("bcrypt needs --pass")?;
+        if !(4..=31).contains(&config.bcrypt_cost) {
+            return Err("--cost must be 4 to 31".into());
+        }
+        return Ok(config);
+    }
+    config.churn_credentials = pair(
+        churn_user.or_else(|| user.clone()),
+        churn_pass.or_else(|| pass.clone()),
+        "--churn-user and --churn-pass (or --user and --pass)",
+    )?;
+    config.target.credentials = pair(user, pass, "--user and --pass")?;
+    if config.auth_churn_rate < 0.0 || !config.auth_churn_rate.is_finite() {
+        return Err("--auth-churn must be a rate of 0 or more".into());
+    }
+    if config.auth_churn_rate > 0.0 && config.mode != "req" {
+        return Err("--auth-churn is for req mode".into());
     }
     if config.mode == "pubsub" && (config.publisher_count == 0 || config.subscriber_count == 0) {
         return Err("pubsub needs --pubs and --subs of at least 1".into());
@@ -218,6 +281,10 @@ struct Report {
     latency_us: Option<Latency>,
     /// req with --background-rate: the rate the background publisher reached.
     background_rate_msgs: Option<f64>,
+    /// req with --auth-churn: what the authenticating connections did (absent otherwise, so
+    /// other runs' JSON is as it always was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_churn: Option<churn::ChurnReport>,
     table_subs: usize,
     conns: usize,
 }
@@ -261,6 +328,7 @@ fn main() -> ExitCode {
     };
     let result = match config.mode.as_str() {
         "sink" => sink(&config).map(|()| None),
+        "bcrypt" => bcrypt_hash(&config).map(|()| None),
         "req" => request_reply(&config).map(Some),
         "idle" => idle(&config).map(Some),
         "many" => many::run(&config).map(Some),
@@ -701,6 +769,20 @@ fn request_reply(config: &Config) -> io::Result<Report> {
     } else {
         None
     };
+    let auth_churn = if config.auth_churn_rate > 0.0 {
+        let (stop, config) = (Arc::clone(&stop), config.clone());
+        Some(thread::spawn(move || {
+            churn::run(
+                &config.target.address,
+                config.churn_credentials.as_ref(),
+                config.auth_churn_rate,
+                config.stall,
+                &stop,
+            )
+        }))
+    } else {
+        None
+    };
     let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
     start_line.wait();
     let start = Instant::now();
@@ -728,8 +810,16 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         }
         None => None,
     };
+    let auth_churn = auth_churn.map(|handle| handle.join().expect("auth churn"));
     drop(table);
     if !errors.is_empty() {
+        // What the churn did is part of why a requester failed (a server stalled by logins).
+        if let Some(churn) = &auth_churn {
+            errors.push(format!(
+                "auth churn meanwhile: {} of {} connections authenticated ({:.1}/s), {} refused",
+                churn.authenticated, churn.opened, churn.authenticated_rate, churn.refused
+            ));
+        }
         return Err(io::Error::other(errors.join("; ")));
     }
     let rounds = rounds_made.load(Ordering::Relaxed);
@@ -755,6 +845,7 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         server_rss_bytes: config.server_pid.and_then(server_stats::rss_bytes),
         latency_us: Some(Latency::of(&histogram)),
         background_rate_msgs: background_rate,
+        auth_churn,
         table_subs: config.table_sub_count,
         ..Report::default()
     })
@@ -911,6 +1002,34 @@ fn settle(clients: &mut [Client]) -> io::Result<()> {
     Ok(())
 }
 
+/// Prints the bcrypt hash of `--pass` at `--cost` (`$2a$`, as `nats server passwd` writes
+/// it), and on stderr what checking a password against it costs here (the median of
+/// `CHECKS`): what a server pays per login.
+fn bcrypt_hash(config: &Config) -> io::Result<()> {
+    const CHECKS: usize = 5;
+    let pass = config.bcrypt_password.as_str();
+    // `$2a$`, as nats-server's `nats server passwd` (Go's bcrypt) writes it.
+    let hash = bcrypt::hash_with_result(pass, config.bcrypt_cost)
+        .map_err(io::Error::other)?
+        .format_for_version(bcrypt::Version::TwoA);
+    let mut costs: Vec<Duration> = (0..CHECKS)
+        .map(|_| {
+            let began = Instant::now();
+            let matches = bcrypt::verify(pass, &hash).unwrap_or(false);
+            assert!(matches, "a fresh hash verifies");
+            began.elapsed()
+        })
+        .collect();
+    costs.sort();
+    eprintln!(
+        "bcrypt cost {}: one check takes {:.1} ms here (median of {CHECKS})",
+        config.bcrypt_cost,
+        costs[CHECKS / 2].as_secs_f64() * 1e3
+    );
+    println!("{hash}");
+    Ok(())
+}
+
 /// The loopback ceiling: accept, answer the handshake's PING (and any other), discard the
 /// rest. One thread per connection.
 fn sink(config: &Config) -> io::Result<()> {
@@ -1012,6 +1131,34 @@ fn print_table(report: &Report) {
             "{:<12} p50 {:.1} us  p90 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us  ({} round trips)",
             "latency", latency.p50, latency.p90, latency.p99, latency.p999, latency.max, latency.count
         );
+    }
+    if let Some(churn) = &report.auth_churn {
+        println!(
+            "{:<12} {} of {} connections authenticated ({:.1}/s of {}/s asked), {} refused, {} timed out, {} failed, {} unfinished",
+            "auth churn",
+            churn.authenticated,
+            churn.opened,
+            churn.authenticated_rate,
+            churn.rate_target,
+            churn.refused,
+            churn.timed_out,
+            churn.failed,
+            churn.unfinished
+        );
+        println!(
+            "{:<12} p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} answered)",
+            "handshake",
+            churn.handshake_us.p50 / 1e3,
+            churn.handshake_us.p99 / 1e3,
+            churn.handshake_us.max / 1e3,
+            churn.handshake_us.count
+        );
+        for (text, count) in &churn.refusals {
+            println!("{:<12} {count} x {text}", "refusal");
+        }
+        if let Some(error) = &churn.error {
+            println!("{:<12} first error: {error}", "churn");
+        }
     }
     if let (Some(cpu), Some(per_msg)) = (report.server_cpu_seconds, report.server_cpu_ns_per_msg) {
         println!(

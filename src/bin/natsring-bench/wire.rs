@@ -22,12 +22,38 @@ pub const READ_BYTES: usize = 1024 * 1024;
 /// How many connection attempts placing a connection on a chosen shard may take.
 const PLACEMENT_ATTEMPTS_MAX: usize = 2000;
 
-/// Where the server is and how to place connections on its shards.
+/// Where the server is, how to place connections on its shards, and who they say they are.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub address: String,
     /// The server's shard count, when connections are to be placed on chosen shards.
     pub shard_count: Option<usize>,
+    /// What every connection's CONNECT presents (`--user`, `--pass`); none: no credentials.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password, as a CONNECT carries them (`user`, `pass`).
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub user: String,
+    pub pass: String,
+}
+
+/// The CONNECT and PING a generator connection opens with, once it has the INFO. With
+/// credentials the CONNECT carries `user` and `pass`; without, it is the same bytes as always.
+pub fn connect_and_ping(credentials: Option<&Credentials>) -> Vec<u8> {
+    let mut bytes = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\
+        \"no_responders\":true,\"protocol\":1,\"echo\":true,\"name\":\"natsring-bench\""
+        .to_vec();
+    if let Some(credentials) = credentials {
+        let json = |text: &str| serde_json::to_vec(text).expect("a string serializes");
+        bytes.extend_from_slice(b",\"user\":");
+        bytes.extend_from_slice(&json(&credentials.user));
+        bytes.extend_from_slice(b",\"pass\":");
+        bytes.extend_from_slice(&json(&credentials.pass));
+    }
+    bytes.extend_from_slice(b"}\r\nPING\r\n");
+    bytes
 }
 
 /// A connected, handshaken client connection.
@@ -44,7 +70,7 @@ impl Client {
     /// that shard (natsring numbers client ids so that `(id - 1) % shards` is the shard).
     pub fn connect(target: &Target, shard: Option<usize>) -> io::Result<Client> {
         for _ in 0..PLACEMENT_ATTEMPTS_MAX {
-            let client = Client::connect_once(&target.address)?;
+            let client = Client::connect_once(target)?;
             match (shard, target.shard_count) {
                 (Some(wanted), Some(count)) if count > 0 => {
                     if (client.client_id.saturating_sub(1) % count as u64) as usize == wanted {
@@ -59,8 +85,8 @@ impl Client {
         )))
     }
 
-    fn connect_once(address: &str) -> io::Result<Client> {
-        let mut stream = TcpStream::connect(address)?;
+    fn connect_once(target: &Target) -> io::Result<Client> {
+        let mut stream = TcpStream::connect(&target.address)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut buffer = vec![0u8; 4096];
@@ -86,11 +112,7 @@ impl Client {
             )));
         }
         let client_id = info_client_id(&info[5..]).unwrap_or(0);
-        stream.write_all(
-            b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\
-              \"no_responders\":true,\"protocol\":1,\"echo\":true,\"name\":\"natsring-bench\"}\r\n\
-              PING\r\n",
-        )?;
+        stream.write_all(&connect_and_ping(target.credentials.as_ref()))?;
         let mut client = Client {
             stream,
             client_id,
@@ -334,6 +356,26 @@ mod tests {
         assert_eq!(frame_total_len(b"MSG a 1 5\r\n").unwrap(), 11 + 5 + 2);
         assert_eq!(frame_total_len(b"HMSG a 1 r 3 5\r\n").unwrap(), 16 + 5 + 2);
         assert!(frame_total_len(b"MSG a 1 x\r\n").is_err());
+    }
+
+    #[test]
+    fn connect_carries_credentials_only_when_given() {
+        assert_eq!(
+            connect_and_ping(None),
+            b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\
+              \"no_responders\":true,\"protocol\":1,\"echo\":true,\"name\":\"natsring-bench\"}\r\n\
+              PING\r\n"
+        );
+        let credentials = Credentials {
+            user: "steady".into(),
+            pass: "a\"b\\c".into(),
+        };
+        let bytes = connect_and_ping(Some(&credentials));
+        let line = bytes.strip_suffix(b"\r\nPING\r\n").unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&line[8..]).unwrap();
+        assert_eq!(json["user"], "steady");
+        assert_eq!(json["pass"], "a\"b\\c");
+        assert_eq!(json["name"], "natsring-bench");
     }
 
     #[test]

@@ -1,0 +1,414 @@
+//! `req --auth-churn R`: one more thread opens R new connections a second, each a whole
+//! authenticating handshake (INFO, then CONNECT with `--churn-user`/`--churn-pass` and PING,
+//! then the PONG, or the server's `-ERR` or close), and closes it at once. What it costs the
+//! other clients of the server (the requesters' latency) is the measurement; its own report
+//! says how many authenticated, how fast, and how long each handshake took.
+//!
+//! The handshakes overlap: a bcrypt check costs milliseconds by design, and a server that
+//! falls behind holds a handshake until its authentication timeout (seconds), so at 100 a
+//! second hundreds may be in flight. The pacing thread opens each connection when it is due
+//! and hands it to a short-lived thread of its own, which waits in a blocking read for the
+//! server's answer and sends the outcome back: a waiting handshake costs the generator
+//! nothing, and its time is exact. (Looking at every open handshake each millisecond from
+//! the pacing thread instead took a fifth of the generator's CPU, beside the requester being
+//! measured.) At most `IN_FLIGHT_MAX` are in flight: a server that falls behind gets its
+//! connections later (the rate reached shows it), not more of them.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::Latency;
+use crate::wire::{self, Credentials};
+
+/// Handshakes in flight at most (each holds a socket and a thread, asleep in a read).
+const IN_FLIGHT_MAX: usize = 1000;
+/// Stack of a handshake's thread: it reads into a 4 KiB buffer and parses lines.
+const HANDSHAKE_STACK_BYTES: usize = 64 * 1024;
+/// How long the pacing thread waits at most before it looks at `stop` again.
+const STOP_CHECK: Duration = Duration::from_millis(10);
+/// Bytes one handshake may receive before its PONG (an INFO is well under 4 KiB; a server
+/// that sends more is not answering the handshake).
+const HANDSHAKE_INPUT_BYTES_MAX: usize = 64 * 1024;
+
+/// What the churn did, in the run's JSON report (`auth_churn`).
+#[derive(Debug, Default, Serialize)]
+pub struct ChurnReport {
+    /// Connections a second it was asked for (`--auth-churn`).
+    pub rate_target: f64,
+    /// Connections opened.
+    pub opened: u64,
+    /// Handshakes that ended with the PONG.
+    pub authenticated: u64,
+    /// Handshakes the server refused (an `-ERR`, or a close before the PONG).
+    pub refused: u64,
+    /// Each refusal's text (the `-ERR` line, or "closed") and how often it came.
+    pub refusals: BTreeMap<String, u64>,
+    /// Handshakes with no answer within `--stall`.
+    pub timed_out: u64,
+    /// Connections that failed with an I/O error (the first one's text in `error`).
+    pub failed: u64,
+    pub error: Option<String>,
+    /// Handshakes still waiting when the run ended.
+    pub unfinished: u64,
+    /// From the first connection due until the run ended.
+    pub seconds: f64,
+    /// Handshakes that authenticated, per second.
+    pub authenticated_rate: f64,
+    /// From `connect` until the PONG or the refusal, answered handshakes only.
+    pub handshake_us: Latency,
+}
+
+impl ChurnReport {
+    fn failure(&mut self, err: io::Error) {
+        self.failed += 1;
+        self.error.get_or_insert_with(|| err.to_string());
+    }
+
+    /// Counts a finished handshake.
+    fn finished(&mut self, finished: Finished, histogram: &mut Histogram<u64>) {
+        match finished.outcome {
+            Ok(outcome) => {
+                let nanos = finished.took.as_nanos() as u64;
+                histogram.saturating_record(nanos.max(1));
+                match outcome {
+                    Outcome::Authenticated => self.authenticated += 1,
+                    Outcome::Refused(text) => {
+                        self.refused += 1;
+                        *self.refusals.entry(text).or_default() += 1;
+                    }
+                }
+            }
+            Err(err) if is_timeout(&err) => self.timed_out += 1,
+            Err(err) => self.failure(err),
+        }
+    }
+}
+
+/// Where a handshake is: exactly one of these while it is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Connected; the server's INFO has not been read whole yet.
+    AwaitingInfo,
+    /// CONNECT and PING sent; waiting for the PONG (or a refusal).
+    AwaitingPong,
+}
+
+/// How a handshake ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Authenticated,
+    /// The `-ERR` line (trimmed), or "closed".
+    Refused(String),
+}
+
+/// A handshake's end and how long it took from `connect`.
+struct Finished {
+    /// An error that `is_timeout` is a handshake with no answer within the stall.
+    outcome: io::Result<Outcome>,
+    took: Duration,
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// One handshake in flight.
+struct Handshake {
+    stream: TcpStream,
+    began: Instant,
+    stage: Stage,
+    /// Bytes received and not yet taken as a line.
+    input: Vec<u8>,
+}
+
+impl Handshake {
+    /// Connects; the server is given `stall` to answer the whole handshake.
+    fn open(address: &str, stall: Duration) -> io::Result<Handshake> {
+        let began = Instant::now();
+        let stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(stall))?;
+        Ok(Handshake {
+            stream,
+            began,
+            stage: Stage::AwaitingInfo,
+            input: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Reads until the handshake ends (blocking), then closes the connection.
+    fn finish(mut self, connect: &[u8]) -> Finished {
+        let outcome = self.run(connect);
+        Finished {
+            outcome,
+            took: self.began.elapsed(),
+        }
+    }
+
+    fn run(&mut self, connect: &[u8]) -> io::Result<Outcome> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                // Whatever came before the close has been taken already.
+                Ok(0) => return Ok(Outcome::Refused("closed".into())),
+                Ok(read) => self.input.extend_from_slice(&chunk[..read]),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // A reset right after an -ERR: the refusal was taken from an earlier read.
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok(Outcome::Refused("closed".into()))
+                }
+                Err(err) => return Err(err),
+            }
+            if let Some(outcome) = self.take_lines(connect)? {
+                return Ok(outcome);
+            }
+            if self.input.len() > HANDSHAKE_INPUT_BYTES_MAX {
+                return Err(io::Error::other("no line in 64 KiB of handshake"));
+            }
+        }
+    }
+
+    /// Handles every whole line received.
+    fn take_lines(&mut self, connect: &[u8]) -> io::Result<Option<Outcome>> {
+        let mut start = 0;
+        let mut outcome = None;
+        while let Some(end) = memchr::memchr(b'\n', &self.input[start..]) {
+            let line = &self.input[start..start + end + 1];
+            start += end + 1;
+            if line.starts_with(b"-ERR") {
+                let text = String::from_utf8_lossy(line).trim_end().to_string();
+                outcome = Some(Outcome::Refused(text));
+                break;
+            }
+            match self.stage {
+                Stage::AwaitingInfo if line.starts_with(b"INFO ") => {
+                    self.stream.write_all(connect)?;
+                    self.stage = Stage::AwaitingPong;
+                }
+                Stage::AwaitingPong if line.starts_with(b"PONG") => {
+                    outcome = Some(Outcome::Authenticated);
+                    break;
+                }
+                Stage::AwaitingPong if line.starts_with(b"PING") => {
+                    self.stream.write_all(b"PONG\r\n")?;
+                }
+                Stage::AwaitingPong if line.starts_with(b"+OK") || line.starts_with(b"INFO") => {}
+                stage => {
+                    return Err(io::Error::other(format!(
+                        "{stage:?}: server sent {:?}",
+                        String::from_utf8_lossy(line).trim_end()
+                    )))
+                }
+            }
+        }
+        self.input.drain(..start);
+        Ok(outcome)
+    }
+}
+
+/// Opens `rate` authenticating connections a second to `address` with `credentials` until
+/// `stop`; a handshake with no answer after `stall` is given up.
+pub fn run(
+    address: &str,
+    credentials: Option<&Credentials>,
+    rate: f64,
+    stall: Duration,
+    stop: &AtomicBool,
+) -> ChurnReport {
+    let connect: Arc<[u8]> = wire::connect_and_ping(credentials).into();
+    let mut report = ChurnReport {
+        rate_target: rate,
+        ..ChurnReport::default()
+    };
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let (results, finished) = channel::<Finished>();
+    let mut in_flight = 0usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        // The next connection is due at start + opened * interval; one that falls behind
+        // (in flight at the most) is opened as soon as a handshake ends.
+        let due = start + interval.mul_f64(report.opened as f64);
+        let now = Instant::now();
+        if now >= due && in_flight < IN_FLIGHT_MAX {
+            report.opened += 1;
+            match open(address, stall, &connect, &results) {
+                Ok(()) => in_flight += 1,
+                Err(err) => report.failure(err),
+            }
+            continue;
+        }
+        let wait = if in_flight < IN_FLIGHT_MAX {
+            due.saturating_duration_since(now).min(STOP_CHECK)
+        } else {
+            STOP_CHECK
+        };
+        match finished.recv_timeout(wait) {
+            Ok(done) => {
+                in_flight -= 1;
+                report.finished(done, &mut histogram);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => unreachable!("the sender is held here"),
+        }
+    }
+    // Those that ended meanwhile are counted; the rest end on their own (answer or stall).
+    while let Ok(done) = finished.try_recv() {
+        in_flight -= 1;
+        report.finished(done, &mut histogram);
+    }
+    report.unfinished = in_flight as u64;
+    report.seconds = start.elapsed().as_secs_f64();
+    report.authenticated_rate = report.authenticated as f64 / report.seconds;
+    report.handshake_us = Latency::of(&histogram);
+    report
+}
+
+/// Opens one connection and starts the thread that carries its handshake to the end.
+fn open(
+    address: &str,
+    stall: Duration,
+    connect: &Arc<[u8]>,
+    results: &Sender<Finished>,
+) -> io::Result<()> {
+    let handshake = Handshake::open(address, stall)?;
+    let (connect, results) = (Arc::clone(connect), results.clone());
+    thread::Builder::new()
+        .name("auth-handshake".into())
+        .stack_size(HANDSHAKE_STACK_BYTES)
+        .spawn(move || {
+            // The pacing thread may have returned (the run is over): nobody counts it then.
+            let _ = results.send(handshake.finish(&connect));
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A server that sends INFO, reads the CONNECT and PING, and answers with `answer`.
+    fn serve_once(answer: &'static [u8]) -> (String, thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let handle = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .write_all(b"INFO {\"auth_required\":true}\r\n")
+                .unwrap();
+            let mut received = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !received.ends_with(b"PING\r\n") {
+                let read = stream.read(&mut chunk).unwrap();
+                assert!(read > 0);
+                received.extend_from_slice(&chunk[..read]);
+            }
+            stream.write_all(answer).unwrap();
+            received
+        });
+        (address, handle)
+    }
+
+    fn finish(address: &str, connect: &[u8]) -> Outcome {
+        let handshake = Handshake::open(address, Duration::from_secs(10)).unwrap();
+        handshake.finish(connect).outcome.unwrap()
+    }
+
+    #[test]
+    fn a_handshake_sends_the_credentials_after_the_info_and_ends_with_the_pong() {
+        let credentials = Credentials {
+            user: "churn".into(),
+            pass: "pw".into(),
+        };
+        let connect = wire::connect_and_ping(Some(&credentials));
+        let (address, server) = serve_once(b"+OK\r\nPONG\r\n");
+        assert_eq!(finish(&address, &connect), Outcome::Authenticated);
+        assert_eq!(server.join().unwrap(), connect);
+    }
+
+    #[test]
+    fn a_refusal_is_told_by_its_error() {
+        let connect = wire::connect_and_ping(None);
+        let (address, server) = serve_once(b"-ERR 'Authorization Violation'\r\n");
+        assert_eq!(
+            finish(&address, &connect),
+            Outcome::Refused("-ERR 'Authorization Violation'".into())
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_close_before_the_pong_is_a_refusal() {
+        let connect = wire::connect_and_ping(None);
+        let (address, server) = serve_once(b"");
+        assert_eq!(
+            finish(&address, &connect),
+            Outcome::Refused("closed".into())
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn no_answer_within_the_stall_is_a_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let handshake = Handshake::open(&address, Duration::from_millis(50)).unwrap();
+        let finished = handshake.finish(&wire::connect_and_ping(None));
+        let mut report = ChurnReport::default();
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        report.finished(finished, &mut histogram);
+        assert_eq!((report.timed_out, report.failed), (1, 0));
+        assert_eq!(histogram.len(), 0);
+    }
+
+    #[test]
+    fn the_churn_opens_connections_at_the_rate_asked() {
+        // A server that authenticates every connection at once.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                thread::spawn(move || {
+                    stream.write_all(b"INFO {}\r\n").unwrap();
+                    let mut received = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !received.ends_with(b"PING\r\n") {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => received.extend_from_slice(&chunk[..read]),
+                        }
+                    }
+                    let _ = stream.write_all(b"PONG\r\n");
+                });
+            }
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let churn =
+            thread::spawn(move || run(&address, None, 200.0, Duration::from_secs(10), &stopping));
+        thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let report = churn.join().unwrap();
+        // 100 due in 0.5 s; a loaded test machine may fall a little behind.
+        assert!((60..=101).contains(&report.opened), "{report:?}");
+        assert!(
+            report.authenticated + report.unfinished == report.opened,
+            "{report:?}"
+        );
+        assert_eq!(report.handshake_us.count, report.authenticated);
+    }
+}
