@@ -714,6 +714,9 @@ pub struct ConnectionPermissions {
     /// Publish decisions by subject, at most `PUBLISH_PERMISSION_CACHE_ENTRIES_MAX`.
     /// Denials are cached only when there are no response permissions.
     publish_decisions: HashMap<Box<[u8]>, bool, FixedState>,
+    /// The last subject found allowed: a publisher repeating a subject is answered by one
+    /// comparison, before any hashing.
+    last_allowed: Vec<u8>,
     /// Present exactly when the user has `allow_responses`.
     responses: Option<ResponsePermits>,
     /// Present once a subscription may overlap a subscribe deny entry (never removed, as in
@@ -733,6 +736,7 @@ impl ConnectionPermissions {
         ConnectionPermissions {
             rules,
             publish_decisions: HashMap::with_hasher(crate::hash::seeded()),
+            last_allowed: Vec::new(),
             responses,
             delivery_filter: None,
         }
@@ -751,7 +755,14 @@ impl ConnectionPermissions {
         if !self.rules.restricts_publish() {
             return true;
         }
+        if !self.last_allowed.is_empty() && self.last_allowed == subject {
+            return true;
+        }
         if let Some(&allowed) = self.publish_decisions.get(subject) {
+            if allowed {
+                self.last_allowed.clear();
+                self.last_allowed.extend_from_slice(subject);
+            }
             return allowed;
         }
         let allowed = self.rules.publish_permitted(subject);
