@@ -778,6 +778,14 @@ impl ConnectionPermissions {
         allowed
     }
 
+    /// Whether `subject` is the last subject found allowed (or nothing is restricted): the
+    /// publish path's inline test, before any full check.
+    #[inline]
+    pub fn allowed_as_last(&self, subject: &[u8]) -> bool {
+        !self.rules.restricts_publish()
+            || (!self.last_allowed.is_empty() && self.last_allowed == subject)
+    }
+
     /// A message with reply subject `reply` was just delivered to this connection (queued to
     /// it). With `allow_responses`, the connection may now publish to `reply` (unless it may
     /// anyway). As in nats-server, the check "may it anyway" counts as a response when the

@@ -96,7 +96,15 @@ impl Core {
         }
         // One test for what most publishes never need: a mapping, links, permissions, a
         // subject or reply nats-server reserves.
-        if !self.conns[slot].plain
+        let conn = &self.conns[slot];
+        // A publisher with permissions repeating a subject it was allowed is as plain.
+        let plain = conn.plain
+            || (conn
+                .permissions
+                .as_deref()
+                .is_some_and(|permissions| permissions.allowed_as_last(message.subject))
+                && self.accounts[account.index()].plain);
+        if !plain
             || (starts_specially(message.subject, message.reply)
                 && maybe_reserved(message.subject, message.reply))
         {
