@@ -147,6 +147,7 @@ pub fn check(data: &[u8]) {
         let route = (flags & 0b100 != 0).then_some(QueueRoute {
             queue: subject,
             hops: u32::from(flags),
+            account: u32::from(flags) << 8 | u32::from(flags),
         });
         let targets: Vec<Target> = (0..u32::from(flags >> 3 & 0b111))
             .map(|index| Target {
