@@ -73,7 +73,7 @@ pub struct Core {
     /// The next client id this shard hands out; ids of shard i are i+1 modulo the shard count,
     /// so anyone can tell a connection's shard from its INFO `client_id`.
     next_client_id: u64,
-    rng: u64,
+    pub(super) rng: u64,
     /// Milliseconds since the shard started, read once per loop iteration.
     pub now_ms: u64,
     pub stats: ShardStats,
@@ -608,13 +608,19 @@ impl Core {
 
     /// xorshift64*: the shard's cheap source of randomness (queue member choice, jitter).
     pub(super) fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        next_random(&mut self.rng)
     }
+}
+
+/// xorshift64* over `state`: the shard's generator, as a function of its state alone so a
+/// caller holding other parts of the shard can draw from it.
+pub(super) fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
 /// The shard's parts at work with no ring: connections on real sockets (accepted from a

@@ -138,9 +138,12 @@ impl Core {
     fn publish_checked(&mut self, slot: u32, account: AccountId, message: Message<'_>) {
         let mut mapped = std::mem::take(&mut self.mapped_subject);
         let mut message = message;
-        if let Some(table) = self.accounts[account.index()].mappings.clone() {
+        // Borrowed, not cloned: an `Arc` clone per message would bump a count every shard
+        // shares.
+        let (accounts, rng) = (&self.accounts, &mut self.rng);
+        if let Some(table) = accounts[account.index()].mappings.as_deref() {
             mapped.clear();
-            let mut random = || self.random() as u32;
+            let mut random = || super::core::next_random(rng) as u32;
             if let Some(subject) = table.map(message.subject, &mut random, &mut mapped) {
                 if crate::log::enabled_trace() {
                     let conn = &self.conns[slot];

@@ -71,10 +71,11 @@ impl Core {
                 .apply(&link.filter, message.subject, &mut subject);
             // The exporter's mappings apply to the request on its way in, as in nats-server.
             let mut mapped = Vec::new();
-            if let Some(table) = self.accounts[link.exporter.index()].mappings.clone() {
-                let mut random = || self.random() as u32;
-                if let Some(to) = table.map(&subject, &mut random, &mut mapped) {
-                    subject = to.to_vec();
+            let (accounts, rng) = (&self.accounts, &mut self.rng);
+            if let Some(table) = accounts[link.exporter.index()].mappings.as_deref() {
+                let mut random = || super::core::next_random(rng) as u32;
+                if table.map(&subject, &mut random, &mut mapped).is_some() {
+                    std::mem::swap(&mut subject, &mut mapped);
                 }
             }
             let reply = message.reply.map(|reply| {
