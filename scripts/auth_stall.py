@@ -42,6 +42,9 @@ tenth is warm-up):
   churn  the same plus --auth-churn R --churn-user churn --churn-pass SECRET: one more thread
          opens R connections a second, each INFO, CONNECT as `churn`, PING, PONG (or -ERR),
          close; it reports how many authenticated (the rate reached) and its handshake times.
+         Its threads run under SCHED_IDLE, in the requester's gaps: on the generator's CPU its
+         wake-ups preempted the requester, which alone doubled the p99 against every server
+         (the cost of the generator, not of the server; see src/bin/natsring-bench/churn.rs).
          With --churn-plain they log in as `steady` instead: what the connections cost
          without bcrypt (a control).
 

@@ -40,9 +40,9 @@ pub struct ShardStats {
     pub idle_watched: u64,
     /// Of those, the ones that ended within the window (work came before the shard slept).
     pub idle_watch_hits: u64,
-    /// Idle periods slept through at once, without asking `SpinPolicy`, because bcrypt checks
+    /// Of the watched ones, those watched without yielding the core, because bcrypt checks
     /// were waiting or being made (the verifier was runnable: see `auth::verifier`).
-    pub idle_unwatched_verifying: u64,
+    pub idle_watched_verifying: u64,
     /// Receive completions (each carries one buffer of data, an end of file or an error).
     pub recv_completions: u64,
     /// Multishot receives ended because the buffer ring was empty (ENOBUFS): each is re-armed
@@ -74,6 +74,7 @@ impl ShardStats {
             acc.peer_holds += s.peer_holds;
             acc.idle_watched += s.idle_watched;
             acc.idle_watch_hits += s.idle_watch_hits;
+            acc.idle_watched_verifying += s.idle_watched_verifying;
             acc.recv_completions += s.recv_completions;
             acc.recv_no_buffers += s.recv_no_buffers;
             acc.recv_arms += s.recv_arms;

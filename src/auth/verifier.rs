@@ -5,13 +5,17 @@
 //! refused and so is its client), and a check whose connection went away is skipped, not
 //! computed.
 //!
-//! The thread runs at the lowest priority (`VERIFIER_NICE`): where it shares a core with a
-//! shard, the shard preempts it as soon as it wakes. At the default priority the kernel shared
-//! the core fairly instead, and a steady request/reply client's p99 rose 66× while 100
-//! clients a second logged in with bcrypt (`scripts/auth_stall.py`). The priority only helps
-//! a shard that sleeps: a shard watching its ring (`--busy_poll`) yields its core on every
-//! turn of the watch, handing it to the verifier for a whole slice. So while checks wait or
-//! run (`busy`), the shards do not watch; they sleep, and their wake-ups take the core back.
+//! The thread runs under `SCHED_IDLE`: where it shares a core with a shard, it gets the core
+//! only when the shard has nothing to run, and a shard's wake-up takes the core back at once
+//! (the kernel preempts an idle-policy thread for any other on wake-up). At the default
+//! priority the kernel shared the core fairly instead, and a steady request/reply client's
+//! p99 rose 66× while 100 clients a second logged in with bcrypt (`scripts/auth_stall.py`);
+//! at nice 19 it still rose 2-5×, a woken shard waiting out part of the verifier's slice. A
+//! shard watching its ring (`--busy_poll`) does not yield the core while checks wait or run
+//! (`Shard::busy_poll`): a yield hands it to the verifier for a whole slice. So logins use the
+//! shards' idle time and other cores, never the time of the clients already connected: on a
+//! core its shard keeps busy, they wait, and time out (`authorization { timeout }`) rather
+//! than slow everyone else down.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -32,8 +36,8 @@ struct Job {
     cancelled: Arc<AtomicBool>,
 }
 
-/// The verifying thread's nice value: the lowest priority (see the module). Lowering one's own
-/// priority needs no privilege.
+/// The nice value the verifying thread takes should the kernel refuse `SCHED_IDLE`: the
+/// lowest priority. Lowering one's own priority needs no privilege.
 const VERIFIER_NICE: i32 = 19;
 
 /// The verifying thread's queue. Dropping it ends the thread once the queue is empty.
@@ -104,15 +108,25 @@ impl Verifier {
     }
 }
 
-/// Gives the calling thread (only: Linux keeps a nice value per thread) `VERIFIER_NICE`.
-/// Should the kernel refuse, the checks still run, at the default priority, and a warning
-/// says so.
+/// Puts the calling thread (only: Linux keeps a policy per thread) under `SCHED_IDLE`, or,
+/// should the kernel refuse, at `VERIFIER_NICE`. Should that fail too, the checks still run, at
+/// the default priority, and a warning says so.
 fn lower_priority() {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadPriority, ThreadSchedulePolicy,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    let Err(refused) =
+        set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
+    else {
+        return;
+    };
     let thread = rustix::thread::gettid();
     if let Err(err) = rustix::process::setpriority_process(Some(thread), VERIFIER_NICE) {
         crate::log_warn!(
-            "Could not lower the verifier thread's priority (nice {VERIFIER_NICE}): {err}; \
-             bcrypt checks may delay the shards"
+            "Could not lower the verifier thread's priority (SCHED_IDLE: {refused:?}, \
+             nice {VERIFIER_NICE}: {err}); bcrypt checks may delay the shards"
         );
     }
 }
@@ -179,18 +193,21 @@ mod tests {
     }
 
     #[test]
-    fn the_verifying_thread_runs_at_the_lowest_priority() {
+    fn the_verifying_thread_runs_under_the_idle_policy() {
         let verifier = Verifier::start().unwrap();
         let (answers, answered) = channel();
         let hash = bcrypt::hash("pw", 4).unwrap();
         assert!(
             verifier.bcrypt(hash, "pw".into(), Arc::default(), move |_| {
-                let thread = rustix::thread::gettid();
-                answers
-                    .send(rustix::process::getpriority_process(Some(thread)).unwrap())
-                    .unwrap();
+                let policy = thread_priority::thread_schedule_policy().unwrap();
+                answers.send(policy).unwrap();
             })
         );
-        assert_eq!(answered.recv().unwrap(), VERIFIER_NICE);
+        assert_eq!(
+            answered.recv().unwrap(),
+            thread_priority::ThreadSchedulePolicy::Normal(
+                thread_priority::NormalThreadSchedulePolicy::Idle
+            )
+        );
     }
 }

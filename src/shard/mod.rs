@@ -220,15 +220,7 @@ impl Shard {
                 } else {
                     answered = false;
                     let since = Instant::now();
-                    // Not while bcrypt checks wait or run: the verifier is runnable, maybe on
-                    // this core, and each turn of the watch would yield the core to it for a
-                    // whole slice; the shard sleeps, and its wake-up takes the core back
-                    // (`auth::verifier`).
-                    let verifying = self.core.shared.verifier.busy();
-                    if verifying {
-                        self.core.stats.idle_unwatched_verifying += 1;
-                    }
-                    let watched = !verifying && self.spin.watch();
+                    let watched = self.spin.watch();
                     if watched {
                         self.core.stats.idle_watched += 1;
                         if self.busy_poll(since + window) {
@@ -311,6 +303,15 @@ impl Shard {
     /// request/reply through the server. `SpinPolicy` decides when this pays. Returns true
     /// when there is something to reap.
     fn busy_poll(&mut self, deadline: Instant) -> bool {
+        // While bcrypt checks wait or run, the verifier is runnable, maybe on this core: a
+        // yield would hand it the core for a whole slice (a steady client's p99 went from
+        // 0.1 ms to 3 ms, `scripts/auth_stall.py`). So the watch spins without yielding; the
+        // checks get the core when the shard sleeps, and its wake-up takes it back at once
+        // (`auth::verifier`). The window bounds the spin.
+        let verifying = self.core.shared.verifier.busy();
+        if verifying {
+            self.core.stats.idle_watched_verifying += 1;
+        }
         loop {
             if self.ready() {
                 return true;
@@ -318,9 +319,13 @@ impl Shard {
             if Instant::now() >= deadline {
                 return false;
             }
-            // Not a bare spin: when another thread could run on this CPU (a client on the same
-            // core, another shard), it runs; otherwise this returns at once.
-            std::thread::yield_now();
+            if verifying {
+                std::hint::spin_loop();
+            } else {
+                // Not a bare spin: when another thread could run on this CPU (a client on
+                // the same core, another shard), it runs; otherwise this returns at once.
+                std::thread::yield_now();
+            }
         }
     }
 

@@ -13,6 +13,14 @@
 //! the pacing thread instead took a fifth of the generator's CPU, beside the requester being
 //! measured.) At most `IN_FLIGHT_MAX` are in flight: a server that falls behind gets its
 //! connections later (the rate reached shows it), not more of them.
+//!
+//! The churn shares the generator's CPU with the requester being measured, and each of its
+//! wake-ups (the pacing thread's, a handshake's answer, a thread started) would preempt the
+//! requester or its responder: at 100 plain-password logins a second that alone doubled the
+//! requester's p99 against natsring and nats-server alike (`scripts/auth_stall.py
+//! --churn-plain`), a cost of the generator and not of the server. So its threads run under
+//! `SCHED_IDLE` (`ChurnReport::idle_policy`): they take the CPU in the requester's gaps, while
+//! it waits for the server, and never from it.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -44,6 +52,9 @@ const HANDSHAKE_INPUT_BYTES_MAX: usize = 64 * 1024;
 pub struct ChurnReport {
     /// Connections a second it was asked for (`--auth-churn`).
     pub rate_target: f64,
+    /// Whether its threads run under `SCHED_IDLE` (see the module; false if the kernel
+    /// refused).
+    pub idle_policy: bool,
     /// Connections opened.
     pub opened: u64,
     /// Handshakes that ended with the PONG.
@@ -228,8 +239,18 @@ pub fn run(
     stop: &AtomicBool,
 ) -> ChurnReport {
     let connect: Arc<[u8]> = wire::connect_and_ping(credentials).into();
+    // The handshake threads inherit the policy (glibc's threads inherit the creator's).
+    let idle_policy = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        thread_priority::ThreadSchedulePolicy::Normal(
+            thread_priority::NormalThreadSchedulePolicy::Idle,
+        ),
+    )
+    .is_ok();
     let mut report = ChurnReport {
         rate_target: rate,
+        idle_policy,
         ..ChurnReport::default()
     };
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
