@@ -676,6 +676,21 @@ def scenarios(ctx):
     keys = ("key", "title", "args", "contenders", "rows", "sink_args", "gen_cpus",
             "natsring_extra")
     matrix = [dict(zip(keys, entry)) for entry in result]
+    # The authentication issue: a permission check costs nothing measurable on the publish
+    # path. Every server loads the same file (PERMISSIONS_CONF) and the publisher logs in as a
+    # user with publish allow and deny lists, then as one without any: natsring's two rows
+    # should be the same within noise.
+    conf = os.path.join(ctx.out, "permissions.conf")
+    for key, user, title in (("pub-16-perms", "limited", "a user with permissions"),
+                             ("pub-16-noperms", "free", "a user without permissions")):
+        matrix.append({
+            "key": key, "title": f"publish-only 16 B, {title}",
+            "args": ["pub", "--size", "16", "--msgs", n(16e6), "--user", user, "--pass",
+                     PERMISSIONS_PASSWORD],
+            "contenders": servers,
+            "rows": [row(msgs, "msgs/s", check("ratio", msgs, ">=", 3, "msgs/s ≥3×")),
+                     row(cpu, "CPU ns/msg")],
+            "server_extra": ["-c", conf], "conf": (conf, PERMISSIONS_CONF)})
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
         matrix += [dict(zip(keys, entry), generator=ctx.gobench, unpinned=True)
@@ -702,6 +717,22 @@ def half_capacity(matrix, fallback=5e6):
     return str(int(fallback))
 
 
+# The configuration of the pub-16-perms and pub-16-noperms rows (natsring-bench publishes to
+# `bench`): the permissioned user's lists are checked on each publish by a server without a
+# per-connection cache.
+PERMISSIONS_PASSWORD = "pw"
+PERMISSIONS_CONF = """# Written by scripts/bench.py for the pub-16-perms and pub-16-noperms rows.
+authorization {
+  users = [
+    { user: free, password: pw }
+    { user: limited, password: pw, permissions: {
+        publish: { allow: ["bench", "bench.>", "_INBOX.>"], deny: ["bench.secret", "$SYS.>"] }
+        subscribe: { allow: ["bench", "_INBOX.>"] } } }
+  ]
+}
+"""
+
+
 def contender_for(ctx, scenario, key):
     """The contender, with the generator's CPUs the scenario asks for, if any; unpinned and
     with natsring's default shards for the default-against-default rows."""
@@ -719,6 +750,9 @@ def contender_for(ctx, scenario, key):
     if scenario.get("natsring_extra") and key == "natsring":
         contender = copy.copy(contender)
         contender.command = contender.command + scenario["natsring_extra"]
+    if scenario.get("server_extra") and key != "sink":
+        contender = copy.copy(contender)
+        contender.command = contender.command + scenario["server_extra"]
     return contender
 
 
@@ -740,6 +774,10 @@ def run_matrix(ctx, matrix):
             # Arguments that depend on what the run measured before (see req-loaded).
             scenario["args"] = scenario["args"](matrix)
         primary = scenario["rows"][0]["metric"]
+        if scenario.get("conf"):
+            path, text = scenario["conf"]
+            with open(path, "w") as f:
+                f.write(text)
         log(f"\n## {scenario['key']}: {scenario['title']}")
         for round_index in range(1, ctx.rounds + 1):
             for key in contenders:

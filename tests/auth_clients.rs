@@ -1198,6 +1198,35 @@ fn reload_tightening_a_publish_permission_as_nats_server() {
     );
 }
 
+/// The same with bob restricted before too, and x published three times first: a subject it
+/// was allowed, remembered on the publish path (`PublishMemo`), is checked again after the
+/// reload.
+#[test]
+fn reload_tightening_a_remembered_publish_permission_as_nats_server() {
+    let before = "authorization { users = [ { user: bob, password: b, permissions: { publish: [x, y] } }, { user: watcher, password: w } ] }\n";
+    let after = "authorization { users = [ { user: bob, password: b, permissions: { publish: \"y\" } }, { user: watcher, password: w } ] }\n";
+    let expected = reload_agrees(
+        before,
+        2,
+        &[
+            (1, b"CONNECT {\"verbose\":false,\"user\":\"watcher\",\"pass\":\"w\"}\r\nSUB x 1\r\nSUB y 2\r\nPING\r\n"),
+            (0, b"CONNECT {\"verbose\":false,\"user\":\"bob\",\"pass\":\"b\"}\r\nPUB x 1\r\n1\r\nPUB x 1\r\n1\r\nPUB x 1\r\n1\r\nPING\r\n"),
+        ],
+        after,
+        &[
+            (0, b"PUB x 1\r\n2\r\nPUB y 1\r\n3\r\nPING\r\n"),
+            (1, b"PING\r\n"),
+        ],
+    );
+    assert!(
+        expected[0]
+            .0
+            .ends_with("PONG\r\n-ERR 'Permissions Violation for Publish to \"x\"'\r\nPONG\r\n")
+            && !expected[0].1,
+        "nats-server's behaviour: {expected:?}"
+    );
+}
+
 /// A reload that removes alice: nats-server closes her connection without a word (she no
 /// longer has an account: `clientHasMovedToDifferentAccount`, closed as `ClientClosed`), and
 /// bob's connection carries on.

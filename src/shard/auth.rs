@@ -334,7 +334,7 @@ impl Core {
             .permissions
             .as_ref()
             .map(|rules| Box::new(ConnectionPermissions::new(Arc::clone(rules))));
-        conn.plain = conn.permissions.is_none() && self.accounts[account.index()].plain;
+        conn.set_publish_path(self.accounts[account.index()].plain);
         conn.auth = AuthState::Authenticated(identity);
         true
     }

@@ -460,6 +460,63 @@ pub enum Transport {
     Plain,
 }
 
+/// A subject of at most `PUBLISH_MEMO_BYTES`, kept inline in the connection: the publish path
+/// of a user with permissions compares the subject it publishes to with the one it was last
+/// allowed, without following a pointer or calling `memcmp` (a connection repeating a subject
+/// cost 45 instructions more per message than one without permissions; see
+/// `scripts/instructions.sh`).
+#[derive(Debug, Clone, Default)]
+pub struct PublishMemo {
+    /// 0: none (an empty subject is never published).
+    len: u8,
+    bytes: [u8; PUBLISH_MEMO_BYTES],
+}
+
+/// The longest subject `PublishMemo` keeps; a longer one goes through the permission cache.
+pub const PUBLISH_MEMO_BYTES: usize = 32;
+
+impl PublishMemo {
+    /// Whether it holds exactly `subject`: two overlapping loads from each side, of the
+    /// widest size the length allows.
+    #[inline(always)]
+    pub fn holds(&self, subject: &[u8]) -> bool {
+        let len = subject.len();
+        if len != usize::from(self.len) || len == 0 {
+            return false;
+        }
+        let memo = &self.bytes[..len];
+        fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+            bytes[at..at + N].try_into().expect("N bytes")
+        }
+        fn both<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+            let last = a.len() - N;
+            word::<N>(a, 0) == word::<N>(b, 0) && word::<N>(a, last) == word::<N>(b, last)
+        }
+        match len {
+            16.. => both::<16>(subject, memo),
+            8..16 => both::<8>(subject, memo),
+            4..8 => both::<4>(subject, memo),
+            // 1 to 3 bytes: the first, middle and last cover them all.
+            _ => both::<1>(subject, memo) && subject[len / 2] == memo[len / 2],
+        }
+    }
+
+    /// Keeps `subject`, or nothing if it is longer than `PUBLISH_MEMO_BYTES`.
+    pub fn set(&mut self, subject: &[u8]) {
+        match self.bytes.get_mut(..subject.len()) {
+            Some(bytes) => {
+                bytes.copy_from_slice(subject);
+                self.len = subject.len() as u8;
+            }
+            None => self.len = 0,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
 pub struct Conn {
     /// The socket's fd, as named in SQEs; owned by `stream`.
     pub fd: RawFd,
@@ -502,8 +559,11 @@ pub struct Conn {
     /// cached; `None`: anything.
     pub permissions: Option<Box<ConnectionPermissions>>,
     /// Its publishes need no check but the reserved subjects': no permissions, and its
-    /// account has no mappings and no links (`Core::set_identity`, `Core::reload` keep it).
+    /// account has no mappings and no links (`Conn::set_publish_path`).
     pub plain: bool,
+    /// With permissions, in an account as plain: the subject it was last allowed to publish
+    /// to, which needs no check either (`Conn::set_publish_path` clears it).
+    pub publish_memo: PublishMemo,
     /// The account whose connection count includes this connection (see `Core::join_account`).
     pub joined: Option<AccountId>,
     /// Subscriptions it may have at most by its account's and its user's limits (the server's
@@ -545,6 +605,13 @@ pub struct Conn {
 impl Conn {
     pub fn is_open(&self) -> bool {
         self.state == ConnState::Open
+    }
+
+    /// After its permissions or its account's mappings or links changed: whether its
+    /// publishes are plain, and no subject remembered as allowed.
+    pub fn set_publish_path(&mut self, account_plain: bool) {
+        self.plain = self.permissions.is_none() && account_plain;
+        self.publish_memo.clear();
     }
 
     /// The largest payload it may publish: the server's limit, or its own if smaller.
@@ -738,5 +805,32 @@ mod tests {
         out.send_failed();
         assert!(!out.send_in_flight);
         assert_eq!(out.pending_bytes(), 3);
+    }
+
+    #[test]
+    fn the_publish_memo_holds_exactly_its_subject_at_every_length() {
+        let mut memo = PublishMemo::default();
+        assert!(!memo.holds(b"a"));
+        assert!(!memo.holds(b""));
+        for len in 1..=PUBLISH_MEMO_BYTES {
+            let subject: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            memo.set(&subject);
+            assert!(memo.holds(&subject), "length {len}");
+            for at in 0..len {
+                let mut other = subject.clone();
+                other[at] = b'Z';
+                assert!(!memo.holds(&other), "length {len}, byte {at} differs");
+            }
+            assert!(!memo.holds(&subject[..len - 1]));
+            let mut longer = subject.clone();
+            longer.push(b'a');
+            assert!(!memo.holds(&longer));
+        }
+        let long = vec![b'x'; PUBLISH_MEMO_BYTES + 1];
+        memo.set(&long);
+        assert!(!memo.holds(&long), "too long to keep");
+        memo.set(b"foo");
+        memo.clear();
+        assert!(!memo.holds(b"foo"));
     }
 }

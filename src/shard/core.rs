@@ -250,6 +250,7 @@ impl Core {
             check_cancel: None,
             permissions: None,
             plain: true,
+            publish_memo: Default::default(),
             joined: None,
             subscriptions_limit: -1,
             payload_limit: -1,
@@ -584,7 +585,7 @@ impl Core {
             view.plain = view.links.is_none() && view.mappings.is_none();
         }
         for (_, conn) in self.conns.slots.iter_mut() {
-            conn.plain = conn.permissions.is_none() && self.accounts[conn.account.index()].plain;
+            conn.set_publish_path(self.accounts[conn.account.index()].plain);
         }
         self.settings = settings;
         if auth_changed {

@@ -98,12 +98,7 @@ impl Core {
         // subject or reply nats-server reserves.
         let conn = &self.conns[slot];
         // A publisher with permissions repeating a subject it was allowed is as plain.
-        let plain = conn.plain
-            || (conn
-                .permissions
-                .as_deref()
-                .is_some_and(|permissions| permissions.allowed_as_last(message.subject))
-                && self.accounts[account.index()].plain);
+        let plain = conn.plain || conn.publish_memo.holds(message.subject);
         if !plain
             || (starts_specially(message.subject, message.reply)
                 && maybe_reserved(message.subject, message.reply))
@@ -171,7 +166,19 @@ impl Core {
         );
         match checked {
             Ok(()) => {
-                let links = self.accounts[account.index()].links.is_some();
+                let view = &self.accounts[account.index()];
+                // Remembered only where nothing else needs a check (the path is cleared when
+                // that changes: `Conn::set_publish_path`), and only a subject the permissions
+                // allowed by rule (not as a counted response).
+                if view.plain
+                    && conn
+                        .permissions
+                        .as_deref()
+                        .is_some_and(|permissions| permissions.allowed_as_last(message.subject))
+                {
+                    conn.publish_memo.set(message.subject);
+                }
+                let links = view.links.is_some();
                 self.publish_as_is(slot, account, message, links)
             }
             Err(violation) => {
