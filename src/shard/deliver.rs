@@ -89,16 +89,15 @@ impl Core {
         conn.in_msgs += 1;
         conn.in_bytes += total as u64;
         let account = conn.account;
+        // One test for what most publishes never need: a mapping, links, permissions, a
+        // subject or reply nats-server reserves. A publisher with permissions repeating a
+        // subject it was allowed is as plain.
+        let plain = conn.plain || conn.publish_memo.holds(message.subject);
         if conn.options.pedantic && !valid_literal_subject(message.subject) {
             // nats-server reports it and still acks and routes the message (a wildcard in a
             // published subject is plain text, so it may still match a wildcard subscription).
             self.protocol_error(slot, &ServerError::InvalidPublishSubject);
         }
-        // One test for what most publishes never need: a mapping, links, permissions, a
-        // subject or reply nats-server reserves.
-        let conn = &self.conns[slot];
-        // A publisher with permissions repeating a subject it was allowed is as plain.
-        let plain = conn.plain || conn.publish_memo.holds(message.subject);
         if !plain
             || (starts_specially(message.subject, message.reply)
                 && maybe_reserved(message.subject, message.reply))
