@@ -105,14 +105,7 @@ def parse_args():
                              "costs the server its connections and no bcrypt")
     parser.add_argument("--out", default=os.path.join(REPO, "bench-results", "auth-stall"),
                         help="output directory (default bench-results/auth-stall/)")
-    parser.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR")
-                        or os.path.join(REPO, "target"),
-                        help="cargo target directory holding release/natsring and "
-                             "release/natsring-bench (default $CARGO_TARGET_DIR or target/)")
-    parser.add_argument("--nats-server", help="nats-server 2.15.1 binary (default: found "
-                        "on PATH, in pip's scripts directory or the target's python-venv)")
-    parser.add_argument("--nats-server-old", help="nats-server 2.9.10 binary (default: "
-                        "/usr/sbin/nats-server)")
+    bench.add_binary_arguments(parser)
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=BINARY",
                         help="another natsring build, run as one more server (natsring-NAME) "
                              "in the same rounds: an A/B of a change (repeatable)")

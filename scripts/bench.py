@@ -1088,6 +1088,19 @@ class Context:
     pass
 
 
+def add_binary_arguments(parser):
+    """The options naming the binaries measured: natsring's build and both nats-servers
+    (scripts/auth_stall.py takes them too)."""
+    parser.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR")
+                        or os.path.join(REPO, "target"),
+                        help="cargo target directory holding release/natsring and "
+                             "release/natsring-bench (default $CARGO_TARGET_DIR or target/)")
+    parser.add_argument("--nats-server", help="nats-server 2.15.1 binary (default: found in "
+                        "pip's scripts directory or on PATH)")
+    parser.add_argument("--nats-server-old", help="nats-server 2.9.10 binary (default: "
+                        "/usr/sbin/nats-server)")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(
         description="natsring vs nats-server: standard matrix and scaling sweeps "
@@ -1103,14 +1116,7 @@ def parse_args():
     parser.add_argument("--no-sweeps", action="store_true", help="skip the sweeps")
     parser.add_argument("--out", default=os.path.join(REPO, "bench-results"),
                         help="output directory (default bench-results/)")
-    parser.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR")
-                        or os.path.join(REPO, "target"),
-                        help="cargo target directory holding release/natsring and "
-                             "release/natsring-bench (default $CARGO_TARGET_DIR or target/)")
-    parser.add_argument("--nats-server", help="nats-server 2.15.1 binary (default: found on "
-                        "PATH or in pip's scripts directory)")
-    parser.add_argument("--nats-server-old", help="nats-server 2.9.10 binary (default: "
-                        "/usr/sbin/nats-server)")
+    add_binary_arguments(parser)
     parser.add_argument("--timeout", type=float, default=300, help="seconds one generator "
                         "run may take (default 300)")
     parser.add_argument("--list", action="store_true", help="list scenario and sweep keys")

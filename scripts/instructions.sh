@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Server instructions per message, counted exactly by valgrind's callgrind (no noise, so one
-# run compares two builds): natsring under `valgrind --tool=callgrind` with one shard, driven
-# by natsring-bench twice (SMALL then LARGE messages, each on a fresh server); the result is
-# (total(LARGE) - total(SMALL)) / (LARGE - SMALL), so start-up, connecting and shutdown cancel
-# out. Needs valgrind (apt-get install valgrind).
+# Server instructions per message, counted by valgrind's callgrind: natsring under
+# `valgrind --tool=callgrind` with one shard, driven by natsring-bench twice (SMALL then LARGE
+# messages, each on a fresh server). Two figures:
+# - the whole server: (total(LARGE) - total(SMALL)) / (LARGE - SMALL), so start-up, connecting
+#   and shutdown cancel out. It still follows how the kernel batched the input (per-read and
+#   per-round work is spread over the messages of a read), so runs of one binary differ by up
+#   to ~30 instructions a message: repeat it, or compare the second figure;
+# - the publish path: instructions in `on_pub` and what it calls (callgrind_annotate's
+#   inclusive count of its costliest entry), per message. Once per message, so it is the same
+#   in every run to within an instruction: this is the one for changes of a few instructions.
+# Needs valgrind (apt-get install valgrind).
 #
 # Usage: scripts/instructions.sh pub|pubsub BINARY [bench args...] [-- server args...]
 #   scripts/instructions.sh pubsub /tmp/natsring-before
@@ -33,9 +39,14 @@ total() {
   "$bench" "$mode" --server "127.0.0.1:$port" --size 16 --msgs "$count" --stall 120 \
     "${bench_args[@]}" >/dev/null
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+  # "TOTAL ON_PUB": the whole count, and on_pub's inclusive count (commas dropped).
+  echo "$(awk '/^(summary|totals):/ {print $2; exit}' "$out")" \
+    "$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null \
+      | awk '/::on_pub( |$)/ {gsub(",", "", $1); print $1; exit}')"
   rm -f "$out"
 }
 
-a=$(total "$small"); b=$(total "$large")
-echo "$mode $binary: $(( (b - a) / (large - small) )) instructions/msg"
+read -r a a_pub < <(total "$small"); read -r b b_pub < <(total "$large")
+echo "$mode $binary: $(( (b - a) / (large - small) )) instructions/msg," \
+  "$(( (b_pub - a_pub) / (large - small) )) of them in on_pub"
+

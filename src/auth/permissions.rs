@@ -714,9 +714,6 @@ pub struct ConnectionPermissions {
     /// Publish decisions by subject, at most `PUBLISH_PERMISSION_CACHE_ENTRIES_MAX`.
     /// Denials are cached only when there are no response permissions.
     publish_decisions: HashMap<Box<[u8]>, bool, FixedState>,
-    /// The last subject found allowed: a publisher repeating a subject is answered by one
-    /// comparison, before any hashing.
-    last_allowed: Vec<u8>,
     /// Present exactly when the user has `allow_responses`.
     responses: Option<ResponsePermits>,
     /// Present once a subscription may overlap a subscribe deny entry (never removed, as in
@@ -736,7 +733,6 @@ impl ConnectionPermissions {
         ConnectionPermissions {
             rules,
             publish_decisions: HashMap::with_hasher(crate::hash::seeded()),
-            last_allowed: Vec::new(),
             responses,
             delivery_filter: None,
         }
@@ -752,38 +748,31 @@ impl ConnectionPermissions {
     /// connection may answer (`allow_responses`), which counts as one response and is not
     /// cached.
     pub fn publish_allowed(&mut self, subject: &[u8], now_ms: u64) -> bool {
+        self.publish_decision(subject, now_ms).is_some()
+    }
+
+    /// `publish_allowed`, saying how: `None` when not allowed.
+    pub fn publish_decision(&mut self, subject: &[u8], now_ms: u64) -> Option<Allowed> {
         if !self.rules.restricts_publish() {
-            return true;
+            return Some(Allowed::ByRule);
         }
-        if !self.last_allowed.is_empty() && self.last_allowed == subject {
-            return true;
-        }
+        let by_rule = |allowed: bool| allowed.then_some(Allowed::ByRule);
         if let Some(&allowed) = self.publish_decisions.get(subject) {
-            if allowed {
-                self.last_allowed.clear();
-                self.last_allowed.extend_from_slice(subject);
-            }
-            return allowed;
+            return by_rule(allowed);
         }
         let allowed = self.rules.publish_permitted(subject);
         if !allowed {
             if let Some(responses) = &mut self.responses {
-                return responses.allow_response(subject, now_ms);
+                return responses
+                    .allow_response(subject, now_ms)
+                    .then_some(Allowed::AsResponse);
             }
         }
         if self.publish_decisions.len() >= limits::PUBLISH_PERMISSION_CACHE_ENTRIES_MAX {
             self.publish_decisions.clear();
         }
         self.publish_decisions.insert(subject.into(), allowed);
-        allowed
-    }
-
-    /// Whether `subject` is the last subject found allowed (or nothing is restricted): the
-    /// publish path's inline test, before any full check.
-    #[inline]
-    pub fn allowed_as_last(&self, subject: &[u8]) -> bool {
-        !self.rules.restricts_publish()
-            || (!self.last_allowed.is_empty() && self.last_allowed == subject)
+        by_rule(allowed)
     }
 
     /// A message with reply subject `reply` was just delivered to this connection (queued to
@@ -909,33 +898,42 @@ impl PublishViolation {
     }
 }
 
+/// How a publish was allowed: by the rules (so is every publish to the same subject, until
+/// the permissions change), or as one of the responses `allow_responses` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    ByRule,
+    AsResponse,
+}
+
 /// Everything nats-server checks about a client's PUB/HPUB before routing it, in its order
 /// (`processInboundClientMsg`): a gateway-reserved subject; the publish permissions (which
 /// may count a response); a Raft subject outside the system account; a reserved reply
 /// (service import, JetStream ack, gateway). `permissions` is `None` for a user without any.
-/// On `Ok`, a verbose client gets `+OK`.
+/// On `Ok`, a verbose client gets `+OK`; it says how the permissions allowed the subject.
 pub fn publish_check(
     permissions: Option<&mut ConnectionPermissions>,
     subject: &[u8],
     reply: &[u8],
     in_system_account: bool,
     now_ms: u64,
-) -> Result<(), PublishViolation> {
+) -> Result<Allowed, PublishViolation> {
     if has_prefix_and_more(subject, GATEWAY_REPLY_PREFIX) {
         return Err(PublishViolation::Subject);
     }
-    if let Some(permissions) = permissions {
-        if !permissions.publish_allowed(subject, now_ms) {
-            return Err(PublishViolation::Subject);
-        }
-    }
+    let allowed = match permissions {
+        Some(permissions) => permissions
+            .publish_decision(subject, now_ms)
+            .ok_or(PublishViolation::Subject)?,
+        None => Allowed::ByRule,
+    };
     if !in_system_account && subject.starts_with(RAFT_PREFIX) {
         return Err(PublishViolation::Subject);
     }
     if reply_reserved(reply) {
         return Err(PublishViolation::Reply);
     }
-    Ok(())
+    Ok(allowed)
 }
 
 /// nats-server's `isReservedReply`: `_R_.` (the prefix alone included), or longer than
@@ -1080,7 +1078,7 @@ mod tests {
         now_ms: u64,
     ) -> String {
         match publish_check(permissions, subject, reply, false, now_ms) {
-            Ok(()) => "+OK".to_string(),
+            Ok(_) => "+OK".to_string(),
             Err(violation) => format!("-ERR '{}'", violation.error_text(subject, reply)),
         }
     }
@@ -1155,10 +1153,13 @@ mod tests {
                 "{subject}"
             );
         }
-        assert_eq!(publish_check(None, b"_GR_", b"", false, 0), Ok(()));
+        assert_eq!(
+            publish_check(None, b"_GR_", b"", false, 0),
+            Ok(Allowed::ByRule)
+        );
         assert_eq!(
             publish_check(None, b"$NRG.x", b"", true, 0),
-            Ok(()),
+            Ok(Allowed::ByRule),
             "system account"
         );
         assert_eq!(
@@ -1167,7 +1168,7 @@ mod tests {
         );
         assert_eq!(
             publish_check(None, b"$SYS.x", b"_INBOX.1", false, 0),
-            Ok(())
+            Ok(Allowed::ByRule)
         );
     }
 

@@ -75,8 +75,8 @@ impl Verifier {
         })
     }
 
-    /// Whether checks are waiting or being made: the shards then sleep when idle instead of
-    /// watching their rings (see the module).
+    /// Whether checks are waiting or being made: a shard watching its ring then spins without
+    /// yielding the core (see the module).
     pub fn busy(&self) -> bool {
         self.pending.load(Ordering::Relaxed) > 0
     }

@@ -462,9 +462,9 @@ pub enum Transport {
 
 /// A subject of at most `PUBLISH_MEMO_BYTES`, kept inline in the connection: the publish path
 /// of a user with permissions compares the subject it publishes to with the one it was last
-/// allowed, without following a pointer or calling `memcmp` (a connection repeating a subject
-/// cost 45 instructions more per message than one without permissions; see
-/// `scripts/instructions.sh`).
+/// allowed by rule, without following a pointer, hashing or calling `memcmp` (a connection
+/// repeating a subject cost 45 instructions more per message than one without permissions;
+/// see `scripts/instructions.sh`).
 #[derive(Debug, Clone, Default)]
 pub struct PublishMemo {
     /// 0: none (an empty subject is never published).

@@ -15,6 +15,7 @@ use super::backpressure::Backlog;
 use super::conn::{Conn, ConnState, Origin, PauseCause};
 use super::core::Core;
 use crate::account::AccountId;
+use crate::auth::permissions::Allowed;
 use crate::proto::{CloseReason, Message, ServerError};
 use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
 use crate::xshard::ShardId;
@@ -164,17 +165,12 @@ impl Core {
             now_ms,
         );
         match checked {
-            Ok(()) => {
+            Ok(allowed) => {
                 let view = &self.accounts[account.index()];
                 // Remembered only where nothing else needs a check (the path is cleared when
                 // that changes: `Conn::set_publish_path`), and only a subject the permissions
-                // allowed by rule (not as a counted response).
-                if view.plain
-                    && conn
-                        .permissions
-                        .as_deref()
-                        .is_some_and(|permissions| permissions.allowed_as_last(message.subject))
-                {
+                // allow by rule (not as a counted response).
+                if view.plain && conn.permissions.is_some() && allowed == Allowed::ByRule {
                     conn.publish_memo.set(message.subject);
                 }
                 let links = view.links.is_some();

@@ -361,25 +361,19 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_is_told_by_its_error() {
+    fn a_refusal_is_told_by_its_error_or_the_close() {
         let connect = wire::connect_and_ping(None);
-        let (address, server) = serve_once(b"-ERR 'Authorization Violation'\r\n");
-        assert_eq!(
-            finish(&address, &connect),
-            Outcome::Refused("-ERR 'Authorization Violation'".into())
-        );
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn a_close_before_the_pong_is_a_refusal() {
-        let connect = wire::connect_and_ping(None);
-        let (address, server) = serve_once(b"");
-        assert_eq!(
-            finish(&address, &connect),
-            Outcome::Refused("closed".into())
-        );
-        server.join().unwrap();
+        for (answer, refusal) in [
+            (
+                &b"-ERR 'Authorization Violation'\r\n"[..],
+                "-ERR 'Authorization Violation'",
+            ),
+            (b"", "closed"),
+        ] {
+            let (address, server) = serve_once(answer);
+            assert_eq!(finish(&address, &connect), Outcome::Refused(refusal.into()));
+            server.join().unwrap();
+        }
     }
 
     #[test]
