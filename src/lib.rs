@@ -14,6 +14,7 @@ mod lame_duck;
 pub mod limits;
 pub mod log;
 pub mod mapping;
+mod monitor;
 pub mod proto;
 mod server;
 mod shard;

@@ -252,3 +252,7 @@ pub const VERIFICATIONS_QUEUED_MAX: usize = 1024;
 
 /// Accounts a message may cross through imports at most (a cycle of imports stops there).
 pub const ACCOUNT_LINK_DEPTH_MAX: usize = 4;
+
+/// HTTP monitoring requests answered at once (each a thread of the monitor's blocking pool
+/// waiting on the shards); more wait their turn.
+pub const MONITOR_REQUESTS_IN_FLIGHT_MAX: usize = 4;

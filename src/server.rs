@@ -25,6 +25,9 @@ use crate::xshard::ShardId;
 /// The protocol version natsring advertises in INFO. Clients gate features on it, so it is a
 /// nats-server 2.x semver, not our crate version.
 pub const ADVERTISED_VERSION: &str = "2.11.0";
+/// The `go` natsring reports in INFO and `/varz`: clients and tools gate nothing on it, but
+/// some expect a Go version there.
+pub const GO_VERSION: &str = "go1.24.0";
 /// Backlog of each listener.
 const LISTEN_BACKLOG: i32 = 4096;
 
@@ -59,7 +62,7 @@ fn info_for(options: &Options, id: &str, port: u16) -> Info {
             .clone()
             .unwrap_or_else(|| id.to_string()),
         version: ADVERTISED_VERSION.to_string(),
-        go: "go1.24.0".to_string(),
+        go: GO_VERSION.to_string(),
         host,
         port,
         headers: !options.no_header_support,
@@ -84,6 +87,8 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<io::Result<()>>>,
     /// The ports file written for `ports_file_dir`, removed at shutdown (or moved by a reload).
     ports_file: Mutex<Option<PathBuf>>,
+    /// HTTP monitoring, when a port was given.
+    monitor: Option<crate::monitor::Monitor>,
 }
 
 /// Held while a shard runs. However its loop ends, its mailbox is closed (nobody waits on a
@@ -125,7 +130,7 @@ impl Server {
         }
         let pid_file = options.pid_file.clone();
         let ports_file_dir = options.ports_file_dir.clone();
-        let ports = Ports::for_client(&options.host, port);
+        let mut ports = Ports::for_client(&options.host, port);
 
         let id = server_id();
         let info = info_for(&options, &id, port);
@@ -223,16 +228,33 @@ impl Server {
         for go in &go {
             let _ = go.send(all_ready);
         }
-        let handle = ServerHandle {
+        let mut handle = ServerHandle {
             port,
             server_id: id,
             shared,
             threads,
             ports_file: Mutex::new(None),
+            monitor: None,
         };
         if let Some(err) = failure {
             drop(handle);
             return Err(err);
+        }
+        let settings = handle.shared.settings();
+        if settings.options.http_port != 0 {
+            match crate::monitor::Monitor::start(Arc::clone(&handle.shared), &handle.server_id) {
+                Ok(monitor) => {
+                    ports = ports.with_monitoring(
+                        settings.options.monitoring_host(),
+                        monitor.address().port(),
+                    );
+                    handle.monitor = Some(monitor);
+                }
+                Err(err) => {
+                    drop(handle);
+                    return Err(err);
+                }
+            }
         }
         // As nats-server: a pid file that cannot be written stops the server; a ports file
         // that cannot be written is logged.
@@ -256,6 +278,11 @@ impl ServerHandle {
     /// The port clients connect to (the bound one when the options asked for a random port).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where HTTP monitoring listens, when it runs.
+    pub fn monitor_address(&self) -> Option<SocketAddr> {
+        self.monitor.as_ref().map(|monitor| monitor.address())
     }
 
     /// The server's INFO `server_id`.
@@ -306,7 +333,11 @@ impl ServerHandle {
         if old.ports_file_dir != options.ports_file_dir {
             self.remove_ports_file();
             if let Some(dir) = &options.ports_file_dir {
-                self.write_ports_file(dir, &Ports::for_client(&old.host, self.port));
+                let mut ports = Ports::for_client(&old.host, self.port);
+                if let Some(monitor) = &self.monitor {
+                    ports = ports.with_monitoring(old.monitoring_host(), monitor.address().port());
+                }
+                self.write_ports_file(dir, &ports);
             }
         }
         let info = info_for(&options, &self.server_id, self.port);
@@ -328,6 +359,9 @@ impl ServerHandle {
         }
         for notice in &notices {
             crate::log_notice!("{notice}");
+        }
+        if let Some(monitor) = &self.monitor {
+            monitor.reloaded();
         }
         match &settings.options.config_digest {
             Some(digest) => crate::log_notice!("Reloaded server configuration ({digest})"),
@@ -456,6 +490,8 @@ impl ServerHandle {
     }
 
     fn stop_threads(&mut self) -> io::Result<()> {
+        // Monitoring first: no request waits on a shard that is stopping.
+        drop(self.monitor.take());
         if self.threads.is_empty() {
             return Ok(());
         }

@@ -50,6 +50,12 @@ pub struct ShardStats {
     pub recv_no_buffers: u64,
     /// Multishot receives armed (a connection's first, and every re-arm after one ended).
     pub recv_arms: u64,
+    /// Turns of the event loop.
+    pub loop_rounds: u64,
+    /// Submission queue entries submitted.
+    pub sqes_submitted: u64,
+    /// Gauge: bytes waiting in this shard's outgoing cross-shard queues when read.
+    pub peer_queue_bytes: u64,
 }
 
 impl ShardStats {
@@ -78,6 +84,9 @@ impl ShardStats {
             acc.recv_completions += s.recv_completions;
             acc.recv_no_buffers += s.recv_no_buffers;
             acc.recv_arms += s.recv_arms;
+            acc.loop_rounds += s.loop_rounds;
+            acc.sqes_submitted += s.sqes_submitted;
+            acc.peer_queue_bytes += s.peer_queue_bytes;
             acc
         })
     }
@@ -119,6 +128,10 @@ pub struct AccountTraffic {
     pub in_bytes: u64,
     pub out_msgs: u64,
     pub out_bytes: u64,
+    /// Client connections that joined it since start.
+    pub total_connections: u64,
+    /// Its clients closed as slow consumers.
+    pub slow_consumers: u64,
 }
 
 impl AccountTraffic {
@@ -129,5 +142,7 @@ impl AccountTraffic {
         self.in_bytes += other.in_bytes;
         self.out_msgs += other.out_msgs;
         self.out_bytes += other.out_bytes;
+        self.total_connections += other.total_connections;
+        self.slow_consumers += other.slow_consumers;
     }
 }

@@ -62,6 +62,8 @@ enum Target {
     DebugAndTrace,
     /// `-DVV`: debug and verbose trace.
     DebugAndTraceVerbose,
+    /// `-m/--http_port`: HTTP monitoring's port.
+    HttpPort,
     Shards,
     PinShards,
     BusyPoll,
@@ -130,7 +132,7 @@ const FLAGS: &[Flag] = &[
     flag(&["h", "help"], Kind::Bool, Target::Help),
     flag(&["v", "version"], Kind::Bool, Target::Version),
     // nats-server flags not implemented yet.
-    flag(&["m", "http_port"], Kind::Integer, Target::Unsupported),
+    flag(&["m", "http_port"], Kind::Integer, Target::HttpPort),
     flag(&["ms", "https_port"], Kind::Integer, Target::Unsupported),
     flag(&["s", "syslog"], Kind::Bool, Target::Unsupported),
     flag(&["r", "remote_syslog"], Kind::Text, Target::Unsupported),
@@ -265,6 +267,9 @@ fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
                     port => port as u16,
                 };
             }
+            // nats-server: a flag of 0 leaves the file's monitoring port as it is.
+            (Target::HttpPort, Value::Integer(0)) => {}
+            (Target::HttpPort, Value::Integer(port)) => options.http_port = *port as i32,
             (Target::ServerName, Value::Text(name)) => {
                 // As Go's flag package: the flag's value replaces the file's, even empty.
                 options.server_name = non_empty(name.clone());
@@ -472,7 +477,7 @@ fn take(
     value: Value,
 ) -> Result<(), CliError> {
     match (target, &value) {
-        (Target::Port, Value::Integer(port)) if !(-1..=65535).contains(port) => {
+        (Target::Port | Target::HttpPort, Value::Integer(port)) if !(-1..=65535).contains(port) => {
             return Err(invalid_value(
                 raw,
                 name,
@@ -701,6 +706,7 @@ Server Options:
     -P, --pid <file>                 File to store PID
         --client_advertise <string>  Client URL to advertise to other servers
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+    -m, --http_port <port>           Use port for http monitoring (-1 for a random port)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to natsring process (ldm, stop, quit, term, reopen, reload)
@@ -732,7 +738,7 @@ Common Options:
     -v, --version                    Show version
 
 Not Supported Yet (nats-server flags; natsring stops with an error and exit status 1):
-    -m, --http_port   -ms, --https_port   -s, --syslog   -r, --remote_syslog
+    -ms, --https_port   -s, --syslog   -r, --remote_syslog
     --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --tls   --tlscert
     --tlskey   --tlsverify   --tlscacert   --routes
     --cluster   --cluster_listen   --cluster_name   --no_advertise
@@ -1224,15 +1230,15 @@ mod tests {
     #[test]
     fn unsupported_nats_server_flags_are_refused_by_name() {
         assert_eq!(
-            error(&["--http_port=8222", "-js"]),
-            "natsring: flag -http_port is not supported yet (see natsring -h)"
+            error(&["--https_port=8222", "-js"]),
+            "natsring: flag -https_port is not supported yet (see natsring -h)"
         );
         assert!(error(&["-js"]).contains("flag -js is not supported yet"));
         assert!(error(&["--tls"]).contains("flag -tls is not supported yet"));
         // Their values are still checked the way nats-server checks them.
         assert_eq!(
-            error(&["-m", "maybe"]),
-            r#"invalid value "maybe" for flag -m: parse error"#
+            error(&["-ms", "maybe"]),
+            r#"invalid value "maybe" for flag -ms: parse error"#
         );
         assert_eq!(
             error(&["-js=maybe"]),

@@ -93,17 +93,7 @@ const NOT_YET: &[(&[&str], &str)] = &[
         ],
         "authentication, authorization and accounts",
     ),
-    (
-        &[
-            "http",
-            "https",
-            "http_port",
-            "monitor_port",
-            "https_port",
-            "http_base_path",
-        ],
-        "HTTP monitoring",
-    ),
+    (&["https", "https_port"], "HTTPS monitoring (TLS)"),
     (&["tls", "allow_non_tls", "ocsp", "ocsp_cache"], "TLS"),
     (&["cluster"], "clustering (routes)"),
     (&["gateway"], "gateways"),
@@ -141,6 +131,24 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
                 if let Some(port) = port_value(item, port, report) {
                     options.port = port;
                 }
+            }
+        }
+        "http" => {
+            if let Some((host, port)) = http_listen(item, report) {
+                options.http_host = host;
+                options.http_port = port;
+            }
+        }
+        "http_port" | "monitor_port" => {
+            if let Some(port) = integer(item, report) {
+                if let Some(port) = http_port_value(item, port, report) {
+                    options.http_port = port;
+                }
+            }
+        }
+        "http_base_path" => {
+            if let Some(path) = string(item, report) {
+                options.http_base_path = path.to_string();
             }
         }
         "port" => {
@@ -480,6 +488,26 @@ fn port_value(item: &Item, port: i64, report: &mut Report) -> Option<u16> {
     }
 }
 
+/// An HTTP monitoring port: -1 (random), 0 (none) or a port.
+fn http_port_value(item: &Item, port: i64, report: &mut Report) -> Option<i32> {
+    if (-1..=65535).contains(&port) {
+        Some(port as i32)
+    } else {
+        report.error(
+            item,
+            format!("port {port} is out of range (1-65535, or -1 for a random port)"),
+        );
+        None
+    }
+}
+
+/// `http`: a port alone (the host stays the client one) or `host:port`.
+fn http_listen(item: &Item, report: &mut Report) -> Option<(Option<String>, i32)> {
+    let (host, port) = listen(item, report)?;
+    let host = matches!(item.value, Value::String(_)).then_some(host);
+    Some((host, http_port_value(item, port, report)?))
+}
+
 /// `listen`: a port alone, or `host:port` (Go's `net.SplitHostPort`: `[::1]:4222` for IPv6).
 fn listen(item: &Item, report: &mut Report) -> Option<(String, i64)> {
     match &item.value {
@@ -816,7 +844,7 @@ mod tests {
                 "default_sentinel: x",
                 "authentication, authorization and accounts",
             ),
-            ("http_port: 8222", "HTTP monitoring"),
+            ("https_port: 8222", "HTTPS monitoring (TLS)"),
             ("tls {}", "TLS"),
             ("websocket {}", "WebSocket"),
             ("server_tags: [a]", "this setting"),

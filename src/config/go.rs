@@ -187,6 +187,15 @@ fn split_fraction(value: u64, precision: u32) -> (u64, String) {
     (whole, format!(".{}", digits.trim_end_matches('0')))
 }
 
+/// Go's `net.JoinHostPort`: `host:port`, an IPv6 host in brackets.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The quoting of Go's `time` package errors: double quotes, `"` and `\` escaped, bytes of
 /// control or non-ASCII characters written as `\xNN`.
 fn quote_like_time(text: &str) -> String {

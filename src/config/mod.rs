@@ -114,9 +114,16 @@ pub struct Options {
     /// Of repeated failed reconnect attempts, every this many is logged
     /// (`reconnect_error_reports`); kept for the cluster issue.
     pub reconnect_error_reports: u32,
-    /// Closed connections kept for monitoring (`max_closed_clients`); kept for the
-    /// monitoring issue.
+    /// Closed connections kept for monitoring (`max_closed_clients`): `/connz?state=closed`.
     pub max_closed_clients: u32,
+    /// HTTP monitoring's port (`-m/--http_port`, `http_port`, `monitor_port`, `http`): 0 serves
+    /// no monitoring, -1 a random port, as nats-server.
+    pub http_port: i32,
+    /// HTTP monitoring's bind address (`http: host:port`); `None`: the client `host`.
+    pub http_host: Option<String>,
+    /// The path the monitoring endpoints are under (`http_base_path`, `--http_base_path`);
+    /// empty: the root.
+    pub http_base_path: String,
 
     /// Authentication: the single user or token, users and nkey users (of every account),
     /// `no_auth_user` (`authorization {}`, `accounts {}`, `--user`/`--pass`/`--auth`).
@@ -186,6 +193,9 @@ impl Default for Options {
             connect_error_reports: limits::CONNECT_ERROR_REPORTS_DEFAULT,
             reconnect_error_reports: limits::RECONNECT_ERROR_REPORTS_DEFAULT,
             max_closed_clients: limits::CLOSED_CLIENTS_MAX_DEFAULT,
+            http_port: 0,
+            http_host: None,
+            http_base_path: String::new(),
             auth: Default::default(),
             accounts: Vec::new(),
             mappings: Vec::new(),
@@ -200,6 +210,12 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Where HTTP monitoring listens: `http_host`, else the client host (nats-server's
+    /// default).
+    pub fn monitoring_host(&self) -> &str {
+        self.http_host.as_deref().unwrap_or(&self.host)
+    }
+
     /// nats-server's start-up checks (`validateOptions`) and natsring's own bounds; the error
     /// is the line nats-server prints (without the program name).
     pub fn validate(&self) -> Result<(), String> {
@@ -332,21 +348,33 @@ impl Ports {
     /// natsring lists the loopback address(es) instead (enumerating interfaces needs
     /// `getifaddrs`), first as nats-server does, so tools that dial the first URL connect.
     pub fn for_client(host: &str, port: u16) -> Ports {
-        let nats = match host {
-            "" | "0.0.0.0" => vec![format!("nats://127.0.0.1:{port}")],
-            "::" | "[::]" => vec![
-                format!("nats://127.0.0.1:{port}"),
-                format!("nats://[::1]:{port}"),
-            ],
-            host if host.contains(':') && !host.starts_with('[') => {
-                vec![format!("nats://[{host}]:{port}")]
-            }
-            host => vec![format!("nats://{host}:{port}")],
-        };
         Ports {
-            nats,
+            nats: urls("nats", host, port),
             ..Ports::default()
         }
+    }
+
+    /// These ports with HTTP monitoring's, listening on `host` and `port`.
+    pub fn with_monitoring(self, host: &str, port: u16) -> Ports {
+        Ports {
+            monitoring: urls("http", host, port),
+            ..self
+        }
+    }
+}
+
+/// The URLs of a listener, as nats-server's ports file lists them.
+fn urls(scheme: &str, host: &str, port: u16) -> Vec<String> {
+    match host {
+        "" | "0.0.0.0" => vec![format!("{scheme}://127.0.0.1:{port}")],
+        "::" | "[::]" => vec![
+            format!("{scheme}://127.0.0.1:{port}"),
+            format!("{scheme}://[::1]:{port}"),
+        ],
+        host if host.contains(':') && !host.starts_with('[') => {
+            vec![format!("{scheme}://[{host}]:{port}")]
+        }
+        host => vec![format!("{scheme}://{host}:{port}")],
     }
 }
 

@@ -74,6 +74,27 @@ pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
     if let Some(refusal) = auth_refusal(old, new) {
         return Some(refusal);
     }
+    // Monitoring keeps its listener: nats-server refuses these (its default case).
+    let monitoring: [(&str, String, String); 3] = [
+        (
+            "HTTPHost",
+            old.monitoring_host().to_string(),
+            new.monitoring_host().to_string(),
+        ),
+        (
+            "HTTPPort",
+            old.http_port.to_string(),
+            new.http_port.to_string(),
+        ),
+        (
+            "HTTPBasePath",
+            old.http_base_path.clone(),
+            new.http_base_path.clone(),
+        ),
+    ];
+    if let Some((field, old, new)) = monitoring.into_iter().find(|(_, old, new)| old != new) {
+        return Some(refused(field, &old, &new));
+    }
     let tail: [(&str, String, String); 2] = [
         ("Shards", old.shards.to_string(), new.shards.to_string()),
         (

@@ -1,0 +1,422 @@
+//! `/connz`: the open and recently closed client connections, as nats-server's `Connz`
+//! (monitor.go): the same query parameters, sort orders, paging and JSON.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::data::{ConnInfo, SubInfo};
+use super::gotime;
+use super::query::{Query, QueryError};
+
+/// Connections listed when no `limit` is given (nats-server's `DefaultConnListSize`).
+pub const DEFAULT_LIMIT: usize = 1024;
+
+/// The global account's name: `/connz?auth=1` leaves it out, as nats-server does.
+const GLOBAL_ACCOUNT: &str = "$G";
+
+/// `state=`: which connections to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Open,
+    Closed,
+    All,
+}
+
+/// `sort=`: nats-server's `SortOpt`. Only `cid` (and `start`, the same) and `reason` and
+/// `uptime` sort ascending; the rest put the largest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    Cid,
+    Start,
+    Subs,
+    Pending,
+    MsgsTo,
+    MsgsFrom,
+    BytesTo,
+    BytesFrom,
+    Last,
+    Idle,
+    Uptime,
+    Stop,
+    Reason,
+    Rtt,
+}
+
+impl Sort {
+    fn parse(text: &str) -> Option<Sort> {
+        Some(match text {
+            "" | "cid" => Sort::Cid,
+            "start" => Sort::Start,
+            "subs" => Sort::Subs,
+            "pending" => Sort::Pending,
+            "msgs_to" => Sort::MsgsTo,
+            "msgs_from" => Sort::MsgsFrom,
+            "bytes_to" => Sort::BytesTo,
+            "bytes_from" => Sort::BytesFrom,
+            "last" => Sort::Last,
+            "idle" => Sort::Idle,
+            "uptime" => Sort::Uptime,
+            "stop" => Sort::Stop,
+            "reason" => Sort::Reason,
+            "rtt" => Sort::Rtt,
+            _ => return None,
+        })
+    }
+}
+
+/// What a `/connz` request asks for.
+#[derive(Debug, Clone)]
+pub struct ConnzQuery {
+    pub sort: Sort,
+    pub auth: bool,
+    pub subs: bool,
+    pub subs_detail: bool,
+    pub offset: usize,
+    pub limit: usize,
+    pub cid: u64,
+    pub state: State,
+    pub user: String,
+    pub account: String,
+}
+
+impl ConnzQuery {
+    /// Decodes the query string as nats-server's `HandleConnz` does, with its error texts
+    /// (each answered with status 400).
+    pub fn parse(query: &Query) -> Result<ConnzQuery, QueryError> {
+        let sort_text = query.get("sort");
+        let auth = query.bool("auth")?;
+        let subs_detail = query.get("subs").eq_ignore_ascii_case("detail");
+        let subs = if subs_detail {
+            false
+        } else {
+            query.bool("subs")?
+        };
+        let offset = query.int("offset")?;
+        let limit = query.int("limit")?;
+        let cid = query.uint("cid")?;
+        let state = match query.get("state").to_ascii_lowercase().as_str() {
+            "" | "open" => State::Open,
+            "closed" => State::Closed,
+            "any" | "all" => State::All,
+            _ => {
+                return Err(QueryError(format!(
+                    "Error decoding state for {}",
+                    query.get("state")
+                )))
+            }
+        };
+        let sort = Sort::parse(sort_text)
+            .ok_or_else(|| QueryError(format!("invalid sorting option: {sort_text}")))?;
+        if sort == Sort::Stop && state != State::Closed {
+            return Err(QueryError(
+                "sort by stop only valid on closed connections".into(),
+            ));
+        }
+        if sort == Sort::Reason && state != State::Closed {
+            return Err(QueryError(
+                "sort by reason only valid on closed connections".into(),
+            ));
+        }
+        let mut limit = if limit <= 0 {
+            DEFAULT_LIMIT
+        } else {
+            limit as usize
+        };
+        if cid > 0 {
+            limit = 1;
+        }
+        Ok(ConnzQuery {
+            sort,
+            auth,
+            subs,
+            subs_detail,
+            offset: offset.max(0) as usize,
+            limit,
+            cid,
+            state,
+            user: query.get("user").to_string(),
+            account: query.get("acc").to_string(),
+        })
+    }
+
+    /// Whether the open connections' subscriptions must be fetched.
+    pub fn wants_subscriptions(&self) -> bool {
+        self.subs || self.subs_detail
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Connz {
+    pub server_id: String,
+    pub now: String,
+    pub num_connections: usize,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    pub connections: Vec<ConnJson>,
+}
+
+/// One connection (nats-server's `ConnInfo`).
+#[derive(Debug, Serialize)]
+pub struct ConnJson {
+    pub cid: u64,
+    pub kind: &'static str,
+    #[serde(rename = "type")]
+    pub kind_type: &'static str,
+    pub ip: String,
+    pub port: u16,
+    pub start: String,
+    pub last_activity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub reason: &'static str,
+    pub rtt: String,
+    pub uptime: String,
+    pub idle: String,
+    pub pending_bytes: usize,
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub subscriptions: usize,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lang: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub authorized_user: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions_list: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions_list_detail: Vec<SubJson>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwt: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub issuer_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name_tag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// One subscription (nats-server's `SubDetail`): `account` only in `/subsz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubJson {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account_tag: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub qgroup: String,
+    pub sid: String,
+    pub msgs: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max: u64,
+    pub cid: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl SubJson {
+    /// As listed under a connection (no account).
+    pub fn of_connection(sub: &SubInfo) -> SubJson {
+        SubJson {
+            account: String::new(),
+            account_tag: String::new(),
+            subject: sub.subject.clone(),
+            qgroup: sub.queue.clone().unwrap_or_default(),
+            sid: sub.sid.clone(),
+            msgs: sub.msgs,
+            max: sub.max.unwrap_or(0),
+            cid: sub.cid,
+        }
+    }
+
+    /// As listed by `/subsz` (with its account).
+    pub fn with_account(sub: &SubInfo) -> SubJson {
+        SubJson {
+            account: sub.account.clone(),
+            account_tag: sub.account.clone(),
+            ..SubJson::of_connection(sub)
+        }
+    }
+}
+
+/// A connection of either state, for sorting and paging before it is written.
+enum Listed<'a> {
+    Open(&'a ConnInfo),
+    Closed(&'a ConnInfo),
+}
+
+impl Listed<'_> {
+    fn info(&self) -> &ConnInfo {
+        match self {
+            Listed::Open(info) | Listed::Closed(info) => info,
+        }
+    }
+}
+
+/// Builds the answer from the open connections (with their subscriptions when the query asks)
+/// and the closed ones (oldest first), as nats-server's `Connz` does.
+pub fn connz(
+    query: &ConnzQuery,
+    server_id: &str,
+    now: SystemTime,
+    open: &[ConnInfo],
+    closed: &[Arc<ConnInfo>],
+) -> Connz {
+    let wants_open = matches!(query.state, State::Open | State::All);
+    let wants_closed = matches!(query.state, State::Closed | State::All);
+    let account_ok = |info: &ConnInfo| query.account.is_empty() || info.account == query.account;
+    let user_ok = |info: &ConnInfo| query.user.is_empty() || info.authorized_user == query.user;
+    let mut listed: Vec<Listed> = Vec::new();
+    if query.cid > 0 {
+        let open_match = open.iter().find(|info| info.cid == query.cid);
+        match open_match {
+            Some(info) if wants_open => listed.push(Listed::Open(info)),
+            _ if wants_closed => {
+                if let Some(info) = closed.iter().find(|info| info.cid == query.cid) {
+                    listed.push(Listed::Closed(info));
+                }
+            }
+            _ => {}
+        }
+    } else {
+        if wants_open {
+            listed.extend(
+                open.iter()
+                    .filter(|info| account_ok(info) && user_ok(info))
+                    .map(Listed::Open),
+            );
+        }
+        if wants_closed {
+            listed.extend(
+                closed
+                    .iter()
+                    .filter(|info| account_ok(info) && user_ok(info))
+                    .map(|info| Listed::Closed(info)),
+            );
+        }
+    }
+    sort(&mut listed, query.sort, now);
+    let total = listed.len();
+    let start = query.offset.min(total);
+    let end = start + query.limit.min(total - start);
+    let connections: Vec<ConnJson> = listed[start..end]
+        .iter()
+        .map(|listed| conn_json(listed, query, now))
+        .collect();
+    Connz {
+        server_id: server_id.to_string(),
+        now: gotime::rfc3339_utc(now),
+        num_connections: connections.len(),
+        total,
+        offset: query.offset,
+        limit: query.limit,
+        connections,
+    }
+}
+
+fn sort(listed: &mut [Listed], by: Sort, now: SystemTime) {
+    let up = |info: &ConnInfo| gotime::since(info.stop.unwrap_or(now), info.start);
+    let idle = |info: &ConnInfo| gotime::since(now, info.last_activity);
+    match by {
+        Sort::Cid | Sort::Start => listed.sort_by_key(|l| l.info().cid),
+        Sort::Subs => listed.sort_by_key(|l| std::cmp::Reverse(l.info().subscriptions)),
+        Sort::Pending => listed.sort_by_key(|l| std::cmp::Reverse(l.info().pending_bytes)),
+        Sort::MsgsTo => listed.sort_by_key(|l| std::cmp::Reverse(l.info().out_msgs)),
+        Sort::MsgsFrom => listed.sort_by_key(|l| std::cmp::Reverse(l.info().in_msgs)),
+        Sort::BytesTo => listed.sort_by_key(|l| std::cmp::Reverse(l.info().out_bytes)),
+        Sort::BytesFrom => listed.sort_by_key(|l| std::cmp::Reverse(l.info().in_bytes)),
+        Sort::Last => listed.sort_by_key(|l| std::cmp::Reverse(l.info().last_activity)),
+        Sort::Idle => listed.sort_by_key(|l| std::cmp::Reverse(idle(l.info()))),
+        Sort::Uptime => listed.sort_by_key(|l| up(l.info())),
+        Sort::Stop => listed.sort_by_key(|l| std::cmp::Reverse(l.info().stop)),
+        Sort::Reason => listed.sort_by_key(|l| l.info().reason.unwrap_or_default()),
+        Sort::Rtt => listed.sort_by_key(|l| std::cmp::Reverse(l.info().rtt_ns)),
+    }
+}
+
+fn conn_json(listed: &Listed, query: &ConnzQuery, now: SystemTime) -> ConnJson {
+    let info = listed.info();
+    let (stop, reason, until) = match listed {
+        Listed::Open(_) => (None, "", now),
+        Listed::Closed(info) => {
+            let stop = info.stop.unwrap_or(now);
+            (
+                Some(gotime::rfc3339(stop)),
+                info.reason.unwrap_or_default(),
+                stop,
+            )
+        }
+    };
+    let (subscriptions_list, subscriptions_list_detail) = if query.subs_detail {
+        (
+            Vec::new(),
+            info.subs.iter().map(SubJson::of_connection).collect(),
+        )
+    } else if query.subs {
+        (
+            info.subs.iter().map(|sub| sub.subject.clone()).collect(),
+            Vec::new(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let auth = |value: &String| {
+        if query.auth {
+            value.clone()
+        } else {
+            String::new()
+        }
+    };
+    ConnJson {
+        cid: info.cid,
+        kind: "Client",
+        kind_type: "nats",
+        ip: info.ip.clone(),
+        port: info.port,
+        start: gotime::rfc3339(info.start),
+        last_activity: gotime::rfc3339(info.last_activity),
+        stop,
+        reason,
+        rtt: gotime::rtt(info.rtt_ns),
+        uptime: gotime::uptime(gotime::since(until, info.start)),
+        idle: gotime::uptime(gotime::since(until, info.last_activity)),
+        pending_bytes: info.pending_bytes,
+        in_msgs: info.in_msgs,
+        out_msgs: info.out_msgs,
+        in_bytes: info.in_bytes,
+        out_bytes: info.out_bytes,
+        subscriptions: info.subscriptions,
+        name: info.name.clone(),
+        lang: info.lang.clone(),
+        version: info.version.clone(),
+        authorized_user: auth(&info.authorized_user),
+        account: if info.account == GLOBAL_ACCOUNT {
+            String::new()
+        } else {
+            auth(&info.account)
+        },
+        subscriptions_list,
+        subscriptions_list_detail,
+        jwt: auth(&info.jwt),
+        issuer_key: auth(&info.issuer_key),
+        name_tag: auth(&info.name_tag),
+        tags: if query.auth {
+            info.tags.clone()
+        } else {
+            Vec::new()
+        },
+    }
+}

@@ -1,0 +1,2 @@
+//! The shards' data the endpoints are made from.
+pub use super::pending::{ConnInfo, SubInfo, TableStats};

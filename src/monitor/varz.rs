@@ -1,0 +1,211 @@
+//! `/varz`: the server's configuration and counters, as nats-server's `Varz` (monitor.go).
+//! Every field a tool decodes is here with Go's JSON type; those of features natsring does not
+//! have (cluster, gateway, leaf nodes, MQTT, WebSocket, JetStream) are the empty objects
+//! nats-server writes when they are off.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::go_float;
+use super::gotime;
+use crate::stats::ShardStats;
+
+/// Everything `/varz` reports, gathered by the monitor.
+pub struct VarzInputs<'a> {
+    pub server_id: &'a str,
+    pub options: &'a crate::Options,
+    pub auth_required: bool,
+    pub system_account: Option<&'a str>,
+    pub start: std::time::SystemTime,
+    pub now: std::time::SystemTime,
+    pub config_load_time: std::time::SystemTime,
+    pub stats: &'a ShardStats,
+    pub subscriptions: u64,
+    pub http_req_stats: BTreeMap<String, u64>,
+    pub mem: u64,
+    pub cpu: f64,
+    pub cores: usize,
+    pub shards: usize,
+}
+
+/// A feature natsring does not have: `{}`.
+#[derive(Debug, Serialize, Default)]
+pub struct Off {}
+
+/// Kinds of connection a count is split by (`slow_consumer_stats`, `stale_connection_stats`).
+#[derive(Debug, Serialize)]
+pub struct ByKind {
+    pub clients: u64,
+    pub routes: u64,
+    pub gateways: u64,
+    pub leafs: u64,
+}
+
+impl ByKind {
+    fn clients(clients: u64) -> ByKind {
+        ByKind {
+            clients,
+            routes: 0,
+            gateways: 0,
+            leafs: 0,
+        }
+    }
+}
+
+/// Disk I/O waits (JetStream's); natsring writes no disk: all zero.
+#[derive(Debug, Serialize, Default)]
+pub struct DiskIoWaits {
+    pub waiters: u64,
+    pub waits: u64,
+    pub wait_time: u64,
+    pub max_wait_time: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Varz {
+    pub server_id: String,
+    pub server_name: String,
+    pub version: &'static str,
+    pub proto: u32,
+    pub go: &'static str,
+    pub host: String,
+    pub port: u16,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
+    pub max_connections: u32,
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub max_subscriptions: u32,
+    /// Go `Duration`: integer nanoseconds.
+    pub ping_interval: u64,
+    pub ping_max: u32,
+    pub http_host: String,
+    pub http_port: i32,
+    pub http_base_path: String,
+    pub https_port: u16,
+    #[serde(serialize_with = "go_float")]
+    pub auth_timeout: f64,
+    pub max_control_line: u32,
+    pub max_payload: u32,
+    pub max_pending: u64,
+    pub cluster: Off,
+    pub gateway: Off,
+    pub leaf: Off,
+    pub mqtt: Off,
+    pub websocket: Off,
+    pub jetstream: Off,
+    #[serde(serialize_with = "go_float")]
+    pub tls_timeout: f64,
+    /// Go `Duration`: integer nanoseconds.
+    pub write_deadline: u64,
+    pub start: String,
+    pub now: String,
+    pub uptime: String,
+    pub mem: u64,
+    pub cores: usize,
+    pub gomaxprocs: usize,
+    #[serde(serialize_with = "go_float")]
+    pub cpu: f64,
+    pub connections: u64,
+    pub total_connections: u64,
+    pub routes: u64,
+    pub remotes: u64,
+    pub leafnodes: u64,
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub in_client_msgs: u64,
+    pub in_client_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    pub out_client_msgs: u64,
+    pub out_client_bytes: u64,
+    pub slow_consumers: u64,
+    pub stale_connections: u64,
+    pub stalled_clients: u64,
+    pub subscriptions: u64,
+    pub http_req_stats: BTreeMap<String, u64>,
+    pub config_load_time: String,
+    pub config_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_account: Option<String>,
+    pub slow_consumer_stats: ByKind,
+    pub stale_connection_stats: ByKind,
+    pub disk_io_wait_stats: DiskIoWaits,
+}
+
+fn is_zero_u32(value: &u32) -> bool {
+    *value == 0
+}
+
+pub fn varz(inputs: VarzInputs) -> Varz {
+    let options = inputs.options;
+    let stats = inputs.stats;
+    Varz {
+        server_id: inputs.server_id.to_string(),
+        server_name: options
+            .server_name
+            .clone()
+            .unwrap_or_else(|| inputs.server_id.to_string()),
+        version: crate::ADVERTISED_VERSION,
+        proto: 1,
+        go: crate::server::GO_VERSION,
+        host: options.host.clone(),
+        port: options.port,
+        auth_required: inputs.auth_required,
+        max_connections: options.max_connections,
+        max_subscriptions: options.max_subscriptions,
+        ping_interval: options.ping_interval.as_nanos() as u64,
+        ping_max: options.ping_max,
+        http_host: options.monitoring_host().to_string(),
+        http_port: options.http_port,
+        http_base_path: options.http_base_path.clone(),
+        https_port: 0,
+        auth_timeout: options.auth.auth_timeout.map_or(
+            crate::limits::AUTH_TIMEOUT_MS_DEFAULT as f64 / 1000.0,
+            |t| t.as_secs_f64(),
+        ),
+        max_control_line: options.max_control_line,
+        max_payload: options.max_payload,
+        max_pending: options.max_pending,
+        cluster: Off::default(),
+        gateway: Off::default(),
+        leaf: Off::default(),
+        mqtt: Off::default(),
+        websocket: Off::default(),
+        jetstream: Off::default(),
+        // nats-server's `TLS_TIMEOUT` (2 s), reported whether or not TLS is on.
+        tls_timeout: 2.0,
+        write_deadline: options.write_deadline.as_nanos() as u64,
+        start: gotime::rfc3339(inputs.start),
+        now: gotime::rfc3339(inputs.now),
+        uptime: gotime::uptime(gotime::since(inputs.now, inputs.start)),
+        mem: inputs.mem,
+        cores: inputs.cores,
+        gomaxprocs: inputs.shards,
+        cpu: inputs.cpu,
+        connections: stats.connections,
+        total_connections: stats.total_connections,
+        routes: 0,
+        remotes: 0,
+        leafnodes: 0,
+        in_msgs: stats.in_msgs,
+        in_bytes: stats.in_bytes,
+        in_client_msgs: stats.in_msgs,
+        in_client_bytes: stats.in_bytes,
+        out_msgs: stats.out_msgs,
+        out_bytes: stats.out_bytes,
+        out_client_msgs: stats.out_msgs,
+        out_client_bytes: stats.out_bytes,
+        slow_consumers: stats.slow_consumers,
+        stale_connections: stats.stale_connections,
+        stalled_clients: stats.publisher_pauses,
+        subscriptions: inputs.subscriptions,
+        http_req_stats: inputs.http_req_stats,
+        config_load_time: gotime::rfc3339(inputs.config_load_time),
+        config_digest: options.config_digest.clone().unwrap_or_default(),
+        system_account: inputs.system_account.map(str::to_string),
+        slow_consumer_stats: ByKind::clients(stats.slow_consumers),
+        stale_connection_stats: ByKind::clients(stats.stale_connections),
+        disk_io_wait_stats: DiskIoWaits::default(),
+    }
+}
