@@ -58,6 +58,10 @@ Targets (natsring --shards 1 on one core vs the better nats-server per scenario)
                                        runs with -D and its counters at exit (receives, ENOBUFS:
                                        the buffer ring ran dry) are rows of their own
   10,000 idle connections              RSS per connection <= 2 KiB
+  scraped (pub-16-scraped,             pub-16 and pubsub-1 again with HTTP monitoring on and
+  pubsub-1-scraped)                    /varz, /connz, /metrics fetched every 0.25 s (4x a 1 s
+                                       scrape: a run lasts about a second): the same msgs/s as
+                                       the unscraped rows, within noise
   1,000,000 subscriptions              RSS ratio <= 1/3 (publish rate shown alongside)
   cross-shard (own table)              natsring --shards 2 under `taskset -c 0,1`, generator
                                        unpinned, pubsub 1->1 16 B with --pub-shard 0
@@ -103,6 +107,7 @@ and the charts), *.svg, and logs/ (each server's stdout and stderr, appended).
 """
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -118,7 +123,10 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svg_chart  # noqa: E402
@@ -287,8 +295,9 @@ class Contender:
         self.gen_cpus = gen_cpus
         self.gen_extra = list(gen_extra)
 
-    def server_argv(self, port):
-        argv = [part.replace("{port}", str(port)) for part in self.command]
+    def server_argv(self, port, http_port=None):
+        argv = [part.replace("{port}", str(port)).replace("{http_port}", str(http_port))
+                for part in self.command]
         return (["taskset", "-c", self.cpus] if self.cpus else []) + argv
 
 
@@ -397,12 +406,63 @@ def warmup_args(gen_args):
     return args
 
 
+class Scraper:
+    """What a monitoring system does during a run: GET /varz, /connz and /metrics (natsring's
+    own; nats-server answers it 404, which costs it nothing) from the server's HTTP monitoring
+    port every `interval` seconds, the first at once, on a thread of this script (not pinned).
+    A run lasts about a second, so the interval is a quarter of one: four times the load of a
+    1 s scrape. Records how many fetches succeeded and how long each took."""
+
+    PATHS = ("/varz", "/connz", "/metrics")
+
+    def __init__(self, port, interval=0.25):
+        self.port = port
+        self.interval = interval
+        self.stop_event = threading.Event()
+        self.durations = []
+        self.failures = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while True:
+            for path in self.PATHS:
+                started = time.monotonic()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                                timeout=5) as response:
+                        response.read()
+                    self.durations.append(time.monotonic() - started)
+                except urllib.error.HTTPError as err:
+                    if err.code != 404:
+                        self.failures += 1
+                except OSError:
+                    self.failures += 1
+            if self.stop_event.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop_event.set()
+        self.thread.join()
+
+    def summary(self):
+        durations = sorted(self.durations)
+        return {"scrapes": len(durations), "scrape_failures": self.failures,
+                "scrape_ms_median": 1000 * median(durations) if durations else None,
+                "scrape_ms_max": 1000 * durations[-1] if durations else None}
+
+
 def measure(ctx, contender, gen_args, generator=None):
     """Starts the contender's server, warms it up (`warmup_args`), runs the generator against
     it once, stops the server. Returns a record with the generator's JSON report, or an
-    error."""
+    error. A contender whose command names `{http_port}` is scraped during the run
+    (`Scraper`)."""
     port = free_port()
-    server_argv = contender.server_argv(port)
+    http_port = free_port() if any("{http_port}" in part for part in contender.command) else None
+    server_argv = contender.server_argv(port, http_port)
     record = {"contender": contender.key, "args": list(gen_args), "report": None,
               "error": None, "load_average": os.getloadavg()[0]}
     os.makedirs(os.path.join(ctx.out, "logs"), exist_ok=True)
@@ -433,11 +493,15 @@ def measure(ctx, contender, gen_args, generator=None):
             system_before, steal_before = system_cpu()
             server_before = process_cpu(process.pid)
             started = time.monotonic()
+            scraper = Scraper(http_port) if http_port else contextlib.nullcontext()
             try:
-                result = subprocess.run(argv, capture_output=True, text=True,
-                                        timeout=ctx.timeout)
+                with scraper:
+                    result = subprocess.run(argv, capture_output=True, text=True,
+                                            timeout=ctx.timeout)
             except subprocess.TimeoutExpired:
                 raise RuntimeError(f"generator still running after {ctx.timeout} s")
+            if http_port:
+                record["scrape"] = scraper.summary()
             record["wall_seconds"] = wall = time.monotonic() - started
             server_after = process_cpu(process.pid)
             system_after, steal_after = system_cpu()
@@ -513,6 +577,11 @@ def summary(record, metric):
         # it was while it measured.
         parts.append(f"generator {100 * record['generator_cpu_seconds'] / wall:.0f}%")
     parts.append(f"in {seconds:.2f} s")
+    scrape = record.get("scrape")
+    if scrape:
+        parts.append(f"{scrape['scrapes']} scrapes (median {scrape['scrape_ms_median'] or 0:.1f}"
+                     f" ms, max {scrape['scrape_ms_max'] or 0:.1f} ms,"
+                     f" {scrape['scrape_failures']} failed)")
     if disturbed(record):
         parts.append(f"DISTURBED: other processes used {100 * record['others_cpu_share']:.0f}%"
                      f" of a CPU")
@@ -691,6 +760,19 @@ def scenarios(ctx):
             "rows": [row(msgs, "msgs/s", check("ratio", msgs, ">=", 3, "msgs/s ≥3×")),
                      row(cpu, "CPU ns/msg")],
             "server_extra": ["-c", conf], "conf": (conf, PERMISSIONS_CONF)})
+    # The monitoring issue: a 1 s scrape of /varz, /connz and /metrics under full load costs
+    # no measurable throughput. The same runs as pub-16 and pubsub-1, every server with HTTP
+    # monitoring on and scraped once a second (`Scraper`): compare each with its unscraped row.
+    for key, title, args in (
+            ("pub-16-scraped", "publish-only 16 B, scraped every second",
+             ["pub", "--size", "16", "--msgs", n(16e6)]),
+            ("pubsub-1-scraped", "pubsub 1→1 16 B, scraped every second",
+             ["pubsub", "--size", "16", "--msgs", n(4e6)])):
+        metric = msgs if key.startswith("pub-") else delivered
+        matrix.append({"key": key, "title": title, "args": args, "contenders": servers,
+                       "scrape": True,
+                       "rows": [row(metric, "msgs/s" if metric == msgs else "delivered/s"),
+                                row(cpu, "CPU ns/msg")]})
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
         matrix += [dict(zip(keys, entry), generator=ctx.gobench, unpinned=True)
@@ -750,6 +832,9 @@ def contender_for(ctx, scenario, key):
     if scenario.get("natsring_extra") and key == "natsring":
         contender = copy.copy(contender)
         contender.command = contender.command + scenario["natsring_extra"]
+    if scenario.get("scrape") and key != "sink":
+        contender = copy.copy(contender)
+        contender.command = contender.command + ["-m", "{http_port}"]
     if scenario.get("server_extra") and key != "sink":
         contender = copy.copy(contender)
         contender.command = contender.command + scenario["server_extra"]

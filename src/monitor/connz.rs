@@ -420,3 +420,172 @@ fn conn_json(listed: &Listed, query: &ConnzQuery, now: SystemTime) -> ConnJson {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn info(cid: u64, account: &str) -> ConnInfo {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + cid);
+        ConnInfo {
+            cid,
+            shard: 0,
+            ip: "127.0.0.1".into(),
+            port: 40_000 + cid as u16,
+            start,
+            last_activity: start + Duration::from_secs(cid),
+            stop: None,
+            reason: None,
+            rtt_ns: cid * 1_000,
+            pending_bytes: 0,
+            in_msgs: 10 - cid,
+            in_bytes: 0,
+            out_msgs: cid,
+            out_bytes: 0,
+            subscriptions: 1,
+            name: format!("c{cid}"),
+            lang: "rust".into(),
+            version: "1".into(),
+            authorized_user: format!("u{cid}"),
+            account: account.into(),
+            jwt: String::new(),
+            issuer_key: String::new(),
+            name_tag: String::new(),
+            tags: Vec::new(),
+            subs: vec![SubInfo {
+                account: account.into(),
+                subject: format!("s.{cid}"),
+                queue: None,
+                sid: "1".into(),
+                msgs: 0,
+                max: None,
+                cid,
+            }],
+        }
+    }
+
+    fn closed(cid: u64, reason: &'static str) -> Arc<ConnInfo> {
+        let mut info = info(cid, "$G");
+        info.stop = Some(info.start + Duration::from_secs(cid * 10 + 45));
+        info.reason = Some(reason);
+        Arc::new(info)
+    }
+
+    fn query(text: &str) -> ConnzQuery {
+        ConnzQuery::parse(&Query::parse(Some(text))).expect("a valid query")
+    }
+
+    fn cids(connz: &Connz) -> Vec<u64> {
+        connz.connections.iter().map(|c| c.cid).collect()
+    }
+
+    fn run(text: &str) -> Connz {
+        let open = vec![info(3, "$G"), info(1, "A"), info(2, "$G")];
+        let closed = vec![closed(5, "Client Closed"), closed(4, "Parse Error")];
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000);
+        connz(&query(text), "ID", now, &open, &closed)
+    }
+
+    #[test]
+    fn sorts_as_nats_server_sorts() {
+        assert_eq!(cids(&run("")), [1, 2, 3]);
+        assert_eq!(cids(&run("sort=start")), [1, 2, 3]);
+        assert_eq!(cids(&run("sort=msgs_to")), [3, 2, 1], "largest first");
+        assert_eq!(cids(&run("sort=msgs_from")), [1, 2, 3]);
+        assert_eq!(cids(&run("sort=rtt")), [3, 2, 1]);
+        assert_eq!(cids(&run("sort=last")), [3, 2, 1]);
+        assert_eq!(cids(&run("sort=idle")), [1, 2, 3], "the longest idle first");
+        assert_eq!(
+            cids(&run("sort=uptime")),
+            [3, 2, 1],
+            "the shortest uptime first"
+        );
+        assert_eq!(
+            cids(&run("state=closed&sort=stop")),
+            [5, 4],
+            "the latest stop first"
+        );
+        assert_eq!(
+            cids(&run("state=closed&sort=reason")),
+            [5, 4],
+            "by reason's text"
+        );
+        assert_eq!(cids(&run("state=all")), [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn pages_and_filters() {
+        let page = run("offset=1&limit=1");
+        assert_eq!(
+            (cids(&page), page.total, page.num_connections),
+            (vec![2], 3, 1)
+        );
+        assert_eq!(page.limit, 1);
+        let beyond = run("offset=10");
+        assert_eq!((beyond.num_connections, beyond.total), (0, 3));
+        assert_eq!(cids(&run("cid=2")), [2]);
+        assert_eq!(
+            run("cid=2").limit,
+            1,
+            "a cid query has limit 1, as nats-server's"
+        );
+        assert_eq!(cids(&run("cid=4&state=all")), [4], "a closed one by cid");
+        assert!(
+            cids(&run("cid=4")).is_empty(),
+            "closed ones only when asked"
+        );
+        assert_eq!(cids(&run("acc=A")), [1]);
+        assert_eq!(cids(&run("user=u3&auth=1")), [3]);
+    }
+
+    #[test]
+    fn optional_fields_appear_as_nats_server_writes_them() {
+        let plain = serde_json::to_value(&run("cid=1").connections[0]).unwrap();
+        for absent in [
+            "account",
+            "authorized_user",
+            "subscriptions_list",
+            "stop",
+            "reason",
+        ] {
+            assert!(plain.get(absent).is_none(), "{absent} without auth or subs");
+        }
+        assert_eq!(plain["rtt"], "1µs");
+        let detailed =
+            serde_json::to_value(&run("cid=1&auth=1&subs=detail").connections[0]).unwrap();
+        assert_eq!(detailed["account"], "A");
+        assert_eq!(detailed["authorized_user"], "u1");
+        assert_eq!(detailed["subscriptions_list_detail"][0]["subject"], "s.1");
+        assert!(detailed["subscriptions_list_detail"][0]
+            .get("account")
+            .is_none());
+        let global = serde_json::to_value(&run("cid=2&auth=1&subs=1").connections[0]).unwrap();
+        assert!(
+            global.get("account").is_none(),
+            "$G is left out, as nats-server does"
+        );
+        assert_eq!(global["subscriptions_list"][0], "s.2");
+        let closed = serde_json::to_value(&run("cid=5&state=closed").connections[0]).unwrap();
+        assert_eq!(closed["reason"], "Client Closed");
+        assert!(closed["stop"].as_str().unwrap().starts_with("1970-01-01T"));
+        assert_eq!(closed["uptime"], "1m35s", "up from start to stop");
+    }
+
+    #[test]
+    fn refuses_what_nats_server_refuses() {
+        let error = |text: &str| ConnzQuery::parse(&Query::parse(Some(text))).unwrap_err().0;
+        assert_eq!(error("sort=nope"), "invalid sorting option: nope");
+        assert_eq!(
+            error("sort=stop"),
+            "sort by stop only valid on closed connections"
+        );
+        assert_eq!(
+            error("sort=reason&state=all"),
+            "sort by reason only valid on closed connections"
+        );
+        assert_eq!(error("state=gone"), "Error decoding state for gone");
+        assert!(error("limit=x").starts_with("Error decoding int for 'limit'"));
+    }
+}

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""What does a /connz of 10,000 connections cost? natsring against nats-server.
+
+    scripts/monitor_cost.py [--conns N] [--fetches K] [--rounds R] [--out DIR]
+                            [--target-dir DIR] [--nats-server PATH] [--nats-server-old PATH]
+                            [--only natsring,nats-2.15.1,...]
+
+The requirement (monitoring issue): "a /connz of 10,000 connections answers in under 100 ms
+without pausing any shard for more than 1 ms".
+
+What runs
+---------
+Each server, started fresh per round on free loopback ports with HTTP monitoring on:
+
+  natsring     target/release/natsring -a 127.0.0.1 -p PORT -m HTTP_PORT   (default shards)
+  nats-2.15.1  nats-server -a 127.0.0.1 -p PORT -m HTTP_PORT
+  nats-2.9.10  /usr/sbin/nats-server -a 127.0.0.1 -p PORT -m HTTP_PORT   (if present)
+
+This script opens N connections (default 10,000; it raises its open-file limit, which the
+server inherits), each CONNECT with a name, one SUB and a PING answered, and keeps them open.
+Then, K times (default 20), it fetches `/connz?limit=N` (every connection in one answer) and
+`/connz` (nats-server's default page of 1,024), timing each from request to the last byte.
+Meanwhile a probe connection does PING/PONG round trips back to back on its own thread: the
+longest round trip while fetches ran, against the longest before them, says how long the
+server stopped serving its clients to answer.
+
+natsring also reports it directly: each shard times every control command it answers (the
+pause is exactly that long) and /metrics has the longest, `natsring_shard_control_answer_max_
+seconds`, read after the fetches.
+
+Output: a table of medians over the rounds (to stdout and --out/table.md) and results.json.
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (server start and stop, finding the nats-servers)
+
+REPO = bench.REPO
+log = bench.log
+LABELS = {"natsring": "natsring", "nats-2.15.1": "nats-server 2.15.1",
+          "nats-2.9.10": "nats-server 2.9.10"}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description="the cost of /connz with many connections "
+                                                 "(see the module docstring)")
+    parser.add_argument("--conns", type=int, default=10000, help="connections (default 10000)")
+    parser.add_argument("--fetches", type=int, default=20,
+                        help="fetches of each /connz form per round (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--out", default=os.path.join(REPO, "bench-results", "monitor-cost"),
+                        help="output directory (default bench-results/monitor-cost/)")
+    parser.add_argument("--only", help="comma-separated servers to run")
+    bench.add_binary_arguments(parser)
+    return parser.parse_args()
+
+
+def raise_fd_limit(wanted):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted)
+    if hard != resource.RLIM_INFINITY and hard < target:
+        hard = target  # root may raise the hard limit too
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))
+
+
+def open_connections(port, count):
+    """`count` connections, each CONNECTed with one subscription, all answered."""
+    conns = []
+    for index in range(count):
+        conn = socket.create_connection(("127.0.0.1", port))
+        conn.sendall(b'CONNECT {"verbose":false,"name":"idle-%d","lang":"python",'
+                     b'"version":"1"}\r\nSUB idle.%d 1\r\nPING\r\n' % (index, index))
+        conns.append(conn)
+    for conn in conns:
+        received = b""
+        while b"PONG\r\n" not in received:
+            chunk = conn.recv(4096)
+            if not chunk:
+                raise RuntimeError("a connection was closed while opening")
+            received += chunk
+    return conns
+
+
+class Probe:
+    """PING/PONG round trips back to back on one connection; each with its end time."""
+
+    def __init__(self, port):
+        self.conn = socket.create_connection(("127.0.0.1", port))
+        self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn.sendall(b'CONNECT {"verbose":false,"name":"probe"}\r\nPING\r\n')
+        self.read_pong()
+        self.samples = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def read_pong(self):
+        received = b""
+        while b"PONG\r\n" not in received:
+            chunk = self.conn.recv(4096)
+            if not chunk:
+                raise RuntimeError("the probe was closed")
+            received += chunk
+
+    def run(self):
+        while not self.stop.is_set():
+            started = time.monotonic()
+            self.conn.sendall(b"PING\r\n")
+            self.read_pong()
+            ended = time.monotonic()
+            self.samples.append((ended, ended - started))
+
+    def longest(self, since, until):
+        durations = [d for end, d in self.samples if since <= end <= until]
+        return max(durations) if durations else None
+
+
+def fetch(url):
+    started = time.monotonic()
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = response.read()
+    return time.monotonic() - started, body
+
+
+def control_answer_max(http_port):
+    """natsring's longest control-command answer over its shards, in seconds (None when the
+    series is absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    values = [float(m.group(1)) for m in re.finditer(
+        r"^natsring_shard_control_answer_max_seconds\{[^}]*\} (\S+)$", text, re.M)]
+    return max(values) if values else None
+
+
+def measure(ctx, key, command):
+    port, http_port = bench.free_port(), bench.free_port()
+    argv = [part.replace("{port}", str(port)).replace("{http_port}", str(http_port))
+            for part in command]
+    record = {"server": key, "command": " ".join(argv), "error": None}
+    os.makedirs(os.path.join(ctx.out, "logs"), exist_ok=True)
+    with open(os.path.join(ctx.out, "logs", f"{key}.log"), "ab") as server_log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=server_log,
+                                   stderr=subprocess.STDOUT)
+        conns = []
+        probe = None
+        try:
+            bench.wait_for_port(port, process)
+            bench.wait_for_port(http_port, process)
+            conns = open_connections(port, ctx.conns)
+            probe = Probe(port)
+            probe.thread.start()
+            time.sleep(1.0)
+            quiet_until = time.monotonic()
+            record["probe_max_idle_ms"] = 1000 * (probe.longest(quiet_until - 1.0, quiet_until)
+                                                 or 0)
+            all_times, page_times = [], []
+            fetches_started = time.monotonic()
+            for _ in range(ctx.fetches):
+                seconds, body = fetch(f"http://127.0.0.1:{http_port}/connz?limit={ctx.conns}")
+                listed = json.loads(body)["num_connections"]
+                if listed < ctx.conns:
+                    raise RuntimeError(f"/connz listed {listed} of {ctx.conns} connections")
+                all_times.append(seconds)
+                seconds, _ = fetch(f"http://127.0.0.1:{http_port}/connz")
+                page_times.append(seconds)
+            fetches_ended = time.monotonic()
+            record["connz_all_ms_median"] = 1000 * bench.median(all_times)
+            record["connz_all_ms_max"] = 1000 * max(all_times)
+            record["connz_page_ms_median"] = 1000 * bench.median(page_times)
+            record["connz_all_bytes"] = len(body)
+            record["probe_max_during_ms"] = 1000 * (probe.longest(fetches_started,
+                                                                  fetches_ended) or 0)
+            if key == "natsring":
+                answer = control_answer_max(http_port)
+                record["shard_pause_max_ms"] = None if answer is None else 1000 * answer
+        except (RuntimeError, OSError, ValueError) as err:
+            record["error"] = str(err)
+        finally:
+            if probe:
+                probe.stop.set()
+                probe.conn.close()
+            for conn in conns:
+                conn.close()
+            bench.stop_server(process)
+    return record
+
+
+FIGURES = [("connz_all_ms_median", "/connz?limit=N, median ms"),
+           ("connz_all_ms_max", "/connz?limit=N, max ms"),
+           ("connz_page_ms_median", "/connz (1,024), median ms"),
+           ("probe_max_idle_ms", "probe's longest round trip before, ms"),
+           ("probe_max_during_ms", "probe's longest round trip during fetches, ms"),
+           ("shard_pause_max_ms", "longest shard pause answering (natsring's own), ms")]
+
+
+def main():
+    args = parse_args()
+    ctx = argparse.Namespace(conns=args.conns, fetches=args.fetches,
+                             out=os.path.abspath(args.out))
+    raise_fd_limit(args.conns * 2 + 1000)
+    natsring = os.path.join(args.target_dir, "release", "natsring")
+    if not os.access(natsring, os.X_OK):
+        sys.exit(f"monitor_cost.py: {natsring} missing: build with cargo build --release")
+    venv_server = os.path.join(args.target_dir, "python-venv", "bin", "nats-server")
+    commands = {"natsring": [natsring, "-a", "127.0.0.1", "-p", "{port}", "-m", "{http_port}"]}
+    binaries = {
+        "nats-2.15.1": bench.find_nats_server(
+            "2.15.1", args.nats_server or (venv_server if os.access(venv_server, os.X_OK)
+                                           else None)),
+        "nats-2.9.10": bench.find_nats_server("2.9.10", args.nats_server_old),
+    }
+    for key, binary in binaries.items():
+        if binary:
+            commands[key] = [binary, "-a", "127.0.0.1", "-p", "{port}", "-m", "{http_port}"]
+    if args.only:
+        wanted = set(args.only.split(","))
+        commands = {k: v for k, v in commands.items() if k in wanted}
+    os.makedirs(ctx.out, exist_ok=True)
+    runs = []
+    for round_index in range(1, args.rounds + 1):
+        for key, command in commands.items():
+            record = measure(ctx, key, command)
+            record["round"] = round_index
+            runs.append(record)
+            shown = ", ".join(f"{name} {record[name]:.1f}" for name, _ in FIGURES
+                              if record.get(name) is not None)
+            log(f"r{round_index} {key:<12} {record['error'] or shown}")
+    lines = [f"{args.conns} connections, {args.fetches} fetches of each form per round, "
+             f"medians over {args.rounds} rounds", "",
+             "| figure | " + " | ".join(LABELS.get(k, k) for k in commands) + " |",
+             "|---|" + "---:|" * len(commands)]
+    for name, label in FIGURES:
+        cells = []
+        for key in commands:
+            values = [r[name] for r in runs if r["server"] == key and r.get(name) is not None]
+            cells.append(f"{bench.median(values):.1f}" if values else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(ctx.out, "table.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(ctx.out, "results.json"), "w") as f:
+        json.dump(runs, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
