@@ -293,3 +293,109 @@ fn thousands_of_connections_come_back_whole_in_small_chunks() {
 fn thousands_of_connections_on_two_shards_come_back_whole_in_small_chunks() {
     many_connections_in_small_chunks(2);
 }
+
+/// The first open connection's description once a client with `connect` options has
+/// connected (and its CONNECT was handled).
+async fn described(
+    server: &TestServer,
+    connect: async_nats::ConnectOptions,
+) -> (async_nats::Client, ConnInfo) {
+    let client = connect.connect(server.url()).await.expect("connects");
+    client.flush().await.unwrap();
+    // A round trip: the CONNECT was handled before the PONG.
+    let _ = client
+        .request("nobody.listens", "".into())
+        .await
+        .expect_err("no responders");
+    let cid = client.server_info().client_id;
+    let info = server
+        .handle()
+        .shared()
+        .open_connections(false)
+        .into_iter()
+        .find(|conn| conn.cid == cid)
+        .expect("listed");
+    (client, info)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorized_users_are_shown_as_nats_server_shows_them() {
+    use natsring::auth::jwt::{creds, issue};
+    use nkeys::KeyPair;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+
+    // Users with passwords: the user name.
+    let mut with_users = options();
+    with_users.auth.users = Some(vec![natsring::auth::User {
+        username: "alice".into(),
+        password: "pw".into(),
+        ..natsring::auth::User::default()
+    }]);
+    let server = start_with(with_users);
+    let (_alice, info) = described(
+        &server,
+        async_nats::ConnectOptions::with_user_and_password("alice".into(), "pw".into()),
+    )
+    .await;
+    assert_eq!(
+        (info.authorized_user.as_str(), info.jwt.as_str()),
+        ("alice", "")
+    );
+    assert_eq!(info.account, "$G");
+
+    // A token: redacted.
+    let mut with_token = options();
+    with_token.auth.token = Some("s3cr3t".into());
+    let server = start_with(with_token);
+    let (_client, info) = described(
+        &server,
+        async_nats::ConnectOptions::with_token("s3cr3t".into()),
+    )
+    .await;
+    assert_eq!(info.authorized_user, "[REDACTED]");
+
+    // Operator mode: the user's public key, its JWT, the account that issued it, its tags.
+    let operator = KeyPair::new_operator();
+    let system = KeyPair::new_account();
+    let account = KeyPair::new_account();
+    let mut operator_claims = issue::operator_claims(&operator.public_key());
+    operator_claims.nats.system_account = system.public_key();
+    let mut system_claims = issue::account_claims(&system.public_key());
+    system_claims.data.name = "SYS".into();
+    let mut account_claims = issue::account_claims(&account.public_key());
+    account_claims.data.name = "APP".into();
+    let user = KeyPair::new_user();
+    let mut user_claims = issue::user_claims(&user.public_key());
+    user_claims.data.name = "user".into();
+    user_claims.nats.generic.tags = vec!["blue".into()];
+    let user_jwt = issue::user(user_claims, &account, now);
+    let mut operator_mode = options();
+    operator_mode.operators = vec![issue::operator(operator_claims, &operator, now)];
+    operator_mode.system_account = Some(system.public_key());
+    operator_mode.resolver = Some(natsring::config::Resolver::Memory);
+    operator_mode.resolver_preload = vec![
+        (
+            system.public_key(),
+            issue::account(system_claims, &operator, now),
+        ),
+        (
+            account.public_key(),
+            issue::account(account_claims, &operator, now),
+        ),
+    ];
+    let server = start_with(operator_mode);
+    let credentials = creds::format(&user_jwt, &user.seed().unwrap());
+    let (_client, info) = described(
+        &server,
+        async_nats::ConnectOptions::with_credentials(&credentials).unwrap(),
+    )
+    .await;
+    assert_eq!(info.authorized_user, user.public_key());
+    assert_eq!(info.jwt, user_jwt);
+    assert_eq!(info.issuer_key, account.public_key());
+    assert_eq!(info.tags, ["blue"]);
+    assert_eq!(info.account, account.public_key());
+}

@@ -1399,8 +1399,9 @@ mod tests {
             .iter()
             .map(|&slot| b.core.conns[slot].client_id)
             .collect();
-        // The client went away: closing begins at once (with the -ERR of a violation it
-        // drains first, and closes after: recorded once, when it stopped being open).
+        // Each is recorded once, when it stops being open: the one that drains first and
+        // closes after (the client went away; a violation's -ERR) as well as the one closed
+        // at once.
         b.core
             .drain_and_close(client_gone, CloseReason::ClientClosed);
         b.core.close(client_gone, CloseReason::ClientClosed);
