@@ -26,7 +26,7 @@ pub mod xshard;
 pub use config::Options;
 pub use lame_duck::LameDuck;
 pub use server::{Server, ServerHandle, ADVERTISED_VERSION};
-pub use shard::check_io_uring;
+pub use shard::{check_io_uring, Shared};
 pub use stats::ShardStats;
 
 /// The shard a connection landed on, from the `client_id` its INFO carries: shard `i` of `n`

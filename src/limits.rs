@@ -74,6 +74,20 @@ pub const RESPONSE_PERMITS_PRUNE_INTERVAL_MS: u64 = 1_000;
 pub const RESPONSE_PERMITS_TRACKED_MAX: usize = 64 * 1024;
 /// Closed connections remembered for monitoring (nats-server `DEFAULT_MAX_CLOSED_CLIENTS`).
 pub const CLOSED_CLIENTS_MAX_DEFAULT: u32 = 10_000;
+/// Subscriptions remembered per closed connection at most (nats-server keeps them all): a
+/// closed client had any number of them, and `max_closed_clients` of them are kept, so only
+/// this bound keeps the ring's memory bounded (10,000 × 1,024 small records at worst).
+pub const CLOSED_CONNECTION_SUBSCRIPTIONS_MAX: usize = 1024;
+/// Connections one monitoring question (`Control::OpenConnections`) has a shard describe at
+/// most: a `/connz` of any size is answered in chunks, so no shard pauses for long (well
+/// under a millisecond each).
+pub const MONITOR_CONNECTIONS_PER_CHUNK: usize = 512;
+/// Subscriptions one monitoring question (`Control::Subscriptions`, or the subscription
+/// lists of `Control::OpenConnections`) has a shard describe at most, for the same reason.
+pub const MONITOR_SUBSCRIPTIONS_PER_CHUNK: usize = 2048;
+/// Slab slots (vacant ones included) one chunk looks at per item it may answer with at most:
+/// a sparse slab (many connections gone) costs more questions, never a longer pause.
+pub const MONITOR_SLOTS_SCANNED_PER_ITEM: usize = 8;
 /// Authentication timeout (nats-server `AUTH_TIMEOUT`, 2 s); runs only when auth is required.
 pub const AUTH_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 
@@ -240,6 +254,11 @@ const _: () = assert!(
 );
 const _: () = assert!(DELIVERY_DENY_CACHE_PRUNE_ENTRIES < DELIVERY_DENY_CACHE_ENTRIES_MAX);
 const _: () = assert!(RESPONSE_PERMITS_PRUNE_INSERTS as usize <= RESPONSE_PERMITS_TRACKED_MAX);
+const _: () = assert!(
+    CLOSED_CONNECTION_SUBSCRIPTIONS_MAX <= MONITOR_SUBSCRIPTIONS_PER_CHUNK,
+    "a closed connection's subscriptions cost no more than one chunk's"
+);
+const _: () = assert!(MONITOR_CONNECTIONS_PER_CHUNK > 0 && MONITOR_SUBSCRIPTIONS_PER_CHUNK > 0);
 
 /// Routes of responses to cross-account requests one account keeps at most: past it, expired
 /// routes go, then the oldest half (a requestor that never gets answers cannot grow it).

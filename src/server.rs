@@ -18,7 +18,7 @@ use crate::limits;
 use crate::proto::json::{server_id, Info};
 use crate::shard::control::{CloseCause, Control, Mailbox};
 use crate::shard::{ConnKind, Settings, Shard, ShardSetup, Shared};
-use crate::stats::{AccountTraffic, ConnSnapshot, ShardStats};
+use crate::stats::{AccountTraffic, ConnInfo, ShardStats};
 use crate::xshard::link::{link, Incoming, Outgoing};
 use crate::xshard::ShardId;
 
@@ -449,30 +449,22 @@ impl ServerHandle {
 
     /// Every open client connection, as each shard sees it now: each shard is asked through
     /// its mailbox and answers at the next turn of its loop (a shard that has ended answers
-    /// nothing). Sorted by cid.
-    pub fn connections(&self) -> Vec<ConnSnapshot> {
-        let mut all: Vec<ConnSnapshot> = self
-            .shared
-            .ask_every_shard(Control::Connections)
-            .into_iter()
-            .flatten()
-            .collect();
-        all.sort_by_key(|conn| conn.cid);
-        all
+    /// nothing). Sorted by cid. (`Shared::open_connections`.)
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        self.shared.open_connections(false)
     }
 
     /// Every account's traffic, added up over the shards, in `AccountId` order (`$G` first).
+    /// (`Shared::account_traffic`.)
     pub fn account_traffic(&self) -> Vec<AccountTraffic> {
-        let mut total: Vec<AccountTraffic> = Vec::new();
-        for shard in self.shared.ask_every_shard(Control::AccountTraffic) {
-            for (index, traffic) in shard.iter().enumerate() {
-                match total.get_mut(index) {
-                    Some(sum) => sum.add(traffic),
-                    None => total.push(traffic.clone()),
-                }
-            }
-        }
-        total
+        self.shared.account_traffic()
+    }
+
+    /// What the shards share, through which the monitor asks them its questions
+    /// (`Shared::open_connections`, `closed_connections`, `subscriptions`, `table_stats`,
+    /// `account_traffic`, `shard_stats_now`).
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// True once the server is stopping: `shutdown` was asked for, or a shard failed.

@@ -1,5 +1,9 @@
 //! Per-shard counters (plain integers, written only by their shard) and the snapshot each shard
 //! publishes on its timer tick for the rest of the server to read. No atomics per message.
+//! Also the shapes of what the shards answer the monitor with (`ConnInfo`, `SubInfo`,
+//! `TableStats`, `AccountTraffic`), built from their state when asked, never per message.
+
+use std::time::SystemTime;
 
 /// Counters of one shard. Only the owning shard writes them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +54,13 @@ pub struct ShardStats {
     pub recv_no_buffers: u64,
     /// Multishot receives armed (a connection's first, and every re-arm after one ended).
     pub recv_arms: u64,
-    /// Turns of the event loop.
+    /// Turns of the event loop (each enters the ring once, or twice when it watched for work
+    /// before sleeping): submissions per round are `sqes_submitted / loop_rounds`.
     pub loop_rounds: u64,
-    /// Submission queue entries submitted.
+    /// Submission queue entries handed to the kernel.
     pub sqes_submitted: u64,
-    /// Gauge: bytes waiting in this shard's outgoing cross-shard queues when read.
+    /// A gauge: bytes waiting now in this shard's outgoing cross-shard queues (frames not yet
+    /// taken by their peer), measured when the counters are asked for or published.
     pub peer_queue_bytes: u64,
 }
 
@@ -92,29 +98,121 @@ impl ShardStats {
     }
 }
 
-/// One open client connection as its shard saw it when asked (`ServerHandle::connections`;
-/// what the monitor's `/connz` will serve).
+/// One client connection as its shard saw it (`Shared::open_connections`), or as it was when
+/// it closed (`Shared::closed_connections`): what the monitor's `/connz` serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnSnapshot {
+pub struct ConnInfo {
     /// nats-server's `cid`, unique across the server.
     pub cid: u64,
-    /// The shard the connection is on.
+    /// The shard the connection is (or was) on.
     pub shard: u16,
-    /// The client's address as `ip:port`.
-    pub peer: String,
-    /// From CONNECT (empty before it).
-    pub name: String,
-    pub lang: String,
-    pub version: String,
+    /// The client's IP address, without the port (an IPv6 one without brackets); empty when
+    /// the socket could not tell.
+    pub ip: String,
+    pub port: u16,
+    /// When it was accepted.
+    pub start: SystemTime,
+    /// When it last sent something (nats-server's `last_activity`; its accept until then).
+    /// To the shard clock's precision: the start of the loop round that received the bytes.
+    pub last_activity: SystemTime,
+    /// When it closed (began closing); `None` while open.
+    pub stop: Option<SystemTime>,
+    /// Why it closed (`CloseReason::as_str`, nats-server's text); `None` while open.
+    pub reason: Option<&'static str>,
+    /// The round trip of the server's last PING, 0 until one came back.
+    pub rtt_ns: u64,
+    /// Output queued and not yet written to the socket.
+    pub pending_bytes: usize,
     pub in_msgs: u64,
     pub in_bytes: u64,
     pub out_msgs: u64,
     pub out_bytes: u64,
+    /// Subscriptions it has (had, when it closed).
     pub subscriptions: usize,
-    /// Output queued and not yet written to the socket.
-    pub pending_bytes: usize,
+    /// From CONNECT (empty before it).
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    /// Who its credentials say it is, as nats-server's `/connz?auth=1` shows
+    /// (`getRawAuthUser`): the nkey, else the user name, else the user JWT's public key, else
+    /// `[REDACTED]` for a token; empty without credentials.
+    pub authorized_user: String,
     /// The account it is in (`$G` unless authentication put it in another).
     pub account: String,
+    /// Operator mode: the user JWT it connected with (empty otherwise).
+    pub jwt: String,
+    /// Operator mode fields nats-server shows with `auth=1`; left empty for now.
+    pub issuer_key: String,
+    pub name_tag: String,
+    pub tags: Vec<String>,
+    /// Its subscriptions: for an open connection only when asked for; for a closed one always,
+    /// at most `limits::CLOSED_CONNECTION_SUBSCRIPTIONS_MAX` of them.
+    pub subs: Vec<SubInfo>,
+}
+
+impl ConnInfo {
+    /// `ip:port`, with an IPv6 address in brackets.
+    pub fn peer(&self) -> String {
+        if self.ip.contains(':') {
+            format!("[{}]:{}", self.ip, self.port)
+        } else {
+            format!("{}:{}", self.ip, self.port)
+        }
+    }
+}
+
+/// One subscription (nats-server's `SubDetail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubInfo {
+    pub account: String,
+    pub subject: String,
+    pub queue: Option<String>,
+    pub sid: String,
+    /// Messages delivered to it.
+    pub msgs: u64,
+    /// Its auto-unsubscribe limit (`UNSUB <sid> <max>`), if any.
+    pub max: Option<u64>,
+    /// Its connection's cid.
+    pub cid: u64,
+}
+
+/// One account's subject table and the shards' match caches for it, summed over the shards
+/// (nats-server's `SublistStats`; `/subsz` and `/accstatz`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub account: String,
+    /// Subscriptions in the table now.
+    pub subscriptions: u64,
+    /// Match results cached now, over every shard's cache.
+    pub cache_entries: u64,
+    /// Subscriptions ever added to the table (an insert of one already there is not counted).
+    pub inserts: u64,
+    /// Subscriptions ever removed from it.
+    pub removes: u64,
+    /// Lookups of a published subject (cache hits and misses).
+    pub matches: u64,
+    /// Of those, the ones answered by a cache.
+    pub cache_hits: u64,
+    /// The largest fanout (plain subscribers plus queue groups) of a cached result.
+    pub max_fanout: u64,
+    /// The fanouts of the cached results added up, over `cache_results` results (their average
+    /// is nats-server's `avg_fanout`).
+    pub fanout_sum: u64,
+    pub cache_results: u64,
+}
+
+impl TableStats {
+    /// Adds a shard's cache figures (`cache_entries`, `matches`, `cache_hits`, fanouts) to
+    /// these. The table's own figures (`subscriptions`, `inserts`, `removes`) are the table's,
+    /// not a shard's: they are left alone.
+    pub fn add_cache(&mut self, other: &TableStats) {
+        self.cache_entries += other.cache_entries;
+        self.matches += other.matches;
+        self.cache_hits += other.cache_hits;
+        self.max_fanout = self.max_fanout.max(other.max_fanout);
+        self.fanout_sum += other.fanout_sum;
+        self.cache_results += other.cache_results;
+    }
 }
 
 /// One account's traffic: what its clients published and received, the closed ones included,
@@ -124,25 +222,25 @@ pub struct AccountTraffic {
     pub account: String,
     /// Client connections open in it now.
     pub connections: u64,
+    /// Client connections that ever joined it (counted when one joins).
+    pub total_connections: u64,
+    /// Its connections closed as slow consumers (counted when one closes).
+    pub slow_consumers: u64,
     pub in_msgs: u64,
     pub in_bytes: u64,
     pub out_msgs: u64,
     pub out_bytes: u64,
-    /// Client connections that joined it since start.
-    pub total_connections: u64,
-    /// Its clients closed as slow consumers.
-    pub slow_consumers: u64,
 }
 
 impl AccountTraffic {
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &AccountTraffic) {
         self.connections += other.connections;
+        self.total_connections += other.total_connections;
+        self.slow_consumers += other.slow_consumers;
         self.in_msgs += other.in_msgs;
         self.in_bytes += other.in_bytes;
         self.out_msgs += other.out_msgs;
         self.out_bytes += other.out_bytes;
-        self.total_connections += other.total_connections;
-        self.slow_consumers += other.slow_consumers;
     }
 }

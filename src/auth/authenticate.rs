@@ -41,6 +41,21 @@ pub struct Identity {
     /// Operator mode: the user's own limits (-1: none; the account's apply too).
     pub max_subscriptions: i64,
     pub max_payload: i64,
+    /// Operator mode: what monitoring shows of the user JWT that proved it.
+    pub jwt_user: Option<Arc<JwtUser>>,
+}
+
+/// What monitoring (`/connz?auth=1`) shows of an operator-mode user, from its JWT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtUser {
+    /// The user's public key (nats-server's `authorized_user` for a JWT user).
+    pub public_key: String,
+    /// The key that issued it: the signing key, else the account (nats-server's
+    /// `issuerForClient`).
+    pub issuer_key: String,
+    pub tags: Vec<String>,
+    /// A bearer JWT is shown to nobody (nats-server's `redactBearerJWT`).
+    pub bearer: bool,
 }
 
 /// Written without the secret, which a debug log must never show.
@@ -66,6 +81,7 @@ impl Identity {
             disconnect_after: None,
             max_subscriptions: -1,
             max_payload: -1,
+            jwt_user: None,
         })
     }
 }
@@ -158,6 +174,7 @@ impl Authenticator {
                 disconnect_after: None,
                 max_subscriptions: -1,
                 max_payload: -1,
+                jwt_user: None,
             }),
             connection_types: connection_types.clone(),
         };
@@ -424,6 +441,15 @@ impl Authenticator {
             disconnect_after: user.disconnect_after,
             max_subscriptions: user.max_subscriptions,
             max_payload: user.max_payload,
+            jwt_user: Some(Arc::new(JwtUser {
+                issuer_key: user
+                    .signing_key
+                    .clone()
+                    .unwrap_or_else(|| user.account.clone()),
+                public_key: user.public_key,
+                tags: user.tags,
+                bearer: user.bearer,
+            })),
         }))
     }
 }

@@ -1,2 +1,2 @@
-//! The shards' data the endpoints are made from.
-pub use super::pending::{ConnInfo, SubInfo, TableStats};
+//! The shards' data the endpoints are made from (answered through `Shared`'s queries).
+pub use crate::stats::{ConnInfo, SubInfo, TableStats};

@@ -18,7 +18,6 @@ mod data;
 mod go_json;
 pub mod gotime;
 mod metrics;
-mod pending;
 mod process;
 mod query;
 mod subsz;

@@ -351,6 +351,9 @@ impl Core {
             .is_ok();
         if joined {
             self.conns[slot].joined = Some(account);
+            self.accounts[account.index()]
+                .closed_traffic
+                .total_connections += 1;
         }
         joined
     }

@@ -528,6 +528,8 @@ pub struct Conn {
     /// The account it is in: its publishes are matched in that account's table.
     pub account: AccountId,
     pub client_id: u64,
+    /// When it was accepted (wall clock, for monitoring).
+    pub start: std::time::SystemTime,
     pub state: ConnState,
     pub recv: RecvState,
     /// Why the connection is closing, once it is.

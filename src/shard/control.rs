@@ -1,7 +1,7 @@
 //! The way into a running shard from other threads: a mailbox of [`Control`] commands, and a
 //! doorbell (a pipe the shard always has one read armed on) that makes its loop look at the
 //! mailbox. A shard owns everything it touches, so every question or order from outside (stop,
-//! a snapshot for monitoring, a configuration reload) is a command here, answered by the
+//! a monitoring question, a configuration reload) is a command here, answered by the
 //! shard at a safe point of its loop (between completions), never a lock on its state.
 //!
 //! Invariants: the doorbell is rung only when a command lands in an empty mailbox, and the
@@ -22,14 +22,41 @@ use super::settings::Settings;
 use crate::auth::authenticate::Identity;
 use crate::auth::verifier::Verification;
 
-use crate::stats::{AccountTraffic, ConnSnapshot};
+use crate::stats::{AccountTraffic, ConnInfo, ShardStats, SubInfo, TableStats};
 
 /// An order or a question for one shard.
 pub enum Control {
     /// Close every connection and end the loop.
     Stop,
-    /// Answer with a snapshot of every open connection on the shard.
-    Connections(Sender<Vec<ConnSnapshot>>),
+    /// Answer with the shard's counters as they are now (not the last tick's copy), the
+    /// gauges measured now.
+    Stats(Sender<ShardStats>),
+    /// Answer with the open client connections in the slots after `after` (from the first
+    /// when `None`): at most `max` of them (at least one, when any is left), with their
+    /// subscriptions when `subs`; and the cursor to ask with next (`None`: no slot is left).
+    /// Slots are visited in order, so asking on with each cursor lists every connection open
+    /// throughout exactly once (one opened or closed meanwhile may or may not be listed).
+    OpenConnections {
+        after: Option<u32>,
+        max: usize,
+        subs: bool,
+        reply: Sender<(Vec<ConnInfo>, Option<u32>)>,
+    },
+    /// Answer with the shard's closed connections, oldest first (at most
+    /// `max_closed_clients`): the records are shared, so this copies pointers.
+    ClosedConnections(Sender<Vec<Arc<ConnInfo>>>),
+    /// Answer with the subscriptions in the slots after `after` (from the first when `None`),
+    /// at most `max`, and the cursor to ask with next (`None`: no slot is left); as
+    /// `OpenConnections`.
+    Subscriptions {
+        after: Option<u32>,
+        max: usize,
+        reply: Sender<(Vec<SubInfo>, Option<u32>)>,
+    },
+    /// Answer with this shard's match cache figures for each account (indexed by
+    /// `AccountId`); the tables' own figures (subscriptions, inserts, removes) are shared by
+    /// every shard, so they are left 0 here (`Shared::table_stats` reads them once).
+    TableStats(Sender<Vec<TableStats>>),
     /// Answer with each account's traffic on the shard (indexed by `AccountId`).
     AccountTraffic(Sender<Vec<AccountTraffic>>),
     /// Work with these settings from now on (a configuration reload); answer once they are
@@ -142,11 +169,11 @@ mod tests {
         assert_eq!(doorbell.read(&mut rung).unwrap(), 1);
         // After close, waiting and later commands are dropped: their reply channels disconnect.
         let (reply, answers) = mpsc::channel();
-        assert!(mailbox.send(Control::Connections(reply)));
+        assert!(mailbox.send(Control::ClosedConnections(reply)));
         mailbox.close();
         assert!(answers.recv().is_err());
         let (reply, answers) = mpsc::channel();
-        assert!(!mailbox.send(Control::Connections(reply)));
+        assert!(!mailbox.send(Control::Stats(reply)));
         assert!(answers.recv().is_err());
         assert!(mailbox.take().is_empty());
     }

@@ -15,6 +15,7 @@ use super::conn::{
     close_fd, AuthState, Conn, ConnKind, ConnState, PauseCause, RecvState, StuckSubscriber,
     SubscriberWait, Transport,
 };
+use super::monitoring::ClosedRing;
 use super::peers::Peers;
 use super::settings::Settings;
 use super::shared::Shared;
@@ -26,7 +27,7 @@ use crate::account::AccountId;
 use crate::limits;
 use crate::mapping::MappingTable;
 use crate::proto::{CloseReason, ServerError};
-use crate::stats::{AccountTraffic, ConnSnapshot, ShardStats};
+use crate::stats::{AccountTraffic, ShardStats};
 use crate::sublist::MatchCache;
 use crate::xshard::link::{Incoming, Outgoing};
 use crate::xshard::ShardId;
@@ -43,7 +44,9 @@ pub struct AccountView {
     /// Neither mappings nor links: a publish in it needs nothing but its table.
     pub plain: bool,
     /// The traffic of its connections on this shard that have closed (open ones count their
-    /// own; `Core::account_traffic` adds them up), so the message path counts nothing twice.
+    /// own; `Core::account_traffic` adds them up), so the message path counts nothing twice;
+    /// and the counts made when a connection joins (`total_connections`) or closes
+    /// (`slow_consumers`).
     pub closed_traffic: AccountTraffic,
 }
 
@@ -76,6 +79,11 @@ pub struct Core {
     pub(super) rng: u64,
     /// Milliseconds since the shard started, read once per loop iteration.
     pub now_ms: u64,
+    /// The wall-clock time of shard clock 0 (`now_ms` counts from it): what monitoring turns
+    /// shard-clock times into dates with.
+    pub clock_started: std::time::SystemTime,
+    /// The connections closed here, kept for monitoring (`monitoring`).
+    pub closed: ClosedRing,
     pub stats: ShardStats,
     /// Scratch space for small control-plane writes (INFO, no-responders headers).
     pub scratch: Vec<u8>,
@@ -98,6 +106,7 @@ impl Core {
         seed: u64,
     ) -> Core {
         let settings = shared.settings();
+        let max_closed_clients = settings.options.max_closed_clients as usize;
         let accounts = settings
             .accounts
             .iter()
@@ -123,6 +132,8 @@ impl Core {
             next_client_id: index.0 as u64 + 1,
             rng: seed | 1,
             now_ms: 0,
+            clock_started: std::time::SystemTime::now(),
+            closed: ClosedRing::new(max_closed_clients),
             stats: ShardStats::default(),
             scratch: Vec::new(),
             templates: Default::default(),
@@ -153,30 +164,6 @@ impl Core {
         {
             self.slow_consumer(slot);
         }
-    }
-
-    /// Every open connection, for `Control::Connections`.
-    pub(super) fn connection_snapshots(&self) -> Vec<ConnSnapshot> {
-        self.conns
-            .slots
-            .iter()
-            .filter(|(_, conn)| conn.is_open())
-            .map(|(_, conn)| ConnSnapshot {
-                cid: conn.client_id,
-                shard: self.index.0,
-                peer: conn.peer.clone(),
-                name: conn.options.name.clone(),
-                lang: conn.options.lang.clone(),
-                version: conn.options.version.clone(),
-                in_msgs: conn.in_msgs,
-                in_bytes: conn.in_bytes,
-                out_msgs: conn.out_msgs,
-                out_bytes: conn.out_bytes,
-                subscriptions: conn.subs.len(),
-                pending_bytes: conn.out.pending_bytes(),
-                account: self.settings.account_name(conn.account).to_string(),
-            })
-            .collect()
     }
 
     /// Each account's traffic on this shard, indexed by `AccountId`, for
@@ -229,6 +216,7 @@ impl Core {
             transport: Transport::Plain,
             account: AccountId::GLOBAL,
             client_id,
+            start: std::time::SystemTime::now(),
             state: ConnState::Open,
             recv: RecvState::Idle,
             close_reason: None,
@@ -308,6 +296,7 @@ impl Core {
         }
         conn.state = ConnState::Draining;
         conn.close_reason = Some(reason);
+        self.record_closed(slot, reason);
         self.remove_all_subs(slot);
         self.conns.cancel_recv(slot);
         self.mark_dirty(slot);
@@ -320,6 +309,7 @@ impl Core {
         if conn.state == ConnState::Closing {
             return;
         }
+        let was_open = conn.state == ConnState::Open;
         conn.state = ConnState::Closing;
         conn.close_reason.get_or_insert(reason);
         // Ends every operation in flight on the socket: the receive completes, a send fails.
@@ -332,6 +322,9 @@ impl Core {
                 conn.client_id,
                 reason.as_str()
             );
+        }
+        if was_open {
+            self.record_closed(slot, reason);
         }
         self.remove_all_subs(slot);
         self.conns.cancel_recv(slot);
@@ -567,6 +560,7 @@ impl Core {
             parser.max_control_line = options.max_control_line;
         }
         self.pauses.set_max_pending(options.max_pending);
+        self.closed.set_max(options.max_closed_clients as usize);
         let auth_changed = crate::config::auth_changed(&self.settings.options, options);
         // A reload only adds accounts: the new ones get their views here.
         for account in &settings.accounts[self.accounts.len()..] {
@@ -594,8 +588,9 @@ impl Core {
     }
 
     pub(super) fn publish_stats(&mut self) {
+        let stats = self.stats_now();
         if let Ok(mut published) = self.shared.stats[self.index.index()].lock() {
-            *published = self.stats;
+            *published = stats;
         }
     }
 
@@ -1272,5 +1267,313 @@ mod tests {
         b.core.drain_peers();
         assert_eq!(b.core.stats.queue_messages_dropped, 2, "bounded hops");
         assert_eq!(b.core.stats.queue_messages_passed_on, 0);
+    }
+
+    /// Every item a chunked question gives, asking on with each cursor, `max` at a time.
+    fn all_chunks<T>(mut ask: impl FnMut(Option<u32>) -> (Vec<T>, Option<u32>)) -> Vec<T> {
+        let (mut all, mut cursor) = ask(None);
+        let mut chunks = 1;
+        while let Some(after) = cursor {
+            let (more, next) = ask(Some(after));
+            assert!(
+                next.is_none_or(|next| next > after),
+                "the cursor moves forward"
+            );
+            all.extend(more);
+            cursor = next;
+            chunks += 1;
+            assert!(chunks < 10_000, "the chunks end");
+        }
+        all
+    }
+
+    #[test]
+    fn chunks_of_open_connections_list_each_exactly_once() {
+        let mut b = bench(1);
+        let slots: Vec<u32> = (0..40).map(|_| b.connect()).collect();
+        // Holes in the slab: closed ones (slot freed) and closing ones (slot still held).
+        for &slot in slots.iter().step_by(3) {
+            b.core.close(slot, CloseReason::ClientClosed);
+            b.receive_ended(slot);
+            b.core.release_if_done(slot);
+            assert!(b.core.conns.get(slot).is_none(), "slot freed");
+        }
+        b.core.drain_and_close(slots[1], CloseReason::ClientClosed);
+        let open: Vec<u64> = slots
+            .iter()
+            .filter(|&&slot| b.core.conns.get(slot).is_some_and(Conn::is_open))
+            .map(|&slot| b.core.conns[slot].client_id)
+            .collect();
+        assert_eq!(open.len(), 40 - 14 - 1);
+        for max in [1, 2, 3, 7, 512] {
+            let mut listed: Vec<u64> =
+                all_chunks(|after| b.core.open_connections(after, max, false))
+                    .iter()
+                    .map(|conn| conn.cid)
+                    .collect();
+            listed.sort_unstable();
+            assert_eq!(listed, open, "chunks of {max}");
+        }
+        let (first, _) = b.core.open_connections(None, 2, false);
+        assert_eq!(first.len(), 2, "a chunk holds at most max");
+    }
+
+    #[test]
+    fn an_open_connection_is_described_with_its_subscriptions_when_asked() {
+        let mut b = bench(1);
+        let slot = b.connect();
+        b.input(slot, b"SUB foo 1\r\nSUB bar q 2\r\nUNSUB 2 5\r\n");
+        b.input(slot, &pub_op("foo"));
+        let (conns, _) = b.core.open_connections(None, 10, true);
+        let conn = &conns[0];
+        assert_eq!(conn.ip, "127.0.0.1");
+        assert_eq!(conn.port, b.clients[0].local_addr().unwrap().port());
+        assert_eq!((conn.in_msgs, conn.out_msgs, conn.subscriptions), (1, 1, 2));
+        assert_eq!(conn.account, "$G");
+        assert!(conn.stop.is_none() && conn.reason.is_none());
+        assert!(conn.last_activity >= conn.start);
+        let mut subs = conn.subs.clone();
+        subs.sort_by(|a, b| a.sid.cmp(&b.sid));
+        assert_eq!(
+            subs.iter()
+                .map(|sub| (
+                    sub.subject.as_str(),
+                    sub.queue.as_deref(),
+                    sub.msgs,
+                    sub.max
+                ))
+                .collect::<Vec<_>>(),
+            [("foo", None, 1, None), ("bar", Some("q"), 0, Some(5))]
+        );
+        assert!(subs
+            .iter()
+            .all(|sub| sub.cid == conn.cid && sub.account == "$G"));
+        let (conns, _) = b.core.open_connections(None, 10, false);
+        assert!(conns[0].subs.is_empty(), "not asked for");
+    }
+
+    #[test]
+    fn chunks_of_subscriptions_list_each_exactly_once() {
+        let mut b = bench(1);
+        let (one, two) = (b.connect(), b.connect());
+        for sid in 0..30 {
+            b.input(one, format!("SUB s.{sid} {sid}\r\n").as_bytes());
+            b.input(two, format!("SUB t.{sid} {sid}\r\n").as_bytes());
+        }
+        for sid in (0..30).step_by(4) {
+            b.input(one, format!("UNSUB {sid}\r\n").as_bytes());
+        }
+        let cid = |slot: u32| b.core.conns[slot].client_id;
+        let mut expected: Vec<(String, u64)> = (0..30)
+            .filter(|sid| sid % 4 != 0)
+            .map(|sid| (format!("s.{sid}"), cid(one)))
+            .chain((0..30).map(|sid| (format!("t.{sid}"), cid(two))))
+            .collect();
+        expected.sort();
+        for max in [1, 4, 2048] {
+            let mut listed: Vec<(String, u64)> =
+                all_chunks(|after| b.core.subscriptions(after, max))
+                    .into_iter()
+                    .map(|sub| (sub.subject, sub.cid))
+                    .collect();
+            listed.sort();
+            assert_eq!(listed, expected, "chunks of {max}");
+        }
+    }
+
+    #[test]
+    fn a_closing_connection_is_recorded_once_with_its_reason_and_subscriptions() {
+        let mut b = bench(1);
+        let (client_gone, violator) = (b.connect(), b.connect());
+        let client = TcpStream::connect(b.listener.local_addr().unwrap()).unwrap();
+        let (server_end, _) = b.listener.accept().unwrap();
+        b.clients.push(client);
+        let never_connected = b
+            .core
+            .open_conn(server_end.into_raw_fd(), ConnKind::Client)
+            .expect("opened");
+        b.input(client_gone, b"SUB foo 1\r\nSUB bar 2\r\n");
+        b.input(client_gone, &pub_op("foo"));
+        b.input(violator, b"SUB baz 1\r\n");
+        let cids: Vec<u64> = [client_gone, violator, never_connected]
+            .iter()
+            .map(|&slot| b.core.conns[slot].client_id)
+            .collect();
+        // Each is recorded once, when it stops being open: the one that drains first and
+        // closes after (the client went away; a violation's -ERR) as well as the one closed
+        // at once.
+        b.core
+            .drain_and_close(client_gone, CloseReason::ClientClosed);
+        b.core.close(client_gone, CloseReason::ClientClosed);
+        b.input(violator, b"FOO\r\n");
+        assert!(!b.core.conns[violator].is_open());
+        b.core.close(violator, CloseReason::ReadError);
+        b.core.close(never_connected, CloseReason::StaleConnection);
+        let records = b.core.closed.records();
+        let described: Vec<_> = records
+            .iter()
+            .map(|record| {
+                (
+                    record.cid,
+                    record.reason,
+                    record.subscriptions,
+                    record.subs.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                (cids[0], Some("Client Closed"), 2, 2),
+                (cids[1], Some("Protocol Violation"), 1, 1),
+                (cids[2], Some("Stale Connection"), 0, 0),
+            ]
+        );
+        let gone = &records[0];
+        assert_eq!((gone.in_msgs, gone.out_msgs), (1, 1));
+        assert!(gone.stop.is_some_and(|stop| stop >= gone.start));
+        assert!(
+            records.windows(2).all(|w| w[0].stop <= w[1].stop),
+            "oldest first"
+        );
+        let (open, _) = b.core.open_connections(None, 10, false);
+        assert!(open.is_empty(), "closing ones are not open");
+    }
+
+    #[test]
+    fn a_closed_connection_keeps_a_bounded_number_of_subscriptions() {
+        let mut b = bench(1);
+        let slot = b.connect();
+        let many = limits::CLOSED_CONNECTION_SUBSCRIPTIONS_MAX + 10;
+        let subs: Vec<u8> = (0..many)
+            .flat_map(|sid| format!("SUB s.{sid} {sid}\r\n").into_bytes())
+            .collect();
+        b.input(slot, &subs);
+        b.core.close(slot, CloseReason::ClientClosed);
+        let record = &b.core.closed.records()[0];
+        assert_eq!(record.subscriptions, many);
+        assert_eq!(
+            record.subs.len(),
+            limits::CLOSED_CONNECTION_SUBSCRIPTIONS_MAX
+        );
+    }
+
+    #[test]
+    fn the_closed_ring_follows_max_closed_clients_and_its_reloads() {
+        let mut options = Options {
+            max_closed_clients: 2,
+            ..Options::default()
+        };
+        let mut b = Bench {
+            core: Core::new(
+                ShardId(0),
+                Shared::for_tests(1, options.clone()),
+                vec![None],
+                1,
+            ),
+            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            clients: Vec::new(),
+            from_peer: vec![None],
+            to_peer: vec![None],
+        };
+        let slots: Vec<u32> = (0..4).map(|_| b.connect()).collect();
+        let cids: Vec<u64> = slots
+            .iter()
+            .map(|&slot| b.core.conns[slot].client_id)
+            .collect();
+        for &slot in &slots[..3] {
+            b.core.close(slot, CloseReason::ClientClosed);
+        }
+        let kept = |b: &Bench| -> Vec<u64> {
+            b.core
+                .closed
+                .records()
+                .iter()
+                .map(|record| record.cid)
+                .collect()
+        };
+        assert_eq!(kept(&b), cids[1..3], "the newest two");
+        options.max_closed_clients = 1;
+        let settings = Settings::new(
+            options.clone(),
+            Default::default(),
+            Some(&b.core.settings),
+            None,
+        );
+        b.core.reload(Arc::new(settings));
+        assert_eq!(kept(&b), cids[2..3], "a reload lowering it trims");
+        options.max_closed_clients = 0;
+        let settings = Settings::new(options, Default::default(), Some(&b.core.settings), None);
+        b.core.reload(Arc::new(settings));
+        b.core.close(slots[3], CloseReason::ClientClosed);
+        assert!(kept(&b).is_empty(), "0 keeps none");
+    }
+
+    #[test]
+    fn slow_consumers_and_connections_are_counted_per_account() {
+        let (mut b, subscriber, _) = publishing_to_a_subscriber(3);
+        // Past max_pending (4 KiB): a slow consumer.
+        let burst: Vec<u8> = (0..8).flat_map(|_| pub_op("foo")).collect();
+        b.core.conns[subscriber].out.append(&burst);
+        b.core.mark_dirty(subscriber);
+        assert!(!b.core.conns[subscriber].is_open());
+        let traffic = &b.core.account_traffic()[0];
+        assert_eq!((traffic.total_connections, traffic.slow_consumers), (2, 1));
+        assert_eq!(traffic.connections, 1);
+    }
+
+    #[test]
+    fn table_stats_give_the_cache_figures_of_each_account() {
+        // Room for every delivery: a slow consumer's close would change the table.
+        let mut b = bench_with(1, MAX_PENDING_FOR_PEERS);
+        let (subscriber, publisher) = (b.connect(), b.connect());
+        b.input(subscriber, b"SUB foo 1\r\nSUB foo q 2\r\nSUB foo.* 3\r\n");
+        for subject in ["foo", "foo", "foo.bar", "nothing"] {
+            b.input(publisher, &pub_op(subject));
+        }
+        let stats = b.core.table_stats();
+        let names: Vec<&str> = stats.iter().map(|table| table.account.as_str()).collect();
+        assert_eq!(
+            names,
+            b.core
+                .settings
+                .accounts
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+        );
+        let global = &stats[0];
+        assert_eq!(global.account, "$G");
+        assert_eq!((global.matches, global.cache_hits), (4, 1));
+        assert_eq!((global.cache_entries, global.cache_results), (3, 3));
+        // foo: one plain and one group; foo.bar: one plain; nothing: none.
+        assert_eq!((global.max_fanout, global.fanout_sum), (2, 3));
+        assert_eq!(
+            global.subscriptions, 0,
+            "the table's own figures are not a shard's"
+        );
+    }
+
+    #[test]
+    fn stats_now_measure_the_queues_to_peers() {
+        let mut b = bench(2);
+        let subscriber_elsewhere = SubHandle {
+            shard: 1,
+            slot: 3,
+            generation: 1,
+        };
+        let table = &b.core.accounts[0].account.sublist;
+        table.insert(b"foo", None, subscriber_elsewhere).unwrap();
+        assert_eq!(b.core.stats_now().peer_queue_bytes, 0);
+        let publisher = b.connect();
+        b.input(publisher, &pub_op("foo"));
+        b.core.peers.end_round(|_| {});
+        let queued = b.core.stats_now().peer_queue_bytes;
+        assert!(queued > PAYLOAD.len() as u64, "{queued}");
+        b.to_peer[1]
+            .as_mut()
+            .unwrap()
+            .drain_chunk(&mut Received::default());
+        assert_eq!(b.core.stats_now().peer_queue_bytes, 0, "taken by the peer");
     }
 }

@@ -34,8 +34,9 @@
 //! slot's generation; one that does not match is counted and dropped.
 //!
 //! The way in from other threads is the control mailbox (`control`): stop, and questions
-//! answered from the shard's own state at a safe point of the loop (`Control::Connections`,
-//! what `/connz` will ask), and a configuration reload (`Control::Reload`: new `Settings`,
+//! answered from the shard's own state at a safe point of the loop (`monitoring`: what
+//! `/connz`, `/subsz` and `/varz` ask, in bounded chunks; `query` has the helpers other
+//! threads call), and a configuration reload (`Control::Reload`: new `Settings`,
 //! swapped in whole; `ServerHandle::reload` sends it to every shard and waits for all).
 //!
 //! Adding a connection kind (a cluster route, say). A kind is a `ConnKind` variant and a
@@ -70,8 +71,10 @@ mod core;
 mod deliver;
 mod lame_duck;
 mod links;
+mod monitoring;
 mod peer_routing;
 mod peers;
+mod query;
 mod ring;
 mod settings;
 mod shared;
@@ -243,6 +246,7 @@ impl Shard {
                 self.spin.ended(waited, window, watched);
             }
             self.core.now_ms = self.started.elapsed().as_millis() as u64;
+            self.core.stats.loop_rounds += 1;
             self.io.reap(&mut batch);
             worked = !batch.is_empty() || !self.io.recv_backlog.is_empty();
             for completion in &batch {
@@ -274,7 +278,7 @@ impl Shard {
         }
         // What the last round queued (peers' wake-ups while stopping) goes out too.
         self.io.enter(0)?;
-        self.core.publish_stats();
+        self.publish_stats();
         // Each listener was closed when its accept ended (`on_accept`), or at once if none was
         // armed (`stop_accepting`): the port is free now.
         debug_assert!(self
@@ -742,7 +746,7 @@ impl Shard {
             self.arm_accepts();
         }
         self.core.tick();
-        self.core.publish_stats();
+        self.publish_stats();
         crate::alloc::release_freed_memory();
         if !self.stopping {
             self.io.arm_timer();
@@ -764,8 +768,25 @@ impl Shard {
         for command in self.core.shared.mailboxes[self.core.index.index()].take() {
             match command {
                 control::Control::Stop => self.begin_stop(),
-                control::Control::Connections(reply) => {
-                    let _ = reply.send(self.core.connection_snapshots());
+                control::Control::Stats(reply) => {
+                    let _ = reply.send(self.stats_now());
+                }
+                control::Control::OpenConnections {
+                    after,
+                    max,
+                    subs,
+                    reply,
+                } => {
+                    let _ = reply.send(self.core.open_connections(after, max, subs));
+                }
+                control::Control::ClosedConnections(reply) => {
+                    let _ = reply.send(self.core.closed.records());
+                }
+                control::Control::Subscriptions { after, max, reply } => {
+                    let _ = reply.send(self.core.subscriptions(after, max));
+                }
+                control::Control::TableStats(reply) => {
+                    let _ = reply.send(self.core.table_stats());
                 }
                 control::Control::AccountTraffic(reply) => {
                     let _ = reply.send(self.core.account_traffic());
@@ -800,6 +821,18 @@ impl Shard {
         if !self.stopping {
             self.arm_wake();
         }
+    }
+
+    /// The shard's counters now, the ring's among them (`Control::Stats`).
+    fn stats_now(&mut self) -> crate::stats::ShardStats {
+        self.core.stats.sqes_submitted = self.io.sqes_submitted;
+        self.core.stats_now()
+    }
+
+    /// Publishes the counters for `Shared::stats` (on the tick, and when the loop ends).
+    fn publish_stats(&mut self) {
+        self.core.stats.sqes_submitted = self.io.sqes_submitted;
+        self.core.publish_stats();
     }
 
     /// Takes no more connections: every armed accept is cancelled, and none is armed again.

@@ -91,6 +91,15 @@ impl Peers {
         self.get(shard).link.drained()
     }
 
+    /// Bytes waiting now in the queues to the peers (and their overflow), for monitoring.
+    pub fn queued_bytes(&mut self) -> usize {
+        self.by_shard
+            .iter_mut()
+            .flatten()
+            .map(|peer| peer.link.queued_bytes())
+            .sum()
+    }
+
     /// True when some peer's queue is held (the loop keeps a short timer armed meanwhile).
     pub fn any_held(&self) -> bool {
         self.by_shard

@@ -410,13 +410,14 @@ pub enum Push {
     CompletionsBackedUp,
 }
 
-/// Queues one SQE, submitting what is queued first when the submission queue is full.
+/// Queues one SQE, submitting what is queued first when the submission queue is full (adding
+/// how many entries that handed the kernel to `submitted`).
 ///
 /// # Safety
 /// The kernel reads or writes the memory `entry` names (a send's bytes, a read's target, a
 /// timeout's timespec) after this returns, until the operation completes: that memory must stay
 /// valid and in place until the entry's completion has been reaped (or the ring is dropped).
-pub unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Push {
+pub unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry, submitted: &mut u64) -> Push {
     loop {
         // SAFETY: the caller keeps the memory `entry` names in place until its completion.
         let pushed = unsafe { ring.submission().push(entry) };
@@ -424,7 +425,7 @@ pub unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Push {
             return Push::Queued;
         }
         match ring.submit() {
-            Ok(_) => {}
+            Ok(count) => *submitted += count as u64,
             Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
             Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
                 return Push::CompletionsBackedUp

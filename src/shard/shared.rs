@@ -1,5 +1,7 @@
 //! What every shard shares (`Shared`): the settings in force, the accounts and their subject
-//! tables, each shard's ring fd, mailbox and published counters, server-wide counts.
+//! tables, each shard's ring fd, mailbox and published counters, server-wide counts. The
+//! monitoring questions asked of every shard through the mailboxes are `Shared`'s too, in
+//! `query`.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

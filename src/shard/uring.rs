@@ -44,6 +44,8 @@ pub struct Io {
     pub recv_backlog: VecDeque<Completion>,
     /// Receive completions of paused connections, set aside during a round (kept to reuse).
     pub recv_held: VecDeque<Completion>,
+    /// Submission queue entries handed to the kernel (`ShardStats::sqes_submitted`).
+    pub sqes_submitted: u64,
 }
 
 impl Io {
@@ -66,6 +68,7 @@ impl Io {
             early: Vec::new(),
             recv_backlog: VecDeque::new(),
             recv_held: VecDeque::new(),
+            sqes_submitted: 0,
         })
     }
 
@@ -77,16 +80,17 @@ impl Io {
             return self.enter(1);
         }
         let args = types::SubmitArgs::new().min_wait_usec(limits::STREAMING_WAIT_MICROS);
-        entered(
-            self.ring
-                .submitter()
-                .submit_with_args(limits::STREAMING_WAIT_COMPLETIONS, &args),
-        )
+        let result = self
+            .ring
+            .submitter()
+            .submit_with_args(limits::STREAMING_WAIT_COMPLETIONS, &args);
+        entered(result, &mut self.sqes_submitted)
     }
 
     /// Submits the queued SQEs and, with `want` 1, waits for a completion.
     pub fn enter(&mut self, want: usize) -> io::Result<()> {
-        entered(self.ring.submit_and_wait(want))
+        let result = self.ring.submit_and_wait(want);
+        entered(result, &mut self.sqes_submitted)
     }
 
     /// Queues one SQE. When the kernel refuses to take more because its completion queue is
@@ -99,7 +103,9 @@ impl Io {
     /// every operation, before the buffers and boxes declared after it.)
     unsafe fn push(&mut self, entry: &squeue::Entry) {
         // SAFETY: passed on from the caller.
-        while let ring::Push::CompletionsBackedUp = unsafe { ring::push(&mut self.ring, entry) } {
+        while let ring::Push::CompletionsBackedUp =
+            unsafe { ring::push(&mut self.ring, entry, &mut self.sqes_submitted) }
+        {
             self.move_completions_out();
         }
     }
@@ -219,10 +225,14 @@ impl Io {
 
 /// What an enter returned, as the loop sees it: interrupted (EINTR), the completion queue
 /// backed up (EBUSY) or a short wait ended with nothing ready (ETIME, `enter_streaming`) are
-/// no errors, since reaping comes next either way.
-fn entered(result: io::Result<usize>) -> io::Result<()> {
+/// no errors, since reaping comes next either way. The entries submitted are added to
+/// `submitted`.
+fn entered(result: io::Result<usize>, submitted: &mut u64) -> io::Result<()> {
     match result {
-        Ok(_) => Ok(()),
+        Ok(count) => {
+            *submitted += count as u64;
+            Ok(())
+        }
         Err(err)
             if matches!(
                 err.raw_os_error(),

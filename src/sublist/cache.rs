@@ -130,6 +130,18 @@ impl MatchCache {
         self.misses
     }
 
+    /// The fanout of every cached result (plain subscribers plus queue groups, as
+    /// nats-server's `Sublist.Stats` counts it): (the largest, their sum, how many results).
+    /// Walks the cache (at most `entries_max` entries): for monitoring, when asked.
+    pub fn fanout(&self) -> (usize, usize, usize) {
+        self.entries
+            .values()
+            .fold((0, 0, 0), |(max, sum, results), result| {
+                let fanout = result.plain.len() + result.queues.len();
+                (max.max(fanout), sum + fanout, results + 1)
+            })
+    }
+
     /// Results cached now.
     pub fn len(&self) -> usize {
         self.entries.len()

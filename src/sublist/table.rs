@@ -276,11 +276,15 @@ impl Node {
     }
 }
 
-/// The trie and its subscription count: what the lock protects.
+/// The trie and its subscription counts: what the lock protects.
 #[derive(Debug, Default)]
 struct Trie {
     root: Level,
     count: usize,
+    /// Entries ever added (an insert of one already present adds nothing and is not counted).
+    inserts: u64,
+    /// Entries ever removed.
+    removes: u64,
 }
 
 impl Trie {
@@ -301,6 +305,7 @@ impl Trie {
                 None => {
                     let added = node.add(queue, handle);
                     self.count += usize::from(added);
+                    self.inserts += u64::from(added);
                     return added;
                 }
             }
@@ -334,6 +339,7 @@ impl Trie {
             }
         };
         self.count -= 1;
+        self.removes += 1;
         if leaf_now_empty {
             self.prune(subject);
         }
@@ -524,6 +530,14 @@ impl Sublist {
     /// Subscriptions in the table.
     pub fn count(&self) -> usize {
         self.read().count
+    }
+
+    /// Subscriptions in the table, and how many were ever inserted and removed, read together
+    /// (for monitoring: nats-server's `SublistStats` `num_subscriptions`, `num_inserts`,
+    /// `num_removes`).
+    pub fn counts(&self) -> (usize, u64, u64) {
+        let trie = self.read();
+        (trie.count, trie.inserts, trie.removes)
     }
 }
 

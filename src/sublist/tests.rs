@@ -229,6 +229,53 @@ fn generation_bumps_only_on_change() {
 }
 
 #[test]
+fn inserts_and_removes_are_counted_only_when_they_change_the_table() {
+    let table = Sublist::new();
+    let (a, b) = (handle(0, 1), handle(1, 2));
+    assert_eq!(table.counts(), (0, 0, 0));
+    table.insert(b"foo", None, a).unwrap();
+    table.insert(b"foo", None, a).unwrap();
+    table.insert(b"foo.*", Some(b"q"), b).unwrap();
+    assert!(table.insert(b"foo..bar", None, a).is_err());
+    assert_eq!(
+        table.counts(),
+        (2, 2, 0),
+        "a duplicate or refused insert is not counted"
+    );
+    assert!(!table.remove(b"foo", None, b), "not there");
+    assert!(table.remove(b"foo", None, a));
+    assert_eq!(table.counts(), (1, 2, 1));
+    assert_eq!(
+        table.remove_many([(&b"foo.*"[..], Some(&b"q"[..]), b), (&b"gone"[..], None, a)]),
+        1
+    );
+    assert_eq!(table.counts(), (0, 2, 2));
+    table.insert(b"foo", None, a).unwrap();
+    assert_eq!(table.counts(), (1, 3, 2), "inserted again: counted again");
+}
+
+#[test]
+fn cache_fanout_counts_plain_subscribers_and_queue_groups_of_each_cached_result() {
+    let table = Sublist::new();
+    let mut cache = MatchCache::new();
+    assert_eq!(cache.fanout(), (0, 0, 0));
+    for slot in 0..3 {
+        table.insert(b"a", None, handle(0, slot)).unwrap();
+    }
+    // Two groups of two members each on `a.b`: two, not four, and one plain `a.>`.
+    for slot in 10..12 {
+        table.insert(b"a.b", Some(b"q1"), handle(0, slot)).unwrap();
+        table.insert(b"a.*", Some(b"q2"), handle(1, slot)).unwrap();
+    }
+    table.insert(b"a.>", None, handle(0, 20)).unwrap();
+    cache.lookup(&table, b"a");
+    cache.lookup(&table, b"a.b");
+    cache.lookup(&table, b"nothing");
+    assert_eq!(cache.fanout(), (3, 3 + 3, 3));
+    assert_eq!(cache.len(), 3);
+}
+
+#[test]
 fn remove_many_bumps_once() {
     let table = Sublist::new();
     let h = handle(0, 1);

@@ -151,6 +151,14 @@ impl PeerLink {
                 <= self.out.producer.capacity_bytes() / 4
     }
 
+    /// Bytes waiting for the peer: in the queue (published or not), in the side channel and
+    /// in the overflow. For monitoring (it reloads the receiver's position).
+    pub fn queued_bytes(&mut self) -> usize {
+        self.out.producer.used_bytes()
+            + self.out.large_bytes.load(Ordering::Relaxed)
+            + self.overflow.iter().map(|frame| frame.len()).sum::<usize>()
+    }
+
     /// True when a publisher paused for this peer may go on: the queue and side channel are
     /// down to a quarter. When not, the peer will wake this shard once it has emptied the
     /// queue.
