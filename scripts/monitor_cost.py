@@ -24,8 +24,8 @@ Meanwhile a probe connection does PING/PONG round trips back to back on its own 
 longest round trip while fetches ran, against the longest before them, says how long the
 server stopped serving its clients to answer.
 
-natsring also reports it directly: each shard times every control command it answers (the
-pause is exactly that long) and /metrics has the longest, `natsring_shard_control_answer_max_
+natsring also reports it directly: each shard times every visit to its control mailbox (the
+pause is exactly that long) and /metrics has the longest, `natsring_shard_mailbox_answer_max_
 seconds`, read after the fetches.
 
 Output: a table of medians over the rounds (to stdout and --out/table.md) and results.json.
@@ -138,7 +138,7 @@ def control_answer_max(http_port):
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30) as r:
         text = r.read().decode()
     values = [float(m.group(1)) for m in re.finditer(
-        r"^natsring_shard_control_answer_max_seconds\{[^}]*\} (\S+)$", text, re.M)]
+        r"^natsring_shard_mailbox_answer_max_seconds\{[^}]*\} (\S+)$", text, re.M)]
     return max(values) if values else None
 
 

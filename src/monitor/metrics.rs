@@ -246,6 +246,17 @@ impl Collector for Snapshot {
             }
         }
         let mut metric = encoder.encode_descriptor(
+            "shard_mailbox_answer_max_seconds",
+            "The longest time the shard spent answering its control mailbox at once (monitoring \
+             questions, reloads): a pause for its clients. A maximum since start.",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (stats, labels) in self.shards.iter().zip(&shard_labels) {
+            ConstGauge::new(stats.mailbox_answer_max_ns as f64 / 1e9)
+                .encode(metric.encode_family(labels)?)?;
+        }
+        let mut metric = encoder.encode_descriptor(
             "shard_ring_submissions_per_round",
             "Submission queue entries per loop round since start (ring submissions / loop rounds).",
             None,

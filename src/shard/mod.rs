@@ -765,6 +765,8 @@ impl Shard {
                 io::Error::from_raw_os_error(-completion.result)
             );
         }
+        // The time answering takes is time the shard serves no client: the longest is kept.
+        let answering = Instant::now();
         for command in self.core.shared.mailboxes[self.core.index.index()].take() {
             match command {
                 control::Control::Stop => self.begin_stop(),
@@ -813,6 +815,9 @@ impl Shard {
                     .on_verified(slot, generation, check, identity, verification),
             }
         }
+        let answered_ns = answering.elapsed().as_nanos() as u64;
+        let longest = &mut self.core.stats.mailbox_answer_max_ns;
+        *longest = (*longest).max(answered_ns);
         // A stop arrives as `Control::Stop` (`Shared::stop_all` sends it to every shard); the
         // doorbell failing for good stops the shard too.
         if !retry {
