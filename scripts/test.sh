@@ -2,7 +2,8 @@
 # The whole test suite, runnable on a fresh machine (Rust toolchain, Python, apt):
 #   1. installs what is missing into a Python virtual environment under the target directory
 #      (the reference nats-server 2.15.1 for the differential tests, nats-py and the nkeys it
-#      signs creds with for the client suite) and Node.js from Debian,
+#      signs creds with for the client suite, prometheus-client whose parser reads /metrics)
+#      and Node.js from Debian,
 #   2. runs `cargo test` (unit, property, integration with async-nats, differential, shards,
 #      hostile clients, resource bounds),
 #   3. runs the integration, differential and hostile-client tests again with 2 and 4 shards
@@ -48,6 +49,11 @@ if ! python3 -c 'import nkeys' >/dev/null 2>&1; then
   # nats-py's `user_credentials=` (a .creds file) signs the nonce with it: tests/auth_clients.rs.
   echo "# installing nkeys 0.2.1 (pip)"
   pip_install nkeys==0.2.1
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  # Its Prometheus text parser checks natsring's /metrics: tests/metrics_prometheus.rs.
+  echo "# installing prometheus-client 0.26.0 (pip)"
+  pip_install prometheus-client==0.26.0
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "# installing Node.js and npm from Debian"
