@@ -215,7 +215,10 @@ fn drive_traffic(port: u16) -> Vec<Raw> {
     publisher_b.send(&bytes);
     publisher_b.read_until(b"PONG\r\n", WAIT);
     // Every message delivered before /metrics is read.
-    let received = subscriber.read_until(b"hello\r\n".repeat(10).as_slice(), WAIT);
+    let received = subscriber.read_until(
+        b"MSG orders.new 1 5\r\nhello\r\n".repeat(10).as_slice(),
+        WAIT,
+    );
     assert!(received.windows(4).filter(|w| w == b"MSG ").count() >= 10);
     subscriber.send(b"PING\r\n");
     subscriber.read_until(b"PONG\r\n", WAIT);
@@ -338,7 +341,6 @@ fn problems(body: &str, families: &[Family]) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "until the monitor lands"]
 fn metrics_parse_with_prometheus_client() {
     assert!(
         prometheus_client_available(),

@@ -155,7 +155,8 @@ pub struct Connz {
     pub total: usize,
     pub offset: usize,
     pub limit: usize,
-    pub connections: Vec<ConnJson>,
+    /// `null` for an account that does not exist, as nats-server writes it.
+    pub connections: Option<Vec<ConnJson>>,
 }
 
 /// One connection (nats-server's `ConnInfo`).
@@ -267,17 +268,42 @@ impl Listed<'_> {
 }
 
 /// Builds the answer from the open connections (with their subscriptions when the query asks)
-/// and the closed ones (oldest first), as nats-server's `Connz` does.
+/// and the closed ones (oldest first), as nats-server's `Connz` does. `account_exists`: whether
+/// the account the query names (if any) exists; nats-server answers an unknown one with no
+/// server id and `null` connections.
 pub fn connz(
     query: &ConnzQuery,
     server_id: &str,
     now: SystemTime,
     open: &[ConnInfo],
     closed: &[Arc<ConnInfo>],
+    account_exists: bool,
 ) -> Connz {
+    if !account_exists {
+        return Connz {
+            server_id: String::new(),
+            now: gotime::rfc3339_utc(now),
+            num_connections: 0,
+            total: 0,
+            offset: query.offset,
+            limit: query.limit,
+            connections: None,
+        };
+    }
     let wants_open = matches!(query.state, State::Open | State::All);
     let wants_closed = matches!(query.state, State::Closed | State::All);
     let account_ok = |info: &ConnInfo| query.account.is_empty() || info.account == query.account;
+    // nats-server's `total` counts the state's connections in the account, before the user
+    // and cid filters (and whatever paging leaves).
+    let total = if wants_open {
+        open.iter().filter(|info| account_ok(info)).count()
+    } else {
+        0
+    } + if wants_closed {
+        closed.iter().filter(|info| account_ok(info)).count()
+    } else {
+        0
+    };
     let user_ok = |info: &ConnInfo| query.user.is_empty() || info.authorized_user == query.user;
     let mut listed: Vec<Listed> = Vec::new();
     if query.cid > 0 {
@@ -309,9 +335,9 @@ pub fn connz(
         }
     }
     sort(&mut listed, query.sort, now);
-    let total = listed.len();
-    let start = query.offset.min(total);
-    let end = start + query.limit.min(total - start);
+    let listed_count = listed.len();
+    let start = query.offset.min(listed_count);
+    let end = start + query.limit.min(listed_count - start);
     let connections: Vec<ConnJson> = listed[start..end]
         .iter()
         .map(|listed| conn_json(listed, query, now))
@@ -323,7 +349,7 @@ pub fn connz(
         total,
         offset: query.offset,
         limit: query.limit,
-        connections,
+        connections: Some(connections),
     }
 }
 
@@ -331,7 +357,10 @@ fn sort(listed: &mut [Listed], by: Sort, now: SystemTime) {
     let up = |info: &ConnInfo| gotime::since(info.stop.unwrap_or(now), info.start);
     let idle = |info: &ConnInfo| gotime::since(now, info.last_activity);
     match by {
-        Sort::Cid | Sort::Start => listed.sort_by_key(|l| l.info().cid),
+        Sort::Cid => listed.sort_by_key(|l| l.info().cid),
+        // nats-server's cids count up server-wide, so it sorts `start` by cid; natsring's
+        // count up per shard (shard i hands out i + 1, i + 1 + n, ...): by start time.
+        Sort::Start => listed.sort_by_key(|l| (l.info().start, l.info().cid)),
         Sort::Subs => listed.sort_by_key(|l| std::cmp::Reverse(l.info().subscriptions)),
         Sort::Pending => listed.sort_by_key(|l| std::cmp::Reverse(l.info().pending_bytes)),
         Sort::MsgsTo => listed.sort_by_key(|l| std::cmp::Reverse(l.info().out_msgs)),
@@ -344,6 +373,27 @@ fn sort(listed: &mut [Listed], by: Sort, now: SystemTime) {
         Sort::Stop => listed.sort_by_key(|l| std::cmp::Reverse(l.info().stop)),
         Sort::Reason => listed.sort_by_key(|l| l.info().reason.unwrap_or_default()),
         Sort::Rtt => listed.sort_by_key(|l| std::cmp::Reverse(l.info().rtt_ns)),
+    }
+}
+
+/// `name_tag` with `auth=1`: the account's tag (its JWT's name), else its name; for a closed
+/// connection only outside the global account, as nats-server fills them.
+fn name_tag(listed: &Listed, auth: bool) -> String {
+    let info = listed.info();
+    let tag = || {
+        if info.name_tag.is_empty() {
+            info.account.clone()
+        } else {
+            info.name_tag.clone()
+        }
+    };
+    match listed {
+        _ if !auth => String::new(),
+        Listed::Open(_) => tag(),
+        Listed::Closed(_) if info.account == GLOBAL_ACCOUNT || info.account.is_empty() => {
+            String::new()
+        }
+        Listed::Closed(_) => tag(),
     }
 }
 
@@ -360,11 +410,13 @@ fn conn_json(listed: &Listed, query: &ConnzQuery, now: SystemTime) -> ConnJson {
             )
         }
     };
+    // A closed connection's subscriptions name their account (nats-server keeps them so).
+    let detail = match listed {
+        Listed::Open(_) => SubJson::of_connection,
+        Listed::Closed(_) => SubJson::with_account,
+    };
     let (subscriptions_list, subscriptions_list_detail) = if query.subs_detail {
-        (
-            Vec::new(),
-            info.subs.iter().map(SubJson::of_connection).collect(),
-        )
+        (Vec::new(), info.subs.iter().map(detail).collect())
     } else if query.subs {
         (
             info.subs.iter().map(|sub| sub.subject.clone()).collect(),
@@ -412,7 +464,7 @@ fn conn_json(listed: &Listed, query: &ConnzQuery, now: SystemTime) -> ConnJson {
         subscriptions_list_detail,
         jwt: auth(&info.jwt),
         issuer_key: auth(&info.issuer_key),
-        name_tag: auth(&info.name_tag),
+        name_tag: name_tag(listed, query.auth),
         tags: if query.auth {
             info.tags.clone()
         } else {
@@ -478,14 +530,14 @@ mod tests {
     }
 
     fn cids(connz: &Connz) -> Vec<u64> {
-        connz.connections.iter().map(|c| c.cid).collect()
+        connz.connections.iter().flatten().map(|c| c.cid).collect()
     }
 
     fn run(text: &str) -> Connz {
         let open = vec![info(3, "$G"), info(1, "A"), info(2, "$G")];
         let closed = vec![closed(5, "Client Closed"), closed(4, "Parse Error")];
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000);
-        connz(&query(text), "ID", now, &open, &closed)
+        connz(&query(text), "ID", now, &open, &closed, true)
     }
 
     #[test]
@@ -542,7 +594,8 @@ mod tests {
 
     #[test]
     fn optional_fields_appear_as_nats_server_writes_them() {
-        let plain = serde_json::to_value(&run("cid=1").connections[0]).unwrap();
+        let first = |text: &str| serde_json::to_value(&run(text).connections.unwrap()[0]).unwrap();
+        let plain = first("cid=1");
         for absent in [
             "account",
             "authorized_user",
@@ -553,24 +606,25 @@ mod tests {
             assert!(plain.get(absent).is_none(), "{absent} without auth or subs");
         }
         assert_eq!(plain["rtt"], "1µs");
-        let detailed =
-            serde_json::to_value(&run("cid=1&auth=1&subs=detail").connections[0]).unwrap();
+        let detailed = first("cid=1&auth=1&subs=detail");
         assert_eq!(detailed["account"], "A");
         assert_eq!(detailed["authorized_user"], "u1");
         assert_eq!(detailed["subscriptions_list_detail"][0]["subject"], "s.1");
         assert!(detailed["subscriptions_list_detail"][0]
             .get("account")
             .is_none());
-        let global = serde_json::to_value(&run("cid=2&auth=1&subs=1").connections[0]).unwrap();
+        let global = first("cid=2&auth=1&subs=1");
         assert!(
             global.get("account").is_none(),
             "$G is left out, as nats-server does"
         );
         assert_eq!(global["subscriptions_list"][0], "s.2");
-        let closed = serde_json::to_value(&run("cid=5&state=closed").connections[0]).unwrap();
+        let closed = first("cid=5&state=closed&subs=detail");
         assert_eq!(closed["reason"], "Client Closed");
         assert!(closed["stop"].as_str().unwrap().starts_with("1970-01-01T"));
         assert_eq!(closed["uptime"], "1m35s", "up from start to stop");
+        assert_eq!(closed["subscriptions_list_detail"][0]["account"], "$G");
+        assert_eq!(detailed["name_tag"], "A");
     }
 
     #[test]

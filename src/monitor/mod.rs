@@ -442,12 +442,16 @@ impl State {
         } else {
             self.shared.closed_connections()
         };
+        let settings = self.shared.settings();
+        let account_exists =
+            query.account.is_empty() || settings.accounts.iter().any(|a| a.name == query.account);
         Ok(connz::connz(
             &query,
             &self.server_id,
             SystemTime::now(),
             &open,
             &closed,
+            account_exists,
         ))
     }
 

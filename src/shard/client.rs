@@ -223,6 +223,11 @@ impl Core {
     }
 
     fn on_connect(&mut self, slot: u32, json: &[u8], parser: &mut Parser) {
+        // nats-server's estimate of the round trip (`/connz`'s `rtt`) until a server PING
+        // measures one: from the INFO, sent at accept, to this CONNECT.
+        let conn = &mut self.conns[slot];
+        let since_accept = conn.start.elapsed().unwrap_or_default();
+        conn.rtt_ns = (since_accept.as_nanos() as u64).max(1);
         // A later CONNECT is applied on top of the earlier one, as nats-server does.
         let options = match parse_connect_onto(json, &self.conns[slot].options) {
             Ok(options) => options,
