@@ -87,6 +87,8 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<io::Result<()>>>,
     /// The ports file written for `ports_file_dir`, removed at shutdown (or moved by a reload).
     ports_file: Mutex<Option<PathBuf>>,
+    /// What monitoring reads (HTTP and the system account's requests).
+    inspector: Arc<crate::monitor::Inspector>,
     /// HTTP monitoring, when a port was given.
     monitor: Option<crate::monitor::Monitor>,
 }
@@ -230,10 +232,11 @@ impl Server {
         }
         let mut handle = ServerHandle {
             port,
-            server_id: id,
-            shared,
+            server_id: id.clone(),
+            shared: Arc::clone(&shared),
             threads,
             ports_file: Mutex::new(None),
+            inspector: Arc::new(crate::monitor::Inspector::new(Arc::clone(&shared), &id)),
             monitor: None,
         };
         if let Some(err) = failure {
@@ -242,7 +245,7 @@ impl Server {
         }
         let settings = handle.shared.settings();
         if settings.options.http_port != 0 {
-            match crate::monitor::Monitor::start(Arc::clone(&handle.shared), &handle.server_id) {
+            match crate::monitor::Monitor::start(Arc::clone(&handle.inspector)) {
                 Ok(monitor) => {
                     ports = ports.with_monitoring(
                         settings.options.monitoring_host(),
@@ -360,9 +363,7 @@ impl ServerHandle {
         for notice in &notices {
             crate::log_notice!("{notice}");
         }
-        if let Some(monitor) = &self.monitor {
-            monitor.reloaded();
-        }
+        self.inspector.reloaded();
         match &settings.options.config_digest {
             Some(digest) => crate::log_notice!("Reloaded server configuration ({digest})"),
             None => crate::log_notice!("Reloaded server configuration"),

@@ -157,7 +157,7 @@ fn features_natsring_does_not_have_yet_are_refused_by_name() {
             "resolver_pinned_accounts",
             "authentication, authorization and accounts",
         ),
-        ("http_port: 8222\n", "http_port", "HTTP monitoring"),
+        ("https_port: 8443\n", "https_port", "HTTPS monitoring (TLS)"),
     ] {
         let file = conf_file(text);
         // nats-server takes each of these; natsring says what it lacks, on -t and at start.

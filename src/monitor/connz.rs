@@ -81,25 +81,38 @@ pub struct ConnzQuery {
     pub account: String,
 }
 
+/// nats-server's `ConnzOptions` as JSON (the options of a `$SYS.REQ.*.CONNZ` request): every
+/// field optional, unknown ones ignored, `state` a number (0 open, 1 closed, 2 all).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ConnzOptions {
+    pub sort: String,
+    pub auth: bool,
+    pub subscriptions: bool,
+    pub subscriptions_detail: bool,
+    pub offset: i64,
+    pub limit: i64,
+    pub cid: u64,
+    pub state: i64,
+    pub user: String,
+    pub acc: String,
+}
+
 impl ConnzQuery {
     /// Decodes the query string as nats-server's `HandleConnz` does, with its error texts
     /// (each answered with status 400).
     pub fn parse(query: &Query) -> Result<ConnzQuery, QueryError> {
-        let sort_text = query.get("sort");
+        let sort = query.get("sort").to_string();
         let auth = query.bool("auth")?;
-        let subs_detail = query.get("subs").eq_ignore_ascii_case("detail");
-        let subs = if subs_detail {
-            false
-        } else {
-            query.bool("subs")?
-        };
+        let subscriptions_detail = query.get("subs").eq_ignore_ascii_case("detail");
+        let subscriptions = !subscriptions_detail && query.bool("subs")?;
         let offset = query.int("offset")?;
         let limit = query.int("limit")?;
         let cid = query.uint("cid")?;
         let state = match query.get("state").to_ascii_lowercase().as_str() {
-            "" | "open" => State::Open,
-            "closed" => State::Closed,
-            "any" | "all" => State::All,
+            "" | "open" => 0,
+            "closed" => 1,
+            "any" | "all" => 2,
             _ => {
                 return Err(QueryError(format!(
                     "Error decoding state for {}",
@@ -107,8 +120,29 @@ impl ConnzQuery {
                 )))
             }
         };
-        let sort = Sort::parse(sort_text)
-            .ok_or_else(|| QueryError(format!("invalid sorting option: {sort_text}")))?;
+        ConnzQuery::new(ConnzOptions {
+            sort,
+            auth,
+            subscriptions,
+            subscriptions_detail,
+            offset,
+            limit,
+            cid,
+            state,
+            user: query.get("user").to_string(),
+            acc: query.get("acc").to_string(),
+        })
+    }
+
+    /// Checks `options` as nats-server's `Connz` does.
+    pub fn new(options: ConnzOptions) -> Result<ConnzQuery, QueryError> {
+        let state = match options.state {
+            1 => State::Closed,
+            2 => State::All,
+            _ => State::Open,
+        };
+        let sort = Sort::parse(&options.sort)
+            .ok_or_else(|| QueryError(format!("invalid sorting option: {}", options.sort)))?;
         if sort == Sort::Stop && state != State::Closed {
             return Err(QueryError(
                 "sort by stop only valid on closed connections".into(),
@@ -119,25 +153,25 @@ impl ConnzQuery {
                 "sort by reason only valid on closed connections".into(),
             ));
         }
-        let mut limit = if limit <= 0 {
+        let mut limit = if options.limit <= 0 {
             DEFAULT_LIMIT
         } else {
-            limit as usize
+            options.limit as usize
         };
-        if cid > 0 {
+        if options.cid > 0 {
             limit = 1;
         }
         Ok(ConnzQuery {
             sort,
-            auth,
-            subs,
-            subs_detail,
-            offset: offset.max(0) as usize,
+            auth: options.auth,
+            subs: options.subscriptions,
+            subs_detail: options.subscriptions_detail,
+            offset: options.offset.max(0) as usize,
             limit,
-            cid,
+            cid: options.cid,
             state,
-            user: query.get("user").to_string(),
-            account: query.get("acc").to_string(),
+            user: options.user,
+            account: options.acc,
         })
     }
 

@@ -22,27 +22,49 @@ pub struct SubszQuery {
     pub account: String,
 }
 
+/// nats-server's `SubszOptions` as JSON (a `$SYS.REQ.*.SUBSZ` request's options).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct SubszOptions {
+    pub offset: i64,
+    pub limit: i64,
+    pub subscriptions: bool,
+    pub account: String,
+    pub test: String,
+}
+
 impl SubszQuery {
     pub fn parse(query: &Query) -> Result<SubszQuery, QueryError> {
-        let subs = query.bool("subs")?;
+        let subscriptions = query.bool("subs")?;
         let offset = query.int("offset")?;
         let limit = query.int("limit")?;
-        let test = query.get("test");
+        SubszQuery::new(SubszOptions {
+            offset,
+            limit,
+            subscriptions,
+            account: query.get("acc").to_string(),
+            test: query.get("test").to_string(),
+        })
+    }
+
+    /// Checks `options` as nats-server's `Subsz` does.
+    pub fn new(options: SubszOptions) -> Result<SubszQuery, QueryError> {
+        let test = options.test;
         if !test.is_empty() && !crate::sublist::valid_literal_subject(test.as_bytes()) {
             return Err(QueryError(format!(
                 "invalid test subject, must be valid publish subject: {test}"
             )));
         }
         Ok(SubszQuery {
-            subs,
-            offset: offset.max(0) as usize,
-            limit: if limit <= 0 {
+            subs: options.subscriptions,
+            offset: options.offset.max(0) as usize,
+            limit: if options.limit <= 0 {
                 DEFAULT_LIMIT
             } else {
-                limit as usize
+                options.limit as usize
             },
-            test: (!test.is_empty()).then(|| test.to_string()),
-            account: query.get("acc").to_string(),
+            test: (!test.is_empty()).then_some(test),
+            account: options.account,
         })
     }
 }
