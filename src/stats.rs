@@ -62,8 +62,9 @@ pub struct ShardStats {
     /// A gauge: bytes waiting now in this shard's outgoing cross-shard queues (frames not yet
     /// taken by their peer), measured when the counters are asked for or published.
     pub peer_queue_bytes: u64,
-    /// The longest time the shard spent answering its mailbox at once (monitoring questions,
-    /// reloads, ...): how long it served no client for it. A maximum since start.
+    /// The longest the shard spent answering its mailbox at once (monitoring questions,
+    /// reloads, ...), in CPU time of its thread: how long it served no client for it. A
+    /// maximum since start.
     pub mailbox_answer_max_ns: u64,
 }
 
