@@ -79,6 +79,7 @@ mod ring;
 mod settings;
 mod shared;
 mod spin;
+mod system;
 mod table;
 mod templates;
 mod uring;
@@ -803,6 +804,12 @@ impl Shard {
                 }
                 control::Control::CloseClients(count, cause, reply) => {
                     let _ = reply.send(self.core.close_clients(count, cause));
+                }
+                control::Control::AttachSystem(stream) => {
+                    // While stopping, dropped: the service sees its end close.
+                    if !self.stopping {
+                        self.core.attach_system(stream);
+                    }
                 }
                 control::Control::Verified {
                     slot,
