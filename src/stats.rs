@@ -1,7 +1,8 @@
 //! Per-shard counters (plain integers, written only by their shard) and the snapshot each shard
 //! publishes on its timer tick for the rest of the server to read. No atomics per message.
 //! Also the shapes of what the shards answer the monitor with (`ConnInfo`, `SubInfo`,
-//! `TableStats`, `AccountTraffic`), built from their state when asked, never per message.
+//! `TableStats`, `AccountTraffic`), built from their state when asked, never per message, and
+//! the events they send the system service (`SystemEvent`).
 
 use std::time::SystemTime;
 
@@ -164,6 +165,19 @@ impl ConnInfo {
             format!("{}:{}", self.ip, self.port)
         }
     }
+}
+
+/// What a shard tells the system service (`Shared::system_events`): once per client
+/// connection's CONNECT and close, never per message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemEvent {
+    /// A client completed its CONNECT (authenticated, in its account): its `ConnInfo` (no
+    /// subscriptions). nats-server's `accountConnectEvent`; sent again if a later CONNECT
+    /// authenticates it again.
+    Connect(ConnInfo),
+    /// A client that was announced with `Connect` closed: `stop` and `reason` set, final
+    /// counters. nats-server's `accountDisconnectEvent`.
+    Disconnect(ConnInfo),
 }
 
 /// One subscription (nats-server's `SubDetail`).

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::conn::{AuthState, ConnState, PauseCause};
+use super::conn::{AuthState, ConnKind, ConnState, PauseCause};
 use super::core::Core;
 use crate::account::AccountId;
 use crate::auth::authenticate::{Identity, Verdict};
@@ -56,7 +56,11 @@ impl BeforeAuth<'_> {
         match shard.settings.auth.no_auth_user_verdict() {
             Some(Verdict::Granted(identity)) => {
                 shard.conns[self.slot].connected = true;
-                shard.set_identity(self.slot, identity)
+                let admitted = shard.set_identity(self.slot, identity);
+                if admitted {
+                    shard.announce_connect(self.slot);
+                }
+                admitted
             }
             _ => {
                 shard.auth_violation(self.slot);
@@ -293,6 +297,7 @@ impl Core {
         if !self.set_identity(slot, identity) {
             return;
         }
+        self.announce_connect(slot);
         parser.max_payload = self.conns[slot].payload_limit_with(&self.settings.options);
         self.reply_ok(slot);
     }
@@ -397,7 +402,7 @@ impl Core {
             .conns
             .slots
             .iter()
-            .filter(|(_, conn)| conn.is_open())
+            .filter(|(_, conn)| conn.is_open() && conn.kind == ConnKind::Client)
             .map(|(slot, _)| slot as u32)
             .collect();
         let required = self.settings.auth.required();

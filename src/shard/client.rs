@@ -2,7 +2,7 @@
 //! partial operation), and act on each client operation (CONNECT, SUB, UNSUB, PING, PONG; a
 //! PUB goes to `deliver`). The client protocol's session: nothing here knows other shards.
 
-use super::conn::{AuthState, Subscription};
+use super::conn::{AuthState, ConnKind, Subscription};
 use super::core::Core;
 use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
@@ -223,6 +223,11 @@ impl Core {
     }
 
     fn on_connect(&mut self, slot: u32, json: &[u8], parser: &mut Parser) {
+        // The system connection is in the system account from the start, with its options
+        // (`Core::attach_system`): a CONNECT changes nothing.
+        if self.conns[slot].kind == ConnKind::System {
+            return;
+        }
         // nats-server's estimate of the round trip (`/connz`'s `rtt`) until a server PING
         // measures one: from the INFO, sent at accept, to this CONNECT.
         let conn = &mut self.conns[slot];
@@ -315,7 +320,12 @@ impl Core {
             return self.mark_dirty(slot);
         }
         let conn = &self.conns[slot];
-        let server_max = options.max_subscriptions as usize;
+        // The system connection has no subscription limit (nats-server's internal clients
+        // have none): the system service's subscriptions are the server's own.
+        let server_max = match conn.kind {
+            ConnKind::Client => options.max_subscriptions as usize,
+            ConnKind::System => 0,
+        };
         let own_max = usize::try_from(conn.subscriptions_limit).ok();
         let subscriptions = conn.subs.len();
         if (server_max > 0 && subscriptions >= server_max)

@@ -441,13 +441,20 @@ impl Subscription {
 }
 
 /// What a connection speaks: which session handles its operations and writes what is
-/// delivered to it. Today only the client protocol. A cluster route is the next kind: its own
-/// session module (parser, handler, RMSG writer) and one arm at each `match conn.kind`
-/// (`Core::on_input`, `Core::open_conn`); its listener is one more entry in the shard's
+/// delivered to it. A cluster route is the next kind: its own session module (parser,
+/// handler, RMSG writer) and one arm at each `match conn.kind` (`Core::on_input`,
+/// `Core::open_conn`, `Core::left_open`); its listener is one more entry in the shard's
 /// listener table, with that kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnKind {
+    /// A client accepted on the client port.
     Client,
+    /// The system service's in-process client of the system account (`system`): one end of
+    /// a Unix socket pair, attached to shard 0 (`Control::AttachSystem`). It speaks the client
+    /// protocol, starts CONNECTed and authenticated, and is no client for counting: not in the
+    /// connection counts and limits, monitoring's connection lists, lame duck or a reload's
+    /// authentication checks.
+    System,
 }
 
 /// What lies between the socket and the session's bytes. Plain TCP today. TLS (rustls on the
@@ -520,8 +527,9 @@ impl PublishMemo {
 pub struct Conn {
     /// The socket's fd, as named in SQEs; owned by `stream`.
     pub fd: RawFd,
-    /// Owns the socket: dropping the connection closes it.
-    pub stream: std::net::TcpStream,
+    /// Owns the socket (a TCP one for a client, a Unix one for the system connection):
+    /// dropping the connection closes it.
+    pub stream: socket2::Socket,
     pub generation: u32,
     pub kind: ConnKind,
     pub transport: Transport,
@@ -549,6 +557,9 @@ pub struct Conn {
     pub connected: bool,
     /// True once the async INFO that answers the first PING after CONNECT was sent.
     pub sent_connect_info: bool,
+    /// True exactly when a `SystemEvent::Connect` was sent for it: its close sends the
+    /// `SystemEvent::Disconnect` (see `system`).
+    pub announced: bool,
     /// Where it is in authentication, and who it is once authenticated.
     pub auth: AuthState,
     /// The nonce its INFO carried, when the server asks for signatures.

@@ -69,6 +69,10 @@ pub enum Control {
     /// Close this many open clients (or all there are) for this cause. Answered with how many
     /// were closed and how many stay open.
     CloseClients(usize, CloseCause, Sender<(usize, usize)>),
+    /// Open the system connection on this stream (shard 0 only; see `system`): the system
+    /// service holds the other end. Dropped (closed) when there is no system account or the
+    /// shard is stopping.
+    AttachSystem(std::os::unix::net::UnixStream),
     /// The verifier's answer to check number `check` of the connection in `slot` (if it is
     /// still `generation`): the identity its credentials proved, or `None` (the bcrypt check
     /// failed).

@@ -6,7 +6,7 @@
 //! connection table or the peers and submitted by the loop at the end of the round.
 
 use std::net::TcpStream;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -149,7 +149,10 @@ impl Core {
     pub(super) fn on_input(&mut self, slot: u32, bytes: &[u8]) -> usize {
         let conn = &self.conns[slot];
         match (conn.transport, conn.kind) {
-            (Transport::Plain, ConnKind::Client) => self.on_client_input(slot, bytes),
+            // The system connection speaks the client protocol, authenticated from the start.
+            (Transport::Plain, ConnKind::Client | ConnKind::System) => {
+                self.on_client_input(slot, bytes)
+            }
         }
     }
 
@@ -179,7 +182,7 @@ impl Core {
             .collect();
         for (_, conn) in self.conns.slots.iter() {
             let account = &mut traffic[conn.account.index()];
-            account.connections += u64::from(conn.is_open());
+            account.connections += u64::from(conn.is_open() && conn.kind == ConnKind::Client);
             account.in_msgs += conn.in_msgs;
             account.in_bytes += conn.in_bytes;
             account.out_msgs += conn.out_msgs;
@@ -188,6 +191,8 @@ impl Core {
         traffic
     }
 
+    /// A connection accepted on a listener of `kind`: its slot, or None when the shard is
+    /// full (the fd is closed then).
     pub(super) fn open_conn(&mut self, fd: RawFd, kind: ConnKind) -> Option<u32> {
         if self.conns.len() >= limits::CONNECTIONS_PER_SHARD_MAX {
             close_fd(fd);
@@ -201,7 +206,30 @@ impl Core {
         let peer = stream
             .peer_addr()
             .ok()
-            .map(|addr| (addr.ip().to_string(), addr.port()));
+            .map(|addr| format!("{}:{}", addr.ip(), addr.port()))
+            .unwrap_or_default();
+        let slot = self.insert_conn(socket2::Socket::from(stream), kind, peer);
+        match kind {
+            ConnKind::Client => {
+                self.stats.total_connections += 1;
+                self.stats.connections += 1;
+                let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                self.start_client(slot, open);
+            }
+            ConnKind::System => unreachable!("no listener accepts system connections"),
+        }
+        Some(slot)
+    }
+
+    /// A new connection of `kind` on `stream` (which it owns from now on), from `peer`
+    /// (`ip:port`, or empty): its slot, with a new client id, open and not reading yet. What it
+    /// is sent and when it reads is its kind's (`start_client`, `start_system`).
+    pub(super) fn insert_conn(
+        &mut self,
+        stream: socket2::Socket,
+        kind: ConnKind,
+        peer: String,
+    ) -> u32 {
         let generation = self.conns.take_generation();
         let client_id = self.next_client_id;
         self.next_client_id += self.shared.shard_count as u64;
@@ -209,7 +237,7 @@ impl Core {
         let first_ping_ms =
             (options.ping_interval.as_millis() as u64).min(limits::FIRST_PING_INTERVAL_MS);
         let conn = Conn {
-            fd,
+            fd: stream.as_raw_fd(),
             stream,
             generation,
             kind,
@@ -230,6 +258,7 @@ impl Core {
             options: Default::default(),
             connected: false,
             sent_connect_info: false,
+            announced: false,
             auth: AuthState::Awaiting {
                 deadline_ms: u64::MAX,
             },
@@ -253,23 +282,13 @@ impl Core {
             write_stalled_since_ms: None,
             paused: None,
             stuck: None,
-            peer: peer
-                .map(|(ip, port)| format!("{ip}:{port}"))
-                .unwrap_or_default(),
+            peer,
             in_msgs: 0,
             in_bytes: 0,
             out_msgs: 0,
             out_bytes: 0,
         };
-        let slot = self.conns.slots.insert(conn) as u32;
-        self.stats.total_connections += 1;
-        self.stats.connections += 1;
-        let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-
-        match kind {
-            ConnKind::Client => self.start_client(slot, open),
-        }
-        Some(slot)
+        self.conns.slots.insert(conn) as u32
     }
 
     /// Sends `err`'s -ERR (when it has one) after the output already queued, stops reading,
@@ -296,7 +315,7 @@ impl Core {
         }
         conn.state = ConnState::Draining;
         conn.close_reason = Some(reason);
-        self.record_closed(slot, reason);
+        self.left_open(slot, reason);
         self.remove_all_subs(slot);
         self.conns.cancel_recv(slot);
         self.mark_dirty(slot);
@@ -324,7 +343,7 @@ impl Core {
             );
         }
         if was_open {
-            self.record_closed(slot, reason);
+            self.left_open(slot, reason);
         }
         self.remove_all_subs(slot);
         self.conns.cancel_recv(slot);
@@ -353,9 +372,27 @@ impl Core {
         closed.out_msgs += conn.out_msgs;
         closed.out_bytes += conn.out_bytes;
         // Dropping the connection closes its socket, last.
-        drop(self.conns.slots.remove(slot as usize));
-        self.stats.connections -= 1;
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        let conn = self.conns.slots.remove(slot as usize);
+        if conn.kind == ConnKind::Client {
+            self.stats.connections -= 1;
+            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(conn);
+    }
+
+    /// The connection in `slot` stops being open now, for `reason`: called from the two places
+    /// a connection leaves `ConnState::Open` (`drain_and_close`, `close`), so once. A client
+    /// is announced gone to the system service (if it was announced) and recorded for
+    /// monitoring, as nats-server's `saveClosedClient`; the system connection's close is
+    /// logged.
+    fn left_open(&mut self, slot: u32, reason: CloseReason) {
+        match self.conns[slot].kind {
+            ConnKind::Client => {
+                self.announce_disconnect(slot, reason);
+                self.record_closed(slot, reason);
+            }
+            ConnKind::System => self.system_closed(slot, reason),
+        }
     }
 
     /// Keepalive PINGs, stale connections, write deadlines, authentication deadlines. Runs
@@ -1575,5 +1612,144 @@ mod tests {
             .unwrap()
             .drain_chunk(&mut Received::default());
         assert_eq!(b.core.stats_now().peer_queue_bytes, 0, "taken by the peer");
+    }
+
+    /// The system connection, attached as `Control::AttachSystem` attaches it, its receive
+    /// "armed"; and the service's end of the pair.
+    fn attach_system(b: &mut Bench) -> (u32, std::os::unix::net::UnixStream) {
+        let (shard_end, service_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let slot = b.core.attach_system(shard_end).expect("attached");
+        assert_eq!(b.core.conns.to_arm.pop(), Some(slot), "it reads at once");
+        let conn = &mut b.core.conns[slot];
+        conn.recv = RecvState::Armed;
+        conn.ops_in_flight += 1;
+        (slot, service_end)
+    }
+
+    #[test]
+    fn the_system_connection_is_a_client_of_the_system_account_that_is_not_counted() {
+        let mut b = bench(1);
+        let (system, _service) = attach_system(&mut b);
+        let sys = b.core.settings.system_account.expect("a system account");
+        assert_eq!(b.core.conns[system].account, sys);
+        assert!(b.output(system).is_empty(), "no INFO");
+        b.input(system, b"SUB $SYS.REQ.SERVER.PING 1\r\nPING\r\n");
+        assert_eq!(b.output(system), b"PONG\r\n", "no +OK, no async INFO");
+        b.input(
+            system,
+            b"CONNECT {\"verbose\":true,\"user\":\"x\"}\r\nPING\r\n",
+        );
+        assert_eq!(b.output(system), b"PONG\r\n", "a CONNECT changes nothing");
+        b.input(
+            system,
+            b"HPUB $SYS.REQ.SERVER.PING 12 14\r\nNATS/1.0\r\n\r\nok\r\n",
+        );
+        assert_eq!(
+            b.output(system),
+            b"HMSG $SYS.REQ.SERVER.PING 1 12 14\r\nNATS/1.0\r\n\r\nok\r\n",
+            "headers and echo"
+        );
+
+        // Not counted anywhere a client is.
+        assert_eq!(
+            (b.core.stats.connections, b.core.stats.total_connections),
+            (0, 0)
+        );
+        assert_eq!(b.core.shared.connections.load(Ordering::Relaxed), 0);
+        let in_account = &b.core.accounts[sys.index()].account.connections;
+        assert_eq!(in_account.load(Ordering::Relaxed), 0);
+        let traffic = &b.core.account_traffic()[sys.index()];
+        assert_eq!((traffic.connections, traffic.total_connections), (0, 0));
+        assert_eq!(
+            (traffic.in_msgs, traffic.out_msgs),
+            (1, 1),
+            "its traffic is"
+        );
+        assert!(b.core.open_connections(None, 10, false).0.is_empty());
+
+        // Accounts isolate: a client of `$G` does not reach it.
+        let client = b.connect();
+        b.input(client, &pub_op("$SYS.REQ.SERVER.PING"));
+        assert!(b.output(system).is_empty());
+
+        // No server PINGs; lame duck passes it by.
+        b.core.now_ms += 10 * limits::FIRST_PING_INTERVAL_MS;
+        b.core.tick();
+        assert!(b.output(system).is_empty(), "no PING");
+        assert_eq!(b.core.begin_lame_duck(), 1, "the client alone");
+        let closed = b
+            .core
+            .close_clients(10, super::super::control::CloseCause::LameDuck);
+        assert_eq!(closed, (1, 0));
+        assert!(b.core.conns[system].is_open());
+
+        // Its close is not recorded; its slot goes as any.
+        b.core.close(system, CloseReason::ServerShutdown);
+        b.receive_ended(system);
+        b.core.release_if_done(system);
+        assert!(b.core.conns.get(system).is_none());
+        let records = b.core.closed.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].cid, b.core.conns[client].client_id);
+        assert_eq!(b.core.stats.connections, 1, "the draining client");
+    }
+
+    #[test]
+    fn no_system_account_no_system_connection() {
+        let options = Options {
+            no_system_account: true,
+            ..Options::default()
+        };
+        let mut core = Core::new(ShardId(0), Shared::for_tests(1, options), vec![None], 1);
+        let (shard_end, mut service_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(core.attach_system(shard_end).is_none());
+        assert!(core.conns.is_empty());
+        let mut read = [0u8; 1];
+        use std::io::Read;
+        assert_eq!(service_end.read(&mut read).unwrap(), 0, "its end is closed");
+    }
+
+    #[test]
+    fn clients_are_announced_to_the_system_service_when_they_connect_and_close() {
+        use crate::stats::SystemEvent;
+        let mut b = bench(1);
+        let (events, heard) = std::sync::mpsc::channel();
+        b.core.shared.set_system_events(events).unwrap();
+        let (system, _service) = attach_system(&mut b);
+        let client = b.connect();
+        let cid = b.core.conns[client].client_id;
+        match heard.try_recv() {
+            Ok(SystemEvent::Connect(info)) => {
+                assert_eq!((info.cid, info.account.as_str()), (cid, "$G"));
+                assert!(info.stop.is_none() && info.reason.is_none() && info.subs.is_empty());
+            }
+            other => panic!("a connect, not {other:?}"),
+        }
+        // One that never sent CONNECT is not announced, nor is its close.
+        let never = TcpStream::connect(b.listener.local_addr().unwrap()).unwrap();
+        let (server_end, _) = b.listener.accept().unwrap();
+        b.clients.push(never);
+        let silent = b
+            .core
+            .open_conn(server_end.into_raw_fd(), ConnKind::Client)
+            .expect("opened");
+        b.core.close(silent, CloseReason::StaleConnection);
+
+        b.input(client, b"SUB foo 1\r\n");
+        b.input(client, &pub_op("foo"));
+        b.core.drain_and_close(client, CloseReason::ClientClosed);
+        b.core.close(client, CloseReason::ClientClosed);
+        match heard.try_recv() {
+            Ok(SystemEvent::Disconnect(info)) => {
+                assert_eq!(info.cid, cid);
+                assert_eq!(info.reason, Some("Client Closed"));
+                assert!(info.stop.is_some());
+                assert_eq!((info.in_msgs, info.out_msgs), (1, 1), "final counters");
+                assert!(info.subs.is_empty());
+            }
+            other => panic!("a disconnect, not {other:?}"),
+        }
+        b.core.close(system, CloseReason::ReadError);
+        assert!(heard.try_recv().is_err(), "nothing else, once each");
     }
 }

@@ -51,6 +51,11 @@
 //! (`deliver.rs`): a route is one more kind of target for a matched message, and `Origin` gets
 //! a variant so a message from a route is not sent back into the cluster.
 //!
+//! The first kind after the client is the system connection (`ConnKind::System`, `system`):
+//! the system service's client of the system account on shard 0, over a Unix socket pair
+//! (`Control::AttachSystem`); it speaks the client protocol through `client.rs` and differs
+//! only in how it starts (`Core::attach_system`) and in what counts it is left out of.
+//!
 //! Adding a transport (TLS). A `Transport` variant holding the session state (rustls's
 //! `ServerConnection`). The receive seam is `Core::on_input`: ciphertext from the provided
 //! buffer goes in, the plaintext that comes out is fed to the session's reader, and handshake
@@ -79,6 +84,7 @@ mod ring;
 mod settings;
 mod shared;
 mod spin;
+mod system;
 mod table;
 mod templates;
 mod uring;
@@ -811,6 +817,12 @@ impl Shard {
                 }
                 control::Control::CloseClients(count, cause, reply) => {
                     let _ = reply.send(self.core.close_clients(count, cause));
+                }
+                control::Control::AttachSystem(stream) => {
+                    // While stopping, dropped: the service sees its end close.
+                    if !self.stopping {
+                        self.core.attach_system(stream);
+                    }
                 }
                 control::Control::Verified {
                     slot,

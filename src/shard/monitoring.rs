@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::conn::{Conn, Subscription};
+use super::conn::{Conn, ConnKind, Subscription};
 use super::core::Core;
 use crate::limits;
 use crate::proto::CloseReason;
@@ -140,7 +140,7 @@ impl Core {
 
     /// The connection in `slot` as monitoring shows it while it is open, with at most
     /// `subs_max` of its subscriptions.
-    fn conn_info(&self, slot: u32, subs_max: usize) -> ConnInfo {
+    pub(super) fn conn_info(&self, slot: u32, subs_max: usize) -> ConnInfo {
         let conn = &self.conns[slot];
         let (ip, port) = split_peer(&conn.peer);
         let options = &conn.options;
@@ -227,7 +227,7 @@ impl Core {
             let Some(conn) = self.conns.slots.get(slot) else {
                 continue;
             };
-            if !conn.is_open() {
+            if !conn.is_open() || conn.kind != ConnKind::Client {
                 continue;
             }
             let subs_max = if subs { conn.subs.len() } else { 0 };

@@ -3,13 +3,15 @@
 //! monitoring questions asked of every shard through the mailboxes are `Shared`'s too, in
 //! `query`.
 
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::control;
 use super::settings::Settings;
 use crate::auth::verifier::Verifier;
-use crate::stats::ShardStats;
+use crate::stats::{ShardStats, SystemEvent};
 
 /// What every shard shares: the configuration, the subject tables, server-wide counters.
 pub struct Shared {
@@ -29,6 +31,9 @@ pub struct Shared {
     pub stats: Vec<Mutex<ShardStats>>,
     /// Each shard's mailbox (see `control`).
     pub mailboxes: Vec<control::Mailbox>,
+    /// Where shards send the system service the clients' connects and disconnects (see
+    /// `system`); set once, when the service starts (`set_system_events`). Unset: no events.
+    pub system_events: OnceLock<Sender<SystemEvent>>,
 }
 
 impl Shared {
@@ -74,6 +79,28 @@ impl Shared {
     pub fn settings(&self) -> Arc<Settings> {
         Arc::clone(&self.settings.lock().unwrap_or_else(PoisonError::into_inner))
     }
+
+    /// Hands `stream` to shard 0 as the system connection (`Control::AttachSystem`): a client
+    /// of the system account, CONNECTed and authenticated, that the system service speaks the
+    /// client protocol over from the other end of the pair. False, with the stream dropped,
+    /// when there is no system account or shard 0 has ended. Whatever closes the connection
+    /// later (the other end closing, a slow consumer, the server stopping), the service sees
+    /// its end of the pair reach end of file.
+    pub fn attach_system(&self, stream: UnixStream) -> bool {
+        if self.settings().system_account.is_none() {
+            return false;
+        }
+        self.mailboxes[0].send(control::Control::AttachSystem(stream))
+    }
+
+    /// Has the shards send `events` each client's connect and disconnect from now on (see
+    /// `system`). Once for the server's life: a second sender is handed back.
+    pub fn set_system_events(
+        &self,
+        events: Sender<SystemEvent>,
+    ) -> Result<(), Sender<SystemEvent>> {
+        self.system_events.set(events)
+    }
     /// What the shards share, one mailbox each (so `mailboxes.len()` shards).
     pub fn new(
         settings: Settings,
@@ -91,6 +118,7 @@ impl Shared {
                 .map(|_| Mutex::new(ShardStats::default()))
                 .collect(),
             mailboxes,
+            system_events: OnceLock::new(),
         }))
     }
 
