@@ -91,6 +91,8 @@ pub struct ServerHandle {
     inspector: Arc<crate::monitor::Inspector>,
     /// HTTP monitoring, when a port was given.
     monitor: Option<crate::monitor::Monitor>,
+    /// The system account's requests and events, when there is a system account.
+    system: Option<crate::monitor::SystemService>,
 }
 
 /// Held while a shard runs. However its loop ends, its mailbox is closed (nobody waits on a
@@ -238,10 +240,19 @@ impl Server {
             ports_file: Mutex::new(None),
             inspector: Arc::new(crate::monitor::Inspector::new(Arc::clone(&shared), &id)),
             monitor: None,
+            system: None,
         };
         if let Some(err) = failure {
             drop(handle);
             return Err(err);
+        }
+        // Before the clients come (every one is announced), after the shards are ready.
+        match crate::monitor::SystemService::start(Arc::clone(&handle.inspector)) {
+            Ok(system) => handle.system = system,
+            Err(err) => {
+                drop(handle);
+                return Err(err);
+            }
         }
         let settings = handle.shared.settings();
         if settings.options.http_port != 0 {
@@ -483,9 +494,14 @@ impl ServerHandle {
     }
 
     fn stop_threads(&mut self) -> io::Result<()> {
-        // Monitoring first: no request waits on a shard that is stopping.
+        // Monitoring first: no request waits on a shard that is stopping. The system services
+        // after the shards (which close the system client), told first that it is no error.
         drop(self.monitor.take());
+        if let Some(system) = &self.system {
+            system.begin_stop();
+        }
         if self.threads.is_empty() {
+            drop(self.system.take());
             return Ok(());
         }
         self.shared.stop_all();
@@ -497,6 +513,7 @@ impl ServerHandle {
                 Err(_) => result = Err(io::Error::other("a shard thread panicked")),
             }
         }
+        drop(self.system.take());
         result
     }
 }

@@ -11,3 +11,12 @@ pub fn go_float<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::E
         serializer.serialize_f64(*value)
     }
 }
+
+/// A Go `float64` as a JSON value (see [`go_float`]).
+pub fn go_number(value: f64) -> serde_json::Value {
+    if value.fract() == 0.0 && value.abs() < 1e21 {
+        serde_json::Value::from(value as i64)
+    } else {
+        serde_json::Value::from(value)
+    }
+}

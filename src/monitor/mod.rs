@@ -7,6 +7,8 @@
 //!   state, and nothing a shard does per message is counted for it: the shards' plain
 //!   counters are read when asked.
 //! - [`Monitor`] (`http`): the HTTP server, a thread of its own.
+//! - [`SystemService`] (`system`): the system account's requests and events, through an
+//!   in-process client of the system account on shard 0's ring.
 //!
 //! Invariant: nothing here holds a lock a shard takes, and a shard that has ended answers
 //! nothing (its part of an answer is empty), so no request hangs on a stopping server.
@@ -22,8 +24,10 @@ mod metrics;
 mod process;
 mod query;
 mod subsz;
+mod system;
 mod varz;
 
 use go_json::go_float;
 pub use http::Monitor;
 pub use inspector::Inspector;
+pub use system::SystemService;

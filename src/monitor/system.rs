@@ -12,7 +12,7 @@
 //! and disconnect notices (`Shared::system_events`) and a timer into events. Both write whole
 //! frames under one lock.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -73,7 +73,7 @@ impl SystemService {
             return Ok(None);
         }
         let (events, notices) = std::sync::mpsc::channel();
-        let _ = shared.system_events.set(events);
+        let _ = shared.set_system_events(events);
         let service = Arc::new(Service {
             inspector,
             writer: Mutex::new(ours.try_clone()?),
@@ -84,9 +84,10 @@ impl SystemService {
         let reader = BufReader::new(ours.try_clone()?);
         let requests = {
             let service = Arc::clone(&service);
+            let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("system-requests".to_string())
-                .spawn(move || service.answer_requests(reader))?
+                .spawn(move || service.answer_requests(reader, &stopping))?
         };
         let announcements = {
             let service = Arc::clone(&service);
@@ -100,6 +101,14 @@ impl SystemService {
             stream: ours,
             threads: vec![requests, announcements],
         }))
+    }
+}
+
+impl SystemService {
+    /// The server is stopping: what fails from now on (the shards close the system client)
+    /// is not an error.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 }
 
@@ -182,7 +191,9 @@ fn read_frame(reader: &mut impl BufRead) -> io::Result<Option<Frame>> {
             let args: Vec<&str> = words.collect();
             let (subject, reply, header_size, total) = match args.as_slice() {
                 [subject, _sid, headers, total] => (*subject, None, *headers, *total),
-                [subject, _sid, reply, headers, total] => (*subject, Some(*reply), *headers, *total),
+                [subject, _sid, reply, headers, total] => {
+                    (*subject, Some(*reply), *headers, *total)
+                }
                 _ => return Err(invalid()),
             };
             let header_size: usize = header_size.parse().map_err(|_| invalid())?;
@@ -274,7 +285,7 @@ impl Service {
     }
 
     /// The requests thread: until the stream ends.
-    fn answer_requests(&self, mut reader: BufReader<UnixStream>) {
+    fn answer_requests(&self, mut reader: BufReader<UnixStream>, stopping: &AtomicBool) {
         loop {
             match read_frame(&mut reader) {
                 Ok(Some(Frame::Message(request))) => {
@@ -283,7 +294,9 @@ impl Service {
                     };
                     if let Some(answer) = self.answer(&request) {
                         if let Err(err) = self.publish(reply, &answer) {
-                            crate::log_error!("System account services: {err}");
+                            if !stopping.load(Ordering::Acquire) {
+                                crate::log_error!("System account services: {err}");
+                            }
                             return;
                         }
                     }
@@ -294,7 +307,9 @@ impl Service {
                 Ok(Some(Frame::Other)) => {}
                 Ok(None) => return,
                 Err(err) => {
-                    crate::log_error!("System account services stopped reading: {err}");
+                    if !stopping.load(Ordering::Acquire) {
+                        crate::log_error!("System account services stopped reading: {err}");
+                    }
                     return;
                 }
             }
@@ -472,7 +487,7 @@ impl Service {
             "start": gotime::rfc3339(inspector.start),
             "mem": varz.mem,
             "cores": varz.cores,
-            "cpu": varz.cpu,
+            "cpu": super::go_json::go_number(varz.cpu),
             "connections": varz.connections,
             "total_connections": varz.total_connections,
             "active_accounts": active_accounts,
@@ -635,18 +650,30 @@ mod tests {
         assert_eq!(first.subject, "$SYS.REQ.SERVER.PING");
         assert_eq!(first.reply.as_deref(), Some("_INBOX.x"));
         assert_eq!(first.payload, b"{}");
-        assert!(matches!(read_frame(&mut reader).unwrap(), Some(Frame::Ping)));
+        assert!(matches!(
+            read_frame(&mut reader).unwrap(),
+            Some(Frame::Ping)
+        ));
         let Some(Frame::Message(second)) = read_frame(&mut reader).unwrap() else {
             panic!("a message with headers")
         };
-        assert_eq!((second.subject.as_str(), second.payload.as_slice()), ("$SYS.REQ.ACCOUNT.A.CONNZ", &b"hi"[..]));
-        assert!(matches!(read_frame(&mut reader).unwrap(), Some(Frame::Other)));
+        assert_eq!(
+            (second.subject.as_str(), second.payload.as_slice()),
+            ("$SYS.REQ.ACCOUNT.A.CONNZ", &b"hi"[..])
+        );
+        assert!(matches!(
+            read_frame(&mut reader).unwrap(),
+            Some(Frame::Other)
+        ));
         let Some(Frame::Message(empty)) = read_frame(&mut reader).unwrap() else {
             panic!("an empty message")
         };
         assert_eq!((empty.reply, empty.payload.len()), (None, 0));
         assert!(read_frame(&mut reader).unwrap().is_none());
-        assert!(read_frame(&mut &b"MSG a b\r\n"[..]).is_err(), "too few arguments");
+        assert!(
+            read_frame(&mut &b"MSG a b\r\n"[..]).is_err(),
+            "too few arguments"
+        );
     }
 
     #[test]
