@@ -2,21 +2,22 @@
 //! shard 0) and the connect/disconnect events the shards send the system service, tested by
 //! doing the service's job by hand: a Unix socket pair, one end attached
 //! (`Shared::attach_system`), `SUB`/`PUB` written into the other and `MSG` frames read from
-//! it; the events read from a channel set with `Shared::set_system_events`. Each test runs on
-//! one shard and on two.
+//! it; the events as an operator's tool sees them, through a subscriber of the system
+//! account (the system services publish them from the shards' notices). Each test runs on one
+//! shard and on two.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Raw;
 use natsring::account::AccountConfig;
 use natsring::auth::User;
-use natsring::stats::{ConnInfo, SystemEvent};
 use natsring::{shard_of_client_id, Options};
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long "nothing arrives" is watched for.
@@ -325,58 +326,133 @@ fn no_system_account_no_system_connection() {
 }
 
 /// The next event, within the timeout.
-fn next_event(events: &Receiver<SystemEvent>) -> SystemEvent {
-    events.recv_timeout(TIMEOUT).expect("an event")
+/// A client of the system account subscribed to every account's connect and disconnect
+/// events, as an operator's tool is: what the system services publish for the shards' notices.
+struct Events {
+    raw: Raw,
+    buffer: Vec<u8>,
 }
 
-fn connected(event: SystemEvent) -> ConnInfo {
-    match event {
-        SystemEvent::Connect(info) => info,
-        other => panic!("a Connect, not {other:?}"),
+impl Events {
+    fn subscribe(server: &common::TestServer) -> Events {
+        let (mut raw, _) = client(
+            server,
+            "CONNECT {\"verbose\":false,\"user\":\"sys\",\"pass\":\"sys\",\"name\":\"watcher\"}\r\n\
+             SUB $SYS.ACCOUNT.*.CONNECT 1\r\nSUB $SYS.ACCOUNT.*.DISCONNECT 2\r\n",
+        );
+        let (out, closed) = raw.settle(TIMEOUT);
+        assert!(!closed, "{}", String::from_utf8_lossy(&out));
+        let mut events = Events {
+            raw,
+            buffer: Vec::new(),
+        };
+        // Its own connect is announced too, a moment later (the services publish what the
+        // shards tell them, on a thread of their own).
+        let own = connected(events.next());
+        assert_eq!(own["name"], "watcher");
+        events
+    }
+
+    /// The next event: its subject and its JSON; `None` when none came within `wait`.
+    fn next_within(&mut self, wait: Duration) -> Option<(String, serde_json::Value)> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(event) = self.take_frame() {
+                return Some(event);
+            }
+            deadline.checked_duration_since(Instant::now())?;
+            let mut chunk = [0u8; 4096];
+            self.raw
+                .stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            match self.raw.stream.read(&mut chunk) {
+                Ok(0) => panic!("the watcher was closed"),
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    fn next(&mut self) -> (String, serde_json::Value) {
+        self.next_within(TIMEOUT).expect("an event")
+    }
+
+    /// A whole `MSG` frame from the buffer (server PINGs are answered and dropped).
+    fn take_frame(&mut self) -> Option<(String, serde_json::Value)> {
+        loop {
+            let line_end = self.buffer.windows(2).position(|w| w == b"\r\n")?;
+            let line = String::from_utf8_lossy(&self.buffer[..line_end]).into_owned();
+            if line == "PING" {
+                self.raw.send(b"PONG\r\n");
+                self.buffer.drain(..line_end + 2);
+                continue;
+            }
+            let words: Vec<&str> = line.split(' ').collect();
+            assert_eq!(words[0], "MSG", "{line}");
+            let size: usize = words.last().unwrap().parse().unwrap();
+            let start = line_end + 2;
+            if self.buffer.len() < start + size + 2 {
+                return None;
+            }
+            let payload: serde_json::Value =
+                serde_json::from_slice(&self.buffer[start..start + size]).expect("JSON");
+            self.buffer.drain(..start + size + 2);
+            return Some((words[1].to_string(), payload));
+        }
     }
 }
 
-fn disconnected(event: SystemEvent) -> ConnInfo {
-    match event {
-        SystemEvent::Disconnect(info) => info,
-        other => panic!("a Disconnect, not {other:?}"),
-    }
+/// The client of a CONNECT event on `subject`.
+fn connected((subject, event): (String, serde_json::Value)) -> serde_json::Value {
+    assert!(subject.ends_with(".CONNECT"), "{subject}");
+    assert_eq!(event["type"], "io.nats.server.advisory.v1.client_connect");
+    event["client"].clone()
+}
+
+/// A DISCONNECT event on `subject`: the event.
+fn disconnected((subject, event): (String, serde_json::Value)) -> serde_json::Value {
+    assert!(subject.ends_with(".DISCONNECT"), "{subject}");
+    assert_eq!(
+        event["type"],
+        "io.nats.server.advisory.v1.client_disconnect"
+    );
+    event
 }
 
 #[test]
 fn clients_are_announced_when_they_connect_and_close() {
     each_shard_count(|shards| {
         let server = common::start_with(system_options(shards));
-        let (sender, events) = mpsc::channel();
-        assert!(server
-            .handle()
-            .shared()
-            .set_system_events(sender.clone())
-            .is_ok());
         assert!(
-            server.handle().shared().set_system_events(sender).is_err(),
-            "once"
+            server
+                .handle()
+                .shared()
+                .set_system_events(mpsc::channel().0)
+                .is_err(),
+            "the system services listen from the start, and only they"
         );
-        let mut service = attach(&server);
-        service.send(b"SUB x 1\r\n");
-        service.settle();
+        let mut events = Events::subscribe(&server);
 
         // A plain password.
         let (mut plain, cid) = client(
             &server,
             "CONNECT {\"verbose\":false,\"user\":\"sys\",\"pass\":\"sys\",\"name\":\"one\"}\r\n",
         );
-        let info = connected(next_event(&events));
+        let info = connected(events.next());
         assert_eq!(
             (
-                info.cid,
-                info.account.as_str(),
-                info.authorized_user.as_str()
+                info["id"].as_u64(),
+                &info["acc"],
+                &info["user"],
+                &info["name"]
             ),
-            (cid, "SYS", "sys")
+            (Some(cid), &json!("SYS"), &json!("sys"), &json!("one"))
         );
-        assert_eq!(info.name, "one");
-        assert!(info.stop.is_none() && info.reason.is_none() && info.subs.is_empty());
+        assert!(info.get("stop").is_none());
         plain.send(b"PUB x 2\r\nhi\r\n");
         plain.settle(TIMEOUT);
 
@@ -385,28 +461,34 @@ fn clients_are_announced_when_they_connect_and_close() {
             &server,
             "CONNECT {\"verbose\":false,\"user\":\"crypt\",\"pass\":\"crypt-pw\",\"name\":\"two\"}\r\n",
         );
-        let info = connected(next_event(&events));
+        let info = connected(events.next());
         assert_eq!(
             (
-                info.cid,
-                info.account.as_str(),
-                info.authorized_user.as_str()
+                info["id"].as_u64(),
+                &info["acc"],
+                &info["user"],
+                &info["name"]
             ),
-            (crypt_cid, "A", "crypt")
+            (Some(crypt_cid), &json!("A"), &json!("crypt"), &json!("two"))
         );
-        assert_eq!(info.name, "two");
         crypt.settle(TIMEOUT);
 
         // no_auth_user: by a CONNECT without credentials, and by a first operation that is
         // not a CONNECT.
         let (mut guest, guest_cid) = client(&server, "CONNECT {\"verbose\":false}\r\n");
-        let info = connected(next_event(&events));
-        assert_eq!((info.cid, info.account.as_str()), (guest_cid, "A"));
+        let info = connected(events.next());
+        assert_eq!(
+            (info["id"].as_u64(), &info["acc"]),
+            (Some(guest_cid), &json!("A"))
+        );
         guest.settle(TIMEOUT);
         let (mut silent, silent_cid) = client(&server, "PING\r\n");
         silent.read_until(b"PONG\r\n", TIMEOUT);
-        let info = connected(next_event(&events));
-        assert_eq!((info.cid, info.account.as_str()), (silent_cid, "A"));
+        let info = connected(events.next());
+        assert_eq!(
+            (info["id"].as_u64(), &info["acc"]),
+            (Some(silent_cid), &json!("A"))
+        );
 
         // A refused one is not announced, nor its close.
         let (mut refused, _) = client(
@@ -417,28 +499,37 @@ fn clients_are_announced_when_they_connect_and_close() {
 
         // Closes, with the reason and the final counters.
         drop(plain);
-        let info = disconnected(next_event(&events));
-        assert_eq!((info.cid, info.account.as_str()), (cid, "SYS"));
-        assert_eq!(info.reason, Some("Client Closed"));
-        assert!(info.stop.is_some());
-        assert_eq!((info.in_msgs, info.in_bytes), (1, 2));
+        let event = disconnected(events.next());
+        assert_eq!(
+            (event["client"]["id"].as_u64(), &event["client"]["acc"]),
+            (Some(cid), &json!("SYS"))
+        );
+        assert_eq!(event["reason"], "Client Closed");
+        assert!(event["client"]["stop"].is_string());
+        assert_eq!(event["received"], json!({"msgs": 1, "bytes": 2}));
         crypt.send(b"FOO\r\n");
         crypt.read_until_closed(TIMEOUT);
-        let info = disconnected(next_event(&events));
+        let event = disconnected(events.next());
         assert_eq!(
-            (info.cid, info.reason),
-            (crypt_cid, Some("Protocol Violation"))
+            (event["client"]["id"].as_u64(), &event["reason"]),
+            (Some(crypt_cid), &json!("Protocol Violation"))
         );
         drop(guest);
         drop(silent);
         let mut gone: Vec<u64> = (0..2)
-            .map(|_| disconnected(next_event(&events)).cid)
+            .map(|_| {
+                disconnected(events.next())["client"]["id"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         gone.sort_unstable();
         assert_eq!(gone, [guest_cid.min(silent_cid), guest_cid.max(silent_cid)]);
 
-        // The system connection is never announced, even as it closes.
+        // The system connections (the services' and one attached by hand) are never
+        // announced, even as they close.
+        let service = attach(&server);
         drop(service);
-        assert!(events.recv_timeout(QUIET).is_err(), "nothing else");
+        assert!(events.next_within(QUIET).is_none(), "nothing else");
     });
 }

@@ -82,6 +82,11 @@ pub struct Core {
     /// The wall-clock time of shard clock 0 (`now_ms` counts from it): what monitoring turns
     /// shard-clock times into dates with.
     pub clock_started: std::time::SystemTime,
+    /// The system connections' slots (the system services' client; one, usually).
+    pub system_slots: Vec<u32>,
+    /// Messages and bytes system connections that closed had published: left out of the
+    /// counters with the open ones' (nats-server counts no internal publish in `in_msgs`).
+    pub system_published_closed: (u64, u64),
     /// The connections closed here, kept for monitoring (`monitoring`).
     pub closed: ClosedRing,
     pub stats: ShardStats,
@@ -133,6 +138,8 @@ impl Core {
             rng: seed | 1,
             now_ms: 0,
             clock_started: std::time::SystemTime::now(),
+            system_slots: Vec::new(),
+            system_published_closed: (0, 0),
             closed: ClosedRing::new(max_closed_clients),
             stats: ShardStats::default(),
             scratch: Vec::new(),
@@ -182,9 +189,14 @@ impl Core {
             .collect();
         for (_, conn) in self.conns.slots.iter() {
             let account = &mut traffic[conn.account.index()];
-            account.connections += u64::from(conn.is_open() && conn.kind == ConnKind::Client);
-            account.in_msgs += conn.in_msgs;
-            account.in_bytes += conn.in_bytes;
+            let client = conn.kind == ConnKind::Client;
+            account.connections += u64::from(conn.is_open() && client);
+            // What the system services publish is no client's (nats-server counts no
+            // internal publish); what is delivered to them is counted, as there.
+            if client {
+                account.in_msgs += conn.in_msgs;
+                account.in_bytes += conn.in_bytes;
+            }
             account.out_msgs += conn.out_msgs;
             account.out_bytes += conn.out_bytes;
         }

@@ -107,7 +107,19 @@ impl Core {
     /// publishes).
     pub(super) fn stats_now(&mut self) -> ShardStats {
         self.stats.peer_queue_bytes = self.peers.queued_bytes() as u64;
-        self.stats
+        // The system services' publishes are no client's: nats-server's `in_msgs` has none
+        // of its internal clients' (the per-message counter stays one add).
+        let (mut msgs, mut bytes) = self.system_published_closed;
+        for &slot in &self.system_slots {
+            if let Some(conn) = self.conns.get(slot) {
+                msgs += conn.in_msgs;
+                bytes += conn.in_bytes;
+            }
+        }
+        let mut stats = self.stats;
+        stats.in_msgs = stats.in_msgs.saturating_sub(msgs);
+        stats.in_bytes = stats.in_bytes.saturating_sub(bytes);
+        stats
     }
 
     /// The wall-clock time of the shard clock's `ms`.

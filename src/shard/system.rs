@@ -94,14 +94,18 @@ impl Core {
             self.conns[slot].client_id
         );
         self.conns.want_recv(slot);
+        self.system_slots.push(slot);
         Some(slot)
     }
 
     /// The system connection in `slot` stops being open, for `reason`: logged as an error
     /// (the system service loses its subscriptions), but for the server's shutdown.
     pub(super) fn system_closed(&mut self, slot: u32, reason: CloseReason) {
+        self.system_slots.retain(|&system| system != slot);
         let conn = &self.conns[slot];
         debug_assert_eq!(conn.kind, ConnKind::System);
+        self.system_published_closed.0 += conn.in_msgs;
+        self.system_published_closed.1 += conn.in_bytes;
         if reason == CloseReason::ServerShutdown {
             crate::log_debug!(
                 "cid:{} - System connection closed: {}",
