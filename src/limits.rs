@@ -77,14 +77,22 @@ pub const CLOSED_CLIENTS_MAX_DEFAULT: u32 = 10_000;
 /// Subscriptions remembered per closed connection at most (nats-server keeps them all): a
 /// closed client had any number of them, and `max_closed_clients` of them are kept, so only
 /// this bound keeps the ring's memory bounded (10,000 × 1,024 small records at worst).
-pub const CLOSED_CONNECTION_SUBSCRIPTIONS_MAX: usize = 1024;
+pub const CLOSED_CONNECTION_SUBSCRIPTIONS_MAX: usize = 512;
 /// Connections one monitoring question (`Control::OpenConnections`) has a shard describe at
-/// most: a `/connz` of any size is answered in chunks, so no shard pauses for long (well
-/// under a millisecond each).
-pub const MONITOR_CONNECTIONS_PER_CHUNK: usize = 512;
+/// most: a `/connz` of any size is answered in chunks, so no shard pauses for long. Each
+/// chunk also stops when `MONITOR_ANSWER_BUDGET_US` is spent. With 512 a shard paused 3-5 ms,
+/// mostly growing the answer's vector past 128 and 256 descriptions (large reallocations into
+/// fresh memory, scripts/monitor_cost.py); 128, allocated at once, stays well under 1 ms.
+pub const MONITOR_CONNECTIONS_PER_CHUNK: usize = 128;
+/// The time one chunk of connections or subscriptions may take a shard to describe, in
+/// microseconds: the bound is 1 ms per pause.
+pub const MONITOR_ANSWER_BUDGET_US: u64 = 250;
+/// Connection slots one `Control::AccountTraffic` question adds up at most: summing is cheap
+/// per connection (a few counters), but 2,048 of them took 0.7 ms, cold.
+pub const MONITOR_CONNECTIONS_SUMMED_PER_CHUNK: usize = 1024;
 /// Subscriptions one monitoring question (`Control::Subscriptions`, or the subscription
 /// lists of `Control::OpenConnections`) has a shard describe at most, for the same reason.
-pub const MONITOR_SUBSCRIPTIONS_PER_CHUNK: usize = 2048;
+pub const MONITOR_SUBSCRIPTIONS_PER_CHUNK: usize = 512;
 /// Slab slots (vacant ones included) one chunk looks at per item it may answer with at most:
 /// a sparse slab (many connections gone) costs more questions, never a longer pause.
 pub const MONITOR_SLOTS_SCANNED_PER_ITEM: usize = 8;
@@ -275,3 +283,11 @@ pub const ACCOUNT_LINK_DEPTH_MAX: usize = 4;
 /// HTTP monitoring requests answered at once (each a thread of the monitor's blocking pool
 /// waiting on the shards); more wait their turn.
 pub const MONITOR_REQUESTS_IN_FLIGHT_MAX: usize = 4;
+
+/// A mailbox command whose answer takes a shard more CPU time than this is logged at debug
+/// level (`-D`), named: monitoring's answers are meant to pause no shard for over 1 ms.
+pub const MAILBOX_ANSWER_LOGGED_NS: u64 = 500_000;
+
+/// Connect and disconnect notices the system services take together at most: their account
+/// connection counts cost one pass over the connections per batch, not per notice.
+pub const SYSTEM_NOTICES_BATCH_MAX: usize = 4096;

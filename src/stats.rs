@@ -67,6 +67,11 @@ pub struct ShardStats {
     /// reloads, ...), in CPU time of its thread: how long it served no client for it. A
     /// maximum since start.
     pub mailbox_answer_max_ns: u64,
+    /// Visits to the mailbox (each answers every command waiting).
+    pub mailbox_answers: u64,
+    /// Of those, the ones that took over a millisecond of the shard's CPU time. On a virtual
+    /// machine that time includes what the host stole from the vCPU meanwhile.
+    pub mailbox_answers_over_1ms: u64,
 }
 
 impl ShardStats {
@@ -99,6 +104,8 @@ impl ShardStats {
             acc.sqes_submitted += s.sqes_submitted;
             acc.peer_queue_bytes += s.peer_queue_bytes;
             acc.mailbox_answer_max_ns = acc.mailbox_answer_max_ns.max(s.mailbox_answer_max_ns);
+            acc.mailbox_answers += s.mailbox_answers;
+            acc.mailbox_answers_over_1ms += s.mailbox_answers_over_1ms;
             acc
         })
     }

@@ -108,12 +108,16 @@ impl Monitor {
             .enable_io()
             .enable_time()
             .thread_name("monitor-request")
+            .on_thread_start(|| super::lower_priority("monitoring"))
             .max_blocking_threads(crate::limits::MONITOR_REQUESTS_IN_FLIGHT_MAX)
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("monitor".to_string())
-            .spawn(move || runtime.block_on(serve(listener, site, stopped)))?;
+            .spawn(move || {
+                super::lower_priority("monitoring");
+                runtime.block_on(serve(listener, site, stopped))
+            })?;
         crate::log_notice!(
             "Starting http monitor on {}",
             crate::config::go::join_host_port(&host, address.port())

@@ -69,6 +69,8 @@ const SHARD_COUNTERS: &[(&str, &str, ShardValue)] = &[
     ("shard_idle_watches", "Idle periods the shard watched its ring through before sleeping (busy poll).", |s| s.idle_watched),
     ("shard_idle_watch_hits", "Watched idle periods that ended with work before the shard slept.", |s| s.idle_watch_hits),
     ("shard_stale_completions", "Completions for a connection slot no longer holding their connection.", |s| s.stale_completions),
+    ("shard_mailbox_answers", "Visits to the shard's control mailbox (monitoring questions, reloads, ...).", |s| s.mailbox_answers),
+    ("shard_mailbox_answers_over_1ms", "Visits to the control mailbox that took the shard over 1 ms of CPU time (on a VM, time the host stole included).", |s| s.mailbox_answers_over_1ms),
 ];
 
 /// Per-shard gauges.

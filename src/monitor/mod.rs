@@ -31,3 +31,20 @@ use go_json::go_float;
 pub use http::Monitor;
 pub use inspector::Inspector;
 pub use system::SystemService;
+
+/// The nice value monitoring's threads run at (HTTP and the system services): on a core a
+/// shard needs, the kernel lets the shard in at once, so building a large answer (a `/connz`
+/// of 10,000 connections, its JSON) does not delay the shard's clients. Not `SCHED_IDLE` (the
+/// bcrypt verifier's): under full load a scrape must still be answered.
+const MONITOR_NICE: i32 = 19;
+
+/// Lowers the calling thread's priority to `MONITOR_NICE` (Linux keeps it per thread); a
+/// failure is logged and the thread runs as it is.
+pub(crate) fn lower_priority(what: &str) {
+    let thread = rustix::thread::gettid();
+    if let Err(err) = rustix::process::setpriority_process(Some(thread), MONITOR_NICE) {
+        crate::log_warn!(
+            "Could not lower the {what} thread's priority (nice {MONITOR_NICE}): {err}"
+        );
+    }
+}

@@ -87,14 +87,20 @@ impl SystemService {
             let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("system-requests".to_string())
-                .spawn(move || service.answer_requests(reader, &stopping))?
+                .spawn(move || {
+                    super::lower_priority("system services");
+                    service.answer_requests(reader, &stopping)
+                })?
         };
         let announcements = {
             let service = Arc::clone(&service);
             let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("system-events".to_string())
-                .spawn(move || service.announce(notices, &stopping))?
+                .spawn(move || {
+                    super::lower_priority("system services");
+                    service.announce(notices, &stopping)
+                })?
         };
         Ok(Some(SystemService {
             stopping,
@@ -503,20 +509,42 @@ impl Service {
     }
 
     /// The events thread: the shards' notices as events, and the heartbeats, until stopped.
+    /// Notices that wait are taken together: each gets its CONNECT or DISCONNECT, and each
+    /// account they touched one connection count, from one look at the shards (a count costs
+    /// a pass over every connection: per notice, a storm of connections would cost the
+    /// square of their number).
     fn announce(&self, notices: Receiver<SystemEvent>, stopping: &AtomicBool) {
         let statsz_subject = format!("$SYS.SERVER.{}.STATSZ", self.inspector.server_id);
         // nats-server sends its first heartbeat soon after start.
         let mut next_statsz = Instant::now() + Duration::from_millis(500);
         let mut next_account_conns = Instant::now() + ACCOUNT_CONNS_INTERVAL;
         while !stopping.load(Ordering::Acquire) {
-            let result = match notices.recv_timeout(STOP_CHECK) {
-                Ok(SystemEvent::Connect(info)) => self.client_event(&info, true),
-                Ok(SystemEvent::Disconnect(info)) => self.client_event(&info, false),
-                Err(RecvTimeoutError::Timeout) => Ok(()),
+            let first = match notices.recv_timeout(STOP_CHECK) {
+                Ok(notice) => Some(notice),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            let batch = first.into_iter().chain(
+                std::iter::from_fn(|| notices.try_recv().ok())
+                    .take(crate::limits::SYSTEM_NOTICES_BATCH_MAX),
+            );
+            let mut touched: Vec<String> = Vec::new();
+            let mut result = Ok(());
+            for notice in batch {
+                let (info, connected) = match &notice {
+                    SystemEvent::Connect(info) => (info, true),
+                    SystemEvent::Disconnect(info) => (info, false),
+                };
+                if !touched.contains(&info.account) {
+                    touched.push(info.account.clone());
+                }
+                result = result.and_then(|()| self.client_event(info, connected));
+            }
             let now = Instant::now();
             let result = result.and_then(|()| {
+                if !touched.is_empty() {
+                    self.accounts_conns(&touched)?;
+                }
                 if now >= next_statsz {
                     next_statsz = now + STATSZ_INTERVAL;
                     let statsz = serde_json::json!({
@@ -527,10 +555,16 @@ impl Service {
                 }
                 if now >= next_account_conns {
                     next_account_conns = now + ACCOUNT_CONNS_INTERVAL;
-                    for account in self.inspector.shared.account_traffic() {
-                        if account.connections > 0 {
-                            self.account_conns(&account.account)?;
-                        }
+                    let active: Vec<String> = self
+                        .inspector
+                        .shared
+                        .account_traffic()
+                        .into_iter()
+                        .filter(|account| account.connections > 0)
+                        .map(|account| account.account)
+                        .collect();
+                    if !active.is_empty() {
+                        self.accounts_conns(&active)?;
                     }
                 }
                 Ok(())
@@ -544,8 +578,7 @@ impl Service {
         }
     }
 
-    /// `$SYS.ACCOUNT.<account>.CONNECT` or `.DISCONNECT` for a client, then its account's
-    /// connection count.
+    /// `$SYS.ACCOUNT.<account>.CONNECT` or `.DISCONNECT` for a client.
     fn client_event(&self, info: &ConnInfo, connected: bool) -> io::Result<()> {
         let mut client = serde_json::json!({
             "start": gotime::rfc3339_utc(info.start),
@@ -602,25 +635,24 @@ impl Service {
             "DISCONNECT"
         };
         event["client"] = client;
-        self.publish(&format!("$SYS.ACCOUNT.{}.{what}", info.account), &event)?;
-        self.account_conns(&info.account)
+        self.publish(&format!("$SYS.ACCOUNT.{}.{what}", info.account), &event)
     }
 
-    /// An account's connection count (`account_connections`), on both subjects nats-server
-    /// publishes it to.
-    fn account_conns(&self, account: &str) -> io::Result<()> {
-        let inspector = &self.inspector;
-        let statz = inspector.accstatz(true, &[account.to_string()]);
-        let Some(stat) = statz.account_statz.first() else {
-            return Ok(());
-        };
-        let mut event = serde_json::to_value(stat).unwrap_or_default();
-        event["type"] = Value::from("io.nats.server.advisory.v1.account_connections");
-        event["id"] = Value::from(event_id());
-        event["timestamp"] = Value::from(gotime::rfc3339_utc(SystemTime::now()));
-        event["server"] = serde_json::to_value(self.server_info()).unwrap_or_default();
-        self.publish(&format!("$SYS.ACCOUNT.{account}.SERVER.CONNS"), &event)?;
-        self.publish(&format!("$SYS.SERVER.ACCOUNT.{account}.CONNS"), &event)
+    /// The accounts' connection counts (`account_connections`), each on both subjects
+    /// nats-server publishes it to, from one look at the shards.
+    fn accounts_conns(&self, accounts: &[String]) -> io::Result<()> {
+        let statz = self.inspector.accstatz(true, accounts);
+        for stat in &statz.account_statz {
+            let mut event = serde_json::to_value(stat).unwrap_or_default();
+            event["type"] = Value::from("io.nats.server.advisory.v1.account_connections");
+            event["id"] = Value::from(event_id());
+            event["timestamp"] = Value::from(gotime::rfc3339_utc(SystemTime::now()));
+            event["server"] = serde_json::to_value(self.server_info()).unwrap_or_default();
+            let account = &stat.acc;
+            self.publish(&format!("$SYS.ACCOUNT.{account}.SERVER.CONNS"), &event)?;
+            self.publish(&format!("$SYS.SERVER.ACCOUNT.{account}.CONNS"), &event)?;
+        }
+        Ok(())
     }
 }
 

@@ -58,7 +58,11 @@ pub enum Control {
     /// every shard, so they are left 0 here (`Shared::table_stats` reads them once).
     TableStats(Sender<Vec<TableStats>>),
     /// Answer with each account's traffic on the shard (indexed by `AccountId`).
-    AccountTraffic(Sender<Vec<AccountTraffic>>),
+    AccountTraffic {
+        after: Option<u32>,
+        max: usize,
+        reply: Sender<(Vec<Vec<AccountTraffic>>, Option<u32>)>,
+    },
     /// Work with these settings from now on (a configuration reload); answer once they are
     /// in force on this shard.
     Reload(Arc<Settings>, Sender<()>),
@@ -83,6 +87,26 @@ pub enum Control {
         identity: Option<Arc<Identity>>,
         verification: Verification,
     },
+}
+
+impl Control {
+    /// The command's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::Stop => "Stop",
+            Control::Stats(_) => "Stats",
+            Control::OpenConnections { .. } => "OpenConnections",
+            Control::ClosedConnections(_) => "ClosedConnections",
+            Control::Subscriptions { .. } => "Subscriptions",
+            Control::TableStats(_) => "TableStats",
+            Control::AccountTraffic { .. } => "AccountTraffic",
+            Control::Reload(..) => "Reload",
+            Control::LameDuck(_) => "LameDuck",
+            Control::CloseClients(..) => "CloseClients",
+            Control::AttachSystem(_) => "AttachSystem",
+            Control::Verified { .. } => "Verified",
+        }
+    }
 }
 
 /// Why the server closes clients that did nothing wrong.

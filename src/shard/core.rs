@@ -176,18 +176,40 @@ impl Core {
         }
     }
 
-    /// Each account's traffic on this shard, indexed by `AccountId`, for
-    /// `Control::AccountTraffic`.
+    /// Each account's traffic on this shard, indexed by `AccountId`, in one go (tests).
+    #[cfg(test)]
     pub(super) fn account_traffic(&self) -> Vec<AccountTraffic> {
+        self.account_traffic_chunk(None, usize::MAX).0
+    }
+
+    /// `Control::AccountTraffic`: each account's traffic (indexed by `AccountId`) over the
+    /// connection slots after `after`, at most `max` of them, and the cursor to resume after
+    /// (None: done). The first chunk has the closed connections' traffic too, so the chunks
+    /// add up to the shard's.
+    pub(super) fn account_traffic_chunk(
+        &self,
+        after: Option<u32>,
+        max: usize,
+    ) -> (Vec<AccountTraffic>, Option<u32>) {
         let mut traffic: Vec<AccountTraffic> = self
             .accounts
             .iter()
             .map(|view| AccountTraffic {
                 account: view.account.name.clone(),
-                ..view.closed_traffic.clone()
+                ..if after.is_none() {
+                    view.closed_traffic.clone()
+                } else {
+                    AccountTraffic::default()
+                }
             })
             .collect();
-        for (_, conn) in self.conns.slots.iter() {
+        let end = self.conns.slots.capacity();
+        let from = after.map_or(0, |slot| slot as usize + 1).min(end);
+        let to = end.min(from.saturating_add(max.max(1)));
+        for slot in from..to {
+            let Some(conn) = self.conns.slots.get(slot) else {
+                continue;
+            };
             let account = &mut traffic[conn.account.index()];
             let client = conn.kind == ConnKind::Client;
             account.connections += u64::from(conn.is_open() && client);
@@ -200,7 +222,7 @@ impl Core {
             account.out_msgs += conn.out_msgs;
             account.out_bytes += conn.out_bytes;
         }
-        traffic
+        (traffic, (to < end).then(|| to as u32 - 1))
     }
 
     /// A connection accepted on a listener of `kind`: its slot, or None when the shard is

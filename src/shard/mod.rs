@@ -782,6 +782,36 @@ impl Shard {
         // theirs).
         let answering = thread_cpu_ns();
         for command in self.core.shared.mailboxes[self.core.index.index()].take() {
+            let command_started = thread_cpu_ns();
+            let name = command.name();
+            self.on_control(command);
+            let command_ns = thread_cpu_ns().saturating_sub(command_started);
+            if command_ns > limits::MAILBOX_ANSWER_LOGGED_NS {
+                crate::log_debug!(
+                    "Shard {}: answering {name} took {} µs",
+                    self.core.index,
+                    command_ns / 1_000
+                );
+            }
+        }
+        let answered_ns = thread_cpu_ns().saturating_sub(answering);
+        let stats = &mut self.core.stats;
+        stats.mailbox_answer_max_ns = stats.mailbox_answer_max_ns.max(answered_ns);
+        stats.mailbox_answers += 1;
+        stats.mailbox_answers_over_1ms += u64::from(answered_ns > 1_000_000);
+        // A stop arrives as `Control::Stop` (`Shared::stop_all` sends it to every shard); the
+        // doorbell failing for good stops the shard too.
+        if !retry {
+            self.begin_stop();
+        }
+        if !self.stopping {
+            self.arm_wake();
+        }
+    }
+
+    /// Carries out one command of the mailbox.
+    fn on_control(&mut self, command: control::Control) {
+        {
             match command {
                 control::Control::Stop => self.begin_stop(),
                 control::Control::Stats(reply) => {
@@ -804,8 +834,9 @@ impl Shard {
                 control::Control::TableStats(reply) => {
                     let _ = reply.send(self.core.table_stats());
                 }
-                control::Control::AccountTraffic(reply) => {
-                    let _ = reply.send(self.core.account_traffic());
+                control::Control::AccountTraffic { after, max, reply } => {
+                    let (traffic, next) = self.core.account_traffic_chunk(after, max);
+                    let _ = reply.send((vec![traffic], next));
                 }
                 control::Control::Reload(settings, done) => {
                     self.core.reload(settings);
@@ -834,17 +865,6 @@ impl Shard {
                     .core
                     .on_verified(slot, generation, check, identity, verification),
             }
-        }
-        let answered_ns = thread_cpu_ns().saturating_sub(answering);
-        let longest = &mut self.core.stats.mailbox_answer_max_ns;
-        *longest = (*longest).max(answered_ns);
-        // A stop arrives as `Control::Stop` (`Shared::stop_all` sends it to every shard); the
-        // doorbell failing for good stops the shard too.
-        if !retry {
-            self.begin_stop();
-        }
-        if !self.stopping {
-            self.arm_wake();
         }
     }
 

@@ -135,8 +135,13 @@ impl Shared {
     /// Every account's traffic, added up over the shards, in `AccountId` order (`$G` first).
     pub fn account_traffic(&self) -> Vec<AccountTraffic> {
         let mut total: Vec<AccountTraffic> = Vec::new();
-        for shard in self.ask_every_shard(Control::AccountTraffic) {
-            for (index, traffic) in shard.iter().enumerate() {
+        let chunks = self.ask_in_chunks(|after, reply| Control::AccountTraffic {
+            after,
+            max: limits::MONITOR_CONNECTIONS_SUMMED_PER_CHUNK,
+            reply,
+        });
+        for chunk in chunks.iter().flatten() {
+            for (index, traffic) in chunk.iter().enumerate() {
                 match total.get_mut(index) {
                     Some(sum) => sum.add(traffic),
                     None => total.push(traffic.clone()),
