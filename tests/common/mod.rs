@@ -2,6 +2,8 @@
 //! and the reference nats-server started as a child process for differential tests.
 #![allow(dead_code)]
 
+pub mod shapes;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -187,6 +189,20 @@ fn start_child(program: &str, extra: &[&str]) -> ChildServer {
 /// Panics when it is missing: differential tests must not silently pass.
 pub fn start_reference(extra: &[&str]) -> ReferenceServer {
     start_child("nats-server", extra)
+}
+
+/// Panics unless `nats-server` on PATH is 2.15.1, the version differential tests compare with.
+pub fn assert_nats_server_available() {
+    let available = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| {
+            output.status.success() && String::from_utf8_lossy(&output.stdout).contains("v2.15.1")
+        });
+    assert!(
+        available,
+        "nats-server 2.15.1 must be on PATH (scripts/test.sh installs it)"
+    );
 }
 
 /// Starts `nats-server` with a configuration file holding `config` (for the settings it has
