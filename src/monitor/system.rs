@@ -333,13 +333,9 @@ impl Service {
             ["$SYS", "REQ", "ACCOUNT", account, endpoint] => (*endpoint, Some(*account)),
             _ => return None,
         };
-        let options: Value = if request.payload.iter().all(u8::is_ascii_whitespace) {
-            Value::Object(Default::default())
-        } else {
-            match serde_json::from_slice(&request.payload) {
-                Ok(options) => options,
-                Err(err) => return Some(self.envelope(Err((400, err.to_string())))),
-            }
+        let options = match request_options(&request.payload) {
+            Ok(options) => options,
+            Err(description) => return Some(self.envelope(Err((400, description)))),
         };
         let filter: Filter = serde_json::from_value(options.clone()).unwrap_or_default();
         if !self.is_asked(&filter) {
@@ -370,14 +366,23 @@ impl Service {
             && filter.domain.is_empty()
     }
 
-    /// `{"server": ..., "data": ...}`, or `"error": {"code", "description"}`.
+    /// `{"server": ..., "data": ...}`, or `"error": {"code", "description"}`. An error of the
+    /// endpoint itself (500: an invalid sort, an unknown account) comes with `"data": null`,
+    /// as nats-server's does: its handlers return a typed nil pointer with the error, which
+    /// `omitempty` keeps. An error reading the options (400) comes without.
     fn envelope(&self, data: Result<Value, (u16, String)>) -> Value {
         match data {
             Ok(data) => serde_json::json!({"server": self.server_info(), "data": data}),
-            Err((code, description)) => serde_json::json!({
-                "server": self.server_info(),
-                "error": {"code": code, "description": description},
-            }),
+            Err((code, description)) => {
+                let mut envelope = serde_json::json!({
+                    "server": self.server_info(),
+                    "error": {"code": code, "description": description},
+                });
+                if code != 400 {
+                    envelope["data"] = Value::Null;
+                }
+                envelope
+            }
         }
     }
 
@@ -463,16 +468,20 @@ impl Service {
                 #[derive(Deserialize, Default)]
                 #[serde(default)]
                 struct StatzOptions {
+                    accounts: Vec<String>,
                     include_unused: bool,
                 }
-                if account == "PING" {
-                    return None;
-                }
-                let options: StatzOptions = match parse(options) {
+                let mut options: StatzOptions = match parse(options) {
                     Ok(options) => options,
                     Err(err) => return Some(Err(err)),
                 };
-                let statz = inspector.accstatz(options.include_unused, &[account.to_string()]);
+                // `$SYS.REQ.ACCOUNT.PING.STATZ` is every account's (or the `accounts` the
+                // options name), as nats-server's own subscription to it answers; any other
+                // account's is its own.
+                if account != "PING" {
+                    options.accounts = vec![account.to_string()];
+                }
+                let statz = inspector.accstatz(options.include_unused, &options.accounts);
                 if statz.account_statz.is_empty() && !options.include_unused {
                     return None;
                 }
@@ -609,7 +618,10 @@ impl Service {
         if !info.tags.is_empty() {
             client["tags"] = Value::from(info.tags.clone());
         }
-        if info.rtt_ns > 0 {
+        // nats-server's CONNECT event carries no `rtt` (its `accountConnectEvent` leaves
+        // `ClientInfo.RTT` unset: it is sent before the first PONG measures one); the
+        // DISCONNECT's is the last measured, omitted when none was.
+        if !connected && info.rtt_ns > 0 {
             client["rtt"] = Value::from(info.rtt_ns);
         }
         let mut event = serde_json::json!({
@@ -653,6 +665,29 @@ impl Service {
             self.publish(&format!("$SYS.SERVER.ACCOUNT.{account}.CONNS"), &event)?;
         }
         Ok(())
+    }
+}
+
+/// A request's options as JSON: none (an empty payload) and `null` are the defaults, as Go's
+/// `json.Unmarshal` leaves them; anything but an object is nats-server's 400, and so is a
+/// payload that is not JSON, blank included (nats-server parses any non-empty payload).
+fn request_options(payload: &[u8]) -> Result<Value, String> {
+    if payload.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Null) => Ok(Value::Object(Default::default())),
+        Ok(options @ Value::Object(_)) => Ok(options),
+        Ok(other) => {
+            let kind = match other {
+                Value::Bool(_) => "bool",
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                _ => "array",
+            };
+            Err(format!("json: cannot unmarshal {kind} into Go value"))
+        }
+        Err(err) => Err(err.to_string()),
     }
 }
 
@@ -706,6 +741,20 @@ mod tests {
             read_frame(&mut &b"MSG a b\r\n"[..]).is_err(),
             "too few arguments"
         );
+    }
+
+    #[test]
+    fn options_are_read_as_go_unmarshals_them() {
+        let empty = Value::Object(Default::default());
+        assert_eq!(request_options(b""), Ok(empty.clone()));
+        assert_eq!(request_options(b"null"), Ok(empty));
+        assert_eq!(
+            request_options(br#"{"limit":2}"#),
+            Ok(serde_json::json!({"limit": 2}))
+        );
+        for refused in [&b" "[..], b"{", b"[]", b"3", b"\"x\"", b"true"] {
+            assert!(request_options(refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]
