@@ -84,9 +84,9 @@ pub struct Core {
     pub clock_started: std::time::SystemTime,
     /// The system connections' slots (the system services' client; one, usually).
     pub system_slots: Vec<u32>,
-    /// Messages and bytes system connections that closed had published: left out of the
-    /// counters with the open ones' (nats-server counts no internal publish in `in_msgs`).
-    pub system_published_closed: (u64, u64),
+    /// The traffic of system connections that closed: left out of the counters with the open
+    /// ones' (nats-server counts none of its internal clients' traffic).
+    pub system_traffic_closed: AccountTraffic,
     /// The connections closed here, kept for monitoring (`monitoring`).
     pub closed: ClosedRing,
     pub stats: ShardStats,
@@ -139,7 +139,7 @@ impl Core {
             now_ms: 0,
             clock_started: std::time::SystemTime::now(),
             system_slots: Vec::new(),
-            system_published_closed: (0, 0),
+            system_traffic_closed: AccountTraffic::default(),
             closed: ClosedRing::new(max_closed_clients),
             stats: ShardStats::default(),
             scratch: Vec::new(),
@@ -213,14 +213,14 @@ impl Core {
             let account = &mut traffic[conn.account.index()];
             let client = conn.kind == ConnKind::Client;
             account.connections += u64::from(conn.is_open() && client);
-            // What the system services publish is no client's (nats-server counts no
-            // internal publish); what is delivered to them is counted, as there.
+            // The system services' traffic is no client's (nats-server counts none of its
+            // internal clients').
             if client {
                 account.in_msgs += conn.in_msgs;
                 account.in_bytes += conn.in_bytes;
+                account.out_msgs += conn.out_msgs;
+                account.out_bytes += conn.out_bytes;
             }
-            account.out_msgs += conn.out_msgs;
-            account.out_bytes += conn.out_bytes;
         }
         (traffic, (to < end).then(|| to as u32 - 1))
     }
@@ -400,11 +400,14 @@ impl Core {
         if let Some(cancel) = &conn.check_cancel {
             cancel.store(true, Ordering::Relaxed);
         }
-        let closed = &mut self.accounts[conn.account.index()].closed_traffic;
-        closed.in_msgs += conn.in_msgs;
-        closed.in_bytes += conn.in_bytes;
-        closed.out_msgs += conn.out_msgs;
-        closed.out_bytes += conn.out_bytes;
+        // The system services' traffic is no client's (see `Core::stats_now`).
+        if conn.kind == ConnKind::Client {
+            let closed = &mut self.accounts[conn.account.index()].closed_traffic;
+            closed.in_msgs += conn.in_msgs;
+            closed.in_bytes += conn.in_bytes;
+            closed.out_msgs += conn.out_msgs;
+            closed.out_bytes += conn.out_bytes;
+        }
         // Dropping the connection closes its socket, last.
         let conn = self.conns.slots.remove(slot as usize);
         if conn.kind == ConnKind::Client {
@@ -1696,8 +1699,8 @@ mod tests {
         assert_eq!((traffic.connections, traffic.total_connections), (0, 0));
         assert_eq!(
             (traffic.in_msgs, traffic.out_msgs),
-            (1, 1),
-            "its traffic is"
+            (0, 0),
+            "nor its traffic (nats-server counts none of its internal clients')"
         );
         assert!(b.core.open_connections(None, 10, false).0.is_empty());
 

@@ -127,18 +127,23 @@ impl Core {
     /// publishes).
     pub(super) fn stats_now(&mut self) -> ShardStats {
         self.stats.peer_queue_bytes = self.peers.queued_bytes() as u64;
-        // The system services' publishes are no client's: nats-server's `in_msgs` has none
-        // of its internal clients' (the per-message counter stays one add).
-        let (mut msgs, mut bytes) = self.system_published_closed;
+        // The system services' traffic is no client's: nats-server counts neither its internal
+        // clients' publishes nor deliveries to internal subscriptions. Taken out here, so the
+        // per-message counters stay plain adds.
+        let mut own = self.system_traffic_closed.clone();
         for &slot in &self.system_slots {
             if let Some(conn) = self.conns.get(slot) {
-                msgs += conn.in_msgs;
-                bytes += conn.in_bytes;
+                own.in_msgs += conn.in_msgs;
+                own.in_bytes += conn.in_bytes;
+                own.out_msgs += conn.out_msgs;
+                own.out_bytes += conn.out_bytes;
             }
         }
         let mut stats = self.stats;
-        stats.in_msgs = stats.in_msgs.saturating_sub(msgs);
-        stats.in_bytes = stats.in_bytes.saturating_sub(bytes);
+        stats.in_msgs = stats.in_msgs.saturating_sub(own.in_msgs);
+        stats.in_bytes = stats.in_bytes.saturating_sub(own.in_bytes);
+        stats.out_msgs = stats.out_msgs.saturating_sub(own.out_msgs);
+        stats.out_bytes = stats.out_bytes.saturating_sub(own.out_bytes);
         stats
     }
 

@@ -104,8 +104,11 @@ impl Core {
         self.system_slots.retain(|&system| system != slot);
         let conn = &self.conns[slot];
         debug_assert_eq!(conn.kind, ConnKind::System);
-        self.system_published_closed.0 += conn.in_msgs;
-        self.system_published_closed.1 += conn.in_bytes;
+        let closed = &mut self.system_traffic_closed;
+        closed.in_msgs += conn.in_msgs;
+        closed.in_bytes += conn.in_bytes;
+        closed.out_msgs += conn.out_msgs;
+        closed.out_bytes += conn.out_bytes;
         if reason == CloseReason::ServerShutdown {
             crate::log_debug!(
                 "cid:{} - System connection closed: {}",
