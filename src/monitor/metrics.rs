@@ -6,9 +6,12 @@
 //! times in seconds.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::data::TableStats;
@@ -225,91 +228,108 @@ impl Collector for Snapshot {
         let shard_labels: Vec<[(&str, String); 1]> = (0..self.shards.len())
             .map(|index| [("shard", index.to_string())])
             .collect();
+        let shards = || self.shards.iter().zip(&shard_labels);
         for (name, help, value) in SHARD_COUNTERS {
-            let mut metric = encoder.encode_descriptor(
+            counters(
+                &mut encoder,
                 name,
                 help,
-                None,
-                prometheus_client::metrics::MetricType::Counter,
+                shards().map(|(s, l)| (l, value(s))),
             )?;
-            for (stats, labels) in self.shards.iter().zip(&shard_labels) {
-                ConstCounter::new(value(stats)).encode(metric.encode_family(labels)?)?;
-            }
         }
         for (name, help, value) in SHARD_GAUGES {
-            let mut metric = encoder.encode_descriptor(
+            gauges(
+                &mut encoder,
                 name,
                 help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
+                shards().map(|(s, l)| (l, value(s))),
             )?;
-            for (stats, labels) in self.shards.iter().zip(&shard_labels) {
-                ConstGauge::new(value(stats)).encode(metric.encode_family(labels)?)?;
-            }
         }
-        let mut metric = encoder.encode_descriptor(
+        gauges(
+            &mut encoder,
             "shard_mailbox_answer_max_seconds",
             "The longest time the shard spent answering its control mailbox at once (monitoring \
              questions, reloads): a pause for its clients. A maximum since start.",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+            shards().map(|(s, l)| (l, s.mailbox_answer_max_ns as f64 / 1e9)),
         )?;
-        for (stats, labels) in self.shards.iter().zip(&shard_labels) {
-            ConstGauge::new(stats.mailbox_answer_max_ns as f64 / 1e9)
-                .encode(metric.encode_family(labels)?)?;
-        }
-        let mut metric = encoder.encode_descriptor(
+        gauges(
+            &mut encoder,
             "shard_ring_submissions_per_round",
             "Submission queue entries per loop round since start (ring submissions / loop rounds).",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+            shards().map(|(s, l)| {
+                let per_round = if s.loop_rounds == 0 {
+                    0.0
+                } else {
+                    s.sqes_submitted as f64 / s.loop_rounds as f64
+                };
+                (l, per_round)
+            }),
         )?;
-        for (stats, labels) in self.shards.iter().zip(&shard_labels) {
-            let per_round = if stats.loop_rounds == 0 {
-                0.0
-            } else {
-                stats.sqes_submitted as f64 / stats.loop_rounds as f64
-            };
-            ConstGauge::new(per_round).encode(metric.encode_family(labels)?)?;
-        }
         // Per account.
         let account_labels: Vec<[(&str, &str); 1]> = self
             .accounts
             .iter()
             .map(|traffic| [("account", traffic.account.as_str())])
             .collect();
+        let accounts = || self.accounts.iter().zip(&account_labels);
         for (name, help, value) in ACCOUNT_COUNTERS {
-            let mut metric = encoder.encode_descriptor(
+            counters(
+                &mut encoder,
                 name,
                 help,
-                None,
-                prometheus_client::metrics::MetricType::Counter,
+                accounts().map(|(a, l)| (l, value(a))),
             )?;
-            for (traffic, labels) in self.accounts.iter().zip(&account_labels) {
-                ConstCounter::new(value(traffic)).encode(metric.encode_family(labels)?)?;
-            }
         }
-        let mut metric = encoder.encode_descriptor(
+        gauges(
+            &mut encoder,
             "account_connections",
             "Client connections open in the account.",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+            accounts().map(|(a, l)| (l, a.connections)),
         )?;
-        for (traffic, labels) in self.accounts.iter().zip(&account_labels) {
-            ConstGauge::new(traffic.connections).encode(metric.encode_family(labels)?)?;
-        }
-        let mut metric = encoder.encode_descriptor(
+        let table_labels: Vec<[(&str, &str); 1]> = self
+            .tables
+            .iter()
+            .map(|table| [("account", table.account.as_str())])
+            .collect();
+        gauges(
+            &mut encoder,
             "account_subscriptions",
             "Subscriptions in the account's subject table.",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+            self.tables
+                .iter()
+                .zip(&table_labels)
+                .map(|(table, labels)| (labels, table.subscriptions)),
         )?;
-        for table in &self.tables {
-            ConstGauge::new(table.subscriptions)
-                .encode(metric.encode_family(&[("account", table.account.as_str())])?)?;
-        }
         Ok(())
     }
+}
+
+/// A counter family: one sample per labelled value.
+fn counters<'a, L: EncodeLabelSet + 'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (&'a L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// A gauge family: one sample per labelled value.
+fn gauges<'a, L: EncodeLabelSet + 'a, V: EncodeGaugeValue + std::fmt::Debug + Send + Sync>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (&'a L, V)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
 }
 
 fn gauge_u64(
