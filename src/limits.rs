@@ -291,3 +291,10 @@ pub const MAILBOX_ANSWER_LOGGED_NS: u64 = 500_000;
 /// Connect and disconnect notices the system services take together at most: their account
 /// connection counts cost one pass over the connections per batch, not per notice.
 pub const SYSTEM_NOTICES_BATCH_MAX: usize = 4096;
+
+/// The largest message the system services may publish (an answer to `CONNZ` lists every
+/// connection: some 500 bytes each), whatever `max_payload` is.
+pub const SYSTEM_PAYLOAD_BYTES_MAX: u32 = 64 * 1024 * 1024;
+/// How much longer than `max_control_line` a system services' `PUB` line may be: the reply
+/// subject (up to that long) with `PUB ` and the size around it.
+pub const SYSTEM_CONTROL_LINE_EXTRA_BYTES: u32 = 64;

@@ -533,3 +533,32 @@ fn clients_are_announced_when_they_connect_and_close() {
         assert!(events.next_within(QUIET).is_none(), "nothing else");
     });
 }
+
+/// The system services are bound by no protocol limit, as nats-server's internal clients:
+/// with a `max_control_line` shorter than some of their subscriptions
+/// (`SUB $SYS.REQ.SERVER.<id>.STATSZ 3`, made before the one for `PING.VARZ`: a connection
+/// closed for it would not answer) and a `max_payload` smaller than their answers, they still
+/// answer.
+#[test]
+fn the_system_services_are_bound_by_no_protocol_limit() {
+    each_shard_count(|shards| {
+        let mut options = system_options(shards);
+        options.max_control_line = 80;
+        options.max_payload = 64;
+        let server = common::start_with(options);
+        let (mut requester, _) = client(
+            &server,
+            "CONNECT {\"verbose\":false,\"user\":\"sys\",\"pass\":\"sys\"}\r\n",
+        );
+        requester.send(b"SUB _INBOX.v 1\r\nPUB $SYS.REQ.SERVER.PING.VARZ _INBOX.v 0\r\n\r\n");
+        let answer = requester.read_until(b"\"max_payload\":64", TIMEOUT);
+        let text = String::from_utf8_lossy(&answer);
+        let size: usize = text
+            .split("MSG _INBOX.v 1 ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .and_then(|size| size.parse().ok())
+            .expect("a MSG with the answer");
+        assert!(size > 64, "an answer larger than max_payload: {size} bytes");
+    });
+}

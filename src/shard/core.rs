@@ -628,10 +628,13 @@ impl Core {
     pub(super) fn reload(&mut self, settings: Arc<Settings>) {
         let options = &settings.options;
         for (_, conn) in self.conns.slots.iter_mut() {
-            let max_payload = conn.payload_limit_with(options);
+            let (max_payload, max_control_line) = match conn.kind {
+                ConnKind::Client => (conn.payload_limit_with(options), options.max_control_line),
+                ConnKind::System => super::system::system_parser_limits(options),
+            };
             let parser = &mut conn.reader.parser;
             parser.max_payload = max_payload;
-            parser.max_control_line = options.max_control_line;
+            parser.max_control_line = max_control_line;
         }
         self.pauses.set_max_pending(options.max_pending);
         self.closed.set_max(options.max_closed_clients as usize);

@@ -32,6 +32,20 @@ use crate::stats::SystemEvent;
 /// The name the system connection's options carry (what a trace or log shows).
 pub const SYSTEM_CONNECTION_NAME: &str = "$SYS";
 
+/// The system connection's parser limits: nats-server's internal clients are bound by no
+/// protocol limit, and the system services' answers may be larger than a client may publish
+/// (a `CONNZ` of thousands of connections) and their `PUB` lines longer than the configured
+/// `max_control_line` (a requester's reply subject, itself up to that long).
+pub(super) fn system_parser_limits(options: &crate::config::Options) -> (u32, u32) {
+    (
+        options.max_payload.max(limits::SYSTEM_PAYLOAD_BYTES_MAX),
+        options
+            .max_control_line
+            .saturating_add(limits::SYSTEM_CONTROL_LINE_EXTRA_BYTES)
+            .max(limits::CONTROL_LINE_BYTES_MAX_DEFAULT),
+    )
+}
+
 impl Core {
     /// Opens the system connection on `stream` (`Control::AttachSystem`): in the system
     /// account, reading from this round on. Returns its slot; None, with the stream dropped
@@ -77,7 +91,9 @@ impl Core {
             ..ConnectOptions::default()
         };
         conn.reader.parser.headers = true;
-        conn.reader.parser.max_payload = options.max_payload;
+        let (max_payload, max_control_line) = system_parser_limits(options);
+        conn.reader.parser.max_payload = max_payload;
+        conn.reader.parser.max_control_line = max_control_line;
         conn.connected = true;
         // Nothing asks it for an INFO: its first PING gets a PONG alone.
         conn.sent_connect_info = true;
