@@ -70,6 +70,10 @@ fn info_for(options: &Options, id: &str, port: u16) -> Info {
         client_id: 0,
         client_ip: String::new(),
         auth_required: false,
+        // Set with the TLS settings (`Settings::with_tls`).
+        tls_required: false,
+        tls_verify: false,
+        tls_available: false,
         connect_info: false,
         remote_account: None,
         acc_is_sys: false,
@@ -150,7 +154,11 @@ impl Server {
         // The options in force say the port bound (a random one included), as nats-server's
         // do: a reload compares with it.
         let options = Options { port, ..options };
-        let shared = Shared::new(Settings::new(options, info, None, operator), mailboxes)?;
+        let tls = dev_tls()?;
+        let shared = Shared::new(
+            Settings::new(options, info, None, operator).with_tls(tls),
+            mailboxes,
+        )?;
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let mut threads = Vec::with_capacity(shard_count);
@@ -360,7 +368,9 @@ impl ServerHandle {
             port: old.port,
             ..options
         };
-        let settings = Arc::new(Settings::new(options, info, Some(&current), operator));
+        let settings = Arc::new(
+            Settings::new(options, info, Some(&current), operator).with_tls(current.tls.clone()),
+        );
         *current = Arc::clone(&settings);
         // A shard that is gone (stopping) has nothing left to apply them to.
         self.shared
@@ -679,4 +689,37 @@ fn pin_to_cpu(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
+}
+
+/// TEMPORARY (until the configuration's `tls {}` lands): NATSRING_DEV_TLS=cert.pem:key.pem.
+fn dev_tls() -> io::Result<Option<Arc<crate::shard::ClientTls>>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Ok(spec) = std::env::var("NATSRING_DEV_TLS") else {
+        return Ok(None);
+    };
+    let mut parts = spec.split(':');
+    let (cert, key) = (parts.next().unwrap(), parts.next().unwrap());
+    let first = parts.next() == Some("first");
+    let certs: Vec<_> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| io::Error::other(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    config.send_tls13_tickets = 0;
+    Ok(Some(Arc::new(crate::shard::ClientTls {
+        config: Arc::new(config),
+        timeout_ms: 2000,
+        handshake_first: first,
+        first_fallback_ms: None,
+        allow_non_tls: false,
+        verify: false,
+    })))
 }

@@ -161,6 +161,20 @@ pub struct ConnInfo {
     /// Its subscriptions: for an open connection only when asked for; for a closed one always,
     /// at most `limits::CLOSED_CONNECTION_SUBSCRIPTIONS_MAX` of them.
     pub subs: Vec<SubInfo>,
+    /// What its TLS handshake negotiated; `None` for a plain connection (or one whose
+    /// handshake has not ended).
+    pub tls: Option<TlsInfo>,
+}
+
+/// A TLS connection's negotiated parameters, as nats-server's `/connz` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `"1.2"`, `"1.3"`.
+    pub version: &'static str,
+    /// Go's name of the cipher suite (`TLS_AES_128_GCM_SHA256`).
+    pub cipher_suite: String,
+    /// The handshake came before INFO (`handshake_first`).
+    pub first: bool,
 }
 
 impl ConnInfo {

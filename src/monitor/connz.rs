@@ -223,6 +223,12 @@ pub struct ConnJson {
     pub lang: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub tls_version: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_cipher_suite: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_first: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub authorized_user: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -488,6 +494,13 @@ fn conn_json(listed: &Listed, query: &ConnzQuery, now: SystemTime) -> ConnJson {
         name: info.name.clone(),
         lang: info.lang.clone(),
         version: info.version.clone(),
+        tls_version: info.tls.as_ref().map_or("", |tls| tls.version),
+        tls_cipher_suite: info
+            .tls
+            .as_ref()
+            .map(|tls| tls.cipher_suite.clone())
+            .unwrap_or_default(),
+        tls_first: info.tls.as_ref().is_some_and(|tls| tls.first),
         authorized_user: auth(&info.authorized_user),
         account: if info.account == GLOBAL_ACCOUNT {
             String::new()
@@ -549,6 +562,7 @@ mod tests {
                 max: None,
                 cid,
             }],
+            tls: None,
         }
     }
 

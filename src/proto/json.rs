@@ -517,6 +517,12 @@ pub struct Info {
     pub client_id: u64,
     pub client_ip: String,
     pub auth_required: bool,
+    /// Clients must speak TLS (`tls {}` without `allow_non_tls`, or `handshake_first`).
+    pub tls_required: bool,
+    /// Clients must present a certificate (`tls { verify }`).
+    pub tls_verify: bool,
+    /// TLS is offered but not required (`allow_non_tls`).
+    pub tls_available: bool,
     /// True only in the INFO answering the first PING after CONNECT.
     pub connect_info: bool,
     pub remote_account: Option<String>,
@@ -532,7 +538,8 @@ pub struct Info {
 ///
 /// Field order and omissions are nats-server 2.15.1's (its `Info` struct order, `omitempty`
 /// fields left out when false/zero/empty): `server_id, server_name, version, proto, go,
-/// host, port, headers, [auth_required], max_payload, [client_id], [client_ip], [nonce],
+/// host, port, headers, [auth_required], [tls_required], [tls_verify], [tls_available],
+/// max_payload, [client_id], [client_ip], [nonce],
 /// [ldm], [connect_info], [remote_account], [acc_is_sys]`. nats-server also sends `git_commit`, `api_lvl` and
 /// `xkey`, which natsring does not have.
 pub fn write_info(out: &mut Vec<u8>, info: &Info) {
@@ -552,6 +559,15 @@ pub fn write_info(out: &mut Vec<u8>, info: &Info) {
     out.extend_from_slice(if info.headers { b"true" } else { b"false" });
     if info.auth_required {
         out.extend_from_slice(b",\"auth_required\":true");
+    }
+    if info.tls_required {
+        out.extend_from_slice(b",\"tls_required\":true");
+    }
+    if info.tls_verify {
+        out.extend_from_slice(b",\"tls_verify\":true");
+    }
+    if info.tls_available {
+        out.extend_from_slice(b",\"tls_available\":true");
     }
     out.extend_from_slice(b",\"max_payload\":");
     super::writer::write_u64(out, u64::from(info.max_payload));

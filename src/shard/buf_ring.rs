@@ -68,6 +68,14 @@ impl BufLease {
         // SAFETY: in bounds, initialized, and not written while the lease lives (above).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
+
+    /// The received bytes, to be changed in place (TLS decrypts where the kernel wrote).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // As `bytes`; and only this lease names buffer `id` until it is given back (the ring
+        // leases an id once per completion), so this is the one reference to those bytes.
+        // SAFETY: in bounds, initialized, not touched by the kernel while leased, unaliased.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
 }
 
 pub struct BufRing {

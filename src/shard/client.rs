@@ -2,7 +2,7 @@
 //! partial operation), and act on each client operation (CONNECT, SUB, UNSUB, PING, PONG; a
 //! PUB goes to `deliver`). The client protocol's session: nothing here knows other shards.
 
-use super::conn::{AuthState, ConnKind, Subscription};
+use super::conn::{AuthState, ConnKind, Subscription, Transport};
 use super::core::Core;
 use crate::limits;
 use crate::proto::json::{parse_connect_onto, write_info};
@@ -82,8 +82,26 @@ impl Core {
     /// A client connection just opened in `slot` (`open` client connections now, server-wide):
     /// its INFO, then reading, unless it is over `max_connections`.
     pub(super) fn start_client(&mut self, slot: u32, open: u32) {
+        if let Transport::Tls(session) = &self.conns[slot].transport {
+            if session.info_after_handshake {
+                // `handshake_first`: INFO when the handshake ends (`Core::tls_established`).
+                self.conns.want_recv(slot);
+                return;
+            }
+        }
+        self.greet_client(slot, open, false);
+    }
+
+    /// Sends INFO and starts authentication; `open` is the server's client count with this
+    /// one. `tls_first`: the handshake came first, so INFO says TLS is required (nats-server
+    /// says so even with `allow_non_tls` then).
+    pub(super) fn greet_client(&mut self, slot: u32, open: u32, tls_first: bool) {
         // INFO first, always (nats-server sends it before checking max_connections).
         let mut info = self.client_info(slot);
+        if tls_first {
+            info.tls_required = true;
+            info.tls_available = false;
+        }
         self.prepare_auth(slot, &mut info);
         self.conns[slot]
             .out

@@ -18,6 +18,8 @@ use crate::proto::json::ConnectOptions;
 use crate::proto::{CloseReason, Reader};
 use crate::xshard::ShardId;
 
+use super::tls::TlsSession;
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -158,6 +160,29 @@ impl Outbound {
             self.sending.clear();
             self.sending_offset = 0;
             std::mem::swap(&mut self.sending, &mut self.pending);
+        }
+        let rest = &self.sending[self.sending_offset..];
+        self.send_in_flight = true;
+        self.sent_since_tick = true;
+        Some((rest.as_ptr(), rest.len().min(limits::SEND_BYTES_MAX)))
+    }
+
+    /// `next_send` for a transport that turns the pending bytes into what goes on the wire:
+    /// when the last send is drained, `seal` moves `pending` (left empty) into the empty
+    /// sending buffer as it must be sent (encrypted, after records of its own).
+    pub fn next_send_sealed(
+        &mut self,
+        seal: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>),
+    ) -> Option<(*const u8, usize)> {
+        assert!(!self.send_in_flight, "one send at a time");
+        if self.sending_offset == self.sending.len() {
+            self.sending.clear();
+            self.sending_offset = 0;
+            seal(&mut self.pending, &mut self.sending);
+            debug_assert!(self.pending.is_empty(), "a seal takes everything pending");
+            if self.sending.is_empty() {
+                return None;
+            }
         }
         let rest = &self.sending[self.sending_offset..];
         self.send_in_flight = true;
@@ -457,14 +482,22 @@ pub enum ConnKind {
     System,
 }
 
-/// What lies between the socket and the session's bytes. Plain TCP today. TLS (rustls on the
-/// io_uring path) is the next: it decrypts at the receive seam (`Core::on_input`, before the
-/// session's reader) and encrypts at the send seam (`Shard::flush_dirty`, from `Outbound`'s
-/// frozen plaintext into a ciphertext buffer that is what the send SQE names), so the parser
-/// and the fan-out templates keep working on plaintext.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What lies between the socket and the session's bytes. TLS (rustls on the io_uring path,
+/// `tls`) decrypts at the receive seam (`Core::on_input`, before the session's reader) and
+/// encrypts at the send seam (`Shard::flush_dirty`, from `Outbound`'s pending plaintext into
+/// the buffer the send SQE names, `Outbound::next_send_sealed`), so the parser and the fan-out
+/// templates keep working on plaintext.
+#[derive(Debug)]
 pub enum Transport {
     Plain,
+    Tls(Box<TlsSession>),
+}
+
+impl Transport {
+    #[inline(always)]
+    pub fn is_plain(&self) -> bool {
+        matches!(self, Transport::Plain)
+    }
 }
 
 /// A subject of at most `PUBLISH_MEMO_BYTES`, kept inline in the connection: the publish path

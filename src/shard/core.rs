@@ -153,13 +153,24 @@ impl Core {
     /// session. Returns how many bytes at the end were left unparsed because the connection
     /// paused (the caller holds them). One match per received buffer, not per message.
     #[inline]
-    pub(super) fn on_input(&mut self, slot: u32, bytes: &[u8]) -> usize {
-        let conn = &self.conns[slot];
-        match (conn.transport, conn.kind) {
-            // The system connection speaks the client protocol, authenticated from the start.
-            (Transport::Plain, ConnKind::Client | ConnKind::System) => {
-                self.on_client_input(slot, bytes)
+    pub(super) fn on_input(&mut self, slot: u32, bytes: &mut [u8]) -> usize {
+        match self.conns[slot].transport {
+            Transport::Plain => self.on_session_input(slot, bytes),
+            // TLS holds what a pause leaves unparsed itself (plaintext).
+            Transport::Tls(_) => {
+                self.on_tls_input(slot, bytes);
+                0
             }
+        }
+    }
+
+    /// Plaintext for the session of `slot`'s kind; returns how many bytes at the end were
+    /// left unparsed because the connection paused.
+    #[inline]
+    pub(super) fn on_session_input(&mut self, slot: u32, bytes: &[u8]) -> usize {
+        match self.conns[slot].kind {
+            // The system connection speaks the client protocol, authenticated from the start.
+            ConnKind::Client | ConnKind::System => self.on_client_input(slot, bytes),
         }
     }
 
@@ -245,6 +256,21 @@ impl Core {
         let slot = self.insert_conn(socket2::Socket::from(stream), kind, peer);
         match kind {
             ConnKind::Client => {
+                if let Some(tls) = &self.settings.tls {
+                    match super::tls::TlsSession::new(tls, self.now_ms) {
+                        Ok(session) => {
+                            let conn = &mut self.conns[slot];
+                            conn.transport = Transport::Tls(Box::new(session));
+                            // Keepalive starts when the handshake ends.
+                            conn.next_ping_ms = u64::MAX;
+                        }
+                        Err(error) => {
+                            crate::log_error!("TLS: no session for a new client: {error}");
+                            self.conns.slots.remove(slot as usize);
+                            return None;
+                        }
+                    }
+                }
                 self.stats.total_connections += 1;
                 self.stats.connections += 1;
                 let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -444,6 +470,7 @@ impl Core {
         let mut stalled = Vec::new();
         let mut ping = Vec::new();
         let mut overdue = Vec::new();
+        let mut tls_due = Vec::new();
         for (slot, conn) in self.conns.slots.iter_mut() {
             if conn.state == ConnState::Closing {
                 continue;
@@ -452,6 +479,12 @@ impl Core {
                 if let Some(err) = conn.auth_overdue(now_ms) {
                     overdue.push((slot as u32, err));
                     continue;
+                }
+                if let Transport::Tls(session) = &conn.transport {
+                    if session.due_ms().is_some_and(|due_ms| now_ms >= due_ms) {
+                        tls_due.push(slot as u32);
+                        continue;
+                    }
                 }
             }
             conn.held.release_if_idle();
@@ -490,6 +523,9 @@ impl Core {
                     view.account.responses.remove_expired(now);
                 }
             }
+        }
+        for slot in tls_due {
+            self.tls_due(slot);
         }
         for (slot, err) in overdue {
             let conn = &mut self.conns[slot];
@@ -538,7 +574,7 @@ impl Core {
             return;
         }
         let mut held = std::mem::take(&mut conn.held);
-        let left = self.on_input(slot, held.waiting());
+        let left = self.on_session_input(slot, held.waiting());
         held.consumed_to_last(left);
         if let Some(conn) = self.conns.get_mut(slot) {
             debug_assert!(
@@ -787,7 +823,7 @@ mod tests {
 
         /// Feeds `bytes` as received; what a pause leaves unparsed is held, as the loop does.
         fn input(&mut self, slot: u32, bytes: &[u8]) {
-            let left = self.core.on_input(slot, bytes);
+            let left = self.core.on_input(slot, &mut bytes.to_vec());
             if left > 0 {
                 self.core.conns[slot]
                     .held

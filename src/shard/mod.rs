@@ -87,6 +87,7 @@ mod spin;
 mod system;
 mod table;
 mod templates;
+mod tls;
 mod uring;
 
 use std::collections::VecDeque;
@@ -112,6 +113,7 @@ use ring::{OpKind, Token};
 pub use settings::Settings;
 pub use shared::Shared;
 use spin::SpinPolicy;
+pub use tls::ClientTls;
 use uring::{Completion, Io};
 
 /// What a shard is started with.
@@ -550,8 +552,11 @@ impl Shard {
                 continue;
             }
             // The send seam: what the transport makes of the outbound bytes.
-            let next = match conn.transport {
+            let next = match &mut conn.transport {
                 Transport::Plain => conn.out.next_send(),
+                Transport::Tls(session) => conn
+                    .out
+                    .next_send_sealed(|pending, sending| session.seal(pending, sending)),
             };
             let Some((ptr, len)) = next else {
                 if conn.state == ConnState::Draining {
@@ -656,19 +661,21 @@ impl Shard {
         }
         // Bytes held while the connection was paused are older than this completion's.
         self.core.handle_held(slot);
-        if let Some(lease) = lease {
+        if let Some(mut lease) = lease {
             let conn = &mut self.core.conns[slot];
             if completion.result > 0 && conn.is_open() {
-                if conn.paused.is_some() {
-                    conn.held.push(lease.bytes());
+                let bytes = lease.bytes_mut();
+                // A paused connection's bytes wait (a transport other than plain decrypts
+                // first, and holds the plaintext itself).
+                let left = if conn.paused.is_some() && conn.transport.is_plain() {
+                    bytes.len()
                 } else {
-                    let bytes = lease.bytes();
-                    let left = self.core.on_input(slot, bytes);
-                    if left > 0 {
-                        self.core.conns[slot]
-                            .held
-                            .push(&bytes[bytes.len() - left..]);
-                    }
+                    self.core.on_input(slot, bytes)
+                };
+                if left > 0 {
+                    self.core.conns[slot]
+                        .held
+                        .push(&bytes[bytes.len() - left..]);
                 }
             }
             self.io.buf_ring.give_back(lease);
@@ -676,14 +683,18 @@ impl Shard {
         match completion.result {
             // The client finished sending: what it asked for is still flushed (nats-server
             // flushes on a client close), then the connection closes.
-            0 => self.core.drain_and_close(slot, CloseReason::ClientClosed),
+            0 => {
+                let reason = self.core.client_gone_reason(slot);
+                self.core.drain_and_close(slot, reason)
+            }
             n if n > 0 => {}
             err => match -err {
                 // The buffer ring ran dry or we cancelled the receive: re-armed below if wanted.
                 libc::ENOBUFS => self.core.stats.recv_no_buffers += 1,
                 libc::ECANCELED => {}
                 libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT | libc::EHOSTUNREACH => {
-                    self.core.close(slot, CloseReason::ClientClosed)
+                    let reason = self.core.client_gone_reason(slot);
+                    self.core.close(slot, reason)
                 }
                 _ => self.core.close(slot, CloseReason::ReadError),
             },

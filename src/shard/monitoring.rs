@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::conn::{Conn, ConnKind, Subscription};
+use super::conn::{Conn, ConnKind, Subscription, Transport};
 use super::core::Core;
 use crate::limits;
 use crate::proto::CloseReason;
@@ -240,6 +240,10 @@ impl Core {
             } else {
                 Vec::new()
             },
+            tls: match &conn.transport {
+                Transport::Tls(session) => session.info(),
+                Transport::Plain => None,
+            },
         }
     }
 
@@ -391,6 +395,7 @@ mod tests {
             name_tag: String::new(),
             tags: Vec::new(),
             subs: Vec::new(),
+            tls: None,
         })
     }
 

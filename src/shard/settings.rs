@@ -31,6 +31,8 @@ pub struct Settings {
     pub mappings: Vec<Option<Arc<MappingTable>>>,
     /// Each account's limits (from its JWT in operator mode; none otherwise).
     pub limits: Vec<AccountLimits>,
+    /// Client TLS (`tls {}`), loaded by the server (`Settings::with_tls`); None: plain TCP.
+    pub tls: Option<Arc<super::tls::ClientTls>>,
 }
 
 impl Settings {
@@ -92,7 +94,18 @@ impl Settings {
             links,
             mappings,
             limits,
+            tls: None,
         }
+    }
+
+    /// These settings with client TLS: INFO says what nats-server's says (`tls_required`,
+    /// or `tls_available` with `allow_non_tls`; `tls_verify` when certificates are checked).
+    pub fn with_tls(mut self, tls: Option<Arc<super::tls::ClientTls>>) -> Settings {
+        self.info.tls_required = tls.as_ref().is_some_and(|tls| !tls.allow_non_tls);
+        self.info.tls_available = tls.as_ref().is_some_and(|tls| tls.allow_non_tls);
+        self.info.tls_verify = tls.as_ref().is_some_and(|tls| tls.verify);
+        self.tls = tls;
+        self
     }
 
     /// An account's name.

@@ -1,0 +1,827 @@
+//! TLS between the ring's receive buffers and a connection's session: rustls's unbuffered
+//! server connection, so that ciphertext is decrypted where the kernel put it and plaintext is
+//! encrypted straight into the buffer the send SQE names. No thread, no extra system call.
+//!
+//! Receive (`TlsSession::receive`): once the handshake is done, a provided buffer's records are
+//! handed to rustls in place. Only a record cut by the end of a buffer is copied, into `carry`,
+//! and completed from the next buffer with just the bytes it lacks; the rest of that buffer is
+//! then processed in place again. (rustls 0.23 still moves each decrypted record's plaintext
+//! into a `Vec` of its own before handing it out; its own `TODO` is to hand it out in place,
+//! and this layout is ready for that.) During the handshake everything goes through `carry`:
+//! rustls keeps a handshake message that spans records in the caller's buffer until it is
+//! whole, and the handshake is a few kilobytes.
+//!
+//! Send (`TlsSession::seal`): the handshake records rustls produced (`wire`) go first, then the
+//! outbound's plaintext, encrypted in one call into the buffer the send names. Before the
+//! handshake ends nothing but INFO is ever written, and that goes in plain text, as
+//! nats-server sends it before the handshake.
+//!
+//! The phases of a connection (`Phase`) are nats-server's (`createClient`): INFO first and
+//! then the handshake; with `handshake_first` the handshake first and INFO after it, or, with
+//! a fallback delay, INFO first after all when the client says nothing for that long; with
+//! `allow_non_tls` INFO first, and the client's first byte tells a handshake from plain text.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rustls::server::{ServerConfig, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+
+use super::conn::{AuthState, Transport};
+use super::core::Core;
+use crate::limits;
+use crate::proto::CloseReason;
+
+/// The first byte of a TLS handshake record: what `allow_non_tls` looks for.
+pub const HANDSHAKE_RECORD: u8 = 0x16;
+/// A TLS record's header: content type, version, length.
+const RECORD_HEADER_BYTES: usize = 5;
+/// The longest record a peer may send (RFC 8446 §5.2: 2^14 bytes of plaintext plus 256 of
+/// expansion; TLS 1.2 allows 2048 of expansion), header excluded.
+const RECORD_BODY_BYTES_MAX: usize = 16_384 + 2_048;
+/// Plaintext per record rustls writes at most.
+const RECORD_PLAINTEXT_BYTES_MAX: usize = 16_384;
+/// What encrypting adds to a record at most: its header, TLS 1.2's explicit nonce or TLS
+/// 1.3's inner content type, and the AEAD tag.
+const RECORD_OVERHEAD_BYTES: usize = RECORD_HEADER_BYTES + 8 + 16;
+
+/// What the shards need of the client TLS configuration, made once per start or reload
+/// (`server.rs`) and shared by every connection it is used for.
+#[derive(Debug)]
+pub struct ClientTls {
+    pub config: Arc<ServerConfig>,
+    /// `tls { timeout }`: how long a handshake may take, in ms.
+    pub timeout_ms: u64,
+    /// `tls { handshake_first }`: the handshake comes before INFO.
+    pub handshake_first: bool,
+    /// With `handshake_first`: after this long without a byte from the client, INFO goes out
+    /// first after all (`handshake_first: "300ms"`, `"auto"`).
+    pub first_fallback_ms: Option<u64>,
+    /// `allow_non_tls`: plain clients are served too.
+    pub allow_non_tls: bool,
+    /// `tls { verify }` (or `verify_and_map`): clients must present a certificate that
+    /// `config`'s verifier accepts.
+    pub verify: bool,
+}
+
+/// Where a TLS connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `handshake_first` with a fallback: nothing was sent; a byte from the client before
+    /// `until_ms` starts the handshake, silence until then sends INFO first.
+    FirstWait {
+        until_ms: u64,
+    },
+    /// `allow_non_tls`: INFO went out; the client's first byte tells a handshake record from
+    /// plain text, which it must send by `deadline_ms`.
+    Sniffing {
+        deadline_ms: u64,
+    },
+    /// The handshake runs and must end by `deadline_ms` (`tls { timeout }`).
+    Handshaking {
+        deadline_ms: u64,
+    },
+    Established,
+}
+
+/// What `TlsSession::receive` hands its caller, in order.
+pub enum Event<'a> {
+    /// The handshake just ended (before any plaintext that came with its last flight): the
+    /// connection, to read what was negotiated and the client's certificates.
+    Established(&'a UnbufferedServerConnection),
+    /// Decrypted bytes for the connection's session.
+    Plaintext(&'a [u8]),
+}
+
+/// What `TlsSession::receive` did besides its events.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// rustls produced bytes to send (handshake records, alerts): the connection has output.
+    pub output: bool,
+    /// The client sent close_notify: nothing more comes.
+    pub peer_closed: bool,
+}
+
+/// The TLS state of one connection (`Transport::Tls`).
+pub struct TlsSession {
+    conn: UnbufferedServerConnection,
+    /// Ciphertext received and not yet consumed by rustls: a record cut by the end of a
+    /// receive buffer, or the handshake so far. Empty most of the time once established.
+    carry: Vec<u8>,
+    /// Bytes rustls produced to send, before anything encrypted after them.
+    wire: Vec<u8>,
+    pub phase: Phase,
+    /// INFO waits for the handshake (`handshake_first`): written when it ends.
+    pub info_after_handshake: bool,
+    /// rustls failed: nothing more is decrypted or encrypted (an alert may still go out).
+    failed: bool,
+    /// Bytes came from the client.
+    started: bool,
+    /// The handshake came before INFO (`handshake_first`, not fallen back).
+    first: bool,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("phase", &self.phase)
+            .field("carry", &self.carry.len())
+            .field("wire", &self.wire.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSession {
+    /// A session for a client accepted at `now_ms` under `tls`.
+    pub fn new(tls: &ClientTls, now_ms: u64) -> Result<TlsSession, rustls::Error> {
+        let deadline_ms = now_ms + tls.timeout_ms;
+        let phase = match (tls.handshake_first, tls.first_fallback_ms) {
+            (true, Some(fallback_ms)) => Phase::FirstWait {
+                until_ms: now_ms + fallback_ms,
+            },
+            (true, None) => Phase::Handshaking { deadline_ms },
+            (false, _) if tls.allow_non_tls => Phase::Sniffing { deadline_ms },
+            (false, _) => Phase::Handshaking { deadline_ms },
+        };
+        Ok(TlsSession {
+            conn: UnbufferedServerConnection::new(Arc::clone(&tls.config))?,
+            carry: Vec::new(),
+            wire: Vec::new(),
+            phase,
+            info_after_handshake: tls.handshake_first,
+            failed: false,
+            started: false,
+            first: tls.handshake_first,
+        })
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.phase == Phase::Established
+    }
+
+    /// Whether the client is bound to TLS and has not finished its handshake: a close now is
+    /// nats-server's "TLS Handshake Failure" (not so while `allow_non_tls` waits to see).
+    pub fn in_handshake(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::FirstWait { .. } | Phase::Handshaking { .. }
+        )
+    }
+
+    /// The time by which the current phase must end, if it has one.
+    pub fn due_ms(&self) -> Option<u64> {
+        match self.phase {
+            Phase::FirstWait { until_ms } => Some(until_ms),
+            Phase::Sniffing { deadline_ms } | Phase::Handshaking { deadline_ms } => {
+                Some(deadline_ms)
+            }
+            Phase::Established => None,
+        }
+    }
+
+    /// What the handshake negotiated, as nats-server's `/connz` names it (`"1.3"`,
+    /// `"TLS_AES_128_GCM_SHA256"`), once established.
+    pub fn info(&self) -> Option<crate::stats::TlsInfo> {
+        if !self.is_established() {
+            return None;
+        }
+        let version = match self.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_2 => "1.2",
+            rustls::ProtocolVersion::TLSv1_3 => "1.3",
+            _ => "unknown",
+        };
+        let suite = self.conn.negotiated_cipher_suite()?.suite();
+        // rustls calls the TLS 1.3 suites `TLS13_*`; Go (and IANA) `TLS_*`.
+        let name = suite.as_str().unwrap_or("unknown");
+        let cipher_suite = match name.strip_prefix("TLS13_") {
+            Some(rest) => format!("TLS_{rest}"),
+            None => name.to_string(),
+        };
+        Some(crate::stats::TlsInfo {
+            version,
+            cipher_suite,
+            first: self.first,
+        })
+    }
+
+    /// Feeds received ciphertext (which rustls decrypts in place, hence `&mut`), calling
+    /// `on_event` with what comes out, in order. An error ends the session: the caller closes
+    /// the connection after sending what `seal` still has (an alert, when rustls made one).
+    pub fn receive(
+        &mut self,
+        mut bytes: &mut [u8],
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Received, rustls::Error> {
+        let mut received = Received::default();
+        if self.failed {
+            return Err(rustls::Error::HandshakeNotComplete);
+        }
+        if !self.started {
+            self.started = true;
+            if bytes.first() != Some(&HANDSHAKE_RECORD) {
+                // Not TLS at all (a plain client on a TLS port): closed with nothing sent, as
+                // Go's TLS gives up on a first record that is no handshake, without an alert.
+                self.failed = true;
+                return Err(rustls::Error::InvalidMessage(
+                    rustls::InvalidMessage::InvalidContentType,
+                ));
+            }
+        }
+        if let Phase::FirstWait { .. } | Phase::Sniffing { .. } = self.phase {
+            // Data came: what follows is the handshake, which has its own time (nats-server
+            // starts the handshake's timer after the first wait).
+            self.phase = Phase::Handshaking {
+                deadline_ms: self.due_ms().unwrap_or_default(),
+            };
+        }
+        let result = (|| {
+            if !self.is_established() {
+                self.carry.extend_from_slice(bytes);
+                let mut carry = std::mem::take(&mut self.carry);
+                let used = self.process(&mut carry, on_event, &mut received);
+                carry.drain(..*used.as_ref().unwrap_or(&0));
+                self.carry = carry;
+                return used.map(|_| ());
+            }
+            while !self.carry.is_empty() && !bytes.is_empty() {
+                let take = missing(&self.carry)?.min(bytes.len());
+                let (head, rest) = std::mem::take(&mut bytes).split_at_mut(take);
+                self.carry.extend_from_slice(head);
+                bytes = rest;
+                let mut carry = std::mem::take(&mut self.carry);
+                let used = self.process(&mut carry, on_event, &mut received)?;
+                carry.drain(..used);
+                self.carry = carry;
+            }
+            if self.carry.is_empty() && !bytes.is_empty() {
+                let used = self.process(bytes, on_event, &mut received)?;
+                self.carry.extend_from_slice(&bytes[used..]);
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                received.output |= !self.wire.is_empty();
+                Ok(received)
+            }
+            Err(error) => {
+                self.fail();
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs rustls over `buffer` until it needs more bytes; returns how many bytes at its
+    /// front rustls is done with.
+    fn process(
+        &mut self,
+        buffer: &mut [u8],
+        on_event: &mut dyn FnMut(Event<'_>),
+        received: &mut Received,
+    ) -> Result<usize, rustls::Error> {
+        let mut used = 0;
+        loop {
+            self.note_established(on_event);
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut buffer[used..]);
+            let more = match state? {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record?;
+                        discard += record.discard;
+                        on_event(Event::Plaintext(record.payload));
+                    }
+                    true
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    encode_into(&mut self.wire, |out| encode.encode(out));
+                    true
+                }
+                // What `wire` holds goes out with the connection's next send.
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    true
+                }
+                ConnectionState::PeerClosed => {
+                    received.peer_closed = true;
+                    true
+                }
+                // Waits for more bytes (established: `WriteTraffic`).
+                _ => false,
+            };
+            used += discard;
+            if !more {
+                self.note_established(on_event);
+                return Ok(used);
+            }
+        }
+    }
+
+    /// Moves to `Established` once rustls's handshake is over, and says so.
+    fn note_established(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
+        if !self.is_established() && !self.conn.is_handshaking() {
+            self.phase = Phase::Established;
+            on_event(Event::Established(&self.conn));
+        }
+    }
+
+    /// Moves what is to be sent from `pending` (the outbound's plaintext) into `sending` (what
+    /// the next send SQE names): rustls's own records first, then `pending` encrypted, or in
+    /// plain text before the handshake ended (INFO). `pending` is left empty.
+    pub fn seal(&mut self, pending: &mut Vec<u8>, sending: &mut Vec<u8>) {
+        sending.append(&mut self.wire);
+        if pending.is_empty() {
+            return;
+        }
+        if !self.is_established() {
+            sending.extend_from_slice(pending);
+        } else if !self.failed && self.encrypt(pending, sending).is_err() {
+            self.fail();
+            sending.append(&mut self.wire);
+        }
+        pending.clear();
+    }
+
+    /// Encrypts `plaintext` onto the end of `out`, after any record rustls has to send first.
+    fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), rustls::Error> {
+        loop {
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            match state? {
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    let start = out.len();
+                    let records = plaintext.len().div_ceil(RECORD_PLAINTEXT_BYTES_MAX).max(1);
+                    let mut room = plaintext.len() + records * RECORD_OVERHEAD_BYTES;
+                    loop {
+                        out.resize(start + room, 0);
+                        match traffic.encrypt(plaintext, &mut out[start..]) {
+                            Ok(written) => {
+                                out.truncate(start + written);
+                                return Ok(());
+                            }
+                            Err(EncryptError::InsufficientSize(short)) => {
+                                room = short.required_size
+                            }
+                            Err(_) => {
+                                out.truncate(start);
+                                return Err(rustls::Error::EncryptError);
+                            }
+                        }
+                    }
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    encode_into(out, |buffer| encode.encode(buffer))
+                }
+                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                // Decrypted bytes are always taken as they come, and a handshake is over.
+                _ => return Err(rustls::Error::EncryptError),
+            }
+        }
+    }
+
+    /// Ends the session: whatever rustls still has to say (a fatal alert) goes into `wire`,
+    /// and nothing is decrypted or encrypted after.
+    fn fail(&mut self) {
+        self.failed = true;
+        for _ in 0..4 {
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            match state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut self.wire, |out| encode.encode(out))
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Appends what `encode` writes to `out`, growing it to the size `encode` asks for.
+fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) {
+    let start = out.len();
+    let mut room = 4096;
+    loop {
+        out.resize(start + room, 0);
+        match encode(&mut out[start..]) {
+            Ok(written) => {
+                out.truncate(start + written);
+                return;
+            }
+            Err(EncodeError::InsufficientSize(short)) => room = short.required_size,
+            Err(EncodeError::AlreadyEncoded) => {
+                out.truncate(start);
+                return;
+            }
+        }
+    }
+}
+
+/// How many more bytes `carry` (ciphertext starting at a record boundary, established) needs
+/// before rustls can do something with it: the rest of its first incomplete record, or of
+/// that record's header. A header announcing more than a record may hold is an error.
+fn missing(carry: &[u8]) -> Result<usize, rustls::Error> {
+    let mut at = 0;
+    loop {
+        let Some(header) = carry.get(at..at + RECORD_HEADER_BYTES) else {
+            return Ok(at + RECORD_HEADER_BYTES - carry.len());
+        };
+        let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if body > RECORD_BODY_BYTES_MAX {
+            return Err(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::MessageTooLarge,
+            ));
+        }
+        let end = at + RECORD_HEADER_BYTES + body;
+        if end > carry.len() {
+            return Ok(end - carry.len());
+        }
+        at = end;
+    }
+}
+
+impl Core {
+    /// Received ciphertext of TLS connection `slot` (open): decrypted and handed to its
+    /// session, or, with `allow_non_tls`, a plain client's first bytes, after which it is plain
+    /// TCP for good. What a pause leaves unparsed is held here, as plaintext.
+    pub(super) fn on_tls_input(&mut self, slot: u32, bytes: &mut [u8]) {
+        let conn = &mut self.conns[slot];
+        let Transport::Tls(session) = &mut conn.transport else {
+            return;
+        };
+        if matches!(session.phase, Phase::Sniffing { .. })
+            && bytes.first() != Some(&HANDSHAKE_RECORD)
+        {
+            conn.transport = Transport::Plain;
+            self.tls_plaintext(slot, bytes);
+            return;
+        }
+        // Out of the connection while its plaintext is handled (which needs the whole core);
+        // nothing looks at a connection's transport meanwhile.
+        let Transport::Tls(mut session) = std::mem::replace(&mut conn.transport, Transport::Plain)
+        else {
+            unreachable!("matched above")
+        };
+        let info_after_handshake = session.info_after_handshake;
+        let result = session.receive(bytes, &mut |event| match event {
+            Event::Established(tls) => self.tls_established(slot, info_after_handshake, tls),
+            Event::Plaintext(text) => self.tls_plaintext(slot, text),
+        });
+        if session.is_established() {
+            session.info_after_handshake = false;
+        }
+        let established = session.is_established();
+        self.conns[slot].transport = Transport::Tls(session);
+        match result {
+            Ok(received) => {
+                if received.output {
+                    self.mark_dirty(slot);
+                }
+                if received.peer_closed {
+                    self.drain_and_close(slot, CloseReason::ClientClosed);
+                }
+            }
+            Err(error) => {
+                let conn = &self.conns[slot];
+                if established {
+                    crate::log_debug!(
+                        "{} - cid:{} - TLS error: {error}",
+                        conn.peer,
+                        conn.client_id
+                    );
+                } else {
+                    crate::log_debug!(
+                        "{} - cid:{} - TLS handshake error: {error}",
+                        conn.peer,
+                        conn.client_id
+                    );
+                }
+                // The alert rustls made, if any, goes out before the close.
+                self.mark_dirty(slot);
+                let reason = if established {
+                    CloseReason::ReadError
+                } else {
+                    CloseReason::TLSHandshakeError
+                };
+                self.drain_and_close(slot, reason);
+            }
+        }
+    }
+
+    /// Why `slot` closes when its client goes away: a client that left in the middle of a
+    /// TLS handshake is nats-server's "TLS Handshake Failure".
+    pub(super) fn client_gone_reason(&self, slot: u32) -> CloseReason {
+        match &self.conns[slot].transport {
+            Transport::Tls(session) if session.in_handshake() => CloseReason::TLSHandshakeError,
+            _ => CloseReason::ClientClosed,
+        }
+    }
+
+    /// Decrypted bytes of `slot` for its session, or held while it is paused.
+    fn tls_plaintext(&mut self, slot: u32, text: &[u8]) {
+        let conn = &mut self.conns[slot];
+        if !conn.is_open() {
+            return;
+        }
+        if conn.paused.is_some() || !conn.held.is_empty() {
+            conn.held.push(text);
+            return;
+        }
+        let left = self.on_session_input(slot, text);
+        if left > 0 {
+            self.conns[slot].held.push(&text[text.len() - left..]);
+        }
+    }
+
+    /// The handshake of `slot` ended: its keepalive starts, its authentication timer starts
+    /// again (nats-server starts it after the handshake), and with `handshake_first` INFO goes
+    /// out now, encrypted.
+    fn tls_established(
+        &mut self,
+        slot: u32,
+        info_after_handshake: bool,
+        _tls: &UnbufferedServerConnection,
+    ) {
+        let now_ms = self.now_ms;
+        let options = &self.settings.options;
+        let first_ping_ms =
+            (options.ping_interval.as_millis() as u64).min(limits::FIRST_PING_INTERVAL_MS);
+        let auth_timeout_ms = self.settings.auth.timeout().as_millis() as u64;
+        let conn = &mut self.conns[slot];
+        if !conn.is_open() {
+            return;
+        }
+        conn.next_ping_ms = now_ms + first_ping_ms;
+        if let AuthState::Awaiting { deadline_ms } = &mut conn.auth {
+            if *deadline_ms != u64::MAX {
+                *deadline_ms = now_ms + auth_timeout_ms;
+            }
+        }
+        if crate::log::enabled_debug() {
+            crate::log_debug!(
+                "{} - cid:{} - TLS handshake complete",
+                conn.peer,
+                conn.client_id
+            );
+        }
+        if info_after_handshake {
+            let open = self.shared.connections.load(Ordering::Relaxed);
+            self.greet_client(slot, open, true);
+        }
+    }
+
+    /// A TLS connection of `slot` whose phase ran out at the timer tick: the first wait of
+    /// `handshake_first` falls back to INFO first; `allow_non_tls`'s wait for the first byte
+    /// makes it a plain client; a handshake past `tls { timeout }` closes the connection, as
+    /// nats-server's `tlsTimeout` does (its `-ERR` never reaches the wire: it is written to
+    /// the unfinished TLS connection).
+    pub(super) fn tls_due(&mut self, slot: u32) {
+        let now_ms = self.now_ms;
+        let Some(tls) = self.settings.tls.clone() else {
+            return self.close(slot, CloseReason::TLSHandshakeError);
+        };
+        let conn = &mut self.conns[slot];
+        let Transport::Tls(session) = &mut conn.transport else {
+            return;
+        };
+        match session.phase {
+            Phase::FirstWait { .. } => {
+                let deadline_ms = now_ms + tls.timeout_ms;
+                session.phase = if tls.allow_non_tls {
+                    Phase::Sniffing { deadline_ms }
+                } else {
+                    Phase::Handshaking { deadline_ms }
+                };
+                session.info_after_handshake = false;
+                session.first = false;
+                let open = self.shared.connections.load(Ordering::Relaxed);
+                self.greet_client(slot, open, false);
+            }
+            // `allow_non_tls` and a client that says nothing: nats-server's look at the
+            // first bytes gives up after the timeout and takes it for a plain client.
+            Phase::Sniffing { .. } => conn.transport = Transport::Plain,
+            Phase::Handshaking { .. } => {
+                crate::log_debug!(
+                    "{} - cid:{} - TLS handshake timeout",
+                    conn.peer,
+                    conn.client_id
+                );
+                self.close(slot, CloseReason::TLSHandshakeError);
+            }
+            Phase::Established => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use std::io::{Read, Write};
+
+    /// A server configuration with a fresh self-signed certificate for `localhost`, and a
+    /// client configuration that trusts it.
+    fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = CertificateDer::from(certified.cert.der().to_vec());
+        let key = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    fn tls(config: &Arc<ServerConfig>) -> ClientTls {
+        ClientTls {
+            config: Arc::clone(config),
+            timeout_ms: 2000,
+            handshake_first: false,
+            first_fallback_ms: None,
+            allow_non_tls: false,
+            verify: false,
+        }
+    }
+
+    /// What a session produced: its plaintext, whether it was established, and its events'
+    /// order was right (no plaintext before `Established`).
+    #[derive(Default)]
+    struct Seen {
+        plaintext: Vec<u8>,
+        established: bool,
+    }
+
+    fn feed(session: &mut TlsSession, bytes: &[u8], seen: &mut Seen) {
+        let mut copy = bytes.to_vec();
+        session
+            .receive(&mut copy, &mut |event| match event {
+                Event::Established(_) => seen.established = true,
+                Event::Plaintext(text) => {
+                    assert!(seen.established, "plaintext before the handshake ended");
+                    seen.plaintext.extend_from_slice(text)
+                }
+            })
+            .unwrap();
+    }
+
+    /// The server's output so far, as the send path takes it.
+    fn sent(session: &mut TlsSession, plaintext: &[u8]) -> Vec<u8> {
+        let (mut pending, mut sending) = (plaintext.to_vec(), Vec::new());
+        session.seal(&mut pending, &mut sending);
+        assert!(pending.is_empty());
+        sending
+    }
+
+    /// A client and a session past the handshake, with nothing in flight.
+    fn established(
+        server: &Arc<ServerConfig>,
+        client_config: &Arc<rustls::ClientConfig>,
+    ) -> (rustls::ClientConnection, TlsSession, Seen) {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::clone(client_config), name).unwrap();
+        let mut session = TlsSession::new(&tls(server), 0).unwrap();
+        let mut seen = Seen::default();
+        for _ in 0..10 {
+            let mut flight = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut flight).unwrap();
+            }
+            feed(&mut session, &flight, &mut seen);
+            let back = sent(&mut session, b"");
+            client.read_tls(&mut &back[..]).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && seen.established {
+                return (client, session, seen);
+            }
+        }
+        panic!("no handshake");
+    }
+
+    fn client_records(client: &mut rustls::ClientConnection, plaintext: &[u8]) -> Vec<u8> {
+        let mut records = Vec::new();
+        for chunk in plaintext.chunks(16_384) {
+            client.writer().write_all(chunk).unwrap();
+            while client.wants_write() {
+                client.write_tls(&mut records).unwrap();
+            }
+        }
+        records
+    }
+
+    fn protocol_bytes(len: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut i = 0u32;
+        while bytes.len() < len {
+            bytes.extend_from_slice(format!("PUB subject.{i} 5\r\nhello\r\n").as_bytes());
+            i += 1;
+        }
+        bytes.truncate(len);
+        bytes
+    }
+
+    #[test]
+    fn records_cut_anywhere_come_out_whole_and_in_order() {
+        let (server, client_config) = configs();
+        // Three records (rustls writes 16 KiB of plaintext per record), so cuts fall in
+        // headers, bodies and at boundaries.
+        let plaintext = protocol_bytes(40_000);
+        let (_, _, _) = established(&server, &client_config);
+        let mut cuts: Vec<usize> = (0..=64).collect();
+        for boundary in [16_384 + 22, 2 * (16_384 + 22)] {
+            cuts.extend(boundary - 8..boundary + 8);
+        }
+        cuts.extend((0..40_000).step_by(4_099));
+        for cut in cuts {
+            let (mut client, mut session, mut seen) = established(&server, &client_config);
+            let records = client_records(&mut client, &plaintext);
+            let cut = cut.min(records.len());
+            feed(&mut session, &records[..cut], &mut seen);
+            feed(&mut session, &records[cut..], &mut seen);
+            assert_eq!(seen.plaintext, plaintext, "cut at {cut}");
+            assert!(session.carry.is_empty(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn many_small_buffers_and_a_handshake_cut_in_pieces() {
+        let (server, client_config) = configs();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+        let mut session = TlsSession::new(&tls(&server), 0).unwrap();
+        let mut seen = Seen::default();
+        // The handshake, in 7-byte pieces.
+        for _ in 0..10 {
+            let mut flight = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut flight).unwrap();
+            }
+            for piece in flight.chunks(7) {
+                feed(&mut session, piece, &mut seen);
+            }
+            let back = sent(&mut session, b"");
+            client.read_tls(&mut &back[..]).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && seen.established {
+                break;
+            }
+        }
+        assert!(session.is_established());
+        let plaintext = protocol_bytes(100_000);
+        let records = client_records(&mut client, &plaintext);
+        for piece in records.chunks(1_000) {
+            feed(&mut session, piece, &mut seen);
+        }
+        assert_eq!(seen.plaintext, plaintext);
+    }
+
+    #[test]
+    fn what_the_server_sends_the_client_reads() {
+        let (server, client_config) = configs();
+        let (mut client, mut session, _) = established(&server, &client_config);
+        let plaintext = protocol_bytes(70_000);
+        let records = sent(&mut session, &plaintext);
+        let (mut records, mut read) = (&records[..], Vec::new());
+        while !records.is_empty() {
+            client.read_tls(&mut records).unwrap();
+            client.process_new_packets().unwrap();
+            let _ = client.reader().read_to_end(&mut read);
+        }
+        assert_eq!(read, plaintext);
+    }
+
+    #[test]
+    fn info_before_the_handshake_goes_in_plain_text() {
+        let (server, _) = configs();
+        let mut session = TlsSession::new(&tls(&server), 0).unwrap();
+        assert_eq!(sent(&mut session, b"INFO {} \r\n"), b"INFO {} \r\n");
+    }
+
+    #[test]
+    fn plain_text_on_a_tls_session_is_an_error() {
+        let (server, _) = configs();
+        let mut session = TlsSession::new(&tls(&server), 0).unwrap();
+        let mut bytes = b"CONNECT {}\r\nPING\r\n".to_vec();
+        assert!(session.receive(&mut bytes, &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn a_record_header_announcing_too_much_is_an_error() {
+        assert!(missing(&[0x17, 3, 3, 0xff, 0xff]).is_err());
+        assert_eq!(missing(&[0x17, 3, 3]).unwrap(), 2);
+        assert_eq!(missing(&[0x17, 3, 3, 0, 10, 1]).unwrap(), 9);
+        assert_eq!(
+            missing(&[0x17, 3, 3, 0, 1, 0, 0x17, 3, 3, 0, 2]).unwrap(),
+            2
+        );
+    }
+}
