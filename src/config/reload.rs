@@ -9,6 +9,12 @@
 //! from changing, and refusing would throw away the rest of an operator's edit. It refuses the
 //! ones that shape what is already open: the listen address, the server's name, header support
 //! (clients negotiated it), and its own shard layout.
+//!
+//! Client TLS reloads, as in nats-server (the new certificate, key, CA and verification apply
+//! to connections accepted after the reload): `tls = enabled|disabled`, `tls timeout`,
+//! `pinned_certs` and the handshake-first settings are announced in nats-server's words.
+//! natsring also reloads `allow_non_tls` and `verify_and_map`, which nats-server refuses
+//! (`AllowNonTLS`, `TLSMap`): each is read when a client connects.
 
 use std::path::PathBuf;
 
@@ -228,6 +234,86 @@ fn auth_notices(old: &Options, new: &Options) -> Vec<String> {
 /// How one option's value is written in a notice.
 type Shown = fn(&Options) -> String;
 
+/// The notices of client TLS changes, in nats-server's order and words (`allow_non_tls`, which
+/// nats-server does not reload, in natsring's).
+fn tls_notices(old: &Options, new: &Options) -> Vec<String> {
+    let timeout = |options: &Options| {
+        options.tls.as_ref().map_or(
+            std::time::Duration::from_millis(crate::limits::TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT),
+            |tls| tls.timeout,
+        )
+    };
+    // What nats-server's `tls.Config` holds: a change of any of it is `tls = ...`.
+    let config = |options: &Options| {
+        options.tls.clone().map(|tls| super::TlsOptions {
+            timeout: std::time::Duration::ZERO,
+            pinned_certs: Vec::new(),
+            handshake_first: false,
+            handshake_first_fallback: None,
+            ..tls
+        })
+    };
+    let pinned = |options: &Options| options.tls.as_ref().map_or(0, |tls| tls.pinned_certs.len());
+    let pinned_changed = old.tls.as_ref().map(|tls| &tls.pinned_certs)
+        != new.tls.as_ref().map(|tls| &tls.pinned_certs);
+    let handshake_first =
+        |options: &Options| options.tls.as_ref().is_some_and(|tls| tls.handshake_first);
+    let fallback = |options: &Options| {
+        options
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.handshake_first_fallback)
+            .unwrap_or_default()
+    };
+    let changes = [
+        (
+            timeout(old) != timeout(new),
+            format!(
+                "Reloaded: tls timeout = {}",
+                super::auth_file::go_float(timeout(new).as_secs_f64())
+            ),
+        ),
+        (
+            config(old) != config(new),
+            format!(
+                "Reloaded: tls = {}",
+                if new.tls.is_some() {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+            ),
+        ),
+        (
+            pinned_changed,
+            format!("Reloaded: {} pinned_certs", pinned(new)),
+        ),
+        (
+            handshake_first(old) != handshake_first(new),
+            format!(
+                "Reloaded: Client TLS handshake first: {}",
+                handshake_first(new)
+            ),
+        ),
+        (
+            fallback(old) != fallback(new),
+            format!(
+                "Reloaded: Client TLS handshake first fallback delay: {}",
+                format_std_duration(fallback(new))
+            ),
+        ),
+        (
+            old.allow_non_tls != new.allow_non_tls,
+            format!("Reloaded: allow_non_tls = {}", new.allow_non_tls),
+        ),
+    ];
+    changes
+        .into_iter()
+        .filter(|(changed, _)| *changed)
+        .map(|(_, notice)| notice)
+        .collect()
+}
+
 /// The `Reloaded: <key> = <value>` lines for what differs between `old` and `new`, in
 /// nats-server's words where it has them.
 pub fn reload_notices(old: &Options, new: &Options) -> Vec<String> {
@@ -283,9 +369,14 @@ pub fn reload_notices(old: &Options, new: &Options) -> Vec<String> {
             format!("{verb}: {key} = {value}")
         })
     };
+    // And its TLS fields right before `write_deadline`.
+    let (before_tls, after_tls) = after_auth.split_at(9);
+    debug_assert_eq!(after_tls[0].0, "write_deadline");
     let mut notices: Vec<String> = before_auth.iter().filter_map(notice).collect();
     notices.extend(auth_notices(old, new));
-    notices.extend(after_auth.iter().filter_map(notice));
+    notices.extend(before_tls.iter().filter_map(notice));
+    notices.extend(tls_notices(old, new));
+    notices.extend(after_tls.iter().filter_map(notice));
     notices
 }
 
