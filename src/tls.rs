@@ -380,3 +380,260 @@ fn escape_rfc2253(value: &str) -> String {
     }
     escaped
 }
+
+/// Certificates and keys for tests, made by rcgen (never committed).
+#[cfg(test)]
+pub(crate) mod test_files {
+    use std::path::{Path, PathBuf};
+
+    /// A fresh directory under the system's temporary one.
+    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "natsring-tls-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A self-signed certificate for `localhost` and its key (PKCS#8), written to
+    /// `dir/<name>-cert.pem` and `dir/<name>-key.pem`; returns both paths.
+    pub(crate) fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert_file = dir.join(format!("{name}-cert.pem"));
+        let key_file = dir.join(format!("{name}-key.pem"));
+        std::fs::write(&cert_file, pair.cert.pem()).unwrap();
+        std::fs::write(&key_file, pair.signing_key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_files::{temp_dir, write_pair};
+    use super::*;
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, SanType};
+
+    #[test]
+    fn loads_a_pair_without_resumption_or_alpn() {
+        let dir = temp_dir("load");
+        let (cert_file, key_file) = write_pair(&dir, "server");
+        let mut options = TlsOptions::new(cert_file.clone(), key_file);
+        options.pinned_certs = vec![[7; 32]];
+        let loaded = load(&options).unwrap();
+        assert_eq!(loaded.config.send_tls13_tickets, 0);
+        assert!(loaded.config.alpn_protocols.is_empty());
+        assert!(!loaded.config.session_storage.can_cache());
+        assert_eq!(loaded.pinned_certs, [[7; 32]]);
+        // ring's defaults when nothing is restricted.
+        let provider = loaded.config.crypto_provider();
+        assert_eq!(provider.cipher_suites.len(), 9);
+        assert_eq!(provider.kx_groups.len(), 3);
+
+        // A CA file without verify is read (and must parse) but asks nothing of clients; with
+        // verify, client certificates are required.
+        options.ca_file = Some(cert_file.clone());
+        assert!(load(&options).is_ok());
+        options.verify = true;
+        assert!(load(&options).is_ok());
+        options.min_version = Some(TlsVersion::V1_3);
+        assert!(load(&options).is_ok());
+        options.ca_file = None;
+        assert!(load(&options)
+            .unwrap_err()
+            .contains("'verify' without 'ca_file' is not supported by natsring yet"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_errors_in_nats_server_words() {
+        let dir = temp_dir("errors");
+        let (cert_file, key_file) = write_pair(&dir, "a");
+        let (_, other_key) = write_pair(&dir, "b");
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "junk\n").unwrap();
+        let missing = dir.join("missing.pem");
+        let error = |cert: &Path, key: &Path, ca: Option<&Path>| {
+            let mut options = TlsOptions::new(cert.into(), key.into());
+            options.ca_file = ca.map(Into::into);
+            load(&options).unwrap_err()
+        };
+        let pair = "error parsing X509 certificate/key pair: ";
+        assert_eq!(
+            error(&missing, &key_file, None),
+            format!(
+                "{pair}open {}: no such file or directory",
+                missing.display()
+            )
+        );
+        assert_eq!(
+            error(&cert_file, &missing, None),
+            format!(
+                "{pair}open {}: no such file or directory",
+                missing.display()
+            )
+        );
+        assert_eq!(
+            error(&junk, &key_file, None),
+            format!("{pair}tls: failed to find any PEM data in certificate input")
+        );
+        assert_eq!(
+            error(&cert_file, &junk, None),
+            format!("{pair}tls: failed to find any PEM data in key input")
+        );
+        assert_eq!(
+            error(&key_file, &key_file, None),
+            format!("{pair}tls: failed to find certificate PEM data in certificate input, but did find a private key; PEM inputs may have been switched")
+        );
+        assert_eq!(
+            error(&cert_file, &cert_file, None),
+            format!(
+                "{pair}tls: found a certificate rather than a key in the PEM for the private key"
+            )
+        );
+        assert_eq!(
+            error(&cert_file, &other_key, None),
+            format!("{pair}tls: private key does not match public key")
+        );
+        assert_eq!(
+            error(&cert_file, &key_file, Some(&missing)),
+            format!("open {}: no such file or directory", missing.display())
+        );
+        assert_eq!(
+            error(&cert_file, &key_file, Some(&junk)),
+            "failed to parse root ca certificate"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cipher_suites_and_curves_restrict_the_provider() {
+        let mut options = TlsOptions::new("unused".into(), "unused".into());
+        options.cipher_suites = vec![
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".to_string(),
+            "TLS_AES_128_GCM_SHA256".to_string(),
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".to_string(),
+        ];
+        options.curve_preferences = vec!["CurveP384".to_string(), "X25519".to_string()];
+        let restricted = provider(&options).unwrap();
+        let suites: Vec<rustls::CipherSuite> = restricted
+            .cipher_suites
+            .iter()
+            .map(|suite| suite.suite())
+            .collect();
+        // TLS 1.3 keeps its three (Go does not let them be chosen); TLS 1.2 has the two named,
+        // in their order.
+        assert_eq!(
+            suites,
+            [
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+                rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+                rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            ]
+        );
+        let groups: Vec<rustls::NamedGroup> = restricted
+            .kx_groups
+            .iter()
+            .map(|group| group.name())
+            .collect();
+        assert_eq!(
+            groups,
+            [rustls::NamedGroup::secp384r1, rustls::NamedGroup::X25519]
+        );
+
+        options.curve_preferences = vec!["CurveP521".to_string()];
+        assert_eq!(
+            provider(&options).unwrap_err(),
+            "curve preference CurveP521 is not supported by natsring (its TLS library implements X25519, CurveP256 and CurveP384)"
+        );
+        options.curve_preferences = vec!["P256".to_string()];
+        assert_eq!(
+            provider(&options).unwrap_err(),
+            "unrecognized curve preference P256"
+        );
+        options.curve_preferences.clear();
+        options.cipher_suites = vec!["TLS_RSA_WITH_AES_128_CBC_SHA".to_string()];
+        assert!(provider(&options)
+            .unwrap_err()
+            .starts_with("cipher suite TLS_RSA_WITH_AES_128_CBC_SHA is not supported by natsring"));
+        options.cipher_suites = vec!["TLS_NOPE".to_string()];
+        assert_eq!(
+            provider(&options).unwrap_err(),
+            "unrecognized cipher TLS_NOPE"
+        );
+    }
+
+    /// A certificate with these subject attributes and alternative names, and its key.
+    fn certificate(subject: &[(DnType, &str)], names: Vec<SanType>) -> (Vec<u8>, KeyPair) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut distinguished_name = DistinguishedName::new();
+        for (kind, value) in subject {
+            distinguished_name.push(kind.clone(), *value);
+        }
+        params.distinguished_name = distinguished_name;
+        params.subject_alt_names = names;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.der().to_vec(), key)
+    }
+
+    #[test]
+    fn identities_in_nats_server_order() {
+        let dc = DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]);
+        let (der, _) = certificate(
+            &[
+                (DnType::CountryName, "US"),
+                (DnType::OrganizationName, "Synadia"),
+                (DnType::OrganizationalUnitName, "nats.io"),
+                (DnType::CommonName, "example.com"),
+                (dc, "example"),
+            ],
+            vec![
+                SanType::DnsName("app.example.com".try_into().unwrap()),
+                SanType::Rfc822Name("derek@nats.io".try_into().unwrap()),
+                SanType::URI("nats://app.example.com".try_into().unwrap()),
+                SanType::DnsName("www.example.com".try_into().unwrap()),
+            ],
+        );
+        assert_eq!(
+            cert_identities(&der),
+            [
+                "derek@nats.io",
+                "app.example.com",
+                "www.example.com",
+                "nats://app.example.com",
+                "CN=example.com,OU=nats.io,O=Synadia,C=US,DC=example",
+                "CN=example.com,OU=nats.io,O=Synadia,C=US",
+            ]
+        );
+
+        // Go's order, not the certificate's; values escaped as RFC 2253 says.
+        let (der, _) = certificate(
+            &[
+                (DnType::CommonName, " a,b+c "),
+                (DnType::LocalityName, "#here"),
+                (DnType::StateOrProvinceName, "CA"),
+            ],
+            Vec::new(),
+        );
+        assert_eq!(
+            cert_identities(&der),
+            ["CN=\\ a\\,b\\+c\\ ,L=\\#here,ST=CA"]
+        );
+        assert!(cert_identities(b"not a certificate").is_empty());
+        assert_eq!(escape_rfc2253("x;y<z>\"\\"), "x\\;y\\<z\\>\\\"\\\\");
+        assert_eq!(escape_rfc2253("a b#"), "a b#");
+    }
+
+    #[test]
+    fn pinned_certs_hash_the_subject_public_key_info() {
+        let (der, key) = certificate(&[(DnType::CommonName, "pinned")], Vec::new());
+        let expected: [u8; 32] = Sha256::digest(key.subject_public_key_info()).into();
+        assert_eq!(spki_sha256(&der), Some(expected));
+        assert_eq!(spki_sha256(b"junk"), None);
+    }
+}
