@@ -1305,6 +1305,113 @@ mod tests {
         assert_eq!(options.auth.username, None);
     }
 
+    /// Loads the options of `args`, with `$CERT`, `$KEY` and `$DIR` replaced.
+    fn load_with(dir: &std::path::Path, args: &[&str]) -> Result<Options, ConfigError> {
+        let args: Vec<String> = args
+            .iter()
+            .map(|arg| {
+                arg.replace("$CERT", &dir.join("server-cert.pem").display().to_string())
+                    .replace("$KEY", &dir.join("server-key.pem").display().to_string())
+                    .replace("$DIR", &dir.display().to_string())
+            })
+            .collect();
+        match parse_args(args.clone()) {
+            Ok(Command::Run(invocation)) => invocation.options(),
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_flags_as_nats_server_applies_them() {
+        use crate::tls::test_files::{temp_dir, write_pair};
+        let dir = temp_dir("cli-flags");
+        write_pair(&dir, "server");
+        let cert_file = dir.join("server-cert.pem");
+        let key_file = dir.join("server-key.pem");
+        let tls = load_with(&dir, &["--tls", "--tlscert", "$CERT", "--tlskey", "$KEY"])
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(
+            tls,
+            super::super::TlsOptions::new(cert_file.clone(), key_file.clone())
+        );
+        // Any --tls* flag implies --tls.
+        let tls = load_with(
+            &dir,
+            &[
+                "-tlscert=$CERT",
+                "-tlskey=$KEY",
+                "--tlsverify",
+                "--tlscacert",
+                "$CERT",
+            ],
+        )
+        .unwrap()
+        .tls
+        .unwrap();
+        assert!(tls.verify);
+        assert_eq!(tls.ca_file, Some(cert_file.clone()));
+        // --tls=false turns TLS off, whatever the other flags say.
+        let options = load_with(&dir, &["--tls=false", "--tlscert", "$CERT"]).unwrap();
+        assert_eq!(options.tls, None);
+        // nats-server's errors.
+        assert_eq!(
+            load_with(&dir, &["--tlsverify"]).unwrap_err().0,
+            "TLS Server certificate must be present and valid"
+        );
+        assert_eq!(
+            load_with(&dir, &["--tls", "--tlscert", "$CERT"])
+                .unwrap_err()
+                .0,
+            "TLS Server private key must be present and valid"
+        );
+        assert_eq!(
+            load_with(&dir, &["--tlscert", "$CERT", "--tlskey", "$DIR/nope.pem"])
+                .unwrap_err()
+                .0,
+            format!(
+                "error parsing X509 certificate/key pair: open {}/nope.pem: no such file or directory",
+                dir.display()
+            )
+        );
+
+        // Flags win over the file's block, which keeps what lives outside nats-server's
+        // TLSConfig; --tls=false turns the file's TLS off.
+        let file = dir.join("tls.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "tls {{ cert_file: \"{}\", key_file: \"{}\", timeout: 5, handshake_first: true, min_version: \"1.3\" }}\n",
+                cert_file.display(),
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        let config = file.display().to_string();
+        let tls = load_with(
+            &dir,
+            &["-c", &config, "--tlscert", "$CERT", "--tlskey", "$KEY"],
+        )
+        .unwrap()
+        .tls
+        .unwrap();
+        assert_eq!(tls.timeout, std::time::Duration::from_secs(5));
+        assert!(tls.handshake_first);
+        assert_eq!(
+            tls.min_version, None,
+            "the flags' TLSConfig has the defaults"
+        );
+        let options = load_with(&dir, &["-c", &config, "--tls=false"]).unwrap();
+        assert_eq!(options.tls, None);
+        let options = load_with(&dir, &["-c", &config]).unwrap();
+        assert_eq!(
+            options.tls.unwrap().min_version,
+            Some(super::super::TlsVersion::V1_3)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn unsupported_nats_server_flags_are_refused_by_name() {
         assert_eq!(

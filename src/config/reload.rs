@@ -254,8 +254,15 @@ fn tls_notices(old: &Options, new: &Options) -> Vec<String> {
         })
     };
     let pinned = |options: &Options| options.tls.as_ref().map_or(0, |tls| tls.pinned_certs.len());
-    let pinned_changed = old.tls.as_ref().map(|tls| &tls.pinned_certs)
-        != new.tls.as_ref().map(|tls| &tls.pinned_certs);
+    // No block and an empty list both pin nothing (nats-server's nil set).
+    let pinned_certs = |options: &Options| {
+        options
+            .tls
+            .as_ref()
+            .map(|tls| tls.pinned_certs.clone())
+            .unwrap_or_default()
+    };
+    let pinned_changed = pinned_certs(old) != pinned_certs(new);
     let handshake_first =
         |options: &Options| options.tls.as_ref().is_some_and(|tls| tls.handshake_first);
     let fallback = |options: &Options| {
@@ -447,6 +454,70 @@ mod tests {
             ]
         );
         assert!(reload_notices(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn tls_reloads_with_nats_server_notices() {
+        use crate::config::TlsOptions;
+        use std::time::Duration;
+        let old = Options::default();
+        let tls = TlsOptions::new("cert.pem".into(), "key.pem".into());
+        let new = Options {
+            tls: Some(tls.clone()),
+            allow_non_tls: true,
+            write_deadline: Duration::from_secs(3),
+            ping_max: 5,
+            ..old.clone()
+        };
+        assert_eq!(reload_refusal(&old, &new), None);
+        assert_eq!(
+            reload_notices(&old, &new),
+            [
+                "Reloaded: ping_max = 5",
+                "Reloaded: tls = enabled",
+                "Reloaded: allow_non_tls = true",
+                "Reloaded: write_deadline = 3s",
+            ]
+        );
+        let changed = Options {
+            tls: Some(TlsOptions {
+                timeout: Duration::from_millis(1500),
+                pinned_certs: vec![[1; 32], [2; 32]],
+                handshake_first: true,
+                handshake_first_fallback: Some(Duration::from_millis(50)),
+                ..tls.clone()
+            }),
+            ..new.clone()
+        };
+        assert_eq!(reload_refusal(&new, &changed), None);
+        assert_eq!(
+            reload_notices(&new, &changed),
+            [
+                "Reloaded: tls timeout = 1.5",
+                "Reloaded: 2 pinned_certs",
+                "Reloaded: Client TLS handshake first: true",
+                "Reloaded: Client TLS handshake first fallback delay: 50ms",
+            ]
+        );
+        let verified = Options {
+            tls: Some(TlsOptions {
+                verify: true,
+                verify_and_map: true,
+                ca_file: Some("ca.pem".into()),
+                ..tls
+            }),
+            ..new.clone()
+        };
+        assert_eq!(reload_notices(&new, &verified), ["Reloaded: tls = enabled"]);
+        assert_eq!(
+            reload_notices(&new, &old),
+            [
+                "Reloaded: ping_max = 2",
+                "Reloaded: tls = disabled",
+                "Reloaded: allow_non_tls = false",
+                "Reloaded: write_deadline = 10s",
+            ]
+        );
     }
 
     #[test]

@@ -611,3 +611,182 @@ fn sha256_hex(text: &str) -> Option<[u8; 32]> {
     }
     Some(digest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::test_files::{temp_dir, write_pair};
+    use crate::Options;
+    use std::path::Path;
+
+    /// Applies `text` (with `$CERT`, `$KEY` and `$DIR` replaced) as a configuration file.
+    fn load(dir: &Path, text: &str) -> Result<Options, Vec<String>> {
+        let text = text
+            .replace("$CERT", &dir.join("server-cert.pem").display().to_string())
+            .replace("$KEY", &dir.join("server-key.pem").display().to_string())
+            .replace("$DIR", &dir.display().to_string());
+        let path = dir.join("test.conf");
+        std::fs::write(&path, text).unwrap();
+        let mut options = Options::default();
+        match super::super::file::apply_file(&mut options, &path) {
+            Ok(warnings) => {
+                assert!(warnings.is_empty(), "{warnings:?}");
+                Ok(options)
+            }
+            Err(errors) => Err(errors
+                .lines()
+                .map(|line| {
+                    line.split_once("test.conf")
+                        .map_or(line, |(_, rest)| rest)
+                        .to_string()
+                })
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn every_key() {
+        let dir = temp_dir("config-keys");
+        write_pair(&dir, "server");
+        let options = load(
+            &dir,
+            r#"
+            allow_non_tls: true
+            tls {
+                cert_file: "$CERT"
+                KEY_FILE: "$KEY"
+                ca_file: "$CERT"
+                verify_and_map: true
+                timeout: 0.5
+                handshake_first: auto
+                min_version: "1.3"
+                cipher_suites: [TLS_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+                curve_preferences: [X25519, CurveP256]
+                pinned_certs: ["ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789",
+                               "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"]
+                allow_insecure_cipher_suites: false
+                verify_cert_and_check_known_urls: false
+            }
+            "#,
+        )
+        .unwrap();
+        assert!(options.allow_non_tls);
+        let tls = options.tls.unwrap();
+        assert_eq!(tls.cert_file, dir.join("server-cert.pem"));
+        assert_eq!(tls.key_file, dir.join("server-key.pem"));
+        assert_eq!(tls.ca_file, Some(dir.join("server-cert.pem")));
+        assert!(tls.verify && tls.verify_and_map, "verify_and_map verifies");
+        assert_eq!(tls.timeout, Duration::from_millis(500));
+        assert!(tls.handshake_first);
+        assert_eq!(
+            tls.handshake_first_fallback,
+            Some(Duration::from_millis(50))
+        );
+        assert_eq!(tls.min_version, Some(TlsVersion::V1_3));
+        assert_eq!(
+            tls.cipher_suites,
+            [
+                "TLS_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+            ]
+        );
+        assert_eq!(tls.curve_preferences, ["X25519", "CurveP256"]);
+        assert_eq!(tls.pinned_certs.len(), 1, "the same digest twice is one");
+        assert_eq!(tls.pinned_certs[0][..4], [0xab, 0xcd, 0xef, 0x01]);
+
+        // The defaults, and the other forms of timeout and handshake_first.
+        let tls = load(&dir, "tls { cert_file: $CERT, key_file: $KEY }")
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(
+            tls,
+            TlsOptions::new(dir.join("server-cert.pem"), dir.join("server-key.pem"))
+        );
+        assert_eq!(tls.timeout, Duration::from_secs(2));
+        for (value, timeout) in [("3", 3000), ("\"250ms\"", 250), ("0", 2000)] {
+            let text = format!("tls {{ cert_file: $CERT, key_file: $KEY, timeout: {value} }}");
+            let tls = load(&dir, &text).unwrap().tls.unwrap();
+            assert_eq!(tls.timeout, Duration::from_millis(timeout), "{value}");
+        }
+        for (value, first, fallback) in [
+            ("true", true, None),
+            ("\"on\"", true, None),
+            ("false", false, None),
+            ("\"300ms\"", true, Some(300)),
+            ("\"0s\"", true, None),
+        ] {
+            let text = format!("tls {{ cert_file: $CERT, key_file: $KEY, first: {value} }}");
+            let tls = load(&dir, &text).unwrap().tls.unwrap();
+            assert_eq!(tls.handshake_first, first, "{value}");
+            assert_eq!(
+                tls.handshake_first_fallback,
+                fallback.map(Duration::from_millis),
+                "{value}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn nats_server_errors_with_positions() {
+        let dir = temp_dir("config-errors");
+        write_pair(&dir, "server");
+        let pair = "cert_file: $CERT, key_file: $KEY";
+        // Positions are nats-server's: the key inside the block for parseTLS' errors, the
+        // `tls` key for GenTLSConfig's.
+        for (text, expected) in [
+            ("tls: true", ":1:0: interface conversion: interface {} is bool, not map[string]interface {}".to_string()),
+            ("allow_non_tls: 1", ":1:0: interface conversion: interface {} is int64, not bool".to_string()),
+            ("tls {\n  cert_file: 1\n}", ":2:3: error parsing tls config, expected 'cert_file' to be filename".to_string()),
+            ("tls {\n  verify: \"yes\"\n}", ":2:3: error parsing tls config, expected 'verify' to be a boolean".to_string()),
+            ("tls {\n  bogus: 3\n}", ":2:3: error parsing tls config, unknown field \"bogus\"".to_string()),
+            ("tls { cert_file: $CERT }", ":1:0: missing 'key_file' in TLS configuration".to_string()),
+            ("tls { key_file: $KEY }", ":1:0: missing 'cert_file' in TLS configuration".to_string()),
+            ("tls {}", ":1:0: missing 'cert_file' and 'key_file' in TLS configuration (natsring needs both to serve TLS)".to_string()),
+            ("tls { cert_file: $DIR/nope.pem, key_file: $KEY }", format!(":1:0: error parsing X509 certificate/key pair: open {}/nope.pem: no such file or directory", dir.display())),
+            (&format!("tls {{ {pair}, ca_file: $DIR/nope.pem }}"), format!(":1:0: open {}/nope.pem: no such file or directory", dir.display())),
+            (&format!("tls {{\n  {pair}\n  cipher_suites: []\n}}"), ":3:3: error parsing tls config, 'cipher_suites' cannot be empty".to_string()),
+            (&format!("tls {{\n  {pair}\n  cipher_suites: TLS_AES_128_GCM_SHA256\n}}"), ":3:3: interface conversion: interface {} is string, not []interface {}".to_string()),
+            (&format!("tls {{\n  {pair}\n  cipher_suites: [\n TLS_FOO\n]\n}}"), ":4:2: unrecognized cipher TLS_FOO".to_string()),
+            (&format!("tls {{ {pair}, cipher_suites: [TLS_RSA_WITH_RC4_128_SHA, TLS_RSA_WITH_AES_128_CBC_SHA] }}"), ":1:0: insecure cipher suites configured without 'allow_insecure_cipher_suites' option set: TLS_RSA_WITH_RC4_128_SHA, TLS_RSA_WITH_AES_128_CBC_SHA".to_string()),
+            (&format!("tls {{\n  {pair}\n  curve_preferences: [\n P256\n]\n}}"), ":4:2: unrecognized curve preference P256".to_string()),
+            (&format!("tls {{\n  {pair}\n  curve_preferences: []\n}}"), ":3:3: error parsing tls config, 'curve_preferences' cannot be empty".to_string()),
+            (&format!("tls {{\n  {pair}\n  min_version: 1.3\n}}"), ":3:3: error parsing tls config: 'min_version' wrong type: 1.3".to_string()),
+            (&format!("tls {{\n  {pair}\n  min_version: \"1.1\"\n}}"), ":3:3: error parsing tls config: unsupported TLS version: TLS 1.1".to_string()),
+            (&format!("tls {{\n  {pair}\n  min_version: \"TLS1.2\"\n}}"), ":3:3: error parsing tls config: unknown version: TLS1.2".to_string()),
+            (&format!("tls {{\n  {pair}\n  timeout: \"x\"\n}}"), ":3:3: error parsing tls config, 'timeout' time: invalid duration \"x\"".to_string()),
+            (&format!("tls {{\n  {pair}\n  timeout: true\n}}"), ":3:3: error parsing tls config, 'timeout' wrong type".to_string()),
+            (&format!("tls {{\n  {pair}\n  handshake_first: maybe\n}}"), ":3:3: field \"handshake_first\"'s value \"maybe\" is invalid".to_string()),
+            (&format!("tls {{\n  {pair}\n  immediate: 1\n}}"), ":3:3: field \"immediate\" should be a boolean or a string, got int64".to_string()),
+            (&format!("tls {{\n  {pair}\n  pinned_certs: abc\n}}"), ":3:3: error parsing tls config, expected 'pinned_certs' to be a list of hex-encoded sha256 of DER encoded SubjectPublicKeyInfo".to_string()),
+            (&format!("tls {{\n  {pair}\n  pinned_certs: [\n ABC\n]\n}}"), ":4:2: error parsing tls config, 'pinned_certs' key abc does not look like hex-encoded sha256 of DER encoded SubjectPublicKeyInfo".to_string()),
+            (&format!("tls {{\n  {pair}\n  verify_cert_and_check_known_urls: true\n}}"), ":3:3: verify_cert_and_check_known_urls not supported in this context".to_string()),
+        ] {
+            assert_eq!(load(&dir, text).unwrap_err(), [expected.as_str()], "{text}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_natsring_cannot_do_is_refused_by_name() {
+        let dir = temp_dir("config-refusals");
+        write_pair(&dir, "server");
+        let pair = "cert_file: $CERT, key_file: $KEY";
+        for (text, expected) in [
+            (format!("tls {{\n  {pair}\n  cert_store: WindowsCurrentUser\n}}"), ":3:3: field \"cert_store\" is not supported by natsring yet (TLS certificate stores)"),
+            (format!("tls {{\n  {pair}\n  ocsp_peer: true\n}}"), ":3:3: field \"ocsp_peer\" is not supported by natsring yet (OCSP checks of client certificates)"),
+            (format!("tls {{\n  certs: []\n}}"), ":2:3: field \"certs\" is not supported by natsring yet (several TLS certificates)"),
+            (format!("tls {{\n  {pair}\n  connection_rate_limit: 5\n}}"), ":3:3: field \"connection_rate_limit\" is not supported by natsring yet (TLS connection rate limits)"),
+            (format!("tls {{\n  {pair}\n  insecure: true\n}}"), ":3:3: field \"insecure\" is not supported by natsring yet (skipping TLS verification)"),
+            (format!("tls {{\n  {pair}\n  cipher_suites: [\n TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA\n]\n}}"), ":4:2: cipher suite TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not supported by natsring (its TLS library implements no CBC suites)"),
+            (format!("tls {{ {pair}, allow_insecure_cipher_suites: true, cipher_suites: [TLS_RSA_WITH_AES_128_GCM_SHA256] }}"), ":1:0: insecure cipher suites are not supported by natsring (its TLS library implements none): TLS_RSA_WITH_AES_128_GCM_SHA256"),
+            (format!("tls {{\n  {pair}\n  curve_preferences: [\n CurveP521\n]\n}}"), ":4:2: curve preference CurveP521 is not supported by natsring (its TLS library implements X25519, CurveP256 and CurveP384)"),
+            (format!("tls {{ {pair}, verify: true }}"), ":1:0: 'verify' without 'ca_file' is not supported by natsring yet (client certificates are checked against 'ca_file' only)"),
+            (format!("tls {{\n  {pair}\n  timeout: -1\n}}"), ":3:3: error parsing tls config, 'timeout' of -1 seconds is out of range (natsring needs 0 to 3600 seconds, 0 for the default)"),
+        ] {
+            assert_eq!(load(&dir, &text).unwrap_err(), [expected], "{text}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
