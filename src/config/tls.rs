@@ -776,7 +776,7 @@ mod tests {
         for (text, expected) in [
             (format!("tls {{\n  {pair}\n  cert_store: WindowsCurrentUser\n}}"), ":3:3: field \"cert_store\" is not supported by natsring yet (TLS certificate stores)"),
             (format!("tls {{\n  {pair}\n  ocsp_peer: true\n}}"), ":3:3: field \"ocsp_peer\" is not supported by natsring yet (OCSP checks of client certificates)"),
-            (format!("tls {{\n  certs: []\n}}"), ":2:3: field \"certs\" is not supported by natsring yet (several TLS certificates)"),
+            ("tls {\n  certs: []\n}".to_string(), ":2:3: field \"certs\" is not supported by natsring yet (several TLS certificates)"),
             (format!("tls {{\n  {pair}\n  connection_rate_limit: 5\n}}"), ":3:3: field \"connection_rate_limit\" is not supported by natsring yet (TLS connection rate limits)"),
             (format!("tls {{\n  {pair}\n  insecure: true\n}}"), ":3:3: field \"insecure\" is not supported by natsring yet (skipping TLS verification)"),
             (format!("tls {{\n  {pair}\n  cipher_suites: [\n TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA\n]\n}}"), ":4:2: cipher suite TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not supported by natsring (its TLS library implements no CBC suites)"),
