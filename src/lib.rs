@@ -21,6 +21,7 @@ mod shard;
 pub mod signals;
 pub mod stats;
 pub mod sublist;
+pub mod tls;
 pub mod xshard;
 
 pub use config::Options;

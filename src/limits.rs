@@ -39,6 +39,16 @@ pub const LAME_DUCK_DURATION_MS_MIN: u64 = 30_000;
 /// Lame duck mode closes no client for this long by default, so clients can move on their own
 /// (nats-server `DEFAULT_LAME_DUCK_GRACE_PERIOD`).
 pub const LAME_DUCK_GRACE_PERIOD_MS_DEFAULT: u64 = 10_000;
+/// How long a client's TLS handshake may take before the connection is closed (nats-server
+/// `TLS_TIMEOUT`, 2 s; `tls { timeout }`).
+pub const TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// The longest `tls { timeout }` a file may set, in seconds (a float, as nats-server reads it):
+/// a handshake slower than an hour is a stuck client, and the bound keeps the conversion to a
+/// `Duration` exact.
+pub const TLS_HANDSHAKE_TIMEOUT_SECONDS_MAX: f64 = 3_600.0;
+/// With `handshake_first: auto`, how long the server waits for a client's TLS hello before it
+/// sends INFO in the clear (nats-server `DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK_DELAY`, 50 ms).
+pub const TLS_HANDSHAKE_FIRST_FALLBACK_MS_DEFAULT: u64 = 50;
 /// Of repeated failed connect attempts, every this many is logged (nats-server
 /// `DEFAULT_CONNECT_ERROR_REPORTS`: once an hour at one attempt a second).
 pub const CONNECT_ERROR_REPORTS_DEFAULT: u32 = 3600;
@@ -252,6 +262,7 @@ const _: () = assert!(COMPLETION_BATCH_MAX <= RING_COMPLETION_ENTRIES as usize);
 const _: () = assert!(RECV_BYTES_PER_ROUND_MAX >= RECV_BUFFER_BYTES as usize);
 const _: () = assert!(FIRST_PING_INTERVAL_MS < PING_INTERVAL_MS_DEFAULT);
 const _: () = assert!(LAME_DUCK_GRACE_PERIOD_MS_DEFAULT < LAME_DUCK_DURATION_MS_MIN);
+const _: () = assert!(TLS_HANDSHAKE_FIRST_FALLBACK_MS_DEFAULT < TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT);
 const _: () = assert!(LAME_DUCK_DURATION_MS_MIN <= LAME_DUCK_DURATION_MS_DEFAULT);
 const _: () = assert!(SHARDS_MAX <= 1 << 8);
 const _: () = assert!(TIMER_TICK_MS < 1000 && PUBLISHER_PAUSE_MS_MAX < TIMER_TICK_MS);

@@ -146,6 +146,52 @@ fn dash_t_prints_what_nats_server_prints() {
     );
 }
 
+/// `-t` on client TLS blocks: a certificate and key made here by rcgen (never committed), then
+/// blocks both servers take, and blocks both refuse with the same words at the same place
+/// (nats-server loads the files while it parses, and so does natsring).
+#[test]
+fn dash_t_on_tls_blocks_prints_what_nats_server_prints() {
+    let dir = temp_path("tls-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).unwrap();
+    let other_key = dir.join("other-key.pem");
+    std::fs::write(&other_key, other.signing_key.serialize_pem()).unwrap();
+    let (cert, key, other_key, missing) = (
+        cert.display().to_string(),
+        key.display().to_string(),
+        other_key.display().to_string(),
+        dir.join("missing.pem").display().to_string(),
+    );
+    for text in [
+        format!("tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n}}\nallow_non_tls: true\n"),
+        format!("tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n  ca_file: \"{cert}\"\n  verify_and_map: true\n  timeout: 0.5\n  handshake_first: auto\n  min_version: \"1.3\"\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n  curve_preferences: [X25519, CurveP256]\n}}\n"),
+        format!("tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{missing}\"\n}}\n"),
+        format!("tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{other_key}\"\n}}\n"),
+        format!("tls {{\n  cert_file: \"{cert}\"\n}}\n"),
+        format!("tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n  ca_file: \"{missing}\"\n}}\n"),
+        format!("tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n  min_version: \"1.1\"\n}}\n"),
+        format!("tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n  bogus: 1\n}}\n"),
+        "tls: true\nallow_non_tls: 1\n".to_string(),
+    ] {
+        let file = conf_file(&text);
+        let (reference_accepts, reference_says) = check("nats-server", &file);
+        let (accepts, says) = check(natsring(), &file);
+        assert_eq!(accepts, reference_accepts, "{text}: {says} / {reference_says}");
+        assert_eq!(
+            message_lines(&says, "natsring"),
+            message_lines(&reference_says, "nats-server"),
+            "{text}"
+        );
+        std::fs::remove_file(&file).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn features_natsring_does_not_have_yet_are_refused_by_name() {
     for (text, key, feature) in [

@@ -74,6 +74,16 @@ enum Target {
     Password,
     /// `--auth`: the token.
     Token,
+    /// `--tls`: client TLS on (from the `--tls*` flags) or, given false, off.
+    Tls,
+    /// `--tlscert`: the server's certificate file; implies `--tls`.
+    TlsCert,
+    /// `--tlskey`: the certificate's key file; implies `--tls`.
+    TlsKey,
+    /// `--tlsverify`: require client certificates; implies `--tls`.
+    TlsVerify,
+    /// `--tlscacert`: the CA client certificates must chain to; implies `--tls`.
+    TlsCaCert,
     LogSizeLimit,
     ConfigFile,
     CheckConfig,
@@ -125,6 +135,11 @@ const FLAGS: &[Flag] = &[
     flag(&["user"], Kind::Text, Target::Username),
     flag(&["pass"], Kind::Text, Target::Password),
     flag(&["auth"], Kind::Text, Target::Token),
+    flag(&["tls"], Kind::Bool, Target::Tls),
+    flag(&["tlscert"], Kind::Text, Target::TlsCert),
+    flag(&["tlskey"], Kind::Text, Target::TlsKey),
+    flag(&["tlsverify"], Kind::Bool, Target::TlsVerify),
+    flag(&["tlscacert"], Kind::Text, Target::TlsCaCert),
     flag(&["log_size_limit"], Kind::Integer, Target::LogSizeLimit),
     flag(&["c", "config"], Kind::Text, Target::ConfigFile),
     flag(&["t"], Kind::Bool, Target::CheckConfig),
@@ -139,11 +154,6 @@ const FLAGS: &[Flag] = &[
     flag(&["max_traced_msg_len"], Kind::Integer, Target::Unsupported),
     flag(&["js", "jetstream"], Kind::Bool, Target::Unsupported),
     flag(&["sd", "store_dir"], Kind::Text, Target::Unsupported),
-    flag(&["tls"], Kind::Bool, Target::Unsupported),
-    flag(&["tlscert"], Kind::Text, Target::Unsupported),
-    flag(&["tlskey"], Kind::Text, Target::Unsupported),
-    flag(&["tlsverify"], Kind::Bool, Target::Unsupported),
-    flag(&["tlscacert"], Kind::Text, Target::Unsupported),
     flag(&["routes"], Kind::Text, Target::Unsupported),
     flag(
         &["cluster", "cluster_listen"],
@@ -205,6 +215,7 @@ impl Invocation {
     pub fn load(&self) -> Result<Loaded, ConfigError> {
         let (mut options, warnings) = self.file_options()?;
         apply_flags(&mut options, &self.flags);
+        apply_tls_flags(&mut options, &self.flags).map_err(ConfigError)?;
         options.validate().map_err(ConfigError)?;
         Ok(Loaded { options, warnings })
     }
@@ -312,6 +323,15 @@ fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
             (Target::Shards, Value::Integer(shards)) => options.shards = *shards as usize,
             (Target::PinShards, Value::Bool(on)) => options.pin_shards = *on,
             (Target::BusyPoll, Value::Integer(micros)) => options.busy_poll_micros = *micros as u64,
+            // Together, after the file is read: `apply_tls_flags`.
+            (
+                Target::Tls
+                | Target::TlsCert
+                | Target::TlsKey
+                | Target::TlsVerify
+                | Target::TlsCaCert,
+                _,
+            ) => {}
             (target, value) => {
                 unreachable!("flag {target:?} with {value:?} is not an option setting")
             }
@@ -332,6 +352,58 @@ fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
     if let Some(on) = trace_verbose {
         options.trace = on;
     }
+}
+
+/// The `--tls*` flags over the file's options, as nats-server's `overrideTLS` applies them:
+/// `--tls=false` turns client TLS off (and the other `--tls*` flags are ignored); otherwise any
+/// `--tls*` flag makes a TLS configuration from the flags alone (`--tlscert`, `--tlskey`,
+/// `--tlscacert`, `--tlsverify`, default suites and curves), which must name a certificate and
+/// a key, and whose files are loaded to check them. What nats-server keeps from the file's
+/// `tls {}` block (its other fields live outside `TLSConfig`) natsring keeps too: `timeout`,
+/// `pinned_certs`, `handshake_first` and its fallback, and `verify_and_map` when the flags
+/// verify. The error is nats-server's text.
+fn apply_tls_flags(options: &mut Options, flags: &[FlagSetting]) -> Result<(), String> {
+    let mut given = false;
+    let mut enabled = None;
+    let (mut cert_file, mut key_file, mut ca_file) = (String::new(), String::new(), String::new());
+    let mut verify = false;
+    for setting in flags {
+        match (setting.target, &setting.value) {
+            (Target::Tls, Value::Bool(on)) => enabled = Some(*on),
+            (Target::TlsCert, Value::Text(path)) => cert_file.clone_from(path),
+            (Target::TlsKey, Value::Text(path)) => key_file.clone_from(path),
+            (Target::TlsCaCert, Value::Text(path)) => ca_file.clone_from(path),
+            (Target::TlsVerify, Value::Bool(on)) => verify = *on,
+            _ => continue,
+        }
+        given = true;
+    }
+    if !given {
+        return Ok(());
+    }
+    if enabled == Some(false) {
+        options.tls = None;
+        return Ok(());
+    }
+    if cert_file.is_empty() {
+        return Err("TLS Server certificate must be present and valid".to_string());
+    }
+    if key_file.is_empty() {
+        return Err("TLS Server private key must be present and valid".to_string());
+    }
+    let mut tls = super::TlsOptions::new(cert_file.into(), key_file.into());
+    tls.ca_file = non_empty(ca_file).map(Into::into);
+    tls.verify = verify;
+    if let Some(file) = options.tls.take() {
+        tls.timeout = file.timeout;
+        tls.pinned_certs = file.pinned_certs;
+        tls.handshake_first = file.handshake_first;
+        tls.handshake_first_fallback = file.handshake_first_fallback;
+        tls.verify_and_map = file.verify_and_map && verify;
+    }
+    crate::tls::load(&tls)?;
+    options.tls = Some(tls);
+    Ok(())
 }
 
 /// Parse state: what is decided only after all flags are seen.
@@ -728,6 +800,13 @@ Authorization Options:
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
 
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
+
 Shard Options (natsring only):
         --shards <n>                 Event loops, one thread each (default: 0, one per CPU the process may run on)
         --pin_shards                 Pin shard i to the i-th CPU the process may run on (default: false)
@@ -739,8 +818,7 @@ Common Options:
 
 Not Supported Yet (nats-server flags; natsring stops with an error and exit status 1):
     -ms, --https_port   -s, --syslog   -r, --remote_syslog
-    --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --tls   --tlscert
-    --tlskey   --tlsverify   --tlscacert   --routes
+    --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --routes
     --cluster   --cluster_listen   --cluster_name   --no_advertise
     --cluster_advertise   --connect_retries   --profile   --help_tls
 
@@ -1227,6 +1305,113 @@ mod tests {
         assert_eq!(options.auth.username, None);
     }
 
+    /// Loads the options of `args`, with `$CERT`, `$KEY` and `$DIR` replaced.
+    fn load_with(dir: &std::path::Path, args: &[&str]) -> Result<Options, ConfigError> {
+        let args: Vec<String> = args
+            .iter()
+            .map(|arg| {
+                arg.replace("$CERT", &dir.join("server-cert.pem").display().to_string())
+                    .replace("$KEY", &dir.join("server-key.pem").display().to_string())
+                    .replace("$DIR", &dir.display().to_string())
+            })
+            .collect();
+        match parse_args(args.clone()) {
+            Ok(Command::Run(invocation)) => invocation.options(),
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_flags_as_nats_server_applies_them() {
+        use crate::tls::test_files::{temp_dir, write_pair};
+        let dir = temp_dir("cli-flags");
+        write_pair(&dir, "server");
+        let cert_file = dir.join("server-cert.pem");
+        let key_file = dir.join("server-key.pem");
+        let tls = load_with(&dir, &["--tls", "--tlscert", "$CERT", "--tlskey", "$KEY"])
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(
+            tls,
+            super::super::TlsOptions::new(cert_file.clone(), key_file.clone())
+        );
+        // Any --tls* flag implies --tls.
+        let tls = load_with(
+            &dir,
+            &[
+                "-tlscert=$CERT",
+                "-tlskey=$KEY",
+                "--tlsverify",
+                "--tlscacert",
+                "$CERT",
+            ],
+        )
+        .unwrap()
+        .tls
+        .unwrap();
+        assert!(tls.verify);
+        assert_eq!(tls.ca_file, Some(cert_file.clone()));
+        // --tls=false turns TLS off, whatever the other flags say.
+        let options = load_with(&dir, &["--tls=false", "--tlscert", "$CERT"]).unwrap();
+        assert_eq!(options.tls, None);
+        // nats-server's errors.
+        assert_eq!(
+            load_with(&dir, &["--tlsverify"]).unwrap_err().0,
+            "TLS Server certificate must be present and valid"
+        );
+        assert_eq!(
+            load_with(&dir, &["--tls", "--tlscert", "$CERT"])
+                .unwrap_err()
+                .0,
+            "TLS Server private key must be present and valid"
+        );
+        assert_eq!(
+            load_with(&dir, &["--tlscert", "$CERT", "--tlskey", "$DIR/nope.pem"])
+                .unwrap_err()
+                .0,
+            format!(
+                "error parsing X509 certificate/key pair: open {}/nope.pem: no such file or directory",
+                dir.display()
+            )
+        );
+
+        // Flags win over the file's block, which keeps what lives outside nats-server's
+        // TLSConfig; --tls=false turns the file's TLS off.
+        let file = dir.join("tls.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "tls {{ cert_file: \"{}\", key_file: \"{}\", timeout: 5, handshake_first: true, min_version: \"1.3\" }}\n",
+                cert_file.display(),
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        let config = file.display().to_string();
+        let tls = load_with(
+            &dir,
+            &["-c", &config, "--tlscert", "$CERT", "--tlskey", "$KEY"],
+        )
+        .unwrap()
+        .tls
+        .unwrap();
+        assert_eq!(tls.timeout, std::time::Duration::from_secs(5));
+        assert!(tls.handshake_first);
+        assert_eq!(
+            tls.min_version, None,
+            "the flags' TLSConfig has the defaults"
+        );
+        let options = load_with(&dir, &["-c", &config, "--tls=false"]).unwrap();
+        assert_eq!(options.tls, None);
+        let options = load_with(&dir, &["-c", &config]).unwrap();
+        assert_eq!(
+            options.tls.unwrap().min_version,
+            Some(super::super::TlsVersion::V1_3)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn unsupported_nats_server_flags_are_refused_by_name() {
         assert_eq!(
@@ -1234,7 +1419,7 @@ mod tests {
             "natsring: flag -https_port is not supported yet (see natsring -h)"
         );
         assert!(error(&["-js"]).contains("flag -js is not supported yet"));
-        assert!(error(&["--tls"]).contains("flag -tls is not supported yet"));
+        assert!(error(&["--help_tls"]).contains("flag -help_tls is not supported yet"));
         // Their values are still checked the way nats-server checks them.
         assert_eq!(
             error(&["-ms", "maybe"]),

@@ -94,7 +94,7 @@ const NOT_YET: &[(&[&str], &str)] = &[
         "authentication, authorization and accounts",
     ),
     (&["https", "https_port"], "HTTPS monitoring (TLS)"),
-    (&["tls", "allow_non_tls", "ocsp", "ocsp_cache"], "TLS"),
+    (&["ocsp", "ocsp_cache"], "OCSP stapling"),
     (&["cluster"], "clustering (routes)"),
     (&["gateway"], "gateways"),
     (&["leaf", "leafnodes"], "leaf nodes"),
@@ -278,6 +278,12 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
             }
         }
         "no_header_support" => set_bool(&mut options.no_header_support, item, report),
+        "tls" => {
+            if let Some(tls) = super::tls::parse_block(item, report) {
+                options.tls = Some(tls);
+            }
+        }
+        "allow_non_tls" => set_bool(&mut options.allow_non_tls, item, report),
         "lame_duck_duration" => {
             if let Some(text) = string(item, report) {
                 match go::parse_duration(text) {
@@ -845,7 +851,7 @@ mod tests {
                 "authentication, authorization and accounts",
             ),
             ("https_port: 8222", "HTTPS monitoring (TLS)"),
-            ("tls {}", "TLS"),
+            ("ocsp: true", "OCSP stapling"),
             ("websocket {}", "WebSocket"),
             ("server_tags: [a]", "this setting"),
         ] {

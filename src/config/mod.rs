@@ -23,6 +23,7 @@ pub mod conf;
 mod file;
 pub mod go;
 mod reload;
+pub mod tls;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -34,6 +35,7 @@ use crate::limits;
 
 pub use cli::{parse_args, usage, version_text, Invocation, SignalRequest, CLI_ERROR_EXIT_CODE};
 pub use reload::{reload_notices, reload_refusal, ReloadRefused};
+pub use tls::{TlsOptions, TlsVersion};
 
 /// Everything the server needs to run, with nats-server's defaults. Produced by
 /// [`Invocation::options`] (or built directly by tests and embedders).
@@ -86,6 +88,13 @@ pub struct Options {
     pub write_deadline: Duration,
     /// Refuse headers (`no_header_support`): INFO says `headers:false`, HPUB is an error.
     pub no_header_support: bool,
+
+    /// Client TLS (`tls {}`, `--tls`, `--tlscert`, `--tlskey`, `--tlsverify`, `--tlscacert`);
+    /// `None`: clients connect in the clear.
+    pub tls: Option<TlsOptions>,
+    /// With `tls`: clients may also connect without TLS (`allow_non_tls`; INFO then says
+    /// `tls_available` instead of `tls_required`). Without `tls` it changes nothing.
+    pub allow_non_tls: bool,
 
     /// Lame duck mode lasts this long in all (`lame_duck_duration`): the grace period, then
     /// the clients' closes spread over the rest.
@@ -177,6 +186,8 @@ impl Default for Options {
             ping_max: limits::PINGS_OUTSTANDING_MAX_DEFAULT,
             write_deadline: Duration::from_millis(limits::WRITE_DEADLINE_MS_DEFAULT),
             no_header_support: false,
+            tls: None,
+            allow_non_tls: false,
             lame_duck_duration: Duration::from_millis(limits::LAME_DUCK_DURATION_MS_DEFAULT),
             lame_duck_grace_period: Duration::from_millis(
                 limits::LAME_DUCK_GRACE_PERIOD_MS_DEFAULT,
@@ -449,6 +460,7 @@ mod tests {
         assert!(!options.logtime_utc && !options.debug && !options.trace);
         assert!(!options.no_header_support && !options.pin_shards);
         assert_eq!(options.shards, 0);
+        assert!(options.tls.is_none() && !options.allow_non_tls);
         assert!(options.server_name.is_none() && options.log_file.is_none());
         assert!(options.pid_file.is_none() && options.ports_file_dir.is_none());
     }

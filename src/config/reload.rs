@@ -9,6 +9,12 @@
 //! from changing, and refusing would throw away the rest of an operator's edit. It refuses the
 //! ones that shape what is already open: the listen address, the server's name, header support
 //! (clients negotiated it), and its own shard layout.
+//!
+//! Client TLS reloads, as in nats-server (the new certificate, key, CA and verification apply
+//! to connections accepted after the reload): `tls = enabled|disabled`, `tls timeout`,
+//! `pinned_certs` and the handshake-first settings are announced in nats-server's words.
+//! natsring also reloads `allow_non_tls` and `verify_and_map`, which nats-server refuses
+//! (`AllowNonTLS`, `TLSMap`): each is read when a client connects.
 
 use std::path::PathBuf;
 
@@ -228,6 +234,93 @@ fn auth_notices(old: &Options, new: &Options) -> Vec<String> {
 /// How one option's value is written in a notice.
 type Shown = fn(&Options) -> String;
 
+/// The notices of client TLS changes, in nats-server's order and words (`allow_non_tls`, which
+/// nats-server does not reload, in natsring's).
+fn tls_notices(old: &Options, new: &Options) -> Vec<String> {
+    let timeout = |options: &Options| {
+        options.tls.as_ref().map_or(
+            std::time::Duration::from_millis(crate::limits::TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT),
+            |tls| tls.timeout,
+        )
+    };
+    // What nats-server's `tls.Config` holds: a change of any of it is `tls = ...`.
+    let config = |options: &Options| {
+        options.tls.clone().map(|tls| super::TlsOptions {
+            timeout: std::time::Duration::ZERO,
+            pinned_certs: Vec::new(),
+            handshake_first: false,
+            handshake_first_fallback: None,
+            ..tls
+        })
+    };
+    let pinned = |options: &Options| options.tls.as_ref().map_or(0, |tls| tls.pinned_certs.len());
+    // No block and an empty list both pin nothing (nats-server's nil set).
+    let pinned_certs = |options: &Options| {
+        options
+            .tls
+            .as_ref()
+            .map(|tls| tls.pinned_certs.clone())
+            .unwrap_or_default()
+    };
+    let pinned_changed = pinned_certs(old) != pinned_certs(new);
+    let handshake_first =
+        |options: &Options| options.tls.as_ref().is_some_and(|tls| tls.handshake_first);
+    let fallback = |options: &Options| {
+        options
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.handshake_first_fallback)
+            .unwrap_or_default()
+    };
+    let changes = [
+        (
+            timeout(old) != timeout(new),
+            format!(
+                "Reloaded: tls timeout = {}",
+                super::auth_file::go_float(timeout(new).as_secs_f64())
+            ),
+        ),
+        (
+            config(old) != config(new),
+            format!(
+                "Reloaded: tls = {}",
+                if new.tls.is_some() {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+            ),
+        ),
+        (
+            pinned_changed,
+            format!("Reloaded: {} pinned_certs", pinned(new)),
+        ),
+        (
+            handshake_first(old) != handshake_first(new),
+            format!(
+                "Reloaded: Client TLS handshake first: {}",
+                handshake_first(new)
+            ),
+        ),
+        (
+            fallback(old) != fallback(new),
+            format!(
+                "Reloaded: Client TLS handshake first fallback delay: {}",
+                format_std_duration(fallback(new))
+            ),
+        ),
+        (
+            old.allow_non_tls != new.allow_non_tls,
+            format!("Reloaded: allow_non_tls = {}", new.allow_non_tls),
+        ),
+    ];
+    changes
+        .into_iter()
+        .filter(|(changed, _)| *changed)
+        .map(|(_, notice)| notice)
+        .collect()
+}
+
 /// The `Reloaded: <key> = <value>` lines for what differs between `old` and `new`, in
 /// nats-server's words where it has them.
 pub fn reload_notices(old: &Options, new: &Options) -> Vec<String> {
@@ -283,9 +376,14 @@ pub fn reload_notices(old: &Options, new: &Options) -> Vec<String> {
             format!("{verb}: {key} = {value}")
         })
     };
+    // And its TLS fields right before `write_deadline`.
+    let (before_tls, after_tls) = after_auth.split_at(9);
+    debug_assert_eq!(after_tls[0].0, "write_deadline");
     let mut notices: Vec<String> = before_auth.iter().filter_map(notice).collect();
     notices.extend(auth_notices(old, new));
-    notices.extend(after_auth.iter().filter_map(notice));
+    notices.extend(before_tls.iter().filter_map(notice));
+    notices.extend(tls_notices(old, new));
+    notices.extend(after_tls.iter().filter_map(notice));
     notices
 }
 
@@ -356,6 +454,70 @@ mod tests {
             ]
         );
         assert!(reload_notices(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn tls_reloads_with_nats_server_notices() {
+        use crate::config::TlsOptions;
+        use std::time::Duration;
+        let old = Options::default();
+        let tls = TlsOptions::new("cert.pem".into(), "key.pem".into());
+        let new = Options {
+            tls: Some(tls.clone()),
+            allow_non_tls: true,
+            write_deadline: Duration::from_secs(3),
+            ping_max: 5,
+            ..old.clone()
+        };
+        assert_eq!(reload_refusal(&old, &new), None);
+        assert_eq!(
+            reload_notices(&old, &new),
+            [
+                "Reloaded: ping_max = 5",
+                "Reloaded: tls = enabled",
+                "Reloaded: allow_non_tls = true",
+                "Reloaded: write_deadline = 3s",
+            ]
+        );
+        let changed = Options {
+            tls: Some(TlsOptions {
+                timeout: Duration::from_millis(1500),
+                pinned_certs: vec![[1; 32], [2; 32]],
+                handshake_first: true,
+                handshake_first_fallback: Some(Duration::from_millis(50)),
+                ..tls.clone()
+            }),
+            ..new.clone()
+        };
+        assert_eq!(reload_refusal(&new, &changed), None);
+        assert_eq!(
+            reload_notices(&new, &changed),
+            [
+                "Reloaded: tls timeout = 1.5",
+                "Reloaded: 2 pinned_certs",
+                "Reloaded: Client TLS handshake first: true",
+                "Reloaded: Client TLS handshake first fallback delay: 50ms",
+            ]
+        );
+        let verified = Options {
+            tls: Some(TlsOptions {
+                verify: true,
+                verify_and_map: true,
+                ca_file: Some("ca.pem".into()),
+                ..tls
+            }),
+            ..new.clone()
+        };
+        assert_eq!(reload_notices(&new, &verified), ["Reloaded: tls = enabled"]);
+        assert_eq!(
+            reload_notices(&new, &old),
+            [
+                "Reloaded: ping_max = 2",
+                "Reloaded: tls = disabled",
+                "Reloaded: allow_non_tls = false",
+                "Reloaded: write_deadline = 10s",
+            ]
+        );
     }
 
     #[test]
