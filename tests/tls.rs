@@ -15,14 +15,16 @@
 //! What nats-server 2.15.1 sends, recorded here and asserted below:
 //! - to a plain client on a TLS-required port: its INFO (plain text, `"tls_required":true`),
 //!   then, whatever the client sends, no byte more. `CONNECT {}\r\nPING\r\n` is closed at once
-//!   (Go's TLS server reads the first record header, `CONN`, and fails: "first record does not
-//!   look like a TLS handshake"); a silent client is closed after `tls.timeout`. nats-server's
+//!   with a FIN (Go's TLS server reads `CONNE` as a record header and fails: "first record does
+//!   not look like a TLS handshake"); a silent client is closed after `tls.timeout`. nats-server's
 //!   `tlsTimeout` (server.go) queues `-ERR 'Secure Connection - TLS Required'`, but on the TLS
 //!   connection whose handshake never finished, so it never reaches the wire;
 //! - with `handshake_first`, nothing at all before the client's ClientHello: a client waiting
 //!   for INFO is closed after `tls.timeout` without a byte;
 //! - to a ClientHello on a plain port: its INFO, then `-ERR 'Unknown Protocol Operation'\r\n`,
-//!   and the close.
+//!   and the close;
+//! - to a client without a certificate under `verify`, the TLS 1.3 alert `certificate_required`;
+//!   to one with a certificate of another CA, `unknown_ca`.
 
 mod common;
 
