@@ -2,6 +2,7 @@
 //! and the reference nats-server started as a child process for differential tests.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod shapes;
 
 use std::io::{Read, Write};
