@@ -154,7 +154,7 @@ impl Server {
         // The options in force say the port bound (a random one included), as nats-server's
         // do: a reload compares with it.
         let options = Options { port, ..options };
-        let tls = dev_tls()?;
+        let tls = client_tls(&options).map_err(io::Error::other)?;
         let shared = Shared::new(
             Settings::new(options, info, None, operator).with_tls(tls),
             mailboxes,
@@ -342,6 +342,7 @@ impl ServerHandle {
         let operator = crate::auth::operator::OperatorMode::new(&options)
             .map_err(config::ReloadRefused)?
             .map(Arc::new);
+        let tls = client_tls(&options).map_err(config::ReloadRefused)?;
         crate::log::init(&options).map_err(|err| config::ReloadRefused(err.to_string()))?;
         let notices = config::reload_notices(old, &options);
         let old_max_connections = old.max_connections;
@@ -368,9 +369,8 @@ impl ServerHandle {
             port: old.port,
             ..options
         };
-        let settings = Arc::new(
-            Settings::new(options, info, Some(&current), operator).with_tls(current.tls.clone()),
-        );
+        let settings =
+            Arc::new(Settings::new(options, info, Some(&current), operator).with_tls(tls));
         *current = Arc::clone(&settings);
         // A shard that is gone (stopping) has nothing left to apply them to.
         self.shared
@@ -691,35 +691,23 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-/// TEMPORARY (until the configuration's `tls {}` lands): NATSRING_DEV_TLS=cert.pem:key.pem.
-fn dev_tls() -> io::Result<Option<Arc<crate::shard::ClientTls>>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let Ok(spec) = std::env::var("NATSRING_DEV_TLS") else {
+/// The shards' client TLS of `options` (`tls {}`, `--tls*`): the certificate, key and CA
+/// files are read again, so a reload serves new connections with the files as they are now.
+fn client_tls(options: &Options) -> Result<Option<Arc<crate::shard::ClientTls>>, String> {
+    let Some(tls) = &options.tls else {
         return Ok(None);
     };
-    let mut parts = spec.split(':');
-    let (cert, key) = (parts.next().unwrap(), parts.next().unwrap());
-    let first = parts.next() == Some("first");
-    let certs: Vec<_> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| io::Error::other(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| io::Error::other(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| io::Error::other(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    config.send_tls13_tickets = 0;
+    let loaded = crate::tls::load(tls)?;
     Ok(Some(Arc::new(crate::shard::ClientTls {
-        config: Arc::new(config),
-        timeout_ms: 2000,
-        handshake_first: first,
-        first_fallback_ms: None,
-        allow_non_tls: false,
-        verify: false,
+        config: loaded.config,
+        pinned_certs: loaded.pinned_certs,
+        timeout_ms: tls.timeout.as_millis() as u64,
+        handshake_first: tls.handshake_first,
+        first_fallback_ms: tls
+            .handshake_first_fallback
+            .map(|fallback| fallback.as_millis() as u64),
+        allow_non_tls: options.allow_non_tls,
+        verify: tls.verify || tls.verify_and_map,
+        verify_and_map: tls.verify_and_map,
     })))
 }

@@ -56,10 +56,7 @@ enum Server {
 /// The servers every TLS case runs against, in order. THE SWITCH: natsring has no TLS
 /// transport yet; when it lands, uncomment `Server::Natsring` here and every case below runs
 /// against it too, with the same configuration and the same expectations.
-const SERVERS: &[Server] = &[
-    Server::NatsServer,
-    // Server::Natsring,
-];
+const SERVERS: &[Server] = &[Server::NatsServer, Server::Natsring];
 
 /// Both servers, for the cases that need no TLS in the server (a TLS client on a plain port).
 const BOTH: &[Server] = &[Server::NatsServer, Server::Natsring];

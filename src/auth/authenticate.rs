@@ -236,7 +236,11 @@ impl Authenticator {
             .collect();
         Authenticator {
             required: auth.required() || no_auth_user_made || operator.is_some(),
-            timeout: auth.auth_timeout.unwrap_or(AUTH_TIMEOUT_DEFAULT),
+            // nats-server's default with TLS is the handshake's timeout and a second more.
+            timeout: auth.auth_timeout.unwrap_or_else(|| match &options.tls {
+                Some(tls) => tls.timeout + std::time::Duration::from_secs(1),
+                None => AUTH_TIMEOUT_DEFAULT,
+            }),
             token: auth.token.as_deref().map(global_with_secret),
             single: auth.username.clone().map(|user| {
                 let password = auth.password.as_deref().unwrap_or_default();

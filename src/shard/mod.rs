@@ -420,13 +420,19 @@ impl Shard {
         let Some(id) = cqueue::buffer_select(completion.flags) else {
             return completion;
         };
-        let lease = self
+        let mut lease = self
             .io
             .buf_ring
             .lease(id, completion.result.max(0) as usize);
         let token = Token::decode(completion.user_data).expect("a receive token");
         if let Some(conn) = self.core.conns.by_token(token) {
-            conn.held.push(lease.bytes());
+            if conn.transport.is_plain() {
+                conn.held.push(lease.bytes());
+            } else if completion.result > 0 {
+                // Held bytes are the session's: a transport's go through it now (paused, the
+                // plaintext that comes out is held).
+                self.core.on_input(token.slot, lease.bytes_mut());
+            }
         }
         self.io.buf_ring.give_back(lease);
         completion.flags &= !CQE_F_BUFFER;

@@ -62,6 +62,11 @@ pub struct ClientTls {
     /// `tls { verify }` (or `verify_and_map`): clients must present a certificate that
     /// `config`'s verifier accepts.
     pub verify: bool,
+    /// `tls { verify_and_map }`: the client's certificate names its user.
+    pub verify_and_map: bool,
+    /// `tls { pinned_certs }`: SHA-256 of the SubjectPublicKeyInfo of each client
+    /// certificate allowed; empty: any that `config` accepts.
+    pub pinned_certs: Vec<[u8; 32]>,
 }
 
 /// Where a TLS connection is.
@@ -280,11 +285,21 @@ impl TlsSession {
         received: &mut Received,
     ) -> Result<usize, rustls::Error> {
         let mut used = 0;
+        let mut told = false;
         loop {
             self.note_established(on_event);
+            let established = self.is_established();
             let UnbufferedStatus { mut discard, state } =
                 self.conn.process_tls_records(&mut buffer[used..]);
             let more = match state? {
+                // Plaintext that came with the handshake's last flight (CONNECT after the
+                // client's Finished): the handshake's end is told first.
+                ConnectionState::ReadTraffic(_) if !established && !told => {
+                    told = true;
+                    used += discard;
+                    self.note_established(on_event);
+                    continue;
+                }
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
                         let record = record?;
@@ -344,10 +359,26 @@ impl TlsSession {
 
     /// Encrypts `plaintext` onto the end of `out`, after any record rustls has to send first.
     fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), rustls::Error> {
+        let mut carry = std::mem::take(&mut self.carry);
+        let result = self.encrypt_with(&mut carry, plaintext, out);
+        self.carry = carry;
+        result
+    }
+
+    /// `encrypt`, with rustls handed the received bytes it has not consumed (`carry`): never
+    /// another buffer, since a handshake message it is joining refers to those bytes (handed
+    /// an empty one then, rustls 0.23 panics).
+    fn encrypt_with(
+        &mut self,
+        carry: &mut Vec<u8>,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), rustls::Error> {
         loop {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
-            match state? {
-                ConnectionState::WriteTraffic(mut traffic) => {
+            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(carry);
+            // None: again, after what rustls had to send first.
+            let done = match state? {
+                ConnectionState::WriteTraffic(mut traffic) => Some({
                     let start = out.len();
                     let records = plaintext.len().div_ceil(RECORD_PLAINTEXT_BYTES_MAX).max(1);
                     let mut room = plaintext.len() + records * RECORD_OVERHEAD_BYTES;
@@ -356,24 +387,32 @@ impl TlsSession {
                         match traffic.encrypt(plaintext, &mut out[start..]) {
                             Ok(written) => {
                                 out.truncate(start + written);
-                                return Ok(());
+                                break Ok(());
                             }
                             Err(EncryptError::InsufficientSize(short)) => {
                                 room = short.required_size
                             }
                             Err(_) => {
                                 out.truncate(start);
-                                return Err(rustls::Error::EncryptError);
+                                break Err(rustls::Error::EncryptError);
                             }
                         }
                     }
-                }
+                }),
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    encode_into(out, |buffer| encode.encode(buffer))
+                    encode_into(out, |buffer| encode.encode(buffer));
+                    None
                 }
-                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    None
+                }
                 // Decrypted bytes are always taken as they come, and a handshake is over.
-                _ => return Err(rustls::Error::EncryptError),
+                _ => Some(Err(rustls::Error::EncryptError)),
+            };
+            carry.drain(..discard);
+            if let Some(done) = done {
+                return done;
             }
         }
     }
@@ -382,8 +421,10 @@ impl TlsSession {
     /// and nothing is decrypted or encrypted after.
     fn fail(&mut self) {
         self.failed = true;
+        // As in `encrypt_with`: rustls sees the bytes it has not consumed, nothing else.
+        let mut carry = std::mem::take(&mut self.carry);
         for _ in 0..4 {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut carry);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut self.wire, |out| encode.encode(out))
@@ -650,6 +691,8 @@ mod tests {
             first_fallback_ms: None,
             allow_non_tls: false,
             verify: false,
+            verify_and_map: false,
+            pinned_certs: Vec::new(),
         }
     }
 
