@@ -25,10 +25,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-/// Encrypted bytes a connection queues at most before a write waits for the socket
-/// (rustls' default is 64 KiB).
-const SEND_BUFFER_BYTES_MAX: usize = 512 * 1024;
-
 /// How every connection of the run speaks TLS (`--tls`, `--tls-ca`, `--tls-cert`,
 /// `--tls-key`, `--tls-first`).
 #[derive(Clone, Debug)]
@@ -106,8 +102,6 @@ impl Tls {
         let mut connection =
             ClientConnection::new(Arc::clone(&self.config), self.server_name.clone())
                 .map_err(io::Error::other)?;
-        // A publisher's 256 KiB writes go out in one or two sends, not four of 64 KiB.
-        connection.set_buffer_limit(Some(SEND_BUFFER_BYTES_MAX));
         while connection.is_handshaking() {
             let (read, written) = connection
                 .complete_io(&mut socket)
