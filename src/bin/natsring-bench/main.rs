@@ -26,19 +26,28 @@
 //!   message carries its send time, so the report has delivery latency percentiles.
 //! - `idle`: `--conns` idle connections each holding one subscription; server memory per
 //!   connection.
+//! - `handshakes`: `--clients` threads each opening connections one after another for
+//!   `--seconds` (connect, TLS handshake with `--tls`, INFO, CONNECT, PING, PONG, close):
+//!   handshakes a second and server CPU per handshake (`handshakes.rs`).
 //! - `sink`: not a client: a trivial server that answers the handshake and the final PING and
 //!   discards everything else, the loopback ceiling for a publisher.
 //! - `bcrypt`: not a client: prints the bcrypt hash of `--pass` at `--cost` (for a server's
 //!   configuration) and, on stderr, what one check of it costs on this machine.
 //!
 //! With `--user U --pass P` every connection a mode makes presents them in its CONNECT.
+//! With `--tls` every connection (but `--auth-churn`'s) speaks TLS (`tls.rs`): it reads the
+//! server's plain INFO, handshakes, and sends everything after through TLS (`--tls-first`:
+//! it handshakes before the INFO, for a server with `handshake_first`). `--tls-ca` names the
+//! CA to trust; `--tls-cert`/`--tls-key` a client certificate.
 //!
 //! Every delivery is checked: a subscriber that misses or duplicates a message fails the
 //! run (exit status 1) unless `--allow-loss`.
 
 mod churn;
+mod handshakes;
 mod many;
 mod server_stats;
+mod tls;
 mod wire;
 
 use std::io::{self, Read, Write};
@@ -55,7 +64,7 @@ use serde::Serialize;
 use wire::{Client, Credentials, MsgCounter, Target};
 
 const USAGE: &str = "\
-usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink|bcrypt> [options]
+usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [options]
 
   --server HOST:PORT   server address (default 127.0.0.1:4222)
   --subject S          subject (default bench)
@@ -65,7 +74,8 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink|bcrypt> [options]
   --pubs N             publishers (default 1; 0 in sub mode)
   --subs N             subscribers, or responders in req mode (default 1; 0 in pub mode)
   --queue NAME         subscribers join this queue group
-  --clients N          requesters in req mode (default 1)
+  --clients N          requesters in req mode, concurrent connectors in handshakes mode
+                       (default 1)
   --background-rate R  req mode: one more publisher sends R msgs/s (to bench.background) meanwhile
   --background-size B  its payload size (default 16)
   --max-seconds S      req mode: each requester stops after S seconds even if --msgs are not done
@@ -76,7 +86,8 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink|bcrypt> [options]
   --conns N            idle connections in idle mode, publishers in many mode (default 1000)
   --rate R             many mode: messages per second from all publishers (default 1000000)
   --batch K            many mode: messages per publisher write (default 10)
-  --seconds S          many mode: how long the publishers send (default 5)
+  --seconds S          many mode: how long the publishers send; handshakes mode: how long
+                       the connectors connect (default 5)
   --table-subs N       before the run, one more connection subscribes N distinct subjects
                        (bench.table.<i>) that the run's messages do not match
   --server-pid PID     report this process's CPU per message and RSS
@@ -86,6 +97,12 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|sink|bcrypt> [options]
   --stall SECONDS      fail when no progress for this long (default 10)
   --allow-loss         report missing messages instead of failing
   --user U --pass P    every connection authenticates as U with password P
+  --tls                every connection speaks TLS after the server's INFO (not
+                       --auth-churn's)
+  --tls-ca PATH        PEM file of the CA the server's certificate chains to
+  --tls-cert PATH      PEM file of a client certificate (with --tls-key)
+  --tls-key PATH       PEM file of its private key
+  --tls-first          handshake before the INFO (the server's tls handshake_first)
   --port P             sink mode: port to listen on (default 4222)
   --cost C             bcrypt mode: the cost of the hash of --pass (default 11, as
                        `nats server passwd`)
@@ -130,7 +147,15 @@ struct Config {
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mode = args.first().ok_or("missing mode")?.clone();
     if ![
-        "pub", "sub", "pubsub", "req", "many", "idle", "sink", "bcrypt",
+        "pub",
+        "sub",
+        "pubsub",
+        "req",
+        "many",
+        "idle",
+        "handshakes",
+        "sink",
+        "bcrypt",
     ]
     .contains(&mode.as_str())
     {
@@ -141,6 +166,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             address: "127.0.0.1:4222".into(),
             shard_count: None,
             credentials: None,
+            tls: None,
         },
         subject: "bench".into(),
         payload_size: 16,
@@ -172,6 +198,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     };
     // Each given or not; paired (and the churn's defaulted) once all are read.
     let (mut user, mut pass, mut churn_user, mut churn_pass) = (None, None, None, None);
+    // `--tls` and its files: read into `target.tls` once all options are known.
+    let mut tls_options = None;
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
         let mut value = || {
@@ -217,6 +245,29 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--allow-loss" => config.allow_loss = true,
             "--port" => config.sink_port = number(flag, value()?)?,
             "--json" => config.json = true,
+            "--tls" => {
+                tls_options.get_or_insert_with(tls::TlsOptions::default);
+            }
+            "--tls-ca" => {
+                tls_options
+                    .get_or_insert_with(tls::TlsOptions::default)
+                    .ca_path = Some(value()?)
+            }
+            "--tls-cert" => {
+                tls_options
+                    .get_or_insert_with(tls::TlsOptions::default)
+                    .cert_path = Some(value()?)
+            }
+            "--tls-key" => {
+                tls_options
+                    .get_or_insert_with(tls::TlsOptions::default)
+                    .key_path = Some(value()?)
+            }
+            "--tls-first" => {
+                tls_options
+                    .get_or_insert_with(tls::TlsOptions::default)
+                    .first = true
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }
@@ -248,8 +299,18 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     if config.auth_churn_rate > 0.0 && config.mode != "req" {
         return Err("--auth-churn is for req mode".into());
     }
+    if tls_options.is_some() && config.auth_churn_rate > 0.0 {
+        return Err("--auth-churn does not speak TLS: not with --tls".into());
+    }
+    if tls_options.is_some() && config.mode == "sink" {
+        return Err("the sink does not speak TLS".into());
+    }
     if config.mode == "pubsub" && (config.publisher_count == 0 || config.subscriber_count == 0) {
         return Err("pubsub needs --pubs and --subs of at least 1".into());
+    }
+    if let Some(options) = &tls_options {
+        let tls = tls::Tls::new(options, &config.target.address).map_err(|err| err.to_string())?;
+        config.target.tls = Some(tls);
     }
     Ok(config)
 }
@@ -332,6 +393,7 @@ fn main() -> ExitCode {
         "req" => request_reply(&config).map(Some),
         "idle" => idle(&config).map(Some),
         "many" => many::run(&config).map(Some),
+        "handshakes" => handshakes::run(&config).map(Some),
         _ => throughput(&config).map(Some),
     };
     match result {
@@ -1110,6 +1172,15 @@ fn print_table(report: &Report) {
             report.conns,
             report.server_rss_per_conn_bytes.unwrap_or(0.0)
         );
+    } else if report.mode == "handshakes" {
+        println!(
+            "{:<12} {:>12} connections  {:>10}/s  from {} connectors  in {:.3} s",
+            "handshakes",
+            report.published,
+            rate(report.publish_rate_msgs),
+            report.conns,
+            report.seconds
+        );
     } else {
         println!(
             "{:<12} {:>12} msgs  {:>10}msg/s",
@@ -1129,7 +1200,8 @@ fn print_table(report: &Report) {
     if let Some(latency) = &report.latency_us {
         println!(
             "{:<12} p50 {:.1} us  p90 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us  ({} round trips)",
-            "latency", latency.p50, latency.p90, latency.p99, latency.p999, latency.max, latency.count
+            if report.mode == "handshakes" { "handshake" } else { "latency" },
+            latency.p50, latency.p90, latency.p99, latency.p999, latency.max, latency.count
         );
     }
     if let Some(churn) = &report.auth_churn {
@@ -1161,8 +1233,13 @@ fn print_table(report: &Report) {
         }
     }
     if let (Some(cpu), Some(per_msg)) = (report.server_cpu_seconds, report.server_cpu_ns_per_msg) {
+        let unit = if report.mode == "handshakes" {
+            "handshake"
+        } else {
+            "message"
+        };
         println!(
-            "{:<12} {cpu:.3} s, {per_msg:.1} ns per message",
+            "{:<12} {cpu:.3} s, {per_msg:.1} ns per {unit}",
             "server CPU"
         );
     }

@@ -74,7 +74,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
             let mut polled: Vec<libc::pollfd> = subscribers
                 .iter()
                 .map(|client| libc::pollfd {
-                    fd: client.stream.as_raw_fd(),
+                    fd: client.stream.socket().as_raw_fd(),
                     events: libc::POLLIN,
                     revents: 0,
                 })

@@ -6,10 +6,15 @@
 //! expected frame (a prefix compare and the trailing `\r\n`) and skips it by arithmetic; any
 //! other frame (a PING, a different MSG) goes through a general path that finds the end of
 //! the control line with memchr and skips the payload by its announced length.
+//!
+//! Connections read and write through [`Stream`]: plain TCP, or TLS (`tls.rs`) when the
+//! target says so.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+
+pub use crate::tls::{Stream, Tls};
 
 /// Bytes a publisher hands the kernel per write at least (a run of whole PUB frames, never
 /// fewer than `PUBLISH_WRITE_FRAMES_MIN`): one 64 KiB frame per write held a publisher to
@@ -30,6 +35,8 @@ pub struct Target {
     pub shard_count: Option<usize>,
     /// What every connection's CONNECT presents (`--user`, `--pass`); none: no credentials.
     pub credentials: Option<Credentials>,
+    /// How connections speak TLS (`--tls`); none: plain TCP.
+    pub tls: Option<Tls>,
 }
 
 /// A user name and password, as a CONNECT carries them (`user`, `pass`).
@@ -58,7 +65,7 @@ pub fn connect_and_ping(credentials: Option<&Credentials>) -> Vec<u8> {
 
 /// A connected, handshaken client connection.
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub client_id: u64,
     /// Bytes read past the handshake's PONG.
     pub leftover: Vec<u8>,
@@ -86,37 +93,42 @@ impl Client {
     }
 
     fn connect_once(target: &Target) -> io::Result<Client> {
-        let mut stream = TcpStream::connect(&target.address)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut buffer = vec![0u8; 4096];
-        let mut filled = 0;
-        let line_end = loop {
-            if let Some(end) = memchr::memchr(b'\n', &buffer[..filled]) {
-                break end;
+        let socket = TcpStream::connect(&target.address)?;
+        socket.set_nodelay(true)?;
+        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let (mut stream, info, leftover) = match &target.tls {
+            None => {
+                let mut stream = Stream::Plain(socket);
+                let (info, leftover) = read_info(&mut stream)?;
+                (stream, info, leftover)
             }
-            if filled == buffer.len() {
-                buffer.resize(buffer.len() * 2, 0);
+            Some(tls) if tls.first => {
+                let mut stream = tls.handshake(socket)?;
+                let (info, leftover) = read_info(&mut stream)?;
+                (stream, info, leftover)
             }
-            let read = stream.read(&mut buffer[filled..])?;
-            if read == 0 {
-                return Err(io::Error::other("server closed before INFO"));
+            Some(tls) => {
+                let mut socket = socket;
+                let (info, leftover) = read_info(&mut socket)?;
+                if !info_offers_tls(&info) {
+                    return Err(io::Error::other(
+                        "the server's INFO offers no TLS (no tls_required, no tls_available)",
+                    ));
+                }
+                if !leftover.is_empty() {
+                    return Err(io::Error::other(
+                        "the server sent more than its INFO before the TLS handshake",
+                    ));
+                }
+                (tls.handshake(socket)?, info, leftover)
             }
-            filled += read;
         };
-        let info = &buffer[..line_end];
-        if !info.starts_with(b"INFO ") {
-            return Err(io::Error::other(format!(
-                "expected INFO, got {:?}",
-                String::from_utf8_lossy(info)
-            )));
-        }
-        let client_id = info_client_id(&info[5..]).unwrap_or(0);
+        let client_id = info_client_id(&info).unwrap_or(0);
         stream.write_all(&connect_and_ping(target.credentials.as_ref()))?;
         let mut client = Client {
             stream,
             client_id,
-            leftover: buffer[line_end + 1..filled].to_vec(),
+            leftover,
         };
         client.wait_pong()?;
         Ok(client)
@@ -160,6 +172,43 @@ impl Client {
         self.stream.write_all(b"PING\r\n")?;
         self.wait_pong()
     }
+}
+
+/// Reads the server's INFO line: its JSON object, and the bytes read past it.
+pub fn read_info(stream: &mut impl Read) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buffer = vec![0u8; 4096];
+    let mut filled = 0;
+    let line_end = loop {
+        if let Some(end) = memchr::memchr(b'\n', &buffer[..filled]) {
+            break end;
+        }
+        if filled == buffer.len() {
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        let read = stream.read(&mut buffer[filled..])?;
+        if read == 0 {
+            return Err(io::Error::other("server closed before INFO"));
+        }
+        filled += read;
+    };
+    let info = &buffer[..line_end];
+    let Some(json) = info.strip_prefix(b"INFO ") else {
+        return Err(io::Error::other(format!(
+            "expected INFO, got {:?}",
+            String::from_utf8_lossy(info)
+        )));
+    };
+    Ok((json.to_vec(), buffer[line_end + 1..filled].to_vec()))
+}
+
+/// Whether an INFO JSON object says the server takes TLS.
+fn info_offers_tls(json: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return false;
+    };
+    ["tls_required", "tls_available"]
+        .iter()
+        .any(|field| value.get(field).and_then(|flag| flag.as_bool()) == Some(true))
 }
 
 /// The `client_id` field of an INFO JSON object.
@@ -233,7 +282,7 @@ impl MsgCounter {
 
     /// One read from `stream`, then counts every whole frame. Answers PINGs on `stream`.
     /// Returns Ok(None) when the server closed the connection.
-    pub fn read_and_count(&mut self, stream: &mut TcpStream) -> io::Result<Option<Counted>> {
+    pub fn read_and_count(&mut self, stream: &mut Stream) -> io::Result<Option<Counted>> {
         self.ensure_room(READ_BYTES / 4);
         let read = match stream.read(&mut self.buffer[self.filled..]) {
             Ok(0) => return Ok(None),
@@ -376,6 +425,19 @@ mod tests {
         assert_eq!(json["user"], "steady");
         assert_eq!(json["pass"], "a\"b\\c");
         assert_eq!(json["name"], "natsring-bench");
+    }
+
+    #[test]
+    fn info_is_read_with_what_follows_and_says_whether_tls_is_offered() {
+        let mut input: &[u8] = b"INFO {\"client_id\":7,\"tls_required\":true}\r\nPING\r\n";
+        let (info, leftover) = read_info(&mut input).unwrap();
+        assert_eq!(info_client_id(&info), Some(7));
+        assert!(info_offers_tls(&info));
+        assert_eq!(leftover, b"PING\r\n");
+        assert!(info_offers_tls(b"{\"tls_available\":true}"));
+        assert!(!info_offers_tls(b"{\"tls_required\":false}"));
+        assert!(!info_offers_tls(b"{}"));
+        assert!(read_info(&mut &b"-ERR 'x'\r\n"[..]).is_err());
     }
 
     #[test]
