@@ -86,6 +86,9 @@ pub fn load(options: &TlsOptions) -> Result<ServerTls, String> {
         })?;
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
+    // The shards take the record layer over once the handshake is done (src/shard/
+    // tls_records.rs): rustls hands them the traffic secrets, as it would to kTLS.
+    config.enable_secret_extraction = true;
     debug_assert!(config.alpn_protocols.is_empty());
     Ok(ServerTls {
         config: Arc::new(config),

@@ -88,6 +88,7 @@ mod system;
 mod table;
 mod templates;
 mod tls;
+mod tls_records;
 mod uring;
 
 use std::collections::VecDeque;

@@ -29,6 +29,7 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedS
 
 use super::conn::{AuthState, Transport};
 use super::core::Core;
+use super::tls_records::Records;
 use crate::limits;
 use crate::proto::CloseReason;
 
@@ -109,7 +110,15 @@ pub struct Received {
 
 /// The TLS state of one connection (`Transport::Tls`).
 pub struct TlsSession {
-    conn: UnbufferedServerConnection,
+    /// rustls's connection, until the handshake is done and the record layer taken over
+    /// (`records`); kept for the whole connection when secrets may not be extracted.
+    conn: Option<UnbufferedServerConnection>,
+    /// The record layer once established (`tls_records`): in place both ways.
+    records: Option<Box<Records>>,
+    /// The configuration lets the record layer be taken over (`enable_secret_extraction`).
+    take_over: bool,
+    /// What the handshake negotiated (for `/connz`), once established.
+    negotiated: Option<crate::stats::TlsInfo>,
     /// Ciphertext received and not yet consumed by rustls: a record cut by the end of a
     /// receive buffer, or the handshake so far. Empty most of the time once established.
     carry: Vec<u8>,
@@ -149,7 +158,10 @@ impl TlsSession {
             (false, _) => Phase::Handshaking { deadline_ms },
         };
         Ok(TlsSession {
-            conn: UnbufferedServerConnection::new(Arc::clone(&tls.config))?,
+            conn: Some(UnbufferedServerConnection::new(Arc::clone(&tls.config))?),
+            records: None,
+            take_over: tls.config.enable_secret_extraction,
+            negotiated: None,
             carry: Vec::new(),
             wire: Vec::new(),
             phase,
@@ -187,15 +199,17 @@ impl TlsSession {
     /// What the handshake negotiated, as nats-server's `/connz` names it (`"1.3"`,
     /// `"TLS_AES_128_GCM_SHA256"`), once established.
     pub fn info(&self) -> Option<crate::stats::TlsInfo> {
-        if !self.is_established() {
-            return None;
-        }
-        let version = match self.conn.protocol_version()? {
+        self.negotiated.clone()
+    }
+
+    /// `info`, read from rustls's connection when the handshake ends.
+    fn negotiated(&self, conn: &UnbufferedServerConnection) -> Option<crate::stats::TlsInfo> {
+        let version = match conn.protocol_version()? {
             rustls::ProtocolVersion::TLSv1_2 => "1.2",
             rustls::ProtocolVersion::TLSv1_3 => "1.3",
             _ => "unknown",
         };
-        let suite = self.conn.negotiated_cipher_suite()?.suite();
+        let suite = conn.negotiated_cipher_suite()?.suite();
         // rustls calls the TLS 1.3 suites `TLS13_*`; Go (and IANA) `TLS_*`.
         let name = suite.as_str().unwrap_or("unknown");
         let cipher_suite = match name.strip_prefix("TLS13_") {
@@ -254,16 +268,17 @@ impl TlsSession {
                 self.carry.extend_from_slice(head);
                 bytes = rest;
                 let mut carry = std::mem::take(&mut self.carry);
-                let used = self.process(&mut carry, on_event, &mut received)?;
+                let used = self.open(&mut carry, on_event, &mut received)?;
                 carry.drain(..used);
                 self.carry = carry;
             }
             if self.carry.is_empty() && !bytes.is_empty() {
-                let used = self.process(bytes, on_event, &mut received)?;
+                let used = self.open(bytes, on_event, &mut received)?;
                 self.carry.extend_from_slice(&bytes[used..]);
             }
             Ok(())
         })();
+        let result = result.and_then(|()| self.take_over_records());
         match result {
             Ok(()) => {
                 received.output |= !self.wire.is_empty();
@@ -274,6 +289,34 @@ impl TlsSession {
                 Err(error)
             }
         }
+    }
+
+    /// Established: the records at the front of `buffer`, by the record layer once taken
+    /// over, by rustls until then; returns how many bytes are done with.
+    fn open(
+        &mut self,
+        buffer: &mut [u8],
+        on_event: &mut dyn FnMut(Event<'_>),
+        received: &mut Received,
+    ) -> Result<usize, rustls::Error> {
+        match &mut self.records {
+            Some(records) => records.open_records(buffer, on_event, received, &mut self.wire),
+            None => self.process(buffer, on_event, received),
+        }
+    }
+
+    /// Once the handshake is done and rustls has nothing left to send, its connection becomes
+    /// the record layer's keys (`tls_records`), if the configuration allows it.
+    fn take_over_records(&mut self) -> Result<(), rustls::Error> {
+        if !self.take_over || !self.is_established() || self.records.is_some() {
+            return Ok(());
+        }
+        let Some(conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+        self.records = Some(Box::new(Records::new(secrets, kernel)?));
+        Ok(())
     }
 
     /// Runs rustls over `buffer` until it needs more bytes; returns how many bytes at its
@@ -289,8 +332,11 @@ impl TlsSession {
         loop {
             self.note_established(on_event);
             let established = self.is_established();
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(rustls::Error::HandshakeNotComplete);
+            };
             let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut buffer[used..]);
+                conn.process_tls_records(&mut buffer[used..]);
             let more = match state? {
                 // Plaintext that came with the handshake's last flight (CONNECT after the
                 // client's Finished): the handshake's end is told first.
@@ -334,9 +380,13 @@ impl TlsSession {
 
     /// Moves to `Established` once rustls's handshake is over, and says so.
     fn note_established(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
-        if !self.is_established() && !self.conn.is_handshaking() {
+        let Some(conn) = &self.conn else {
+            return;
+        };
+        if !self.is_established() && !conn.is_handshaking() {
             self.phase = Phase::Established;
-            on_event(Event::Established(&self.conn));
+            self.negotiated = self.negotiated(conn);
+            on_event(Event::Established(conn));
         }
     }
 
@@ -374,8 +424,14 @@ impl TlsSession {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), rustls::Error> {
+        if let Some(records) = &mut self.records {
+            return records.seal(plaintext, out);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(rustls::Error::EncryptError);
+        };
         loop {
-            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(carry);
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(carry);
             // None: again, after what rustls had to send first.
             let done = match state? {
                 ConnectionState::WriteTraffic(mut traffic) => Some({
@@ -422,9 +478,12 @@ impl TlsSession {
     fn fail(&mut self) {
         self.failed = true;
         // As in `encrypt_with`: rustls sees the bytes it has not consumed, nothing else.
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
         let mut carry = std::mem::take(&mut self.carry);
         for _ in 0..4 {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut carry);
+            let UnbufferedStatus { state, .. } = conn.process_tls_records(&mut carry);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut self.wire, |out| encode.encode(out))
@@ -661,26 +720,40 @@ mod tests {
     /// A server configuration with a fresh self-signed certificate for `localhost`, and a
     /// client configuration that trusts it.
     fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        let (server, client, _) = configs_with(true);
+        (server, client)
+    }
+
+    /// `extract`: the session takes the record layer over after the handshake (as the
+    /// server's configuration has it); without, rustls keeps it.
+    fn configs_with(
+        extract: bool,
+    ) -> (
+        Arc<ServerConfig>,
+        Arc<rustls::ClientConfig>,
+        CertificateDer<'static>,
+    ) {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let cert = CertificateDer::from(certified.cert.der().to_vec());
         let key = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(
             certified.signing_key.serialize_der(),
         ));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        let mut server = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(vec![cert.clone()], key)
             .unwrap();
+        server.enable_secret_extraction = extract;
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert).unwrap();
+        roots.add(cert.clone()).unwrap();
         let client = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        (Arc::new(server), Arc::new(client))
+        (Arc::new(server), Arc::new(client), cert)
     }
 
     fn tls(config: &Arc<ServerConfig>) -> ClientTls {
@@ -840,6 +913,121 @@ mod tests {
             let _ = client.reader().read_to_end(&mut read);
         }
         assert_eq!(read, plaintext);
+    }
+
+    /// A client that speaks only `suite` at `version`, trusting `trusting`'s certificate.
+    fn client_with(
+        trusting: &CertificateDer<'static>,
+        suite: rustls::SupportedCipherSuite,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites = vec![suite];
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(trusting.clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    /// Both directions through a session, with records cut at a few places.
+    fn round_trip(server: &Arc<ServerConfig>, client_config: &Arc<rustls::ClientConfig>) {
+        let plaintext = protocol_bytes(40_000);
+        for cut in [0, 3, 5, 6, 700, 16_400, 16_411, 39_999] {
+            let (mut client, mut session, mut seen) = established(server, client_config);
+            let records = client_records(&mut client, &plaintext);
+            let cut = cut.min(records.len());
+            feed(&mut session, &records[..cut], &mut seen);
+            feed(&mut session, &records[cut..], &mut seen);
+            assert_eq!(seen.plaintext, plaintext, "cut at {cut}");
+            let back = protocol_bytes(70_000);
+            let sealed = sent(&mut session, &back);
+            assert_eq!(read_all(&mut client, &sealed), back);
+        }
+    }
+
+    fn read_all(client: &mut rustls::ClientConnection, records: &[u8]) -> Vec<u8> {
+        let (mut records, mut read) = (records, Vec::new());
+        while !records.is_empty() {
+            client.read_tls(&mut records).unwrap();
+            client.process_new_packets().unwrap();
+            let _ = client.reader().read_to_end(&mut read);
+        }
+        read
+    }
+
+    #[test]
+    fn every_suite_and_version_through_the_record_layer_and_through_rustls() {
+        use rustls::crypto::ring::cipher_suite::*;
+        use rustls::version::{TLS12, TLS13};
+        for extract in [true, false] {
+            let (server, _, trusting) = configs_with(extract);
+            for (suite, version) in [
+                (TLS13_AES_128_GCM_SHA256, &TLS13),
+                (TLS13_AES_256_GCM_SHA384, &TLS13),
+                (TLS13_CHACHA20_POLY1305_SHA256, &TLS13),
+                (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, &TLS12),
+                (TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, &TLS12),
+                (TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, &TLS12),
+            ] {
+                let client = client_with(&trusting, suite, version);
+                round_trip(&server, &client);
+                let (_, session, _) = established(&server, &client);
+                assert_eq!(session.records.is_some(), extract, "{suite:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_update_the_client_asks_for_is_answered() {
+        let (server, client_config) = configs();
+        let (mut client, mut session, mut seen) = established(&server, &client_config);
+        client.refresh_traffic_keys().unwrap();
+        let records = client_records(&mut client, b"PING\r\n");
+        feed(&mut session, &records, &mut seen);
+        assert_eq!(seen.plaintext, b"PING\r\n");
+        // Ours (asked for) goes first, then what is sealed under the new key.
+        let sealed = sent(&mut session, b"PONG\r\n");
+        assert_eq!(read_all(&mut client, &sealed), b"PONG\r\n");
+        let more = client_records(&mut client, b"PING\r\n");
+        feed(&mut session, &more, &mut seen);
+        assert_eq!(seen.plaintext, b"PING\r\nPING\r\n");
+    }
+
+    #[test]
+    fn the_sending_key_is_updated_before_its_limit() {
+        let (server, client_config) = configs();
+        let (mut client, mut session, _) = established(&server, &client_config);
+        session.records.as_mut().unwrap().set_tx_limit(3);
+        let plaintext = protocol_bytes(200_000);
+        let sealed = sent(&mut session, &plaintext);
+        assert_eq!(read_all(&mut client, &sealed), plaintext);
+    }
+
+    #[test]
+    fn a_tampered_record_is_an_error() {
+        let (server, client_config) = configs();
+        let (mut client, mut session, _) = established(&server, &client_config);
+        let mut records = client_records(&mut client, b"PING\r\n");
+        let last = records.len() - 1;
+        records[last] ^= 1;
+        assert!(session.receive(&mut records, &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn close_notify_ends_the_input() {
+        let (server, client_config) = configs();
+        let (mut client, mut session, _) = established(&server, &client_config);
+        client.send_close_notify();
+        let mut records = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut records).unwrap();
+        }
+        let received = session.receive(&mut records, &mut |_| {}).unwrap();
+        assert!(received.peer_closed);
     }
 
     #[test]
