@@ -43,11 +43,7 @@ if ! python3 -c 'import nats' >/dev/null 2>&1; then
   echo "# installing nats-py==2.16.0"
   pip_install nats-py==2.16.0 || echo "# pip install nats-py failed" >&2
 fi
-if [ ! -d "$NODE_DIR/node_modules" ]; then
-  echo "# npm ci in tests/clients/node"
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
-    echo "# npm ci failed" >&2
-fi
+node_clients_install || echo "# npm ci failed" >&2
 
 # ---- server -----------------------------------------------------------------
 # The server picks a random port (-p -1) and announces it in its ports file: choosing a free

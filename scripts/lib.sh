@@ -13,6 +13,10 @@
 #                   pip install into that environment, quietly.
 #   apt_install PKG...
 #                   apt-get install, non-interactive (the CI machine has apt and root).
+#   node_clients_install
+#                   `npm ci` in tests/clients/node (nats.js, as package-lock.json pins it)
+#                   unless node_modules/nats is there already: both tests/clients/node/*.mjs
+#                   and tests/tls.rs (which runs tls.mjs) resolve `nats` from it.
 
 NATSRING_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -42,6 +46,14 @@ use_python_venv() {
   export VIRTUAL_ENV="$venv"
   export PATH="$venv/bin:$PATH"
   hash -r
+}
+
+node_clients_install() {
+  local dir="$NATSRING_ROOT/tests/clients/node"
+  if [ ! -d "$dir/node_modules/nats" ]; then
+    echo "# npm ci in tests/clients/node"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 }
 
 pip_install() {

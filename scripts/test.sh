@@ -3,9 +3,9 @@
 #   1. installs what is missing into a Python virtual environment under the target directory
 #      (the reference nats-server 2.15.1 for the differential tests, nats-py and the nkeys it
 #      signs creds with for the client suite, prometheus-client whose parser reads /metrics)
-#      and Node.js from Debian,
+#      and Node.js from Debian, then nats.js with `npm ci` in tests/clients/node,
 #   2. runs `cargo test` (unit, property, integration with async-nats, differential, shards,
-#      hostile clients, resource bounds),
+#      hostile clients, resource bounds, TLS with async-nats, nats-py and nats.js),
 #   3. runs the integration, differential and hostile-client tests again with 2 and 4 shards
 #      (more shards than this machine's cores must still be correct),
 #   4. runs the official Python (nats-py) and JavaScript (nats.js) clients against natsring
@@ -59,6 +59,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "# installing Node.js and npm from Debian"
   apt_install nodejs npm
 fi
+# Before `cargo test`: tests/tls.rs runs nats.js (tests/clients/node/tls.mjs) from it.
+node_clients_install
 
 suite() {
   cargo test --all-targets

@@ -918,6 +918,83 @@ fn run_python(server: Server, args: &[&str]) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// nats.js
+
+/// nats.js over TLS (`tests/clients/node/tls.mjs`, the npm `nats` package that
+/// `tests/clients/node/package.json` pins): `tls: { caFile, certFile, keyFile }` against
+/// `verify: true`, then `tls: { caFile, handshakeFirst: true }` against `handshake_first: true`;
+/// pub/sub and request/reply with exact counts, as [`nats_py_over_tls`].
+///
+/// It needs `tests/clients/node/node_modules`: scripts/test.sh runs `npm ci` there before
+/// `cargo test` (as it installs nats-py before it). Missing, the test fails and says so rather
+/// than skipping: a skip would pass CI without nats.js ever having spoken TLS.
+#[test]
+fn nats_js_over_tls() {
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node");
+    assert!(
+        node_dir.join("node_modules/nats").is_dir(),
+        "nats.js is not installed: run `npm ci` in {} (scripts/test.sh does)",
+        node_dir.display()
+    );
+    let pki = Pki::generate();
+    for &server in SERVERS {
+        let verify = start_tls(
+            server,
+            &pki,
+            Settings {
+                verify: true,
+                ..DEFAULTS
+            },
+        );
+        run_node(
+            server,
+            &node_dir,
+            &[
+                &url(verify.port),
+                pki.ca_file.to_str().unwrap(),
+                "--cert",
+                pki.client.cert_file.to_str().unwrap(),
+                "--key",
+                pki.client.key_file.to_str().unwrap(),
+            ],
+        );
+        let first = start_tls(
+            server,
+            &pki,
+            Settings {
+                handshake_first: true,
+                ..DEFAULTS
+            },
+        );
+        run_node(
+            server,
+            &node_dir,
+            &[
+                &url(first.port),
+                pki.ca_file.to_str().unwrap(),
+                "--handshake-first",
+            ],
+        );
+    }
+}
+
+/// Runs `node tls.mjs <args>` in `node_dir` (where node resolves `nats` from `node_modules`).
+fn run_node(server: Server, node_dir: &Path, args: &[&str]) {
+    let output = Command::new("node")
+        .arg("tls.mjs")
+        .args(args)
+        .current_dir(node_dir)
+        .output()
+        .expect("node runs (scripts/test.sh installs Node.js)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.starts_with("ok "),
+        "{server:?}: tls.mjs {args:?}:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Blocking on a future from a plain `#[test]` (a runtime of its own per call).
 trait AwaitBlocking: std::future::Future + Sized {
     fn await_blocking(self) -> Self::Output {
