@@ -22,6 +22,7 @@ pub mod signals;
 pub mod stats;
 pub mod sublist;
 pub mod tls;
+pub mod tls_record;
 pub mod xshard;
 
 pub use config::Options;
