@@ -141,7 +141,11 @@ impl Server {
         }
         let pid_file = options.pid_file.clone();
         let ports_file_dir = options.ports_file_dir.clone();
-        let mut ports = Ports::for_client(&options.host, port);
+        let mut ports = Ports::for_client(
+            &options.host,
+            port,
+            options.tls.is_some() && !options.allow_non_tls,
+        );
 
         let id = server_id();
         let info = info_for(&options, &id, port);
@@ -363,7 +367,7 @@ impl ServerHandle {
         if old.ports_file_dir != options.ports_file_dir {
             self.remove_ports_file();
             if let Some(dir) = &options.ports_file_dir {
-                let mut ports = Ports::for_client(&old.host, self.port);
+                let mut ports = Ports::for_client(&old.host, self.port, current.info.tls_required);
                 if let Some(monitor) = &self.monitor {
                     ports = ports.with_monitoring(
                         monitor.scheme(),

@@ -364,9 +364,12 @@ impl Ports {
     /// nats-server lists one URL per interface address when bound to an unspecified address;
     /// natsring lists the loopback address(es) instead (enumerating interfaces needs
     /// `getifaddrs`), first as nats-server does, so tools that dial the first URL connect.
-    pub fn for_client(host: &str, port: u16) -> Ports {
+    /// `tls_required`: `tls://` URLs, as nats-server writes them when its INFO says
+    /// `tls_required` (`tls {}` without `allow_non_tls`).
+    pub fn for_client(host: &str, port: u16, tls_required: bool) -> Ports {
+        let scheme = if tls_required { "tls" } else { "nats" };
         Ports {
-            nats: urls("nats", host, port),
+            nats: urls(scheme, host, port),
             ..Ports::default()
         }
     }
@@ -517,11 +520,22 @@ mod tests {
         remove_ports_file(&path);
         assert!(!path.exists());
         fs::remove_dir_all(&dir).unwrap();
+
+        // With TLS required and HTTPS monitoring, as nats-server 2.15.1 wrote them.
+        let tls = Ports::for_client("127.0.0.1", 38739, true).with_monitoring(
+            "https",
+            "127.0.0.1",
+            18443,
+        );
+        assert_eq!(
+            serde_json::to_string(&tls).unwrap(),
+            r#"{"nats":["tls://127.0.0.1:38739"],"monitoring":["https://127.0.0.1:18443"]}"#
+        );
     }
 
     #[test]
     fn client_ports_for_each_kind_of_host() {
-        let urls = |host: &str| Ports::for_client(host, 4222).nats;
+        let urls = |host: &str| Ports::for_client(host, 4222, false).nats;
         assert_eq!(urls("0.0.0.0"), ["nats://127.0.0.1:4222"]);
         assert_eq!(urls(""), ["nats://127.0.0.1:4222"]);
         assert_eq!(urls("::"), ["nats://127.0.0.1:4222", "nats://[::1]:4222"]);
@@ -529,7 +543,7 @@ mod tests {
         assert_eq!(urls("::1"), ["nats://[::1]:4222"]);
         assert_eq!(urls("localhost"), ["nats://localhost:4222"]);
         assert_eq!(
-            serde_json::to_string(&Ports::for_client("127.0.0.1", 45471)).unwrap(),
+            serde_json::to_string(&Ports::for_client("127.0.0.1", 45471, false)).unwrap(),
             r#"{"nats":["nats://127.0.0.1:45471"]}"#
         );
     }
