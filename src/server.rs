@@ -127,6 +127,9 @@ impl Server {
         let operator = crate::auth::operator::OperatorMode::new(&options)
             .map_err(io::Error::other)?
             .map(Arc::new);
+        if let Err(err) = monitoring_allowed(&options) {
+            return Err(io::Error::other(format!("Can't start monitoring: {err}")));
+        }
         let shard_count = resolved_shards(options.shards);
         let listeners = bind_listeners(&options.host, options.port, shard_count)?;
         let port = listeners[0].local_addr()?.port();
@@ -138,7 +141,11 @@ impl Server {
         }
         let pid_file = options.pid_file.clone();
         let ports_file_dir = options.ports_file_dir.clone();
-        let mut ports = Ports::for_client(&options.host, port);
+        let mut ports = Ports::for_client(
+            &options.host,
+            port,
+            options.tls.is_some() && !options.allow_non_tls,
+        );
 
         let id = server_id();
         let info = info_for(&options, &id, port);
@@ -263,10 +270,11 @@ impl Server {
             }
         }
         let settings = handle.shared.settings();
-        if settings.options.http_port != 0 {
+        if settings.options.http_port != 0 || settings.options.https_port != 0 {
             match crate::monitor::Monitor::start(Arc::clone(&handle.inspector)) {
                 Ok(monitor) => {
                     ports = ports.with_monitoring(
+                        monitor.scheme(),
                         settings.options.monitoring_host(),
                         monitor.address().port(),
                     );
@@ -274,7 +282,10 @@ impl Server {
                 }
                 Err(err) => {
                     drop(handle);
-                    return Err(err);
+                    return Err(io::Error::new(
+                        err.kind(),
+                        format!("Can't start monitoring: {err}"),
+                    ));
                 }
             }
         }
@@ -356,9 +367,13 @@ impl ServerHandle {
         if old.ports_file_dir != options.ports_file_dir {
             self.remove_ports_file();
             if let Some(dir) = &options.ports_file_dir {
-                let mut ports = Ports::for_client(&old.host, self.port);
+                let mut ports = Ports::for_client(&old.host, self.port, current.info.tls_required);
                 if let Some(monitor) = &self.monitor {
-                    ports = ports.with_monitoring(old.monitoring_host(), monitor.address().port());
+                    ports = ports.with_monitoring(
+                        monitor.scheme(),
+                        old.monitoring_host(),
+                        monitor.address().port(),
+                    );
                 }
                 self.write_ports_file(dir, &ports);
             }
@@ -691,6 +706,21 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
+/// nats-server's `StartMonitoring` checks, in its order and words: HTTP and HTTPS are not
+/// served together, and HTTPS needs `tls {}` (its certificate and key).
+fn monitoring_allowed(options: &Options) -> Result<(), String> {
+    if options.http_port != 0 && options.https_port != 0 {
+        return Err(format!(
+            "can't specify both HTTP ({}) and HTTPs ({}) ports",
+            options.http_port, options.https_port
+        ));
+    }
+    if options.https_port != 0 && options.tls.is_none() {
+        return Err("TLS cert and key required for HTTPS".to_string());
+    }
+    Ok(())
+}
+
 /// The shards' client TLS of `options` (`tls {}`, `--tls*`): the certificate, key and CA
 /// files are read again, so a reload serves new connections with the files as they are now.
 fn client_tls(options: &Options) -> Result<Option<Arc<crate::shard::ClientTls>>, String> {
@@ -700,6 +730,8 @@ fn client_tls(options: &Options) -> Result<Option<Arc<crate::shard::ClientTls>>,
     let loaded = crate::tls::load(tls)?;
     Ok(Some(Arc::new(crate::shard::ClientTls {
         config: loaded.config,
+        monitoring_config: loaded.monitoring_config,
+        cert_not_after: loaded.cert_not_after,
         pinned_certs: loaded.pinned_certs,
         timeout_ms: tls.timeout.as_millis() as u64,
         handshake_first: tls.handshake_first,

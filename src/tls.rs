@@ -15,6 +15,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use rustls::crypto::{ring, CryptoProvider, SupportedKxGroup};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
@@ -32,6 +33,14 @@ use crate::config::{TlsOptions, TlsVersion};
 pub struct ServerTls {
     /// What rustls serves each client connection with.
     pub config: Arc<ServerConfig>,
+    /// What HTTPS monitoring (`https_port`) serves with: `config` without client certificates,
+    /// as nats-server's monitoring clones its TLS configuration with `ClientAuth` set to
+    /// `NoClientCert` (`verify` does not apply to it). The same `Arc` as `config` when that
+    /// asks for none.
+    pub monitoring_config: Arc<ServerConfig>,
+    /// When the server's (leaf) certificate expires, as `/varz`'s `tls_cert_not_after` says;
+    /// `None` if its date does not parse (Go reports the zero time then, and omits it).
+    pub cert_not_after: Option<SystemTime>,
     /// SHA-256 of the SubjectPublicKeyInfo of each client certificate allowed (`pinned_certs`);
     /// empty: any certificate `config` accepts. Check with [`spki_sha256`] of the client's
     /// leaf certificate after the handshake (nats-server closes the connection otherwise).
@@ -49,6 +58,7 @@ pub fn load(options: &TlsOptions) -> Result<ServerTls, String> {
     let provider = Arc::new(provider(options)?);
     let chain = read_chain(&options.cert_file)?;
     let key = read_key(&options.key_file)?;
+    let cert_not_after = chain.first().and_then(|leaf| not_after(leaf));
     // nats-server reads the CA file even when it does not verify clients (and fails on it).
     let roots = options.ca_file.as_deref().map(read_roots).transpose()?;
     let versions: &[&SupportedProtocolVersion] = match options.min_version {
@@ -58,42 +68,78 @@ pub fn load(options: &TlsOptions) -> Result<ServerTls, String> {
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)
         .map_err(|error| format!("TLS configuration: {error}"))?;
-    let builder = if options.verify || options.verify_and_map {
+    let verify = options.verify || options.verify_and_map;
+    let builder = if verify {
         let Some(roots) = roots else {
             return Err(
                 "'verify' without 'ca_file' is not supported by natsring yet (client certificates are checked against 'ca_file' only)"
                     .to_string(),
             );
         };
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|error| format!("TLS client verification: {error}"))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .map_err(|error| format!("TLS client verification: {error}"))?;
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|error| match error {
-            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                format!("{PAIR_ERROR}tls: private key does not match public key")
-            }
-            rustls::Error::InvalidCertificate(_) => {
-                format!("{PAIR_ERROR}x509: malformed certificate")
-            }
-            rustls::Error::General(_) => format!("{PAIR_ERROR}tls: failed to parse private key"),
-            other => format!("{PAIR_ERROR}{other}"),
-        })?;
+    let monitoring_config = if verify {
+        let builder = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .map_err(|error| format!("TLS configuration: {error}"))?;
+        Some(finished(
+            builder
+                .with_no_client_auth()
+                .with_single_cert(chain.clone(), key.clone_key())
+                .map_err(pair_error)?,
+        ))
+    } else {
+        None
+    };
+    let config = finished(builder.with_single_cert(chain, key).map_err(pair_error)?);
+    Ok(ServerTls {
+        monitoring_config: monitoring_config.unwrap_or_else(|| Arc::clone(&config)),
+        config,
+        cert_not_after,
+        pinned_certs: options.pinned_certs.clone(),
+    })
+}
+
+/// A certificate's `notAfter`.
+fn not_after(der: &[u8]) -> Option<SystemTime> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let seconds = certificate.validity().not_after.timestamp();
+    match u64::try_from(seconds) {
+        Ok(after) => SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(after)),
+        Err(_) => SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(seconds.unsigned_abs())),
+    }
+}
+
+/// Go's text for a certificate and key rustls refuses.
+fn pair_error(error: rustls::Error) -> String {
+    match error {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            format!("{PAIR_ERROR}tls: private key does not match public key")
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            format!("{PAIR_ERROR}x509: malformed certificate")
+        }
+        rustls::Error::General(_) => format!("{PAIR_ERROR}tls: failed to parse private key"),
+        other => format!("{PAIR_ERROR}{other}"),
+    }
+}
+
+/// What every configuration gets: no session resumption, no ALPN (so HTTPS monitoring speaks
+/// HTTP/1.1 only, as nats-server's, whose TLS configuration names no `h2`).
+fn finished(mut config: ServerConfig) -> Arc<ServerConfig> {
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     // The shards take the record layer over once the handshake is done (src/shard/
     // tls_records.rs): rustls hands them the traffic secrets, as it would to kTLS.
     config.enable_secret_extraction = true;
     debug_assert!(config.alpn_protocols.is_empty());
-    Ok(ServerTls {
-        config: Arc::new(config),
-        pinned_certs: options.pinned_certs.clone(),
-    })
+    Arc::new(config)
 }
 
 /// ring's provider, offering only the suites and groups the options name (in their order).
@@ -430,6 +476,11 @@ mod tests {
         assert!(loaded.config.alpn_protocols.is_empty());
         assert!(!loaded.config.session_storage.can_cache());
         assert_eq!(loaded.pinned_certs, [[7; 32]]);
+        // rcgen's default validity ends in 4096.
+        assert_eq!(
+            crate::monitor::gotime::rfc3339_utc(loaded.cert_not_after.unwrap()),
+            "4096-01-01T00:00:00Z"
+        );
         // ring's defaults when nothing is restricted.
         let provider = loaded.config.crypto_provider();
         assert_eq!(provider.cipher_suites.len(), 9);
@@ -447,6 +498,79 @@ mod tests {
         assert!(load(&options)
             .unwrap_err()
             .contains("'verify' without 'ca_file' is not supported by natsring yet"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A handshake in memory between `server` and a client that trusts `ca_file` and has no
+    /// certificate of its own: the server's error, if any.
+    fn handshake_without_client_cert(
+        server: &Arc<ServerConfig>,
+        ca_file: &Path,
+    ) -> Result<(), rustls::Error> {
+        let provider = Arc::new(ring::default_provider());
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(read_roots(ca_file).unwrap())
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::clone(server)).unwrap();
+        // Bounded: a handshake is a few flights.
+        for _ in 0..10 {
+            let mut flight = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut flight).unwrap();
+            }
+            let mut reader = &flight[..];
+            while !reader.is_empty() {
+                server.read_tls(&mut reader).unwrap();
+                server.process_new_packets()?;
+            }
+            let mut flight = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut flight).unwrap();
+            }
+            let mut reader = &flight[..];
+            while !reader.is_empty() {
+                client.read_tls(&mut reader).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            if !server.is_handshaking() && !client.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    #[test]
+    fn monitoring_asks_no_client_certificate() {
+        let dir = temp_dir("monitoring");
+        let (cert_file, key_file) = write_pair(&dir, "server");
+        let mut options = TlsOptions::new(cert_file.clone(), key_file);
+        let loaded = load(&options).unwrap();
+        assert!(Arc::ptr_eq(&loaded.config, &loaded.monitoring_config));
+        handshake_without_client_cert(&loaded.monitoring_config, &cert_file).unwrap();
+
+        // With verify, clients need a certificate; HTTPS monitoring still asks none
+        // (nats-server's `ClientAuth = tls.NoClientCert`), with the same certificate,
+        // versions and suites.
+        options.ca_file = Some(cert_file.clone());
+        options.verify = true;
+        options.min_version = Some(TlsVersion::V1_3);
+        let loaded = load(&options).unwrap();
+        assert!(handshake_without_client_cert(&loaded.config, &cert_file).is_err());
+        handshake_without_client_cert(&loaded.monitoring_config, &cert_file).unwrap();
+        assert_eq!(loaded.monitoring_config.send_tls13_tickets, 0);
+        assert!(loaded.monitoring_config.alpn_protocols.is_empty());
+        assert_eq!(
+            loaded
+                .monitoring_config
+                .crypto_provider()
+                .cipher_suites
+                .len(),
+            loaded.config.crypto_provider().cipher_suites.len()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -203,7 +203,7 @@ fn features_natsring_does_not_have_yet_are_refused_by_name() {
             "resolver_pinned_accounts",
             "authentication, authorization and accounts",
         ),
-        ("https_port: 8443\n", "https_port", "HTTPS monitoring (TLS)"),
+        ("websocket { port: 8080 }\n", "websocket", "WebSocket"),
     ] {
         let file = conf_file(text);
         // nats-server takes each of these; natsring says what it lacks, on -t and at start.

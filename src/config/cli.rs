@@ -64,6 +64,8 @@ enum Target {
     DebugAndTraceVerbose,
     /// `-m/--http_port`: HTTP monitoring's port.
     HttpPort,
+    /// `-ms/--https_port`: HTTPS monitoring's port.
+    HttpsPort,
     Shards,
     PinShards,
     BusyPoll,
@@ -148,7 +150,7 @@ const FLAGS: &[Flag] = &[
     flag(&["v", "version"], Kind::Bool, Target::Version),
     // nats-server flags not implemented yet.
     flag(&["m", "http_port"], Kind::Integer, Target::HttpPort),
-    flag(&["ms", "https_port"], Kind::Integer, Target::Unsupported),
+    flag(&["ms", "https_port"], Kind::Integer, Target::HttpsPort),
     flag(&["s", "syslog"], Kind::Bool, Target::Unsupported),
     flag(&["r", "remote_syslog"], Kind::Text, Target::Unsupported),
     flag(&["max_traced_msg_len"], Kind::Integer, Target::Unsupported),
@@ -278,9 +280,10 @@ fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
                     port => port as u16,
                 };
             }
-            // nats-server: a flag of 0 leaves the file's monitoring port as it is.
-            (Target::HttpPort, Value::Integer(0)) => {}
+            // As nats-server 2.15.1, which parses the flags again over the file's options: a
+            // flag of 0 turns the file's monitoring port off.
             (Target::HttpPort, Value::Integer(port)) => options.http_port = *port as i32,
+            (Target::HttpsPort, Value::Integer(port)) => options.https_port = *port as i32,
             (Target::ServerName, Value::Text(name)) => {
                 // As Go's flag package: the flag's value replaces the file's, even empty.
                 options.server_name = non_empty(name.clone());
@@ -549,7 +552,9 @@ fn take(
     value: Value,
 ) -> Result<(), CliError> {
     match (target, &value) {
-        (Target::Port | Target::HttpPort, Value::Integer(port)) if !(-1..=65535).contains(port) => {
+        (Target::Port | Target::HttpPort | Target::HttpsPort, Value::Integer(port))
+            if !(-1..=65535).contains(port) =>
+        {
             return Err(invalid_value(
                 raw,
                 name,
@@ -779,6 +784,7 @@ Server Options:
         --client_advertise <string>  Client URL to advertise to other servers
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
     -m, --http_port <port>           Use port for http monitoring (-1 for a random port)
+    -ms,--https_port <port>          Use port for https monitoring (-1 for a random port)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to natsring process (ldm, stop, quit, term, reopen, reload)
@@ -817,7 +823,7 @@ Common Options:
     -v, --version                    Show version
 
 Not Supported Yet (nats-server flags; natsring stops with an error and exit status 1):
-    -ms, --https_port   -s, --syslog   -r, --remote_syslog
+    -s, --syslog   -r, --remote_syslog
     --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --routes
     --cluster   --cluster_listen   --cluster_name   --no_advertise
     --cluster_advertise   --connect_retries   --profile   --help_tls
@@ -1283,6 +1289,39 @@ mod tests {
     }
 
     #[test]
+    fn monitoring_port_flags() {
+        for spelling in spellings("ms", "8443")
+            .into_iter()
+            .chain(spellings("https_port", "8443"))
+        {
+            let options = run_owned(spelling.clone());
+            assert_eq!(
+                (options.https_port, options.http_port),
+                (8443, 0),
+                "{spelling:?}"
+            );
+        }
+        assert_eq!(run(&["-ms", "-1"]).https_port, -1);
+        assert_eq!(
+            error(&["-ms", "maybe"]),
+            r#"invalid value "maybe" for flag -ms: parse error"#
+        );
+        assert!(error(&["--https_port", "65536"]).contains("port out of range"));
+        // nats-server 2.15.1 parses the flags again over the file's options: 0 turns the
+        // file's port off (`-c` with `http_port: 8222` and `-m 0` starts no monitor).
+        let mut options = Options {
+            http_port: 8222,
+            https_port: 8443,
+            ..Options::default()
+        };
+        let Ok(Command::Run(invocation)) = parse(&["-m", "0", "--https_port=0"]) else {
+            panic!()
+        };
+        apply_flags(&mut options, &invocation.flags);
+        assert_eq!((options.http_port, options.https_port), (0, 0));
+    }
+
+    #[test]
     fn user_pass_and_auth_flags_set_the_single_user_and_the_token() {
         let mut options = Options::default();
         options.auth.username = Some("file-user".into());
@@ -1415,15 +1454,15 @@ mod tests {
     #[test]
     fn unsupported_nats_server_flags_are_refused_by_name() {
         assert_eq!(
-            error(&["--https_port=8222", "-js"]),
-            "natsring: flag -https_port is not supported yet (see natsring -h)"
+            error(&["--syslog", "-js"]),
+            "natsring: flag -syslog is not supported yet (see natsring -h)"
         );
         assert!(error(&["-js"]).contains("flag -js is not supported yet"));
         assert!(error(&["--help_tls"]).contains("flag -help_tls is not supported yet"));
         // Their values are still checked the way nats-server checks them.
         assert_eq!(
-            error(&["-ms", "maybe"]),
-            r#"invalid value "maybe" for flag -ms: parse error"#
+            error(&["--max_traced_msg_len", "maybe"]),
+            r#"invalid value "maybe" for flag -max_traced_msg_len: parse error"#
         );
         assert_eq!(
             error(&["-js=maybe"]),
@@ -1574,7 +1613,8 @@ mod tests {
             for name in flag.names {
                 let single_dash = name.len() == 1
                     || name.chars().all(|c| c.is_ascii_uppercase())
-                    || *name == "sl";
+                    || *name == "sl"
+                    || *name == "ms";
                 let dashes = if single_dash { "-" } else { "--" };
                 assert!(text.contains(&format!("{dashes}{name}")), "{name}");
             }

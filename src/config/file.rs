@@ -93,7 +93,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
         ],
         "authentication, authorization and accounts",
     ),
-    (&["https", "https_port"], "HTTPS monitoring (TLS)"),
     (&["ocsp", "ocsp_cache"], "OCSP stapling"),
     (&["cluster"], "clustering (routes)"),
     (&["gateway"], "gateways"),
@@ -143,6 +142,20 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
             if let Some(port) = integer(item, report) {
                 if let Some(port) = http_port_value(item, port, report) {
                     options.http_port = port;
+                }
+            }
+        }
+        // As nats-server: `https` sets the same host as `http`.
+        "https" => {
+            if let Some((host, port)) = http_listen(item, report) {
+                options.http_host = host;
+                options.https_port = port;
+            }
+        }
+        "https_port" => {
+            if let Some(port) = integer(item, report) {
+                if let Some(port) = http_port_value(item, port, report) {
+                    options.https_port = port;
                 }
             }
         }
@@ -494,7 +507,7 @@ fn port_value(item: &Item, port: i64, report: &mut Report) -> Option<u16> {
     }
 }
 
-/// An HTTP monitoring port: -1 (random), 0 (none) or a port.
+/// A monitoring port (HTTP or HTTPS): -1 (random), 0 (none) or a port.
 fn http_port_value(item: &Item, port: i64, report: &mut Report) -> Option<i32> {
     if (-1..=65535).contains(&port) {
         Some(port as i32)
@@ -507,7 +520,7 @@ fn http_port_value(item: &Item, port: i64, report: &mut Report) -> Option<i32> {
     }
 }
 
-/// `http`: a port alone (the host stays the client one) or `host:port`.
+/// `http`, `https`: a port alone (the host stays the client one) or `host:port`.
 fn http_listen(item: &Item, report: &mut Report) -> Option<(Option<String>, i32)> {
     let (host, port) = listen(item, report)?;
     let host = matches!(item.value, Value::String(_)).then_some(host);
@@ -850,7 +863,6 @@ mod tests {
                 "default_sentinel: x",
                 "authentication, authorization and accounts",
             ),
-            ("https_port: 8222", "HTTPS monitoring (TLS)"),
             ("ocsp: true", "OCSP stapling"),
             ("websocket {}", "WebSocket"),
             ("server_tags: [a]", "this setting"),
@@ -864,6 +876,31 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn https_monitoring_keys() {
+        let random = options("https_port: -1\n");
+        assert_eq!((random.https_port, random.http_port), (-1, 0));
+        assert_eq!(random.http_host, None);
+        // `https` sets monitoring's host, as `http` does.
+        let listen = options("https: \"127.0.0.2:8443\"\n");
+        assert_eq!(listen.https_port, 8443);
+        assert_eq!(listen.monitoring_host(), "127.0.0.2");
+        let port_alone = options("https: 8443\n");
+        assert_eq!((port_alone.https_port, port_alone.http_host), (8443, None));
+        // Both ports, or HTTPS without `tls {}`, pass here (and `-t`), as in nats-server:
+        // they are refused when the server starts.
+        let both = options("http_port: 8222\nhttps_port: 8443\n");
+        assert_eq!((both.http_port, both.https_port), (8222, 8443));
+        assert_eq!(
+            errors("https_port: \"abc\"\n"),
+            [":1:0: interface conversion: interface {} is string, not int64"]
+        );
+        assert_eq!(
+            errors("https_port: 70000\n"),
+            [":1:0: port 70000 is out of range (1-65535, or -1 for a random port)"]
+        );
     }
 
     #[test]

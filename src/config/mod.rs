@@ -128,7 +128,12 @@ pub struct Options {
     /// HTTP monitoring's port (`-m/--http_port`, `http_port`, `monitor_port`, `http`): 0 serves
     /// no monitoring, -1 a random port, as nats-server.
     pub http_port: i32,
-    /// HTTP monitoring's bind address (`http: host:port`); `None`: the client `host`.
+    /// HTTPS monitoring's port (`-ms/--https_port`, `https_port`, `https`): 0 serves none, -1
+    /// a random port. Served with the `tls {}` certificate; nats-server refuses to start with
+    /// both this and `http_port`, or with this and no `tls {}` (`Server::start` checks both).
+    pub https_port: i32,
+    /// Monitoring's bind address (`http: host:port`, `https: host:port`); `None`: the client
+    /// `host`.
     pub http_host: Option<String>,
     /// The path the monitoring endpoints are under (`http_base_path`, `--http_base_path`);
     /// empty: the root.
@@ -205,6 +210,7 @@ impl Default for Options {
             reconnect_error_reports: limits::RECONNECT_ERROR_REPORTS_DEFAULT,
             max_closed_clients: limits::CLOSED_CLIENTS_MAX_DEFAULT,
             http_port: 0,
+            https_port: 0,
             http_host: None,
             http_base_path: String::new(),
             auth: Default::default(),
@@ -221,8 +227,8 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Where HTTP monitoring listens: `http_host`, else the client host (nats-server's
-    /// default).
+    /// Where monitoring (HTTP or HTTPS) listens: `http_host`, else the client host
+    /// (nats-server's default).
     pub fn monitoring_host(&self) -> &str {
         self.http_host.as_deref().unwrap_or(&self.host)
     }
@@ -358,17 +364,22 @@ impl Ports {
     /// nats-server lists one URL per interface address when bound to an unspecified address;
     /// natsring lists the loopback address(es) instead (enumerating interfaces needs
     /// `getifaddrs`), first as nats-server does, so tools that dial the first URL connect.
-    pub fn for_client(host: &str, port: u16) -> Ports {
+    /// `tls_required`: `tls://` URLs, as nats-server writes them when its INFO says
+    /// `tls_required` (`tls {}` without `allow_non_tls`).
+    pub fn for_client(host: &str, port: u16, tls_required: bool) -> Ports {
+        let scheme = if tls_required { "tls" } else { "nats" };
         Ports {
-            nats: urls("nats", host, port),
+            nats: urls(scheme, host, port),
             ..Ports::default()
         }
     }
 
-    /// These ports with HTTP monitoring's, listening on `host` and `port`.
-    pub fn with_monitoring(self, host: &str, port: u16) -> Ports {
+    /// These ports with monitoring's, listening on `host` and `port`; `scheme` is `http` or
+    /// `https` (nats-server's `https://` URLs when `https_port` is set).
+    pub fn with_monitoring(self, scheme: &str, host: &str, port: u16) -> Ports {
+        debug_assert!(scheme == "http" || scheme == "https", "{scheme}");
         Ports {
-            monitoring: urls("http", host, port),
+            monitoring: urls(scheme, host, port),
             ..self
         }
     }
@@ -509,11 +520,22 @@ mod tests {
         remove_ports_file(&path);
         assert!(!path.exists());
         fs::remove_dir_all(&dir).unwrap();
+
+        // With TLS required and HTTPS monitoring, as nats-server 2.15.1 wrote them.
+        let tls = Ports::for_client("127.0.0.1", 38739, true).with_monitoring(
+            "https",
+            "127.0.0.1",
+            18443,
+        );
+        assert_eq!(
+            serde_json::to_string(&tls).unwrap(),
+            r#"{"nats":["tls://127.0.0.1:38739"],"monitoring":["https://127.0.0.1:18443"]}"#
+        );
     }
 
     #[test]
     fn client_ports_for_each_kind_of_host() {
-        let urls = |host: &str| Ports::for_client(host, 4222).nats;
+        let urls = |host: &str| Ports::for_client(host, 4222, false).nats;
         assert_eq!(urls("0.0.0.0"), ["nats://127.0.0.1:4222"]);
         assert_eq!(urls(""), ["nats://127.0.0.1:4222"]);
         assert_eq!(urls("::"), ["nats://127.0.0.1:4222", "nats://[::1]:4222"]);
@@ -521,7 +543,7 @@ mod tests {
         assert_eq!(urls("::1"), ["nats://[::1]:4222"]);
         assert_eq!(urls("localhost"), ["nats://localhost:4222"]);
         assert_eq!(
-            serde_json::to_string(&Ports::for_client("127.0.0.1", 45471)).unwrap(),
+            serde_json::to_string(&Ports::for_client("127.0.0.1", 45471, false)).unwrap(),
             r#"{"nats":["nats://127.0.0.1:45471"]}"#
         );
     }

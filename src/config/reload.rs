@@ -81,7 +81,7 @@ pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
         return Some(refusal);
     }
     // Monitoring keeps its listener: nats-server refuses these (its default case).
-    let monitoring: [(&str, String, String); 3] = [
+    let monitoring: [(&str, String, String); 4] = [
         (
             "HTTPHost",
             old.monitoring_host().to_string(),
@@ -96,6 +96,11 @@ pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
             "HTTPBasePath",
             old.http_base_path.clone(),
             new.http_base_path.clone(),
+        ),
+        (
+            "HTTPSPort",
+            old.https_port.to_string(),
+            new.https_port.to_string(),
         ),
     ];
     if let Some((field, old, new)) = monitoring.into_iter().find(|(_, old, new)| old != new) {
@@ -423,6 +428,14 @@ mod tests {
             })
             .as_deref(),
             Some("config reload not supported for NoHeaderSupport: old=false, new=true")
+        );
+        assert_eq!(
+            refused(Options {
+                https_port: 8443,
+                ..old.clone()
+            })
+            .as_deref(),
+            Some("config reload not supported for HTTPSPort: old=0, new=8443")
         );
         // The first field in nats-server's order is the one named.
         assert_eq!(

@@ -1,19 +1,36 @@
-//! HTTP monitoring (`-m/--http_port`, `http_port`, `http`, `http_base_path`): one thread of its
-//! own runs HTTP/1 (hyper, on a current-thread tokio runtime); each request is answered on
-//! tokio's blocking pool, where the `Inspector` asks the shards. Paths, status codes, headers
-//! and error texts are nats-server 2.15.1's.
+//! HTTP monitoring (`-m/--http_port`, `http_port`, `http`, `http_base_path`), or HTTPS
+//! monitoring (`-ms/--https_port`, `https_port`, `https`), never both: one thread of its own
+//! runs HTTP/1 (hyper, on a current-thread tokio runtime); each request is answered on tokio's
+//! blocking pool, where the `Inspector` asks the shards. Paths, status codes, headers and error
+//! texts are nats-server 2.15.1's.
+//!
+//! HTTPS, as nats-server serves it: the client `tls {}` certificate, versions and suites, but
+//! no client certificate asked for even with `verify` (Go's monitoring sets `ClientAuth` to
+//! `NoClientCert`); each connection takes the configuration in force when it arrives, so a
+//! reload's files reach it (Go's `GetConfigForClient`); no ALPN, so HTTP/1.1 only; the
+//! handshake bounded by the 5 s that bound a request's headers (Go's `http.Server` uses
+//! `ReadHeaderTimeout` for both). A first record that is not TLS is refused as Go's
+//! `crypto/tls` and `net/http` refuse it: a plain HTTP request gets Go's `400 Bad Request` text,
+//! anything else is closed; both are logged as nats-server logs them (`monitoring: TLS
+//! handshake error from <address>: <reason>`).
 
 use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::inspector::{Inspector, Refused};
 use super::query::Query;
@@ -47,12 +64,30 @@ const ENDPOINTS: [&str; 11] = [
     METRICS,
 ];
 
+/// How long a request's headers may take to arrive, and a TLS handshake (nats-server's
+/// `ReadHeaderTimeout`, which Go's `http.Server` also bounds the handshake with).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A TLS record header: content type (1), version (2), length (2).
+const TLS_RECORD_HEADER_BYTES: usize = 5;
+/// The most read from a connection before its first record header is looked at (and then
+/// replayed to rustls). Reads take what has arrived, as Go's do: a plain request is consumed
+/// with its first bytes, so closing after the answer sends a FIN, not a reset.
+const FIRST_READ_BYTES_MAX: usize = 4096;
+const _: () = assert!(FIRST_READ_BYTES_MAX >= TLS_RECORD_HEADER_BYTES);
+/// The content types a TLS connection may start with: alert, handshake.
+const TLS_RECORD_TYPES_FIRST: [u8; 2] = [0x15, 0x16];
+/// What Go's `net/http` answers a plain HTTP request on a TLS port with, before it closes.
+const PLAIN_HTTP_ON_HTTPS_RESPONSE: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// A running HTTP monitor: its listener's address and its thread. Dropping it stops it.
 pub struct Monitor {
     address: SocketAddr,
+    scheme: Scheme,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -61,6 +96,33 @@ pub struct Monitor {
 struct Site {
     inspector: Arc<Inspector>,
     base_path: String,
+    transport: Transport,
+}
+
+/// How connections are served.
+enum Transport {
+    /// Plain HTTP (`http_port`).
+    Plain,
+    /// HTTPS (`https_port`). Each connection takes the monitoring configuration of the client
+    /// TLS in force (`Settings::tls`); this one, the configuration at start, only if a reload
+    /// took `tls {}` away.
+    Tls(Arc<ServerConfig>),
+}
+
+/// What the monitor speaks, as its ports file URLs and its start-up notice name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
 }
 
 /// nats-server's `normalizeBasePath`: a leading `/`, cleaned; empty is `/`.
@@ -85,12 +147,28 @@ fn joined(base: &str, endpoint: &str) -> String {
 
 impl Monitor {
     /// Binds the monitoring listener (as nats-server: `can't listen to the monitor port: ...`
-    /// on failure) and starts serving.
+    /// on failure) and starts serving: HTTPS when `https_port` is set (the server has checked
+    /// that `http_port` is not, and that `tls {}` is there), else HTTP.
     pub fn start(inspector: Arc<Inspector>) -> io::Result<Monitor> {
         let settings = inspector.shared.settings();
         let options = &settings.options;
         let host = options.monitoring_host().to_string();
-        let port = options.http_port.max(0) as u16;
+        let (scheme, port) = if options.https_port != 0 {
+            (Scheme::Https, options.https_port)
+        } else {
+            (Scheme::Http, options.http_port)
+        };
+        let transport = match scheme {
+            Scheme::Http => Transport::Plain,
+            Scheme::Https => {
+                let Some(tls) = &settings.tls else {
+                    return Err(io::Error::other("TLS cert and key required for HTTPS"));
+                };
+                Transport::Tls(Arc::clone(&tls.monitoring_config))
+            }
+        };
+        // -1 is a random port.
+        let port = port.max(0) as u16;
         let listener = bind(&host, port).map_err(|err| {
             io::Error::new(
                 err.kind(),
@@ -103,6 +181,7 @@ impl Monitor {
         let site = Arc::new(Site {
             inspector,
             base_path: normalized_base_path(&options.http_base_path),
+            transport,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -119,11 +198,13 @@ impl Monitor {
                 runtime.block_on(serve(listener, site, stopped))
             })?;
         crate::log_notice!(
-            "Starting http monitor on {}",
+            "Starting {} monitor on {}",
+            scheme.as_str(),
             crate::config::go::join_host_port(&host, address.port())
         );
         Ok(Monitor {
             address,
+            scheme,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -132,6 +213,11 @@ impl Monitor {
     /// The address the monitor listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme.as_str()
     }
 }
 
@@ -183,8 +269,8 @@ async fn serve(
             _ = &mut stopped => return,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 crate::log_debug!("monitoring: accept failed: {err}");
                 // Out of fds and the like: do not spin on it.
@@ -194,18 +280,154 @@ async fn serve(
         };
         let site = Arc::clone(&site);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let site = Arc::clone(&site);
-                async move { Ok::<_, Infallible>(respond(site, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(5))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(err) = connection.await {
-                crate::log_debug!("monitoring: connection ended: {err}");
+            match &site.transport {
+                Transport::Plain => serve_connection(stream, site).await,
+                Transport::Tls(config_at_start) => {
+                    let config = site.inspector.shared.settings().tls.as_ref().map_or_else(
+                        || Arc::clone(config_at_start),
+                        |tls| Arc::clone(&tls.monitoring_config),
+                    );
+                    match accept_tls(stream, config).await {
+                        Ok(stream) => serve_connection(stream, site).await,
+                        Err(reason) => crate::log_error!(
+                            "monitoring: TLS handshake error from {peer}: {reason}"
+                        ),
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves HTTP/1 requests on one connection (plain or TLS) until it ends.
+async fn serve_connection<S>(stream: S, site: Arc<Site>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let site = Arc::clone(&site);
+        async move { Ok::<_, Infallible>(respond(site, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    if let Err(err) = connection.await {
+        crate::log_debug!("monitoring: connection ended: {err}");
+    }
+}
+
+/// Go's `tlsRecordHeaderLooksLikeHTTP`: the first five bytes of the methods it recognizes.
+fn looks_like_http(header: &[u8; TLS_RECORD_HEADER_BYTES]) -> bool {
+    matches!(header, b"GET /" | b"HEAD " | b"POST " | b"PUT /" | b"OPTIO")
+}
+
+/// The TLS handshake of a monitoring connection, within [`HEADER_READ_TIMEOUT`]. The first
+/// record's header is read here so that what is not TLS is refused as Go refuses it; the
+/// error is the reason nats-server logs (Go's texts where it has one, rustls's otherwise).
+async fn accept_tls(
+    mut stream: TcpStream,
+    config: Arc<ServerConfig>,
+) -> Result<tokio_rustls::server::TlsStream<Replayed>, String> {
+    let handshake = async {
+        let mut first = Vec::with_capacity(FIRST_READ_BYTES_MAX);
+        while first.len() < TLS_RECORD_HEADER_BYTES {
+            match stream.read_buf(&mut first).await {
+                Ok(0) if first.is_empty() => return Err("EOF".to_string()),
+                Ok(0) => return Err("unexpected EOF".to_string()),
+                Ok(_) => {}
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        debug_assert!(first.len() <= FIRST_READ_BYTES_MAX);
+        let header: &[u8; TLS_RECORD_HEADER_BYTES] = first[..TLS_RECORD_HEADER_BYTES]
+            .try_into()
+            .expect("the loop above read a whole header");
+        if !TLS_RECORD_TYPES_FIRST.contains(&header[0]) {
+            if looks_like_http(header) {
+                // Best effort, as Go's: the connection is closed either way.
+                let _ = stream.write_all(PLAIN_HTTP_ON_HTTPS_RESPONSE).await;
+                let _ = stream.shutdown().await;
+                return Err("client sent an HTTP request to an HTTPS server".to_string());
+            }
+            return Err("tls: first record does not look like a TLS handshake".to_string());
+        }
+        let replayed = Replayed {
+            first,
+            first_taken: 0,
+            stream,
+        };
+        tokio_rustls::TlsAcceptor::from(config)
+            .accept(replayed)
+            .await
+            .map_err(|err| err.to_string())
+    };
+    tokio::time::timeout(HEADER_READ_TIMEOUT, handshake)
+        .await
+        .unwrap_or_else(|_| Err("i/o timeout".to_string()))
+}
+
+/// A connection whose first bytes were read to look at its first record header, handed to
+/// rustls as if unread: those bytes come first, then the stream's.
+struct Replayed {
+    first: Vec<u8>,
+    /// How many of `first` were read already; `first.len()`: all, exactly when reads go to
+    /// `stream`.
+    first_taken: usize,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Replayed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        debug_assert!(this.first_taken <= this.first.len());
+        if this.first_taken < this.first.len() {
+            let rest = &this.first[this.first_taken..];
+            let count = rest.len().min(buffer.remaining());
+            buffer.put_slice(&rest[..count]);
+            this.first_taken += count;
+            if this.first_taken == this.first.len() {
+                // Replayed: its memory is not kept for the connection's life.
+                this.first = Vec::new();
+                this.first_taken = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for Replayed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(context, bytes)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(context)
     }
 }
 

@@ -16,6 +16,11 @@ pub struct VarzInputs<'a> {
     pub server_id: &'a str,
     pub options: &'a crate::Options,
     pub auth_required: bool,
+    /// Client TLS, when `tls {}` is set.
+    pub tls: Option<&'a crate::shard::ClientTls>,
+    /// INFO's `tls_required` and `tls_verify`, which `/varz` repeats.
+    pub tls_required: bool,
+    pub tls_verify: bool,
     pub system_account: Option<&'a str>,
     pub start: std::time::SystemTime,
     pub now: std::time::SystemTime,
@@ -73,6 +78,10 @@ pub struct Varz {
     pub port: u16,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_verify: bool,
     pub max_connections: u32,
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub max_subscriptions: u32,
@@ -82,7 +91,7 @@ pub struct Varz {
     pub http_host: String,
     pub http_port: i32,
     pub http_base_path: String,
-    pub https_port: u16,
+    pub https_port: i32,
     #[serde(serialize_with = "go_float")]
     pub auth_timeout: f64,
     pub max_control_line: u32,
@@ -131,6 +140,13 @@ pub struct Varz {
     pub slow_consumer_stats: ByKind,
     pub stale_connection_stats: ByKind,
     pub disk_io_wait_stats: DiskIoWaits,
+    /// Go `time.Time` (UTC, as x509 gives it), `omitzero`: without TLS, absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_not_after: Option<String>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn is_zero_u32(value: &u32) -> bool {
@@ -152,6 +168,8 @@ pub fn varz(inputs: VarzInputs) -> Varz {
         host: options.host.clone(),
         port: options.port,
         auth_required: inputs.auth_required,
+        tls_required: inputs.tls_required,
+        tls_verify: inputs.tls_verify,
         max_connections: options.max_connections,
         max_subscriptions: options.max_subscriptions,
         ping_interval: options.ping_interval.as_nanos() as u64,
@@ -159,7 +177,7 @@ pub fn varz(inputs: VarzInputs) -> Varz {
         http_host: options.monitoring_host().to_string(),
         http_port: options.http_port,
         http_base_path: options.http_base_path.clone(),
-        https_port: 0,
+        https_port: options.https_port,
         auth_timeout: options.auth.auth_timeout.map_or(
             crate::limits::AUTH_TIMEOUT_MS_DEFAULT as f64 / 1000.0,
             |t| t.as_secs_f64(),
@@ -173,8 +191,12 @@ pub fn varz(inputs: VarzInputs) -> Varz {
         mqtt: Off::default(),
         websocket: Off::default(),
         jetstream: Off::default(),
-        // nats-server's `TLS_TIMEOUT` (2 s), reported whether or not TLS is on.
-        tls_timeout: 2.0,
+        // `tls { timeout }`, else nats-server's `TLS_TIMEOUT` (2 s), reported whether or not
+        // TLS is on.
+        tls_timeout: options
+            .tls
+            .as_ref()
+            .map_or(2.0, |tls| tls.timeout.as_secs_f64()),
         write_deadline: options.write_deadline.as_nanos() as u64,
         start: gotime::rfc3339(inputs.start),
         now: gotime::rfc3339(inputs.now),
@@ -207,5 +229,9 @@ pub fn varz(inputs: VarzInputs) -> Varz {
         slow_consumer_stats: ByKind::clients(stats.slow_consumers),
         stale_connection_stats: ByKind::clients(stats.stale_connections),
         disk_io_wait_stats: DiskIoWaits::default(),
+        tls_cert_not_after: inputs
+            .tls
+            .and_then(|tls| tls.cert_not_after)
+            .map(gotime::rfc3339_utc),
     }
 }

@@ -51,6 +51,12 @@ const RECORD_OVERHEAD_BYTES: usize = RECORD_HEADER_BYTES + 8 + 16;
 #[derive(Debug)]
 pub struct ClientTls {
     pub config: Arc<ServerConfig>,
+    /// What HTTPS monitoring serves with: `config` without client certificates (see
+    /// `crate::tls::ServerTls::monitoring_config`). Here so that a reload's files reach new
+    /// monitoring connections too, as nats-server's `getMonitoringTLSConfig` does.
+    pub monitoring_config: Arc<ServerConfig>,
+    /// When the server's certificate expires (`/varz`'s `tls_cert_not_after`).
+    pub cert_not_after: Option<std::time::SystemTime>,
     /// `tls { timeout }`: how long a handshake may take, in ms.
     pub timeout_ms: u64,
     /// `tls { handshake_first }`: the handshake comes before INFO.
@@ -759,6 +765,8 @@ mod tests {
     fn tls(config: &Arc<ServerConfig>) -> ClientTls {
         ClientTls {
             config: Arc::clone(config),
+            monitoring_config: Arc::clone(config),
+            cert_not_after: None,
             timeout_ms: 2000,
             handshake_first: false,
             first_fallback_ms: None,

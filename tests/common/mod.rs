@@ -71,6 +71,8 @@ pub fn start_with(options: Options) -> TestServer {
 pub struct ChildServer {
     child: Child,
     pub port: u16,
+    /// The ports file's first monitoring URL (`https://127.0.0.1:43211`), when monitoring runs.
+    pub monitoring_url: Option<String>,
     /// The configuration file written for it, removed when dropped.
     config: Option<std::path::PathBuf>,
 }
@@ -155,6 +157,7 @@ fn start_child(program: &str, extra: &[&str]) -> ChildServer {
     let mut server = ChildServer {
         child,
         port: 0,
+        monitoring_url: None,
         config: None,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -163,6 +166,9 @@ fn start_child(program: &str, extra: &[&str]) -> ChildServer {
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
         if let Some(url) = parsed.as_ref().and_then(|ports| ports["nats"][0].as_str()) {
+            server.monitoring_url = parsed
+                .as_ref()
+                .and_then(|ports| ports["monitoring"][0].as_str().map(|url| url.to_string()));
             break url
                 .rsplit(':')
                 .next()
