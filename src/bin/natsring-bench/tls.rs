@@ -20,6 +20,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use natsring::tls_record::{self, Direction, RecordLayer};
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -83,6 +84,8 @@ impl Tls {
         };
         // Every connection a full handshake: what a new client costs the server.
         config.resumption = Resumption::disabled();
+        // After the handshake the records are sealed and opened here (`RecordStream`).
+        config.enable_secret_extraction = true;
         let host = match address.rsplit_once(':') {
             Some((host, _port)) => host.trim_start_matches('[').trim_end_matches(']'),
             None => address,
@@ -112,7 +115,32 @@ impl Tls {
                 ));
             }
         }
-        Ok(Stream::Tls(Box::new(StreamOwned::new(connection, socket))))
+        if self.first {
+            // The server's INFO follows its handshake at once: rustls may hold it already,
+            // and it would be lost with the connection, so rustls keeps the records.
+            return Ok(Stream::Tls(Box::new(StreamOwned::new(connection, socket))));
+        }
+        // The server sends nothing after its handshake before CONNECT (but session tickets,
+        // which come with its Finished and rustls has read): the records are ours from here.
+        let tls13 = connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+        let secrets = connection
+            .dangerous_extract_secrets()
+            .map_err(|err| io::Error::other(format!("TLS secrets: {err}")))?;
+        let layer = RecordLayer {
+            tls13,
+            rx: Direction::new(secrets.rx).map_err(io::Error::other)?,
+            tx: Direction::new(secrets.tx).map_err(io::Error::other)?,
+        };
+        Ok(Stream::Records(Box::new(RecordStream {
+            socket,
+            layer,
+            input: vec![0; INPUT_BYTES],
+            start: 0,
+            filled: 0,
+            plaintext: 0..0,
+            output: Vec::new(),
+            sent: 0,
+        })))
     }
 }
 
@@ -126,6 +154,105 @@ pub enum Stream {
     Plain(TcpStream),
     /// Boxed: a rustls connection is a few hundred bytes beside a socket's four.
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// TLS after the handshake, sealed and opened in place (`natsring::tls_record`, what the
+    /// server's shards use): rustls's buffered stream copies every record twice and
+    /// allocates for each, and at 1 KiB publishes that made the generator the bottleneck.
+    Records(Box<RecordStream>),
+}
+
+/// Ciphertext read at a time (and the largest record fits).
+const INPUT_BYTES: usize = 256 * 1024;
+
+/// TLS records over a socket, with the keys rustls negotiated.
+pub struct RecordStream {
+    socket: TcpStream,
+    layer: RecordLayer,
+    /// Ciphertext read: `start..filled` is not opened yet.
+    input: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// Opened plaintext in `input` not handed out yet.
+    plaintext: std::ops::Range<usize>,
+    /// Sealed records not written yet (a nonblocking socket took part of them): `sent..`.
+    output: Vec<u8>,
+    sent: usize,
+}
+
+impl RecordStream {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.plaintext.is_empty() {
+                let len = buffer.len().min(self.plaintext.len());
+                let from = self.plaintext.start;
+                buffer[..len].copy_from_slice(&self.input[from..from + len]);
+                self.plaintext.start += len;
+                return Ok(len);
+            }
+            let waiting = &self.input[self.start..self.filled];
+            if let Some(header) = waiting.get(..tls_record::HEADER_BYTES) {
+                let header: [u8; tls_record::HEADER_BYTES] = header.try_into().expect("five");
+                let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
+                if body > tls_record::BODY_BYTES_MAX {
+                    return Err(io::Error::other(tls_record::too_large()));
+                }
+                let end = self.start + tls_record::HEADER_BYTES + body;
+                if end <= self.filled {
+                    let body_start = self.start + tls_record::HEADER_BYTES;
+                    let (content_type, opened) = self
+                        .layer
+                        .open(&header, &mut self.input[body_start..end])
+                        .map_err(io::Error::other)?;
+                    let (len, at) = (opened.len(), opened.as_ptr() as usize);
+                    let offset = at - self.input.as_ptr() as usize;
+                    self.start = end;
+                    match content_type {
+                        tls_record::APPLICATION_DATA => self.plaintext = offset..offset + len,
+                        // Session tickets after the handshake: not used (no resumption).
+                        tls_record::HANDSHAKE => {}
+                        tls_record::ALERT => return Ok(0),
+                        _ => return Err(io::Error::other("an unexpected TLS record")),
+                    }
+                    continue;
+                }
+            }
+            // Keep the incomplete record at the front, then read more.
+            self.input.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+            let read = self.socket.read(&mut self.input[self.filled..])?;
+            if read == 0 {
+                return Ok(0);
+            }
+            self.filled += read;
+        }
+    }
+
+    /// Writes what is sealed and not written yet; a nonblocking socket's WouldBlock is the
+    /// caller's.
+    fn drain(&mut self) -> io::Result<()> {
+        while self.sent < self.output.len() {
+            match self.socket.write(&self.output[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.sent += written,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        self.output.clear();
+        self.sent = 0;
+        Ok(())
+    }
+
+    /// Seals all of `bytes` and writes what the socket takes (the rest on the next call).
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.drain()?;
+        self.layer
+            .seal(tls_record::APPLICATION_DATA, bytes, &mut self.output);
+        match self.drain() {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(bytes.len()),
+            other => other.map(|()| bytes.len()),
+        }
+    }
 }
 
 impl Stream {
@@ -134,6 +261,7 @@ impl Stream {
         match self {
             Stream::Plain(socket) => socket,
             Stream::Tls(tls) => &tls.sock,
+            Stream::Records(records) => &records.socket,
         }
     }
 
@@ -152,6 +280,7 @@ impl Read for Stream {
         match self {
             Stream::Plain(socket) => socket.read(buffer),
             Stream::Tls(tls) => tls.read(buffer),
+            Stream::Records(records) => records.read(buffer),
         }
     }
 }
@@ -162,6 +291,7 @@ impl Write for Stream {
         match self {
             Stream::Plain(socket) => socket.write(bytes),
             Stream::Tls(tls) => tls.write(bytes),
+            Stream::Records(records) => records.write(bytes),
         }
     }
 
@@ -182,6 +312,10 @@ impl Write for Stream {
                 }
                 tls.flush()
             }
+            Stream::Records(records) => {
+                records.write(bytes)?;
+                records.drain()
+            }
         }
     }
 
@@ -189,6 +323,7 @@ impl Write for Stream {
         match self {
             Stream::Plain(socket) => socket.flush(),
             Stream::Tls(tls) => tls.flush(),
+            Stream::Records(records) => records.drain(),
         }
     }
 }
