@@ -175,6 +175,9 @@ pub struct TlsInfo {
     pub cipher_suite: String,
     /// The handshake came before INFO (`handshake_first`).
     pub first: bool,
+    /// The certificates the client sent, leaf first (`/connz?auth=1` `tls_peer_certs`); left
+    /// empty for closed connections, as nats-server keeps them only while open.
+    pub peer_certs: Vec<crate::tls::PeerCert>,
 }
 
 impl ConnInfo {

@@ -1,5 +1,6 @@
 //! Client TLS: [`TlsOptions`] into a rustls `ServerConfig`, and what nats-server reads from a
-//! client's certificate (the names `verify_and_map` tries, the key `pinned_certs` hashes).
+//! client's certificate (the names `verify_and_map` tries, the key `pinned_certs` hashes, what
+//! `/connz` shows of each certificate a client sent).
 //!
 //! What it owns: reading the PEM certificate chain, key and CA file (with nats-server's error
 //! texts where Go has one), and the choice of what rustls offers: ring as the crypto provider,
@@ -24,6 +25,7 @@ use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
+use crate::auth::dn::DistinguishedName;
 use crate::config::conf::path_error_text;
 use crate::config::tls::{cipher_suite, curve, CipherSupport};
 use crate::config::{TlsOptions, TlsVersion};
@@ -318,55 +320,181 @@ pub fn spki_sha256(der: &[u8]) -> Option<[u8; 32]> {
     Some(Sha256::digest(certificate.public_key().raw).into())
 }
 
-/// The names nats-server's `verify_and_map` looks a user up by, for a client's leaf
-/// certificate, in the order it tries them (`checkClientTLSCertSubject`): the e-mail
-/// addresses, DNS names and URIs of the subject alternative names; then, when the subject has
-/// domain components, the subject as Go prints it followed by them (`CN=x,O=y,DC=a,DC=b`); then
-/// the subject as Go prints it (`pkix.Name.ToRDNSequence().String()`: SERIALNUMBER, CN, OU, O,
-/// POSTALCODE, STREET, L, ST, C, several values of one type joined by `+`, other attributes
-/// left out, RFC 2253 escapes). Empty names are left out, as they match no user; so is a
-/// certificate that does not parse.
-///
-/// Not a name, so not here: nats-server then also compares each user whose name parses as a
-/// distinguished name with the certificate's subject, attribute by attribute in any order.
-pub fn cert_identities(der: &[u8]) -> Vec<String> {
-    let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der) else {
-        return Vec::new();
-    };
-    let mut identities = Vec::new();
+/// What nats-server's `verify_and_map` reads of a client's leaf certificate to find its user
+/// (`checkClientTLSCertSubject`), in the order it tries it. Made once, when the handshake ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertIdentities {
+    /// The e-mail addresses, then the DNS names, then the URIs of the subject alternative
+    /// names: each looked up as a user name.
+    pub alternative_names: Vec<String>,
+    /// The subject as go-ldap reads the raw subject (`FromRawCertSubject`: RDNs and their
+    /// attributes last first), compared with each user whose name parses as a distinguished
+    /// name; `None` where go-ldap fails (an attribute type outside its table, such as an
+    /// e-mail address, or a value that is no string): then no user is compared.
+    pub subject: Option<DistinguishedName>,
+    /// The subject as Go prints it (`pkix.Name.ToRDNSequence().String()`: SERIALNUMBER, CN,
+    /// OU, O, POSTALCODE, STREET, L, ST, C, several values of one type joined by `+`, other
+    /// attributes left out, RFC 2253 escapes) followed by its domain components when it has
+    /// some (`CN=x,O=y,DC=a,DC=b`), then the same without them: each looked up as a user name.
+    pub subject_names: Vec<String>,
+}
+
+/// The identities of a client certificate (see [`CertIdentities`]); empty names are left out,
+/// as they match no user. `None` when `der` is not a certificate, or names nothing at all (no
+/// alternative name and an empty subject: nats-server's "User required in cert, none found").
+pub fn cert_identities(der: &[u8]) -> Option<CertIdentities> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut alternative_names = Vec::new();
     if let Ok(Some(names)) = certificate.subject_alternative_name() {
         use x509_parser::extensions::GeneralName;
         let general_names = &names.value.general_names;
         for general_name in general_names {
             if let GeneralName::RFC822Name(email) = general_name {
-                identities.push(email.to_string());
+                alternative_names.push(email.to_string());
             }
         }
         for general_name in general_names {
             if let GeneralName::DNSName(dns) = general_name {
-                identities.push(dns.to_string());
+                alternative_names.push(dns.to_string());
             }
         }
         for general_name in general_names {
             if let GeneralName::URI(uri) = general_name {
-                identities.push(uri.to_string());
+                alternative_names.push(uri.to_string());
             }
         }
     }
-    let subject = go_subject(certificate.subject());
-    let domain_components: Vec<String> = certificate
-        .subject()
+    let name = certificate.subject();
+    if alternative_names.is_empty() && go_name_string(name).is_empty() {
+        return None;
+    }
+    let subject = go_subject(name);
+    let domain_components: Vec<String> = name
         .iter_attributes()
         .filter(|attribute| attribute.attr_type().to_id_string() == DOMAIN_COMPONENT)
         .filter_map(|attribute| attribute.as_str().ok())
         .map(|value| format!("DC={value}"))
         .collect();
+    let mut subject_names = Vec::new();
     if !domain_components.is_empty() {
-        identities.push(format!("{subject},{}", domain_components.join(",")));
+        subject_names.push(format!("{subject},{}", domain_components.join(",")));
     }
-    identities.push(subject);
-    identities.retain(|identity| !identity.is_empty());
-    identities
+    subject_names.push(subject);
+    alternative_names.retain(|identity| !identity.is_empty());
+    subject_names.retain(|identity| !identity.is_empty());
+    Some(CertIdentities {
+        alternative_names,
+        subject: ldap_subject(name),
+        subject_names,
+    })
+}
+
+/// go-ldap's `FromRawCertSubject`: the RDNs last first, each one's attributes last first, each
+/// type by its name in go-ldap's table; `None` for a type outside it or a value that is no
+/// string.
+fn ldap_subject(name: &x509_parser::x509::X509Name<'_>) -> Option<DistinguishedName> {
+    let mut rdns = Vec::new();
+    for rdn in name.iter().collect::<Vec<_>>().into_iter().rev() {
+        let mut attributes = Vec::new();
+        for attribute in rdn.iter().collect::<Vec<_>>().into_iter().rev() {
+            let oid = attribute.attr_type().to_id_string();
+            let (_, kind) = LDAP_ATTRIBUTE_TYPES
+                .iter()
+                .find(|(known, _)| *known == oid)?;
+            attributes.push(crate::auth::dn::Attribute {
+                kind: kind.as_bytes().to_vec(),
+                value: attribute.as_str().ok()?.as_bytes().to_vec(),
+            });
+        }
+        if !attributes.is_empty() {
+            rdns.push(attributes);
+        }
+    }
+    Some(DistinguishedName { rdns })
+}
+
+/// go-ldap's `attributeTypeNames`: the attribute types it reads from a certificate.
+const LDAP_ATTRIBUTE_TYPES: [(&str, &str); 10] = [
+    ("2.5.4.3", "CN"),
+    ("2.5.4.5", "SERIALNUMBER"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.9", "STREET"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.17", "POSTALCODE"),
+    (DOMAIN_COMPONENT, "DC"),
+];
+
+/// One certificate of the chain a client sent, as nats-server's `/connz?auth=1` shows it
+/// (`makePeerCerts`): its subject as Go prints it, and SHA-256 of its SubjectPublicKeyInfo and
+/// of the whole certificate, in hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    pub subject: String,
+    pub spki_sha256: String,
+    pub cert_sha256: String,
+}
+
+/// [`PeerCert`] of a certificate; `None` when `der` is not one.
+pub fn peer_cert(der: &[u8]) -> Option<PeerCert> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(PeerCert {
+        subject: go_name_string(certificate.subject()),
+        spki_sha256: data_encoding::HEXLOWER.encode(&Sha256::digest(certificate.public_key().raw)),
+        cert_sha256: data_encoding::HEXLOWER.encode(&Sha256::digest(der)),
+    })
+}
+
+/// A name as Go's `pkix.Name.String()` prints it: [`go_subject`]'s attributes, then every
+/// other attribute, last first, as its OID and `#` and the hex of its value's DER as Go's
+/// `asn1.Marshal` writes a string again (a PrintableString when every character allows it,
+/// else a UTF8String).
+fn go_name_string(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let mut parts = vec![go_subject(name)];
+    parts.retain(|part| !part.is_empty());
+    let others: Vec<_> = name
+        .iter_attributes()
+        .filter(|attribute| {
+            let oid = attribute.attr_type().to_id_string();
+            !SUBJECT_ATTRIBUTES.iter().any(|(known, _, _)| *known == oid)
+        })
+        .collect();
+    for attribute in others.into_iter().rev() {
+        let Ok(value) = attribute.as_str() else {
+            continue;
+        };
+        parts.push(format!(
+            "{}=#{}",
+            attribute.attr_type().to_id_string(),
+            data_encoding::HEXLOWER.encode(&go_string_der(value))
+        ));
+    }
+    parts.join(",")
+}
+
+/// Go's `asn1.Marshal` of a string: PrintableString (tag 19) when every character is one
+/// PrintableString allows (letters, digits, space and `'()+,-./:=?`), else UTF8String (12).
+fn go_string_der(value: &str) -> Vec<u8> {
+    let printable = value
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&byte));
+    let mut der = vec![if printable { 19 } else { 12 }];
+    let length = value.len();
+    if length < 128 {
+        der.push(length as u8);
+    } else {
+        let bytes = length.to_be_bytes();
+        let significant = &bytes[bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1)..];
+        der.push(0x80 | significant.len() as u8);
+        der.extend_from_slice(significant);
+    }
+    der.extend_from_slice(value.as_bytes());
+    der
 }
 
 /// The `domainComponent` attribute's OID.
@@ -726,17 +854,28 @@ mod tests {
                 SanType::DnsName("www.example.com".try_into().unwrap()),
             ],
         );
+        let identities = cert_identities(&der).unwrap();
         assert_eq!(
-            cert_identities(&der),
+            identities.alternative_names,
             [
                 "derek@nats.io",
                 "app.example.com",
                 "www.example.com",
                 "nats://app.example.com",
+            ]
+        );
+        assert_eq!(
+            identities.subject_names,
+            [
                 "CN=example.com,OU=nats.io,O=Synadia,C=US,DC=example",
                 "CN=example.com,OU=nats.io,O=Synadia,C=US",
             ]
         );
+        // go-ldap's reading: the certificate's RDNs last first, DC by its name.
+        let ldap = crate::auth::dn::DistinguishedName::parse(
+            "DC=example,CN=example.com,OU=nats.io,O=Synadia,C=US",
+        );
+        assert!(identities.subject.as_ref().unwrap().equal(&ldap.unwrap()));
 
         // Go's order, not the certificate's; values escaped as RFC 2253 says.
         let (der, _) = certificate(
@@ -747,11 +886,22 @@ mod tests {
             ],
             Vec::new(),
         );
+        let identities = cert_identities(&der).unwrap();
+        assert!(identities.alternative_names.is_empty());
         assert_eq!(
-            cert_identities(&der),
+            identities.subject_names,
             ["CN=\\ a\\,b\\+c\\ ,L=\\#here,ST=CA"]
         );
-        assert!(cert_identities(b"not a certificate").is_empty());
+        // An attribute go-ldap has no name for: no DN to compare.
+        let email = DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]);
+        let (der, _) = certificate(&[(DnType::CommonName, "x"), (email, "x@y")], Vec::new());
+        let identities = cert_identities(&der).unwrap();
+        assert_eq!(identities.subject, None);
+        assert_eq!(identities.subject_names, ["CN=x"]);
+        // Nothing to name a user by.
+        let (der, _) = certificate(&[], Vec::new());
+        assert_eq!(cert_identities(&der), None);
+        assert_eq!(cert_identities(b"not a certificate"), None);
         assert_eq!(escape_rfc2253("x;y<z>\"\\"), "x\\;y\\<z\\>\\\"\\\\");
         assert_eq!(escape_rfc2253("a b#"), "a b#");
     }
@@ -762,5 +912,38 @@ mod tests {
         let expected: [u8; 32] = Sha256::digest(key.subject_public_key_info()).into();
         assert_eq!(spki_sha256(&der), Some(expected));
         assert_eq!(spki_sha256(b"junk"), None);
+    }
+
+    #[test]
+    fn peer_certs_as_connz_shows_them() {
+        let email = DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]);
+        let dc = DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]);
+        let (der, key) = certificate(
+            &[
+                (DnType::OrganizationName, "natsring"),
+                (email, "x@y"),
+                (DnType::CommonName, "app"),
+                (dc, "example"),
+            ],
+            Vec::new(),
+        );
+        let shown = peer_cert(&der).unwrap();
+        // Go's fields first, then the others last first, re-encoded as Go's asn1 would.
+        assert_eq!(
+            shown.subject,
+            "CN=app,O=natsring,0.9.2342.19200300.100.1.25=#13076578616d706c65,1.2.840.113549.1.9.1=#0c03784079"
+        );
+        assert_eq!(
+            shown.spki_sha256,
+            data_encoding::HEXLOWER.encode(&Sha256::digest(key.subject_public_key_info()))
+        );
+        assert_eq!(
+            shown.cert_sha256,
+            data_encoding::HEXLOWER.encode(&Sha256::digest(&der))
+        );
+        assert_eq!(peer_cert(b"junk"), None);
+        let long = "a".repeat(300);
+        assert_eq!(&go_string_der(&long)[..4], &[19, 0x82, 1, 44]);
+        assert_eq!(go_string_der("a*b"), [12, 3, b'a', b'*', b'b']);
     }
 }

@@ -24,7 +24,13 @@
 //! - to a ClientHello on a plain port: its INFO, then `-ERR 'Unknown Protocol Operation'\r\n`,
 //!   and the close;
 //! - to a client without a certificate under `verify`, the TLS 1.3 alert `certificate_required`;
-//!   to one with a certificate of another CA, `unknown_ca`.
+//!   to one with a certificate of another CA, `unknown_ca`;
+//! - to a client whose certificate `pinned_certs` does not list: a completed handshake, then
+//!   no byte of the protocol but the TLS close_notify, and the close (logged `TLS handshake
+//!   error: certificate not pinned`, reason `TLS Handshake Failure`);
+//! - under `verify_and_map`, to a certificate that names no user: `-ERR 'Authorization
+//!   Violation'\r\n`, the close_notify, the close. Go's `tls.Conn.Close` sends close_notify on
+//!   every close of a connection past its handshake.
 
 mod common;
 
@@ -43,7 +49,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::time::timeout;
 
-use common::certs::{Identity, Pki};
+use common::certs::{Identity, Pki, CLIENT_EMAIL, CLIENT_SUBJECT, STRANGER_SUBJECT};
 use common::{start_natsring_with_config, start_reference_with_config, sync, ChildServer, Raw};
 
 /// A server implementation a case runs against.
@@ -100,6 +106,11 @@ const DEFAULTS: Settings = Settings {
 
 /// The configuration text both servers are started on (the harness adds `-a 127.0.0.1 -p -1`).
 fn configuration(pki: &Pki, settings: Settings) -> String {
+    configuration_with(pki, settings, "", "")
+}
+
+/// [`configuration`] with `tls_lines` added inside the `tls {}` block and `top` after it.
+fn configuration_with(pki: &Pki, settings: Settings, tls_lines: &str, top: &str) -> String {
     let identity: &Identity = if settings.expired {
         &pki.expired_server
     } else {
@@ -124,7 +135,9 @@ tls {{
     if settings.handshake_first {
         text.push_str("  handshake_first: true\n");
     }
+    text.push_str(tls_lines);
     text.push_str("}\n");
+    text.push_str(top);
     if settings.allow_non_tls {
         text.push_str("allow_non_tls: true\n");
     }
@@ -1003,3 +1016,356 @@ trait AwaitBlocking: std::future::Future + Sized {
 }
 
 impl<F: std::future::Future> AwaitBlocking for F {}
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates: pinned_certs, verify_and_map
+
+/// A rustls client trusting the test CA and presenting `identity`.
+fn rustls_client_with(pki: &Pki, identity: &Identity) -> rustls::ClientConnection {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(&pki.ca_pem) {
+        roots.add(cert).unwrap();
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .expect("a PEM key");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certificates(&identity.cert_pem), key)
+        .expect("a client certificate");
+    rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
+    )
+    .unwrap()
+}
+
+/// How a TLS connection's reading ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// The server's close_notify alert, then the close.
+    CloseNotify,
+    /// The connection closed without a close_notify.
+    Eof,
+    /// Still open after the wait (or `until` was read).
+    Open,
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A raw connection that reads the INFO in plain text, then makes its handshake presenting
+/// `identity`.
+fn raw_tls_with(pki: &Pki, port: u16, identity: &Identity) -> TlsStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut info = Vec::new();
+    let mut byte = [0u8; 1];
+    while !info.ends_with(b"\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "the INFO: {info:?}");
+        info.push(byte[0]);
+    }
+    let mut tls = rustls::StreamOwned::new(rustls_client_with(pki, identity), stream);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("the handshake");
+    }
+    tls
+}
+
+/// What `tls` reads until `until` ends it (empty: until the close), within [`WAIT`], and how
+/// the reading ended.
+fn read_tls(tls: &mut TlsStream, until: &[u8]) -> (Vec<u8>, Ending) {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if !until.is_empty() && got.ends_with(until) {
+            return (got, Ending::Open);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (got, Ending::Open);
+        }
+        tls.sock.set_read_timeout(Some(left)).unwrap();
+        match tls.read(&mut buffer) {
+            Ok(0) => return (got, Ending::CloseNotify),
+            Ok(n) => got.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return (got, Ending::Eof),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, Ending::Eof),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (got, Ending::Open)
+            }
+            Err(e) => panic!("reading over TLS: {e}"),
+        }
+    }
+}
+
+/// The hex SHA-256 of the SubjectPublicKeyInfo of `identity`'s key: its `pinned_certs` entry,
+/// computed from the key (not from the certificate, as the servers do).
+fn pinned_hex(identity: &Identity) -> String {
+    use sha2::Digest;
+    let key = rcgen::KeyPair::from_pem(&identity.key_pem).expect("a PEM key");
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(spki))
+}
+
+/// The closed connections `/connz` lists with the reason `TLS Handshake Failure`.
+fn handshake_failures(http_port: u16) -> usize {
+    let closed = get_json(http_port, "/connz?state=closed&limit=1000");
+    closed["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .filter(|connection| connection["reason"] == "TLS Handshake Failure")
+        .count()
+}
+
+/// Waits until `/connz` lists `count` closed connections with `TLS Handshake Failure`.
+fn await_handshake_failures(server: Server, http_port: u16, count: usize) {
+    let deadline = Instant::now() + WAIT;
+    while handshake_failures(http_port) != count {
+        assert!(
+            Instant::now() < deadline,
+            "{server:?}: {} handshake failures, expected {count}",
+            handshake_failures(http_port)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `pinned_certs` listing the client certificate's key: that certificate is served (async-nats
+/// and raw); another one the CA signed completes its handshake and is then closed as
+/// nats-server closes it: no byte of the protocol, the TLS close_notify, and `/connz` lists it
+/// closed with `TLS Handshake Failure`. async-nats, whose handshake succeeded, sees the
+/// connection end before its CONNECT's answer.
+#[tokio::test]
+async fn pinned_certs_admit_only_the_listed_keys() {
+    let pki = Pki::generate();
+    let tls_lines = format!("  pinned_certs: [\"{}\"]\n", pinned_hex(&pki.client));
+    let mut kinds = Vec::new();
+    for &server in SERVERS {
+        let http_port = free_port();
+        let settings = Settings {
+            verify: true,
+            http_port: Some(http_port),
+            ..DEFAULTS
+        };
+        let running = start(server, &configuration_with(&pki, settings, &tls_lines, ""));
+        assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
+        let mut tls = raw_tls_with(&pki, running.port, &pki.client);
+        tls.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+            .unwrap();
+        let (got, ending) = read_tls(&mut tls, b"PONG\r\n");
+        assert_eq!(
+            (common::without_server_pings(got).as_str(), ending),
+            ("PONG\r\n", Ending::Open),
+            "{server:?}: the pinned certificate"
+        );
+
+        let failures = handshake_failures(http_port);
+        let mut tls = raw_tls_with(&pki, running.port, &pki.stranger);
+        // Written before the close is seen: the server reads none of it.
+        let _ = tls.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
+        let (got, ending) = read_tls(&mut tls, b"");
+        assert_eq!(
+            (String::from_utf8_lossy(&got).as_ref(), ending),
+            ("", Ending::CloseNotify),
+            "{server:?}: a certificate not pinned"
+        );
+        await_handshake_failures(server, http_port, failures + 1);
+
+        let (kind, text) =
+            refused(server, running.port, tls_options_with(&pki, &pki.stranger)).await;
+        kinds.push((kind, text));
+        await_handshake_failures(server, http_port, failures + 2);
+        // Still serving the pinned one.
+        assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
+    }
+    assert!(
+        kinds.windows(2).all(|pair| pair[0].0 == pair[1].0),
+        "async-nats refused the same way: {kinds:?}"
+    );
+}
+
+/// The `authorization {}` of the `verify_and_map` cases: the client certificate's email names
+/// a user who may publish only under `allowed.` (and to the subject of `common::sync`).
+const MAPPED_BY_EMAIL: &str = "authorization {
+  users = [
+    { user: \"client@natsring.test\", permissions: { publish: [\"allowed.>\", \"_natsring_test.>\"], subscribe: \">\" } }
+  ]
+}
+";
+
+/// `verify_and_map` with a user named by the client certificate's email address: async-nats
+/// with the certificate is served (no user in its CONNECT); a raw client that names another
+/// user in its CONNECT is still the certificate's user (nats-server warns and ignores it), with
+/// that user's permissions (a publish outside them gets the Permissions Violation, byte for
+/// byte); `/connz?auth=1` shows the user and the certificate (`tls_peer_certs`: the same
+/// subject, key and certificate hashes, and the same JSON shape, as nats-server's); a
+/// certificate of the CA that names no user gets `-ERR 'Authorization Violation'` and the close
+/// (with the TLS close_notify), byte for byte.
+#[tokio::test]
+async fn verify_and_map_takes_the_user_from_the_certificate() {
+    let pki = Pki::generate();
+    let mut connz = Vec::new();
+    for &server in SERVERS {
+        let http_port = free_port();
+        let settings = Settings {
+            http_port: Some(http_port),
+            ..DEFAULTS
+        };
+        let config =
+            configuration_with(&pki, settings, "  verify_and_map: true\n", MAPPED_BY_EMAIL);
+        let running = start(server, &config);
+        let subscriber = connect(server, running.port, tls_options_with(&pki, &pki.client)).await;
+        let mut sub = subscriber.subscribe("allowed.x").await.unwrap();
+        sync(&subscriber).await;
+
+        let mut tls = raw_tls_with(&pki, running.port, &pki.client);
+        tls.write_all(
+            b"CONNECT {\"verbose\":false,\"user\":\"someone\"}\r\nPUB denied 2\r\nno\r\nPUB allowed.x 3\r\nyes\r\nPING\r\n",
+        )
+        .unwrap();
+        let (got, ending) = read_tls(&mut tls, b"PONG\r\n");
+        assert_eq!(
+            (common::without_server_pings(got).as_str(), ending),
+            (
+                "-ERR 'Permissions Violation for Publish to \"denied\"'\r\nPONG\r\n",
+                Ending::Open
+            ),
+            "{server:?}: the certificate's user's permissions"
+        );
+        let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+        assert_eq!(&msg.payload[..], b"yes", "{server:?}");
+
+        let json = get_json(http_port, "/connz?auth=1&sort=cid");
+        let connections = json["connections"].as_array().expect("connections");
+        for connection in connections {
+            assert_eq!(
+                connection["authorized_user"], CLIENT_EMAIL,
+                "{server:?}: {connection}"
+            );
+        }
+        // Both clients sent the same certificate.
+        let raw = connections.last().expect("a client").clone();
+        let certs = raw["tls_peer_certs"].as_array().expect("tls_peer_certs");
+        assert_eq!(
+            certs.len(),
+            1,
+            "{server:?}: the leaf the client sent: {raw}"
+        );
+        assert_eq!(certs[0]["subject"], CLIENT_SUBJECT, "{server:?}");
+        assert_eq!(
+            certs[0]["spki_sha256"],
+            pinned_hex(&pki.client),
+            "{server:?}"
+        );
+        // Without `auth`, no certificates.
+        let json = get_json(http_port, "/connz");
+        let connection = &json["connections"][0];
+        assert!(
+            connection.get("tls_peer_certs").is_none(),
+            "{server:?}: {connection}"
+        );
+        connz.push(raw);
+
+        // A certificate naming no user.
+        let mut tls = raw_tls_with(&pki, running.port, &pki.stranger);
+        tls.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+            .unwrap();
+        let (got, ending) = read_tls(&mut tls, b"");
+        assert_eq!(
+            (String::from_utf8_lossy(&got).as_ref(), ending),
+            ("-ERR 'Authorization Violation'\r\n", Ending::CloseNotify),
+            "{server:?}: a certificate naming no user"
+        );
+        let (kind, text) =
+            refused(server, running.port, tls_options_with(&pki, &pki.stranger)).await;
+        assert_eq!(
+            kind,
+            ConnectErrorKind::AuthorizationViolation,
+            "{server:?}: {text}"
+        );
+        drop(tls);
+    }
+    if let [reference, ours] = &connz[..] {
+        assert_eq!(
+            ours["tls_peer_certs"], reference["tls_peer_certs"],
+            "the certificate as nats-server shows it"
+        );
+        let differences = common::shapes::shape_differences(
+            &common::shapes::Allowances::NONE,
+            "/connz?auth=1",
+            &ours["tls_peer_certs"],
+            &reference["tls_peer_certs"],
+        );
+        common::shapes::assert_no_differences("tls_peer_certs", &differences);
+    }
+}
+
+/// `verify_and_map` with users named by distinguished names, in accounts: one written as the
+/// certificate's subject prints (`CN=...,OU=...,O=...`), one with its RDNs in another order
+/// (nats-server compares them in any order). Each certificate's client lands in its user's
+/// account (`/connz?auth=1`), and the accounts are apart.
+#[tokio::test]
+async fn verify_and_map_by_distinguished_name() {
+    let pki = Pki::generate();
+    let accounts = format!(
+        "accounts {{
+  A {{ users = [ {{ user: \"{CLIENT_SUBJECT}\" }} ] }}
+  B {{ users = [ {{ user: \"O=natsring, OU=tests, CN=stranger\" }} ] }}
+}}
+"
+    );
+    assert_eq!(STRANGER_SUBJECT, "CN=stranger,OU=tests,O=natsring");
+    for &server in SERVERS {
+        let http_port = free_port();
+        let settings = Settings {
+            http_port: Some(http_port),
+            ..DEFAULTS
+        };
+        let config = configuration_with(&pki, settings, "  verify_and_map: true\n", &accounts);
+        let running = start(server, &config);
+        let in_a = connect(server, running.port, tls_options_with(&pki, &pki.client)).await;
+        let also_in_a = connect(server, running.port, tls_options_with(&pki, &pki.client)).await;
+        let in_b = connect(server, running.port, tls_options_with(&pki, &pki.stranger)).await;
+        round_trip(&also_in_a, &in_a).await;
+        // B does not hear A.
+        let mut not_heard = in_b.subscribe("tls.round.trip").await.unwrap();
+        sync(&in_b).await;
+        round_trip(&also_in_a, &in_a).await;
+        assert!(
+            timeout(Duration::from_millis(200), not_heard.next())
+                .await
+                .is_err(),
+            "{server:?}: accounts apart"
+        );
+
+        let json = get_json(http_port, "/connz?auth=1&sort=cid");
+        // In any order: the clients' ids follow their shards.
+        let mut seen: Vec<(String, String)> = json["connections"]
+            .as_array()
+            .expect("connections")
+            .iter()
+            .map(|c| {
+                (
+                    c["authorized_user"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    c["account"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let a = (CLIENT_SUBJECT.to_string(), "A".to_string());
+        let b = (
+            "O=natsring, OU=tests, CN=stranger".to_string(),
+            "B".to_string(),
+        );
+        seen.sort();
+        assert_eq!(seen, [a.clone(), a, b], "{server:?}");
+    }
+}

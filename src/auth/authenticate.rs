@@ -1,6 +1,8 @@
 //! Deciding a CONNECT: which configured identity its credentials prove, in nats-server's order
 //! (`processClientOrLeafAuthentication`): nkey users, then users with passwords, then the
 //! token, then the single user; `no_auth_user` stands in for a client that presents none.
+//! With `tls { verify_and_map }` the user is the one the client's certificate names
+//! ([`CertIdentities`], made when its handshake ended), not the CONNECT's.
 //!
 //! Built once per configuration ([`Authenticator::new`]) and shared read-only by every shard.
 //! A check costs a hash lookup and a constant-time comparison, or an ed25519 verification for
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::dn::DistinguishedName;
 use super::jwt::{self, ConnectAttempt, JwtError};
 use super::operator::OperatorMode;
 use super::permissions::CompiledPermissions;
@@ -20,6 +23,7 @@ use super::{is_bcrypt, ConnectionTypes, Permissions, CONNECTION_TYPE_STANDARD};
 use crate::account::AccountId;
 use crate::config::Options;
 use crate::proto::json::ConnectOptions;
+use crate::tls::CertIdentities;
 
 /// nats-server's `AUTH_TIMEOUT` default.
 pub const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
@@ -31,6 +35,10 @@ pub struct Identity {
     /// How nats-server's logs name it (`User "alice"`, `Nkey "U..."`), empty for the token and
     /// for no authentication at all.
     pub label: String,
+    /// The configured user's name, for a user of `users`; empty for anything else. With
+    /// `verify_and_map` it stands for the user the CONNECT did not name (nats-server writes
+    /// it into the connection's options, for logs and monitoring).
+    pub user: String,
     pub account: AccountId,
     /// What it may publish and subscribe to; `None`: anything.
     pub permissions: Option<Arc<CompiledPermissions>>,
@@ -75,6 +83,7 @@ impl Identity {
     pub fn anonymous() -> Arc<Identity> {
         Arc::new(Identity {
             label: String::new(),
+            user: String::new(),
             account: AccountId::GLOBAL,
             permissions: None,
             secret: String::new(),
@@ -138,6 +147,12 @@ pub struct Authenticator {
     /// The single user's name, and the identity its password proves.
     single: Option<(String, Arc<Identity>)>,
     users: HashMap<String, Entry>,
+    /// `tls { verify_and_map }`: with users configured, a client's user is the one its
+    /// certificate names.
+    tls_map: bool,
+    /// With `tls_map`: the users whose names parse as distinguished names, in the
+    /// configuration's order, with those names parsed (compared with a certificate's subject).
+    user_dns: Vec<(DistinguishedName, String)>,
     nkeys: HashMap<String, Entry>,
     no_auth_user: Option<String>,
     /// `no_auth_user` is the one made for a server whose only configured account is the
@@ -160,12 +175,14 @@ impl Authenticator {
     ) -> Authenticator {
         let auth = &options.auth;
         let entry = |label: String,
+                     user: &str,
                      secret: &str,
                      account: &Option<String>,
                      permissions: &Option<Permissions>,
                      connection_types: &ConnectionTypes| Entry {
             identity: Arc::new(Identity {
                 label,
+                user: user.to_string(),
                 account: account.as_deref().map_or(AccountId::GLOBAL, &account_id),
                 permissions: permissions
                     .as_ref()
@@ -204,6 +221,7 @@ impl Authenticator {
                 let label = format!("User {}", crate::config::go::quote(&user.username));
                 let entry = entry(
                     label,
+                    &user.username,
                     &user.password,
                     &user.account,
                     &user.permissions,
@@ -221,6 +239,7 @@ impl Authenticator {
                 let entry = entry(
                     label,
                     "",
+                    "",
                     &user.account,
                     &user.permissions,
                     &user.allowed_connection_types,
@@ -229,6 +248,17 @@ impl Authenticator {
             })
             .collect();
         let no_auth_user_made = made_user.is_some();
+        let tls_map = options.tls.as_ref().is_some_and(|tls| tls.verify_and_map);
+        let user_dns = auth
+            .users
+            .iter()
+            .flatten()
+            .filter(|_| tls_map)
+            .filter_map(|user| {
+                let parsed = DistinguishedName::parse(&user.username)?;
+                Some((parsed, user.username.clone()))
+            })
+            .collect();
         let account_ids = operator
             .iter()
             .flat_map(|operator| operator.accounts.keys())
@@ -247,6 +277,8 @@ impl Authenticator {
                 (user, global_with_secret(password))
             }),
             users,
+            tls_map,
+            user_dns,
             nkeys,
             no_auth_user: made_user
                 .map(|user| user.username)
@@ -303,18 +335,26 @@ impl Authenticator {
 
     /// Whether a client that sends an operation before CONNECT is taken as the
     /// `no_auth_user` (nats-server lets a telnet session work then); the verdict for it.
-    pub fn no_auth_user_verdict(&self) -> Option<Verdict> {
+    /// `certificate`: what the client's certificate names, as for [`Authenticator::check`].
+    pub fn no_auth_user_verdict(&self, certificate: Option<&CertIdentities>) -> Option<Verdict> {
         // Before any CONNECT, nats-server looks for it among the users with passwords only.
         let name = self.no_auth_user.as_deref()?;
         let entry = self.users.get(name)?;
         entry
             .allows_standard_connections()
-            .then(|| self.check(&ConnectOptions::default(), b"", ""))
+            .then(|| self.check(&ConnectOptions::default(), b"", "", certificate))
     }
 
     /// The verdict on a CONNECT's credentials, `nonce` being what this connection's INFO
-    /// carried (empty when none) and `peer` the client's `ip:port`.
-    pub fn check(&self, connect: &ConnectOptions, nonce: &[u8], peer: &str) -> Verdict {
+    /// carried (empty when none), `peer` the client's `ip:port` and `certificate` what its
+    /// TLS client certificate names, if it sent one (read with `verify_and_map` only).
+    pub fn check(
+        &self,
+        connect: &ConnectOptions,
+        nonce: &[u8],
+        peer: &str,
+        certificate: Option<&CertIdentities>,
+    ) -> Verdict {
         if !self.required {
             return Verdict::Granted(Arc::clone(&self.global));
         }
@@ -367,6 +407,9 @@ impl Authenticator {
             return Verdict::Granted(Arc::clone(&entry.identity));
         }
         if !self.users.is_empty() {
+            if self.tls_map {
+                return self.check_certificate(user, pass, certificate);
+            }
             if user.is_none() && pass.is_none() && token.is_none() {
                 if let Some(entry) = no_auth.and_then(|name| self.users.get(name)) {
                     user = no_auth;
@@ -401,6 +444,73 @@ impl Authenticator {
 }
 
 impl Authenticator {
+    /// Whether a client's user is the one its certificate names (`verify_and_map` with users
+    /// configured): the shard then keeps that user's name as the CONNECT's, as nats-server
+    /// does.
+    pub fn maps_certificates(&self) -> bool {
+        self.tls_map && !self.users.is_empty()
+    }
+
+    /// `verify_and_map`: the user `certificate` names, whose password the CONNECT must still
+    /// give (none for both, as such users are configured: nats-server compares them). A user
+    /// the CONNECT names is ignored, with nats-server's warning.
+    fn check_certificate(
+        &self,
+        user: Option<&str>,
+        pass: Option<&str>,
+        certificate: Option<&CertIdentities>,
+    ) -> Verdict {
+        let Some(certificate) = certificate else {
+            return Verdict::Denied(Cow::Borrowed(
+                "User required in cert, no peer certificates found",
+            ));
+        };
+        let Some(entry) = self.certificate_user(certificate) else {
+            return Verdict::Denied(Cow::Borrowed("User in cert not found"));
+        };
+        if let Some(user) = user {
+            crate::log_warn!(
+                "User {} found in connect proto, but user required from cert",
+                crate::config::go::quote(user)
+            );
+        }
+        secret_verdict(
+            &entry.identity.secret,
+            pass.unwrap_or_default(),
+            &entry.identity,
+        )
+    }
+
+    /// The user a certificate names, looked for in nats-server's order
+    /// (`checkClientTLSCertSubject`): its alternative names, then each user whose name is a
+    /// distinguished name equal to the subject (the same RDNs in the same order, then in any
+    /// order), then the subject as Go prints it (with its domain components, then without).
+    /// A user whose connection types leave out standard clients is passed over.
+    fn certificate_user(&self, certificate: &CertIdentities) -> Option<&Entry> {
+        let lookup = |name: &str| {
+            self.users
+                .get(name)
+                .filter(|entry| entry.allows_standard_connections())
+        };
+        if let Some(entry) = certificate.alternative_names.iter().find_map(|n| lookup(n)) {
+            return Some(entry);
+        }
+        if let Some(subject) = &certificate.subject {
+            let candidates = || {
+                self.user_dns
+                    .iter()
+                    .filter_map(|(dn, name)| Some((dn, lookup(name)?)))
+            };
+            let found = candidates()
+                .find(|(dn, _)| dn.equal(subject))
+                .or_else(|| candidates().find(|(dn, _)| dn.rdns_match(subject)));
+            if let Some((_, entry)) = found {
+                return Some(entry);
+            }
+        }
+        certificate.subject_names.iter().find_map(|n| lookup(n))
+    }
+
     /// Operator mode: the CONNECT's user JWT, signed by one of the verified accounts (or its
     /// signing keys), and its signature of the nonce.
     fn check_jwt(
@@ -436,6 +546,7 @@ impl Authenticator {
         };
         Verdict::Granted(Arc::new(Identity {
             label: format!("JWT User {}", crate::config::go::quote(&user.public_key)),
+            user: String::new(),
             account,
             permissions: user
                 .permissions
@@ -570,7 +681,7 @@ mod tests {
     fn no_configuration_grants_everyone_the_global_account() {
         let auth = Authenticator::new(&Options::default(), None, accounts);
         assert!(!auth.required());
-        let identity = granted(auth.check(&connect(None, None, None), b"", ""));
+        let identity = granted(auth.check(&connect(None, None, None), b"", "", None));
         assert_eq!(identity.account, AccountId::GLOBAL);
     }
 
@@ -580,13 +691,18 @@ mod tests {
         options.auth.token = Some("s3cr3t".into());
         let auth = Authenticator::new(&options, None, accounts);
         assert!(auth.required());
-        granted(auth.check(&connect(None, None, Some("s3cr3t")), b"", ""));
+        granted(auth.check(&connect(None, None, Some("s3cr3t")), b"", "", None));
         assert!(matches!(
-            auth.check(&connect(None, None, Some("s3cr3")), b"", ""),
+            auth.check(&connect(None, None, Some("s3cr3")), b"", "", None),
             Verdict::Denied(_)
         ));
         assert!(matches!(
-            auth.check(&connect(Some("s3cr3t"), Some("s3cr3t"), None), b"", ""),
+            auth.check(
+                &connect(Some("s3cr3t"), Some("s3cr3t"), None),
+                b"",
+                "",
+                None
+            ),
             Verdict::Denied(_)
         ));
     }
@@ -608,18 +724,18 @@ mod tests {
             },
         ]);
         let auth = Authenticator::new(&options, None, accounts);
-        let alice = granted(auth.check(&connect(Some("alice"), Some("pw"), None), b"", ""));
+        let alice = granted(auth.check(&connect(Some("alice"), Some("pw"), None), b"", "", None));
         assert_eq!(alice.account, AccountId(1));
         assert_eq!(alice.label, "User \"alice\"");
         assert!(matches!(
-            auth.check(&connect(Some("alice"), Some("PW"), None), b"", ""),
+            auth.check(&connect(Some("alice"), Some("PW"), None), b"", "", None),
             Verdict::Denied(_)
         ));
         assert!(matches!(
-            auth.check(&connect(Some("carol"), Some("pw"), None), b"", ""),
+            auth.check(&connect(Some("carol"), Some("pw"), None), b"", "", None),
             Verdict::Denied(_)
         ));
-        match auth.check(&connect(Some("bob"), Some("x"), None), b"", "") {
+        match auth.check(&connect(Some("bob"), Some("x"), None), b"", "", None) {
             Verdict::Bcrypt {
                 candidate,
                 identity,
@@ -644,15 +760,15 @@ mod tests {
         options.auth.no_auth_user = Some("guest".into());
         let auth = Authenticator::new(&options, None, accounts);
         assert_eq!(
-            granted(auth.check(&connect(None, None, None), b"", "")).account,
+            granted(auth.check(&connect(None, None, None), b"", "", None)).account,
             AccountId(1)
         );
         assert!(matches!(
-            auth.check(&connect(Some("guest"), Some("no"), None), b"", ""),
+            auth.check(&connect(Some("guest"), Some("no"), None), b"", "", None),
             Verdict::Denied(_)
         ));
         assert!(matches!(
-            auth.no_auth_user_verdict(),
+            auth.no_auth_user_verdict(None),
             Some(Verdict::Granted(_))
         ));
     }
@@ -673,26 +789,26 @@ mod tests {
         let mut hello = connect(None, None, None);
         hello.nkey = Some(user.public_key());
         hello.sig = Some(sig.clone());
-        granted(auth.check(&hello, nonce.as_bytes(), ""));
+        granted(auth.check(&hello, nonce.as_bytes(), "", None));
         // Standard base64 is taken too.
         let std_sig = data_encoding::BASE64.encode(&user.sign(nonce.as_bytes()).unwrap());
         hello.sig = Some(std_sig);
-        granted(auth.check(&hello, nonce.as_bytes(), ""));
+        granted(auth.check(&hello, nonce.as_bytes(), "", None));
         // Another nonce, another key, no signature: refused.
         hello.sig = Some(sig);
         assert!(matches!(
-            auth.check(&hello, b"another nonce", ""),
+            auth.check(&hello, b"another nonce", "", None),
             Verdict::Denied(Cow::Borrowed("signature not verified"))
         ));
         hello.nkey = Some(nkeys::KeyPair::new_user().public_key());
         assert!(matches!(
-            auth.check(&hello, nonce.as_bytes(), ""),
+            auth.check(&hello, nonce.as_bytes(), "", None),
             Verdict::Denied(_)
         ));
         hello.nkey = Some(user.public_key());
         hello.sig = None;
         assert!(matches!(
-            auth.check(&hello, nonce.as_bytes(), ""),
+            auth.check(&hello, nonce.as_bytes(), "", None),
             Verdict::Denied(Cow::Borrowed("signature missing"))
         ));
     }
@@ -708,9 +824,94 @@ mod tests {
         }]);
         let auth = Authenticator::new(&options, None, accounts);
         assert!(matches!(
-            auth.check(&connect(Some("ws"), Some("pw"), None), b"", ""),
+            auth.check(&connect(Some("ws"), Some("pw"), None), b"", "", None),
             Verdict::Denied(_)
         ));
+    }
+
+    /// What a certificate names, as `crate::tls::cert_identities` would read it.
+    fn certificate(alternative: &[&str], subject: &str, names: &[&str]) -> CertIdentities {
+        CertIdentities {
+            alternative_names: alternative.iter().map(|n| n.to_string()).collect(),
+            subject: DistinguishedName::parse(subject),
+            subject_names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn verify_and_map_takes_the_user_the_certificate_names() {
+        let user = |name: &str, account: Option<&str>| User {
+            username: name.into(),
+            account: account.map(str::to_string),
+            ..User::default()
+        };
+        let mut options = Options::default();
+        options.auth.users = Some(vec![
+            user("app@acme.io", Some("A")),
+            user("CN=app,OU=x,O=acme", None),
+            user("O=acme,CN=reordered", Some("A")),
+            User {
+                password: "pw".into(),
+                ..user("CN=with password", None)
+            },
+            User {
+                allowed_connection_types: Some(["WEBSOCKET".to_string()].into()),
+                ..user("ws@acme.io", None)
+            },
+        ]);
+        let mut tls = crate::config::TlsOptions::new("c".into(), "k".into());
+        tls.verify_and_map = true;
+        options.tls = Some(tls);
+        let auth = Authenticator::new(&options, None, accounts);
+        assert!(auth.maps_certificates());
+        let check = |connect: &ConnectOptions, certificate: &CertIdentities| {
+            auth.check(connect, b"", "", Some(certificate))
+        };
+        let nobody = connect(None, None, None);
+
+        // An alternative name first, whatever the CONNECT says (its user is ignored).
+        let named = certificate(
+            &["app@acme.io"],
+            "CN=app,OU=x,O=acme",
+            &["CN=app,OU=x,O=acme"],
+        );
+        let identity = granted(check(
+            &connect(Some("CN=app,OU=x,O=acme"), None, None),
+            &named,
+        ));
+        assert_eq!(
+            (identity.user.as_str(), identity.account),
+            ("app@acme.io", AccountId(1))
+        );
+        // The subject as a DN: equal, then reordered (`FromRawCertSubject` reads it last first).
+        let subject = certificate(&["other@acme.io"], "CN=app,OU=x,O=acme", &["nope"]);
+        assert_eq!(granted(check(&nobody, &subject)).user, "CN=app,OU=x,O=acme");
+        let reordered = certificate(&[], "CN=reordered,O=acme", &[]);
+        assert_eq!(
+            granted(check(&nobody, &reordered)).user,
+            "O=acme,CN=reordered"
+        );
+        // The subject as Go prints it, looked up as a name.
+        let printed = certificate(&[], "CN=x,1.2=y", &["app@acme.io"]);
+        assert_eq!(granted(check(&nobody, &printed)).user, "app@acme.io");
+        // A mapped user's password is still compared with the CONNECT's.
+        let with_password = certificate(&[], "CN=with password", &[]);
+        assert!(matches!(check(&nobody, &with_password), Verdict::Denied(_)));
+        granted(check(&connect(None, Some("pw"), None), &with_password));
+        // Names no user, or only one not allowed on this connection type; no certificate.
+        let unknown = certificate(&["who@acme.io", "ws@acme.io"], "CN=who", &["CN=who"]);
+        assert!(matches!(check(&nobody, &unknown), Verdict::Denied(_)));
+        assert!(matches!(
+            auth.check(&connect(Some("app@acme.io"), None, None), b"", "", None),
+            Verdict::Denied(_)
+        ));
+
+        // Without users, verify_and_map maps nothing.
+        options.auth.users = None;
+        options.auth.token = Some("t".into());
+        let auth = Authenticator::new(&options, None, accounts);
+        assert!(!auth.maps_certificates());
+        granted(auth.check(&connect(None, None, Some("t")), b"", "", Some(&named)));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! that is absent (`None`) and one that is empty.
 
 pub mod authenticate;
+pub mod dn;
 pub mod jwt;
 pub mod operator;
 pub mod permissions;

@@ -227,6 +227,8 @@ pub struct ConnJson {
     pub tls_version: &'static str,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tls_cipher_suite: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_peer_certs: Vec<PeerCertJson>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls_first: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -245,6 +247,17 @@ pub struct ConnJson {
     pub name_tag: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+}
+
+/// One certificate a TLS client sent (nats-server's `TLSPeerCert`).
+#[derive(Debug, Serialize)]
+pub struct PeerCertJson {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub spki_sha256: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cert_sha256: String,
 }
 
 /// One subscription (nats-server's `SubDetail`): `account` only in `/subsz`.
@@ -500,6 +513,19 @@ fn conn_json(listed: &Listed, query: &ConnzQuery, now: SystemTime) -> ConnJson {
             .as_ref()
             .map(|tls| tls.cipher_suite.clone())
             .unwrap_or_default(),
+        // nats-server shows them with `auth` only.
+        tls_peer_certs: match &info.tls {
+            Some(tls) if query.auth => tls
+                .peer_certs
+                .iter()
+                .map(|cert| PeerCertJson {
+                    subject: cert.subject.clone(),
+                    spki_sha256: cert.spki_sha256.clone(),
+                    cert_sha256: cert.cert_sha256.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
         tls_first: info.tls.as_ref().is_some_and(|tls| tls.first),
         authorized_user: auth(&info.authorized_user),
         account: if info.account == GLOBAL_ACCOUNT {

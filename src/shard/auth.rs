@@ -53,7 +53,8 @@ impl BeforeAuth<'_> {
         }
         // nats-server runs the CONNECT check with no credentials; a bcrypt no_auth_user then
         // compares its hash with itself, which never matches.
-        match shard.settings.auth.no_auth_user_verdict() {
+        let certificate = shard.conns[self.slot].certificate.as_deref();
+        match shard.settings.auth.no_auth_user_verdict(certificate) {
             Some(Verdict::Granted(identity)) => {
                 shard.conns[self.slot].connected = true;
                 let admitted = shard.set_identity(self.slot, identity);
@@ -140,7 +141,12 @@ impl Core {
         }
         let conn = &self.conns[slot];
         let nonce = conn.nonce.as_deref().unwrap_or_default().as_bytes();
-        match self.settings.auth.check(&options, nonce, &conn.peer) {
+        let certificate = conn.certificate.as_deref();
+        match self
+            .settings
+            .auth
+            .check(&options, nonce, &conn.peer, certificate)
+        {
             Verdict::Granted(identity) => self.finish_connect(slot, options, identity, parser),
             Verdict::Denied(reason) => {
                 self.conns[slot].options = options;
@@ -304,7 +310,9 @@ impl Core {
 
     /// The connection in `slot` is `identity` from now on: its account, its permissions, its
     /// own limits (its account's and its user's; the server's apply on top) and when its
-    /// authentication expires. False, with the connection closing, when the account is at its
+    /// authentication expires; with `verify_and_map`, the user its certificate named stands
+    /// as its CONNECT's (nats-server's `c.opts.Username`, which logs, `/connz` and a reload's
+    /// check read). False, with the connection closing, when the account is at its
     /// connection limit (`-ERR 'maximum account active connections exceeded'`).
     pub(super) fn set_identity(&mut self, slot: u32, identity: Arc<Identity>) -> bool {
         let account = identity.account;
@@ -329,6 +337,9 @@ impl Core {
         };
         let now_ms = self.now_ms;
         let conn = &mut self.conns[slot];
+        if self.settings.auth.maps_certificates() && !identity.user.is_empty() {
+            conn.options.user = Some(identity.user.clone());
+        }
         conn.account = account;
         conn.subscriptions_limit = smallest(limits.max_subscriptions, identity.max_subscriptions);
         conn.payload_limit = smallest(limits.max_payload, identity.max_payload);
@@ -445,7 +456,11 @@ impl Core {
                         continue;
                     }
                     let nonce = conn.nonce.as_deref().unwrap_or_default().as_bytes();
-                    let verdict = self.settings.auth.check(&conn.options, nonce, &conn.peer);
+                    let certificate = conn.certificate.as_deref();
+                    let verdict =
+                        self.settings
+                            .auth
+                            .check(&conn.options, nonce, &conn.peer, certificate);
                     match verdict {
                         Verdict::Granted(identity) => self.keep_identity(slot, identity),
                         Verdict::Bcrypt { hash, identity, .. } if hash == previous.secret => {

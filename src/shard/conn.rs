@@ -597,6 +597,9 @@ pub struct Conn {
     pub auth: AuthState,
     /// The nonce its INFO carried, when the server asks for signatures.
     pub nonce: Option<Box<str>>,
+    /// What the TLS client certificate it presented names (read once, when its handshake
+    /// ended), for `verify_and_map`; `None` without one.
+    pub certificate: Option<Box<crate::tls::CertIdentities>>,
     /// The number of its latest authentication check (see `Core::next_auth_check`).
     pub auth_checks: u32,
     /// Set to cancel the check of it the verifier has queued, if any.

@@ -323,6 +323,7 @@ impl Core {
                 deadline_ms: u64::MAX,
             },
             nonce: None,
+            certificate: None,
             auth_checks: 0,
             check_cancel: None,
             permissions: None,
@@ -1175,7 +1176,7 @@ mod tests {
             pass: Some("pw".into()),
             ..Default::default()
         };
-        match b.core.settings.auth.check(&connect, b"", "") {
+        match b.core.settings.auth.check(&connect, b"", "", None) {
             crate::auth::authenticate::Verdict::Bcrypt { identity, .. } => identity,
             other => panic!("{other:?}"),
         }

@@ -559,11 +559,12 @@ impl Shard {
                 continue;
             }
             // The send seam: what the transport makes of the outbound bytes.
+            let closing = conn.state == ConnState::Draining;
             let next = match &mut conn.transport {
                 Transport::Plain => conn.out.next_send(),
                 Transport::Tls(session) => conn
                     .out
-                    .next_send_sealed(|pending, sending| session.seal(pending, sending)),
+                    .next_send_sealed(|pending, sending| session.seal(pending, sending, closing)),
             };
             let Some((ptr, len)) = next else {
                 if conn.state == ConnState::Draining {

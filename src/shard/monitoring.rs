@@ -276,7 +276,13 @@ impl Core {
                 continue;
             }
             let subs_max = if subs { conn.subs.len() } else { 0 };
-            found.push(self.conn_info(slot as u32, subs_max));
+            let mut info = self.conn_info(slot as u32, subs_max);
+            // Only open connections show their certificates (nats-server's closed records
+            // leave them out).
+            if let (Some(tls), Transport::Tls(session)) = (&mut info.tls, &conn.transport) {
+                tls.peer_certs = session.peer_certs();
+            }
+            found.push(info);
             subs_described += subs_max;
             if found.len() >= max
                 || subs_described >= limits::MONITOR_SUBSCRIPTIONS_PER_CHUNK

@@ -69,6 +69,7 @@ impl Core {
         );
         let identity = Arc::new(Identity {
             label: SYSTEM_CONNECTION_NAME.to_string(),
+            user: String::new(),
             account,
             permissions: None,
             secret: String::new(),

@@ -20,12 +20,21 @@
 //! then the handshake; with `handshake_first` the handshake first and INFO after it, or, with
 //! a fallback delay, INFO first after all when the client says nothing for that long; with
 //! `allow_non_tls` INFO first, and the client's first byte tells a handshake from plain text.
+//!
+//! At the handshake's end (`Core::tls_established`) a client certificate that `pinned_certs`
+//! does not list closes the connection, and what an accepted one names is kept on the
+//! connection for `verify_and_map` (read once, not per CONNECT). A connection past its
+//! handshake that the server closes after draining ends with the TLS close_notify, as Go's
+//! `tls.Conn.Close` ends it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use rustls::server::ServerConnectionData;
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, UnbufferedStatus, WriteTraffic,
+};
 
 use super::conn::{AuthState, Transport};
 use super::core::Core;
@@ -135,6 +144,9 @@ pub struct TlsSession {
     pub info_after_handshake: bool,
     /// rustls failed: nothing more is decrypted or encrypted (an alert may still go out).
     failed: bool,
+    /// The server closes the connection and its close_notify alert went out: nothing is
+    /// encrypted after it.
+    close_notified: bool,
     /// Bytes came from the client.
     started: bool,
     /// The handshake came before INFO (`handshake_first`, not fallen back).
@@ -173,6 +185,7 @@ impl TlsSession {
             phase,
             info_after_handshake: tls.handshake_first,
             failed: false,
+            close_notified: false,
             started: false,
             first: tls.handshake_first,
         })
@@ -226,7 +239,19 @@ impl TlsSession {
             version,
             cipher_suite,
             first: self.first,
+            peer_certs: Vec::new(),
         })
+    }
+
+    /// The certificates the client sent, leaf first, as `/connz` shows them (parsed and
+    /// hashed on each call: monitoring only).
+    pub fn peer_certs(&self) -> Vec<crate::tls::PeerCert> {
+        self.conn
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|der| crate::tls::peer_cert(der))
+            .collect()
     }
 
     /// Feeds received ciphertext (which rustls decrypts in place, hence `&mut`), calling
@@ -398,37 +423,70 @@ impl TlsSession {
 
     /// Moves what is to be sent from `pending` (the outbound's plaintext) into `sending` (what
     /// the next send SQE names): rustls's own records first, then `pending` encrypted, or in
-    /// plain text before the handshake ended (INFO). `pending` is left empty.
-    pub fn seal(&mut self, pending: &mut Vec<u8>, sending: &mut Vec<u8>) {
+    /// plain text before the handshake ended (INFO). `pending` is left empty. `closing`: the
+    /// connection is draining to its close, so after the last of its bytes comes the TLS
+    /// close_notify, as Go's `tls.Conn.Close` sends it once the handshake is done.
+    pub fn seal(&mut self, pending: &mut Vec<u8>, sending: &mut Vec<u8>, closing: bool) {
         sending.append(&mut self.wire);
-        if pending.is_empty() {
-            return;
+        if !pending.is_empty() {
+            if !self.is_established() {
+                sending.extend_from_slice(pending);
+            } else if !self.failed && !self.close_notified {
+                let plaintext = &pending[..];
+                let records = plaintext.len().div_ceil(RECORD_PLAINTEXT_BYTES_MAX).max(1);
+                let room = plaintext.len() + records * RECORD_OVERHEAD_BYTES;
+                let encrypted = self.write_traffic(sending, room, |traffic, out| {
+                    traffic.encrypt(plaintext, out)
+                });
+                if encrypted.is_err() {
+                    self.fail();
+                    sending.append(&mut self.wire);
+                }
+            }
+            pending.clear();
         }
-        if !self.is_established() {
-            sending.extend_from_slice(pending);
-        } else if !self.failed && self.encrypt(pending, sending).is_err() {
-            self.fail();
-            sending.append(&mut self.wire);
+        if closing && self.is_established() && !self.failed && !self.close_notified {
+            self.close_notified = true;
+            let room = RECORD_OVERHEAD_BYTES + 2;
+            let notified = self.write_traffic(sending, room, |traffic, out| {
+                traffic.queue_close_notify(out)
+            });
+            if notified.is_err() {
+                self.fail();
+                sending.append(&mut self.wire);
+            }
         }
-        pending.clear();
     }
 
-    /// Encrypts `plaintext` onto the end of `out`, after any record rustls has to send first.
-    fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), rustls::Error> {
+    /// Has `write` (an encryption) write onto the end of `out`, after any record rustls has to
+    /// send first, with `room` bytes to start with.
+    fn write_traffic(
+        &mut self,
+        out: &mut Vec<u8>,
+        room: usize,
+        write: impl FnMut(
+            &mut WriteTraffic<'_, ServerConnectionData>,
+            &mut [u8],
+        ) -> Result<usize, EncryptError>,
+    ) -> Result<(), rustls::Error> {
         let mut carry = std::mem::take(&mut self.carry);
-        let result = self.encrypt_with(&mut carry, plaintext, out);
+        let result = self.write_traffic_with(&mut carry, out, room, write);
         self.carry = carry;
         result
     }
 
-    /// `encrypt`, with rustls handed the received bytes it has not consumed (`carry`): never
-    /// another buffer, since a handshake message it is joining refers to those bytes (handed
-    /// an empty one then, rustls 0.23 panics).
-    fn encrypt_with(
+    /// `write_traffic`, with rustls handed the received bytes it has not consumed (`carry`):
+    /// never another buffer, since a handshake message it is joining refers to those bytes
+    /// (handed an empty one then, rustls 0.23 panics).
+    fn write_traffic_with(
         &mut self,
         carry: &mut Vec<u8>,
-        plaintext: &[u8],
         out: &mut Vec<u8>,
+        mut room: usize,
+        mut write: impl FnMut(
+            &mut WriteTraffic<'_, ServerConnectionData>,
+            &mut [u8],
+        ) -> Result<usize, EncryptError>,
     ) -> Result<(), rustls::Error> {
         if let Some(records) = &mut self.records {
             return records.seal(plaintext, out);
@@ -442,11 +500,9 @@ impl TlsSession {
             let done = match state? {
                 ConnectionState::WriteTraffic(mut traffic) => Some({
                     let start = out.len();
-                    let records = plaintext.len().div_ceil(RECORD_PLAINTEXT_BYTES_MAX).max(1);
-                    let mut room = plaintext.len() + records * RECORD_OVERHEAD_BYTES;
                     loop {
                         out.resize(start + room, 0);
-                        match traffic.encrypt(plaintext, &mut out[start..]) {
+                        match write(&mut traffic, &mut out[start..]) {
                             Ok(written) => {
                                 out.truncate(start + written);
                                 break Ok(());
@@ -637,24 +693,34 @@ impl Core {
         }
     }
 
-    /// The handshake of `slot` ended: its keepalive starts, its authentication timer starts
-    /// again (nats-server starts it after the handshake), and with `handshake_first` INFO goes
-    /// out now, encrypted.
+    /// The handshake of `slot` ended: a client certificate that `pinned_certs` does not list
+    /// closes it (see `pinned`); otherwise what its certificate names is kept (for
+    /// `verify_and_map`), its keepalive starts, its authentication timer starts again
+    /// (nats-server starts it after the handshake), and with `handshake_first` INFO goes out
+    /// now, encrypted.
     fn tls_established(
         &mut self,
         slot: u32,
         info_after_handshake: bool,
-        _tls: &UnbufferedServerConnection,
+        tls: &UnbufferedServerConnection,
     ) {
+        if !self.conns[slot].is_open() {
+            return;
+        }
+        let leaf = tls
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|der| der.as_ref());
+        if !self.pinned(slot, leaf) {
+            return;
+        }
         let now_ms = self.now_ms;
         let options = &self.settings.options;
         let first_ping_ms =
             (options.ping_interval.as_millis() as u64).min(limits::FIRST_PING_INTERVAL_MS);
         let auth_timeout_ms = self.settings.auth.timeout().as_millis() as u64;
         let conn = &mut self.conns[slot];
-        if !conn.is_open() {
-            return;
-        }
+        conn.certificate = leaf.and_then(crate::tls::cert_identities).map(Box::new);
         conn.next_ping_ms = now_ms + first_ping_ms;
         if let AuthState::Awaiting { deadline_ms } = &mut conn.auth {
             if *deadline_ms != u64::MAX {
@@ -672,6 +738,46 @@ impl Core {
             let open = self.shared.connections.load(Ordering::Relaxed);
             self.greet_client(slot, open, true);
         }
+    }
+
+    /// Whether the client of `slot`, whose handshake just ended with `leaf` as its certificate,
+    /// may stay under `pinned_certs` (nats-server's `matchesPinnedCert`: the SHA-256 of the
+    /// leaf's SubjectPublicKeyInfo is listed; no certificate is refused). If not, it is closed
+    /// as nats-server closes it: no byte of the protocol (not even a `handshake_first` INFO),
+    /// the TLS close_notify, `TLS handshake error: certificate not pinned` logged as an error,
+    /// and the reason `TLS Handshake Failure`.
+    fn pinned(&mut self, slot: u32, leaf: Option<&[u8]>) -> bool {
+        let Some(tls) = &self.settings.tls else {
+            return true;
+        };
+        if tls.pinned_certs.is_empty() {
+            return true;
+        }
+        let key = leaf.and_then(crate::tls::spki_sha256);
+        if key.is_some_and(|key| tls.pinned_certs.contains(&key)) {
+            return true;
+        }
+        let conn = &self.conns[slot];
+        match key {
+            Some(key) => crate::log_debug!(
+                "{} - cid:{} - Failed pinned cert test for key id: {}",
+                conn.peer,
+                conn.client_id,
+                data_encoding::HEXLOWER.encode(&key)
+            ),
+            None => crate::log_debug!(
+                "{} - cid:{} - Failed pinned cert test as client did not provide a certificate",
+                conn.peer,
+                conn.client_id
+            ),
+        }
+        crate::log_error!(
+            "{} - cid:{} - TLS handshake error: certificate not pinned",
+            conn.peer,
+            conn.client_id
+        );
+        self.drain_and_close(slot, CloseReason::TLSHandshakeError);
+        false
     }
 
     /// A TLS connection of `slot` whose phase ran out at the timer tick: the first wait of
@@ -801,7 +907,7 @@ mod tests {
     /// The server's output so far, as the send path takes it.
     fn sent(session: &mut TlsSession, plaintext: &[u8]) -> Vec<u8> {
         let (mut pending, mut sending) = (plaintext.to_vec(), Vec::new());
-        session.seal(&mut pending, &mut sending);
+        session.seal(&mut pending, &mut sending, false);
         assert!(pending.is_empty());
         sending
     }

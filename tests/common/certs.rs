@@ -1,6 +1,7 @@
 //! Certificates for the TLS tests, generated on every run with rcgen so that no private key is
-//! ever committed: a CA, a server certificate and a client certificate it signs, a second CA
-//! nothing trusts with a client certificate of its own, and an expired server certificate.
+//! ever committed: a CA, a server certificate and two client certificates it signs (with
+//! different names and keys), a second CA nothing trusts with a client certificate of its
+//! own, and an expired server certificate.
 //! Everything is written as PEM files into a directory of its own, removed when the [`Pki`]
 //! is dropped.
 //!
@@ -22,6 +23,10 @@ pub const CLIENT_SUBJECT: &str = "CN=natsring client,OU=tests,O=natsring";
 pub const CLIENT_EMAIL: &str = "client@natsring.test";
 /// The common name of the client certificate.
 pub const CLIENT_COMMON_NAME: &str = "natsring client";
+/// The subject of the second client certificate, as nats-server prints it.
+pub const STRANGER_SUBJECT: &str = "CN=stranger,OU=tests,O=natsring";
+/// The email address in the second client certificate's subject alternative names.
+pub const STRANGER_EMAIL: &str = "stranger@natsring.test";
 
 /// A certificate and its private key, as PEM text and as files.
 pub struct Identity {
@@ -42,6 +47,9 @@ pub struct Pki {
     /// Signed by the CA for client authentication: the subject [`CLIENT_SUBJECT`], an email
     /// subject alternative name [`CLIENT_EMAIL`].
     pub client: Identity,
+    /// Signed by the CA for client authentication too, with a key of its own: the subject
+    /// [`STRANGER_SUBJECT`], the email [`STRANGER_EMAIL`].
+    pub stranger: Identity,
     /// A second CA, unrelated to the first: a client that trusts only it rejects the server.
     pub other_ca_pem: String,
     pub other_ca_file: PathBuf,
@@ -70,8 +78,24 @@ impl Pki {
         let other_ca_file = write(&dir, "other-ca.pem", &other_ca_pem);
 
         let server = issue(&dir, "server", server_params(), &ca_issuer);
-        let client = issue(&dir, "client", client_params(), &ca_issuer);
-        let other_client = issue(&dir, "other-client", client_params(), &other_issuer);
+        let client = issue(
+            &dir,
+            "client",
+            client_params(CLIENT_COMMON_NAME, CLIENT_EMAIL),
+            &ca_issuer,
+        );
+        let stranger = issue(
+            &dir,
+            "stranger",
+            client_params("stranger", STRANGER_EMAIL),
+            &ca_issuer,
+        );
+        let other_client = issue(
+            &dir,
+            "other-client",
+            client_params(CLIENT_COMMON_NAME, CLIENT_EMAIL),
+            &other_issuer,
+        );
         let mut expired = server_params();
         expired.not_before = date_time_ymd(2000, 1, 1);
         expired.not_after = date_time_ymd(2001, 1, 1);
@@ -83,6 +107,7 @@ impl Pki {
             ca_file,
             server,
             client,
+            stranger,
             other_ca_pem,
             other_ca_file,
             other_client,
@@ -148,7 +173,9 @@ fn server_params() -> CertificateParams {
     params
 }
 
-fn client_params() -> CertificateParams {
+/// A client certificate's parameters: `O=natsring, OU=tests, CN=<common_name>` (in that
+/// order in the certificate) and the email subject alternative name `email`.
+fn client_params(common_name: &str, email: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params
@@ -159,9 +186,9 @@ fn client_params() -> CertificateParams {
         .push(DnType::OrganizationalUnitName, "tests");
     params
         .distinguished_name
-        .push(DnType::CommonName, CLIENT_COMMON_NAME);
+        .push(DnType::CommonName, common_name);
     params.subject_alt_names = vec![SanType::Rfc822Name(
-        CLIENT_EMAIL.try_into().expect("an ASCII email"),
+        email.try_into().expect("an ASCII email"),
     )];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
