@@ -134,6 +134,8 @@ pub struct TlsSession {
     take_over: bool,
     /// What the handshake negotiated (for `/connz`), once established.
     negotiated: Option<crate::stats::TlsInfo>,
+    /// The certificates the client sent, leaf first (for `/connz`), once established.
+    peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Ciphertext received and not yet consumed by rustls: a record cut by the end of a
     /// receive buffer, or the handshake so far. Empty most of the time once established.
     carry: Vec<u8>,
@@ -180,6 +182,7 @@ impl TlsSession {
             records: None,
             take_over: tls.config.enable_secret_extraction,
             negotiated: None,
+            peer_certificates: Vec::new(),
             carry: Vec::new(),
             wire: Vec::new(),
             phase,
@@ -246,9 +249,7 @@ impl TlsSession {
     /// The certificates the client sent, leaf first, as `/connz` shows them (parsed and
     /// hashed on each call: monitoring only).
     pub fn peer_certs(&self) -> Vec<crate::tls::PeerCert> {
-        self.conn
-            .peer_certificates()
-            .unwrap_or_default()
+        self.peer_certificates
             .iter()
             .filter_map(|der| crate::tls::peer_cert(der))
             .collect()
@@ -417,6 +418,8 @@ impl TlsSession {
         if !self.is_established() && !conn.is_handshaking() {
             self.phase = Phase::Established;
             self.negotiated = self.negotiated(conn);
+            // Kept for `/connz`: rustls's connection goes when the record layer is taken over.
+            self.peer_certificates = conn.peer_certificates().unwrap_or_default().to_vec();
             on_event(Event::Established(conn));
         }
     }
@@ -433,11 +436,16 @@ impl TlsSession {
                 sending.extend_from_slice(pending);
             } else if !self.failed && !self.close_notified {
                 let plaintext = &pending[..];
-                let records = plaintext.len().div_ceil(RECORD_PLAINTEXT_BYTES_MAX).max(1);
-                let room = plaintext.len() + records * RECORD_OVERHEAD_BYTES;
-                let encrypted = self.write_traffic(sending, room, |traffic, out| {
-                    traffic.encrypt(plaintext, out)
-                });
+                let encrypted = match &mut self.records {
+                    Some(records) => records.seal(plaintext, sending),
+                    None => {
+                        let records = plaintext.len().div_ceil(RECORD_PLAINTEXT_BYTES_MAX).max(1);
+                        let room = plaintext.len() + records * RECORD_OVERHEAD_BYTES;
+                        self.write_traffic(sending, room, |traffic, out| {
+                            traffic.encrypt(plaintext, out)
+                        })
+                    }
+                };
                 if encrypted.is_err() {
                     self.fail();
                     sending.append(&mut self.wire);
@@ -447,10 +455,18 @@ impl TlsSession {
         }
         if closing && self.is_established() && !self.failed && !self.close_notified {
             self.close_notified = true;
-            let room = RECORD_OVERHEAD_BYTES + 2;
-            let notified = self.write_traffic(sending, room, |traffic, out| {
-                traffic.queue_close_notify(out)
-            });
+            let notified = match &mut self.records {
+                Some(records) => {
+                    records.close_notify(sending);
+                    Ok(())
+                }
+                None => {
+                    let room = RECORD_OVERHEAD_BYTES + 2;
+                    self.write_traffic(sending, room, |traffic, out| {
+                        traffic.queue_close_notify(out)
+                    })
+                }
+            };
             if notified.is_err() {
                 self.fail();
                 sending.append(&mut self.wire);
@@ -488,9 +504,6 @@ impl TlsSession {
             &mut [u8],
         ) -> Result<usize, EncryptError>,
     ) -> Result<(), rustls::Error> {
-        if let Some(records) = &mut self.records {
-            return records.seal(plaintext, out);
-        }
         let Some(conn) = self.conn.as_mut() else {
             return Err(rustls::Error::EncryptError);
         };

@@ -111,6 +111,11 @@ impl Records {
         Ok(())
     }
 
+    /// A close_notify alert, sealed onto the end of `out`: nothing more comes from us.
+    pub fn close_notify(&mut self, out: &mut Vec<u8>) {
+        self.layer.seal_record(ALERT, &[1, 0], out);
+    }
+
     /// Lowers the confidentiality limit (tests of the key update).
     #[cfg(test)]
     pub fn set_tx_limit(&mut self, records: u64) {
