@@ -31,6 +31,14 @@ pub use server::{Server, ServerHandle, ADVERTISED_VERSION};
 pub use shard::{check_io_uring, Shared};
 pub use stats::ShardStats;
 
+/// What the fuzz targets in `fuzz/` drive that is otherwise private to the shards: the TLS
+/// session between the receive buffers and the parser (`fuzz/src/tls_handover.rs`). Not an
+/// API: it exists for fuzz/ and may change with it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::shard::{ClientTls, TlsEvent, TlsReceived, TlsSession};
+}
+
 /// The shard a connection landed on, from the `client_id` its INFO carries: shard `i` of `n`
 /// hands out ids `i + 1`, `i + 1 + n`, ... (tests and benchmarks use this to place clients).
 pub fn shard_of_client_id(client_id: u64, shard_count: usize) -> usize {

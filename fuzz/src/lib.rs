@@ -12,6 +12,7 @@ pub mod parser_splits;
 pub mod replay;
 pub mod subject_rules;
 pub mod sublist_oracle;
+pub mod tls_handover;
 
 /// Reads the fuzz input front to back; past its end every read is 0, so any input is usable.
 pub struct Cursor<'a> {

@@ -115,6 +115,8 @@ pub use settings::Settings;
 pub use shared::Shared;
 use spin::SpinPolicy;
 pub use tls::ClientTls;
+/// For `crate::fuzzing` (fuzz/) only; the shard itself reaches them as `tls::...`.
+pub use tls::{Event as TlsEvent, Received as TlsReceived, TlsSession};
 use uring::{Completion, Io};
 
 /// What a shard is started with.

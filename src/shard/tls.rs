@@ -194,6 +194,12 @@ impl TlsSession {
         })
     }
 
+    /// Received ciphertext rustls has not consumed yet (`carry`): a record cut by the end of
+    /// a buffer, or an unfinished handshake. 0 when the input so far ended on a record boundary.
+    pub fn carried_bytes(&self) -> usize {
+        self.carry.len()
+    }
+
     pub fn is_established(&self) -> bool {
         self.phase == Phase::Established
     }
@@ -552,21 +558,26 @@ impl TlsSession {
     /// and nothing is decrypted or encrypted after.
     fn fail(&mut self) {
         self.failed = true;
-        // As in `encrypt_with`: rustls sees the bytes it has not consumed, nothing else.
+        // Only what rustls has queued is taken: while it has something (`wants_write`),
+        // `process_tls_records` hands it out before it looks at any input. Past that it would
+        // read the input again, find the record it just refused and queue a second fatal
+        // alert (a debug assertion in rustls). As in `encrypt_with`, it is handed the bytes
+        // it has not consumed.
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
         let mut carry = std::mem::take(&mut self.carry);
-        for _ in 0..4 {
+        while conn.wants_write() {
             let UnbufferedStatus { state, .. } = conn.process_tls_records(&mut carry);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut self.wire, |out| encode.encode(out))
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                // Plaintext decrypted before the failure comes first; it is not wanted now.
                 _ => break,
             }
         }
+        self.carry = carry;
     }
 }
 
@@ -1170,6 +1181,41 @@ mod tests {
         let mut session = TlsSession::new(&tls(&server), 0).unwrap();
         let mut bytes = b"CONNECT {}\r\nPING\r\n".to_vec();
         assert!(session.receive(&mut bytes, &mut |_| {}).is_err());
+    }
+
+    /// Found by fuzz/tls_handover: a record rustls refuses while deframing (here application
+    /// data in the middle of the handshake) makes rustls queue a fatal alert; `fail` then ran
+    /// rustls over the same bytes again to collect the alert, rustls refused the same record
+    /// again and made a second alert, which its debug assertion forbids (a panic in debug
+    /// builds, a second alert queued in release).
+    #[test]
+    fn a_refused_record_makes_one_alert_and_no_panic() {
+        let (server, client_config) = configs();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+        let mut session = TlsSession::new(&tls(&server), 0).unwrap();
+        let mut hello = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut hello).unwrap();
+        }
+        feed(&mut session, &hello, &mut Seen::default());
+        assert!(
+            !sent(&mut session, b"").is_empty(),
+            "the server's first flight"
+        );
+        let mut bad = b"\x17\x03\x03\x00\x05hello".to_vec();
+        assert!(session.receive(&mut bad, &mut |_| {}).is_err());
+        let alert = sent(&mut session, b"");
+        assert!(alert.len() > RECORD_HEADER_BYTES, "an alert: {alert:?}");
+        let body = usize::from(u16::from_be_bytes([alert[3], alert[4]]));
+        assert_eq!(
+            alert.len(),
+            RECORD_HEADER_BYTES + body,
+            "one record, the alert: {alert:?}"
+        );
+        assert!(!session.conn.wants_write(), "nothing else queued");
+        let mut more = b"\x17\x03\x03\x00\x01x".to_vec();
+        assert!(session.receive(&mut more, &mut |_| {}).is_err());
     }
 
     #[test]
