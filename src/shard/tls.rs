@@ -1213,7 +1213,10 @@ mod tests {
             RECORD_HEADER_BYTES + body,
             "one record, the alert: {alert:?}"
         );
-        assert!(!session.conn.wants_write(), "nothing else queued");
+        assert!(
+            !session.conn.as_ref().unwrap().wants_write(),
+            "nothing else queued"
+        );
         let mut more = b"\x17\x03\x03\x00\x01x".to_vec();
         assert!(session.receive(&mut more, &mut |_| {}).is_err());
     }
