@@ -1369,3 +1369,39 @@ async fn verify_and_map_by_distinguished_name() {
         assert_eq!(seen, [a.clone(), a, b], "{server:?}");
     }
 }
+
+/// SIGHUP reads the certificate files again: after a reload onto a certificate from another
+/// CA, new connections get the new certificate (a client trusting only the new CA connects,
+/// one trusting only the old CA is refused), and a client connected before goes on with the
+/// session it has.
+#[tokio::test]
+async fn reload_serves_new_certificates_to_new_connections() {
+    let (old, new) = (Pki::generate(), Pki::generate());
+    for &server in SERVERS {
+        let running = start_tls(server, &old, DEFAULTS);
+        let before_subscriber = connect(server, running.port, tls_options(&old.ca_file)).await;
+        let before_publisher = connect(server, running.port, tls_options(&old.ca_file)).await;
+        let path = running
+            .config_path()
+            .expect("started from a file")
+            .to_path_buf();
+        std::fs::write(&path, configuration(&new, DEFAULTS)).unwrap();
+        running.signal(libc::SIGHUP);
+        // The reload is asynchronous: the new certificate shows when a client trusting only
+        // the new CA gets in.
+        let deadline = Instant::now() + WAIT;
+        let after = loop {
+            match timeout(WAIT, tls_options(&new.ca_file).connect(url(running.port))).await {
+                Ok(Ok(client)) => break client,
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => panic!("{server:?}: no connection with the new certificate: {other:?}"),
+            }
+        };
+        let (kind, text) = refused(server, running.port, tls_options(&old.ca_file)).await;
+        assert_eq!(kind, ConnectErrorKind::Io, "{server:?}: old CA: {text}");
+        round_trip(&after, &before_subscriber).await;
+        round_trip(&before_publisher, &after).await;
+    }
+}

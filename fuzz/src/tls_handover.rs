@@ -136,6 +136,8 @@ fn client_tls(handshake_first: bool, allow_non_tls: bool) -> ClientTls {
     };
     ClientTls {
         config: Arc::clone(server),
+        monitoring_config: Arc::clone(server),
+        cert_not_after: None,
         timeout_ms: 2000,
         handshake_first,
         first_fallback_ms: None,
@@ -239,7 +241,7 @@ fn client_records(client: &mut ClientConnection, plaintext: &[u8]) -> Vec<u8> {
 /// What the server sends now, as the send path takes it.
 fn sealed(session: &mut TlsSession, plaintext: &[u8]) -> Vec<u8> {
     let (mut pending, mut sending) = (plaintext.to_vec(), Vec::new());
-    session.seal(&mut pending, &mut sending);
+    session.seal(&mut pending, &mut sending, false);
     assert!(pending.is_empty(), "seal left plaintext pending");
     sending
 }
