@@ -90,21 +90,17 @@ LABELS = {"natsring": "natsring", "nats-2.15.1": "nats-server 2.15.1",
 log = bench.log
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description="p99 of a steady request/reply client while others log in with bcrypt "
-                    "(see the module docstring)")
+def add_stall_arguments(parser, churn, rate, out):
+    """The options of a stall measurement (this script's, and scripts/tls_stall.py's): rounds,
+    seconds, the churn's `rate` (default) of `churn` (what it is, for the help), the output
+    directory (default bench-results/`out`/), the binaries and which servers run."""
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=5,
                         help="seconds per measurement (default 5)")
-    parser.add_argument("--rate", type=float, default=100,
-                        help="bcrypt logins a second during the churn runs (default 100)")
-    parser.add_argument("--cost", type=int, default=10, help="bcrypt cost (default 10)")
-    parser.add_argument("--churn-plain", action="store_true",
-                        help="a control: the churn logs in as steady (plain password), so it "
-                             "costs the server its connections and no bcrypt")
-    parser.add_argument("--out", default=os.path.join(REPO, "bench-results", "auth-stall"),
-                        help="output directory (default bench-results/auth-stall/)")
+    parser.add_argument("--rate", type=float, default=rate,
+                        help=f"{churn} a second during the churn runs (default {rate:g})")
+    parser.add_argument("--out", default=os.path.join(REPO, "bench-results", out),
+                        help=f"output directory (default bench-results/{out}/)")
     bench.add_binary_arguments(parser)
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=BINARY",
                         help="another natsring build, run as one more server (natsring-NAME) "
@@ -115,6 +111,17 @@ def parse_args():
                         help="before each measurement, wait up to this many seconds for the "
                              "other processes to leave the CPUs alone (default 60; 0: never)")
     parser.add_argument("--verbose", action="store_true", help="print every command run")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="p99 of a steady request/reply client while others log in with bcrypt "
+                    "(see the module docstring)")
+    parser.add_argument("--cost", type=int, default=10, help="bcrypt cost (default 10)")
+    parser.add_argument("--churn-plain", action="store_true",
+                        help="a control: the churn logs in as steady (plain password), so it "
+                             "costs the server its connections and no bcrypt")
+    add_stall_arguments(parser, "bcrypt logins", 100, "auth-stall")
     return parser.parse_args()
 
 
@@ -165,11 +172,11 @@ def generator_args(ctx, churn):
 
 
 def churn_of(record):
-    return (record.get("report") or {}).get("auth_churn")
+    return (record.get("report") or {}).get("churn")
 
 
-def run_line(record):
-    """One measurement's progress line."""
+def run_line(record, connections="logins"):
+    """One measurement's progress line (the churn's connections counted as `connections`)."""
     if record["error"]:
         return f"FAILED: {record['error']}"
     report = record["report"]
@@ -181,7 +188,8 @@ def run_line(record):
     churn = churn_of(record)
     if churn:
         handshake = churn["handshake_us"]
-        parts.append(f"logins {churn['authenticated']} ({churn['authenticated_rate']:.1f}/s), "
+        parts.append(f"{connections} {churn['authenticated']} "
+                     f"({churn['authenticated_rate']:.1f}/s), "
                      f"handshake p50 {handshake['p50'] / 1e3:.1f} ms "
                      f"p99 {handshake['p99'] / 1e3:.1f} ms")
         others = churn["refused"] + churn["timed_out"] + churn["failed"]
@@ -210,19 +218,32 @@ def latency(records, quantile):
                         else math.inf if stalled(r) else None for r in records)
 
 
-def paired_ratio(idle, churn, quantile):
-    """The median over the rounds of churn / idle, each round's two runs taken together (they
-    ran one after the other, so a drift of the machine hits both)."""
+def paired(idle, churn, quantile, combine):
+    """The median over the rounds of combine(churn, idle) of a latency percentile, each
+    round's two runs taken together (they ran one after the other, so a drift of the machine
+    hits both)."""
     by_round = {r["round"]: r for r in idle}
-    ratios = []
+    values = []
     for run in churn:
         other = by_round.get(run["round"])
         if other is None or not other["report"]:
             continue
         value = latency([run], quantile)
         if value is not None:
-            ratios.append(value / other["report"]["latency_us"][quantile])
-    return bench.median(ratios)
+            values.append(combine(value, other["report"]["latency_us"][quantile]))
+    return bench.median(values)
+
+
+def paired_ratio(idle, churn, quantile):
+    """The median over the rounds of churn / idle (`paired`)."""
+    return paired(idle, churn, quantile, lambda churned, base: churned / base)
+
+
+def run_counts(records):
+    """How many of `records` stalled, failed otherwise, and were DISTURBED."""
+    return {"stalled_runs": sum(1 for r in records if stalled(r)),
+            "failed_runs": sum(1 for r in records if r["error"] and not stalled(r)),
+            "disturbed_runs": sum(1 for r in records if bench.disturbed(r))}
 
 
 def summarize(ctx, runs):
@@ -246,9 +267,7 @@ def summarize(ctx, runs):
                                                                          "server_busy")),
                "server_busy_churn": figure(churn, lambda r: bench.metric_of(r["report"],
                                                                            "server_busy")),
-               "stalled_runs": sum(1 for r in idle + churn if stalled(r)),
-               "failed_runs": sum(1 for r in idle + churn if r["error"] and not stalled(r)),
-               "disturbed_runs": sum(1 for r in idle + churn if bench.disturbed(r))}
+               **run_counts(idle + churn)}
         row["p50_ratio"] = bench.divide(row["churn_p50"], row["idle_p50"])
         row["p99_ratio"] = bench.divide(row["churn_p99"], row["idle_p99"])
         row["p99_ratio_paired"] = paired_ratio(idle, churn, "p99")
@@ -312,18 +331,26 @@ def render(ctx, rows):
     return "\n".join(lines)
 
 
-def main():
-    args = parse_args()
+def context(args, script):
+    """The measurement's context from the options of `add_stall_arguments`: output directory,
+    timeouts, the binaries (`script` names the caller in the errors)."""
     ctx = bench.Context()
     ctx.out = os.path.abspath(args.out)
     ctx.timeout = args.seconds * 4 + 60
     ctx.verbose = args.verbose
-    ctx.seconds, ctx.rate, ctx.churn_plain = args.seconds, args.rate, args.churn_plain
+    ctx.seconds, ctx.rate = args.seconds, args.rate
     ctx.natsring = os.path.join(args.target_dir, "release", "natsring")
     ctx.bench = os.path.join(args.target_dir, "release", "natsring-bench")
     for path in (ctx.natsring, ctx.bench):
         if not os.access(path, os.X_OK):
-            sys.exit(f"auth_stall.py: {path} missing: build with cargo build --release")
+            sys.exit(f"{script}: {path} missing: build with cargo build --release")
+    os.makedirs(ctx.out, exist_ok=True)
+    return ctx
+
+
+def contenders(ctx, args, conf, script):
+    """The servers to run, each loading `conf` (natsring with --shards 1; the baselines; the
+    nats-servers found), as --only says: `ctx.contenders`."""
     venv_server = os.path.join(args.target_dir, "python-venv", "bin", "nats-server")
     binaries = {
         "nats-2.15.1": bench.find_nats_server(
@@ -331,17 +358,12 @@ def main():
                                            else None)),
         "nats-2.9.10": bench.find_nats_server("2.9.10", args.nats_server_old),
     }
-    os.makedirs(ctx.out, exist_ok=True)
-    conf = os.path.join(ctx.out, "auth.conf")
-    churn_hash, cost_line = bcrypt_hash(ctx, CHURN_PASSWORD, args.cost)
-    write_config(conf, churn_hash)
-
     commands = {"natsring": [ctx.natsring, "-c", conf, "--shards", "1", "-a", "127.0.0.1",
                              "-p", "{port}"]}
     for baseline in args.baseline:
         name, _, binary = baseline.partition("=")
         if not binary or not os.access(binary, os.X_OK):
-            sys.exit(f"auth_stall.py: --baseline {baseline}: not NAME=BINARY")
+            sys.exit(f"{script}: --baseline {baseline}: not NAME=BINARY")
         LABELS[f"natsring-{name}"] = f"natsring {name}"
         commands[f"natsring-{name}"] = [os.path.abspath(binary)] + commands["natsring"][1:]
     for key, binary in binaries.items():
@@ -353,52 +375,90 @@ def main():
     ctx.contenders = {key: bench.Contender(key, command) for key, command in commands.items()
                       if key in wanted}
 
-    log("# bcrypt logins vs a steady request/reply client on the same shard")
-    log(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {cost_line}")
-    log(f"config {conf}: user {CHURN_USER} bcrypt cost {args.cost}, user {STEADY_USER} plain")
+
+def run_rounds(ctx, args, modes, generator_args, line):
+    """`args.rounds` rounds, each running every server in turn, and for each server every
+    one of `modes` in turn (A A' B B' C C' ...: slow drifts of the machine hit all alike),
+    each measurement after a quiet second (`wait_for_quiet`). `generator_args(mode)` are the
+    generator's arguments, `line(record)` the progress line. Returns the records, each with
+    its round and mode."""
+    runs = []
+    for round_index in range(1, args.rounds + 1):
+        for key, contender in ctx.contenders.items():
+            for mode in modes:
+                waited, quiet = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 \
+                    else (0, None)
+                record = bench.measure(ctx, contender, generator_args(mode))
+                record.update(round=round_index, mode=mode, quiet_wait_seconds=waited,
+                              quiet_before=quiet)
+                runs.append(record)
+                log(f"  r{round_index} {key:<12} {mode:<10} {line(record)}")
+    return runs
+
+
+def log_commands(ctx, args, modes, generator_args):
+    """Logs each server's command and each mode's generator command."""
     for key, contender in ctx.contenders.items():
         log(f"  {key:<12} {shlex.join(contender.server_argv('PORT'))}")
     any_contender = next(iter(ctx.contenders.values()))
-    for mode in ("idle", "churn"):
-        argv = bench.generator_argv(ctx, any_contender, generator_args(ctx, mode == "churn"))
+    for mode in modes:
+        argv = bench.generator_argv(ctx, any_contender, generator_args(mode))
         log(f"  {mode:<12} {shlex.join(argv)}")
     log(f"{args.rounds} rounds of {args.seconds:g} s per measurement, servers alternating")
 
-    ctx.runs = []
-    started = time.monotonic()
-    for round_index in range(1, args.rounds + 1):
-        for key, contender in ctx.contenders.items():
-            for mode in ("idle", "churn"):
-                waited, quiet = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 \
-                    else (0, None)
-                record = bench.measure(ctx, contender, generator_args(ctx, mode == "churn"))
-                record.update(round=round_index, mode=mode, quiet_wait_seconds=waited,
-                              quiet_before=quiet)
-                ctx.runs.append(record)
-                log(f"  r{round_index} {key:<12} {mode:<6} {run_line(record)}")
+
+def report(ctx, args, title, details, summarize, render, settings):
+    """Logs the tables of `ctx.runs` (`summarize`, then `render`) over all runs and over the
+    runs not DISTURBED, and writes them to table.md under `title` and `details` (what ran),
+    and every run to results.json with `settings`. Returns the rows over all runs."""
     rows = summarize(ctx, ctx.runs)
     clean_rows = summarize(ctx, [r for r in ctx.runs if not bench.disturbed(r)])
     table = (f"## all runs: medians of {args.rounds} rounds\n\n{render(ctx, rows)}\n\n"
              f"## runs not DISTURBED only (the others' CPU is in their p99)\n\n"
              f"{render(ctx, clean_rows)}")
-    log(f"\n# {time.monotonic() - started:.0f} s\n")
+    log(f"\n# {time.monotonic() - ctx.started:.0f} s\n")
     log(table)
-    header = (f"# bcrypt logins vs a steady request/reply client on the same shard\n\n"
-              f"{os.cpu_count()} CPUs; {cost_line}; {args.rate:g} logins/s; "
-              f"{args.seconds:g} s per measurement; medians of {args.rounds} rounds; "
-              f"server on CPU {bench.SERVER_CPUS}, generator on CPU {bench.GENERATOR_CPUS}. "
-              f"Generated by scripts/auth_stall.py.\n\n")
+    header = (f"# {title}\n\n{os.cpu_count()} CPUs; {details}; {args.seconds:g} s per "
+              f"measurement; medians of {args.rounds} rounds; server on CPU "
+              f"{bench.SERVER_CPUS}, generator on CPU {bench.GENERATOR_CPUS}. Generated by "
+              f"scripts/{os.path.basename(sys.argv[0])}.\n\n")
     with open(os.path.join(ctx.out, "table.md"), "w") as f:
         f.write(header + table + "\n")
     with open(os.path.join(ctx.out, "results.json"), "w") as f:
-        # A stalled figure (infinite) is written as "stalled": JSON has no infinity.
-        def finite(rows):
-            return [{k: "stalled" if isinstance(v, float) and math.isinf(v) else v
-                     for k, v in row.items()} for row in rows]
-        json.dump({"cost_line": cost_line, "rate": args.rate, "seconds": args.seconds,
+        json.dump({**settings, "rate": args.rate, "seconds": args.seconds,
                    "rounds": args.rounds, "rows": finite(rows),
                    "undisturbed_rows": finite(clean_rows), "runs": ctx.runs}, f, indent=1,
                   ensure_ascii=False)
+    return rows
+
+
+def finite(rows):
+    """`rows` for JSON, which has no infinity: a stalled figure is written as "stalled"."""
+    return [{k: "stalled" if isinstance(v, float) and math.isinf(v) else v
+             for k, v in row.items()} for row in rows]
+
+
+def main():
+    args = parse_args()
+    ctx = context(args, "auth_stall.py")
+    ctx.churn_plain = args.churn_plain
+    conf = os.path.join(ctx.out, "auth.conf")
+    churn_hash, cost_line = bcrypt_hash(ctx, CHURN_PASSWORD, args.cost)
+    write_config(conf, churn_hash)
+    contenders(ctx, args, conf, "auth_stall.py")
+
+    title = "bcrypt logins vs a steady request/reply client on the same shard"
+    log(f"# {title}")
+    log(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {cost_line}")
+    log(f"config {conf}: user {CHURN_USER} bcrypt cost {args.cost}, user {STEADY_USER} plain")
+    modes = ("idle", "churn")
+    log_commands(ctx, args, modes, lambda mode: generator_args(ctx, mode == "churn"))
+
+    ctx.started = time.monotonic()
+    ctx.runs = run_rounds(ctx, args, modes, lambda mode: generator_args(ctx, mode == "churn"),
+                          run_line)
+    rows = report(ctx, args, title, f"{cost_line}; {args.rate:g} logins/s", summarize, render,
+                  {"cost_line": cost_line})
     natsring = next((row for row in rows if row["server"] == "natsring"), None)
     return 0 if natsring is None or natsring["met"] is not False else 1
 

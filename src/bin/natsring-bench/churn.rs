@@ -21,6 +21,15 @@
 //! --churn-plain`), a cost of the generator and not of the server. So its threads run under
 //! `SCHED_IDLE` (`ChurnReport::idle_policy`): they take the CPU in the requester's gaps, while
 //! it waits for the server, and never from it.
+//!
+//! `req --tls-churn R`: the same churn over TLS (`Tls`, the `--tls-ca` files), each
+//! connection a full handshake (no resumption, `tls.rs`): INFO, the TLS handshake, then
+//! CONNECT, PING and the PONG through it (with the server's `handshake_first`, `--tls-first`,
+//! the TLS handshake comes before the INFO). The handshake's client side (a signature check,
+//! a key exchange) runs in the connection's own `SCHED_IDLE` thread, as the waiting does. A
+//! connection is closed by dropping it (a TCP close, no close_notify), as a client that exits
+//! does. What the handshakes cost the other clients of the server is the measurement
+//! (`scripts/tls_stall.py`); without credentials the server checks nothing but the TLS.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -35,7 +44,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::Latency;
-use crate::wire::{self, Credentials};
+use crate::wire::{self, Credentials, Stream, Tls};
 
 /// Handshakes in flight at most (each holds a socket and a thread, asleep in a read).
 const IN_FLIGHT_MAX: usize = 1000;
@@ -50,14 +59,17 @@ const HANDSHAKE_INPUT_BYTES_MAX: usize = 64 * 1024;
 /// What the churn did, in the run's JSON report (`auth_churn`).
 #[derive(Debug, Default, Serialize)]
 pub struct ChurnReport {
-    /// Connections a second it was asked for (`--auth-churn`).
+    /// Connections a second it was asked for (`--auth-churn`, `--tls-churn`).
     pub rate_target: f64,
+    /// Whether its connections speak TLS (`--tls-churn`).
+    pub tls: bool,
     /// Whether its threads run under `SCHED_IDLE` (see the module; false if the kernel
     /// refused).
     pub idle_policy: bool,
     /// Connections opened.
     pub opened: u64,
-    /// Handshakes that ended with the PONG.
+    /// Handshakes that ended with the PONG (the server took the connection: its
+    /// credentials, if any, and its TLS handshake, if any).
     pub authenticated: u64,
     /// Handshakes the server refused (an `-ERR`, or a close before the PONG).
     pub refused: u64,
@@ -107,7 +119,8 @@ impl ChurnReport {
 /// Where a handshake is: exactly one of these while it is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// Connected; the server's INFO has not been read whole yet.
+    /// Connected (and, with `handshake_first`, the TLS handshake done); the server's INFO
+    /// has not been read whole yet.
     AwaitingInfo,
     /// CONNECT and PING sent; waiting for the PONG (or a refusal).
     AwaitingPong,
@@ -135,9 +148,23 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
+/// What a handshake's line handling asks its reader to do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Read more.
+    Read,
+    /// The INFO has come, and nothing after it: the TLS handshake (if any), then CONNECT and
+    /// PING.
+    Connect,
+    Done(Outcome),
+}
+
 /// One handshake in flight.
 struct Handshake {
-    stream: TcpStream,
+    /// Plain until the TLS handshake (with `tls`), then TLS.
+    stream: Stream,
+    /// How the connection speaks TLS (`--tls-churn`); none: plain.
+    tls: Option<Tls>,
     began: Instant,
     stage: Stage,
     /// Bytes received and not yet taken as a line.
@@ -146,13 +173,14 @@ struct Handshake {
 
 impl Handshake {
     /// Connects; the server is given `stall` to answer the whole handshake.
-    fn open(address: &str, stall: Duration) -> io::Result<Handshake> {
+    fn open(address: &str, tls: Option<&Tls>, stall: Duration) -> io::Result<Handshake> {
         let began = Instant::now();
-        let stream = TcpStream::connect(address)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(stall))?;
+        let socket = TcpStream::connect(address)?;
+        socket.set_nodelay(true)?;
+        socket.set_read_timeout(Some(stall))?;
         Ok(Handshake {
-            stream,
+            stream: Stream::Plain(socket),
+            tls: tls.cloned(),
             began,
             stage: Stage::AwaitingInfo,
             input: Vec::with_capacity(4096),
@@ -160,56 +188,75 @@ impl Handshake {
     }
 
     /// Reads until the handshake ends (blocking), then closes the connection.
-    fn finish(mut self, connect: &[u8]) -> Finished {
+    fn finish(self, connect: &[u8]) -> Finished {
+        let began = self.began;
         let outcome = self.run(connect);
         Finished {
             outcome,
-            took: self.began.elapsed(),
+            took: began.elapsed(),
         }
     }
 
-    fn run(&mut self, connect: &[u8]) -> io::Result<Outcome> {
+    fn run(mut self, connect: &[u8]) -> io::Result<Outcome> {
+        if let Some(tls) = self.tls.as_ref().filter(|tls| tls.first) {
+            self.stream = tls.handshake(self.stream.into_plain_socket())?;
+        }
         let mut chunk = [0u8; 4096];
         loop {
+            match self.take_lines()? {
+                Step::Read => {}
+                Step::Connect => {
+                    if let Some(tls) = self.tls.as_ref().filter(|tls| !tls.first) {
+                        // Plain bytes after the INFO would be read where TLS records go.
+                        if !self.input.is_empty() {
+                            return Err(io::Error::other(
+                                "the server sent more than its INFO before the TLS handshake",
+                            ));
+                        }
+                        self.stream = tls.handshake(self.stream.into_plain_socket())?;
+                    }
+                    self.stream.write_all(connect)?;
+                    self.stage = Stage::AwaitingPong;
+                    continue;
+                }
+                Step::Done(outcome) => return Ok(outcome),
+            }
+            if self.input.len() > HANDSHAKE_INPUT_BYTES_MAX {
+                return Err(io::Error::other("no line in 64 KiB of handshake"));
+            }
             match self.stream.read(&mut chunk) {
                 // Whatever came before the close has been taken already.
                 Ok(0) => return Ok(Outcome::Refused("closed".into())),
                 Ok(read) => self.input.extend_from_slice(&chunk[..read]),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 // A reset right after an -ERR: the refusal was taken from an earlier read.
                 Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
                     return Ok(Outcome::Refused("closed".into()))
                 }
                 Err(err) => return Err(err),
             }
-            if let Some(outcome) = self.take_lines(connect)? {
-                return Ok(outcome);
-            }
-            if self.input.len() > HANDSHAKE_INPUT_BYTES_MAX {
-                return Err(io::Error::other("no line in 64 KiB of handshake"));
-            }
         }
     }
 
-    /// Handles every whole line received.
-    fn take_lines(&mut self, connect: &[u8]) -> io::Result<Option<Outcome>> {
+    /// Handles the whole lines received, up to the INFO or the end of the handshake.
+    fn take_lines(&mut self) -> io::Result<Step> {
         let mut start = 0;
-        let mut outcome = None;
+        let mut step = Step::Read;
         while let Some(end) = memchr::memchr(b'\n', &self.input[start..]) {
             let line = &self.input[start..start + end + 1];
             start += end + 1;
             if line.starts_with(b"-ERR") {
                 let text = String::from_utf8_lossy(line).trim_end().to_string();
-                outcome = Some(Outcome::Refused(text));
+                step = Step::Done(Outcome::Refused(text));
                 break;
             }
             match self.stage {
                 Stage::AwaitingInfo if line.starts_with(b"INFO ") => {
-                    self.stream.write_all(connect)?;
-                    self.stage = Stage::AwaitingPong;
+                    step = Step::Connect;
+                    break;
                 }
                 Stage::AwaitingPong if line.starts_with(b"PONG") => {
-                    outcome = Some(Outcome::Authenticated);
+                    step = Step::Done(Outcome::Authenticated);
                     break;
                 }
                 Stage::AwaitingPong if line.starts_with(b"PING") => {
@@ -225,15 +272,16 @@ impl Handshake {
             }
         }
         self.input.drain(..start);
-        Ok(outcome)
+        Ok(step)
     }
 }
 
-/// Opens `rate` authenticating connections a second to `address` with `credentials` until
-/// `stop`; a handshake with no answer after `stall` is given up.
+/// Opens `rate` connections a second to `address` with `credentials` (and over TLS with
+/// `tls`) until `stop`; a handshake with no answer after `stall` is given up.
 pub fn run(
     address: &str,
     credentials: Option<&Credentials>,
+    tls: Option<&Tls>,
     rate: f64,
     stall: Duration,
     stop: &AtomicBool,
@@ -250,6 +298,7 @@ pub fn run(
     .is_ok();
     let mut report = ChurnReport {
         rate_target: rate,
+        tls: tls.is_some(),
         idle_policy,
         ..ChurnReport::default()
     };
@@ -265,7 +314,7 @@ pub fn run(
         let now = Instant::now();
         if now >= due && in_flight < IN_FLIGHT_MAX {
             report.opened += 1;
-            match open(address, stall, &connect, &results) {
+            match open(address, tls, stall, &connect, &results) {
                 Ok(()) => in_flight += 1,
                 Err(err) => report.failure(err),
             }
@@ -300,14 +349,15 @@ pub fn run(
 /// Opens one connection and starts the thread that carries its handshake to the end.
 fn open(
     address: &str,
+    tls: Option<&Tls>,
     stall: Duration,
     connect: &Arc<[u8]>,
     results: &Sender<Finished>,
 ) -> io::Result<()> {
-    let handshake = Handshake::open(address, stall)?;
+    let handshake = Handshake::open(address, tls, stall)?;
     let (connect, results) = (Arc::clone(connect), results.clone());
     thread::Builder::new()
-        .name("auth-handshake".into())
+        .name("churn-handshake".into())
         .stack_size(HANDSHAKE_STACK_BYTES)
         .spawn(move || {
             // The pacing thread may have returned (the run is over): nobody counts it then.
@@ -319,17 +369,38 @@ fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
     use std::net::TcpListener;
 
-    /// A server that sends INFO, reads the CONNECT and PING, and answers with `answer`.
-    fn serve_once(answer: &'static [u8]) -> (String, thread::JoinHandle<Vec<u8>>) {
+    /// What the test server reads and writes: a socket, or TLS over it.
+    trait Duplex: Read + Write {}
+    impl<T: Read + Write> Duplex for T {}
+
+    /// A server that sends INFO, reads the CONNECT and PING, and answers with `answer`; with
+    /// `tls`, it handshakes after the INFO and the rest goes through TLS.
+    fn serve_once(
+        answer: &'static [u8],
+        tls: Option<rustls::ServerConfig>,
+    ) -> (String, thread::JoinHandle<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let handle = thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream
-                .write_all(b"INFO {\"auth_required\":true}\r\n")
-                .unwrap();
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut stream: Box<dyn Duplex> = match tls {
+                None => {
+                    socket
+                        .write_all(b"INFO {\"auth_required\":true}\r\n")
+                        .unwrap();
+                    Box::new(socket)
+                }
+                Some(config) => {
+                    socket
+                        .write_all(b"INFO {\"tls_required\":true}\r\n")
+                        .unwrap();
+                    let connection = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+                    Box::new(rustls::StreamOwned::new(connection, socket))
+                }
+            };
             let mut received = Vec::new();
             let mut chunk = [0u8; 1024];
             while !received.ends_with(b"PING\r\n") {
@@ -338,13 +409,14 @@ mod tests {
                 received.extend_from_slice(&chunk[..read]);
             }
             stream.write_all(answer).unwrap();
+            stream.flush().unwrap();
             received
         });
         (address, handle)
     }
 
     fn finish(address: &str, connect: &[u8]) -> Outcome {
-        let handshake = Handshake::open(address, Duration::from_secs(10)).unwrap();
+        let handshake = Handshake::open(address, None, Duration::from_secs(10)).unwrap();
         handshake.finish(connect).outcome.unwrap()
     }
 
@@ -355,7 +427,7 @@ mod tests {
             pass: "pw".into(),
         };
         let connect = wire::connect_and_ping(Some(&credentials));
-        let (address, server) = serve_once(b"+OK\r\nPONG\r\n");
+        let (address, server) = serve_once(b"+OK\r\nPONG\r\n", None);
         assert_eq!(finish(&address, &connect), Outcome::Authenticated);
         assert_eq!(server.join().unwrap(), connect);
     }
@@ -370,17 +442,46 @@ mod tests {
             ),
             (b"", "closed"),
         ] {
-            let (address, server) = serve_once(answer);
+            let (address, server) = serve_once(answer, None);
             assert_eq!(finish(&address, &connect), Outcome::Refused(refusal.into()));
             server.join().unwrap();
         }
     }
 
     #[test]
+    fn a_tls_handshake_comes_between_the_info_and_the_connect() {
+        let pki = crate::certs::Pki::generate();
+        let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from_pem_file(&pki.server.cert_file).unwrap()],
+            rustls::pki_types::PrivateKeyDer::from_pem_file(&pki.server.key_file).unwrap(),
+        )
+        .unwrap();
+        let (address, server) = serve_once(b"PONG\r\n", Some(server_config));
+        let options = crate::tls::TlsOptions {
+            ca_path: Some(pki.ca_file.to_str().unwrap().to_string()),
+            ..Default::default()
+        };
+        let tls = Tls::new(&options, &address).unwrap();
+        let connect = wire::connect_and_ping(None);
+        let handshake = Handshake::open(&address, Some(&tls), Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            handshake.finish(&connect).outcome.unwrap(),
+            Outcome::Authenticated
+        );
+        assert_eq!(server.join().unwrap(), connect);
+    }
+
+    #[test]
     fn no_answer_within_the_stall_is_a_timeout() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let handshake = Handshake::open(&address, Duration::from_millis(50)).unwrap();
+        let handshake = Handshake::open(&address, None, Duration::from_millis(50)).unwrap();
         let finished = handshake.finish(&wire::connect_and_ping(None));
         let mut report = ChurnReport::default();
         let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
@@ -413,8 +514,16 @@ mod tests {
         });
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
-        let churn =
-            thread::spawn(move || run(&address, None, 200.0, Duration::from_secs(10), &stopping));
+        let churn = thread::spawn(move || {
+            run(
+                &address,
+                None,
+                None,
+                200.0,
+                Duration::from_secs(10),
+                &stopping,
+            )
+        });
         thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         let report = churn.join().unwrap();

@@ -19,7 +19,10 @@
 //!   the measurement (latency under load; the rate it reached is reported). With
 //!   `--auth-churn R`, one more thread opens R connections a second that each authenticate
 //!   (`--churn-user`/`--churn-pass`) and close (`churn.rs`): what logging in costs the
-//!   requesters; the report adds how many authenticated and their handshake times.
+//!   requesters; the report adds how many authenticated and their handshake times. With
+//!   `--tls-churn R` instead, those connections speak TLS (each a full handshake, with the
+//!   `--tls-ca` files; the requesters stay plain TCP unless `--tls`): what a TLS handshake
+//!   costs the other clients.
 //! - `many`: `--conns` publishers each sending a steady trickle (`--rate` msgs/s in all,
 //!   `--batch` messages per write) for `--seconds`, to `--subs` subscribers (publisher i
 //!   publishes to `<subject>.many.<i % subs>`, subscriber j subscribes to its own): each
@@ -38,11 +41,16 @@
 //! With `--tls` every connection (but `--auth-churn`'s) speaks TLS (`tls.rs`): it reads the
 //! server's plain INFO, handshakes, and sends everything after through TLS (`--tls-first`:
 //! it handshakes before the INFO, for a server with `handshake_first`). `--tls-ca` names the
-//! CA to trust; `--tls-cert`/`--tls-key` a client certificate.
+//! CA to trust; `--tls-cert`/`--tls-key` a client certificate. The files alone mean `--tls`,
+//! but with `--tls-churn`: then they are the churn's, and the others' only with `--tls`.
 //!
 //! Every delivery is checked: a subscriber that misses or duplicates a message fails the
 //! run (exit status 1) unless `--allow-loss`.
 
+// The TLS tests' certificates, generated per run (rcgen, a dev-dependency).
+#[cfg(test)]
+#[path = "../../../tests/common/certs.rs"]
+mod certs;
 mod churn;
 mod handshakes;
 mod many;
@@ -81,6 +89,8 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [opt
   --max-seconds S      req mode: each requester stops after S seconds even if --msgs are not done
   --auth-churn R       req mode: one more thread opens R connections/s meanwhile, each
                        INFO, CONNECT with credentials, PING, PONG (or -ERR), close
+  --tls-churn R        req mode: the same, each connection a full TLS handshake after the
+                       INFO (the --tls-ca files; the others plain TCP unless --tls)
   --churn-user U       their user (default --user)
   --churn-pass P       their password (default --pass)
   --conns N            idle connections in idle mode, publishers in many mode (default 1000)
@@ -98,7 +108,7 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [opt
   --allow-loss         report missing messages instead of failing
   --user U --pass P    every connection authenticates as U with password P
   --tls                every connection speaks TLS after the server's INFO (not
-                       --auth-churn's)
+                       --auth-churn's; the default with --tls-ca, but with --tls-churn)
   --tls-ca PATH        PEM file of the CA the server's certificate chains to
   --tls-cert PATH      PEM file of a client certificate (with --tls-key)
   --tls-key PATH       PEM file of its private key
@@ -123,8 +133,10 @@ struct Config {
     background_rate: f64,
     background_size: usize,
     max_seconds: Option<Duration>,
-    /// req mode: authenticating connections a second (0: none).
-    auth_churn_rate: f64,
+    /// req mode: churning connections a second (`--auth-churn`, `--tls-churn`; 0: none).
+    churn_rate: f64,
+    /// How the churn's connections speak TLS (`--tls-churn`); none: plain.
+    churn_tls: Option<tls::Tls>,
     /// What the churn's connections present (`--churn-user`/`--churn-pass`, else the target's).
     churn_credentials: Option<Credentials>,
     /// bcrypt mode: the password (`--pass`) and the hash's cost.
@@ -178,7 +190,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         background_rate: 0.0,
         background_size: 16,
         max_seconds: None,
-        auth_churn_rate: 0.0,
+        churn_rate: 0.0,
+        churn_tls: None,
         churn_credentials: None,
         bcrypt_password: String::new(),
         bcrypt_cost: 11,
@@ -200,6 +213,10 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     let (mut user, mut pass, mut churn_user, mut churn_pass) = (None, None, None, None);
     // `--tls` and its files: read into `target.tls` once all options are known.
     let mut tls_options = None;
+    // `--tls` given itself (the files imply it, but with `--tls-churn`).
+    let mut tls_flag = false;
+    // `--auth-churn R` or `--tls-churn R`: the rate, and whether it was the TLS one.
+    let mut churn = None;
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
         let mut value = || {
@@ -229,7 +246,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--max-seconds" => {
                 config.max_seconds = Some(Duration::from_secs_f64(number(flag, value()?)?))
             }
-            "--auth-churn" => config.auth_churn_rate = number(flag, value()?)?,
+            "--auth-churn" | "--tls-churn" => {
+                if churn.is_some() {
+                    return Err("--auth-churn or --tls-churn, once".into());
+                }
+                churn = Some((number::<f64>(flag, value()?)?, flag == "--tls-churn"))
+            }
             "--user" => user = Some(value()?),
             "--pass" => pass = Some(value()?),
             "--churn-user" => churn_user = Some(value()?),
@@ -246,6 +268,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--port" => config.sink_port = number(flag, value()?)?,
             "--json" => config.json = true,
             "--tls" => {
+                tls_flag = true;
                 tls_options.get_or_insert_with(tls::TlsOptions::default);
             }
             "--tls-ca" => {
@@ -293,14 +316,21 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         "--churn-user and --churn-pass (or --user and --pass)",
     )?;
     config.target.credentials = pair(user, pass, "--user and --pass")?;
-    if config.auth_churn_rate < 0.0 || !config.auth_churn_rate.is_finite() {
-        return Err("--auth-churn must be a rate of 0 or more".into());
+    let (churn_rate, churn_tls) = churn.unwrap_or((0.0, false));
+    config.churn_rate = churn_rate;
+    if churn_rate < 0.0 || !churn_rate.is_finite() {
+        return Err("--auth-churn and --tls-churn take a rate of 0 or more".into());
     }
-    if config.auth_churn_rate > 0.0 && config.mode != "req" {
-        return Err("--auth-churn is for req mode".into());
+    if churn_rate > 0.0 && config.mode != "req" {
+        return Err("--auth-churn and --tls-churn are for req mode".into());
     }
-    if tls_options.is_some() && config.auth_churn_rate > 0.0 {
-        return Err("--auth-churn does not speak TLS: not with --tls".into());
+    if tls_options.is_some() && churn_rate > 0.0 && !churn_tls {
+        return Err("--auth-churn does not speak TLS: not with --tls (--tls-churn does)".into());
+    }
+    if churn_tls && tls_options.is_none() {
+        return Err(
+            "--tls-churn needs --tls-ca (the CA the server's certificate chains to)".into(),
+        );
     }
     if tls_options.is_some() && config.mode == "sink" {
         return Err("the sink does not speak TLS".into());
@@ -310,7 +340,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     }
     if let Some(options) = &tls_options {
         let tls = tls::Tls::new(options, &config.target.address).map_err(|err| err.to_string())?;
-        config.target.tls = Some(tls);
+        if churn_tls {
+            config.churn_tls = Some(tls.clone());
+        }
+        if tls_flag || !churn_tls {
+            config.target.tls = Some(tls);
+        }
     }
     Ok(config)
 }
@@ -345,7 +380,7 @@ struct Report {
     /// req with --auth-churn: what the authenticating connections did (absent otherwise, so
     /// other runs' JSON is as it always was).
     #[serde(skip_serializing_if = "Option::is_none")]
-    auth_churn: Option<churn::ChurnReport>,
+    churn: Option<churn::ChurnReport>,
     table_subs: usize,
     conns: usize,
 }
@@ -831,13 +866,14 @@ fn request_reply(config: &Config) -> io::Result<Report> {
     } else {
         None
     };
-    let auth_churn = if config.auth_churn_rate > 0.0 {
+    let churn = if config.churn_rate > 0.0 {
         let (stop, config) = (Arc::clone(&stop), config.clone());
         Some(thread::spawn(move || {
             churn::run(
                 &config.target.address,
                 config.churn_credentials.as_ref(),
-                config.auth_churn_rate,
+                config.churn_tls.as_ref(),
+                config.churn_rate,
                 config.stall,
                 &stop,
             )
@@ -872,13 +908,13 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         }
         None => None,
     };
-    let auth_churn = auth_churn.map(|handle| handle.join().expect("auth churn"));
+    let churn = churn.map(|handle| handle.join().expect("churn"));
     drop(table);
     if !errors.is_empty() {
         // What the churn did is part of why a requester failed (a server stalled by logins).
-        if let Some(churn) = &auth_churn {
+        if let Some(churn) = &churn {
             errors.push(format!(
-                "auth churn meanwhile: {} of {} connections authenticated ({:.1}/s), {} refused",
+                "churn meanwhile: {} of {} connections authenticated ({:.1}/s), {} refused",
                 churn.authenticated, churn.opened, churn.authenticated_rate, churn.refused
             ));
         }
@@ -907,7 +943,7 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         server_rss_bytes: config.server_pid.and_then(server_stats::rss_bytes),
         latency_us: Some(Latency::of(&histogram)),
         background_rate_msgs: background_rate,
-        auth_churn,
+        churn,
         table_subs: config.table_sub_count,
         ..Report::default()
     })
@@ -1204,10 +1240,10 @@ fn print_table(report: &Report) {
             latency.p50, latency.p90, latency.p99, latency.p999, latency.max, latency.count
         );
     }
-    if let Some(churn) = &report.auth_churn {
+    if let Some(churn) = &report.churn {
         println!(
             "{:<12} {} of {} connections authenticated ({:.1}/s of {}/s asked), {} refused, {} timed out, {} failed, {} unfinished",
-            "auth churn",
+            if churn.tls { "tls churn" } else { "auth churn" },
             churn.authenticated,
             churn.opened,
             churn.authenticated_rate,
@@ -1249,5 +1285,42 @@ fn print_table(report: &Report) {
             "server RSS",
             rss as f64 / (1 << 20) as f64
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Config, String> {
+        parse_args(
+            &line
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn the_tls_files_are_the_churns_with_tls_churn_and_everyones_with_tls() {
+        let pki = certs::Pki::generate();
+        let ca = pki.ca_file.to_str().unwrap();
+        let churn_only = parse(&format!("req --tls-churn 200 --tls-ca {ca}")).unwrap();
+        assert!(churn_only.churn_tls.is_some() && churn_only.target.tls.is_none());
+        assert_eq!(churn_only.churn_rate, 200.0);
+        let both = parse(&format!("req --tls-churn 200 --tls --tls-ca {ca}")).unwrap();
+        assert!(both.churn_tls.is_some() && both.target.tls.is_some());
+        let requesters_only = parse(&format!("req --tls-ca {ca}")).unwrap();
+        assert!(requesters_only.churn_tls.is_none() && requesters_only.target.tls.is_some());
+        let plain = parse("req --auth-churn 100").unwrap();
+        assert!(plain.churn_tls.is_none() && plain.target.tls.is_none());
+        for refused in [
+            format!("req --auth-churn 100 --tls --tls-ca {ca}"),
+            "req --tls-churn 200".to_string(),
+            format!("req --auth-churn 1 --tls-churn 1 --tls-ca {ca}"),
+            format!("pub --tls-churn 200 --tls-ca {ca}"),
+        ] {
+            assert!(parse(&refused).is_err(), "{refused}");
+        }
     }
 }

@@ -265,6 +265,19 @@ impl Stream {
         }
     }
 
+    /// The TCP socket of a plain stream, for a TLS handshake over it (`Tls::handshake`).
+    ///
+    /// # Panics
+    /// On a TLS stream: its socket carries records that the stream alone can read.
+    pub fn into_plain_socket(self) -> TcpStream {
+        match self {
+            Stream::Plain(socket) => socket,
+            Stream::Tls(_) | Stream::Records(_) => {
+                panic!("into_plain_socket on a TLS stream: a handshake over TLS")
+            }
+        }
+    }
+
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.socket().set_read_timeout(timeout)
     }
