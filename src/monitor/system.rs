@@ -533,6 +533,12 @@ impl Service {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            if first.is_some() {
+                // Let a storm's notices gather: one batch, one look at the shards.
+                std::thread::sleep(Duration::from_millis(
+                    crate::limits::SYSTEM_NOTICES_GATHER_MS,
+                ));
+            }
             let batch = first.into_iter().chain(
                 std::iter::from_fn(|| notices.try_recv().ok())
                     .take(crate::limits::SYSTEM_NOTICES_BATCH_MAX),

@@ -113,6 +113,9 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [opt
   --tls-cert PATH      PEM file of a client certificate (with --tls-key)
   --tls-key PATH       PEM file of its private key
   --tls-first          handshake before the INFO (the server's tls handshake_first)
+  --tls-no-verify      do not check the server's certificate and signature: the
+                       handshakes mode measures the server's cost, and checking is
+                       most of the generator's (never for anything but a benchmark)
   --port P             sink mode: port to listen on (default 4222)
   --cost C             bcrypt mode: the cost of the hash of --pass (default 11, as
                        `nats server passwd`)
@@ -290,6 +293,11 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 tls_options
                     .get_or_insert_with(tls::TlsOptions::default)
                     .first = true
+            }
+            "--tls-no-verify" => {
+                tls_options
+                    .get_or_insert_with(tls::TlsOptions::default)
+                    .no_verify = true
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),

@@ -48,6 +48,10 @@ pub struct TlsOptions {
     pub cert_path: Option<String>,
     pub key_path: Option<String>,
     pub first: bool,
+    /// `--tls-no-verify`: the server's certificate and handshake signature are not checked
+    /// (`NoVerification`): a full handshake costs the generator about what it costs the server
+    /// then, so the handshakes mode measures the server.
+    pub no_verify: bool,
 }
 
 impl Tls {
@@ -84,6 +88,12 @@ impl Tls {
         };
         // Every connection a full handshake: what a new client costs the server.
         config.resumption = Resumption::disabled();
+        if options.no_verify {
+            let provider = Arc::clone(config.crypto_provider());
+            config
+                .dangerous()
+                .set_certificate_verifier(Arc::new(NoVerification(provider)));
+        }
         // After the handshake the records are sealed and opened here (`RecordStream`).
         config.enable_secret_extraction = true;
         let host = match address.rsplit_once(':') {
@@ -141,6 +151,46 @@ impl Tls {
             output: Vec::new(),
             sent: 0,
         })))
+    }
+}
+
+/// Accepts any server certificate and handshake signature (`--tls-no-verify`): for a load
+/// generator that measures what handshakes cost the server, never for anything else.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
