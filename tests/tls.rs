@@ -199,6 +199,14 @@ async fn refused(server: Server, port: u16, options: ConnectOptions) -> (Connect
     }
 }
 
+/// The connection must fail with an IO error whose text has `needle` (a TLS alert, a
+/// certificate error): as [`refused`], checked.
+async fn assert_io_refusal(server: Server, port: u16, options: ConnectOptions, needle: &str) {
+    let (kind, text) = refused(server, port, options).await;
+    assert_eq!(kind, ConnectErrorKind::Io, "{server:?}: {text}");
+    assert!(text.contains(needle), "{server:?}: {needle:?} in {text}");
+}
+
 /// `publisher` publishes on a fresh subject and `subscriber`, subscribed first, gets it.
 async fn round_trip(publisher: &Client, subscriber: &Client) {
     let subject = "tls.round.trip";
@@ -430,9 +438,13 @@ async fn client_rejects_untrusted_and_expired_server_certificates() {
     let pki = Pki::generate();
     for &server in SERVERS {
         let running = start_tls(server, &pki, DEFAULTS);
-        let (kind, text) = refused(server, running.port, tls_options(&pki.other_ca_file)).await;
-        assert_eq!(kind, ConnectErrorKind::Io, "{server:?}: {text}");
-        assert!(text.contains("UnknownIssuer"), "{server:?}: {text}");
+        assert_io_refusal(
+            server,
+            running.port,
+            tls_options(&pki.other_ca_file),
+            "UnknownIssuer",
+        )
+        .await;
         // The server saw a failed handshake and still serves.
         assert_round_trip(server, running.port, || tls_options(&pki.ca_file)).await;
 
@@ -441,9 +453,7 @@ async fn client_rejects_untrusted_and_expired_server_certificates() {
             ..DEFAULTS
         };
         let expired = start_tls(server, &pki, expired_settings);
-        let (kind, text) = refused(server, expired.port, tls_options(&pki.ca_file)).await;
-        assert_eq!(kind, ConnectErrorKind::Io, "{server:?}: {text}");
-        assert!(text.contains("Expired"), "{server:?}: {text}");
+        assert_io_refusal(server, expired.port, tls_options(&pki.ca_file), "Expired").await;
     }
 }
 
@@ -471,28 +481,21 @@ async fn verify_requires_a_client_certificate_of_the_ca() {
 
         assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
 
-        let (kind, text) = refused(server, running.port, tls_options(&pki.ca_file)).await;
-        assert_eq!(
-            kind,
-            ConnectErrorKind::Io,
-            "{server:?}: no certificate: {text}"
-        );
-        assert!(
-            text.contains("received fatal alert: CertificateRequired"),
-            "{server:?}: no certificate: {text}"
-        );
+        assert_io_refusal(
+            server,
+            running.port,
+            tls_options(&pki.ca_file),
+            "received fatal alert: CertificateRequired",
+        )
+        .await;
 
-        let (kind, text) = refused(
+        assert_io_refusal(
             server,
             running.port,
             tls_options_with(&pki, &pki.other_client),
+            "received fatal alert: UnknownCA",
         )
         .await;
-        assert_eq!(kind, ConnectErrorKind::Io, "{server:?}: other CA: {text}");
-        assert!(
-            text.contains("received fatal alert: UnknownCA"),
-            "{server:?}: other CA: {text}"
-        );
 
         // Still serving verified clients after the refusals.
         assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
@@ -555,12 +558,13 @@ async fn handshake_first() {
         assert_eq!(got, b"", "{server:?}: nothing to plain text");
         assert!(closed, "{server:?}: plain text is closed");
 
-        let (kind, text) = refused(server, running.port, tls_options(&pki.ca_file)).await;
-        assert_eq!(kind, ConnectErrorKind::Io, "{server:?}: {text}");
-        assert!(
-            text.contains("expected INFO, got nothing"),
-            "{server:?}: {text}"
-        );
+        assert_io_refusal(
+            server,
+            running.port,
+            tls_options(&pki.ca_file),
+            "expected INFO, got nothing",
+        )
+        .await;
     }
 }
 
@@ -859,12 +863,13 @@ async fn command_line_flags() {
             "\"tls_required\":true,\"tls_verify\":true,"
         );
         assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
-        let (kind, text) = refused(server, running.port, tls_options(&pki.ca_file)).await;
-        assert_eq!(kind, ConnectErrorKind::Io, "{server:?}: {text}");
-        assert!(
-            text.contains("received fatal alert: CertificateRequired"),
-            "{server:?}: {text}"
-        );
+        assert_io_refusal(
+            server,
+            running.port,
+            tls_options(&pki.ca_file),
+            "received fatal alert: CertificateRequired",
+        )
+        .await;
     }
 }
 
