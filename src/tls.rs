@@ -615,6 +615,9 @@ mod tests {
         options.pinned_certs = vec![[7; 32]];
         let loaded = load(&options).unwrap();
         assert_eq!(loaded.config.send_tls13_tickets, 0);
+        // The shards take the record layer over, and the server's suite order decides.
+        assert!(loaded.config.enable_secret_extraction);
+        assert!(loaded.config.ignore_client_order);
         assert!(loaded.config.alpn_protocols.is_empty());
         assert!(!loaded.config.session_storage.can_cache());
         assert_eq!(loaded.pinned_certs, [[7; 32]]);
@@ -792,13 +795,13 @@ mod tests {
             .iter()
             .map(|suite| suite.suite())
             .collect();
-        // TLS 1.3 keeps its three (Go does not let them be chosen); TLS 1.2 has the two named,
-        // in their order.
+        // TLS 1.3 keeps its three (Go does not let them be chosen), in Go's order (AES-128
+        // first); TLS 1.2 has the two named, in their order.
         assert_eq!(
             suites,
             [
-                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
                 rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
                 rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
                 rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
                 rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
