@@ -303,13 +303,6 @@ pub const MAILBOX_ANSWER_LOGGED_NS: u64 = 500_000;
 /// connection counts cost one pass over the connections per batch, not per notice.
 pub const SYSTEM_NOTICES_BATCH_MAX: usize = 4096;
 
-/// In a storm of connections, the system services announce connect and disconnect notices at
-/// most this often, in batches: a batch's account connection counts ask every shard, and asked
-/// per notice, 3,500 TLS connections a second cost each shard 70 µs of its time per connection
-/// in wake-ups and passes (scripts/bench.py's tls-handshakes row). Events are late by this much
-/// at most, and only in a storm.
-pub const SYSTEM_NOTICES_GATHER_MS: u64 = 5;
-
 /// The largest message the system services may publish (an answer to `CONNZ` lists every
 /// connection: some 500 bytes each), whatever `max_payload` is.
 pub const SYSTEM_PAYLOAD_BYTES_MAX: u32 = 64 * 1024 * 1024;

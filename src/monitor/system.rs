@@ -527,23 +527,12 @@ impl Service {
         // nats-server sends its first heartbeat soon after start.
         let mut next_statsz = Instant::now() + Duration::from_millis(500);
         let mut next_account_conns = Instant::now() + ACCOUNT_CONNS_INTERVAL;
-        let mut last_batch = Instant::now() - Duration::from_secs(1);
         while !stopping.load(Ordering::Acquire) {
             let first = match notices.recv_timeout(STOP_CHECK) {
                 Ok(notice) => Some(notice),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            if first.is_some() {
-                // In a storm (the last batch was less than the gathering time ago), its
-                // notices gather until then: one batch, one look at the shards. A notice that
-                // comes alone is announced at once.
-                let gather = Duration::from_millis(crate::limits::SYSTEM_NOTICES_GATHER_MS);
-                if let Some(wait) = gather.checked_sub(last_batch.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-                last_batch = Instant::now();
-            }
             let batch = first.into_iter().chain(
                 std::iter::from_fn(|| notices.try_recv().ok())
                     .take(crate::limits::SYSTEM_NOTICES_BATCH_MAX),
