@@ -95,8 +95,18 @@ pub struct RecordLayer {
 }
 
 /// A record whose length is past `BODY_BYTES_MAX`.
-pub fn too_large() -> rustls::Error {
+fn too_large() -> rustls::Error {
     rustls::Error::InvalidMessage(rustls::InvalidMessage::MessageTooLarge)
+}
+
+/// The body length a record header announces (`header` holds at least its five bytes); more
+/// than a record may hold is an error.
+pub fn body_len(header: &[u8]) -> Result<usize, rustls::Error> {
+    let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if body > BODY_BYTES_MAX {
+        return Err(too_large());
+    }
+    Ok(body)
 }
 
 impl RecordLayer {
@@ -114,11 +124,7 @@ impl RecordLayer {
                 return Ok(at);
             };
             let header: [u8; HEADER_BYTES] = header.try_into().expect("five bytes");
-            let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
-            if body > BODY_BYTES_MAX {
-                return Err(too_large());
-            }
-            let end = at + HEADER_BYTES + body;
+            let end = at + HEADER_BYTES + body_len(&header)?;
             if end > buffer.len() {
                 return Ok(at);
             }

@@ -41,19 +41,10 @@ use super::core::Core;
 use super::tls_records::Records;
 use crate::limits;
 use crate::proto::CloseReason;
+use crate::tls_record::{body_len, HEADER_BYTES, OVERHEAD_BYTES, PLAINTEXT_BYTES_MAX};
 
 /// The first byte of a TLS handshake record: what `allow_non_tls` looks for.
 pub const HANDSHAKE_RECORD: u8 = 0x16;
-/// A TLS record's header: content type, version, length.
-const RECORD_HEADER_BYTES: usize = 5;
-/// The longest record a peer may send (RFC 8446 §5.2: 2^14 bytes of plaintext plus 256 of
-/// expansion; TLS 1.2 allows 2048 of expansion), header excluded.
-const RECORD_BODY_BYTES_MAX: usize = 16_384 + 2_048;
-/// Plaintext per record rustls writes at most.
-const RECORD_PLAINTEXT_BYTES_MAX: usize = 16_384;
-/// What encrypting adds to a record at most: its header, TLS 1.2's explicit nonce or TLS
-/// 1.3's inner content type, and the AEAD tag.
-const RECORD_OVERHEAD_BYTES: usize = RECORD_HEADER_BYTES + 8 + 16;
 
 /// What the shards need of the client TLS configuration, made once per start or reload
 /// (`server.rs`) and shared by every connection it is used for.
@@ -445,8 +436,8 @@ impl TlsSession {
                 let encrypted = match &mut self.records {
                     Some(records) => records.seal(plaintext, sending),
                     None => {
-                        let records = plaintext.len().div_ceil(RECORD_PLAINTEXT_BYTES_MAX).max(1);
-                        let room = plaintext.len() + records * RECORD_OVERHEAD_BYTES;
+                        let records = plaintext.len().div_ceil(PLAINTEXT_BYTES_MAX).max(1);
+                        let room = plaintext.len() + records * OVERHEAD_BYTES;
                         self.write_traffic(sending, room, |traffic, out| {
                             traffic.encrypt(plaintext, out)
                         })
@@ -467,7 +458,7 @@ impl TlsSession {
                     Ok(())
                 }
                 None => {
-                    let room = RECORD_OVERHEAD_BYTES + 2;
+                    let room = OVERHEAD_BYTES + 2;
                     self.write_traffic(sending, room, |traffic, out| {
                         traffic.queue_close_notify(out)
                     })
@@ -607,16 +598,10 @@ fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<us
 fn missing(carry: &[u8]) -> Result<usize, rustls::Error> {
     let mut at = 0;
     loop {
-        let Some(header) = carry.get(at..at + RECORD_HEADER_BYTES) else {
-            return Ok(at + RECORD_HEADER_BYTES - carry.len());
+        let Some(header) = carry.get(at..at + HEADER_BYTES) else {
+            return Ok(at + HEADER_BYTES - carry.len());
         };
-        let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if body > RECORD_BODY_BYTES_MAX {
-            return Err(rustls::Error::InvalidMessage(
-                rustls::InvalidMessage::MessageTooLarge,
-            ));
-        }
-        let end = at + RECORD_HEADER_BYTES + body;
+        let end = at + HEADER_BYTES + body_len(header)?;
         if end > carry.len() {
             return Ok(end - carry.len());
         }
@@ -1206,11 +1191,11 @@ mod tests {
         let mut bad = b"\x17\x03\x03\x00\x05hello".to_vec();
         assert!(session.receive(&mut bad, &mut |_| {}).is_err());
         let alert = sent(&mut session, b"");
-        assert!(alert.len() > RECORD_HEADER_BYTES, "an alert: {alert:?}");
+        assert!(alert.len() > HEADER_BYTES, "an alert: {alert:?}");
         let body = usize::from(u16::from_be_bytes([alert[3], alert[4]]));
         assert_eq!(
             alert.len(),
-            RECORD_HEADER_BYTES + body,
+            HEADER_BYTES + body,
             "one record, the alert: {alert:?}"
         );
         assert!(

@@ -102,11 +102,13 @@ impl Io {
     /// caller says why. (`ring` is the first field, so it is dropped, and the kernel lets go of
     /// every operation, before the buffers and boxes declared after it.)
     unsafe fn push(&mut self, entry: &squeue::Entry) {
-        // SAFETY: passed on from the caller.
-        while let ring::Push::CompletionsBackedUp =
-            unsafe { ring::push(&mut self.ring, entry, &mut self.sqes_submitted) }
-        {
-            self.move_completions_out();
+        loop {
+            // SAFETY: passed on from the caller.
+            let pushed = unsafe { ring::push(&mut self.ring, entry, &mut self.sqes_submitted) };
+            match pushed {
+                ring::Push::Queued => break,
+                ring::Push::CompletionsBackedUp => self.move_completions_out(),
+            }
         }
     }
 

@@ -241,10 +241,7 @@ impl RecordStream {
             let waiting = &self.input[self.start..self.filled];
             if let Some(header) = waiting.get(..tls_record::HEADER_BYTES) {
                 let header: [u8; tls_record::HEADER_BYTES] = header.try_into().expect("five");
-                let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
-                if body > tls_record::BODY_BYTES_MAX {
-                    return Err(io::Error::other(tls_record::too_large()));
-                }
+                let body = tls_record::body_len(&header).map_err(io::Error::other)?;
                 let end = self.start + tls_record::HEADER_BYTES + body;
                 if end <= self.filled {
                     let body_start = self.start + tls_record::HEADER_BYTES;
