@@ -63,8 +63,8 @@ Targets (natsring --shards 1 on one core vs the better nats-server per scenario)
   pubsub-1-scraped) against their      /connz, /metrics fetched once a second, and the same
   unscraped twins (*-long)             runs unscraped: the same msgs/s, within noise
   1,000,000 subscriptions              RSS ratio <= 1/3 (publish rate shown alongside)
-  TLS (tls-pub-16, tls-pub-1k,          no targets yet: msgs/s (handshakes/s), server CPU per
-  tls-pubsub-1k, tls-handshakes)       message (per handshake) and their ratios. Every server
+  TLS (tls-pub-16, tls-pub-1k,          publish-only msgs/s >= 2x, pubsub CPU per delivered
+  tls-pubsub-1k, tls-handshakes)       message <= 0.5x, handshakes/s >= 1.5x. Every server
                                        loads one `tls` block (cert_file, key_file, timeout) with
                                        one certificate made for the run (OUT/tls/: a CA and a
                                        server certificate for localhost and 127.0.0.1, ECDSA
@@ -72,8 +72,11 @@ Targets (natsring --shards 1 on one core vs the better nats-server per scenario)
                                        openssl tool); natsring-bench --tls reads the plain INFO
                                        and handshakes (rustls). tls-handshakes: 8 connectors
                                        making full handshakes (connect, TLS, INFO, CONNECT,
-                                       PING, PONG, close) for 3 s. --tls-skip-natsring leaves
-                                       natsring out of these rows.
+                                       PING, PONG, close) for 3 s. A publisher seals its whole
+                                       run before the clock starts (the same records it would
+                                       seal as it writes), so its core only writes while the
+                                       server is measured. --tls-skip-natsring leaves natsring
+                                       out of these rows.
   cross-shard (own table)              natsring --shards 2 under `taskset -c 0,1`, generator
                                        unpinned, pubsub 1->1 16 B with --pub-shard 0
                                        --sub-shard 1 vs --sub-shard 0: CPU ratio <= 1.3
@@ -813,24 +816,32 @@ def scenarios(ctx):
     tls_files = os.path.join(ctx.out, "tls")
     tls_args = ["--tls", "--tls-ca", os.path.join(tls_files, "ca.pem")]
     tls_servers = ctx.nats_present if ctx.tls_skip_natsring else servers
-    for key, title, args, metric, label in (
+    for key, title, args, metric, label, *targets in (
             ("tls-pub-16", "TLS publish-only 16 B", ["pub", "--size", "16", "--msgs", n(8e6)],
-             msgs, "msgs/s"),
+             msgs, "msgs/s", (">=", 2, "msgs/s ≥2×"), None),
             ("tls-pub-1k", "TLS publish-only 1 KiB", ["pub", "--size", "1024", "--msgs",
-                                                     n(2e6)], msgs, "msgs/s"),
+                                                     n(2e6)], msgs, "msgs/s",
+             (">=", 2, "msgs/s ≥2×"), None),
             ("tls-pubsub-1k", "TLS pubsub 1→1 1 KiB", ["pubsub", "--size", "1024", "--msgs",
-                                                      n(1e6)], delivered, "delivered/s"),
+                                                      n(1e6)], delivered, "delivered/s",
+             None, ("<=", 0.5, "CPU ≤0.5×")),
             # --tls-no-verify: checking the server's certificate and signature was most of
             # the generator's cost, which then set the rate (the server's is what is measured).
             ("tls-handshakes", "TLS handshakes, 8 connectors",
              ["handshakes", "--clients", "8", "--seconds", "1" if q else "3",
-              "--tls-no-verify"], msgs, "handshakes/s")):
+              "--tls-no-verify"], msgs, "handshakes/s", (">=", 1.5, "handshakes/s ≥1.5×"),
+             None)):
+        rate_target, cpu_target = targets
         matrix.append({"key": key, "title": f"{title} ({ctx.tls_key_type} certificate)",
                        "args": args + tls_args, "contenders": tls_servers, "tls": True,
                        "server_extra": ["-c", os.path.join(tls_files, "tls.conf")],
-                       "rows": [row(metric, label),
+                       "rows": [row(metric, label,
+                                    *([check("ratio", metric, *rate_target)]
+                                      if rate_target else [])),
                                 row(cpu, "CPU ns/handshake" if metric == msgs
-                                    and args[0] == "handshakes" else "CPU ns/msg")]})
+                                    and args[0] == "handshakes" else "CPU ns/msg",
+                                    *([check("ratio", cpu, *cpu_target)]
+                                      if cpu_target else []))]})
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
         matrix += [dict(zip(keys, entry), generator=ctx.gobench, unpinned=True)

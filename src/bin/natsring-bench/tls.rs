@@ -302,6 +302,32 @@ impl RecordStream {
     }
 }
 
+/// A publisher's whole run of writes, sealed before the clock starts
+/// ([`Stream::preseal`]): what goes on the wire is exactly what sealing each write as it is
+/// made would send, but the publisher's core does no AEAD and no plaintext copy while the
+/// server is measured.
+pub struct Presealed {
+    bytes: Vec<u8>,
+    /// Where each write's records end in `bytes`, and the frames that write carries.
+    writes: Vec<(usize, u64)>,
+}
+
+impl Presealed {
+    /// The writes in order: the sealed records of each, and how many frames they carry.
+    pub fn writes(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        let mut start = 0;
+        self.writes.iter().map(move |&(end, frames)| {
+            let records = &self.bytes[start..end];
+            start = end;
+            (records, frames)
+        })
+    }
+}
+
+/// The most ciphertext a publisher seals ahead (`Stream::preseal`): above it, it seals as it
+/// writes.
+pub const PRESEAL_BYTES_MAX: usize = 6 << 30;
+
 impl Stream {
     /// The TCP socket underneath (socket options, the descriptor to poll).
     pub fn socket(&self) -> &TcpStream {
@@ -322,6 +348,58 @@ impl Stream {
             Stream::Tls(_) | Stream::Records(_) => {
                 panic!("into_plain_socket on a TLS stream: a handshake over TLS")
             }
+        }
+    }
+
+    /// Seals `count` frames of `run` (`frame_len` bytes each, `frames_per_write` at most per
+    /// write) ahead of time, for a stream whose records are sealed here; none for a plain
+    /// stream, for rustls's own, or above `PRESEAL_BYTES_MAX`.
+    pub fn preseal(
+        &mut self,
+        run: &[u8],
+        frame_len: usize,
+        frames_per_write: usize,
+        count: u64,
+    ) -> Option<Presealed> {
+        let Stream::Records(records) = self else {
+            return None;
+        };
+        let write_bytes = frames_per_write * frame_len;
+        let records_per_write = write_bytes.div_ceil(tls_record::PLAINTEXT_BYTES_MAX);
+        let writes = usize::try_from(count.div_ceil(frames_per_write as u64)).ok()?;
+        let sealed =
+            writes.checked_mul(write_bytes + records_per_write * tls_record::OVERHEAD_BYTES)?;
+        if sealed > PRESEAL_BYTES_MAX {
+            return None;
+        }
+        let mut presealed = Presealed {
+            bytes: Vec::with_capacity(sealed),
+            writes: Vec::new(),
+        };
+        let mut left = count;
+        while left > 0 {
+            let frames = left.min(frames_per_write as u64);
+            records.layer.seal(
+                tls_record::APPLICATION_DATA,
+                &run[..frames as usize * frame_len],
+                &mut presealed.bytes,
+            );
+            presealed.writes.push((presealed.bytes.len(), frames));
+            left -= frames;
+        }
+        Some(presealed)
+    }
+
+    /// Writes records sealed by [`Stream::preseal`] on this stream, as they are.
+    pub fn write_sealed(&mut self, sealed: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Records(records) => {
+                records.drain()?;
+                records.socket.write_all(sealed)
+            }
+            Stream::Plain(_) | Stream::Tls(_) => Err(io::Error::other(
+                "write_sealed on a stream that does not seal its own records",
+            )),
         }
     }
 
@@ -401,6 +479,66 @@ mod tests {
         assert_eq!(dns.server_name.to_str(), "localhost");
         let v6 = Tls::new(&options, "[::1]:4222").unwrap();
         assert!(matches!(v6.server_name, ServerName::IpAddress(_)));
+    }
+
+    fn record_stream(socket: TcpStream) -> Stream {
+        let secrets = || {
+            let key = rustls::crypto::cipher::AeadKey::from([7; 32]);
+            let iv = rustls::crypto::cipher::Iv::new([9; 12]);
+            (
+                0,
+                rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv },
+            )
+        };
+        Stream::Records(Box::new(RecordStream {
+            socket,
+            layer: RecordLayer {
+                tls13: true,
+                rx: Direction::new(secrets()).unwrap(),
+                tx: Direction::new(secrets()).unwrap(),
+            },
+            input: vec![0; INPUT_BYTES],
+            start: 0,
+            filled: 0,
+            plaintext: 0..0,
+            output: Vec::new(),
+            sent: 0,
+        }))
+    }
+
+    #[test]
+    fn presealed_writes_are_the_records_sealing_as_it_goes_would_send() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut publisher =
+            record_stream(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        let mut server = record_stream(listener.accept().unwrap().0);
+        // Frames of 7,000 bytes, three a write: writes of 21,000 bytes, two records each.
+        let frame: Vec<u8> = (0..7_000).map(|i| (i % 251) as u8).collect();
+        let run = frame.repeat(3);
+        let presealed = publisher.preseal(&run, frame.len(), 3, 8).unwrap();
+        let frames: Vec<u64> = presealed.writes().map(|(_, frames)| frames).collect();
+        assert_eq!(frames, [3, 3, 2]);
+        let reader = std::thread::spawn(move || {
+            let mut plaintext = vec![0; 8 * 7_000 + 6];
+            server.read_exact(&mut plaintext).unwrap();
+            plaintext
+        });
+        for (records, _) in presealed.writes() {
+            publisher.write_sealed(records).unwrap();
+        }
+        // Sealing goes on from the presealed records' sequence numbers.
+        publisher.write_all(b"PING\r\n").unwrap();
+        let plaintext = reader.join().unwrap();
+        assert!(
+            plaintext[..8 * 7_000] == frame.repeat(8),
+            "the frames, in order"
+        );
+        assert_eq!(&plaintext[8 * 7_000..], b"PING\r\n");
+        assert!(
+            Stream::Plain(TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+                .preseal(&run, frame.len(), 3, 8)
+                .is_none()
+        );
     }
 
     #[test]
