@@ -8,7 +8,8 @@
 #   scripts/profile-gobench.sh --busy_poll 0 -- req --size 128 --msgs 50000
 #
 # Needs perf (apt-get install linux-perf) and the binaries scripts/bench.sh builds.
-# RECORD_SECONDS (default 2) and DELAY (default 1) are environment variables.
+# RECORD_SECONDS (default 2) and DELAY (default 1) are environment variables; PROFILE_GENERATOR
+# another generator with the same command line (e.g. target/release/examples/natsring-asyncbench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -24,7 +25,7 @@ taskset -c 0 "$target/natsring" -a 127.0.0.1 -p "$port" --shards 1 "${server_arg
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -f "$data"' EXIT
 sleep 0.5
-taskset -c 1 "$target/natsring-gobench" "$@" --server "127.0.0.1:$port" --server-pid "$server" --json &
+taskset -c 1 "${PROFILE_GENERATOR:-$target/natsring-gobench}" "$@" --server "127.0.0.1:$port" --server-pid "$server" --json &
 client=$!
 sleep "${DELAY:-1}"
 perf record -q -e cpu-clock -g -p "$server" -o "$data" -- sleep "${RECORD_SECONDS:-2}" >/dev/null 2>&1

@@ -198,17 +198,29 @@ pub const MATCH_CACHE_ENTRIES_MAX: usize = 4096;
 /// loaded shard sleeps at once.
 pub const BUSY_POLL_MICROS: u64 = 50;
 
-/// After a round that received at least `STREAMING_ROUND_BYTES` and sent nothing (a publisher
-/// streaming to no one, or to subscribers on other shards), a shard sleeps until
+/// After a round that received at least `STREAMING_ROUND_BYTES`, none of it from a connection
+/// sent something in the last `ANSWER_MS` (a publisher streaming, to subscribers or to no one),
+/// a shard sleeps until
 /// `STREAMING_WAIT_COMPLETIONS` completions are ready or, once `STREAMING_WAIT_MICROS` have
 /// passed, any one is (IORING_FEAT_MIN_TIMEOUT, Linux 6.12+). On loopback the receiver's
 /// wake-up runs on the sender's CPU, inside its write: a shard woken for every arriving
 /// segment made the client pay a cross-CPU wake-up each time (async-nats publishing 1 KiB,
 /// scripts/ab.sh with AB_GENERATOR, 3 rounds: 1.74 -> 2.82 M msgs/s, the client's CPU 572 ->
 /// 354 ns/msg, the server's 216 -> 235 ns/msg).
+///
+/// Such a round does not start a watch (`--busy_poll`) either, though it delivered: the
+/// publisher's next bytes come when it writes them, and a client that is the bottleneck gains
+/// nothing from a shard that looks sooner. async-nats pubsub 1 KiB, `scripts/ab.sh` with
+/// AB_GENERATOR, 3 rounds: the server's CPU 688 -> 502 ns/msg (the watch's yields were a third
+/// of it), the client's 1,382 -> 1,262 ns/msg. Input from a connection sent something lately
+/// (a request/reply, whatever its size) is watched for as before: sleeping for a batch there
+/// cost 32 KiB round trips 40 us at p50.
 pub const STREAMING_ROUND_BYTES: usize = 16 * 1024;
 pub const STREAMING_WAIT_COMPLETIONS: usize = 16;
 pub const STREAMING_WAIT_MICROS: u32 = 20;
+/// Input from a connection the shard queued a send to within this many milliseconds (of the
+/// shard's clock) may be its answer: a round with such input is not streaming.
+pub const ANSWER_MS: u64 = 2;
 /// The most `--busy_poll` may ask for.
 pub const BUSY_POLL_MICROS_MAX: u64 = 10_000;
 

@@ -639,6 +639,9 @@ pub struct Conn {
     /// Shard clock (ms) since which the socket has accepted none of our output, while some is
     /// pending (None when nothing is stuck).
     pub write_stalled_since_ms: Option<u64>,
+    /// Shard clock (ms) of the last send queued to it: input from a connection sent something
+    /// lately may be its answer, which the shard watches for (see `limits::ANSWER_MS`).
+    pub last_send_ms: u64,
     /// Some exactly when the connection's reading is held back (it publishes to a subscriber
     /// or a peer queue that must drain first); says what it waits for.
     pub paused: Option<PauseCause>,

@@ -341,6 +341,7 @@ impl Core {
             next_ping_ms: self.now_ms + first_ping_ms + self.jitter_ms(first_ping_ms / 5),
             last_read_ms: self.now_ms,
             write_stalled_since_ms: None,
+            last_send_ms: 0,
             paused: None,
             stuck: None,
             peer,

@@ -221,18 +221,20 @@ impl Shard {
         // watched for; after a round of much of it the shard sleeps for a batch instead
         // (`enter_streaming`), so the sender is not made to wake it for every segment.
         let mut answered = false;
-        // Bytes the last round received.
-        let mut received = 0usize;
+        // Bytes the last round received from connections sent nothing lately (0 when any input
+        // came from one that was: see `receive_round`).
+        let mut streamed = 0usize;
         while !(self.stopping && self.core.conns.is_empty() && !self.any_accept_armed()) {
             // Wait only when nothing that can be handled now is left over.
             let mut want = usize::from(!ready_left && self.io.early.is_empty());
             // An idle period: this round's work is submitted and nothing is ready.
             let mut idle: Option<(Instant, bool)> = None;
             let window = Duration::from_micros(self.core.settings.options.busy_poll_micros);
-            // A publisher streaming with nothing to answer: sleep for a batch (see
-            // `limits::STREAMING_ROUND_BYTES`), not for each arriving segment.
-            let streaming = want == 1 && !answered && received >= limits::STREAMING_ROUND_BYTES;
-            if want == 1 && worked && answered && !window.is_zero() {
+            // A publisher streaming, whether or not to subscribers: sleep for a batch (see
+            // `limits::STREAMING_ROUND_BYTES`), not for each arriving segment, and do not
+            // watch: its next bytes come when it writes them, however soon the shard looks.
+            let streaming = want == 1 && streamed >= limits::STREAMING_ROUND_BYTES;
+            if want == 1 && worked && answered && !streaming && !window.is_zero() {
                 // Hand this round's sends to the kernel, then see what is ready.
                 self.io.enter(0)?;
                 if self.ready() {
@@ -277,7 +279,7 @@ impl Shard {
             // Frames taken from a peer are work too: a busy-poll may follow.
             worked |= took_frames;
             let left;
-            (left, received) = self.receive_round();
+            (left, streamed) = self.receive_round();
             ready_left = left | peers_left;
             debug_assert_eq!(
                 self.io.buf_ring.leased(),
@@ -358,9 +360,13 @@ impl Shard {
     /// with their buffers while paused connections keep at most `PAUSED_BUFFERS_KEPT_MAX` of
     /// them, their data copied out beyond that (see `hold_data`).
     /// Returns true when completions that could be handled now are left over, and the bytes
-    /// received.
+    /// received from connections sent nothing lately (0 when any came from one that was:
+    /// maybe an answer, see `limits::ANSWER_MS`).
     fn receive_round(&mut self) -> (bool, usize) {
         let mut received = 0usize;
+        let mut unanswered = 0usize;
+        let mut answers = false;
+        let answer_since = self.core.now_ms.saturating_sub(limits::ANSWER_MS);
         let mut held = std::mem::take(&mut self.io.recv_held);
         debug_assert!(held.is_empty());
         // Buffers kept by the held completions (all of them are looked at again each round).
@@ -369,9 +375,14 @@ impl Shard {
             let Some(completion) = self.io.recv_backlog.pop_front() else {
                 break;
             };
-            let paused = Token::decode(completion.user_data)
+            let (paused, answer) = Token::decode(completion.user_data)
                 .and_then(|token| self.core.conns.by_token(token))
-                .is_some_and(|conn| conn.paused.is_some() && conn.is_open());
+                .map_or((false, false), |conn| {
+                    (
+                        conn.paused.is_some() && conn.is_open(),
+                        conn.last_send_ms >= answer_since,
+                    )
+                });
             if paused {
                 if cqueue::buffer_select(completion.flags).is_some() {
                     if kept < limits::PAUSED_BUFFERS_KEPT_MAX {
@@ -386,7 +397,13 @@ impl Shard {
                 held.push_back(self.hold_data(completion));
                 continue;
             }
-            received += completion.result.max(0) as usize;
+            let bytes = completion.result.max(0) as usize;
+            received += bytes;
+            if answer {
+                answers = true;
+            } else {
+                unanswered += bytes;
+            }
             self.dispatch(completion);
         }
         let ready_left = !self.io.recv_backlog.is_empty();
@@ -396,7 +413,7 @@ impl Shard {
             std::mem::swap(&mut held, &mut self.io.recv_backlog);
         }
         self.io.recv_held = held;
-        (ready_left, received)
+        (ready_left, if answers { 0 } else { unanswered })
     }
 
     /// Copies out, in order, the data of the held completions of the receive `user_data` names
@@ -576,6 +593,7 @@ impl Shard {
                 continue;
             };
             conn.ops_in_flight += 1;
+            conn.last_send_ms = self.core.now_ms;
             if conn.write_stalled_since_ms.is_none() {
                 conn.write_stalled_since_ms = Some(self.core.now_ms);
             }
