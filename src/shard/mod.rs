@@ -224,6 +224,8 @@ impl Shard {
         // Bytes the last round received from connections sent nothing lately (0 when any input
         // came from one that was: see `receive_round`).
         let mut streamed = 0usize;
+        // The shard's last sleep ended within `limits::STREAMING_GAP_MICROS`.
+        let mut brief = false;
         while !(self.stopping && self.core.conns.is_empty() && !self.any_accept_armed()) {
             // Wait only when nothing that can be handled now is left over.
             let mut want = usize::from(!ready_left && self.io.early.is_empty());
@@ -233,7 +235,11 @@ impl Shard {
             // A publisher streaming, whether or not to subscribers: sleep for a batch (see
             // `limits::STREAMING_ROUND_BYTES`), not for each arriving segment, and do not
             // watch: its next bytes come when it writes them, however soon the shard looks.
-            let streaming = want == 1 && streamed >= limits::STREAMING_ROUND_BYTES;
+            // Much input, or, when nothing was delivered, any right after a brief sleep (small
+            // writes in a steady stream; see `limits::STREAMING_GAP_MICROS`).
+            let streaming = want == 1
+                && (streamed >= limits::STREAMING_ROUND_BYTES
+                    || (brief && streamed > 0 && !answered));
             if want == 1 && worked && answered && !streaming && !window.is_zero() {
                 // Hand this round's sends to the kernel, then see what is ready.
                 self.io.enter(0)?;
@@ -252,10 +258,16 @@ impl Shard {
                     idle = Some((since, watched));
                 }
             }
-            if streaming {
-                self.io.enter_streaming()?;
+            if want == 1 {
+                let slept = Instant::now();
+                if streaming {
+                    self.io.enter_streaming()?;
+                } else {
+                    self.io.enter(1)?;
+                }
+                brief = slept.elapsed() <= Duration::from_micros(limits::STREAMING_GAP_MICROS);
             } else {
-                self.io.enter(want)?;
+                self.io.enter(0)?;
             }
             if let Some((since, watched)) = idle {
                 let waited = since.elapsed();
