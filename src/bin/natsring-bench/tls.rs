@@ -141,16 +141,7 @@ impl Tls {
             rx: Direction::new(secrets.rx).map_err(io::Error::other)?,
             tx: Direction::new(secrets.tx).map_err(io::Error::other)?,
         };
-        Ok(Stream::Records(Box::new(RecordStream {
-            socket,
-            layer,
-            input: vec![0; INPUT_BYTES],
-            start: 0,
-            filled: 0,
-            plaintext: 0..0,
-            output: Vec::new(),
-            sent: 0,
-        })))
+        Ok(Stream::Records(Box::new(RecordStream::new(socket, layer))))
     }
 }
 
@@ -229,6 +220,19 @@ pub struct RecordStream {
 }
 
 impl RecordStream {
+    fn new(socket: TcpStream, layer: RecordLayer) -> RecordStream {
+        RecordStream {
+            socket,
+            layer,
+            input: vec![0; INPUT_BYTES],
+            start: 0,
+            filled: 0,
+            plaintext: 0..0,
+            output: Vec::new(),
+            sent: 0,
+        }
+    }
+
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         loop {
             if !self.plaintext.is_empty() {
@@ -490,20 +494,12 @@ mod tests {
                 rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv },
             )
         };
-        Stream::Records(Box::new(RecordStream {
-            socket,
-            layer: RecordLayer {
-                tls13: true,
-                rx: Direction::new(secrets()).unwrap(),
-                tx: Direction::new(secrets()).unwrap(),
-            },
-            input: vec![0; INPUT_BYTES],
-            start: 0,
-            filled: 0,
-            plaintext: 0..0,
-            output: Vec::new(),
-            sent: 0,
-        }))
+        let layer = RecordLayer {
+            tls13: true,
+            rx: Direction::new(secrets()).unwrap(),
+            tx: Direction::new(secrets()).unwrap(),
+        };
+        Stream::Records(Box::new(RecordStream::new(socket, layer)))
     }
 
     #[test]
