@@ -210,11 +210,12 @@ pub const BUSY_POLL_MICROS: u64 = 50;
 ///
 /// Such a round does not start a watch (`--busy_poll`) either, though it delivered: the
 /// publisher's next bytes come when it writes them, and a client that is the bottleneck gains
-/// nothing from a shard that looks sooner. async-nats pubsub 1 KiB, `scripts/ab.sh` with
-/// AB_GENERATOR, 3 rounds: the server's CPU 688 -> 502 ns/msg (the watch's yields were a third
-/// of it), the client's 1,382 -> 1,262 ns/msg. Input from a connection sent something lately
-/// (a request/reply, whatever its size) is watched for as before: sleeping for a batch there
-/// cost 32 KiB round trips 40 us at p50.
+/// nothing from a shard that looks sooner. async-nats pubsub 1 KiB, `scripts/ab.sh 7` with
+/// AB_GENERATOR: the server's CPU 818 -> 658 ns/msg (the watch's yields were a third of it),
+/// the client's 1,639 -> 1,450 ns/msg. A round with input from a connection sent something
+/// lately, or that routed a message with a reply subject (`Core::request_routed`), is not
+/// streaming: a request/reply of any size is watched for as before (sleeping for a batch
+/// there cost 32 KiB round trips 40 us at p50).
 pub const STREAMING_ROUND_BYTES: usize = 16 * 1024;
 pub const STREAMING_WAIT_COMPLETIONS: usize = 16;
 pub const STREAMING_WAIT_MICROS: u32 = 20;
@@ -222,9 +223,10 @@ pub const STREAMING_WAIT_MICROS: u32 = 20;
 /// shard's sleep before it ended within this: a client writing a few KiB at a time (async-nats
 /// publishing 16 B writes about 4.3 KB per writev, 30,000 a second) never filled a round, so the
 /// shard was woken for each write, and the client paid for each wake-up inside its writev.
-/// `scripts/ab.sh 3` with AB_GENERATOR natsring-asyncbench, pub 16 B: 3.96 -> 4.67 M msgs/s,
-/// the client's CPU 253 -> 214 ns/msg, the server's 82 -> 110 ns/msg (it wakes on its own
-/// timer instead); nats.go publish 16 B and 1 KiB unchanged (25.1 M/s, 2.9 M/s).
+/// `scripts/ab.sh 3` with AB_GENERATOR natsring-asyncbench, pub 16 B: 3.95 -> 4.65 M msgs/s,
+/// the client's CPU 253 -> 215 ns/msg, the server's 81 -> 110 ns/msg (it wakes on its own
+/// timer instead); nats.go publish 16 B and 1 KiB unchanged (25.1 M/s, 2.9 M/s). Only for a
+/// round that sent nothing: a delivered stream of small writes is left to the watch.
 pub const STREAMING_GAP_MICROS: u64 = 100;
 /// Input from a connection the shard queued a send to within this many milliseconds (of the
 /// shard's clock) may be its answer: a round with such input is not streaming.

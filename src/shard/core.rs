@@ -79,6 +79,9 @@ pub struct Core {
     pub(super) rng: u64,
     /// Milliseconds since the shard started, read once per loop iteration.
     pub now_ms: u64,
+    /// A message with a reply subject was routed since the loop last looked: its answer is
+    /// due soon, so the shard does not sleep for a batch (see `Shard::run`).
+    pub request_routed: bool,
     /// The wall-clock time of shard clock 0 (`now_ms` counts from it): what monitoring turns
     /// shard-clock times into dates with.
     pub clock_started: std::time::SystemTime,
@@ -137,6 +140,7 @@ impl Core {
             next_client_id: index.0 as u64 + 1,
             rng: seed | 1,
             now_ms: 0,
+            request_routed: false,
             clock_started: std::time::SystemTime::now(),
             system_slots: Vec::new(),
             system_traffic_closed: AccountTraffic::default(),

@@ -114,6 +114,9 @@ impl Core {
     #[inline(always)]
     fn publish_as_is(&mut self, slot: u32, account: AccountId, message: Message<'_>, links: bool) {
         self.reply_ok(slot);
+        if message.reply.is_some() {
+            self.request_routed = true;
+        }
         let mut delivered = self.route(account, message, slot);
         if links {
             delivered |= self.follow_links(account, message, slot, 0);

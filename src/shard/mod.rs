@@ -217,14 +217,17 @@ impl Shard {
         let mut ready_left = false;
         let mut worked = false;
         // The shard sent something (to a client or a peer) since its last idle period: someone
-        // may answer it soon. Input alone (a publisher streaming, nothing to deliver) is not
-        // watched for; after a round of much of it the shard sleeps for a batch instead
-        // (`enter_streaming`), so the sender is not made to wake it for every segment.
+        // may answer it soon, and it may watch for that (`spin::SpinPolicy`). Input alone (a
+        // publisher streaming, nothing to deliver) is not watched for; nor is a stream that is
+        // delivered (see `streaming` below).
         let mut answered = false;
+        // The last round sent something (to a client or a peer).
+        let mut sent = false;
         // Bytes the last round received from connections sent nothing lately (0 when any input
         // came from one that was: see `receive_round`).
         let mut streamed = 0usize;
-        // The shard's last sleep ended within `limits::STREAMING_GAP_MICROS`.
+        // The shard's last sleep (rounds that found work ready do not sleep) ended within
+        // `limits::STREAMING_GAP_MICROS`.
         let mut brief = false;
         while !(self.stopping && self.core.conns.is_empty() && !self.any_accept_armed()) {
             // Wait only when nothing that can be handled now is left over.
@@ -235,11 +238,13 @@ impl Shard {
             // A publisher streaming, whether or not to subscribers: sleep for a batch (see
             // `limits::STREAMING_ROUND_BYTES`), not for each arriving segment, and do not
             // watch: its next bytes come when it writes them, however soon the shard looks.
-            // Much input, or, when nothing was delivered, any right after a brief sleep (small
-            // writes in a steady stream; see `limits::STREAMING_GAP_MICROS`).
+            // Much input, or, when the round sent nothing, any right after a brief sleep (small
+            // writes in a steady stream; see `limits::STREAMING_GAP_MICROS`). Never when the
+            // round routed a request: its reply is due.
+            let requests = std::mem::take(&mut self.core.request_routed);
             let streaming = want == 1
-                && (streamed >= limits::STREAMING_ROUND_BYTES
-                    || (brief && streamed > 0 && !answered));
+                && !requests
+                && (streamed >= limits::STREAMING_ROUND_BYTES || (brief && streamed > 0 && !sent));
             if want == 1 && worked && answered && !streaming && !window.is_zero() {
                 // Hand this round's sends to the kernel, then see what is ready.
                 self.io.enter(0)?;
@@ -300,12 +305,13 @@ impl Shard {
             );
             // Completions held for a connection resumed now can be handled in the next round.
             ready_left |= self.resume_paused() && !self.io.recv_backlog.is_empty();
-            answered |= self.flush_dirty();
+            sent = self.flush_dirty();
             // What the round asked of the kernel for receives (arm, cancel), then the peers.
             self.submit_wanted();
             if !self.core.peers.is_empty() {
-                answered |= self.wake_peers();
+                sent |= self.wake_peers();
             }
+            answered |= sent;
         }
         // What the last round queued (peers' wake-ups while stopping) goes out too.
         self.io.enter(0)?;

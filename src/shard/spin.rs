@@ -16,6 +16,8 @@
 //! someone may answer that. A publisher streaming to a subject nobody reads gets nothing back
 //! from the shard, and reacting to its next write a few microseconds sooner makes it no faster
 //! (nats.go publishing 1 KiB: the watching was a third of the server's CPU and bought nothing).
+//! Nor does a publisher streaming to subscribers, so a round of streamed input is not watched
+//! though it delivered (`limits::STREAMING_ROUND_BYTES`).
 //!
 //! A period slept through is measured with the wake-up in it, so it proves a hit when it ended
 //! within the window and a miss only when it ended after twice the window; in between it says

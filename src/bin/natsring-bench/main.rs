@@ -44,7 +44,7 @@
 //! CA to trust; `--tls-cert`/`--tls-key` a client certificate. The files alone mean `--tls`,
 //! but with `--tls-churn`: then they are the churn's, and the others' only with `--tls`.
 //! A TLS publisher of pub and pubsub seals its whole run before the start line (the records
-//! it would seal write by write; up to `tls::PRESEAL_BYTES_MAX`), so that while the server
+//! it would seal write by write; up to `tls::PRESEAL_BYTES_MAX` for all), so that while the server
 //! is measured its core only writes: sealing as it went, at 1 KiB it was the bottleneck.
 //!
 //! Every delivery is checked: a subscriber that misses or duplicates a message fails the
@@ -621,9 +621,13 @@ fn throughput(config: &Config) -> io::Result<Report> {
             let frames_per_write =
                 (wire::PUBLISH_WRITE_BYTES / frame_len).max(wire::PUBLISH_WRITE_FRAMES_MIN);
             let run = wire::pub_frames(&config.subject, None, &payload, frames_per_write);
-            let presealed = client
-                .stream
-                .preseal(&run, frame_len, frames_per_write, count);
+            let presealed = client.stream.preseal(
+                &run,
+                frame_len,
+                frames_per_write,
+                count,
+                tls::PRESEAL_BYTES_MAX / publisher_count.max(1),
+            );
             start_line.wait();
             if let Some(presealed) = &presealed {
                 for (records, frames) in presealed.writes() {

@@ -328,8 +328,8 @@ impl Presealed {
     }
 }
 
-/// The most ciphertext a publisher seals ahead (`Stream::preseal`): above it, it seals as it
-/// writes.
+/// The most ciphertext the publishers of a run seal ahead, all together (`Stream::preseal`
+/// gets its share): above it, they seal as they write.
 pub const PRESEAL_BYTES_MAX: usize = 6 << 30;
 
 impl Stream {
@@ -357,13 +357,14 @@ impl Stream {
 
     /// Seals `count` frames of `run` (`frame_len` bytes each, `frames_per_write` at most per
     /// write) ahead of time, for a stream whose records are sealed here; none for a plain
-    /// stream, for rustls's own, or above `PRESEAL_BYTES_MAX`.
+    /// stream, for rustls's own, or above `budget` bytes.
     pub fn preseal(
         &mut self,
         run: &[u8],
         frame_len: usize,
         frames_per_write: usize,
         count: u64,
+        budget: usize,
     ) -> Option<Presealed> {
         let Stream::Records(records) = self else {
             return None;
@@ -373,7 +374,7 @@ impl Stream {
         let writes = usize::try_from(count.div_ceil(frames_per_write as u64)).ok()?;
         let sealed =
             writes.checked_mul(write_bytes + records_per_write * tls_record::OVERHEAD_BYTES)?;
-        if sealed > PRESEAL_BYTES_MAX {
+        if sealed > budget {
             return None;
         }
         let mut presealed = Presealed {
@@ -511,7 +512,7 @@ mod tests {
         // Frames of 7,000 bytes, three a write: writes of 21,000 bytes, two records each.
         let frame: Vec<u8> = (0..7_000).map(|i| (i % 251) as u8).collect();
         let run = frame.repeat(3);
-        let presealed = publisher.preseal(&run, frame.len(), 3, 8).unwrap();
+        let presealed = publisher.preseal(&run, frame.len(), 3, 8, 1 << 20).unwrap();
         let frames: Vec<u64> = presealed.writes().map(|(_, frames)| frames).collect();
         assert_eq!(frames, [3, 3, 2]);
         let reader = std::thread::spawn(move || {
@@ -532,8 +533,12 @@ mod tests {
         assert_eq!(&plaintext[8 * 7_000..], b"PING\r\n");
         assert!(
             Stream::Plain(TcpStream::connect(listener.local_addr().unwrap()).unwrap())
-                .preseal(&run, frame.len(), 3, 8)
+                .preseal(&run, frame.len(), 3, 8, 1 << 20)
                 .is_none()
+        );
+        assert!(
+            publisher.preseal(&run, frame.len(), 3, 8, 1_000).is_none(),
+            "over the budget"
         );
     }
 
