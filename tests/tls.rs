@@ -471,23 +471,7 @@ async fn verify_requires_a_client_certificate_of_the_ca() {
     };
     for &server in SERVERS {
         let running = start_tls(server, &pki, settings);
-        let mut raw = Raw::connect(running.port);
-        let info = read_info(&mut raw);
-        assert_eq!(
-            tls_fields(server, &info),
-            "\"tls_required\":true,\"tls_verify\":true,"
-        );
-        drop(raw);
-
-        assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
-
-        assert_io_refusal(
-            server,
-            running.port,
-            tls_options(&pki.ca_file),
-            "received fatal alert: CertificateRequired",
-        )
-        .await;
+        assert_verify_enforced(server, running.port, &pki).await;
 
         assert_io_refusal(
             server,
@@ -500,6 +484,25 @@ async fn verify_requires_a_client_certificate_of_the_ca() {
         // Still serving verified clients after the refusals.
         assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
     }
+}
+
+/// A server with `verify` on at `port`: its INFO says so, a client certificate of the CA is
+/// served, and a client without one is refused with the TLS alert.
+async fn assert_verify_enforced(server: Server, port: u16, pki: &Pki) {
+    let mut raw = Raw::connect(port);
+    assert_eq!(
+        tls_fields(server, &read_info(&mut raw)),
+        "\"tls_required\":true,\"tls_verify\":true,"
+    );
+    drop(raw);
+    assert_round_trip(server, port, || tls_options_with(pki, &pki.client)).await;
+    assert_io_refusal(
+        server,
+        port,
+        tls_options(&pki.ca_file),
+        "received fatal alert: CertificateRequired",
+    )
+    .await;
 }
 
 /// `handshake_first: true`: async-nats with `tls_first()` is served; the INFO comes after the
@@ -857,19 +860,7 @@ async fn command_line_flags() {
             "--tlscacert",
             ca,
         ]);
-        let mut raw = Raw::connect(running.port);
-        assert_eq!(
-            tls_fields(server, &read_info(&mut raw)),
-            "\"tls_required\":true,\"tls_verify\":true,"
-        );
-        assert_round_trip(server, running.port, || tls_options_with(&pki, &pki.client)).await;
-        assert_io_refusal(
-            server,
-            running.port,
-            tls_options(&pki.ca_file),
-            "received fatal alert: CertificateRequired",
-        )
-        .await;
+        assert_verify_enforced(server, running.port, &pki).await;
     }
 }
 

@@ -220,15 +220,24 @@ pub fn parse_whole(parser: &Parser, stream: &[u8]) -> Vec<Event> {
     }
 }
 
-/// Records what a `Reader` hands over.
-struct Recorder {
-    events: Vec<Event>,
+/// Records what a `Reader` hands over (also the TLS hand-over target's parser sink).
+pub struct Recorder {
+    pub events: Vec<Event>,
     /// Bytes of the stream the recorded operations took.
-    consumed: usize,
+    pub consumed: usize,
+    /// Every operation pauses the connection.
     pause: bool,
 }
 
 impl Recorder {
+    pub fn new(pause: bool) -> Recorder {
+        Recorder {
+            events: Vec::new(),
+            consumed: 0,
+            pause,
+        }
+    }
+
     fn record(&mut self, op: &Op<'_>, used: usize) -> Flow {
         assert!(used > 0, "an op of no bytes");
         self.consumed += used;
@@ -260,11 +269,7 @@ impl Handler for Recorder {
 /// bytes left are fed again.
 pub fn parse_split(parser: &Parser, stream: &[u8], splits: &[usize], pause: bool) -> Vec<Event> {
     let mut reader = Reader::new(parser.clone());
-    let mut recorder = Recorder {
-        events: Vec::new(),
-        consumed: 0,
-        pause,
-    };
+    let mut recorder = Recorder::new(pause);
     let mut chunk_start = 0;
     let chunk_ends = splits.iter().copied().chain([stream.len()]);
     for chunk_end in chunk_ends {

@@ -51,11 +51,11 @@ use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
 
 use natsring::fuzzing::{ClientTls, TlsEvent, TlsSession};
-use natsring::proto::{Fed, Flow, Handler, Message, Op, Parser, Reader, ServerError};
+use natsring::proto::{Fed, Parser, Reader, ServerError};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, ServerConfig};
 
-use crate::parser_splits::{parse_whole, unbuffered_state, Event, OwnedOp};
+use crate::parser_splits::{parse_whole, unbuffered_state, Event, Recorder};
 use crate::Cursor;
 
 /// The longest plaintext a run writes: a few records of 16 KiB, so cuts fall in headers, in
@@ -268,38 +268,9 @@ struct Sink {
     established: bool,
     plaintext: Vec<u8>,
     reader: Reader,
-    ops: Ops,
+    ops: Recorder,
     /// The parser's error, if it failed (what it fed after is not parsed).
     parse_error: Option<Event>,
-}
-
-/// Records the operations a `Reader` hands over.
-struct Ops {
-    events: Vec<Event>,
-    /// Bytes of the plaintext the recorded operations took.
-    consumed: usize,
-}
-
-impl Ops {
-    fn record(&mut self, op: &Op<'_>, used: usize) -> Flow {
-        assert!(used > 0, "an op of no bytes");
-        self.consumed += used;
-        self.events.push(Event::Op {
-            op: OwnedOp::from(op),
-            consumed: used,
-        });
-        Flow::Continue
-    }
-}
-
-impl Handler for Ops {
-    fn publish(&mut self, message: Message<'_>, used: usize, _: &mut Parser) -> Flow {
-        self.record(&Op::Pub(message), used)
-    }
-
-    fn op(&mut self, op: Op<'_>, used: usize, _: &mut Parser) -> Flow {
-        self.record(&op, used)
-    }
 }
 
 impl Sink {
@@ -310,10 +281,7 @@ impl Sink {
             established: false,
             plaintext: Vec::new(),
             reader: Reader::new(parser),
-            ops: Ops {
-                events: Vec::new(),
-                consumed: 0,
-            },
+            ops: Recorder::new(false),
             parse_error: None,
         }
     }

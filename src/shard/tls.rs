@@ -1192,10 +1192,9 @@ mod tests {
         assert!(session.receive(&mut bad, &mut |_| {}).is_err());
         let alert = sent(&mut session, b"");
         assert!(alert.len() > HEADER_BYTES, "an alert: {alert:?}");
-        let body = usize::from(u16::from_be_bytes([alert[3], alert[4]]));
         assert_eq!(
             alert.len(),
-            HEADER_BYTES + body,
+            HEADER_BYTES + body_len(&alert).unwrap(),
             "one record, the alert: {alert:?}"
         );
         assert!(

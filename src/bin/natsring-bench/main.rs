@@ -628,20 +628,15 @@ fn throughput(config: &Config) -> io::Result<Report> {
                 count,
                 tls::PRESEAL_BYTES_MAX / publisher_count.max(1),
             );
+            let mut sealed = presealed.as_ref().map(tls::Presealed::writes);
             start_line.wait();
-            if let Some(presealed) = &presealed {
-                for (records, frames) in presealed.writes() {
-                    client.stream.write_sealed(records)?;
-                    progress.published.fetch_add(frames, Ordering::Relaxed);
-                    if progress.failed.load(Ordering::Relaxed) {
-                        return Err(io::Error::other("stopped: another thread failed"));
-                    }
-                }
-            }
-            let mut left = if presealed.is_some() { 0 } else { count };
+            let mut left = count;
             while left > 0 {
                 let frames = left.min(frames_per_write as u64) as usize;
-                client.stream.write_all(&run[..frames * frame_len])?;
+                match sealed.as_mut().and_then(Iterator::next) {
+                    Some(records) => client.stream.write_sealed(records)?,
+                    None => client.stream.write_all(&run[..frames * frame_len])?,
+                }
                 left -= frames as u64;
                 progress
                     .published

@@ -309,21 +309,22 @@ impl RecordStream {
 /// A publisher's whole run of writes, sealed before the clock starts
 /// ([`Stream::preseal`]): what goes on the wire is exactly what sealing each write as it is
 /// made would send, but the publisher's core does no AEAD and no plaintext copy while the
-/// server is measured.
+/// server is measured. Write i carries the frames the publisher's write i would (all
+/// `frames_per_write` but the last).
 pub struct Presealed {
     bytes: Vec<u8>,
-    /// Where each write's records end in `bytes`, and the frames that write carries.
-    writes: Vec<(usize, u64)>,
+    /// Where each write's records end in `bytes`.
+    ends: Vec<usize>,
 }
 
 impl Presealed {
-    /// The writes in order: the sealed records of each, and how many frames they carry.
-    pub fn writes(&self) -> impl Iterator<Item = (&[u8], u64)> {
+    /// The writes in order: the sealed records of each.
+    pub fn writes(&self) -> impl Iterator<Item = &[u8]> {
         let mut start = 0;
-        self.writes.iter().map(move |&(end, frames)| {
+        self.ends.iter().map(move |&end| {
             let records = &self.bytes[start..end];
             start = end;
-            (records, frames)
+            records
         })
     }
 }
@@ -379,7 +380,7 @@ impl Stream {
         }
         let mut presealed = Presealed {
             bytes: Vec::with_capacity(sealed),
-            writes: Vec::new(),
+            ends: Vec::with_capacity(writes),
         };
         let mut left = count;
         while left > 0 {
@@ -389,7 +390,7 @@ impl Stream {
                 &run[..frames as usize * frame_len],
                 &mut presealed.bytes,
             );
-            presealed.writes.push((presealed.bytes.len(), frames));
+            presealed.ends.push(presealed.bytes.len());
             left -= frames;
         }
         Some(presealed)
@@ -513,14 +514,16 @@ mod tests {
         let frame: Vec<u8> = (0..7_000).map(|i| (i % 251) as u8).collect();
         let run = frame.repeat(3);
         let presealed = publisher.preseal(&run, frame.len(), 3, 8, 1 << 20).unwrap();
-        let frames: Vec<u64> = presealed.writes().map(|(_, frames)| frames).collect();
-        assert_eq!(frames, [3, 3, 2]);
+        // Writes of 3, 3 and 2 frames.
+        let sizes: Vec<usize> = presealed.writes().map(<[u8]>::len).collect();
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert!(sizes[0] == sizes[1] && sizes[2] < sizes[1], "{sizes:?}");
         let reader = std::thread::spawn(move || {
             let mut plaintext = vec![0; 8 * 7_000 + 6];
             server.read_exact(&mut plaintext).unwrap();
             plaintext
         });
-        for (records, _) in presealed.writes() {
+        for records in presealed.writes() {
             publisher.write_sealed(records).unwrap();
         }
         // Sealing goes on from the presealed records' sequence numbers.
