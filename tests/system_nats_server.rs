@@ -358,7 +358,8 @@ fn start(implementation: Implementation) -> ChildServer {
     }
 }
 
-/// What a subscriber of `$SYS.ACCOUNT.>` and `$SYS.SERVER.>` received: (subject, payload).
+/// What a subscriber of `$SYS.>` received under `$SYS.ACCOUNT.` and `$SYS.SERVER.`, in the order
+/// the server sent it: (subject, payload).
 type Events = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// Everything one server said.
@@ -418,24 +419,30 @@ fn client_event<'a>(events: &'a [(String, Value)], what: &str, name: &str) -> Op
         .find(|event| event["client"]["name"] == name)
 }
 
-/// Polls `events` until `done` holds; panics after `timeout`.
+/// Polls `events` until `lacking` finds nothing lacking; panics after `timeout`, saying what
+/// still lacked and listing the events seen (each with its envelope's `server.seq`, the order
+/// the server sent them in).
 async fn wait_for(
     events: &Events,
     timeout: Duration,
     what: &str,
-    done: impl Fn(&[(String, Value)]) -> bool,
+    lacking: impl Fn(&[(String, Value)]) -> Vec<String>,
 ) {
     let deadline = Instant::now() + timeout;
     loop {
         {
             let events = events.lock().unwrap();
-            if done(&events) {
+            let lacked = lacking(&events);
+            if lacked.is_empty() {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{what} within {timeout:?}; events: {:#?}",
-                events.iter().map(|(s, _)| s).collect::<Vec<_>>()
+                "{what} within {timeout:?}: lacking {lacked:#?}; events: {:#?}",
+                events
+                    .iter()
+                    .map(|(subject, event)| format!("{subject} (seq {})", event["server"]["seq"]))
+                    .collect::<Vec<_>>()
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -469,7 +476,10 @@ async fn request(client: &async_nats::Client, case: &Case, server_id: &str) -> O
 }
 
 /// The same traffic against any server, then every request; returns what it said.
-/// - `sys-client` (account SYS) subscribes to `$SYS.ACCOUNT.>` and `$SYS.SERVER.>`;
+/// - `sys-client` (account SYS) subscribes to `$SYS.>` and keeps what comes under
+///   `$SYS.ACCOUNT.` and `$SYS.SERVER.` (one subscription: the client hands its messages over
+///   in the order they came; two, merged, would interleave them their own way, and a count
+///   could be seen before the DISCONNECT the server sent ahead of it);
 /// - `sub-a` (A) subscribes to `orders.new` and `orders.*`, `sub-b` (B) to `orders.new`;
 ///   `sub-a` publishes 3 `orders.new` (2 deliveries each to itself), `sub-b` 1;
 /// - `closer` (A) connects and closes its socket, `violator` (A) connects and sends an
@@ -482,13 +492,17 @@ async fn observe(implementation: Implementation) -> Observed {
     let sys = connect(port, "sys", "sys-client").await;
     let server_id = sys.server_info().server_id;
     let events: Events = Arc::default();
-    let mut subscriptions = futures::stream::select(
-        sys.subscribe("$SYS.ACCOUNT.>").await.unwrap(),
-        sys.subscribe("$SYS.SERVER.>").await.unwrap(),
-    );
+    let mut subscription = sys.subscribe("$SYS.>").await.unwrap();
     let collected = Arc::clone(&events);
     let collector = tokio::spawn(async move {
-        while let Some(message) = subscriptions.next().await {
+        while let Some(message) = subscription.next().await {
+            // Not the requests (`$SYS.REQ.`), this client's own among them.
+            if !["$SYS.ACCOUNT.", "$SYS.SERVER."]
+                .iter()
+                .any(|prefix| message.subject.starts_with(prefix))
+            {
+                continue;
+            }
             let event = serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
                 Value::String(String::from_utf8_lossy(&message.payload).into_owned())
             });
@@ -528,24 +542,27 @@ async fn observe(implementation: Implementation) -> Observed {
     // each subject: nats-server sends `account_connections` before every CONNECT or
     // DISCONNECT; natsring after them, one for each batch of the notices that waited together
     // (under a storm of connections, one look at the shards per batch, not per connection).
-    wait_for(&events, WAIT, "the clients' events", |events| {
+    let what = format!("{implementation:?}: the clients' events");
+    wait_for(&events, WAIT, &what, |events| {
+        let mut lacking: Vec<String> = CLOSED_CLIENTS
+            .iter()
+            .filter(|(name, _)| client_event(events, "DISCONNECT", name).is_none())
+            .map(|(name, _)| format!("DISCONNECT of {name}"))
+            .collect();
         let last_disconnect = events
             .iter()
             .rposition(|(subject, _)| subject == "$SYS.ACCOUNT.A.DISCONNECT");
-        CLOSED_CLIENTS
-            .iter()
-            .all(|(name, _)| client_event(events, "DISCONNECT", name).is_some())
-            && ["$SYS.ACCOUNT.A.SERVER.CONNS", "$SYS.SERVER.ACCOUNT.A.CONNS"]
-                .iter()
-                .all(|subject| {
-                    let last_count = events.iter().rposition(|(s, _)| s == subject);
-                    match (implementation, last_disconnect, last_count) {
-                        // nats-server's count comes first: any will do.
-                        (Implementation::NatsServer, _, Some(_)) => true,
-                        (_, Some(disconnect), Some(count)) => count > disconnect,
-                        _ => false,
-                    }
-                })
+        for subject in ["$SYS.ACCOUNT.A.SERVER.CONNS", "$SYS.SERVER.ACCOUNT.A.CONNS"] {
+            let last_count = events.iter().rposition(|(s, _)| s == subject);
+            match (implementation, last_disconnect, last_count) {
+                // nats-server's count comes first: any will do.
+                (Implementation::NatsServer, _, Some(_)) => {}
+                (_, Some(disconnect), Some(count)) if count > disconnect => {}
+                (_, _, None) => lacking.push(subject.to_string()),
+                _ => lacking.push(format!("{subject} after the last DISCONNECT")),
+            }
+        }
+        lacking
     })
     .await;
 
@@ -556,8 +573,13 @@ async fn observe(implementation: Implementation) -> Observed {
 
     let heartbeat = format!("$SYS.SERVER.{server_id}.STATSZ");
     let left = HEARTBEAT_WAIT.saturating_sub(subscribed.elapsed());
-    wait_for(&events, left, "a STATSZ heartbeat", |events| {
-        !on_subject(events, &heartbeat).is_empty()
+    let what = format!("{implementation:?}: a STATSZ heartbeat");
+    wait_for(&events, left, &what, |events| {
+        if on_subject(events, &heartbeat).is_empty() {
+            vec![heartbeat.clone()]
+        } else {
+            Vec::new()
+        }
     })
     .await;
     collector.abort();
