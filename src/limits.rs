@@ -109,6 +109,13 @@ pub const MONITOR_SLOTS_SCANNED_PER_ITEM: usize = 8;
 /// Authentication timeout (nats-server `AUTH_TIMEOUT`, 2 s); runs only when auth is required.
 pub const AUTH_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 
+/// Route connections per peer server (`cluster { pool_size }`, nats-server
+/// `DEFAULT_ROUTE_POOL_SIZE`); a negative `pool_size` means one route and no pinned accounts.
+pub const ROUTE_POOL_SIZE_DEFAULT: i32 = 3;
+/// The longest interval between PINGs on a route (nats-server `routeMaxPingInterval`): a longer
+/// `cluster { ping_interval }` is a warning and is capped to it.
+pub const ROUTE_PING_INTERVAL_MS_MAX: u64 = 30_000;
+
 /// How long a start waits for its address while another socket listens there, before it fails
 /// as nats-server does (`bind: address already in use`). After `kill -9` the kernel tears the
 /// dead server's io_uring down asynchronously, and until then its armed multishot accept keeps

@@ -44,7 +44,8 @@ const CONNECTION_TYPES: [&str; 7] = [
 
 /// What nats-server prints when its option code dereferences the nil result of a block it
 /// could not parse (a wrong type inside `authorization {}` aborts the block).
-const NIL_DEREFERENCE: &str = "runtime error: invalid memory address or nil pointer dereference";
+pub(super) const NIL_DEREFERENCE: &str =
+    "runtime error: invalid memory address or nil pointer dereference";
 
 /// What a refused key belongs to, in the project's wording.
 fn not_yet(item: &Item, key: &str, feature: &str, report: &mut Report) {
@@ -57,7 +58,7 @@ fn not_yet(item: &Item, key: &str, feature: &str, report: &mut Report) {
     );
 }
 
-fn unknown_field(item: &Item, key: &str, report: &mut Report) {
+pub(super) fn unknown_field(item: &Item, key: &str, report: &mut Report) {
     if !item.used_variable {
         report.error(item, format!("unknown field {}", quote(key)));
     }
@@ -515,17 +516,19 @@ pub(super) fn trusted_keys(options: &mut Options, item: &Item, report: &mut Repo
 
 /// What an `authorization {}` block says.
 #[derive(Default)]
-struct AuthorizationBlock {
-    user: String,
-    password: String,
-    token: String,
-    timeout: Option<Duration>,
+pub(super) struct AuthorizationBlock {
+    pub(super) user: String,
+    pub(super) password: String,
+    pub(super) token: String,
+    pub(super) timeout: Option<Duration>,
     /// `users [...]` when given (even empty): nkey users and users.
-    users: Option<(Vec<NkeyUser>, Vec<User>)>,
+    pub(super) users: Option<(Vec<NkeyUser>, Vec<User>)>,
+    /// `default_permissions` (`permissions`), already given to the users without their own.
+    pub(super) default_permissions: Option<Permissions>,
 }
 
 /// Why nats-server gave up on an `authorization` block (the error is reported).
-enum Abandoned {
+pub(super) enum Abandoned {
     /// It returned an error.
     Refused,
     /// A wrong type panicked; nats-server then dereferences the missing result too.
@@ -533,7 +536,10 @@ enum Abandoned {
 }
 
 /// nats-server's `parseAuthorization`.
-fn parse_authorization(item: &Item, report: &mut Report) -> Result<AuthorizationBlock, Abandoned> {
+pub(super) fn parse_authorization(
+    item: &Item,
+    report: &mut Report,
+) -> Result<AuthorizationBlock, Abandoned> {
     let Value::Map(map) = &item.value else {
         report.wrong_type(item, "map[string]interface {}");
         return Err(Abandoned::Panicked);
@@ -544,7 +550,6 @@ fn parse_authorization(item: &Item, report: &mut Report) -> Result<Authorization
             .ok_or(Abandoned::Panicked)
     };
     let mut block = AuthorizationBlock::default();
-    let mut default_permissions = None;
     for (key, entry) in map.iter() {
         match key.to_lowercase().as_str() {
             "user" | "username" => block.user = text(entry, report)?,
@@ -560,7 +565,7 @@ fn parse_authorization(item: &Item, report: &mut Report) -> Result<Authorization
             }
             "default_permission" | "default_permissions" | "permissions" => {
                 if let Some(permissions) = parse_permissions(entry, report) {
-                    default_permissions = Some(permissions);
+                    block.default_permissions = Some(permissions);
                 }
             }
             "auth_callout" | "auth_hook" => not_yet(entry, key, "authorization callouts", report),
@@ -569,7 +574,7 @@ fn parse_authorization(item: &Item, report: &mut Report) -> Result<Authorization
         }
     }
     if let Some((nkeys, users)) = &mut block.users {
-        apply_default_permissions(users, nkeys, default_permissions.as_ref());
+        apply_default_permissions(users, nkeys, block.default_permissions.as_ref());
     }
     Ok(block)
 }
@@ -741,7 +746,7 @@ fn connection_types(item: &Item, report: &mut Report) -> Option<BTreeSet<String>
 }
 
 /// nats-server's `parseUserPermissions` (with `validateResponsePermissions`' defaults).
-fn parse_permissions(item: &Item, report: &mut Report) -> Option<Permissions> {
+pub(super) fn parse_permissions(item: &Item, report: &mut Report) -> Option<Permissions> {
     let Value::Map(map) = &item.value else {
         report.error(
             item,

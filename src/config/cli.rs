@@ -87,6 +87,14 @@ enum Target {
     /// `--tlscacert`: the CA client certificates must chain to; implies `--tls`.
     TlsCaCert,
     LogSizeLimit,
+    /// `--cluster`/`--cluster_listen`: the route listener (and credentials), as a URL.
+    ClusterListen,
+    /// `--routes`: the routes to dial, comma-separated.
+    Routes,
+    ClusterName,
+    ClusterAdvertise,
+    NoAdvertise,
+    ConnectRetries,
     ConfigFile,
     CheckConfig,
     Signal,
@@ -143,29 +151,29 @@ const FLAGS: &[Flag] = &[
     flag(&["tlsverify"], Kind::Bool, Target::TlsVerify),
     flag(&["tlscacert"], Kind::Text, Target::TlsCaCert),
     flag(&["log_size_limit"], Kind::Integer, Target::LogSizeLimit),
+    flag(&["routes"], Kind::Text, Target::Routes),
+    flag(
+        &["cluster", "cluster_listen"],
+        Kind::Text,
+        Target::ClusterListen,
+    ),
+    flag(&["cluster_name"], Kind::Text, Target::ClusterName),
+    flag(&["no_advertise"], Kind::Bool, Target::NoAdvertise),
+    flag(&["cluster_advertise"], Kind::Text, Target::ClusterAdvertise),
+    flag(&["connect_retries"], Kind::Integer, Target::ConnectRetries),
     flag(&["c", "config"], Kind::Text, Target::ConfigFile),
     flag(&["t"], Kind::Bool, Target::CheckConfig),
     flag(&["sl", "signal"], Kind::Text, Target::Signal),
     flag(&["h", "help"], Kind::Bool, Target::Help),
     flag(&["v", "version"], Kind::Bool, Target::Version),
-    // nats-server flags not implemented yet.
     flag(&["m", "http_port"], Kind::Integer, Target::HttpPort),
     flag(&["ms", "https_port"], Kind::Integer, Target::HttpsPort),
+    // nats-server flags not implemented yet.
     flag(&["s", "syslog"], Kind::Bool, Target::Unsupported),
     flag(&["r", "remote_syslog"], Kind::Text, Target::Unsupported),
     flag(&["max_traced_msg_len"], Kind::Integer, Target::Unsupported),
     flag(&["js", "jetstream"], Kind::Bool, Target::Unsupported),
     flag(&["sd", "store_dir"], Kind::Text, Target::Unsupported),
-    flag(&["routes"], Kind::Text, Target::Unsupported),
-    flag(
-        &["cluster", "cluster_listen"],
-        Kind::Text,
-        Target::Unsupported,
-    ),
-    flag(&["cluster_name"], Kind::Text, Target::Unsupported),
-    flag(&["no_advertise"], Kind::Bool, Target::Unsupported),
-    flag(&["cluster_advertise"], Kind::Text, Target::Unsupported),
-    flag(&["connect_retries"], Kind::Integer, Target::Unsupported),
     flag(&["profile"], Kind::Integer, Target::Unsupported),
     flag(&["help_tls"], Kind::Bool, Target::Unsupported),
 ];
@@ -217,6 +225,7 @@ impl Invocation {
     pub fn load(&self) -> Result<Loaded, ConfigError> {
         let (mut options, warnings) = self.file_options()?;
         apply_flags(&mut options, &self.flags);
+        apply_cluster_flags(&mut options, &self.flags).map_err(ConfigError)?;
         apply_tls_flags(&mut options, &self.flags).map_err(ConfigError)?;
         options.validate().map_err(ConfigError)?;
         Ok(Loaded { options, warnings })
@@ -326,6 +335,20 @@ fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
             (Target::Shards, Value::Integer(shards)) => options.shards = *shards as usize,
             (Target::PinShards, Value::Bool(on)) => options.pin_shards = *on,
             (Target::BusyPoll, Value::Integer(micros)) => options.busy_poll_micros = *micros as u64,
+            // As Go's flag package: the flag's value replaces the file's, even empty.
+            (Target::ClusterName, Value::Text(name)) => {
+                cluster(options).name = non_empty(name.clone())
+            }
+            (Target::ClusterAdvertise, Value::Text(url)) => {
+                cluster(options).advertise = non_empty(url.clone())
+            }
+            (Target::NoAdvertise, Value::Bool(on)) => cluster(options).no_advertise = *on,
+            (Target::ConnectRetries, Value::Integer(retries)) => {
+                // nats-server: zero or less, no retries.
+                cluster(options).connect_retries = (*retries).clamp(0, i64::from(u32::MAX)) as u32
+            }
+            // After the others, in nats-server's order: `apply_cluster_flags`.
+            (Target::ClusterListen | Target::Routes, _) => {}
             // Together, after the file is read: `apply_tls_flags`.
             (
                 Target::Tls
@@ -355,6 +378,33 @@ fn apply_flags(options: &mut Options, flags: &[FlagSetting]) {
     if let Some(on) = trace_verbose {
         options.trace = on;
     }
+}
+
+/// The cluster options the flags change, made if the file has no `cluster` block.
+fn cluster(options: &mut Options) -> &mut super::ClusterOptions {
+    options.cluster.get_or_insert_with(Default::default)
+}
+
+/// `--cluster` (`--cluster_listen`) and then `--routes`, the last of each given, as nats-server
+/// applies them after the file (its `fs.Visit`, in the flags' name order). The error is
+/// nats-server's.
+fn apply_cluster_flags(options: &mut Options, flags: &[FlagSetting]) -> Result<(), String> {
+    let last = |wanted: Target| {
+        flags
+            .iter()
+            .rev()
+            .find_map(|setting| match (&setting.value, setting.target) {
+                (Value::Text(text), target) if target == wanted => Some(text.as_str()),
+                _ => None,
+            })
+    };
+    if let Some(url) = last(Target::ClusterListen) {
+        super::cluster::apply_listen_flag(options, url)?;
+    }
+    if let Some(list) = last(Target::Routes) {
+        super::cluster::apply_routes_flag(options, list)?;
+    }
+    Ok(())
 }
 
 /// The `--tls*` flags over the file's options, as nats-server's `overrideTLS` applies them:
@@ -813,6 +863,16 @@ TLS Options:
         --tlsverify                  Enable TLS, verify client certificates
         --tlscacert <file>           Client certificate CA for verification
 
+Cluster Options:
+        --routes <rurl-1, rurl-2>    Routes to solicit and connect
+        --cluster <cluster-url>      Cluster URL for solicited routes
+        --cluster_name <string>      Cluster Name, if not set one will be dynamically generated
+        --no_advertise <bool>        Do not advertise known cluster information to clients
+        --cluster_advertise <string> Cluster URL to advertise to other servers
+        --connect_retries <number>   For implicit routes, number of connect retries
+        --cluster_listen <url>       Cluster url from which members can solicit routes
+    (natsring reads these options and does not connect routes yet)
+
 Shard Options (natsring only):
         --shards <n>                 Event loops, one thread each (default: 0, one per CPU the process may run on)
         --pin_shards                 Pin shard i to the i-th CPU the process may run on (default: false)
@@ -824,9 +884,7 @@ Common Options:
 
 Not Supported Yet (nats-server flags; natsring stops with an error and exit status 1):
     -s, --syslog   -r, --remote_syslog
-    --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --routes
-    --cluster   --cluster_listen   --cluster_name   --no_advertise
-    --cluster_advertise   --connect_retries   --profile   --help_tls
+    --max_traced_msg_len   -js, --jetstream   -sd, --store_dir   --profile   --help_tls
 
 Flags follow Go's rules: -port, --port, -p 4222, -p=4222 are the same; -D=false turns a flag off.
 A bad flag or value prints one error line on stderr and exits with status 1

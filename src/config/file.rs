@@ -94,7 +94,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
         "authentication, authorization and accounts",
     ),
     (&["ocsp", "ocsp_cache"], "OCSP stapling"),
-    (&["cluster"], "clustering (routes)"),
     (&["gateway"], "gateways"),
     (&["leaf", "leafnodes"], "leaf nodes"),
     (
@@ -291,6 +290,7 @@ fn apply_key(options: &mut Options, key: &str, item: &Item, report: &mut Report)
             }
         }
         "no_header_support" => set_bool(&mut options.no_header_support, item, report),
+        "cluster" => super::cluster::parse_block(options, item, report),
         "tls" => {
             if let Some(tls) = super::tls::parse_block(item, report) {
                 options.tls = Some(tls);
@@ -528,7 +528,7 @@ fn http_listen(item: &Item, report: &mut Report) -> Option<(Option<String>, i32)
 }
 
 /// `listen`: a port alone, or `host:port` (Go's `net.SplitHostPort`: `[::1]:4222` for IPv6).
-fn listen(item: &Item, report: &mut Report) -> Option<(String, i64)> {
+pub(super) fn listen(item: &Item, report: &mut Report) -> Option<(String, i64)> {
     match &item.value {
         Value::Integer(port) => Some((limits::HOST_DEFAULT.to_string(), *port)),
         Value::String(text) => {
@@ -562,7 +562,11 @@ fn listen(item: &Item, report: &mut Report) -> Option<(String, i64)> {
 
 /// A duration as nats-server reads `ping_interval` and `write_deadline`: a Go duration string,
 /// or (deprecated, with a warning) an integer of seconds.
-fn duration_or_seconds(field: &str, item: &Item, report: &mut Report) -> Option<Duration> {
+pub(super) fn duration_or_seconds(
+    field: &str,
+    item: &Item,
+    report: &mut Report,
+) -> Option<Duration> {
     match &item.value {
         Value::String(text) => match go::parse_duration(text) {
             Ok(nanos) if nanos < 0 => {
@@ -854,7 +858,6 @@ mod tests {
             ("jetstream: {}", "JetStream"),
             ("jetstream: enabled", "JetStream"),
             ("leafnodes { port: 7422 }", "leaf nodes"),
-            ("cluster { port: 6222 }", "clustering (routes)"),
             (
                 "resolver_tls { verify: true }",
                 "authentication, authorization and accounts",

@@ -1,5 +1,6 @@
 //! Go's text forms that nats-server's users see, reproduced: `time.ParseDuration` (durations in
-//! the configuration file), `time.Duration.String()` (durations in messages), and `%q` quoting.
+//! the configuration file), `time.Duration.String()` (durations in messages), `%q` quoting, and
+//! `url.Parse` (route URLs, `--cluster`).
 //!
 //! A duration is an `i64` count of nanoseconds here, as Go's `time.Duration`: configuration
 //! values may be negative, and the option layer decides what a negative one means.
@@ -308,6 +309,189 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), S
         }
     };
     Ok((host.trim().to_string(), port))
+}
+
+/// What Go's `url.Parse` finds in a URL, as far as nats-server's callers use it: the scheme
+/// (lower-cased, as Go keeps it), the user information (unescaped), the host as Go's
+/// `URL.Host` holds it (`host:port`, an IPv6 host in brackets, still escaped), and whatever
+/// follows the authority, as written (path, query, fragment; or the opaque part of `a:b`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub scheme: String,
+    pub username: Option<String>,
+    /// `Some` when the user information has a `:` (even an empty password), as Go's
+    /// `Userinfo.Password()` reports it.
+    pub password: Option<String>,
+    pub host: String,
+    pub rest: String,
+}
+
+/// Go's `url.Parse`, with its error texts (`parse "<url>": <why>`): control characters, a
+/// missing scheme before `:`, a colon in a first path segment, bad user information, a host
+/// with a bad port, a bad character or a bad escape, bad escapes in the path and fragment.
+/// Go checks nothing else: `abc`, `a:1` and `http://h` are URLs (with no host, or no port).
+pub fn parse_url(text: &str) -> Result<Url, String> {
+    let (before_fragment, fragment) = match text.split_once('#') {
+        Some((before, fragment)) => (before, Some(fragment)),
+        None => (text, None),
+    };
+    let fail = |url: &str, why: String| format!("parse {}: {why}", quote(url));
+    let mut url =
+        parse_url_without_fragment(before_fragment).map_err(|why| fail(before_fragment, why))?;
+    if let Some(fragment) = fragment {
+        unescape(fragment, Escaping::Other).map_err(|why| fail(text, why))?;
+        url.rest.push('#');
+        url.rest.push_str(fragment);
+    }
+    Ok(url)
+}
+
+/// Go's `url.parse` (not via a request).
+fn parse_url_without_fragment(text: &str) -> Result<Url, String> {
+    if text.bytes().any(|byte| byte < 0x20 || byte == 0x7f) {
+        return Err("net/url: invalid control character in URL".to_string());
+    }
+    let (scheme, rest) = url_scheme(text)?;
+    let mut url = Url {
+        scheme: scheme.to_ascii_lowercase(),
+        username: None,
+        password: None,
+        host: String::new(),
+        rest: String::new(),
+    };
+    // The query is kept as written; Go checks nothing in it.
+    let (path_part, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if !path_part.starts_with('/') {
+        if !url.scheme.is_empty() {
+            // Opaque: `mailto:x`, `a:1`.
+            url.rest = rest.to_string();
+            return Ok(url);
+        }
+        let first_segment = path_part.split('/').next().unwrap_or_default();
+        if first_segment.contains(':') {
+            return Err("first path segment in URL cannot contain colon".to_string());
+        }
+    }
+    let mut path = path_part;
+    if path_part.starts_with("//") && (!url.scheme.is_empty() || !path_part.starts_with("///")) {
+        let authority_and_path = &path_part[2..];
+        let (authority, after) = match authority_and_path.find('/') {
+            Some(at) => authority_and_path.split_at(at),
+            None => (authority_and_path, ""),
+        };
+        let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+        url.host = url_host(&authority[host_start..])?;
+        if host_start > 0 {
+            let userinfo = &authority[..host_start - 1];
+            if !userinfo
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&byte))
+            {
+                return Err("net/url: invalid userinfo".to_string());
+            }
+            match userinfo.split_once(':') {
+                Some((user, password)) => {
+                    url.username = Some(unescape(user, Escaping::Other)?);
+                    url.password = Some(unescape(password, Escaping::Other)?);
+                }
+                None => url.username = Some(unescape(userinfo, Escaping::Other)?),
+            }
+        }
+        path = after;
+    }
+    unescape(path, Escaping::Other)?;
+    url.rest = path.to_string();
+    if let Some(query) = query {
+        url.rest.push('?');
+        url.rest.push_str(query);
+    }
+    Ok(url)
+}
+
+/// Go's `getScheme`.
+fn url_scheme(text: &str) -> Result<(&str, &str), String> {
+    for (index, byte) in text.bytes().enumerate() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            b'0'..=b'9' | b'+' | b'-' | b'.' if index > 0 => {}
+            b':' if index == 0 => return Err("missing protocol scheme".to_string()),
+            b':' => return Ok((&text[..index], &text[index + 1..])),
+            _ => return Ok(("", text)),
+        }
+    }
+    Ok(("", text))
+}
+
+/// Go's `parseHost`: a port must be digits; the host's characters and escapes are checked.
+fn url_host(host: &str) -> Result<String, String> {
+    let colon_port = if host.starts_with('[') {
+        let Some(end) = host.rfind(']') else {
+            return Err("missing ']' in host".to_string());
+        };
+        &host[end + 1..]
+    } else {
+        host.rfind(':').map_or("", |at| &host[at..])
+    };
+    let valid_port = colon_port.is_empty()
+        || (colon_port.starts_with(':') && colon_port[1..].bytes().all(|b| b.is_ascii_digit()));
+    if !valid_port {
+        return Err(format!("invalid port {} after host", quote(colon_port)));
+    }
+    unescape(host, Escaping::Host)?;
+    Ok(host.to_string())
+}
+
+/// Which of Go's `unescape` modes: the host's (strict about characters and escapes) or any
+/// other part's (only escapes are checked).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escaping {
+    Host,
+    Other,
+}
+
+/// Go's `url.unescape`, returning the unescaped text.
+fn unescape(text: &str, escaping: Escaping) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut unescaped = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b'%' {
+            let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+            let (Some(high), Some(low)) = (hex(index + 1), hex(index + 2)) else {
+                let end = (index + 3).min(bytes.len());
+                return Err(format!(
+                    "invalid URL escape {}",
+                    quote(&String::from_utf8_lossy(&bytes[index..end]))
+                ));
+            };
+            if escaping == Escaping::Host && high < 8 && &text[index..index + 3] != "%25" {
+                return Err(format!(
+                    "invalid URL escape {}",
+                    quote(&text[index..index + 3])
+                ));
+            }
+            unescaped.push((high * 16 + low) as u8);
+            index += 3;
+            continue;
+        }
+        if escaping == Escaping::Host
+            && byte < 0x80
+            && !byte.is_ascii_alphanumeric()
+            && !b"!$&'()*+,;=:[]<>\"-_.~".contains(&byte)
+        {
+            return Err(format!(
+                "invalid character {} in host name",
+                quote(&(byte as char).to_string())
+            ));
+        }
+        unescaped.push(byte);
+        index += 1;
+    }
+    Ok(String::from_utf8_lossy(&unescaped).into_owned())
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Turns argv and the configuration file into validated [`Options`]; no runtime state.
 //!
 //! What it owns: the `Options` every other module reads, the Go-style flag parser (`cli`), the
-//! mapping of a configuration file onto options (`file`, over the format parser `conf`), what
-//! may change on a reload (`reload`), Go's duration and quoting forms (`go`), the help and
-//! version texts, and the two small files nats-server writes for tooling (the pid file and the
+//! mapping of a configuration file onto options (`file`, over the format parser `conf`), the
+//! cluster's options (`cluster`: read and checked, carried for a route layer that does not exist
+//! yet), what may change on a reload (`reload`), Go's duration, quoting and URL forms (`go`),
+//! the help and version texts, and the two small files nats-server writes for tooling (the pid file and the
 //! ports file). What it must not touch: sockets, shards, the logger's state.
 //!
 //! How options are made, as nats-server makes them: the defaults, then the configuration file
@@ -19,6 +20,7 @@
 
 mod auth_file;
 mod cli;
+mod cluster;
 pub mod conf;
 mod file;
 pub mod go;
@@ -34,6 +36,10 @@ use std::time::Duration;
 use crate::limits;
 
 pub use cli::{parse_args, usage, version_text, Invocation, SignalRequest, CLI_ERROR_EXIT_CODE};
+pub use cluster::{
+    cluster_diff, ClusterDiff, ClusterOptions, Compression, RouteAuthorization, RoutePermissions,
+    RouteUrl, RouteWriteTimeout,
+};
 pub use reload::{reload_notices, reload_refusal, ReloadRefused};
 pub use tls::{TlsOptions, TlsVersion};
 
@@ -160,6 +166,11 @@ pub struct Options {
     /// Operator public keys trusted to sign accounts (`trusted`, `trusted_keys`), without an
     /// operator JWT.
     pub trusted_keys: Vec<String>,
+
+    /// The cluster (`cluster {}`, `--cluster`, `--routes`, ...); `None`: no `cluster` block and
+    /// no cluster flag. Routes are accepted and dialled only with a route port
+    /// ([`ClusterOptions::port`]); natsring has no route layer yet, so it only carries them.
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// Where operator mode finds account JWTs (`resolver`).
@@ -222,6 +233,7 @@ impl Default for Options {
             resolver: None,
             resolver_preload: Vec::new(),
             trusted_keys: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -260,7 +272,8 @@ impl Options {
                 ));
             }
         }
-        auth_file::validate(self)
+        auth_file::validate(self)?;
+        cluster::validate(self)
     }
 }
 

@@ -10,6 +10,12 @@
 //! ones that shape what is already open: the listen address, the server's name, header support
 //! (clients negotiated it), and its own shard layout.
 //!
+//! The cluster reloads as in nats-server: its listener (host and port) cannot move, start or
+//! stop (`config reload not supported for cluster port: old=.., new=..`); everything else may
+//! change (routes, credentials, permissions, name, pool size, pinned accounts, compression,
+//! ping settings), announced as `Reloaded: cluster` and `Reloaded: cluster routes`; what the
+//! route layer must then do is [`super::cluster_diff`].
+//!
 //! Client TLS reloads, as in nats-server (the new certificate, key, CA and verification apply
 //! to connections accepted after the reload): `tls = enabled|disabled`, `tls timeout`,
 //! `pinned_certs` and the handshake-first settings are announced in nats-server's words.
@@ -105,6 +111,9 @@ pub fn reload_refusal(old: &Options, new: &Options) -> Option<ReloadRefused> {
     ];
     if let Some((field, old, new)) = monitoring.into_iter().find(|(_, old, new)| old != new) {
         return Some(refused(field, &old, &new));
+    }
+    if let Some(refusal) = super::cluster::reload_refusal(old, new) {
+        return Some(ReloadRefused(refusal));
     }
     let tail: [(&str, String, String); 2] = [
         ("Shards", old.shards.to_string(), new.shards.to_string()),
@@ -387,6 +396,7 @@ pub fn reload_notices(old: &Options, new: &Options) -> Vec<String> {
     let mut notices: Vec<String> = before_auth.iter().filter_map(notice).collect();
     notices.extend(auth_notices(old, new));
     notices.extend(before_tls.iter().filter_map(notice));
+    notices.extend(super::cluster::reload_notices(old, new));
     notices.extend(tls_notices(old, new));
     notices.extend(after_tls.iter().filter_map(notice));
     notices
