@@ -16,6 +16,10 @@ pub const PAYLOAD_BYTES_MAX_CEILING: u32 = i32::MAX as u32;
 /// Longest control line (the op and its arguments, before the payload), by default
 /// (nats-server `MAX_CONTROL_LINE_SIZE`).
 pub const CONTROL_LINE_BYTES_MAX_DEFAULT: u32 = 4096;
+/// A route's control line limit is this many times `max_control_line` (nats-server's
+/// `overMaxControlLineLimit` for non-client connections: RMSG lines carry an account, a reply
+/// and queue names; 64 KiB by default).
+pub const ROUTE_CONTROL_LINE_FACTOR: u32 = 16;
 /// Outbound bytes a client may have pending before it is a slow consumer
 /// (nats-server `MAX_PENDING_SIZE`, 64 MiB).
 pub const PENDING_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;

@@ -10,6 +10,7 @@ pub mod connect_json;
 pub mod msg_writer;
 pub mod parser_splits;
 pub mod replay;
+pub mod route_splits;
 pub mod subject_rules;
 pub mod sublist_oracle;
 pub mod tls_handover;

@@ -105,6 +105,47 @@ impl ServerError {
     }
 }
 
+/// An error in what a route peer sent (`proto::route`): every one closes the route. The
+/// table is ROUTES.md §7's, as nats-server 2.15.1 behaves (`parser.go`, `route.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteError {
+    /// An unknown op (`FOO`, `MSG`, a bare `RS+`), a bad byte in an op name, or a payload not
+    /// followed by exactly `\r\n`: nats-server's `parseErr`.
+    UnknownOp,
+    /// Bad arguments: a wrong field count for RS+/RS-/LS+/LS-/UNSUB (a queue RS+ without its
+    /// weight included), a bad size or reply indicator in RMSG/HMSG/LMSG, a header size over
+    /// the total, a bad PUB/HPUB line, HPUB without negotiated headers. Also a route INFO or
+    /// CONNECT whose JSON does not decode (`route::parse_route_info`, `parse_route_connect`).
+    /// nats-server closes without any `-ERR` ("Router parser ERROR", Protocol Violation).
+    ParseError,
+    /// Control line arguments longer than the route limit (16 x `max_control_line`).
+    MaxControlLine,
+    /// An op other than CONNECT first on an accepted route (`RouteParser::awaiting_connect`).
+    AuthorizationViolation,
+}
+
+impl RouteError {
+    /// The complete bytes to send, `-ERR '<text>'\r\n`, or `None` for a silent close.
+    pub fn wire(&self) -> Option<&'static [u8]> {
+        let server_error = match self {
+            RouteError::UnknownOp => ServerError::UnknownOp,
+            RouteError::ParseError => ServerError::ParseError,
+            RouteError::MaxControlLine => ServerError::MaxControlLine,
+            RouteError::AuthorizationViolation => ServerError::AuthorizationViolation,
+        };
+        server_error.wire()
+    }
+
+    /// The reason recorded when the route is closed (it always is).
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            RouteError::UnknownOp | RouteError::ParseError => CloseReason::ProtocolViolation,
+            RouteError::MaxControlLine => CloseReason::MaxControlLineExceeded,
+            RouteError::AuthorizationViolation => CloseReason::AuthenticationViolation,
+        }
+    }
+}
+
 /// Why a connection was closed: nats-server's `ClosedState`, same names, same order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseReason {
@@ -284,6 +325,32 @@ mod tests {
         ];
         for (err, text) in seen {
             assert_eq!(err.close_reason().unwrap().as_str(), text, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn route_errors_as_routes_md_section_7() {
+        assert_eq!(
+            RouteError::UnknownOp.wire().unwrap(),
+            b"-ERR 'Unknown Protocol Operation'\r\n"
+        );
+        assert_eq!(
+            RouteError::MaxControlLine.wire().unwrap(),
+            b"-ERR 'maximum control line exceeded'\r\n"
+        );
+        assert_eq!(
+            RouteError::AuthorizationViolation.wire().unwrap(),
+            b"-ERR 'Authorization Violation'\r\n"
+        );
+        assert_eq!(RouteError::ParseError.wire(), None);
+        let reasons = [
+            (RouteError::UnknownOp, "Protocol Violation"),
+            (RouteError::ParseError, "Protocol Violation"),
+            (RouteError::MaxControlLine, "Maximum Control Line Exceeded"),
+            (RouteError::AuthorizationViolation, "Authentication Failure"),
+        ];
+        for (error, text) in reasons {
+            assert_eq!(error.close_reason().as_str(), text, "{error:?}");
         }
     }
 

@@ -167,7 +167,7 @@ pub fn parse_connect_onto(
 /// The JSON as text serde_json decodes the way Go does: invalid UTF-8 replaced (Go's decoder
 /// replaces it inside strings; outside them it is a syntax error either way), and UTF-16
 /// surrogate escapes that are not half of a pair replaced by `\ufffd`.
-fn utf8_lossy(json: &[u8]) -> Cow<'_, str> {
+pub(super) fn utf8_lossy(json: &[u8]) -> Cow<'_, str> {
     let mut text = String::from_utf8_lossy(json);
     if memchr::memchr(b'\\', text.as_bytes()).is_some() {
         replace_lone_surrogates(text.to_mut());
@@ -278,7 +278,7 @@ impl ConnectField {
 /// For ASCII names that is ASCII case-insensitivity plus the two non-ASCII letters whose fold
 /// set holds an ASCII letter: U+017F LATIN SMALL LETTER LONG S (`s`) and U+212A KELVIN SIGN
 /// (`k`). Verified on nats-server 2.15.1: `{"verbo\u{17f}e":false}` turns verbose off.
-fn key_matches(name: &str, key: &str) -> bool {
+pub(super) fn key_matches(name: &str, key: &str) -> bool {
     let mut key_chars = key.chars();
     let same = name.bytes().all(|expected| {
         let folded = match key_chars.next() {

@@ -52,7 +52,7 @@ use super::message::Message;
 /// Longest size argument nats-server accepts (`parseSize`: 9 digits, "999M").
 const SIZE_DIGITS_MAX: usize = 9;
 /// The bytes after a payload.
-const PAYLOAD_TRAILER_BYTES: usize = 2;
+pub(super) const PAYLOAD_TRAILER_BYTES: usize = 2;
 
 /// Parser settings of one connection. Copy it, change it (e.g. `headers` after CONNECT).
 #[derive(Debug, Clone)]
@@ -114,13 +114,13 @@ pub enum Step<'a> {
 }
 
 /// Why a scan stopped before it had a whole operation.
-enum Stop {
+pub(super) enum Stop {
     /// More bytes are needed; the total length of the operation if known.
     Pending(Option<usize>),
     Bad(ServerError),
 }
 
-type Scan<T> = Result<T, Stop>;
+pub(super) type Scan<T> = Result<T, Stop>;
 
 impl Parser {
     pub fn new(max_payload: u32, max_control_line: u32) -> Parser {
@@ -410,82 +410,109 @@ impl Parser {
         Ok(())
     }
 
-    /// Skips the blanks after an op name (requiring at least one if `blank_required`) and
-    /// returns the index of the first argument byte.
-    #[inline]
+    #[inline(always)]
     fn arg_start(&self, input: &[u8], end_of_name: usize, blank_required: bool) -> Scan<usize> {
-        let mut index = end_of_name;
-        if blank_required {
-            match input.get(index) {
-                None => return Err(Stop::Pending(None)),
-                Some(b' ' | b'\t') => index += 1,
-                Some(_) => return Err(Stop::Bad(ServerError::UnknownOp)),
-            }
-        }
-        while let Some(&byte) = input.get(index) {
-            if !is_blank(byte) {
-                return Ok(index);
-            }
-            index += 1;
-        }
-        Err(self.pending_unbuffered(input))
+        arg_start(
+            input,
+            end_of_name,
+            blank_required,
+            self.max_control_line as usize,
+        )
     }
 
-    /// Finds the end of the control line whose argument starts at `arg_start` (see the module
-    /// docs for the exact rules) and checks its length. Returns the argument and the index
-    /// just after the `\n`.
-    #[inline]
+    #[inline(always)]
     fn control_line<'a>(&self, input: &'a [u8], arg_start: usize) -> Scan<(&'a [u8], usize)> {
-        debug_assert!(
-            arg_start < input.len(),
-            "the first argument byte is in the input"
-        );
-        let limit = self.max_control_line as usize;
-        let searched = &input[arg_start + 1..];
-        let Some(offset) = memchr(b'\n', searched) else {
-            // Incomplete line: nats-server checks what it has buffered so far.
-            let seen = input.len() - arg_start;
-            if seen > limit + 1 || (seen == limit + 1 && memchr(b'\r', searched).is_none()) {
-                return Err(Stop::Bad(ServerError::MaxControlLine));
-            }
-            return Err(Stop::Pending(None));
-        };
-        let newline = arg_start + 1 + offset;
-        let in_arg_state = &searched[..offset];
-        let drop = match in_arg_state.last() {
-            Some(b'\r') => 1,
-            Some(_) => usize::from(memchr(b'\r', in_arg_state).is_some()),
-            None => 0,
-        };
-        let arg = &input[arg_start..newline - drop];
-        if arg.len() > limit {
+        control_line(input, arg_start, self.max_control_line as usize)
+    }
+
+    #[inline(always)]
+    fn skip_line(&self, input: &[u8], from: usize) -> Scan<usize> {
+        skip_line(input, from, self.max_control_line as usize)
+    }
+}
+
+// The steps below are shared with the route parser (`proto::route`), which reads lines the
+// same way under its own limit; `limit` is the longest control line argument in bytes.
+
+/// Skips the blanks after an op name (requiring at least one if `blank_required`) and
+/// returns the index of the first argument byte.
+#[inline]
+pub(super) fn arg_start(
+    input: &[u8],
+    end_of_name: usize,
+    blank_required: bool,
+    limit: usize,
+) -> Scan<usize> {
+    let mut index = end_of_name;
+    if blank_required {
+        match input.get(index) {
+            None => return Err(Stop::Pending(None)),
+            Some(b' ' | b'\t') => index += 1,
+            Some(_) => return Err(Stop::Bad(ServerError::UnknownOp)),
+        }
+    }
+    while let Some(&byte) = input.get(index) {
+        if !is_blank(byte) {
+            return Ok(index);
+        }
+        index += 1;
+    }
+    Err(pending_unbuffered(input, limit))
+}
+
+/// Finds the end of the control line whose argument starts at `arg_start` (see the module
+/// docs for the exact rules) and checks its length against `limit`. Returns the argument and
+/// the index just after the `\n`.
+#[inline]
+pub(super) fn control_line(input: &[u8], arg_start: usize, limit: usize) -> Scan<(&[u8], usize)> {
+    debug_assert!(
+        arg_start < input.len(),
+        "the first argument byte is in the input"
+    );
+    let searched = &input[arg_start + 1..];
+    let Some(offset) = memchr(b'\n', searched) else {
+        // Incomplete line: nats-server checks what it has buffered so far.
+        let seen = input.len() - arg_start;
+        if seen > limit + 1 || (seen == limit + 1 && memchr(b'\r', searched).is_none()) {
             return Err(Stop::Bad(ServerError::MaxControlLine));
         }
-        Ok((arg, newline + 1))
+        return Err(Stop::Pending(None));
+    };
+    let newline = arg_start + 1 + offset;
+    let in_arg_state = &searched[..offset];
+    let drop = match in_arg_state.last() {
+        Some(b'\r') => 1,
+        Some(_) => usize::from(memchr(b'\r', in_arg_state).is_some()),
+        None => 0,
+    };
+    let arg = &input[arg_start..newline - drop];
+    if arg.len() > limit {
+        return Err(Stop::Bad(ServerError::MaxControlLine));
     }
+    Ok((arg, newline + 1))
+}
 
-    /// Skips to just after the next `\n` at or after `from`.
-    fn skip_line(&self, input: &[u8], from: usize) -> Scan<usize> {
-        match memchr(b'\n', &input[from..]) {
-            Some(offset) => Ok(from + offset + 1),
-            None => Err(self.pending_unbuffered(input)),
-        }
+/// Skips to just after the next `\n` at or after `from`.
+pub(super) fn skip_line(input: &[u8], from: usize, limit: usize) -> Scan<usize> {
+    match memchr(b'\n', &input[from..]) {
+        Some(offset) => Ok(from + offset + 1),
+        None => Err(pending_unbuffered(input, limit)),
     }
+}
 
-    /// Pending in a state where nats-server buffers nothing (see the module docs): bounded
-    /// here by `max_control_line` so the caller's carry buffer is.
-    fn pending_unbuffered(&self, input: &[u8]) -> Stop {
-        if input.len() > self.max_control_line as usize {
-            Stop::Bad(ServerError::MaxControlLine)
-        } else {
-            Stop::Pending(None)
-        }
+/// Pending in a state where nats-server buffers nothing (see the module docs): bounded
+/// here by `limit` so the caller's carry buffer is.
+fn pending_unbuffered(input: &[u8], limit: usize) -> Stop {
+    if input.len() > limit {
+        Stop::Bad(ServerError::MaxControlLine)
+    } else {
+        Stop::Pending(None)
     }
 }
 
 /// The payload of `size` bytes at `start` and the total length through its `\r\n`.
 #[inline]
-fn body(input: &[u8], start: usize, size: usize) -> Scan<(&[u8], usize)> {
+pub(super) fn body(input: &[u8], start: usize, size: usize) -> Scan<(&[u8], usize)> {
     let end = start + size;
     let needed = end + PAYLOAD_TRAILER_BYTES;
     // Check the trailer bytes that have arrived, so a bad one fails as early as in nats-server.
@@ -502,7 +529,7 @@ fn body(input: &[u8], start: usize, size: usize) -> Scan<(&[u8], usize)> {
 }
 
 /// Byte `index` of the input in lower case, or pending if it has not arrived.
-fn byte_lower(input: &[u8], index: usize) -> Scan<u8> {
+pub(super) fn byte_lower(input: &[u8], index: usize) -> Scan<u8> {
     match input.get(index) {
         Some(byte) => Ok(byte.to_ascii_lowercase()),
         None => Err(Stop::Pending(None)),
@@ -512,7 +539,7 @@ fn byte_lower(input: &[u8], index: usize) -> Scan<u8> {
 /// Matches the rest of an op name (given in lower case) at `start`, case-insensitively.
 /// Returns the index after it.
 #[inline]
-fn expect_name(input: &[u8], start: usize, rest: &[u8]) -> Scan<usize> {
+pub(super) fn expect_name(input: &[u8], start: usize, rest: &[u8]) -> Scan<usize> {
     for (index, &expected) in (start..).zip(rest) {
         if byte_lower(input, index)? != expected {
             return Err(Stop::Bad(ServerError::UnknownOp));
@@ -522,12 +549,12 @@ fn expect_name(input: &[u8], start: usize, rest: &[u8]) -> Scan<usize> {
 }
 
 /// Classes of argument bytes for `Parser::parse_pub`'s one pass.
-const ARG_TEXT: u8 = 0;
-const ARG_BLANK: u8 = 1;
-const ARG_CR: u8 = 2;
+pub(super) const ARG_TEXT: u8 = 0;
+pub(super) const ARG_BLANK: u8 = 1;
+pub(super) const ARG_CR: u8 = 2;
 const ARG_LF: u8 = 3;
 
-const ARG_BYTE_CLASS: [u8; 256] = {
+pub(super) const ARG_BYTE_CLASS: [u8; 256] = {
     let mut classes = [ARG_TEXT; 256];
     classes[b' ' as usize] = ARG_BLANK;
     classes[b'\t' as usize] = ARG_BLANK;
@@ -536,7 +563,7 @@ const ARG_BYTE_CLASS: [u8; 256] = {
     classes
 };
 
-fn is_blank(byte: u8) -> bool {
+pub(super) fn is_blank(byte: u8) -> bool {
     byte == b' ' || byte == b'\t'
 }
 
@@ -545,7 +572,10 @@ fn is_blank(byte: u8) -> bool {
 /// search per token costs more than it saves (measured: the PUB path spent a fifth of its time
 /// in `memchr2` calls).
 #[inline]
-fn split_blanks<'a, const N: usize>(arg: &'a [u8], tokens: &mut [&'a [u8]; N]) -> Option<usize> {
+pub(super) fn split_blanks<'a, const N: usize>(
+    arg: &'a [u8],
+    tokens: &mut [&'a [u8]; N],
+) -> Option<usize> {
     let mut count = 0;
     let mut index = 0;
     loop {
@@ -566,7 +596,7 @@ fn split_blanks<'a, const N: usize>(arg: &'a [u8], tokens: &mut [&'a [u8]; N]) -
 
 /// Splits on runs of spaces, tabs, `\r` and `\n` (SUB, UNSUB: nats-server's `splitArg`).
 /// `None` if there are more than `N` tokens.
-fn split_blanks_and_newlines<'a, const N: usize>(
+pub(super) fn split_blanks_and_newlines<'a, const N: usize>(
     arg: &'a [u8],
     tokens: &mut [&'a [u8]; N],
 ) -> Option<usize> {

@@ -117,8 +117,7 @@ impl Reader {
                     }
                     Step::Pending { needed } => {
                         self.carry_needed = needed;
-                        self.carry.reserve(needed.unwrap_or(0).max(input.len()));
-                        self.carry.extend_from_slice(input);
+                        start_carry(&mut self.carry, needed, input);
                         return Fed::Done;
                     }
                     Step::Error(err) => return Fed::Error(err),
@@ -140,29 +139,9 @@ impl Reader {
     fn complete_carry(&mut self, input: &mut &[u8], handler: &mut impl Handler) -> Option<Fed> {
         let mut carry = std::mem::take(&mut self.carry);
         let flow = loop {
-            match self.carry_needed {
-                Some(total) => {
-                    let take = (total - carry.len()).min(input.len());
-                    carry.extend_from_slice(&input[..take]);
-                    *input = &input[take..];
-                    // Short of the whole op there is nothing to parse, unless only its last
-                    // byte is missing: the parser checks the `\r` before the final `\n`, and a
-                    // wrong byte there is an error at once, as in nats-server.
-                    if carry.len() + 1 < total {
-                        self.carry = carry;
-                        return Some(Fed::Done);
-                    }
-                }
-                None => match memchr(b'\n', input) {
-                    Some(end) => {
-                        carry.extend_from_slice(&input[..=end]);
-                        *input = &input[end + 1..];
-                    }
-                    None => {
-                        carry.extend_from_slice(input);
-                        *input = &[];
-                    }
-                },
+            if !gather_carry(&mut carry, self.carry_needed, input) {
+                self.carry = carry;
+                return Some(Fed::Done);
             }
             match self.parser.parse(&carry) {
                 Step::Op(op, used) => {
@@ -172,9 +151,7 @@ impl Reader {
                 }
                 Step::Pending { needed } => {
                     self.carry_needed = needed;
-                    if let Some(total) = needed {
-                        carry.reserve(total.saturating_sub(carry.len()));
-                    }
+                    reserve_carry(&mut carry, needed);
                     if input.is_empty() {
                         self.carry = carry;
                         return Some(Fed::Done);
@@ -183,17 +160,71 @@ impl Reader {
                 Step::Error(err) => return Some(Fed::Error(err)),
             }
         };
-        // Keep the carry's allocation for the next partial op unless it grew large.
-        carry.clear();
-        if carry.capacity() <= limits::CARRY_IDLE_CAPACITY_BYTES_MAX {
-            self.carry = carry;
-        }
+        recycle_carry(&mut self.carry, carry);
         match flow {
             Flow::Continue => None,
             Flow::Pause if input.is_empty() => Some(Fed::Done),
             Flow::Pause => Some(Fed::Paused { left: input.len() }),
             Flow::Stop => Some(Fed::Stopped),
         }
+    }
+}
+
+// The carry steps below are shared with the route reader (`proto::route::RouteReader`).
+
+/// Starts carrying `input`, the start of an operation whose total length is `needed` if known.
+#[inline]
+pub(super) fn start_carry(carry: &mut Vec<u8>, needed: Option<usize>, input: &[u8]) {
+    carry.reserve(needed.unwrap_or(0).max(input.len()));
+    carry.extend_from_slice(input);
+}
+
+/// Moves the start of `input` that belongs to the carried operation into `carry`: up to its
+/// `needed` total once known, else through the next `\n` (or all of it). False when there is
+/// nothing to parse yet: the operation is short by more than its last byte (with only the last
+/// byte missing the parser checks the `\r` before the final `\n`, and a wrong byte there is an
+/// error at once, as in nats-server).
+#[inline]
+pub(super) fn gather_carry(carry: &mut Vec<u8>, needed: Option<usize>, input: &mut &[u8]) -> bool {
+    match needed {
+        Some(total) => {
+            let take = (total - carry.len()).min(input.len());
+            carry.extend_from_slice(&input[..take]);
+            *input = &input[take..];
+            carry.len() + 1 >= total
+        }
+        None => {
+            match memchr(b'\n', input) {
+                Some(end) => {
+                    carry.extend_from_slice(&input[..=end]);
+                    *input = &input[end + 1..];
+                }
+                None => {
+                    carry.extend_from_slice(input);
+                    *input = &[];
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Makes room for the whole carried operation once its length is known.
+#[inline]
+pub(super) fn reserve_carry(carry: &mut Vec<u8>, needed: Option<usize>) {
+    if let Some(total) = needed {
+        carry.reserve(total.saturating_sub(carry.len()));
+    }
+}
+
+/// Puts the emptied `carry` back as `slot` (which is empty) for the next partial operation,
+/// unless it grew large.
+#[inline]
+pub(super) fn recycle_carry(slot: &mut Vec<u8>, mut carry: Vec<u8>) {
+    debug_assert!(slot.is_empty(), "the carry was taken out");
+    carry.clear();
+    if carry.capacity() <= limits::CARRY_IDLE_CAPACITY_BYTES_MAX {
+        *slot = carry;
     }
 }
 
