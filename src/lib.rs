@@ -8,6 +8,7 @@
 pub mod account;
 mod alloc;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 mod hash;
 mod lame_duck;

@@ -342,3 +342,10 @@ pub const SYSTEM_PAYLOAD_BYTES_MAX: u32 = 64 * 1024 * 1024;
 /// How much longer than `max_control_line` a system services' `PUB` line may be: the reply
 /// subject (up to that long) with `PUB ` and the size around it.
 pub const SYSTEM_CONTROL_LINE_EXTRA_BYTES: u32 = 64;
+
+/// The largest queue weight a route's `RS+` counts (a weight of n is n entries in the remote
+/// table, so the pick over local and remote members is weighted as nats-server's; past this a
+/// huge group on another server is picked as if it had this many members).
+pub const ROUTE_QUEUE_WEIGHT_MAX: u32 = 1024;
+/// A route's first PING comes this soon after it opened (nats-server: 1 s plus jitter).
+pub const ROUTE_FIRST_PING_MS: u64 = 1_000;

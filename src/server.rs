@@ -78,6 +78,9 @@ fn info_for(options: &Options, id: &str, port: u16) -> Info {
         remote_account: None,
         acc_is_sys: false,
         nonce: None,
+        cluster: None,
+        cluster_dynamic: false,
+        connect_urls: Vec::new(),
         ldm: false,
     }
 }
@@ -97,6 +100,10 @@ pub struct ServerHandle {
     monitor: Option<crate::monitor::Monitor>,
     /// The system account's requests and events, when there is a system account.
     system: Option<crate::monitor::SystemService>,
+    /// The cluster's dialer thread, when a cluster is configured.
+    dialer: Option<JoinHandle<()>>,
+    /// The port routes connect to, when a cluster is configured.
+    cluster_port: Option<u16>,
 }
 
 /// Held while a shard runs. However its loop ends, its mailbox is closed (nobody waits on a
@@ -148,7 +155,15 @@ impl Server {
         );
 
         let id = server_id();
-        let info = info_for(&options, &id, port);
+        let mut info = info_for(&options, &id, port);
+        let mut cluster = ClusterStart::new(&options, &info, shard_count)?;
+        if let Some(start) = &cluster {
+            // Clients of a cluster's server learn the cluster's name; the URLs to fail over to
+            // come with the first route (`Control::ClientUrls`), as nats-server lists none
+            // before it has had a route.
+            info.cluster = Some(start.cluster.info.cluster.clone());
+            info.cluster_dynamic = start.cluster.info.cluster_dynamic;
+        }
         let pin_shards = options.pin_shards;
         // Every mailbox first: a failure here leaves no thread behind.
         let mut readers = Vec::with_capacity(shard_count);
@@ -162,9 +177,20 @@ impl Server {
         // do: a reload compares with it.
         let options = Options { port, ..options };
         let tls = client_tls(&options).map_err(io::Error::other)?;
+        let (cluster_state, mut cluster_listeners) = match &mut cluster {
+            Some(start) => (
+                Some(Arc::clone(&start.cluster)),
+                std::mem::take(&mut start.listeners),
+            ),
+            None => (None, Vec::new()),
+        };
+        if let Some(start) = &cluster {
+            ports.cluster = start.ports.clone();
+        }
         let shared = Shared::new(
             Settings::new(options, info, None, operator).with_tls(tls),
             mailboxes,
+            cluster_state,
         )?;
 
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -177,9 +203,13 @@ impl Server {
         let mut links = peer_links(shard_count);
         let mut go = Vec::with_capacity(shard_count);
         for (index, (listener, reader)) in listeners.into_iter().zip(readers).enumerate() {
+            let mut shard_listeners = vec![(ConnKind::Client, listener)];
+            if !cluster_listeners.is_empty() {
+                shard_listeners.push((ConnKind::Route, cluster_listeners.remove(0)));
+            }
             let setup = ShardSetup {
                 index: ShardId(index as u16),
-                listeners: vec![(ConnKind::Client, listener)],
+                listeners: shard_listeners,
                 wake_fd: Arc::new(OwnedFd::from(reader)),
                 shared: Arc::clone(&shared),
                 links: std::mem::take(&mut links[index]),
@@ -256,6 +286,8 @@ impl Server {
             inspector: Arc::new(crate::monitor::Inspector::new(Arc::clone(&shared), &id)),
             monitor: None,
             system: None,
+            dialer: None,
+            cluster_port: cluster.as_ref().map(|start| start.port),
         };
         if let Some(err) = failure {
             drop(handle);
@@ -289,6 +321,9 @@ impl Server {
                 }
             }
         }
+        if let Some(start) = cluster {
+            handle.dialer = Some(start.run_dialer(Arc::clone(&handle.shared))?);
+        }
         // As nats-server: a pid file that cannot be written stops the server; a ports file
         // that cannot be written is logged.
         if let Some(path) = &pid_file {
@@ -316,6 +351,12 @@ impl ServerHandle {
     /// Where HTTP monitoring listens, when it runs.
     pub fn monitor_address(&self) -> Option<SocketAddr> {
         self.monitor.as_ref().map(|monitor| monitor.address())
+    }
+
+    /// The port cluster routes connect to, when a cluster is configured (the bound one when
+    /// the options asked for a random port).
+    pub fn cluster_port(&self) -> Option<u16> {
+        self.cluster_port
     }
 
     /// The server's INFO `server_id`.
@@ -378,7 +419,11 @@ impl ServerHandle {
                 self.write_ports_file(dir, &ports);
             }
         }
-        let info = info_for(&options, &self.server_id, self.port);
+        let mut info = info_for(&options, &self.server_id, self.port);
+        // The cluster a server is in does not change on reload.
+        info.cluster = current.info.cluster.clone();
+        info.cluster_dynamic = current.info.cluster_dynamic;
+        info.connect_urls = current.info.connect_urls.clone();
         let options = Options {
             // The listening port stays what was bound (a random one included).
             port: old.port,
@@ -522,6 +567,13 @@ impl ServerHandle {
         // Monitoring first: no request waits on a shard that is stopping. The system services
         // after the shards (which close the system client), told first that it is no error.
         drop(self.monitor.take());
+        // The dialer before the shards: nothing is attached to a shard that is stopping.
+        if let Some(dialer) = self.dialer.take() {
+            if let Some(cluster) = &self.shared.cluster {
+                cluster.dialer.send(crate::cluster::dialer::Dial::Stop);
+            }
+            let _ = dialer.join();
+        }
         if let Some(system) = &self.system {
             system.begin_stop();
         }
@@ -578,6 +630,121 @@ fn peer_links(count: usize) -> Vec<Vec<Option<(Outgoing, Incoming)>>> {
                 .collect()
         })
         .collect()
+}
+
+/// What starting a cluster takes: its listeners (one per shard, bound before the shards
+/// start), its shared state, and what the dialer will need once the shards run.
+struct ClusterStart {
+    listeners: Vec<TcpListener>,
+    cluster: Arc<crate::cluster::Cluster>,
+    dials: mpsc::Receiver<crate::cluster::dialer::Dial>,
+    routes: Vec<crate::cluster::dialer::RouteUrl>,
+    connect_retries: u32,
+    ports: Vec<String>,
+    port: u16,
+}
+
+impl ClusterStart {
+    /// Binds the cluster port and prepares the cluster's state, when `options` configure one.
+    fn new(options: &Options, info: &Info, shard_count: usize) -> io::Result<Option<ClusterStart>> {
+        use crate::cluster::{dialer, Authorization, Cluster};
+        // A cluster block without a port neither accepts nor dials routes (nats-server too).
+        let Some((cluster, cluster_port)) = options
+            .cluster
+            .as_ref()
+            .and_then(|cluster| Some((cluster, cluster.port?)))
+        else {
+            return Ok(None);
+        };
+        let bind_host = if cluster.host.is_empty() {
+            limits::HOST_DEFAULT.to_string()
+        } else {
+            cluster.host.clone()
+        };
+        let listeners = bind_listeners(&bind_host, cluster_port, shard_count)?;
+        let port = listeners[0].local_addr()?.port();
+        let (name, dynamic) = match &cluster.name {
+            Some(name) => (name.clone(), false),
+            None => (server_id()[..22].to_string(), true),
+        };
+        let (host, advertised_port, ip) = match &cluster.advertise {
+            Some(advertise) => {
+                let (host, port) = config::go::parse_host_port(advertise, port).map_err(|err| {
+                    io::Error::other(format!("Cluster advertise address error: {err}"))
+                })?;
+                let ip = format!("nats-route://{host}:{port}/");
+                (host, port, Some(ip))
+            }
+            None => (bind_host.clone(), port, None),
+        };
+        let connect_urls = if cluster.no_advertise {
+            Vec::new()
+        } else {
+            vec![format!("{}:{}", info.host, info.port)]
+        };
+        let local = crate::proto::route::RouteInfo {
+            server_id: info.server_id.clone(),
+            server_name: info.server_name.clone(),
+            version: info.version.clone(),
+            go: info.go.clone(),
+            host,
+            port: advertised_port,
+            headers: info.headers,
+            auth_required: cluster.authorization.is_some(),
+            tls_required: false,
+            max_payload: info.max_payload,
+            ip,
+            cluster: name.clone(),
+            cluster_dynamic: dynamic,
+            connect_urls,
+            ldm: false,
+            compression_off: false,
+            gossip_mode: 0,
+        };
+        let authorization = cluster.authorization.as_ref().map(|auth| Authorization {
+            user: auth.user.clone(),
+            password: auth.password.clone(),
+        });
+        let (sender, dials) = mpsc::channel();
+        let routes = cluster
+            .routes
+            .iter()
+            .map(|route| dialer::RouteUrl {
+                host: route.host.clone(),
+                port: route.port,
+                user: route.username.clone(),
+                password: route.password.clone(),
+            })
+            .collect();
+        crate::log_notice!("Cluster name is {name}");
+        crate::log_notice!("Listening for route connections on {bind_host}:{port}");
+        Ok(Some(ClusterStart {
+            listeners,
+            cluster: Arc::new(Cluster::new(
+                local,
+                authorization,
+                dialer::DialerHandle::new(sender),
+            )),
+            dials,
+            routes,
+            connect_retries: cluster.connect_retries,
+            ports: vec![format!("nats://{bind_host}:{port}")],
+            port,
+        }))
+    }
+
+    /// Starts the dialer on the running shards.
+    fn run_dialer(self, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
+        let ClusterStart {
+            dials,
+            routes,
+            connect_retries,
+            ..
+        } = self;
+        std::thread::Builder::new()
+            .name("route-dialer".into())
+            .spawn(move || crate::cluster::dialer::run(shared, routes, connect_retries, dials))
+    }
 }
 
 /// Binds `count` listeners on the same address with `SO_REUSEPORT`; the kernel spreads

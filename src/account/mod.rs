@@ -32,6 +32,9 @@ pub mod links;
 pub struct Account {
     pub name: String,
     pub sublist: Sublist,
+    /// The interest other servers of the cluster sent for this account, by route (see
+    /// `shard::route_forward`); empty without a cluster.
+    pub remote: Sublist,
     /// The start of the reply subjects requests get on their way into this account
     /// (`_R_.<6 random characters>.`, as nats-server makes them).
     pub response_prefix: Box<[u8]>,
@@ -49,6 +52,7 @@ impl Account {
         Account {
             name: name.to_string(),
             sublist: Sublist::new(),
+            remote: Sublist::new(),
             response_prefix: prefix.into_boxed_slice(),
             responses: Default::default(),
             connections: Default::default(),

@@ -530,8 +530,46 @@ pub struct Info {
     pub acc_is_sys: bool,
     /// What the client signs to prove an nkey (only when nkey users are configured).
     pub nonce: Option<String>,
+    /// The cluster's name, when the server is in one.
+    pub cluster: Option<String>,
+    /// The cluster's name was made up (no `cluster.name`).
+    pub cluster_dynamic: bool,
+    /// The client URLs of the cluster's servers, this one first (when in a cluster and
+    /// advertising): what clients fail over to.
+    pub connect_urls: Vec<String>,
     /// Lame duck mode.
     pub ldm: bool,
+}
+
+/// Appends the cluster fields of an INFO, each when set: `,"cluster":..,"cluster_dynamic":true,
+/// "connect_urls":[..],"ldm":true` (nats-server's `Info` order; client and route INFO alike).
+pub(super) fn write_cluster_fields(
+    out: &mut Vec<u8>,
+    cluster: &str,
+    dynamic: bool,
+    connect_urls: &[String],
+    ldm: bool,
+) {
+    if !cluster.is_empty() {
+        out.extend_from_slice(b",\"cluster\":");
+        write_json_string(out, cluster);
+    }
+    if dynamic {
+        out.extend_from_slice(b",\"cluster_dynamic\":true");
+    }
+    if !connect_urls.is_empty() {
+        out.extend_from_slice(b",\"connect_urls\":[");
+        for (index, url) in connect_urls.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_json_string(out, url);
+        }
+        out.push(b']');
+    }
+    if ldm {
+        out.extend_from_slice(b",\"ldm\":true");
+    }
 }
 
 /// Appends `INFO {json} \r\n` (with the space nats-server sends before `\r\n`).
@@ -539,8 +577,8 @@ pub struct Info {
 /// Field order and omissions are nats-server 2.15.1's (its `Info` struct order, `omitempty`
 /// fields left out when false/zero/empty): `server_id, server_name, version, proto, go,
 /// host, port, headers, [auth_required], [tls_required], [tls_verify], [tls_available],
-/// max_payload, [client_id], [client_ip], [nonce],
-/// [ldm], [connect_info], [remote_account], [acc_is_sys]`. nats-server also sends `git_commit`, `api_lvl` and
+/// max_payload, [client_id], [client_ip], [nonce], [cluster], [cluster_dynamic],
+/// [connect_urls], [ldm], [connect_info], [remote_account], [acc_is_sys]`. nats-server also sends `git_commit`, `api_lvl` and
 /// `xkey`, which natsring does not have.
 pub fn write_info(out: &mut Vec<u8>, info: &Info) {
     out.extend_from_slice(b"INFO {\"server_id\":");
@@ -583,9 +621,13 @@ pub fn write_info(out: &mut Vec<u8>, info: &Info) {
         out.extend_from_slice(b",\"nonce\":");
         write_json_string(out, nonce);
     }
-    if info.ldm {
-        out.extend_from_slice(b",\"ldm\":true");
-    }
+    write_cluster_fields(
+        out,
+        info.cluster.as_deref().unwrap_or_default(),
+        info.cluster_dynamic,
+        &info.connect_urls,
+        info.ldm,
+    );
     if info.connect_info {
         out.extend_from_slice(b",\"connect_info\":true");
     }

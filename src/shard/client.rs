@@ -285,6 +285,9 @@ impl Core {
     pub(super) fn client_info(&self, slot: u32) -> crate::proto::json::Info {
         let conn = &self.conns[slot];
         let mut info = self.settings.info.clone();
+        if let Some(urls) = &self.client_urls {
+            info.connect_urls = urls.to_vec();
+        }
         info.client_id = conn.client_id;
         // `peer` is `<ip>:<port>` (an IPv6 address unbracketed): the IP is before the last ':'.
         info.client_ip = conn
@@ -342,7 +345,7 @@ impl Core {
         // have none): the system service's subscriptions are the server's own.
         let server_max = match conn.kind {
             ConnKind::Client => options.max_subscriptions as usize,
-            ConnKind::System => 0,
+            ConnKind::System | ConnKind::Route => 0,
         };
         let own_max = usize::try_from(conn.subscriptions_limit).ok();
         let subscriptions = conn.subs.len();
@@ -393,6 +396,9 @@ impl Core {
         conns.slots[slot as usize]
             .subs
             .insert(sub_slot, &conns.subs);
+        if self.clustered {
+            self.local_interest_changed([(account, subject, queue, 1)]);
+        }
         self.reply_ok(slot);
     }
 
@@ -421,6 +427,9 @@ impl Core {
             handle,
         );
         debug_assert!(removed, "a live subscription is in the table");
+        if self.clustered {
+            self.local_interest_changed([(sub.account, sub.subject(), sub.queue(), -1)]);
+        }
         if let Some(conn) = self.conns.get_mut(sub.conn_slot) {
             if conn.generation == sub.conn_generation {
                 conn.subs.remove(sub.sid(), sub_slot);
@@ -456,6 +465,39 @@ impl Core {
             count,
             removed.len(),
             "every live subscription is in the table"
+        );
+        if self.clustered {
+            self.local_interest_changed(
+                removed
+                    .iter()
+                    .map(|(_, sub)| (account, sub.subject(), sub.queue(), -1)),
+            );
+        }
+    }
+
+    /// In a cluster: local interest changed by these (account, subject, queue, delta); the
+    /// routes hear of it through their outboxes (`cluster::Cluster::interest_changed_many`).
+    pub(super) fn local_interest_changed<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (crate::account::AccountId, &'a [u8], Option<&'a [u8]>, i32)>,
+    ) {
+        let Some(cluster) = &self.shared.cluster else {
+            return;
+        };
+        let accounts = &self.accounts;
+        let mailboxes = &self.shared.mailboxes;
+        cluster.interest_changed_many(
+            changes.into_iter().map(|(account, subject, queue, delta)| {
+                (
+                    accounts[account.index()].account.name.as_str(),
+                    subject,
+                    queue,
+                    delta,
+                )
+            }),
+            &mut |shard| {
+                mailboxes[usize::from(shard)].send(super::control::Control::RouteOutbox);
+            },
         );
     }
 }

@@ -480,6 +480,9 @@ pub enum ConnKind {
     /// connection counts and limits, monitoring's connection lists, lame duck or a reload's
     /// authentication checks.
     System,
+    /// A cluster route to another server (`route`): accepted on the cluster port or dialed by
+    /// the cluster's dialer. No client either: not counted, listed or limited as one.
+    Route,
 }
 
 /// What lies between the socket and the session's bytes. TLS (rustls on the io_uring path,
@@ -566,6 +569,8 @@ pub struct Conn {
     pub generation: u32,
     pub kind: ConnKind,
     pub transport: Transport,
+    /// A route's session (`ConnKind::Route` exactly); None for every other kind.
+    pub route: Option<Box<super::route::RouteSession>>,
     /// The account it is in: its publishes are matched in that account's table.
     pub account: AccountId,
     pub client_id: u64,

@@ -77,6 +77,14 @@ pub enum Control {
     /// service holds the other end. Dropped (closed) when there is no system account or the
     /// shard is stopping.
     AttachSystem(std::os::unix::net::UnixStream),
+    /// Open a route on this socket, which the cluster's dialer connected for `target`
+    /// (`route`). Dropped (closed, the target told) when the shard is stopping.
+    AttachRoute(std::net::TcpStream, Arc<crate::cluster::dialer::DialTarget>),
+    /// Lines for this shard's routes wait in their outboxes (`cluster::Outbox`).
+    RouteOutbox,
+    /// The cluster's client URLs changed (a route registered or closed): clients' INFO lists
+    /// these from now on, and clients that take async INFO get one now.
+    ClientUrls(Arc<[String]>),
     /// The verifier's answer to check number `check` of the connection in `slot` (if it is
     /// still `generation`): the identity its credentials proved, or `None` (the bcrypt check
     /// failed).
@@ -104,6 +112,9 @@ impl Control {
             Control::LameDuck(_) => "LameDuck",
             Control::CloseClients(..) => "CloseClients",
             Control::AttachSystem(_) => "AttachSystem",
+            Control::AttachRoute(..) => "AttachRoute",
+            Control::RouteOutbox => "RouteOutbox",
+            Control::ClientUrls(_) => "ClientUrls",
             Control::Verified { .. } => "Verified",
         }
     }

@@ -37,6 +37,8 @@ use crate::xshard::ShardId;
 pub struct AccountView {
     pub account: Arc<Account>,
     pub cache: MatchCache,
+    /// The shard's cache of its remote table (the interest the cluster's routes sent).
+    pub remote_cache: MatchCache,
     /// Its exports and imports, when it has any (`Settings::links`).
     pub links: Option<Arc<Links>>,
     /// Its subject mappings, when it has any (`Settings::mappings`).
@@ -103,6 +105,16 @@ pub struct Core {
     /// most once per `limits::MAX_SUBSCRIPTIONS_LOG_INTERVAL_MS` (per account there; per shard
     /// here until accounts have their own state).
     pub max_subscriptions_logged_ms: Option<u64>,
+    /// A cluster is configured (`Shared::cluster`): publishes look at the remote tables too,
+    /// and local interest is counted for the routes.
+    pub clustered: bool,
+    /// The routes a message being forwarded goes to (`route_forward`), kept for its capacity.
+    pub forwards: Vec<super::route_forward::Forward>,
+    /// The slots of this shard's route connections.
+    pub route_slots: Vec<u32>,
+    /// The cluster's client URLs once routes changed them (`Control::ClientUrls`); None: the
+    /// settings' INFO has them (this server's own).
+    pub client_urls: Option<Arc<[String]>>,
 }
 
 impl Core {
@@ -122,14 +134,17 @@ impl Core {
             .map(|(index, account)| AccountView {
                 account: Arc::clone(account),
                 cache: MatchCache::new(),
+                remote_cache: MatchCache::new(),
                 links: settings.links[index].clone(),
                 mappings: settings.mappings[index].clone(),
                 plain: settings.links[index].is_none() && settings.mappings[index].is_none(),
                 closed_traffic: AccountTraffic::default(),
             })
             .collect();
+        let clustered = shared.cluster.is_some();
         Core {
             index,
+            clustered,
             pauses: Pauses::new(settings.options.max_pending),
             settings,
             shared,
@@ -150,6 +165,9 @@ impl Core {
             templates: Default::default(),
             mapped_subject: Vec::new(),
             max_subscriptions_logged_ms: None,
+            forwards: Vec::new(),
+            route_slots: Vec::new(),
+            client_urls: None,
         }
     }
 
@@ -175,6 +193,7 @@ impl Core {
         match self.conns[slot].kind {
             // The system connection speaks the client protocol, authenticated from the start.
             ConnKind::Client | ConnKind::System => self.on_client_input(slot, bytes),
+            ConnKind::Route => self.on_route_input(slot, bytes),
         }
     }
 
@@ -280,6 +299,7 @@ impl Core {
                 let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
                 self.start_client(slot, open);
             }
+            ConnKind::Route => self.start_accepted_route(slot),
             ConnKind::System => unreachable!("no listener accepts system connections"),
         }
         Some(slot)
@@ -306,6 +326,7 @@ impl Core {
             generation,
             kind,
             transport: Transport::Plain,
+            route: None,
             account: AccountId::GLOBAL,
             client_id,
             start: std::time::SystemTime::now(),
@@ -461,6 +482,7 @@ impl Core {
                 self.record_closed(slot, reason);
             }
             ConnKind::System => self.system_closed(slot, reason),
+            ConnKind::Route => self.route_closed(slot, reason),
         }
     }
 
@@ -504,7 +526,11 @@ impl Core {
             if conn.state != ConnState::Open || now_ms < conn.next_ping_ms {
                 continue;
             }
-            conn.next_ping_ms = now_ms + ping_interval_ms;
+            conn.next_ping_ms = now_ms
+                + match conn.kind {
+                    ConnKind::Route => ping_interval_ms.min(limits::ROUTE_PING_INTERVAL_MS_MAX),
+                    ConnKind::Client | ConnKind::System => ping_interval_ms,
+                };
             if conn.pings_outstanding + 1 > ping_max {
                 stale.push(slot as u32);
             } else {
@@ -673,6 +699,8 @@ impl Core {
             let (max_payload, max_control_line) = match conn.kind {
                 ConnKind::Client => (conn.payload_limit_with(options), options.max_control_line),
                 ConnKind::System => super::system::system_parser_limits(options),
+                // A route's parser has its own limits (`route`).
+                ConnKind::Route => continue,
             };
             let parser = &mut conn.reader.parser;
             parser.max_payload = max_payload;
@@ -686,6 +714,7 @@ impl Core {
             self.accounts.push(AccountView {
                 account: Arc::clone(account),
                 cache: MatchCache::new(),
+                remote_cache: MatchCache::new(),
                 links: None,
                 mappings: None,
                 plain: true,

@@ -17,7 +17,7 @@ use super::core::Core;
 use crate::account::AccountId;
 use crate::auth::permissions::Allowed;
 use crate::proto::{CloseReason, Message, ServerError};
-use crate::sublist::{valid_literal_subject, MatchResult, SubHandle};
+use crate::sublist::{valid_literal_subject, MatchResult, QueueGroup, SubHandle};
 use crate::xshard::ShardId;
 
 /// `-V`: logs a delivery as nats-server traces it, for the subscriber (`->> [MSG foo 1 2]`,
@@ -197,10 +197,35 @@ impl Core {
 
     /// Delivers `message`, published by the client in `slot`, to every subscription in
     /// `account` it matches: here, through peer queues to the others, one member per queue
-    /// group. Returns whether anyone is to receive it.
+    /// group; and, in a cluster, to the routes whose servers want it (`route_clustered`).
+    /// Returns whether anyone is to receive it.
     #[inline(always)]
     pub(super) fn route(&mut self, account: AccountId, message: Message<'_>, slot: u32) -> bool {
         let matched: Rc<MatchResult> = self.accounts[account.index()].lookup(message.subject);
+        let mut delivered = self.deliver_plain(&matched, message, slot);
+        if self.clustered {
+            return self.route_clustered(account, message, slot, &matched, delivered);
+        }
+        for group in &matched.queues {
+            delivered |= self.deliver_to_group(group, account, message, slot);
+        }
+        if self.peers.have_targets() {
+            delivered = true;
+            self.send_to_peers_with_targets(slot, message);
+        }
+        delivered
+    }
+
+    /// The plain subscribers of a match: here at once, on other shards collected as the
+    /// peers' targets (sent by the caller). Returns whether anyone here or elsewhere is to
+    /// receive it.
+    #[inline(always)]
+    pub(super) fn deliver_plain(
+        &mut self,
+        matched: &MatchResult,
+        message: Message<'_>,
+        slot: u32,
+    ) -> bool {
         let origin = Origin::Local(slot);
         let mut delivered = false;
         self.templates.reset(matched.plain.len() > 1);
@@ -223,35 +248,39 @@ impl Core {
                 }
             }
         }
-        for group in &matched.queues {
-            let members = group.members.len();
-            if members == 0 {
-                continue;
-            }
-            // One member per group: start at a random member, take the first that can take it.
-            // A member on another shard gets a frame listing the group's members there; that
-            // shard gives it to one of them or passes it on (see `requeue`).
-            let start = (self.random() % members as u64) as usize;
-            for offset in 0..members {
-                let member = group.members[(start + offset) % members];
-                if member.shard != self.index.0 {
-                    if self.send_queue_to_peer(message, group, member, account, 0) {
-                        self.pause_for_peer(slot, ShardId(member.shard));
-                    }
-                    delivered = true;
-                    break;
-                }
-                if self.deliver(member, origin, message) {
-                    delivered = true;
-                    break;
-                }
-            }
-        }
-        if self.peers.have_targets() {
-            delivered = true;
-            self.send_to_peers_with_targets(slot, message);
-        }
         delivered
+    }
+
+    /// One member of `group` gets the message: start at a random member, take the first that
+    /// can take it. A member on another shard gets a frame listing the group's members there;
+    /// that shard gives it to one of them or passes it on (see `requeue`). Returns whether a
+    /// member is to receive it.
+    #[inline(always)]
+    pub(super) fn deliver_to_group(
+        &mut self,
+        group: &QueueGroup,
+        account: AccountId,
+        message: Message<'_>,
+        slot: u32,
+    ) -> bool {
+        let members = group.members.len();
+        if members == 0 {
+            return false;
+        }
+        let start = (self.random() % members as u64) as usize;
+        for offset in 0..members {
+            let member = group.members[(start + offset) % members];
+            if member.shard != self.index.0 {
+                if self.send_queue_to_peer(message, group, member, account, 0) {
+                    self.pause_for_peer(slot, ShardId(member.shard));
+                }
+                return true;
+            }
+            if self.deliver(member, Origin::Local(slot), message) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Pauses the publisher in `slot` until the queue to `shard` drains.

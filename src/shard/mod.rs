@@ -81,6 +81,8 @@ mod peer_routing;
 mod peers;
 mod query;
 mod ring;
+mod route;
+mod route_forward;
 mod settings;
 mod shared;
 mod spin;
@@ -912,6 +914,15 @@ impl Shard {
                         self.core.attach_system(stream);
                     }
                 }
+                control::Control::AttachRoute(stream, target) => {
+                    if self.stopping {
+                        target.ended();
+                    } else {
+                        self.core.attach_route(stream, target);
+                    }
+                }
+                control::Control::RouteOutbox => self.core.drain_route_outboxes(),
+                control::Control::ClientUrls(urls) => self.core.client_urls_changed(urls),
                 control::Control::Verified {
                     slot,
                     generation,

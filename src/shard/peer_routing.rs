@@ -175,6 +175,17 @@ impl Core {
                     self.deliver_to_target(message, target, origin);
                 }
             }
+            Some(route) if super::route_forward::is_forward(&route) => {
+                for target in frame.targets() {
+                    let handle = SubHandle {
+                        shard: self.index.0,
+                        slot: target.slot,
+                        generation: target.generation,
+                    };
+                    let account = AccountId(route.account);
+                    self.forward_here(handle, account, message, route.queue);
+                }
+            }
             Some(route) => {
                 self.templates.reset(false);
                 for target in frame.targets() {

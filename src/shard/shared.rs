@@ -34,6 +34,8 @@ pub struct Shared {
     /// Where shards send the system service the clients' connects and disconnects (see
     /// `system`); set once, when the service starts (`set_system_events`). Unset: no events.
     pub system_events: OnceLock<Sender<SystemEvent>>,
+    /// The cluster this server is part of (`cluster {}`, `--cluster`); None: no routes.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -80,6 +82,17 @@ impl Shared {
         Arc::clone(&self.settings.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Hands a route the cluster's dialer connected for `target` to `shard`
+    /// (`Control::AttachRoute`); false when that shard has ended (the stream is dropped).
+    pub fn attach_route(
+        &self,
+        shard: usize,
+        stream: std::net::TcpStream,
+        target: Arc<crate::cluster::dialer::DialTarget>,
+    ) -> bool {
+        self.mailboxes[shard].send(control::Control::AttachRoute(stream, target))
+    }
+
     /// Hands `stream` to shard 0 as the system connection (`Control::AttachSystem`): a client
     /// of the system account, CONNECTed and authenticated, that the system service speaks the
     /// client protocol over from the other end of the pair. False, with the stream dropped,
@@ -105,6 +118,7 @@ impl Shared {
     pub fn new(
         settings: Settings,
         mailboxes: Vec<control::Mailbox>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> std::io::Result<Arc<Shared>> {
         let shard_count = mailboxes.len();
         Ok(Arc::new(Shared {
@@ -119,6 +133,7 @@ impl Shared {
                 .collect(),
             mailboxes,
             system_events: OnceLock::new(),
+            cluster,
         }))
     }
 
@@ -129,6 +144,6 @@ impl Shared {
             .map(|_| control::Mailbox::new().expect("a pipe").0)
             .collect();
         let info = crate::proto::json::Info::default();
-        Shared::new(Settings::new(options, info, None, None), mailboxes).expect("a thread")
+        Shared::new(Settings::new(options, info, None, None), mailboxes, None).expect("a thread")
     }
 }

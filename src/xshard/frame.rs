@@ -34,6 +34,11 @@ use crate::sublist::SubHandle;
 pub const HEADER_BYTES: usize = 32;
 /// Bytes of one target.
 pub const TARGET_BYTES: usize = 8;
+/// The `hops` of a frame that forwards a message to a cluster route on the receiving shard:
+/// its one target is the route's remote-table entry, and its queue field holds the names of
+/// the queue groups the route serves for it, space separated (empty: none). A queue delivery
+/// passed on between shards never counts this high (`requeue` stops at twice the shards).
+pub const FORWARD_HOPS: u32 = u32::MAX;
 
 /// A subscription on the receiving shard: its slot and the slot's generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,6 +73,8 @@ pub struct ChildServer {
     pub port: u16,
     /// The ports file's first monitoring URL (`https://127.0.0.1:43211`), when monitoring runs.
     pub monitoring_url: Option<String>,
+    /// The ports file's cluster port, when a cluster listens.
+    pub cluster_port: Option<u16>,
     /// The configuration file written for it, removed when dropped.
     config: Option<std::path::PathBuf>,
 }
@@ -158,6 +160,7 @@ fn start_child(program: &str, extra: &[&str]) -> ChildServer {
         child,
         port: 0,
         monitoring_url: None,
+        cluster_port: None,
         config: None,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -169,6 +172,12 @@ fn start_child(program: &str, extra: &[&str]) -> ChildServer {
             server.monitoring_url = parsed
                 .as_ref()
                 .and_then(|ports| ports["monitoring"][0].as_str().map(|url| url.to_string()));
+            server.cluster_port = parsed.as_ref().and_then(|ports| {
+                ports["cluster"][0]
+                    .as_str()
+                    .and_then(|url| url.rsplit(':').next())
+                    .and_then(|port| port.parse().ok())
+            });
             break url
                 .rsplit(':')
                 .next()

@@ -87,26 +87,13 @@ pub fn write_route_info(out: &mut Vec<u8>, info: &RouteInfo) {
         out.extend_from_slice(b",\"ip\":");
         write_json_string(out, ip);
     }
-    if !info.cluster.is_empty() {
-        out.extend_from_slice(b",\"cluster\":");
-        write_json_string(out, &info.cluster);
-    }
-    if info.cluster_dynamic {
-        out.extend_from_slice(b",\"cluster_dynamic\":true");
-    }
-    if !info.connect_urls.is_empty() {
-        out.extend_from_slice(b",\"connect_urls\":[");
-        for (index, url) in info.connect_urls.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_json_string(out, url);
-        }
-        out.push(b']');
-    }
-    if info.ldm {
-        out.extend_from_slice(b",\"ldm\":true");
-    }
+    crate::proto::json::write_cluster_fields(
+        out,
+        &info.cluster,
+        info.cluster_dynamic,
+        &info.connect_urls,
+        info.ldm,
+    );
     if info.compression_off {
         out.extend_from_slice(b",\"compression\":\"off\"");
     }

@@ -1,0 +1,493 @@
+//! Cluster routes: what the shards share about the cluster. Owns the local interest counts
+//! (what this node tells its peers it wants), the registry of routes (one per peer server),
+//! each route's outbox (interest lines and gossip written by any shard, sent by the route's
+//! own shard), and the dialer (`dialer`) that opens the routes this node solicits.
+//!
+//! How a cluster works here (nats-server's route protocol, `../shared/ROUTES.md`):
+//! - A route is a connection kind of the shards (`ConnKind::Route`, `shard/route.rs`): it lives
+//!   on one shard's ring like a client, with its own parser. Accepted routes land on any shard
+//!   (the cluster port is bound with `SO_REUSEPORT` on every shard); solicited ones are
+//!   connected by the dialer and attached to a shard (`Control::AttachRoute`).
+//! - natsring speaks the legacy single-route mode that nats-server keeps for peers without
+//!   pooling: one connection per peer server, every account on it, the account named in every
+//!   `RS+`/`RS-`/`RMSG`; no `route_pool_size` in the INFO, compression declined. nats-server
+//!   2.15.1 accepts that as a "no pool" route.
+//! - Interest: a node tells each peer which (account, subject, queue) its local clients want.
+//!   The counts here are per key across every shard, so a SUB on any shard that makes a key's
+//!   count go 0 -> 1 writes one `RS+` to every route, a queue's every change writes `RS+` with
+//!   the new weight, and the last UNSUB writes `RS-`. A route that registers gets every key
+//!   at once (the dump), under the same lock, so no change is lost or written twice.
+//! - Interest a peer sends is kept in the account's remote table (`Account::remote`), matched
+//!   by publishes of local clients (`shard/deliver.rs`); a message from a route is delivered
+//!   to local subscribers only, never to another route (the mesh is full; nobody relays).
+//! - Gossip: when a route registers, its peer's INFO is forwarded to the other routes (with
+//!   `gossip_mode`), so their servers dial it and the mesh completes from one seed.
+//!
+//! Must not: run per message. Everything here is taken on SUB/UNSUB (only when a cluster is
+//! configured), route registration and close.
+
+pub mod dialer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A key of local interest: the account's name, the subject, and the queue group (None for a
+/// plain subscription). Plain and queue interest on one subject are separate keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct InterestKey {
+    account: Box<str>,
+    subject: Box<[u8]>,
+    queue: Option<Box<[u8]>>,
+}
+
+/// What one route's shard must send it that other threads produced: interest lines and
+/// gossip INFOs, in the order they were made.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pending: Mutex<Vec<u8>>,
+}
+
+impl Outbox {
+    /// Everything waiting, appended to `out`.
+    pub fn drain_into(&self, out: &mut Vec<u8>) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        out.extend_from_slice(&pending);
+        pending.clear();
+    }
+
+    /// Appends with `write`; returns whether the outbox was empty before (the route's shard
+    /// must then be woken to take it).
+    fn append(&self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_empty = pending.is_empty();
+        write(&mut pending);
+        was_empty && !pending.is_empty()
+    }
+}
+
+/// Where a registered route lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteAddress {
+    pub shard: u16,
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// A peer server as its route INFO described it: what gossip tells the other peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerSummary {
+    pub server_id: String,
+    pub server_name: String,
+    /// The route URL others dial it at: `nats-route://host:port/`.
+    pub route_url: String,
+    pub cluster: String,
+    pub connect_urls: Vec<String>,
+}
+
+/// One registered route.
+#[derive(Debug)]
+struct Registered {
+    peer: PeerSummary,
+    address: RouteAddress,
+    outbox: Arc<Outbox>,
+    /// It came from gossip (this node dialed it because a peer told of it): not gossiped on.
+    implicit: bool,
+}
+
+/// Why a route could not register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A route to that server is registered already: the new one closes ("Duplicate Route").
+    Duplicate,
+    /// The peer is this server.
+    ToSelf,
+}
+
+#[derive(Default)]
+struct Book {
+    counts: HashMap<InterestKey, u32>,
+    routes: Vec<Registered>,
+}
+
+/// The credentials a peer's CONNECT must carry (`cluster { authorization }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub user: String,
+    pub password: String,
+}
+
+/// The cluster state every shard shares (`Shared::cluster`).
+pub struct Cluster {
+    pub server_id: String,
+    /// What this server's route INFO says.
+    pub info: crate::proto::route::RouteInfo,
+    pub authorization: Option<Authorization>,
+    book: Mutex<Book>,
+    /// Where routes to dial are told (implicit routes learned by gossip) and closes reported.
+    pub dialer: dialer::DialerHandle,
+}
+
+/// Writes `RS+ <account> <subject>[ <queue> <weight>]\r\n` (weight > 0) or
+/// `RS- <account> <subject>[ <queue>]\r\n` (weight 0).
+pub fn write_interest(
+    out: &mut Vec<u8>,
+    account: &str,
+    subject: &[u8],
+    queue: Option<&[u8]>,
+    weight: u32,
+) {
+    out.extend_from_slice(if weight > 0 { b"RS+ " } else { b"RS- " });
+    out.extend_from_slice(account.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(subject);
+    if let Some(queue) = queue {
+        out.push(b' ');
+        out.extend_from_slice(queue);
+        if weight > 0 {
+            out.push(b' ');
+            crate::proto::writer::write_u64(out, u64::from(weight));
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `INFO {...}` about `peer` for the other routes (gossip, `gossip_mode` 1: "connect to it,
+/// do not gossip it on"): what they need to dial it, in this server's INFO's other fields.
+pub fn gossip_info(local: &crate::proto::route::RouteInfo, peer: &PeerSummary) -> Vec<u8> {
+    let url = dialer::RouteUrl::parse(&peer.route_url);
+    let (host, port) = url
+        .as_ref()
+        .map_or((String::new(), 0), |url| (url.host.clone(), url.port));
+    let info = crate::proto::route::RouteInfo {
+        server_id: peer.server_id.clone(),
+        server_name: peer.server_name.clone(),
+        host,
+        port,
+        ip: (!peer.route_url.is_empty()).then(|| peer.route_url.clone()),
+        cluster: peer.cluster.clone(),
+        cluster_dynamic: false,
+        connect_urls: peer.connect_urls.clone(),
+        ldm: false,
+        auth_required: false,
+        tls_required: false,
+        gossip_mode: 1,
+        ..local.clone()
+    };
+    let mut out = Vec::new();
+    crate::proto::route::write_route_info(&mut out, &info);
+    out
+}
+
+impl Cluster {
+    pub fn new(
+        info: crate::proto::route::RouteInfo,
+        authorization: Option<Authorization>,
+        dialer: dialer::DialerHandle,
+    ) -> Cluster {
+        Cluster {
+            server_id: info.server_id.clone(),
+            info,
+            authorization,
+            book: Mutex::new(Book::default()),
+            dialer,
+        }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Local interest in (account, subject, queue) changed by `delta` subscriptions (a SUB
+    /// +1, an UNSUB -1). Writes what the routes must hear into their outboxes and calls
+    /// `wake` with the shard of each outbox that was empty.
+    pub fn interest_changed(
+        &self,
+        account: &str,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        delta: i32,
+        wake: &mut impl FnMut(u16),
+    ) {
+        self.interest_changed_many([(account, subject, queue, delta)], wake);
+    }
+
+    /// `interest_changed` for many keys under one lock (a closing connection's
+    /// subscriptions).
+    pub fn interest_changed_many<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, &'a [u8], Option<&'a [u8]>, i32)>,
+        wake: &mut impl FnMut(u16),
+    ) {
+        let mut book = self.book();
+        let Book { counts, routes } = &mut *book;
+        let mut lines = Vec::new();
+        for (account, subject, queue, delta) in changes {
+            let key = InterestKey {
+                account: account.into(),
+                subject: subject.into(),
+                queue: queue.map(Into::into),
+            };
+            let count = counts.entry(key).or_insert(0);
+            let before = *count;
+            *count = count.saturating_add_signed(delta);
+            let after = *count;
+            if after == 0 {
+                counts.remove(&InterestKey {
+                    account: account.into(),
+                    subject: subject.into(),
+                    queue: queue.map(Into::into),
+                });
+            }
+            // Plain interest is announced on 0 -> 1 and withdrawn on 1 -> 0; a queue's
+            // weight is announced on every change.
+            let announce = match queue {
+                None => (before == 0) != (after == 0),
+                Some(_) => before != after,
+            };
+            if announce {
+                write_interest(&mut lines, account, subject, queue, after);
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        for route in routes.iter() {
+            if route.outbox.append(|out| out.extend_from_slice(&lines)) {
+                wake(route.address.shard);
+            }
+        }
+    }
+
+    /// Registers the route to `peer` at `address`, writing every local interest key into
+    /// `outbox` first (the dump), and `peer`'s INFO into every other route's outbox (gossip)
+    /// unless the route is `implicit`. Calls `wake` for outboxes that need their shard.
+    pub fn register(
+        &self,
+        peer: PeerSummary,
+        address: RouteAddress,
+        outbox: Arc<Outbox>,
+        implicit: bool,
+        gossip: impl Fn(&PeerSummary) -> Vec<u8>,
+        wake: &mut impl FnMut(u16),
+    ) -> Result<(), Refused> {
+        if peer.server_id == self.server_id {
+            return Err(Refused::ToSelf);
+        }
+        let mut book = self.book();
+        if book
+            .routes
+            .iter()
+            .any(|route| route.peer.server_id == peer.server_id)
+        {
+            return Err(Refused::Duplicate);
+        }
+        let dumped = outbox.append(|out| {
+            for (key, &count) in &book.counts {
+                write_interest(out, &key.account, &key.subject, key.queue.as_deref(), count);
+            }
+        });
+        if dumped {
+            wake(address.shard);
+        }
+        if !implicit {
+            let info = gossip(&peer);
+            for route in &book.routes {
+                if route.outbox.append(|out| out.extend_from_slice(&info)) {
+                    wake(route.address.shard);
+                }
+            }
+        }
+        book.routes.push(Registered {
+            peer,
+            address,
+            outbox,
+            implicit,
+        });
+        Ok(())
+    }
+
+    /// The route at `address` closed: it is no longer registered (no-op if it never was).
+    pub fn unregister(&self, address: RouteAddress) {
+        self.book().routes.retain(|route| route.address != address);
+    }
+
+    /// Whether a route to the server `server_id` is registered.
+    pub fn is_connected(&self, server_id: &str) -> bool {
+        self.book()
+            .routes
+            .iter()
+            .any(|route| route.peer.server_id == server_id)
+    }
+
+    /// The peers registered now.
+    pub fn peers(&self) -> Vec<PeerSummary> {
+        self.book()
+            .routes
+            .iter()
+            .map(|route| route.peer.clone())
+            .collect()
+    }
+
+    /// The client URLs of the cluster as they are now (this server's first, then each peer's,
+    /// no URL twice; empty with `no_advertise`), handed to `send` under the registry's lock so
+    /// that lists computed one after another are sent in that order.
+    pub fn announce_client_urls(&self, send: impl FnOnce(Arc<[String]>)) {
+        let book = self.book();
+        if self.info.connect_urls.is_empty() {
+            return;
+        }
+        let mut urls = self.info.connect_urls.clone();
+        for route in &book.routes {
+            for url in &route.peer.connect_urls {
+                if !urls.contains(url) {
+                    urls.push(url.clone());
+                }
+            }
+        }
+        send(urls.into());
+    }
+
+    /// How many (account, subject, queue) keys of local interest there are.
+    pub fn interest_keys(&self) -> usize {
+        self.book().counts.len()
+    }
+
+    /// Whether the route registered at `address` came from gossip.
+    pub fn is_implicit(&self, address: RouteAddress) -> bool {
+        self.book()
+            .routes
+            .iter()
+            .any(|route| route.address == address && route.implicit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> Cluster {
+        let info = crate::proto::route::RouteInfo {
+            server_id: "NSELF".into(),
+            ..Default::default()
+        };
+        Cluster::new(info, None, dialer::DialerHandle::detached())
+    }
+
+    fn drained(outbox: &Outbox) -> String {
+        let mut out = Vec::new();
+        outbox.drain_into(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn peer(id: &str) -> PeerSummary {
+        PeerSummary {
+            server_id: id.into(),
+            route_url: format!("nats-route://127.0.0.1:1/{id}"),
+            ..PeerSummary::default()
+        }
+    }
+
+    fn address(slot: u32) -> RouteAddress {
+        RouteAddress {
+            shard: 0,
+            slot,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn interest_is_counted_per_key_and_announced_on_transitions() {
+        let cluster = cluster();
+        let outbox = Arc::new(Outbox::default());
+        let mut woken = Vec::new();
+        let mut wake = |shard| woken.push(shard);
+        cluster
+            .register(
+                peer("NA"),
+                address(1),
+                Arc::clone(&outbox),
+                false,
+                |_| Vec::new(),
+                &mut wake,
+            )
+            .unwrap();
+        cluster.interest_changed("$G", b"foo", None, 1, &mut wake);
+        cluster.interest_changed("$G", b"foo", None, 1, &mut wake);
+        cluster.interest_changed("$G", b"bar", Some(b"q1"), 1, &mut wake);
+        cluster.interest_changed("$G", b"bar", Some(b"q1"), 1, &mut wake);
+        cluster.interest_changed("$G", b"bar", Some(b"q1"), -1, &mut wake);
+        cluster.interest_changed("$G", b"bar", Some(b"q1"), -1, &mut wake);
+        cluster.interest_changed("$G", b"foo", None, -1, &mut wake);
+        cluster.interest_changed("$G", b"foo", None, -1, &mut wake);
+        assert_eq!(
+            drained(&outbox),
+            "RS+ $G foo\r\nRS+ $G bar q1 1\r\nRS+ $G bar q1 2\r\nRS+ $G bar q1 1\r\n\
+             RS- $G bar q1\r\nRS- $G foo\r\n"
+        );
+        assert_eq!(woken, vec![0], "woken once: the outbox was never drained");
+        assert_eq!(cluster.interest_keys(), 0);
+    }
+
+    #[test]
+    fn a_new_route_gets_the_dump_and_others_get_its_info() {
+        let cluster = cluster();
+        let mut wake = |_| {};
+        cluster.interest_changed("$G", b"foo", None, 1, &mut wake);
+        cluster.interest_changed("ACC", b"bar", Some(b"q"), 3, &mut wake);
+        let first = Arc::new(Outbox::default());
+        let gossip = |peer: &PeerSummary| format!("INFO {}\r\n", peer.server_id).into_bytes();
+        cluster
+            .register(
+                peer("NA"),
+                address(1),
+                Arc::clone(&first),
+                false,
+                gossip,
+                &mut wake,
+            )
+            .unwrap();
+        let mut dump: Vec<String> = drained(&first)
+            .split_terminator("\r\n")
+            .map(String::from)
+            .collect();
+        dump.sort();
+        assert_eq!(dump, ["RS+ $G foo", "RS+ ACC bar q 3"]);
+        let second = Arc::new(Outbox::default());
+        cluster
+            .register(
+                peer("NB"),
+                address(2),
+                Arc::clone(&second),
+                false,
+                gossip,
+                &mut wake,
+            )
+            .unwrap();
+        assert_eq!(drained(&first), "INFO NB\r\n");
+        assert_eq!(
+            cluster.register(
+                peer("NB"),
+                address(3),
+                Arc::default(),
+                false,
+                gossip,
+                &mut wake
+            ),
+            Err(Refused::Duplicate)
+        );
+        assert_eq!(
+            cluster.register(
+                peer("NSELF"),
+                address(4),
+                Arc::default(),
+                false,
+                gossip,
+                &mut wake
+            ),
+            Err(Refused::ToSelf)
+        );
+        cluster.unregister(address(2));
+        assert!(!cluster.is_connected("NB"));
+        assert!(cluster.is_connected("NA"));
+    }
+}

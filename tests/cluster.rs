@@ -1,0 +1,410 @@
+//! Cluster routes with real servers: natsring nodes among themselves and mixed with
+//! nats-server 2.15.1 nodes, driven by async-nats clients on every node. Each node is a child
+//! process with a configuration file (`cluster { name, host, port: -1, routes }`); the ports
+//! file says which cluster port it bound.
+//!
+//! Interest travels between servers asynchronously (nats-server makes no promise either), so
+//! each test first waits until a probe published on one node reaches a subscriber on another;
+//! from then on counts are exact: no loss, no duplicate.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::time::timeout;
+
+use common::{
+    assert_nats_server_available, start_natsring_with_config, start_reference_with_config,
+    ChildServer,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Natsring,
+    Go,
+}
+
+/// Starts a node of `kind` in cluster `c1`, named `name`, with routes to the cluster ports
+/// `routes` (on `cluster_port`, or a random one when 0).
+fn node(kind: Kind, name: &str, cluster_port: u16, routes: &[u16]) -> ChildServer {
+    let port = if cluster_port == 0 {
+        "-1".to_string()
+    } else {
+        cluster_port.to_string()
+    };
+    let routes: Vec<String> = routes
+        .iter()
+        .map(|port| format!("nats-route://127.0.0.1:{port}"))
+        .collect();
+    let config = format!(
+        "server_name: {name}\ncluster {{\n  name: c1\n  host: 127.0.0.1\n  port: {port}\n  routes: [{}]\n}}\n",
+        routes.join(", ")
+    );
+    let server = match kind {
+        Kind::Natsring => start_natsring_with_config(&config, &[]),
+        Kind::Go => {
+            assert_nats_server_available();
+            start_reference_with_config(&config)
+        }
+    };
+    assert!(server.cluster_port.is_some(), "{name} listens for routes");
+    server
+}
+
+fn cluster_port(server: &ChildServer) -> u16 {
+    server.cluster_port.expect("a cluster port")
+}
+
+async fn client(server: &ChildServer) -> async_nats::Client {
+    async_nats::connect(format!("nats://127.0.0.1:{}", server.port))
+        .await
+        .expect("connect")
+}
+
+/// Publishes probes on `subject` from `publisher` until `subscriber` receives one (interest
+/// reached the publisher's server), then drains the probes still on their way.
+async fn await_route(
+    publisher: &async_nats::Client,
+    subscriber: &mut async_nats::Subscriber,
+    subject: &str,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher
+            .publish(subject.to_string(), "probe".into())
+            .await
+            .unwrap();
+        publisher.flush().await.unwrap();
+        if let Ok(Some(_)) = timeout(Duration::from_millis(100), subscriber.next()).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no route for {subject} within {WAIT:?}"
+        );
+    }
+    while let Ok(Some(_)) = timeout(Duration::from_millis(300), subscriber.next()).await {}
+}
+
+/// Receives exactly `count` messages on `subscriber`, then checks that no more come.
+async fn receive_exactly(
+    subscriber: &mut async_nats::Subscriber,
+    count: usize,
+) -> Vec<async_nats::Message> {
+    let mut messages = Vec::with_capacity(count);
+    while messages.len() < count {
+        match timeout(WAIT, subscriber.next()).await {
+            Ok(Some(message)) => messages.push(message),
+            _ => panic!("{} of {count} messages", messages.len()),
+        }
+    }
+    if let Ok(Some(extra)) = timeout(Duration::from_millis(300), subscriber.next()).await {
+        panic!("a message more than {count}: {:?}", extra.payload);
+    }
+    messages
+}
+
+/// Plain pub/sub both ways between `a` and `b`, in order, exactly once each; headers too.
+async fn plain_both_ways(a: &ChildServer, b: &ChildServer) {
+    let (ca, cb) = (client(a).await, client(b).await);
+    for (from, to, subject) in [(&cb, &ca, "to.a"), (&ca, &cb, "to.b")] {
+        let mut sub = to.subscribe(subject.to_string()).await.unwrap();
+        to.flush().await.unwrap();
+        await_route(from, &mut sub, subject).await;
+        for i in 0..500 {
+            from.publish(subject.to_string(), Bytes::from(i.to_string()))
+                .await
+                .unwrap();
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("X-Key", "value");
+        from.publish_with_headers(subject.to_string(), headers, "with headers".into())
+            .await
+            .unwrap();
+        from.flush().await.unwrap();
+        let messages = receive_exactly(&mut sub, 501).await;
+        for (i, message) in messages[..500].iter().enumerate() {
+            assert_eq!(message.payload, Bytes::from(i.to_string()), "in order");
+        }
+        let last = &messages[500];
+        assert_eq!(&last.payload[..], b"with headers");
+        assert_eq!(
+            last.headers
+                .as_ref()
+                .and_then(|h| h.get("X-Key"))
+                .map(|v| v.as_str()),
+            Some("value")
+        );
+    }
+}
+
+/// Wildcard subscribers on one node, publisher on the other: one copy each, none twice
+/// (a route matching two subscriptions still gets each message once).
+async fn wildcards_once(a: &ChildServer, b: &ChildServer) {
+    let (ca, cb) = (client(a).await, client(b).await);
+    let mut star = ca.subscribe("wild.*").await.unwrap();
+    let mut full = ca.subscribe("wild.>").await.unwrap();
+    ca.flush().await.unwrap();
+    await_route(&cb, &mut star, "wild.x").await;
+    while let Ok(Some(_)) = timeout(Duration::from_millis(300), full.next()).await {}
+    for i in 0..100 {
+        cb.publish(format!("wild.{i}"), "w".into()).await.unwrap();
+    }
+    cb.flush().await.unwrap();
+    receive_exactly(&mut star, 100).await;
+    receive_exactly(&mut full, 100).await;
+}
+
+/// A queue group with members on both nodes: each message to exactly one member
+/// cluster-wide, and members on both nodes get some.
+async fn queue_group_once(a: &ChildServer, b: &ChildServer) {
+    let (ca, cb) = (client(a).await, client(b).await);
+    let mut probe = ca.subscribe("work.probe").await.unwrap();
+    ca.flush().await.unwrap();
+    await_route(&cb, &mut probe, "work.probe").await;
+    let mut members = Vec::new();
+    for client in [&ca, &ca, &cb, &cb] {
+        members.push(
+            client
+                .queue_subscribe("work", "q".to_string())
+                .await
+                .unwrap(),
+        );
+    }
+    ca.flush().await.unwrap();
+    cb.flush().await.unwrap();
+    // Interest in `work` from both sides: wait until a message published on each side can
+    // reach the other's members (the probe's route is up; the queue RS+ follows it).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const COUNT: usize = 2000;
+    for i in 0..COUNT {
+        let publisher = if i % 2 == 0 { &ca } else { &cb };
+        publisher
+            .publish("work", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    ca.flush().await.unwrap();
+    cb.flush().await.unwrap();
+    let mut seen: HashMap<Bytes, usize> = HashMap::new();
+    let mut per_member = Vec::new();
+    for member in &mut members {
+        let mut got = 0;
+        while let Ok(Some(message)) = timeout(Duration::from_millis(500), member.next()).await {
+            *seen.entry(message.payload).or_default() += 1;
+            got += 1;
+        }
+        per_member.push(got);
+    }
+    assert_eq!(seen.len(), COUNT, "every message delivered: {per_member:?}");
+    assert!(seen.values().all(|&n| n == 1), "none twice: {per_member:?}");
+    let on_a = per_member[0] + per_member[1];
+    let on_b = per_member[2] + per_member[3];
+    assert!(
+        on_a > COUNT / 5 && on_b > COUNT / 5,
+        "spread over both nodes: {per_member:?}"
+    );
+}
+
+/// Request on one node, responder on the other; a request nobody serves gets no responders.
+async fn request_reply(a: &ChildServer, b: &ChildServer) {
+    let (ca, cb) = (client(a).await, client(b).await);
+    let mut service = ca.subscribe("service").await.unwrap();
+    ca.flush().await.unwrap();
+    await_route(&cb, &mut service, "service").await;
+    let responder = ca.clone();
+    let task = tokio::spawn(async move {
+        while let Some(request) = service.next().await {
+            if let Some(reply) = request.reply {
+                let mut answer = b"re:".to_vec();
+                answer.extend_from_slice(&request.payload);
+                responder.publish(reply, answer.into()).await.unwrap();
+            }
+        }
+    });
+    // The requester's inbox interest must reach the responder's node first.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match timeout(
+            Duration::from_millis(500),
+            cb.request("service", "ping".into()),
+        )
+        .await
+        {
+            Ok(Ok(answer)) => {
+                assert_eq!(&answer.payload[..], b"re:ping");
+                break;
+            }
+            _ => assert!(Instant::now() < deadline, "no answer across the route"),
+        }
+    }
+    for i in 0..100 {
+        let answer = cb
+            .request("service", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(answer.payload, Bytes::from(format!("re:{i}")));
+    }
+    let error = cb.request("nobody.home", "x".into()).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        async_nats::client::RequestErrorKind::NoResponders
+    );
+    task.abort();
+}
+
+async fn pair_behaves(a: &ChildServer, b: &ChildServer) {
+    plain_both_ways(a, b).await;
+    wildcards_once(a, b).await;
+    queue_group_once(a, b).await;
+    request_reply(a, b).await;
+}
+
+#[tokio::test]
+async fn two_natsring_nodes() {
+    let a = node(Kind::Natsring, "A", 0, &[]);
+    let b = node(Kind::Natsring, "B", 0, &[cluster_port(&a)]);
+    pair_behaves(&a, &b).await;
+}
+
+#[tokio::test]
+async fn natsring_dials_nats_server() {
+    let a = node(Kind::Go, "A", 0, &[]);
+    let b = node(Kind::Natsring, "B", 0, &[cluster_port(&a)]);
+    pair_behaves(&a, &b).await;
+}
+
+#[tokio::test]
+async fn nats_server_dials_natsring() {
+    let a = node(Kind::Natsring, "A", 0, &[]);
+    let b = node(Kind::Go, "B", 0, &[cluster_port(&a)]);
+    pair_behaves(&a, &b).await;
+}
+
+/// Three nodes from one seed: B and C know only A; gossip makes B and C meet, so a message
+/// from B reaches C's subscriber (A relays nothing).
+async fn mesh_from_one_seed(kinds: [Kind; 3]) {
+    let a = node(kinds[0], "A", 0, &[]);
+    let b = node(kinds[1], "B", 0, &[cluster_port(&a)]);
+    let c = node(kinds[2], "C", 0, &[cluster_port(&a)]);
+    let (cb, cc) = (client(&b).await, client(&c).await);
+    let mut sub = cc.subscribe("mesh").await.unwrap();
+    cc.flush().await.unwrap();
+    await_route(&cb, &mut sub, "mesh").await;
+    for i in 0..200 {
+        cb.publish("mesh", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    cb.flush().await.unwrap();
+    receive_exactly(&mut sub, 200).await;
+}
+
+#[tokio::test]
+async fn three_natsring_nodes_mesh_from_one_seed() {
+    mesh_from_one_seed([Kind::Natsring; 3]).await;
+}
+
+#[tokio::test]
+async fn mixed_mesh_with_a_nats_server_seed() {
+    mesh_from_one_seed([Kind::Go, Kind::Natsring, Kind::Natsring]).await;
+}
+
+#[tokio::test]
+async fn mixed_mesh_with_a_natsring_seed() {
+    mesh_from_one_seed([Kind::Natsring, Kind::Go, Kind::Go]).await;
+}
+
+/// A node that dies and comes back on the same cluster port: its peer dials it again and
+/// interest converges (subscriptions made while it was down are known once it is back).
+#[tokio::test]
+async fn a_restarted_node_rejoins() {
+    for kinds in [[Kind::Natsring, Kind::Natsring], [Kind::Go, Kind::Natsring]] {
+        let a = node(kinds[0], "A", 0, &[]);
+        let port = cluster_port(&a);
+        let b = node(kinds[1], "B", 0, &[port]);
+        let cb = client(&b).await;
+        let mut sub = cb.subscribe("back").await.unwrap();
+        cb.flush().await.unwrap();
+        {
+            let ca = client(&a).await;
+            await_route(&ca, &mut sub, "back").await;
+        }
+        drop(a);
+        let a = node(kinds[0], "A", port, &[]);
+        let ca = client(&a).await;
+        await_route(&ca, &mut sub, "back").await;
+        for i in 0..100 {
+            ca.publish("back", Bytes::from(i.to_string()))
+                .await
+                .unwrap();
+        }
+        ca.flush().await.unwrap();
+        receive_exactly(&mut sub, 100).await;
+    }
+}
+
+/// The `connect_urls` of the INFO a client of `a` gets: what the reads so far end with.
+fn last_connect_urls(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let info = text
+        .split("\r\n")
+        .filter(|line| line.starts_with("INFO "))
+        .last()
+        .expect("an INFO");
+    let json: serde_json::Value = serde_json::from_str(info[5..].trim()).unwrap();
+    assert_eq!(json["cluster"], "c1", "the cluster's name: {info}");
+    json["connect_urls"]
+        .as_array()
+        .map(|urls| {
+            urls.iter()
+                .map(|url| url.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Clients learn the cluster's client URLs as nats-server tells them: none in the first INFO of
+/// a server that never had a route, then an async INFO (to protocol 1 clients past their first
+/// PING) when a server joins or leaves, listing this server first.
+#[tokio::test]
+async fn clients_learn_the_cluster_urls() {
+    for kind in [Kind::Go, Kind::Natsring] {
+        let a = node(kind, "A", 0, &[]);
+        let own = format!("127.0.0.1:{}", a.port);
+        let mut raw = common::Raw::connect(a.port);
+        let first = raw.read_until(b"\r\n", WAIT);
+        assert!(last_connect_urls(&first).is_empty(), "{kind:?}");
+        raw.send(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n");
+        raw.read_until(b"PONG\r\n", WAIT);
+        let b = node(Kind::Natsring, "B", 0, &[cluster_port(&a)]);
+        let other = format!("127.0.0.1:{}", b.port);
+        let joined = raw.read_until(other.as_bytes(), WAIT);
+        assert_eq!(
+            last_connect_urls(&joined),
+            [own.clone(), other.clone()],
+            "{kind:?}"
+        );
+        drop(b);
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let (bytes, _) = raw.read_until_quiet(Duration::from_millis(200));
+            seen.extend_from_slice(&bytes);
+            let infos = String::from_utf8_lossy(&seen).matches("INFO ").count();
+            if infos > 0 && last_connect_urls(&seen) == [own.clone()] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?}: no INFO without B: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
+    }
+}
