@@ -431,10 +431,14 @@ impl ServerHandle {
         };
         let settings =
             Arc::new(Settings::new(options, info, Some(&current), operator).with_tls(tls));
+        let cluster_changes = config::cluster_diff(&current.options, &settings.options);
         *current = Arc::clone(&settings);
         // A shard that is gone (stopping) has nothing left to apply them to.
         self.shared
             .ask_every_shard(|done| Control::Reload(Arc::clone(&settings), done));
+        if !cluster_changes.routes_added.is_empty() || !cluster_changes.routes_removed.is_empty() {
+            self.reload_routes(&settings.options, &cluster_changes.routes_removed);
+        }
         if settings.options.max_connections < old_max_connections {
             let closed = self.close_over_max_connections(settings.options.max_connections);
             if closed > 0 {
@@ -450,6 +454,28 @@ impl ServerHandle {
             None => crate::log_notice!("Reloaded server configuration"),
         }
         Ok(notices)
+    }
+
+    /// A reload changed the configured routes: the dialer dials the new list, and routes this
+    /// server dialed for a URL no longer listed close (`RouteRemoved`), as nats-server's reload
+    /// removes them.
+    fn reload_routes(&self, options: &Options, removed: &[config::RouteUrl]) {
+        use crate::cluster::dialer::{Dial, RouteUrl};
+        let Some(cluster) = &self.shared.cluster else {
+            return;
+        };
+        let routes = options
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.routes.iter().map(RouteUrl::from).collect())
+            .unwrap_or_default();
+        cluster.dialer.send(Dial::Configured(routes));
+        if !removed.is_empty() {
+            let removed: Arc<[RouteUrl]> = removed.iter().map(RouteUrl::from).collect();
+            for mailbox in &self.shared.mailboxes {
+                mailbox.send(Control::RoutesRemoved(Arc::clone(&removed)));
+            }
+        }
     }
 
     /// Enters lame duck mode, as nats-server's `lameDuckMode` (see `lame_duck`): every shard
@@ -706,16 +732,7 @@ impl ClusterStart {
             password: auth.password.clone(),
         });
         let (sender, dials) = mpsc::channel();
-        let routes = cluster
-            .routes
-            .iter()
-            .map(|route| dialer::RouteUrl {
-                host: route.host.clone(),
-                port: route.port,
-                user: route.username.clone(),
-                password: route.password.clone(),
-            })
-            .collect();
+        let routes = cluster.routes.iter().map(dialer::RouteUrl::from).collect();
         crate::log_notice!("Cluster name is {name}");
         crate::log_notice!("Listening for route connections on {bind_host}:{port}");
         Ok(Some(ClusterStart {

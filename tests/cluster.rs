@@ -408,3 +408,127 @@ async fn clients_learn_the_cluster_urls() {
         }
     }
 }
+
+/// `routes` change on reload (SIGHUP): a route added is dialed, a route removed closes.
+#[tokio::test]
+async fn routes_follow_a_reload() {
+    let a = node(Kind::Natsring, "A", 0, &[]);
+    let b = node(Kind::Natsring, "B", 0, &[]);
+    let config = std::fs::read_to_string(b.config_path().unwrap()).unwrap();
+    let with_route = config.replace(
+        "routes: []",
+        &format!("routes: [nats-route://127.0.0.1:{}]", cluster_port(&a)),
+    );
+    assert_ne!(with_route, config);
+    std::fs::write(b.config_path().unwrap(), &with_route).unwrap();
+    b.signal(libc::SIGHUP);
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    let mut sub = ca.subscribe("reloaded").await.unwrap();
+    ca.flush().await.unwrap();
+    await_route(&cb, &mut sub, "reloaded").await;
+    std::fs::write(b.config_path().unwrap(), &config).unwrap();
+    b.signal(libc::SIGHUP);
+    // Once the route is gone, nothing published on B reaches A.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(Some(_)) = timeout(Duration::from_millis(50), sub.next()).await {}
+        cb.publish("reloaded", "after".into()).await.unwrap();
+        cb.flush().await.unwrap();
+        if timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the removed route still carries messages"
+        );
+    }
+}
+
+/// What a peer gets back for `script` sent on a fresh route connection to `port`: the lines
+/// that are not INFO, PING or interest (`RS+`/`RS-`: each server's own system subscriptions
+/// differ), and whether the server closed the connection.
+fn fake_peer(port: u16, script: &[u8]) -> (Vec<String>, bool) {
+    let mut raw = common::Raw::connect(port);
+    raw.read_until(b"\r\n", WAIT);
+    raw.send(script);
+    let (bytes, closed) = raw.read_until_close_within(Duration::from_millis(1500));
+    let lines = String::from_utf8_lossy(&bytes)
+        .split("\r\n")
+        .filter(|line| {
+            !line.is_empty()
+                && !line.starts_with("INFO ")
+                && *line != "PING"
+                && !line.starts_with("RS+ ")
+                && !line.starts_with("RS- ")
+        })
+        .map(String::from)
+        .collect();
+    (lines, closed)
+}
+
+/// A raw peer on the cluster port gets from natsring what nats-server 2.15.1 sends it, line for
+/// line: the handshake's refusals and the protocol errors (`../shared/ROUTES.md` §7).
+#[tokio::test]
+async fn a_fake_peer_is_answered_as_nats_server_answers_it() {
+    let go = node(Kind::Go, "A", 0, &[]);
+    let natsring = node(Kind::Natsring, "A", 0, &[]);
+    let connect = r#"CONNECT {"echo":true,"verbose":false,"pedantic":false,"tls_required":false,"headers":true,"name":"NFAKEPEER","cluster":"c1"}"#;
+    let info = r#"INFO {"server_id":"NFAKEPEER","server_name":"F","version":"2.15.1","proto":3,"host":"127.0.0.1","port":1,"headers":true,"max_payload":1048576,"cluster":"c1"}"#;
+    let registered = format!("{connect}\r\n{info}\r\n");
+    let scripts: Vec<(&str, String)> = vec![
+        ("interest before CONNECT", "RS+ $G foo\r\n".into()),
+        ("INFO before CONNECT", format!("{info}\r\n")),
+        (
+            "a client's CONNECT",
+            "CONNECT {\"lang\":\"go\",\"verbose\":false}\r\n".into(),
+        ),
+        (
+            "another cluster",
+            connect.replace("\"c1\"", "\"other\"") + "\r\n",
+        ),
+        (
+            "a gateway's CONNECT",
+            connect.replace("\"cluster\":\"c1\"", "\"gateway\":\"gw1\"") + "\r\n",
+        ),
+        ("PING", format!("{registered}PING\r\n")),
+        (
+            "+OK ignored, then PING",
+            format!("{registered}+OK\r\nSUB foo 1\r\nPING\r\n"),
+        ),
+        ("an unknown op", format!("{registered}FOO bar\r\n")),
+        ("a bare RS+", format!("{registered}RS+\r\n")),
+        (
+            "a queue RS+ without weight",
+            format!("{registered}RS+ $G foo q\r\n"),
+        ),
+        (
+            "RS- of unknown interest",
+            format!("{registered}RS- $G nothing\r\nPING\r\n"),
+        ),
+        (
+            "RMSG with a bad size",
+            format!("{registered}RMSG $G foo x\r\n"),
+        ),
+        (
+            "a payload too long",
+            format!("{registered}RMSG $G foo 2\r\nabc\r\n"),
+        ),
+        (
+            "an unknown account",
+            format!("{registered}RMSG NOPE foo 2\r\nhi\r\nPING\r\n"),
+        ),
+        ("the peer's -ERR", format!("{registered}-ERR 'bye'\r\n")),
+    ];
+    for (what, script) in scripts {
+        let expected = fake_peer(cluster_port(&go), script.as_bytes());
+        let got = fake_peer(cluster_port(&natsring), script.as_bytes());
+        assert_eq!(
+            got, expected,
+            "{what}: natsring (left) vs nats-server (right)"
+        );
+    }
+}

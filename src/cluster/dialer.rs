@@ -38,6 +38,18 @@ pub struct RouteUrl {
     pub password: Option<String>,
 }
 
+impl From<&crate::config::RouteUrl> for RouteUrl {
+    /// A configured route (`routes`, `--routes`) as the dialer dials it.
+    fn from(route: &crate::config::RouteUrl) -> RouteUrl {
+        RouteUrl {
+            host: route.host.clone(),
+            port: route.port,
+            user: route.username.clone(),
+            password: route.password.clone(),
+        }
+    }
+}
+
 impl RouteUrl {
     /// `host:port`, for logs.
     pub fn address(&self) -> String {

@@ -85,6 +85,9 @@ pub enum Control {
     /// The cluster's client URLs changed (a route registered or closed): clients' INFO lists
     /// these from now on, and clients that take async INFO get one now.
     ClientUrls(Arc<[String]>),
+    /// A reload removed these routes from the configuration: routes this server dialed for
+    /// them close (`RouteRemoved`).
+    RoutesRemoved(Arc<[crate::cluster::dialer::RouteUrl]>),
     /// The verifier's answer to check number `check` of the connection in `slot` (if it is
     /// still `generation`): the identity its credentials proved, or `None` (the bcrypt check
     /// failed).
@@ -115,6 +118,7 @@ impl Control {
             Control::AttachRoute(..) => "AttachRoute",
             Control::RouteOutbox => "RouteOutbox",
             Control::ClientUrls(_) => "ClientUrls",
+            Control::RoutesRemoved(_) => "RoutesRemoved",
             Control::Verified { .. } => "Verified",
         }
     }

@@ -923,6 +923,7 @@ impl Shard {
                 }
                 control::Control::RouteOutbox => self.core.drain_route_outboxes(),
                 control::Control::ClientUrls(urls) => self.core.client_urls_changed(urls),
+                control::Control::RoutesRemoved(urls) => self.core.close_removed_routes(&urls),
                 control::Control::Verified {
                     slot,
                     generation,

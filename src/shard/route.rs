@@ -562,6 +562,25 @@ impl Core {
         }
     }
 
+    /// `Control::RoutesRemoved`: routes dialed for these URLs close.
+    pub(super) fn close_removed_routes(&mut self, urls: &[RouteUrl]) {
+        let removed: Vec<u32> = self
+            .route_slots
+            .iter()
+            .copied()
+            .filter(|&slot| {
+                self.conns[slot]
+                    .route
+                    .as_ref()
+                    .and_then(|session| session.solicited.as_ref())
+                    .is_some_and(|target| !target.implicit && urls.contains(&target.url))
+            })
+            .collect();
+        for slot in removed {
+            self.drain_and_close(slot, CloseReason::RouteRemoved);
+        }
+    }
+
     /// `Control::RouteOutbox`: what other threads wrote for this shard's routes goes out.
     pub(super) fn drain_route_outboxes(&mut self) {
         for index in 0..self.route_slots.len() {
