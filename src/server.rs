@@ -193,6 +193,9 @@ impl Server {
             cluster_state,
         )?;
 
+        if let Some(cluster) = &shared.cluster {
+            announce_response_prefixes(cluster, &shared.settings());
+        }
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let mut threads = Vec::with_capacity(shard_count);
         let cpus = if pin_shards {
@@ -656,6 +659,20 @@ fn peer_links(count: usize) -> Vec<Vec<Option<(Outgoing, Incoming)>>> {
                 .collect()
         })
         .collect()
+}
+
+/// Responses to requests that crossed into an account (a service import) come back on its
+/// response prefix (`_R_.<random>.`), from other servers too: the cluster hears of interest in
+/// `<prefix>>` for every account that answers requests, as nats-server's internal
+/// subscription on it makes it known.
+fn announce_response_prefixes(cluster: &crate::cluster::Cluster, settings: &Settings) {
+    for (account, links) in settings.accounts.iter().zip(&settings.links) {
+        if links.as_ref().is_some_and(|links| links.answers_requests) {
+            let mut subject = account.response_prefix.to_vec();
+            subject.push(b'>');
+            cluster.interest_changed(&account.name, &subject, None, 1, &mut |_| {});
+        }
+    }
 }
 
 /// What starting a cluster takes: its listeners (one per shard, bound before the shards

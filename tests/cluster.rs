@@ -532,3 +532,59 @@ async fn a_fake_peer_is_answered_as_nats_server_answers_it() {
         );
     }
 }
+
+/// A free port on 127.0.0.1 (bound and released: the JetStream servers must know each other's
+/// cluster ports before they start).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// JetStream through the cluster: two nats-server 2.15.1 nodes with JetStream (fewer than two
+/// elect no meta leader) and a node without it; nats-py, connected to the node without it,
+/// creates a stream, publishes with acks and consumes with a pull and a push consumer. The
+/// same script runs against a Go node in that place first, so the test checks the script too.
+#[tokio::test]
+async fn jetstream_through_the_cluster() {
+    assert_nats_server_available();
+    let ports = [free_port(), free_port()];
+    let store = common::temp_path("jetstream");
+    let jetstream_node = |name: &str, port: u16, other: u16| {
+        let config = format!(
+            "server_name: {name}\njetstream {{ store_dir: {:?} }}\ncluster {{\n  name: c1\n  host: 127.0.0.1\n  port: {port}\n  routes: [nats-route://127.0.0.1:{other}]\n}}\n",
+            store.join(name).to_string_lossy()
+        );
+        start_reference_with_config(&config)
+    };
+    let _j1 = jetstream_node("J1", ports[0], ports[1]);
+    let _j2 = jetstream_node("J2", ports[1], ports[0]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients/python/jetstream_cluster.py");
+    for kind in [Kind::Go, Kind::Natsring] {
+        let name = format!("N{kind:?}");
+        let n = node(kind, &name, 0, &[ports[0]]);
+        let output = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(format!("nats://127.0.0.1:{}", n.port))
+            .output()
+            .expect("python3 runs (scripts/test.sh installs nats-py)");
+        assert!(
+            output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "ok",
+            "{kind:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // The next run makes the stream again.
+        let _ = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import asyncio, nats\nasync def m():\n  nc = await nats.connect('nats://127.0.0.1:{}')\n  await nc.jetstream().delete_stream('S1')\n  await nc.close()\nasyncio.run(m())",
+                n.port
+            ))
+            .output();
+    }
+    let _ = std::fs::remove_dir_all(&store);
+}

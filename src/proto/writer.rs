@@ -379,12 +379,15 @@ const REQUEST_INFO_HEADER: &[u8] = b"Nats-Request-Info";
 /// Appends the header block of a request crossing from account `account` into another, as
 /// nats-server's `setHeader` makes it: the request's own block (`headers`, without an
 /// earlier `Nats-Request-Info`), or `NATS/1.0` when it had none, then `Nats-Request-Info:
-/// {"acc":"<account>","rtt":<ns>}` (`rtt` left out while unknown), then the blank line.
+/// {"acc":"<account>","rtt":<ns>,"server":"<name>","cluster":"<name>"}` (`rtt` left out while
+/// unknown, `server` and `cluster` when the server is in a cluster: `in_cluster` names both;
+/// JetStream places a stream in its requestor's cluster), then the blank line.
 pub fn write_request_info_headers(
     out: &mut Vec<u8>,
     headers: Option<&[u8]>,
     account: &str,
     rtt_ns: u64,
+    in_cluster: Option<(&str, &str)>,
 ) {
     match headers.filter(|headers| headers.len() > 2) {
         Some(headers) => {
@@ -411,6 +414,12 @@ pub fn write_request_info_headers(
         out.extend_from_slice(b",\"rtt\":");
         write_u64(out, rtt_ns);
     }
+    if let Some((server, cluster)) = in_cluster {
+        out.extend_from_slice(b",\"server\":");
+        super::json::write_json_string(out, server);
+        out.extend_from_slice(b",\"cluster\":");
+        super::json::write_json_string(out, cluster);
+    }
     out.extend_from_slice(b"}\r\n\r\n");
 }
 
@@ -421,17 +430,23 @@ mod request_info_tests {
     #[test]
     fn request_info_is_added_to_the_headers_and_replaces_an_earlier_one() {
         let mut out = Vec::new();
-        write_request_info_headers(&mut out, None, "A", 0);
+        write_request_info_headers(&mut out, None, "A", 0, None);
         assert_eq!(
             out,
             b"NATS/1.0\r\nNats-Request-Info: {\"acc\":\"A\"}\r\n\r\n"
         );
         out.clear();
         let headers = b"NATS/1.0\r\nX: 1\r\nnats-request-info: forged\r\n\r\n";
-        write_request_info_headers(&mut out, Some(headers), "B", 1500);
+        write_request_info_headers(&mut out, Some(headers), "B", 1500, None);
         assert_eq!(
             out,
             b"NATS/1.0\r\nX: 1\r\nNats-Request-Info: {\"acc\":\"B\",\"rtt\":1500}\r\n\r\n"
+        );
+        out.clear();
+        write_request_info_headers(&mut out, None, "$G", 0, Some(("N", "c1")));
+        assert_eq!(
+            out,
+            b"NATS/1.0\r\nNats-Request-Info: {\"acc\":\"$G\",\"server\":\"N\",\"cluster\":\"c1\"}\r\n\r\n"
         );
     }
 }

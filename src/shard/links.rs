@@ -32,19 +32,7 @@ impl Core {
         };
         let mut delivered = false;
         if links.answers_requests {
-            let here = &self.accounts[account.index()].account;
-            if message.subject.starts_with(&here.response_prefix) {
-                // An empty message ends a stream of responses (nats-server's end marker).
-                let last = message.payload.is_empty() && message.headers.is_none();
-                if let Some(route) = here.responses.take(message.subject, last) {
-                    let response = Message {
-                        subject: &route.reply,
-                        reply: None,
-                        ..message
-                    };
-                    delivered |= self.publish_into(route.account, response, slot, depth + 1);
-                }
-            }
+            delivered |= self.follow_response(account, message, slot, depth);
         }
         let mut subject = Vec::new();
         for link in links
@@ -99,11 +87,15 @@ impl Core {
             let mut headers = std::mem::take(&mut self.scratch);
             headers.clear();
             let rtt_ns = self.conns.get(slot).map_or(0, |conn| conn.rtt_ns);
+            let info = &self.settings.info;
             crate::proto::writer::write_request_info_headers(
                 &mut headers,
                 message.headers,
                 self.settings.account_name(account),
                 rtt_ns,
+                info.cluster
+                    .as_deref()
+                    .map(|cluster| (info.server_name.as_str(), cluster)),
             );
             let request = Message {
                 subject: &subject,
@@ -126,6 +118,34 @@ impl Core {
             delivered |= taken;
         }
         delivered
+    }
+
+    /// A response published on the response prefix of `account` (which answers requests
+    /// that crossed into it) goes back to the requestor's account and reply subject. Also for a
+    /// response that came in on a cluster route (`deliver_routed`). Returns whether anyone is
+    /// to receive it.
+    pub(super) fn follow_response(
+        &mut self,
+        account: AccountId,
+        message: Message<'_>,
+        slot: u32,
+        depth: usize,
+    ) -> bool {
+        let here = &self.accounts[account.index()].account;
+        if !message.subject.starts_with(&here.response_prefix) {
+            return false;
+        }
+        // An empty message ends a stream of responses (nats-server's end marker).
+        let last = message.payload.is_empty() && message.headers.is_none();
+        let Some(route) = here.responses.take(message.subject, last) else {
+            return false;
+        };
+        let response = Message {
+            subject: &route.reply,
+            reply: None,
+            ..message
+        };
+        self.publish_into(route.account, response, slot, depth + 1)
     }
 
     /// Delivers `message` in `account` as if published there (and follows that account's

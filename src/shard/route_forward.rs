@@ -191,6 +191,8 @@ impl Core {
         conn.in_msgs += 1;
         conn.in_bytes += total;
         let matched = self.accounts[account.index()].lookup(message.subject);
+        // Matched by its subject, delivered as JetStream asks (`$JS.ACK...@<subject>`).
+        let message = jetstream_ack_split(message);
         self.deliver_plain(&matched, message, slot);
         if !queues.is_empty() {
             for group in &matched.queues {
@@ -202,6 +204,39 @@ impl Core {
         if self.peers.have_targets() {
             self.send_to_peers_with_targets(slot, message);
         }
+        // A response to a request that crossed into this account from another here.
+        let answers = self.accounts[account.index()]
+            .links
+            .as_ref()
+            .is_some_and(|links| links.answers_requests);
+        if answers {
+            self.follow_response(account, message, slot, 0);
+        }
+    }
+}
+
+/// A message a JetStream server routes to a consumer's deliver subject carries the subject
+/// the client should see after an `@` in its reply (`$JS.ACK.<stream>.<consumer>...@<subject>`,
+/// at least 8 dots before the `@`): the client gets that subject, and the reply without it.
+/// nats-server's `processInboundRoutedMsg` makes the same split.
+fn jetstream_ack_split(message: Message<'_>) -> Message<'_> {
+    let Some(reply) = message.reply else {
+        return message;
+    };
+    if !reply.starts_with(b"$JS.ACK.") {
+        return message;
+    }
+    let Some(at) = memchr::memrchr(b'@', reply) else {
+        return message;
+    };
+    let (ack, shown) = (&reply[..at], &reply[at + 1..]);
+    if shown.is_empty() || memchr::memchr_iter(b'.', ack).count() < 8 {
+        return message;
+    }
+    Message {
+        subject: shown,
+        reply: Some(ack),
+        ..message
     }
 }
 

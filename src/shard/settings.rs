@@ -70,7 +70,10 @@ impl Settings {
                 .as_ref()
                 .is_some_and(|operator| operator.import_activated(importer, index))
         };
-        let links = account::links::build(&configs, &accounts, &activated);
+        let links = match jetstream_import(&options, &configs, system_name.as_deref()) {
+            Some(with_import) => account::links::build(&with_import, &accounts, &activated),
+            None => account::links::build(&configs, &accounts, &activated),
+        };
         let mappings = accounts
             .iter()
             .map(|account| mapping_table(&options, &configs, &account.name))
@@ -112,6 +115,64 @@ impl Settings {
     pub fn account_name(&self, account: AccountId) -> &str {
         &self.accounts[account.index()].name
     }
+}
+
+/// The subjects of the JetStream API, which a clustered server without JetStream of its own
+/// imports from the system account so that its clients reach the cluster's JetStream servers.
+pub const JETSTREAM_API: &str = "$JS.API.>";
+
+/// nats-server's "simple mixed mode" (server.go): a clustered server without JetStream whose
+/// only accounts are the global and the system account gives the global account a service
+/// import of `$JS.API.>` from the system account (responses singleton, the requestor's
+/// account in `Nats-Request-Info`), so a request of its clients crosses the routes into the
+/// system account, where JetStream servers listen, and comes back to the requestor. The
+/// account configurations with that import, or None when it does not apply.
+fn jetstream_import(
+    options: &Options,
+    configs: &[AccountConfig],
+    system: Option<&str>,
+) -> Option<Vec<AccountConfig>> {
+    let clustered = options
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.port.is_some());
+    let system = system?;
+    let only_global_and_system = configs.iter().all(|config| config.name == system);
+    if !clustered || !only_global_and_system {
+        return None;
+    }
+    let mut configs = configs.to_vec();
+    let system_config = match configs.iter().position(|config| config.name == system) {
+        Some(index) => index,
+        None => {
+            configs.push(AccountConfig {
+                name: system.to_string(),
+                ..AccountConfig::default()
+            });
+            configs.len() - 1
+        }
+    };
+    configs[system_config].exports.push(account::Export {
+        kind: account::ExportKind::Service,
+        subject: JETSTREAM_API.to_string(),
+        accounts: None,
+        response_type: account::ResponseType::Singleton,
+        response_threshold: None,
+        account_token_position: 0,
+    });
+    configs.push(AccountConfig {
+        name: account::GLOBAL_ACCOUNT.to_string(),
+        imports: vec![account::Import {
+            kind: account::ExportKind::Service,
+            account: system.to_string(),
+            subject: JETSTREAM_API.to_string(),
+            to: None,
+            prefix: false,
+            share: true,
+        }],
+        ..AccountConfig::default()
+    });
+    Some(configs)
 }
 
 /// The mapping table of the account `name`: the server-level `mappings` are the global
