@@ -588,3 +588,46 @@ async fn jetstream_through_the_cluster() {
     }
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// Every node lists every node (itself included), the usual way to write a cluster's
+/// configuration: routes dialed both ways at once settle to one per pair (a route to itself is
+/// dropped), and messages go from every node to every other exactly once.
+#[tokio::test]
+async fn every_node_listing_every_node() {
+    for kinds in [
+        [Kind::Natsring; 3],
+        [Kind::Natsring, Kind::Go, Kind::Natsring],
+    ] {
+        let ports = [free_port(), free_port(), free_port()];
+        let nodes: Vec<ChildServer> = ["A", "B", "C"]
+            .iter()
+            .zip(kinds)
+            .zip(ports)
+            .map(|((name, kind), port)| node(kind, name, port, &ports))
+            .collect();
+        let mut clients = Vec::new();
+        for node in &nodes {
+            clients.push(client(node).await);
+        }
+        for (to, subscriber) in clients.iter().enumerate() {
+            let subject = format!("all.{to}");
+            let mut sub = subscriber.subscribe(subject.clone()).await.unwrap();
+            subscriber.flush().await.unwrap();
+            for (from, publisher) in clients.iter().enumerate() {
+                if from != to {
+                    await_route(publisher, &mut sub, &subject).await;
+                }
+            }
+            for publisher in &clients {
+                for i in 0..50 {
+                    publisher
+                        .publish(subject.clone(), Bytes::from(i.to_string()))
+                        .await
+                        .unwrap();
+                }
+                publisher.flush().await.unwrap();
+            }
+            receive_exactly(&mut sub, 150).await;
+        }
+    }
+}
