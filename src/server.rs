@@ -747,6 +747,7 @@ impl ClusterStart {
         let authorization = cluster.authorization.as_ref().map(|auth| Authorization {
             user: auth.user.clone(),
             password: auth.password.clone(),
+            timeout: auth.timeout,
         });
         let (sender, dials) = mpsc::channel();
         let routes = cluster.routes.iter().map(dialer::RouteUrl::from).collect();

@@ -631,3 +631,73 @@ async fn every_node_listing_every_node() {
         }
     }
 }
+
+/// 100,000 subscriptions already there when a route connects: the whole interest crosses
+/// (a message on the last subject published at the other node arrives), whichever node kind
+/// is on the other side.
+#[tokio::test]
+async fn a_route_to_a_node_with_100000_subscriptions() {
+    const SUBJECTS: usize = 100_000;
+    for kind in [Kind::Natsring, Kind::Go] {
+        let a = node(Kind::Natsring, "A", 0, &[]);
+        let mut raw = common::Raw::connect_quiet(a.port);
+        let mut subs = Vec::with_capacity(SUBJECTS * 24);
+        for i in 0..SUBJECTS {
+            subs.extend_from_slice(format!("SUB many.{i} {i}\r\n").as_bytes());
+        }
+        subs.extend_from_slice(b"PING\r\n");
+        raw.send(&subs);
+        raw.read_until(b"PONG\r\n", WAIT);
+        let b = node(kind, "B", 0, &[cluster_port(&a)]);
+        let cb = client(&b).await;
+        let last = format!("many.{}", SUBJECTS - 1);
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains(&format!("MSG {last} ")) {
+            cb.publish(last.clone(), "x".into()).await.unwrap();
+            cb.flush().await.unwrap();
+            let (bytes, closed) = raw.read_until_quiet(Duration::from_millis(100));
+            assert!(!closed);
+            seen.extend_from_slice(&bytes);
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?}: the interest did not cross"
+            );
+        }
+    }
+}
+
+/// With cluster credentials (`authorization {}`), a peer is answered as nats-server answers it:
+/// wrong credentials, none, and a CONNECT that never comes.
+#[tokio::test]
+async fn route_credentials_are_checked_as_nats_server_checks_them() {
+    assert_nats_server_available();
+    let config = "server_name: A\ncluster {\n  name: c1\n  host: 127.0.0.1\n  port: -1\n  authorization { user: ru, password: rp, timeout: 0.5 }\n}\n";
+    let go = start_reference_with_config(config);
+    let natsring = start_natsring_with_config(config, &[]);
+    let connect = |credentials: &str| {
+        format!(
+            "CONNECT {{\"echo\":true,\"verbose\":false,\"pedantic\":false,{credentials}\"tls_required\":false,\"headers\":true,\"name\":\"NFAKEPEER\",\"cluster\":\"c1\"}}\r\nINFO {{\"server_id\":\"NFAKEPEER\",\"server_name\":\"F\",\"host\":\"127.0.0.1\",\"port\":1,\"headers\":true,\"cluster\":\"c1\"}}\r\nPING\r\n"
+        )
+    };
+    let scripts = [
+        (
+            "right credentials",
+            connect("\"user\":\"ru\",\"pass\":\"rp\","),
+        ),
+        (
+            "a wrong password",
+            connect("\"user\":\"ru\",\"pass\":\"no\","),
+        ),
+        ("no credentials", connect("")),
+        ("no CONNECT in time", String::new()),
+    ];
+    for (what, script) in scripts {
+        let expected = fake_peer(cluster_port(&go), script.as_bytes());
+        let got = fake_peer(cluster_port(&natsring), script.as_bytes());
+        assert_eq!(
+            got, expected,
+            "{what}: natsring (left) vs nats-server (right)"
+        );
+    }
+}

@@ -114,6 +114,8 @@ struct Book {
 pub struct Authorization {
     pub user: String,
     pub password: String,
+    /// How long an accepted route may take to send its CONNECT.
+    pub timeout: std::time::Duration,
 }
 
 /// The cluster state every shard shares (`Shared::cluster`).

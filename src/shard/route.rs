@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use super::conn::{ConnKind, ConnState};
+use super::conn::{AuthState, ConnKind, ConnState};
 use super::core::Core;
 use super::route_forward::{route_handle, routed_origin};
 use crate::account::AccountId;
@@ -99,7 +99,14 @@ impl Core {
     pub(super) fn start_accepted_route(&mut self, slot: u32) {
         self.begin_route(slot, RouteState::AwaitingConnect, None);
         let cluster = Arc::clone(self.shared.cluster.as_ref().expect("a route in a cluster"));
+        let now_ms = self.now_ms;
         let conn = &mut self.conns[slot];
+        // With cluster credentials the CONNECT must come in time (`Authentication Timeout`).
+        if let Some(authorization) = &cluster.authorization {
+            conn.auth = AuthState::Awaiting {
+                deadline_ms: now_ms + authorization.timeout.as_millis() as u64,
+            };
+        }
         conn.out
             .append_with(|out| write_route_info(out, &cluster.info));
         self.mark_dirty(slot);
@@ -336,6 +343,9 @@ impl Core {
             return self.route_refused(slot, &text, CloseReason::ClusterNameConflict);
         }
         let conn = &mut self.conns[slot];
+        conn.auth = AuthState::Awaiting {
+            deadline_ms: u64::MAX,
+        };
         if let Some(session) = conn.route.as_mut() {
             session.state = RouteState::AwaitingInfo;
             session.headers = connect.headers;
