@@ -701,3 +701,55 @@ async fn route_credentials_are_checked_as_nats_server_checks_them() {
         );
     }
 }
+
+/// A node killed and restarted while traffic flows between two others: their clients lose
+/// nothing, and once the node is back its clients get messages again.
+#[tokio::test]
+async fn traffic_goes_on_while_a_node_restarts() {
+    for kinds in [
+        [Kind::Natsring; 3],
+        [Kind::Go, Kind::Natsring, Kind::Natsring],
+    ] {
+        let ports = [free_port(), free_port(), free_port()];
+        let mut a = Some(node(kinds[0], "A", ports[0], &ports));
+        let b = node(kinds[1], "B", ports[1], &ports);
+        let c = node(kinds[2], "C", ports[2], &ports);
+        let (cb, cc) = (client(&b).await, client(&c).await);
+        let mut sub = cc.subscribe("steady").await.unwrap();
+        cc.flush().await.unwrap();
+        await_route(&cb, &mut sub, "steady").await;
+        const COUNT: usize = 3000;
+        let publisher = cb.clone();
+        let sending = tokio::spawn(async move {
+            for i in 0..COUNT {
+                publisher
+                    .publish("steady", Bytes::from(i.to_string()))
+                    .await
+                    .unwrap();
+                if i % 100 == 0 {
+                    publisher.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            publisher.flush().await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop(a.take());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        a = Some(node(kinds[0], "A", ports[0], &ports));
+        let messages = receive_exactly(&mut sub, COUNT).await;
+        for (i, message) in messages.iter().enumerate() {
+            assert_eq!(
+                message.payload,
+                Bytes::from(i.to_string()),
+                "{kinds:?}: in order"
+            );
+        }
+        sending.await.unwrap();
+        let ca = client(a.as_ref().unwrap()).await;
+        let mut back = ca.subscribe("after").await.unwrap();
+        ca.flush().await.unwrap();
+        await_route(&cb, &mut back, "after").await;
+        await_route(&cc, &mut back, "after").await;
+    }
+}
