@@ -38,7 +38,11 @@ total() {
   for _ in $(seq 300); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
   "$bench" "$mode" --server "127.0.0.1:$port" --size 16 --msgs "$count" --stall 120 \
     "${bench_args[@]}" >/dev/null
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  # Under valgrind a SIGTERM is sometimes lost (the server then runs on): send it again each
+  # second until the server has gone.
+  kill -TERM "$pid"
+  for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 1; kill -TERM "$pid" 2>/dev/null || true; done
+  wait "$pid" 2>/dev/null || true
   # "TOTAL ON_PUB": the whole count, and on_pub's inclusive count (commas dropped).
   echo "$(awk '/^(summary|totals):/ {print $2; exit}' "$out")" \
     "$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null \
