@@ -16,6 +16,10 @@
 //!   another server than the publishers (the other node of a cluster): before the clock
 //!   starts, the run waits until the subscriptions' interest has crossed the route
 //!   (`interest.rs`), so no message is published into a node that does not know of them yet.
+//!   With `--max-in-flight-bytes B` publishers wait while more than B bytes of their frames
+//!   are published and not delivered: across a route nothing slows a publisher down to its
+//!   subscriber's pace, and the node that buffers the difference closes someone as a slow
+//!   consumer (nats-server's 64 MiB `max_pending`).
 //! - `req`: `--clients` requesters each with one request outstanding, `--subs` responders
 //!   (a queue group when more than one); round-trip latency percentiles from an HDR
 //!   histogram. With `--background-rate R`, one more connection publishes `--background-size`
@@ -86,6 +90,10 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [opt
   --sub-server HOST:PORT
                        pubsub mode: the subscribers connect here instead (another node of
                        a cluster); the run starts once their interest reached --server
+  --max-in-flight-bytes B
+                       pubsub mode: publishers wait while the messages published and not
+                       yet delivered exceed B bytes of PUB frames (a window: what no
+                       server's buffers for a slow path may exceed; default: no limit)
   --subject S          subject (default bench)
   --size BYTES         payload size (default 16)
   --msgs N             messages in all (pub, pubsub: split over publishers; req: requests
@@ -141,6 +149,9 @@ struct Config {
     target: Target,
     /// pubsub mode: where the subscribers connect (`--sub-server`), when not `target`.
     sub_target: Option<Target>,
+    /// pubsub mode: the most bytes of PUB frames published and not yet delivered
+    /// (`--max-in-flight-bytes`); none: publishers never wait.
+    in_flight_bytes_max: Option<usize>,
     subject: String,
     payload_size: usize,
     message_count: u64,
@@ -200,6 +211,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             tls: None,
         },
         sub_target: None,
+        in_flight_bytes_max: None,
         subject: "bench".into(),
         payload_size: 16,
         message_count: 1_000_000,
@@ -253,6 +265,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         match flag.as_str() {
             "--server" => config.target.address = value()?,
             "--sub-server" => sub_address = Some(value()?),
+            "--max-in-flight-bytes" => config.in_flight_bytes_max = Some(number(flag, value()?)?),
             "--subject" => config.subject = value()?,
             "--size" => config.payload_size = number(flag, value()?)?,
             "--msgs" => config.message_count = number(flag, value()?)?,
@@ -377,6 +390,9 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         if tls_flag || !churn_tls {
             config.target.tls = Some(tls);
         }
+    }
+    if config.in_flight_bytes_max.is_some() && config.mode != "pubsub" {
+        return Err("--max-in-flight-bytes is for pubsub mode".into());
     }
     if let Some(address) = sub_address {
         if config.mode != "pubsub" {
@@ -647,6 +663,12 @@ fn throughput(config: &Config) -> io::Result<Report> {
         }));
     }
     let per_publisher = total_published / publisher_count.max(1) as u64;
+    // Deliveries one published message makes, to count messages in flight (`--max-in-flight-bytes`).
+    let deliveries_per_message = if config.queue.is_some() {
+        1
+    } else {
+        subscriber_count.max(1) as u64
+    };
     let mut publisher_threads = Vec::new();
     for (index, mut client) in publishers.into_iter().enumerate() {
         let progress = Arc::clone(&progress);
@@ -673,10 +695,17 @@ fn throughput(config: &Config) -> io::Result<Report> {
                 tls::PRESEAL_BYTES_MAX / publisher_count.max(1),
             );
             let mut sealed = presealed.as_ref().map(tls::Presealed::writes);
+            // Messages all publishers may have in flight: at least one write's.
+            let window = config
+                .in_flight_bytes_max
+                .map(|bytes| (bytes / frame_len).max(frames_per_write) as u64);
             start_line.wait();
             let mut left = count;
             while left > 0 {
                 let frames = left.min(frames_per_write as u64) as usize;
+                if let Some(window) = window {
+                    wait_for_window(&progress, window, deliveries_per_message, config.stall)?;
+                }
                 match sealed.as_mut().and_then(Iterator::next) {
                     Some(records) => client.stream.write_sealed(records)?,
                     None => client.stream.write_all(&run[..frames * frame_len])?,
@@ -797,6 +826,41 @@ fn throughput(config: &Config) -> io::Result<Report> {
         table_subs: config.table_sub_count,
         ..Report::default()
     })
+}
+
+/// Returns once fewer than `window` messages are published and not yet delivered (each
+/// delivered `deliveries_per_message` times), sleeping meanwhile: a spinning publisher would
+/// take a CPU from the servers it measures. An error when another thread failed, or when no
+/// delivery came for `stall` (a lost message never frees the window).
+fn wait_for_window(
+    progress: &Progress,
+    window: u64,
+    deliveries_per_message: u64,
+    stall: Duration,
+) -> io::Result<()> {
+    const NAP: Duration = Duration::from_micros(100);
+    let mut delivered = progress.delivered.load(Ordering::Relaxed);
+    let mut last_progress = Instant::now();
+    loop {
+        let published = progress.published.load(Ordering::Relaxed);
+        if published.saturating_sub(delivered / deliveries_per_message) < window {
+            return Ok(());
+        }
+        if progress.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("stopped: another thread failed"));
+        }
+        if last_progress.elapsed() > stall {
+            return Err(io::Error::other(format!(
+                "{window} messages in flight and no delivery for {stall:?}"
+            )));
+        }
+        thread::sleep(NAP);
+        let now = progress.delivered.load(Ordering::Relaxed);
+        if now != delivered {
+            delivered = now;
+            last_progress = Instant::now();
+        }
+    }
 }
 
 /// Prints progress to stderr once a second, starting after three seconds.
