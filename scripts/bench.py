@@ -83,6 +83,30 @@ Targets (natsring --shards 1 on one core vs the better nats-server per scenario)
   cross-shard (own table)              natsring --shards 2 under `taskset -c 0,1`, generator
                                        unpinned, pubsub 1->1 16 B with --pub-shard 0
                                        --sub-shard 1 vs --sub-shard 0: CPU ratio <= 1.15
+  two-node clusters (cluster-16,       pubsub 1->1, 16 B and 1 KiB, across a route: node A
+  cluster-1k; own table)               under `taskset -c 0`, node B under `taskset -c 1`, each
+                                       started with -c OUT/cluster/PAIR-{A,B}.conf (`cluster {
+                                       name: bench, host: 127.0.0.1, port, routes }`, B routes
+                                       to A; natsring nodes --shards 1), the generator
+                                       unpinned (sharing both CPUs, for every pair alike) with
+                                       its publisher on A and its subscriber on B
+                                       (natsring-bench --sub-server, which first waits until
+                                       the subscription's interest has reached A; lost or
+                                       duplicated messages fail the run as elsewhere),
+                                       --max-in-flight-bytes 16 MiB (the publisher waits
+                                       while that much is published and not delivered:
+                                       across a route nothing else slows it to the
+                                       subscriber's pace, and without it at 1 KiB every
+                                       nats-server B closed the subscriber as a slow
+                                       consumer, past its 64 MiB max_pending) and
+                                       --server-pid A,B (CPU summed). Pairs: natsring <->
+                                       natsring, 2.15.1 <-> 2.15.1, 2.9.10 <-> 2.9.10, natsring
+                                       (A) <-> 2.15.1 (B), 2.15.1 (A) <-> natsring (B), in that
+                                       order each round. Targets: the natsring pair's
+                                       delivered msgs/s >= 2x the faster Go pair's, at <= 0.5x
+                                       that pair's CPU (both nodes) per delivered message;
+                                       each mixed pair's delivered msgs/s >= 1x the 2.15.1
+                                       pair's
 
 Real-client rows (go-*): the same kinds of scenario driven by the Go client most users have,
 nats.go 1.22 as Debian packages it, through natsring-gobench (scripts/gobench/main.go: the same
@@ -120,7 +144,8 @@ by ten, shrinks the sweeps and defaults to one round (a smoke run, not a measure
 
 Output (under --out, default bench-results/): results.json (machine, commands, every run's
 full generator report, medians, rows, sweeps), table.md (the table, the cross-shard table
-and the charts), *.svg, and logs/ (each server's stdout and stderr, appended).
+and the charts), *.svg, logs/ (each server's stdout and stderr, appended; a cluster node's
+in logs/PAIR-A.log and PAIR-B.log) and cluster/ (the nodes' configuration files).
 """
 
 import argparse
@@ -155,7 +180,26 @@ GENERATOR_CPUS = "1"
 DISTURBED = 0.15
 HIGHER_IS_BETTER = {"publish_rate_msgs", "delivery_rate_msgs", "payload_rate_bytes"}
 NATS = ["nats-2.15.1", "nats-2.9.10"]
+# The cluster-* rows' pairs: (node A's kind, node B's kind); publishers on A, subscribers on B.
+CLUSTER_PAIRS = {
+    "natsring-pair": ("natsring", "natsring"),
+    "nats-2.15.1-pair": ("nats-2.15.1", "nats-2.15.1"),
+    "nats-2.9.10-pair": ("nats-2.9.10", "nats-2.9.10"),
+    "natsring-to-nats-2.15.1": ("natsring", "nats-2.15.1"),
+    "nats-2.15.1-to-natsring": ("nats-2.15.1", "natsring"),
+}
+CLUSTER_GO_PAIRS = ["nats-2.15.1-pair", "nats-2.9.10-pair"]
+# The most bytes of PUB frames the cluster rows' publisher has published and not yet seen
+# delivered (natsring-bench --max-in-flight-bytes): a quarter of nats-server's max_pending
+# (64 MiB), what a node may buffer for a slow subscriber before closing it.
+CLUSTER_IN_FLIGHT_BYTES = 16 << 20
+CLUSTER_MIXED_PAIRS = ["natsring-to-nats-2.15.1", "nats-2.15.1-to-natsring"]
 LABELS = {
+    "natsring-pair": "natsring ↔ natsring",
+    "nats-2.15.1-pair": "nats-server 2.15.1 ↔ 2.15.1",
+    "nats-2.9.10-pair": "nats-server 2.9.10 ↔ 2.9.10",
+    "natsring-to-nats-2.15.1": "natsring (A) ↔ nats-server 2.15.1 (B)",
+    "nats-2.15.1-to-natsring": "nats-server 2.15.1 (A) ↔ natsring (B)",
     "natsring": "natsring",
     "nats-2.15.1": "nats-server 2.15.1",
     "nats-2.9.10": "nats-server 2.9.10",
@@ -317,6 +361,74 @@ class Contender:
                 for part in self.command]
         return (["taskset", "-c", self.cpus] if self.cpus else []) + argv
 
+    def describe(self):
+        """The server's command line, with PORT for the port chosen per run."""
+        return shlex.join(self.server_argv("PORT"))
+
+    def nodes(self, ctx):
+        """The server processes one measurement starts (one here), each a dict of argv,
+        port (its clients') and log path, and the HTTP monitoring port to scrape (or None)."""
+        port = free_port()
+        http_port = free_port() if any("{http_port}" in part for part in self.command) else None
+        return ([{"argv": self.server_argv(port, http_port), "port": port,
+                  "log": os.path.join(ctx.out, "logs", f"{self.key}.log")}], http_port)
+
+
+# The cluster-* rows (issue 19 item 6): two nodes of one cluster, each with this file (the
+# same keys for natsring and nats-server); B has a route to A, A none (A learns B's
+# subscriptions over the route B opened). `server_name` so that the two are told apart in
+# the logs.
+CLUSTER_CONF = """# Written by scripts/bench.py for the cluster-* rows: node {name} of {pair}.
+server_name: {name}
+cluster {{
+  name: bench
+  host: 127.0.0.1
+  port: {cluster_port}
+  routes: [{routes}]
+}}
+"""
+
+
+class ClusterPair:
+    """Two servers in one cluster (the cluster-* rows): node A pinned to CPU 0, node B to
+    CPU 1, each of a kind (natsring --shards 1, or a nats-server) with a `cluster` block
+    (CLUSTER_CONF, under OUT/cluster/). The generator's publishers connect to A and its
+    subscribers to B (natsring-bench --sub-server), so every message crosses the route; it
+    reports the CPU of both (--server-pid A,B). The generator is unpinned: with the two CPUs
+    taken by the nodes it has to share them, the same way for every pair."""
+
+    def __init__(self, key, command_a, command_b):
+        self.key = key
+        self.commands = (command_a, command_b)
+        self.node_cpus = (SERVER_CPUS, GENERATOR_CPUS)
+        self.gen_cpus = None
+        self.gen_extra = []
+
+    def node_argv(self, index, port, conf):
+        argv = [part.replace("{port}", str(port)).replace("{conf}", conf)
+                for part in self.commands[index]]
+        return ["taskset", "-c", self.node_cpus[index]] + argv
+
+    def describe(self):
+        return "; ".join(f"{name}: {shlex.join(self.node_argv(index, f'PORT_{name}', f'{name}.conf'))}"
+                         for index, name in enumerate("AB"))
+
+    def nodes(self, ctx):
+        directory = os.path.join(ctx.out, "cluster")
+        os.makedirs(directory, exist_ok=True)
+        cluster_ports = [free_port(), free_port()]
+        nodes = []
+        for index, name in enumerate("AB"):
+            conf = os.path.join(directory, f"{self.key}-{name}.conf")
+            routes = f"nats-route://127.0.0.1:{cluster_ports[0]}" if index == 1 else ""
+            with open(conf, "w") as f:
+                f.write(CLUSTER_CONF.format(name=name, pair=LABELS[self.key],
+                                            cluster_port=cluster_ports[index], routes=routes))
+            port = free_port()
+            nodes.append({"name": name, "argv": self.node_argv(index, port, conf), "port": port,
+                          "log": os.path.join(ctx.out, "logs", f"{self.key}-{name}.log")})
+        return nodes, None
+
 
 def make_contenders(ctx):
     contenders = {
@@ -337,6 +449,16 @@ def make_contenders(ctx):
         if ctx.binaries.get(key):
             contenders[key] = Contender(key, [ctx.binaries[key], "-a", "127.0.0.1",
                                               "-p", "{port}"])
+    # The cluster-* rows' pairs: natsring's node command and each nats-server's, with the
+    # node's configuration file.
+    node = {"natsring": [ctx.natsring, "--shards", "1", "-a", "127.0.0.1", "-p", "{port}",
+                         "-c", "{conf}"]}
+    for key in NATS:
+        if ctx.binaries.get(key):
+            node[key] = [ctx.binaries[key], "-a", "127.0.0.1", "-p", "{port}", "-c", "{conf}"]
+    for key, (kind_a, kind_b) in CLUSTER_PAIRS.items():
+        if kind_a in node and kind_b in node:
+            contenders[key] = ClusterPair(key, node[kind_a], node[kind_b])
     return contenders
 
 
@@ -400,8 +522,16 @@ def process_cpu(pid):
 
 
 def generator_argv(ctx, contender, gen_args, port=None, pid=None, generator=None):
+    """The generator's command line. For a ClusterPair, `port` and `pid` are lists (node A's,
+    node B's): publishers on A, subscribers on B (--sub-server), the CPU of both."""
     argv = (["taskset", "-c", contender.gen_cpus] if contender.gen_cpus else [])
     argv += [generator or ctx.bench] + list(gen_args) + contender.gen_extra
+    if isinstance(contender, ClusterPair):
+        ports = port if port is not None else ["PORT_A", "PORT_B"]
+        pids = pid if pid is not None else ["PID_A", "PID_B"]
+        return argv + ["--server", f"127.0.0.1:{ports[0]}", "--sub-server",
+                       f"127.0.0.1:{ports[1]}", "--server-pid", ",".join(map(str, pids)),
+                       "--json"]
     argv += ["--server", f"127.0.0.1:{port if port is not None else 'PORT'}"]
     if contender.key != "sink" or gen_args[0] == "idle":
         argv += ["--server-pid", str(pid if pid is not None else "PID")]
@@ -472,42 +602,54 @@ class Scraper:
 
 
 def measure(ctx, contender, gen_args, generator=None):
-    """Starts the contender's server, warms it up (`warmup_args`), runs the generator against
-    it once, stops the server. Returns a record with the generator's JSON report, or an
-    error. A contender whose command names `{http_port}` is scraped during the run
-    (`Scraper`)."""
-    port = free_port()
-    http_port = free_port() if any("{http_port}" in part for part in contender.command) else None
-    server_argv = contender.server_argv(port, http_port)
+    """Starts the contender's server (a ClusterPair's two nodes: A, then B once A takes
+    clients), warms it up (`warmup_args`), runs the generator against it once, stops the
+    server(s). Returns a record with the generator's JSON report, or an error. A contender
+    whose command names `{http_port}` is scraped during the run (`Scraper`)."""
+    os.makedirs(os.path.join(ctx.out, "logs"), exist_ok=True)
+    nodes, http_port = contender.nodes(ctx)
     record = {"contender": contender.key, "args": list(gen_args), "report": None,
               "error": None, "load_average": os.getloadavg()[0]}
-    os.makedirs(os.path.join(ctx.out, "logs"), exist_ok=True)
-    log_path = os.path.join(ctx.out, "logs", f"{contender.key}.log")
-    with open(log_path, "ab") as server_log:
-        log_start = server_log.tell()
-        server_log.write(f"\n### {shlex.join(server_argv)}\n".encode())
-        server_log.flush()
-        process = subprocess.Popen(server_argv, stdin=subprocess.DEVNULL, stdout=server_log,
-                                   stderr=subprocess.STDOUT)
+    processes, log_starts = [], []
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(open(node["log"], "ab")) for node in nodes]
         try:
-            wait_for_port(port, process)
+            for node, server_log in zip(nodes, logs):
+                log_starts.append(server_log.tell())
+                server_log.write(f"\n### {shlex.join(node['argv'])}\n".encode())
+                server_log.flush()
+                processes.append(subprocess.Popen(node["argv"], stdin=subprocess.DEVNULL,
+                                                  stdout=server_log, stderr=subprocess.STDOUT))
+                wait_for_port(node["port"], processes[-1])
+            # One node: its port and PID; a pair: both lists (`generator_argv`).
+            ports = [node["port"] for node in nodes]
+            pids = [process.pid for process in processes]
+            if len(nodes) == 1:
+                ports, pids = ports[0], pids[0]
             warmup = warmup_args(gen_args)
             if warmup is not None:
                 try:
-                    subprocess.run(generator_argv(ctx, contender, warmup, port, process.pid,
-                                                  generator),
+                    subprocess.run(generator_argv(ctx, contender, warmup, ports, pids, generator),
                                    capture_output=True, timeout=ctx.timeout, check=True)
                 except subprocess.TimeoutExpired:
                     raise RuntimeError(f"warm-up still running after {ctx.timeout} s")
                 except subprocess.CalledProcessError as err:
-                    raise RuntimeError(f"warm-up exit {err.returncode}")
-            argv = generator_argv(ctx, contender, gen_args, port, process.pid, generator)
+                    tail = " | ".join(err.stderr.decode(errors="replace").strip()
+                                      .splitlines()[-3:])
+                    raise RuntimeError(f"warm-up exit {err.returncode}: {tail}")
+            argv = generator_argv(ctx, contender, gen_args, ports, pids, generator)
             record["command"] = shlex.join(argv)
             if ctx.verbose:
-                log(f"    $ {shlex.join(server_argv)}\n    $ {record['command']}")
+                for node in nodes:
+                    log(f"    $ {shlex.join(node['argv'])}")
+                log(f"    $ {record['command']}")
+
+            def servers_cpu():
+                values = [process_cpu(process.pid) for process in processes]
+                return None if None in values else sum(values)
             usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             system_before, steal_before = system_cpu()
-            server_before = process_cpu(process.pid)
+            server_before = servers_cpu()
             started = time.monotonic()
             scraper = Scraper(http_port) if http_port else contextlib.nullcontext()
             try:
@@ -519,14 +661,14 @@ def measure(ctx, contender, gen_args, generator=None):
             if http_port:
                 record["scrape"] = scraper.summary()
             record["wall_seconds"] = wall = time.monotonic() - started
-            server_after = process_cpu(process.pid)
+            server_after = servers_cpu()
             system_after, steal_after = system_cpu()
             usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
             record["generator_cpu_seconds"] = generator_cpu = (
                 usage_after.ru_utime + usage_after.ru_stime
                 - usage_before.ru_utime - usage_before.ru_stime)
             if server_before is not None and server_after is not None and wall > 0:
-                # CPU that neither the server nor the generator used: someone else's.
+                # CPU that neither the server(s) nor the generator used: someone else's.
                 others = (system_after - system_before - (server_after - server_before)
                           - generator_cpu)
                 record["others_cpu_seconds"] = max(0.0, others)
@@ -536,23 +678,31 @@ def measure(ctx, contender, gen_args, generator=None):
                 tail = " | ".join(result.stderr.strip().splitlines()[-3:])
                 raise RuntimeError(f"generator exit {result.returncode}: {tail}")
             record["report"] = json.loads(result.stdout.strip().splitlines()[-1])
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode} during the run")
+            for process in processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited with {process.returncode} during the "
+                                       f"run")
         except (RuntimeError, ValueError, IndexError) as err:
             record["error"] = str(err)
-            if process.poll() is not None:
-                # Why it exited, in its own words (a configuration it refuses, say).
-                server_log.flush()
-                last = server_log_tail(log_path, log_start)
-                if last:
-                    record["error"] += f"; its log: {last}"
+            for node, process, server_log, log_start in zip(nodes, processes, logs, log_starts):
+                if process.poll() is not None:
+                    # Why it exited, in its own words (a configuration it refuses, say).
+                    server_log.flush()
+                    last = server_log_tail(node["log"], log_start)
+                    if last:
+                        name = f" {node['name']}" if len(nodes) > 1 else ""
+                        record["error"] += f"; its{name} log: {last}"
             record["report"] = None
         finally:
-            stop_server(process)
-            record["server_exit_status"] = process.returncode
-    counters = server_counters(log_path, log_start)
-    if counters and record["report"] is not None:
-        record["report"]["server_counters"] = counters
+            for process in reversed(processes):
+                stop_server(process)
+            statuses = [process.returncode for process in processes]
+            record["server_exit_status"] = statuses[0] if len(nodes) == 1 and statuses \
+                else statuses
+    if len(nodes) == 1 and log_starts:
+        counters = server_counters(nodes[0]["log"], log_starts[0])
+        if counters and record["report"] is not None:
+            record["report"]["server_counters"] = counters
     return record
 
 
@@ -600,7 +750,9 @@ def summary(record, metric):
     seconds = report.get("seconds") or 0
     if seconds > 0 and report.get("server_cpu_seconds") is not None \
             and record["contender"] != "sink":
-        parts.append(f"server {100 * report['server_cpu_seconds'] / seconds:.0f}%")
+        # A cluster pair's: both nodes, up to 200%.
+        servers = "servers" if record["contender"] in CLUSTER_PAIRS else "server"
+        parts.append(f"{servers} {100 * report['server_cpu_seconds'] / seconds:.0f}%")
     wall = record.get("wall_seconds") or 0
     if wall > 0 and record.get("generator_cpu_seconds") is not None \
             and report["mode"] not in ("idle", "req"):
@@ -847,6 +999,28 @@ def scenarios(ctx):
                        "rows": [row(metric, label, *rate_checks),
                                 row(cpu, "CPU ns/handshake" if args[0] == "handshakes"
                                     else "CPU ns/msg", *cpu_checks)]})
+    # Issue 19 item 6: two-node clusters (`ClusterPair`): publisher on node A (CPU 0),
+    # subscriber on node B (CPU 1), every message across the route; the generator unpinned.
+    # "CPU ns/msg" is both nodes' CPU per delivered message. Targets: the natsring pair at
+    # least 2× the faster Go pair's delivered msgs/s at most 0.5× that pair's CPU per
+    # message; each mixed pair at least as fast as the nats-server 2.15.1 pair.
+    mixed_checks = [check("mixed:" + key, delivered, ">=", 1, f"{text} ≥1×")
+                    for key, text in zip(CLUSTER_MIXED_PAIRS, ("natsring→2.15.1",
+                                                               "2.15.1→natsring"))]
+    # The publisher keeps at most CLUSTER_IN_FLIGHT_BYTES published and not delivered: across
+    # a route nothing else holds it to the subscriber's pace (at 1 KiB every nats-server node
+    # B closed the subscriber as a slow consumer without it).
+    for key, title, size, count in (("cluster-16", "16 B", 16, 4e6),
+                                    ("cluster-1k", "1 KiB", 1024, 1e6)):
+        matrix.append({
+            "key": key, "title": f"two-node cluster, pub on A → sub on B, {title}",
+            "args": ["pubsub", "--size", str(size), "--msgs", n(count),
+                     "--max-in-flight-bytes", str(CLUSTER_IN_FLIGHT_BYTES)],
+            "contenders": list(CLUSTER_PAIRS), "cluster": True,
+            "rows": [row(delivered, "delivered/s",
+                         check("cluster", delivered, ">=", 2, "msgs/s ≥2×"), *mixed_checks),
+                     row(cpu, "CPU ns/msg, both nodes",
+                         check("cluster", cpu, "<=", 0.5, "CPU ≤0.5×"))]})
     if ctx.gobench:
         matrix += [dict(zip(keys, entry), generator=ctx.gobench) for entry in go]
         matrix += [dict(zip(keys, entry), generator=ctx.gobench, unpinned=True)
@@ -1035,13 +1209,46 @@ def evaluate(value, op, target):
     return value >= target if op == ">=" else value <= target
 
 
+def cluster_table_rows(scenario):
+    """The cluster table's rows of one cluster-* scenario: each pair's figure, the faster Go
+    pair (by delivered msgs/s; its CPU is the one natsring's is compared with), the natsring
+    pair's ratio to it and each mixed pair's ratio to the nats-server 2.15.1 pair."""
+    med = scenario["medians"]
+    failures = {k: v for k, v in scenario["failures"].items() if v}
+    rate = "delivery_rate_msgs"
+    go_rates = {k: med.get(k, {}).get(rate) for k in CLUSTER_GO_PAIRS}
+    go_rates = {k: v for k, v in go_rates.items() if v is not None}
+    faster = max(go_rates, key=go_rates.get) if go_rates else None
+    rows = []
+    for spec in scenario["rows"]:
+        metric = spec["metric"]
+        values = {k: med.get(k, {}).get(metric) for k in CLUSTER_PAIRS}
+        ratio = divide(values["natsring-pair"], values.get(faster))
+        mixed = {k: divide(values[k], values["nats-2.15.1-pair"]) for k in CLUSTER_MIXED_PAIRS}
+        met = []
+        for c in spec["checks"]:
+            measured = ratio if c["kind"] == "cluster" else mixed[c["kind"].split(":", 1)[1]]
+            met.append({"text": c["text"], "measured": measured,
+                        "met": evaluate(measured, c["op"], c["target"])})
+        rows.append({"scenario": scenario["title"], "key": scenario["key"], "metric": metric,
+                     "label": spec["label"], "values": values, "faster_go_pair": faster,
+                     "ratio": ratio, "mixed_ratios": mixed, "checks": met,
+                     "failures": failures,
+                     "busy": {k: med.get(k, {}).get("server_busy") for k in CLUSTER_PAIRS}})
+    return rows
+
+
 def table_rows(ctx, matrix):
-    """The rows of the main table and of the cross-shard table, as dicts of figures."""
-    rows, shard_rows = [], []
+    """The rows of the main table, the cross-shard table and the cluster table, as dicts of
+    figures."""
+    rows, shard_rows, cluster_rows = [], [], []
     cpu = "server_cpu_ns_per_msg"
     for scenario in matrix:
         med = scenario["medians"]
         failures = {k: v for k, v in scenario["failures"].items() if v}
+        if scenario.get("cluster"):
+            cluster_rows += cluster_table_rows(scenario)
+            continue
         for spec in scenario["rows"]:
             metric = spec["metric"]
             if scenario["key"] == "cross-shard":
@@ -1082,7 +1289,7 @@ def table_rows(ctx, matrix):
                 "mode": scenario["args"][0],
                 "busy": {k: med.get(k, {}).get("server_busy") for k in ["natsring"] + NATS},
             })
-    return rows, shard_rows
+    return rows, shard_rows, cluster_rows
 
 
 def met_text(checks):
@@ -1109,9 +1316,35 @@ def markdown_table(header, lines):
 REAL_CLIENT_PREFIXES = ("go-", "rs-", "dd-")
 
 
-def render_tables(rows, shard_rows):
+def render_cluster_table(cluster_rows, notes):
+    """The cluster-* rows: one column per pair, the faster Go pair, the natsring pair's ratio
+    to it, the mixed pairs' ratios to the nats-server 2.15.1 pair."""
+    header = ["two-node cluster", "figure", *(LABELS[k] for k in CLUSTER_PAIRS),
+              "faster Go pair", "natsring pair ratio", "mixed ratios (vs 2.15.1 pair)",
+              "target", "met?"]
+    lines = []
+    for r in cluster_rows:
+        m = r["metric"]
+        faster = r["faster_go_pair"]
+        lines.append([
+            r["scenario"], r["label"], *(fmt_metric(m, r["values"][k]) for k in CLUSTER_PAIRS),
+            (f"{LABELS[faster]}: {fmt_metric(m, r['values'][faster])}" if faster else "-"),
+            fmt_ratio(r["ratio"]),
+            " / ".join(fmt_ratio(r["mixed_ratios"][k]) for k in CLUSTER_MIXED_PAIRS),
+            ", ".join(c["text"] for c in r["checks"]) or "-", met_text(r["checks"])])
+        if r["failures"] and r["label"] == next(x["label"] for x in cluster_rows
+                                                if x["scenario"] == r["scenario"]):
+            notes.append(f"{r['scenario']}: failed rounds " + ", ".join(
+                f"{LABELS[k]} {v}" for k, v in r["failures"].items()))
+    return ("Two-node clusters: node A on CPU 0, node B on CPU 1, the generator unpinned; its "
+            "publisher on A, its subscriber on B. CPU ns/msg is both nodes' CPU per delivered "
+            "message; ratios: natsring ↔ natsring / the faster Go pair (by delivered/s), "
+            "mixed pairs / the 2.15.1 pair:\n\n" + markdown_table(header, lines))
+
+
+def render_tables(rows, shard_rows, cluster_rows=()):
     """The real clients' table first (nats.go, async-nats, default against default), then
-    natsring-bench's, then the cross-shard one, then notes."""
+    natsring-bench's, then the cross-shard one, the cluster one, then notes."""
     header = ["scenario", "figure", "natsring", "nats 2.15.1", "nats 2.9.10", "best nats",
               "ratio", "ceiling", "% ceil", "CPU ns/msg natsring", "best nats CPU",
               "CPU ratio", "target", "met?"]
@@ -1170,6 +1403,8 @@ def render_tables(rows, shard_rows):
             if r["failures"]:
                 notes.append(f"{r['scenario']}: failed rounds " + ", ".join(
                     f"{k} {v}" for k, v in r["failures"].items()))
+    if cluster_rows:
+        text = (text + "\n\n" if text else "") + render_cluster_table(cluster_rows, notes)
     if notes:
         text += "\n\n" + "\n".join(f"- {note}" for note in notes)
     return text
@@ -1429,7 +1664,7 @@ def main():
     log("\nservers (PORT: a free port chosen per run; every run starts a fresh server):")
     commands = {}
     for key, contender in ctx.contenders.items():
-        commands[key] = shlex.join(contender.server_argv("PORT"))
+        commands[key] = contender.describe()
         log(f"  {key:<12} {commands[key]}")
     log("generator (PID: the server's):")
     for scenario in matrix:
@@ -1452,11 +1687,11 @@ def main():
         log(f"  {sweep['key']:<12} {commands[sweep['key']]}")
 
     run_matrix(ctx, matrix)
-    rows, shard_rows = table_rows(ctx, matrix)
+    rows, shard_rows, cluster_rows = table_rows(ctx, matrix)
     run_sweeps(ctx, sweep_list)
     wall = time.monotonic() - started
 
-    table = render_tables(rows, shard_rows) if matrix else "(no scenario run)"
+    table = render_tables(rows, shard_rows, cluster_rows) if matrix else "(no scenario run)"
     log("\n# results (medians)\n")
     log(table)
     runs = [run for entry in matrix for run in entry["runs"]]
@@ -1485,6 +1720,7 @@ def main():
     results = {"machine": info, "wall_seconds": wall, "rounds": ctx.rounds,
                "sweep_rounds": ctx.sweep_rounds, "quick": ctx.quick, "commands": commands,
                "scenarios": matrix, "rows": rows, "cross_shard": shard_rows,
+               "cluster": cluster_rows,
                "sweeps": sweep_list}
     with open(os.path.join(ctx.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, ensure_ascii=False)

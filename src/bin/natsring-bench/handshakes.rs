@@ -54,7 +54,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
             Ok(histogram)
         }));
     }
-    let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
+    let cpu_before = server_stats::cpu_ns_sum(&config.server_pids);
     start_line.wait();
     let start = Instant::now();
     let mut histogram = new_histogram();
@@ -66,7 +66,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    let cpu_after = config.server_pid.and_then(server_stats::cpu_ns);
+    let cpu_after = server_stats::cpu_ns_sum(&config.server_pids);
     if !errors.is_empty() {
         return Err(io::Error::other(errors.join("; ")));
     }
@@ -83,7 +83,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         publish_rate_msgs: handshakes as f64 / seconds,
         server_cpu_seconds: server_cpu_ns.map(|ns| ns / 1e9),
         server_cpu_ns_per_msg: server_cpu_ns.map(|ns| ns / handshakes.max(1) as f64),
-        server_rss_bytes: config.server_pid.and_then(server_stats::rss_bytes),
+        server_rss_bytes: server_stats::rss_bytes_sum(&config.server_pids),
         latency_us: Some(Latency::of(&histogram)),
         conns: clients,
         ..Report::default()

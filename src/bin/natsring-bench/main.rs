@@ -3,7 +3,8 @@
 //! Publishers write pre-built runs of PUB frames in 64 KiB writes; subscribers count MSG
 //! frames over 1 MiB reads by arithmetic (see `wire.rs`), creating nothing per message. Works
 //! against any NATS server (natsring, nats-server); with `--server-pid` it reports the
-//! server's CPU time per message and its resident memory, read from `/proc`.
+//! server's CPU time per message and its resident memory, read from `/proc` (summed over the
+//! processes with `--server-pid A,B`: the nodes of a cluster).
 //!
 //! Modes (in the spirit of `nats bench`):
 //! - `pub`: publishers only (`--pubs`).
@@ -11,7 +12,14 @@
 //! - `pubsub`: `--pubs` publishers and `--subs` subscribers on one subject: every subscriber
 //!   gets every message (fan-out is `--subs N`; N publishers to N subscribers is
 //!   `--pubs N --subs N`); with `--queue NAME` the subscribers form a queue group and each
-//!   message goes to exactly one of them.
+//!   message goes to exactly one of them. With `--sub-server` the subscribers connect to
+//!   another server than the publishers (the other node of a cluster): before the clock
+//!   starts, the run waits until the subscriptions' interest has crossed the route
+//!   (`interest.rs`), so no message is published into a node that does not know of them yet.
+//!   With `--max-in-flight-bytes B` publishers wait while more than B bytes of their frames
+//!   are published and not delivered: across a route nothing slows a publisher down to its
+//!   subscriber's pace, and the node that buffers the difference closes someone as a slow
+//!   consumer (nats-server's 64 MiB `max_pending`).
 //! - `req`: `--clients` requesters each with one request outstanding, `--subs` responders
 //!   (a queue group when more than one); round-trip latency percentiles from an HDR
 //!   histogram. With `--background-rate R`, one more connection publishes `--background-size`
@@ -56,6 +64,7 @@
 mod certs;
 mod churn;
 mod handshakes;
+mod interest;
 mod many;
 mod server_stats;
 mod tls;
@@ -78,6 +87,13 @@ const USAGE: &str = "\
 usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [options]
 
   --server HOST:PORT   server address (default 127.0.0.1:4222)
+  --sub-server HOST:PORT
+                       pubsub mode: the subscribers connect here instead (another node of
+                       a cluster); the run starts once their interest reached --server
+  --max-in-flight-bytes B
+                       pubsub mode: publishers wait while the messages published and not
+                       yet delivered exceed B bytes of PUB frames (a window: what no
+                       server's buffers for a slow path may exceed; default: no limit)
   --subject S          subject (default bench)
   --size BYTES         payload size (default 16)
   --msgs N             messages in all (pub, pubsub: split over publishers; req: requests
@@ -103,7 +119,9 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [opt
                        the connectors connect (default 5)
   --table-subs N       before the run, one more connection subscribes N distinct subjects
                        (bench.table.<i>) that the run's messages do not match
-  --server-pid PID     report this process's CPU per message and RSS
+  --server-pid PID[,PID...]
+                       report this process's CPU per message and RSS (the sums over
+                       all of them: the nodes of a cluster)
   --shards N           the server has N shards (natsring): place connections with
   --pub-shard I        publishers on shard I
   --sub-shard J        subscribers on shard J
@@ -129,6 +147,11 @@ usage: natsring-bench <pub|sub|pubsub|req|many|idle|handshakes|sink|bcrypt> [opt
 struct Config {
     mode: String,
     target: Target,
+    /// pubsub mode: where the subscribers connect (`--sub-server`), when not `target`.
+    sub_target: Option<Target>,
+    /// pubsub mode: the most bytes of PUB frames published and not yet delivered
+    /// (`--max-in-flight-bytes`); none: publishers never wait.
+    in_flight_bytes_max: Option<usize>,
     subject: String,
     payload_size: usize,
     message_count: u64,
@@ -153,7 +176,8 @@ struct Config {
     seconds: f64,
     idle_conn_count: usize,
     table_sub_count: usize,
-    server_pid: Option<u32>,
+    /// The server processes whose CPU and memory are reported, summed (`--server-pid`).
+    server_pids: Vec<u32>,
     pub_shard: Option<usize>,
     sub_shard: Option<usize>,
     stall: Duration,
@@ -186,6 +210,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             credentials: None,
             tls: None,
         },
+        sub_target: None,
+        in_flight_bytes_max: None,
         subject: "bench".into(),
         payload_size: 16,
         message_count: 1_000_000,
@@ -206,7 +232,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         seconds: 5.0,
         idle_conn_count: 1000,
         table_sub_count: 0,
-        server_pid: None,
+        server_pids: Vec::new(),
         pub_shard: None,
         sub_shard: None,
         stall: Duration::from_secs(10),
@@ -223,6 +249,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut tls_flag = false;
     // `--auth-churn R` or `--tls-churn R`: the rate, and whether it was the TLS one.
     let mut churn = None;
+    let mut sub_address = None;
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
         let mut value = || {
@@ -237,6 +264,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         }
         match flag.as_str() {
             "--server" => config.target.address = value()?,
+            "--sub-server" => sub_address = Some(value()?),
+            "--max-in-flight-bytes" => config.in_flight_bytes_max = Some(number(flag, value()?)?),
             "--subject" => config.subject = value()?,
             "--size" => config.payload_size = number(flag, value()?)?,
             "--msgs" => config.message_count = number(flag, value()?)?,
@@ -265,7 +294,11 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--cost" => config.bcrypt_cost = number(flag, value()?)?,
             "--conns" => config.idle_conn_count = number(flag, value()?)?,
             "--table-subs" => config.table_sub_count = number(flag, value()?)?,
-            "--server-pid" => config.server_pid = Some(number(flag, value()?)?),
+            "--server-pid" => {
+                for pid in value()?.split(',') {
+                    config.server_pids.push(number(flag, pid.to_string())?);
+                }
+            }
             "--shards" => config.target.shard_count = Some(number(flag, value()?)?),
             "--pub-shard" => config.pub_shard = Some(number(flag, value()?)?),
             "--sub-shard" => config.sub_shard = Some(number(flag, value()?)?),
@@ -357,6 +390,18 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         if tls_flag || !churn_tls {
             config.target.tls = Some(tls);
         }
+    }
+    if config.in_flight_bytes_max.is_some() && config.mode != "pubsub" {
+        return Err("--max-in-flight-bytes is for pubsub mode".into());
+    }
+    if let Some(address) = sub_address {
+        if config.mode != "pubsub" {
+            return Err("--sub-server is for pubsub mode".into());
+        }
+        config.sub_target = Some(Target {
+            address,
+            ..config.target.clone()
+        });
     }
     Ok(config)
 }
@@ -514,9 +559,10 @@ fn throughput(config: &Config) -> io::Result<Report> {
     };
 
     // Connect and subscribe everything before the clock starts.
+    let sub_target = config.sub_target.as_ref().unwrap_or(&config.target);
     let mut subscribers = Vec::new();
     for index in 0..subscriber_count {
-        let mut client = Client::connect(&config.target, config.sub_shard)?;
+        let mut client = Client::connect(sub_target, config.sub_shard)?;
         let sid = (index + 1).to_string();
         let sub = match &config.queue {
             Some(queue) => format!("SUB {} {queue} {sid}\r\n", config.subject),
@@ -524,14 +570,28 @@ fn throughput(config: &Config) -> io::Result<Report> {
         };
         client.stream.write_all(sub.as_bytes())?;
         client.round_trip()?;
-        client
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(200)))?;
         subscribers.push((client, sid));
     }
     let mut publishers = Vec::new();
     for _ in 0..publisher_count {
         publishers.push(Client::connect(&config.target, config.pub_shard)?);
+    }
+    if config.sub_target.is_some() {
+        // Another server: its subscriptions reach the publishers' server over a route, in
+        // their own time.
+        let mut clients: Vec<&mut Client> =
+            subscribers.iter_mut().map(|(client, _)| client).collect();
+        interest::await_route(
+            &mut publishers[0],
+            &mut clients,
+            &config.subject,
+            config.stall,
+        )?;
+    }
+    for (client, _) in &mut subscribers {
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(200)))?;
     }
 
     let progress = Arc::new(Progress::default());
@@ -603,6 +663,12 @@ fn throughput(config: &Config) -> io::Result<Report> {
         }));
     }
     let per_publisher = total_published / publisher_count.max(1) as u64;
+    // Deliveries one published message makes, to count messages in flight (`--max-in-flight-bytes`).
+    let deliveries_per_message = if config.queue.is_some() {
+        1
+    } else {
+        subscriber_count.max(1) as u64
+    };
     let mut publisher_threads = Vec::new();
     for (index, mut client) in publishers.into_iter().enumerate() {
         let progress = Arc::clone(&progress);
@@ -629,10 +695,17 @@ fn throughput(config: &Config) -> io::Result<Report> {
                 tls::PRESEAL_BYTES_MAX / publisher_count.max(1),
             );
             let mut sealed = presealed.as_ref().map(tls::Presealed::writes);
+            // Messages all publishers may have in flight: at least one write's.
+            let window = config
+                .in_flight_bytes_max
+                .map(|bytes| (bytes / frame_len).max(frames_per_write) as u64);
             start_line.wait();
             let mut left = count;
             while left > 0 {
                 let frames = left.min(frames_per_write as u64) as usize;
+                if let Some(window) = window {
+                    wait_for_window(&progress, window, deliveries_per_message, config.stall)?;
+                }
                 match sealed.as_mut().and_then(Iterator::next) {
                     Some(records) => client.stream.write_sealed(records)?,
                     None => client.stream.write_all(&run[..frames * frame_len])?,
@@ -653,8 +726,8 @@ fn throughput(config: &Config) -> io::Result<Report> {
         }));
     }
 
-    let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
-    let rss_before = config.server_pid.and_then(server_stats::rss_bytes);
+    let cpu_before = server_stats::cpu_ns_sum(&config.server_pids);
+    let rss_before = server_stats::rss_bytes_sum(&config.server_pids);
     start_line.wait();
     let start = Instant::now();
     let reporter = spawn_progress(Arc::clone(&progress), total_published, expected_deliveries);
@@ -691,8 +764,8 @@ fn throughput(config: &Config) -> io::Result<Report> {
         }
     }
     let end = published_at.max(delivered_at);
-    let cpu_after = config.server_pid.and_then(server_stats::cpu_ns);
-    let rss_after = config.server_pid.and_then(server_stats::rss_bytes);
+    let cpu_after = server_stats::cpu_ns_sum(&config.server_pids);
+    let rss_after = server_stats::rss_bytes_sum(&config.server_pids);
     reporter.stop();
     drop(finished_publishers);
     drop(table);
@@ -753,6 +826,41 @@ fn throughput(config: &Config) -> io::Result<Report> {
         table_subs: config.table_sub_count,
         ..Report::default()
     })
+}
+
+/// Returns once fewer than `window` messages are published and not yet delivered (each
+/// delivered `deliveries_per_message` times), sleeping meanwhile: a spinning publisher would
+/// take a CPU from the servers it measures. An error when another thread failed, or when no
+/// delivery came for `stall` (a lost message never frees the window).
+fn wait_for_window(
+    progress: &Progress,
+    window: u64,
+    deliveries_per_message: u64,
+    stall: Duration,
+) -> io::Result<()> {
+    const NAP: Duration = Duration::from_micros(100);
+    let mut delivered = progress.delivered.load(Ordering::Relaxed);
+    let mut last_progress = Instant::now();
+    loop {
+        let published = progress.published.load(Ordering::Relaxed);
+        if published.saturating_sub(delivered / deliveries_per_message) < window {
+            return Ok(());
+        }
+        if progress.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("stopped: another thread failed"));
+        }
+        if last_progress.elapsed() > stall {
+            return Err(io::Error::other(format!(
+                "{window} messages in flight and no delivery for {stall:?}"
+            )));
+        }
+        thread::sleep(NAP);
+        let now = progress.delivered.load(Ordering::Relaxed);
+        if now != delivered {
+            delivered = now;
+            last_progress = Instant::now();
+        }
+    }
 }
 
 /// Prints progress to stderr once a second, starting after three seconds.
@@ -903,7 +1011,7 @@ fn request_reply(config: &Config) -> io::Result<Report> {
     } else {
         None
     };
-    let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
+    let cpu_before = server_stats::cpu_ns_sum(&config.server_pids);
     start_line.wait();
     let start = Instant::now();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
@@ -915,7 +1023,7 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    let cpu_after = config.server_pid.and_then(server_stats::cpu_ns);
+    let cpu_after = server_stats::cpu_ns_sum(&config.server_pids);
     stop.store(true, Ordering::Relaxed);
     for handle in responder_threads {
         if let Err(err) = handle.join().expect("responder thread") {
@@ -962,7 +1070,7 @@ fn request_reply(config: &Config) -> io::Result<Report> {
         payload_rate_bytes: (rounds * 2 * config.payload_size as u64) as f64 / seconds,
         server_cpu_seconds: server_cpu_ns.map(|ns| ns / 1e9),
         server_cpu_ns_per_msg: server_cpu_ns.map(|ns| ns / (rounds * 2) as f64),
-        server_rss_bytes: config.server_pid.and_then(server_stats::rss_bytes),
+        server_rss_bytes: server_stats::rss_bytes_sum(&config.server_pids),
         latency_us: Some(Latency::of(&histogram)),
         background_rate_msgs: background_rate,
         churn,
@@ -1075,9 +1183,10 @@ fn respond(mut client: Client, payload: &[u8], stop: &AtomicBool) -> io::Result<
 /// fixed costs: receive buffers touched for the first time, tables' first allocations) and
 /// again after all of them; the difference is divided by the connections opened in between.
 fn idle(config: &Config) -> io::Result<Report> {
-    let pid = config
-        .server_pid
-        .ok_or_else(|| io::Error::other("idle mode needs --server-pid"))?;
+    if config.server_pids.is_empty() {
+        return Err(io::Error::other("idle mode needs --server-pid"));
+    }
+    let pids = config.server_pids.as_slice();
     let total = config.idle_conn_count.max(5);
     let warm = total / 5;
     let start = Instant::now();
@@ -1086,7 +1195,7 @@ fn idle(config: &Config) -> io::Result<Report> {
     for index in 0..total {
         if index == warm {
             settle(&mut clients)?;
-            rss_warm = server_stats::rss_bytes(pid).unwrap_or(0);
+            rss_warm = server_stats::rss_bytes_sum(pids).unwrap_or(0);
         }
         let mut client = Client::connect(&config.target, None)
             .map_err(|err| io::Error::other(format!("connection {index}: {err}")))?;
@@ -1098,7 +1207,7 @@ fn idle(config: &Config) -> io::Result<Report> {
     }
     let seconds = start.elapsed().as_secs_f64();
     settle(&mut clients)?;
-    let rss_after = server_stats::rss_bytes(pid).unwrap_or(0);
+    let rss_after = server_stats::rss_bytes_sum(pids).unwrap_or(0);
     let per_conn = (rss_after as f64 - rss_warm as f64) / (total - warm) as f64;
     drop(clients);
     Ok(Report {

@@ -162,7 +162,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         }));
     }
 
-    let cpu_before = config.server_pid.and_then(server_stats::cpu_ns);
+    let cpu_before = server_stats::cpu_ns_sum(&config.server_pids);
     start_line.wait();
     let start = Instant::now();
     let mut errors = Vec::new();
@@ -188,7 +188,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         thread::sleep(Duration::from_millis(5));
     }
     let seconds = start.elapsed().as_secs_f64();
-    let cpu_after = config.server_pid.and_then(server_stats::cpu_ns);
+    let cpu_after = server_stats::cpu_ns_sum(&config.server_pids);
     stop.store(true, Ordering::Relaxed);
     let mut histogram = new_histogram();
     match subscriber_thread.join().expect("subscriber thread") {
@@ -220,7 +220,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         payload_rate_bytes: (got * PAYLOAD_BYTES as u64) as f64 / seconds,
         server_cpu_seconds: server_cpu_ns.map(|ns| ns / 1e9),
         server_cpu_ns_per_msg: server_cpu_ns.map(|ns| ns / got.max(1) as f64),
-        server_rss_bytes: config.server_pid.and_then(server_stats::rss_bytes),
+        server_rss_bytes: server_stats::rss_bytes_sum(&config.server_pids),
         latency_us: Some(Latency::of(&histogram)),
         conns,
         ..Report::default()

@@ -1,5 +1,6 @@
 //! What a server process costs, read from `/proc`: CPU time of all its threads (nanosecond
-//! precision, from each thread's `schedstat`) and resident memory.
+//! precision, from each thread's `schedstat`) and resident memory; and the sums of both over
+//! several processes (`--server-pid A,B`: the nodes of a cluster).
 
 use std::fs;
 
@@ -39,6 +40,24 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
 /// every architecture.
 const USER_HZ: u64 = 100;
 
+/// CPU time in nanoseconds of all the processes `pids`, summed; none when `pids` is empty or
+/// one of them cannot be read (a sum missing a node would look like a cheaper server).
+pub fn cpu_ns_sum(pids: &[u32]) -> Option<u64> {
+    sum(pids, cpu_ns)
+}
+
+/// Resident set size in bytes of all the processes `pids`, summed (see [`cpu_ns_sum`]).
+pub fn rss_bytes_sum(pids: &[u32]) -> Option<u64> {
+    sum(pids, rss_bytes)
+}
+
+fn sum(pids: &[u32], of: fn(u32) -> Option<u64>) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| of(pid)).sum()
+}
+
 /// Resident set size of `pid` in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -58,5 +77,20 @@ mod tests {
         assert!(spin > 0);
         assert!(cpu_ns(pid).unwrap() > 0);
         assert!(rss_bytes(pid).unwrap() > 0);
+    }
+
+    #[test]
+    fn sums_cover_every_process_or_none() {
+        let pid = std::process::id();
+        assert_eq!(cpu_ns_sum(&[]), None);
+        assert_eq!(rss_bytes_sum(&[]), None);
+        let one = rss_bytes(pid).unwrap();
+        let twice = rss_bytes_sum(&[pid, pid]).unwrap();
+        // RSS moves a little between the reads.
+        assert!(twice > one && twice < 3 * one, "{one} {twice}");
+        assert!(cpu_ns_sum(&[pid, pid]).unwrap() >= cpu_ns(pid).unwrap());
+        // No such process (pid_max is at most 2^22).
+        assert_eq!(cpu_ns_sum(&[pid, u32::MAX]), None);
+        assert_eq!(rss_bytes_sum(&[pid, u32::MAX]), None);
     }
 }

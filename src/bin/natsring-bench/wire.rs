@@ -347,6 +347,13 @@ impl MsgCounter {
         Ok(counted)
     }
 
+    /// The bytes read but not counted yet (a trailing partial frame), for another reader of
+    /// the same connection.
+    pub fn into_unread(mut self) -> Vec<u8> {
+        self.buffer.truncate(self.filled);
+        self.buffer
+    }
+
     fn ensure_room(&mut self, room: usize) {
         if self.buffer.len() - self.filled < room {
             let wanted = (self.filled + room).max(self.buffer.len() * 2);
