@@ -68,15 +68,29 @@ pub fn write_msg(
         msg_len(subject, sid, reply, None, payload.len()),
         "write_msg's length is msg_len's"
     );
-    let mut frame = Frame::grow(out, len);
+    // A large payload is appended after the frame of the line: the frame's zero-fill would
+    // write it twice (a `memset` of 1 KiB per message showed in a 1 KiB profile).
+    let inline = payload.len() <= FRAME_PAYLOAD_BYTES_MAX;
+    out.reserve(len);
+    let mut frame = Frame::grow(out, if inline { len } else { len - payload.len() - 2 });
     frame.put(b"MSG ");
     frame.put_routing(subject, sid, reply);
     frame.put_decimal(payload.len() as u64, size_digits);
     frame.put(b"\r\n");
-    frame.put(payload);
-    frame.put(b"\r\n");
-    frame.finish();
+    if inline {
+        frame.put(payload);
+        frame.put(b"\r\n");
+        frame.finish();
+    } else {
+        frame.finish();
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+    }
 }
+
+/// The largest payload a frame writer copies into its zero-filled frame; a larger one is
+/// appended after it (see `write_msg`).
+const FRAME_PAYLOAD_BYTES_MAX: usize = 128;
 
 /// Appends `HMSG <subject> <sid> [reply] <hdr len> <total len>\r\n<headers><payload>\r\n`.
 pub fn write_hmsg(
@@ -103,17 +117,26 @@ pub fn write_hmsg(
         msg_len(subject, sid, reply, Some(headers.len()), payload.len()),
         "write_hmsg's length is msg_len's"
     );
-    let mut frame = Frame::grow(out, len);
+    let inline = total <= FRAME_PAYLOAD_BYTES_MAX;
+    out.reserve(len);
+    let mut frame = Frame::grow(out, if inline { len } else { len - total - 2 });
     frame.put(b"HMSG ");
     frame.put_routing(subject, sid, reply);
     frame.put_decimal(headers.len() as u64, headers_digits);
     frame.put(b" ");
     frame.put_decimal(total as u64, total_digits);
     frame.put(b"\r\n");
-    frame.put(headers);
-    frame.put(payload);
-    frame.put(b"\r\n");
-    frame.finish();
+    if inline {
+        frame.put(headers);
+        frame.put(payload);
+        frame.put(b"\r\n");
+        frame.finish();
+    } else {
+        frame.finish();
+        out.extend_from_slice(headers);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// The part of an outbound buffer a frame writer fills: grown to the frame's exact length

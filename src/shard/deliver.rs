@@ -413,8 +413,13 @@ impl Core {
     pub(super) fn slow_consumer(&mut self, slot: u32) {
         let conn = &self.conns[slot];
         crate::log_notice!(
-            "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+            "{} - {}:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
             conn.peer,
+            if conn.kind == super::conn::ConnKind::Route {
+                "rid"
+            } else {
+                "cid"
+            },
             conn.client_id,
             self.settings.options.max_pending
         );

@@ -183,7 +183,7 @@ impl Core {
                         generation: target.generation,
                     };
                     let account = AccountId(route.account);
-                    self.forward_here(handle, account, message, route.queue);
+                    self.forward_here(handle, account, message, route.queue, origin);
                 }
             }
             Some(route) => {

@@ -241,12 +241,22 @@ impl Core {
             }
             (_, RouteOp::Err { text }) => {
                 let conn = &self.conns[slot];
-                crate::log_error!(
-                    "{} - rid:{} - Route Error {}",
-                    conn.peer,
-                    conn.client_id,
-                    String::from_utf8_lossy(text)
-                );
+                let text = String::from_utf8_lossy(text);
+                // A Go node with route pooling tries a dedicated `$SYS` connection beside the
+                // single route, and gives it up with this error: expected, not a failure.
+                if text.contains("Not possible to have a dedicated route") {
+                    crate::log_debug!(
+                        "{} - rid:{} - Route Error {text}",
+                        conn.peer,
+                        conn.client_id
+                    );
+                } else {
+                    crate::log_error!(
+                        "{} - rid:{} - Route Error {text}",
+                        conn.peer,
+                        conn.client_id
+                    );
+                }
                 self.close(slot, CloseReason::ParseError);
             }
             (

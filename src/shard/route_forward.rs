@@ -20,7 +20,8 @@
 
 use std::rc::Rc;
 
-use super::conn::{ConnKind, ConnState, Origin};
+use super::backpressure::Backlog;
+use super::conn::{ConnKind, ConnState, Origin, PauseCause};
 use super::core::Core;
 use crate::account::AccountId;
 use crate::limits;
@@ -100,7 +101,8 @@ impl Core {
         for forward in &forwards {
             delivered = true;
             if forward.handle.shard == self.index.0 {
-                self.forward_here(forward.handle, account, message, &forward.queues);
+                let origin = Origin::Local(slot);
+                self.forward_here(forward.handle, account, message, &forward.queues, origin);
             } else if self.send_forward_to_peer(forward, account, message) {
                 self.pause_for_peer(slot, ShardId(forward.handle.shard));
             }
@@ -134,13 +136,17 @@ impl Core {
     /// `RMSG <account> <subject> [reply] <size>` or, with queue groups, `RMSG <account>
     /// <subject> + <reply> <queues> <size>` / `| <queues>`; `HMSG` with headers when the route
     /// takes them (else the headers are dropped, as nats-server does). Returns whether it was
-    /// written (the route may have closed meanwhile).
+    /// written (the route may have closed meanwhile). A route over its high-water mark slows
+    /// what feeds it as a subscriber does (`deliver`): the local publisher pauses, or the
+    /// queue of the peer shard it came through is held, until the route drains; a fast
+    /// publisher never takes a route to `max_pending` (which closes it as a slow consumer).
     pub(super) fn forward_here(
         &mut self,
         handle: SubHandle,
         account: AccountId,
         message: Message<'_>,
         queues: &[u8],
+        origin: Origin,
     ) -> bool {
         debug_assert_eq!(handle.shard, self.index.0);
         let Some(conn) = self.conns.get_mut(handle.slot) else {
@@ -168,9 +174,19 @@ impl Core {
         let size = message.body_len() as u64;
         conn.out_msgs += 1;
         conn.out_bytes += size;
+        let pending_bytes = conn.out.pending_bytes();
+        let generation = conn.generation;
         self.stats.out_msgs += 1;
         self.stats.out_bytes += size;
         self.mark_dirty(handle.slot);
+        if self.pauses.backlog(pending_bytes) == Backlog::OverHighWater {
+            let wait = self.pauses.wait_on(handle.slot, generation, self.now_ms);
+            match origin {
+                Origin::Local(publisher) => self.pause(publisher, PauseCause::Subscriber(wait)),
+                Origin::Peer(_) => self.over_high_water = Some(wait),
+                Origin::Internal => {}
+            }
+        }
         true
     }
 
