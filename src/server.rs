@@ -755,11 +755,10 @@ impl ClusterStart {
         crate::log_notice!("Listening for route connections on {bind_host}:{port}");
         Ok(Some(ClusterStart {
             listeners,
-            cluster: Arc::new(Cluster::new(
-                local,
-                authorization,
-                dialer::DialerHandle::new(sender),
-            )),
+            cluster: Arc::new(
+                Cluster::new(local, authorization, dialer::DialerHandle::new(sender))
+                    .listening_on(port),
+            ),
             dials,
             routes,
             connect_retries: cluster.connect_retries,

@@ -204,6 +204,44 @@ pub enum SystemEvent {
     Disconnect(ConnInfo),
 }
 
+/// One registered route as its shard saw it (`Shared::routes`): what the monitor's `/routez`
+/// serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConnInfo {
+    /// The route connection's id (its `client_id`, nats-server's `rid`).
+    pub rid: u64,
+    pub shard: u16,
+    /// The peer server, as its INFO named it.
+    pub remote_id: String,
+    pub remote_name: String,
+    /// This server dialed it.
+    pub did_solicit: bool,
+    /// This server dialed it for a configured route (not one learned by gossip).
+    pub is_configured: bool,
+    pub ip: String,
+    pub port: u16,
+    pub start: std::time::SystemTime,
+    pub last_activity: std::time::SystemTime,
+    pub rtt_ns: u64,
+    pub pending_bytes: usize,
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    /// How many keys of interest (account, subject, queue) the peer sent.
+    pub subscriptions: usize,
+    /// Those keys, when asked for (sorted by account, subject, queue).
+    pub subs: Vec<RemoteInterest>,
+}
+
+/// One key of interest a route's peer sent (`RS+`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RemoteInterest {
+    pub account: String,
+    pub subject: String,
+    pub queue: Option<String>,
+}
+
 /// One subscription (nats-server's `SubDetail`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubInfo {

@@ -342,10 +342,9 @@ impl Events {
         );
         let (out, closed) = raw.settle(TIMEOUT);
         assert!(!closed, "{}", String::from_utf8_lossy(&out));
-        let mut events = Events {
-            raw,
-            buffer: Vec::new(),
-        };
+        // What came before the PONG may be its own connect already (the services can publish
+        // it before the PING arrives): kept for `next`.
+        let mut events = Events { raw, buffer: out };
         // Its own connect is announced too, a moment later (the services publish what the
         // shards tell them, on a thread of their own).
         let own = connected(events.next());

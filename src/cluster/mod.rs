@@ -107,6 +107,9 @@ pub enum Refused {
 struct Book {
     counts: HashMap<InterestKey, u32>,
     routes: Vec<Registered>,
+    /// The client URLs last announced (`announce_client_urls`); None: never (nats-server's
+    /// `ClientConnectURLs` stay empty until a route brings some).
+    client_urls: Option<Arc<[String]>>,
 }
 
 /// The credentials a peer's CONNECT must carry (`cluster { authorization }`).
@@ -124,6 +127,8 @@ pub struct Cluster {
     /// What this server's route INFO says.
     pub info: crate::proto::route::RouteInfo,
     pub authorization: Option<Authorization>,
+    /// The port routes are accepted on (bound, so a random one `-1` asked for is known).
+    pub listen_port: u16,
     book: Mutex<Book>,
     /// Where routes to dial are told (implicit routes learned by gossip) and closes reported.
     pub dialer: dialer::DialerHandle,
@@ -188,10 +193,20 @@ impl Cluster {
     ) -> Cluster {
         Cluster {
             server_id: info.server_id.clone(),
+            // The advertised port until the server says which it bound (`listen_port`).
+            listen_port: info.port,
             info,
             authorization,
             book: Mutex::new(Book::default()),
             dialer,
+        }
+    }
+
+    /// The port routes are accepted on, once bound.
+    pub fn listening_on(self, port: u16) -> Cluster {
+        Cluster {
+            listen_port: port,
+            ..self
         }
     }
 
@@ -221,7 +236,7 @@ impl Cluster {
         wake: &mut impl FnMut(u16),
     ) {
         let mut book = self.book();
-        let Book { counts, routes } = &mut *book;
+        let Book { counts, routes, .. } = &mut *book;
         let mut lines = Vec::new();
         for (account, subject, queue, delta) in changes {
             let key = InterestKey {
@@ -334,7 +349,7 @@ impl Cluster {
     /// no URL twice; empty with `no_advertise`), handed to `send` under the registry's lock so
     /// that lists computed one after another are sent in that order.
     pub fn announce_client_urls(&self, send: impl FnOnce(Arc<[String]>)) {
-        let book = self.book();
+        let mut book = self.book();
         if self.info.connect_urls.is_empty() {
             return;
         }
@@ -346,7 +361,20 @@ impl Cluster {
                 }
             }
         }
-        send(urls.into());
+        let urls: Arc<[String]> = urls.into();
+        book.client_urls = Some(Arc::clone(&urls));
+        send(urls);
+    }
+
+    /// The client URLs last announced to clients (`/varz`'s `connect_urls`): None before any
+    /// route registered.
+    pub fn client_urls(&self) -> Option<Arc<[String]>> {
+        self.book().client_urls.clone()
+    }
+
+    /// How many routes are registered (one per peer server).
+    pub fn route_count(&self) -> usize {
+        self.book().routes.len()
     }
 
     /// How many (account, subject, queue) keys of local interest there are.

@@ -103,7 +103,7 @@ impl Default for ClusterOptions {
             ping_interval: None,
             ping_max: None,
             write_deadline: None,
-            write_timeout: RouteWriteTimeout::Retry,
+            write_timeout: RouteWriteTimeout::Default,
         }
     }
 }
@@ -285,10 +285,23 @@ const S2_AUTO_RTT_THRESHOLDS_MS: [u64; 3] = [10, 50, 100];
 /// What a route's write deadline does (`write_timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteWriteTimeout {
-    /// Keep the route and retry (`retry`, and `default` for routes).
+    /// Not given, or `default`: for routes, retry (`/varz` shows it as nothing).
+    Default,
+    /// Keep the route and retry (`retry`).
     Retry,
     /// Close the route (`close`).
     Close,
+}
+
+impl RouteWriteTimeout {
+    /// nats-server's `WriteTimeoutPolicy.String()` (`/varz`): empty for the default.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteWriteTimeout::Default => "",
+            RouteWriteTimeout::Retry => "retry",
+            RouteWriteTimeout::Close => "close",
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -483,7 +496,8 @@ fn apply_key(
             Walk::Next
         }
         "write_timeout" => walk(text(report).map(|policy| match policy.as_str() {
-            "default" | "retry" => cluster.write_timeout = RouteWriteTimeout::Retry,
+            "default" => cluster.write_timeout = RouteWriteTimeout::Default,
+            "retry" => cluster.write_timeout = RouteWriteTimeout::Retry,
             "close" => cluster.write_timeout = RouteWriteTimeout::Close,
             _ => report.error(item, "write_timeout must be 'default', 'close' or 'retry'"),
         })),
@@ -1198,7 +1212,7 @@ mod tests {
         assert_eq!(cluster.host, "0.0.0.0");
         assert_eq!(cluster.pool_size, 3);
         assert_eq!(cluster.compression, Compression::Accept);
-        assert_eq!(cluster.write_timeout, RouteWriteTimeout::Retry);
+        assert_eq!(cluster.write_timeout, RouteWriteTimeout::Default);
         assert!(cluster.name.is_none() && cluster.authorization.is_none());
         assert!(cluster.routes.is_empty() && cluster.accounts.is_empty());
         assert_eq!((cluster.ping_interval, cluster.ping_max), (None, None));
@@ -1216,7 +1230,7 @@ mod tests {
             (zeros.ping_interval, zeros.ping_max, zeros.write_deadline),
             (None, None, None)
         );
-        assert_eq!(zeros.write_timeout, RouteWriteTimeout::Retry);
+        assert_eq!(zeros.write_timeout, RouteWriteTimeout::Default);
         assert_eq!(self::cluster("cluster { pool_size: -1 }").pool_size, -1);
         // The authorization timeout: 2 s, or the TLS timeout plus 1 s.
         let auth = self::cluster("cluster { authorization { user: u, password: p } }");

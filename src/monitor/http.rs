@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 
 use super::inspector::{Inspector, Refused};
 use super::query::Query;
-use super::{connz, subsz};
+use super::{connz, routez, subsz};
 
 /// The paths nats-server serves (without the base path), as its `httpReqStats` names them.
 const VARZ: &str = "/varz";
@@ -517,7 +517,7 @@ impl Site {
             ROOT => self.index(),
             VARZ => Reply::json(&inspector.varz()),
             CONNZ => Reply::json(&inspector.connz(&connz::ConnzQuery::parse(query)?)),
-            ROUTEZ => Reply::json(&inspector.routez()),
+            ROUTEZ => Reply::json(&inspector.routez(routez::RoutezOptions::parse(query)?)),
             GATEWAYZ => Reply::json(&inspector.gatewayz()),
             LEAFZ => Reply::json(&inspector.leafz()),
             SUBSZ | SUBSCRIPTIONSZ => {

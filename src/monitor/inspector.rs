@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
-
-use super::{accounts, connz, gotime, metrics, process, subsz, varz};
+use super::{accounts, connz, gotime, metrics, process, routez, subsz, varz};
 use crate::shard::Shared;
 
 /// A request nats-server refuses, with its text.
@@ -33,16 +31,6 @@ pub struct Inspector {
     cpu: Mutex<process::CpuSampler>,
     /// The HTTP monitoring port bound, once it is.
     pub http_port: OnceLock<u16>,
-}
-
-/// `/routez` until natsring has routes.
-#[derive(Debug, Serialize)]
-pub struct Routez {
-    server_id: String,
-    server_name: String,
-    now: String,
-    num_routes: u64,
-    routes: Vec<serde_json::Value>,
 }
 
 /// `/healthz`'s answer: its status code and body.
@@ -140,6 +128,16 @@ impl Inspector {
             cpu: self.cpu_percent(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shards: self.shared.shard_count,
+            cluster: self
+                .shared
+                .cluster
+                .as_ref()
+                .map(|cluster| varz::ClusterFacts {
+                    name: cluster.info.cluster.clone(),
+                    port: cluster.listen_port,
+                    routes: cluster.route_count(),
+                    client_urls: cluster.client_urls(),
+                }),
         })
     }
 
@@ -183,14 +181,19 @@ impl Inspector {
         )
     }
 
-    pub fn routez(&self) -> Routez {
-        Routez {
-            server_id: self.server_id.clone(),
-            server_name: self.server_name(),
-            now: gotime::rfc3339_utc(SystemTime::now()),
-            num_routes: 0,
-            routes: Vec::new(),
-        }
+    pub fn routez(&self, options: routez::RoutezOptions) -> routez::Routez {
+        let routes = if self.shared.cluster.is_some() {
+            self.shared.routes(options.wants_subscriptions())
+        } else {
+            Vec::new()
+        };
+        routez::routez(
+            options,
+            &self.server_id,
+            &self.server_name(),
+            SystemTime::now(),
+            &routes,
+        )
     }
 
     /// `/gatewayz` and `/leafz` of a server with neither.

@@ -23,6 +23,7 @@ mod inspector;
 mod metrics;
 mod process;
 mod query;
+mod routez;
 mod subsz;
 mod system;
 mod varz;

@@ -400,7 +400,7 @@ impl Service {
                 let query = SubszQuery::new(options).map_err(|err| (500, err.0))?;
                 Ok(json(&inspector.subsz(&query)))
             }
-            "ROUTEZ" => Ok(json(&inspector.routez())),
+            "ROUTEZ" => Ok(json(&inspector.routez(parse(options)?))),
             "LEAFZ" => Ok(inspector.leafz()),
             "ACCOUNTZ" => {
                 #[derive(Deserialize, Default)]

@@ -1,7 +1,8 @@
 //! `/varz`: the server's configuration and counters, as nats-server's `Varz` (monitor.go).
 //! Every field a tool decodes is here with Go's JSON type; those of features natsring does not
-//! have (cluster, gateway, leaf nodes, MQTT, WebSocket, JetStream) are the empty objects
-//! nats-server writes when they are off.
+//! have (gateway, leaf nodes, MQTT, WebSocket, JetStream) are the empty objects nats-server
+//! writes when they are off. `cluster` is nats-server's `ClusterOptsVarz` of a node running one
+//! route per peer (`pool_size: -1`), as natsring's routes are.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +33,49 @@ pub struct VarzInputs<'a> {
     pub cpu: f64,
     pub cores: usize,
     pub shards: usize,
+    /// The running cluster, when routes are accepted and dialed.
+    pub cluster: Option<ClusterFacts>,
+}
+
+/// What `/varz` shows of a running cluster.
+pub struct ClusterFacts {
+    /// The cluster's name (configured, or made up when none was).
+    pub name: String,
+    /// The port routes are accepted on.
+    pub port: u16,
+    /// Routes registered now (one per peer server).
+    pub routes: usize,
+    /// The client URLs announced to clients, once a route brought some.
+    pub client_urls: Option<std::sync::Arc<[String]>>,
+}
+
+/// nats-server's `ClusterOptsVarz`: every field `omitempty`, so a server without a cluster
+/// writes `{}`.
+#[derive(Debug, Serialize, Default)]
+pub struct ClusterVarz {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "addr", skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(rename = "cluster_port", skip_serializing_if = "is_zero_u16")]
+    pub port: u16,
+    #[serde(serialize_with = "go_float", skip_serializing_if = "is_zero_f64")]
+    pub auth_timeout: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    #[serde(serialize_with = "go_float", skip_serializing_if = "is_zero_f64")]
+    pub tls_timeout: f64,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_verify: bool,
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub pool_size: i32,
+    /// Go `Duration`: integer nanoseconds.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub write_deadline: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub write_timeout: &'static str,
 }
 
 /// A feature natsring does not have: `{}`.
@@ -82,6 +126,10 @@ pub struct Varz {
     pub tls_required: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub tls_verify: bool,
+    /// The client URLs of the cluster, once routes brought some (nats-server's
+    /// `ClientConnectURLs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
     pub max_connections: u32,
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub max_subscriptions: u32,
@@ -97,7 +145,7 @@ pub struct Varz {
     pub max_control_line: u32,
     pub max_payload: u32,
     pub max_pending: u64,
-    pub cluster: Off,
+    pub cluster: ClusterVarz,
     pub gateway: Off,
     pub leaf: Off,
     pub mqtt: Off,
@@ -153,6 +201,79 @@ fn is_zero_u32(value: &u32) -> bool {
     *value == 0
 }
 
+fn is_zero_u16(value: &u16) -> bool {
+    *value == 0
+}
+
+fn is_zero_i32(value: &i32) -> bool {
+    *value == 0
+}
+
+fn is_zero_u64(value: &u64) -> bool {
+    *value == 0
+}
+
+fn is_zero_f64(value: &f64) -> bool {
+    *value == 0.0
+}
+
+/// nats-server's `ClusterOptsVarz` of these options: what is configured, with nats-server's
+/// defaults where a port makes the cluster run (`setBaselineOptions`), the bound port, and the
+/// pool size of a node with one route per peer. `cluster { }` without a port shows its name
+/// only, as nats-server's does.
+fn cluster_varz(options: &crate::Options, running: Option<&ClusterFacts>) -> ClusterVarz {
+    let Some(cluster) = &options.cluster else {
+        return ClusterVarz::default();
+    };
+    let name = running
+        .map(|facts| facts.name.clone())
+        .or_else(|| cluster.name.clone())
+        .unwrap_or_default();
+    let urls = cluster
+        .routes
+        .iter()
+        .map(|route| crate::config::go::join_host_port(&route.host, route.port))
+        .collect();
+    let Some(facts) = running else {
+        return ClusterVarz {
+            name,
+            urls,
+            ..ClusterVarz::default()
+        };
+    };
+    // nats-server's `TLS_TIMEOUT` and `getDefaultAuthTimeout`.
+    let tls_timeout = cluster
+        .tls
+        .as_ref()
+        .map_or(2.0, |tls| tls.timeout.as_secs_f64());
+    let auth_timeout = match (&cluster.authorization, &cluster.tls) {
+        (Some(authorization), _) => authorization.timeout.as_secs_f64(),
+        (None, Some(_)) => tls_timeout + 1.0,
+        (None, None) => crate::limits::AUTH_TIMEOUT_MS_DEFAULT as f64 / 1000.0,
+    };
+    ClusterVarz {
+        name,
+        host: if cluster.host.is_empty() {
+            crate::limits::HOST_DEFAULT.to_string()
+        } else {
+            cluster.host.clone()
+        },
+        port: facts.port,
+        auth_timeout,
+        urls,
+        tls_timeout,
+        // natsring's routes do not speak TLS.
+        tls_required: false,
+        tls_verify: false,
+        // One route per peer, whatever `pool_size` says.
+        pool_size: -1,
+        write_deadline: cluster
+            .write_deadline
+            .map_or(0, |deadline| deadline.as_nanos() as u64),
+        write_timeout: cluster.write_timeout.as_str(),
+    }
+}
+
 pub fn varz(inputs: VarzInputs) -> Varz {
     let options = inputs.options;
     let stats = inputs.stats;
@@ -170,6 +291,12 @@ pub fn varz(inputs: VarzInputs) -> Varz {
         auth_required: inputs.auth_required,
         tls_required: inputs.tls_required,
         tls_verify: inputs.tls_verify,
+        connect_urls: inputs
+            .cluster
+            .as_ref()
+            .and_then(|facts| facts.client_urls.as_deref())
+            .map(<[String]>::to_vec)
+            .unwrap_or_default(),
         max_connections: options.max_connections,
         max_subscriptions: options.max_subscriptions,
         ping_interval: options.ping_interval.as_nanos() as u64,
@@ -185,7 +312,7 @@ pub fn varz(inputs: VarzInputs) -> Varz {
         max_control_line: options.max_control_line,
         max_payload: options.max_payload,
         max_pending: options.max_pending,
-        cluster: Off::default(),
+        cluster: cluster_varz(options, inputs.cluster.as_ref()),
         gateway: Off::default(),
         leaf: Off::default(),
         mqtt: Off::default(),
@@ -207,8 +334,15 @@ pub fn varz(inputs: VarzInputs) -> Varz {
         cpu: inputs.cpu,
         connections: stats.connections,
         total_connections: stats.total_connections,
-        routes: 0,
-        remotes: 0,
+        // One route per peer: as many remotes as routes.
+        routes: inputs
+            .cluster
+            .as_ref()
+            .map_or(0, |facts| facts.routes as u64),
+        remotes: inputs
+            .cluster
+            .as_ref()
+            .map_or(0, |facts| facts.routes as u64),
         leafnodes: 0,
         in_msgs: stats.in_msgs,
         in_bytes: stats.in_bytes,

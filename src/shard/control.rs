@@ -22,7 +22,7 @@ use super::settings::Settings;
 use crate::auth::authenticate::Identity;
 use crate::auth::verifier::Verification;
 
-use crate::stats::{AccountTraffic, ConnInfo, ShardStats, SubInfo, TableStats};
+use crate::stats::{AccountTraffic, ConnInfo, RouteConnInfo, ShardStats, SubInfo, TableStats};
 
 /// An order or a question for one shard.
 pub enum Control {
@@ -52,6 +52,13 @@ pub enum Control {
         after: Option<u32>,
         max: usize,
         reply: Sender<(Vec<SubInfo>, Option<u32>)>,
+    },
+    /// Answer with the shard's registered routes, with the keys of interest each peer sent
+    /// when `subs`. A shard has at most one route per peer server, so this is never long;
+    /// the keys are as many as the peers' interest.
+    Routes {
+        subs: bool,
+        reply: Sender<Vec<RouteConnInfo>>,
     },
     /// Answer with this shard's match cache figures for each account (indexed by
     /// `AccountId`); the tables' own figures (subscriptions, inserts, removes) are shared by
@@ -109,6 +116,7 @@ impl Control {
             Control::OpenConnections { .. } => "OpenConnections",
             Control::ClosedConnections(_) => "ClosedConnections",
             Control::Subscriptions { .. } => "Subscriptions",
+            Control::Routes { .. } => "Routes",
             Control::TableStats(_) => "TableStats",
             Control::AccountTraffic { .. } => "AccountTraffic",
             Control::Reload(..) => "Reload",

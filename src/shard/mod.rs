@@ -890,6 +890,9 @@ impl Shard {
                 control::Control::Subscriptions { after, max, reply } => {
                     let _ = reply.send(self.core.subscriptions(after, max));
                 }
+                control::Control::Routes { subs, reply } => {
+                    let _ = reply.send(self.core.routes(subs));
+                }
                 control::Control::TableStats(reply) => {
                     let _ = reply.send(self.core.table_stats());
                 }

@@ -1,5 +1,5 @@
 //! What a shard answers the monitor with (`Control::Stats`, `OpenConnections`,
-//! `ClosedConnections`, `Subscriptions`, `TableStats`, `AccountTraffic`): descriptions built
+//! `ClosedConnections`, `Subscriptions`, `Routes`, `TableStats`, `AccountTraffic`): descriptions built
 //! from the shard's own state when asked, at a safe point of its loop, and the ring of closed
 //! connections it keeps for `/connz?state=closed`.
 //!
@@ -20,7 +20,7 @@ use super::conn::{Conn, ConnKind, Subscription, Transport};
 use super::core::Core;
 use crate::limits;
 use crate::proto::CloseReason;
-use crate::stats::{ConnInfo, ShardStats, SubInfo, TableStats};
+use crate::stats::{ConnInfo, RemoteInterest, RouteConnInfo, ShardStats, SubInfo, TableStats};
 
 /// The shard's closed connections, oldest first, at most `max` of them (`max_closed_clients`;
 /// 0 keeps none).
@@ -325,6 +325,58 @@ impl Core {
             }
         }
         (found, more.then(|| last.map(|slot| slot as u32)).flatten())
+    }
+
+    /// The registered routes of this shard, with the keys of interest each peer sent when
+    /// `subs`. See `Control::Routes`.
+    pub(super) fn routes(&self, subs: bool) -> Vec<RouteConnInfo> {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        self.route_slots
+            .iter()
+            .filter_map(|&slot| {
+                let conn = self.conns.get(slot).filter(|conn| conn.is_open())?;
+                let session = conn.route.as_ref()?;
+                // nats-server lists the routes it registered (`forEachRoute`).
+                let peer = session.peer.as_ref()?;
+                let (ip, port) = split_peer(&conn.peer);
+                let mut keys: Vec<RemoteInterest> = if subs {
+                    session
+                        .remote_keys()
+                        .map(|(account, subject, queue)| RemoteInterest {
+                            account: self.settings.account_name(account).to_string(),
+                            subject: text(subject),
+                            queue: queue.map(text),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                keys.sort_unstable();
+                Some(RouteConnInfo {
+                    rid: conn.client_id,
+                    shard: self.index.0,
+                    remote_id: peer.server_id.clone(),
+                    remote_name: peer.server_name.clone(),
+                    did_solicit: session.solicited.is_some(),
+                    is_configured: session
+                        .solicited
+                        .as_ref()
+                        .is_some_and(|target| !target.implicit),
+                    ip,
+                    port,
+                    start: conn.start,
+                    last_activity: self.wall_clock(conn.last_read_ms).max(conn.start),
+                    rtt_ns: conn.rtt_ns,
+                    pending_bytes: conn.out.pending_bytes(),
+                    in_msgs: conn.in_msgs,
+                    in_bytes: conn.in_bytes,
+                    out_msgs: conn.out_msgs,
+                    out_bytes: conn.out_bytes,
+                    subscriptions: session.remote_key_count(),
+                    subs: keys,
+                })
+            })
+            .collect()
     }
 
     /// This shard's match cache figures for each account, indexed by `AccountId` (the

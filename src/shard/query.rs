@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::control::Control;
 use super::shared::Shared;
 use crate::limits;
-use crate::stats::{AccountTraffic, ConnInfo, ShardStats, SubInfo, TableStats};
+use crate::stats::{AccountTraffic, ConnInfo, RouteConnInfo, ShardStats, SubInfo, TableStats};
 
 /// One chunk's answer: the items, and the cursor to ask with next (`None`: no more).
 type Chunk<T> = (Vec<T>, Option<u32>);
@@ -104,6 +104,18 @@ impl Shared {
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// Every registered route on every shard, sorted by rid, with the keys of interest each
+    /// peer sent when `subs`.
+    pub fn routes(&self, subs: bool) -> Vec<RouteConnInfo> {
+        let mut all: Vec<RouteConnInfo> = self
+            .ask_every_shard(|reply| Control::Routes { subs, reply })
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_by_key(|route| route.rid);
+        all
     }
 
     /// Each account's subject table with the shards' caches for it, in `AccountId` order

@@ -94,6 +94,20 @@ pub struct RouteSession {
     remote: HashMap<RemoteKey, u32>,
 }
 
+impl RouteSession {
+    /// How many keys of interest (account, subject, queue) the peer sent and still holds.
+    pub fn remote_key_count(&self) -> usize {
+        self.remote.len()
+    }
+
+    /// Those keys: account, subject, queue (in no particular order).
+    pub fn remote_keys(&self) -> impl Iterator<Item = (AccountId, &[u8], Option<&[u8]>)> {
+        self.remote
+            .keys()
+            .map(|key| (key.account, &*key.subject, key.queue.as_deref()))
+    }
+}
+
 impl Core {
     /// A route accepted on the cluster port, in `slot` (`open_conn`): INFO, then reading.
     pub(super) fn start_accepted_route(&mut self, slot: u32) {
