@@ -470,6 +470,23 @@ fn fake_peer(port: u16, script: &[u8]) -> (Vec<String>, bool) {
     (lines, closed)
 }
 
+/// `script` from a fake peer gets the same answers from natsring as from nats-server. A server
+/// that closes on bad input may reset the connection before its last line is read (the peer's
+/// unread bytes make the close a TCP reset, which drops what the peer had not read yet), on
+/// either side: a difference is tried again, up to three times, before it counts.
+fn assert_same_answers(go: &ChildServer, natsring: &ChildServer, what: &str, script: &str) {
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let expected = fake_peer(cluster_port(go), script.as_bytes());
+        let got = fake_peer(cluster_port(natsring), script.as_bytes());
+        if got == expected {
+            return;
+        }
+        answers.push((got, expected));
+    }
+    panic!("{what}: natsring (left) vs nats-server (right), three times: {answers:?}");
+}
+
 /// A raw peer on the cluster port gets from natsring what nats-server 2.15.1 sends it, line for
 /// line: the handshake's refusals and the protocol errors (`../shared/ROUTES.md` §7).
 #[tokio::test]
@@ -524,12 +541,7 @@ async fn a_fake_peer_is_answered_as_nats_server_answers_it() {
         ("the peer's -ERR", format!("{registered}-ERR 'bye'\r\n")),
     ];
     for (what, script) in scripts {
-        let expected = fake_peer(cluster_port(&go), script.as_bytes());
-        let got = fake_peer(cluster_port(&natsring), script.as_bytes());
-        assert_eq!(
-            got, expected,
-            "{what}: natsring (left) vs nats-server (right)"
-        );
+        assert_same_answers(&go, &natsring, what, &script);
     }
 }
 
@@ -693,12 +705,7 @@ async fn route_credentials_are_checked_as_nats_server_checks_them() {
         ("no CONNECT in time", String::new()),
     ];
     for (what, script) in scripts {
-        let expected = fake_peer(cluster_port(&go), script.as_bytes());
-        let got = fake_peer(cluster_port(&natsring), script.as_bytes());
-        assert_eq!(
-            got, expected,
-            "{what}: natsring (left) vs nats-server (right)"
-        );
+        assert_same_answers(&go, &natsring, what, &script);
     }
 }
 
