@@ -452,9 +452,15 @@ async fn routes_follow_a_reload() {
 /// that are not INFO, PING or interest (`RS+`/`RS-`: each server's own system subscriptions
 /// differ), and whether the server closed the connection.
 fn fake_peer(port: u16, script: &[u8]) -> (Vec<String>, bool) {
+    // Each connection is a new peer server: `NFAKEPEER` gets a number of its own, so a route
+    // the last script left registered (the server may not have seen its close yet) does not
+    // make this one a duplicate, which both servers close without a word.
+    static PEERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let peer = PEERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let script = String::from_utf8_lossy(script).replace("NFAKEPEER", &format!("NFAKEPEER{peer}"));
     let mut raw = common::Raw::connect(port);
     raw.read_until(b"\r\n", WAIT);
-    raw.send(script);
+    raw.send(script.as_bytes());
     let (bytes, closed) = raw.read_until_close_within(Duration::from_millis(1500));
     let lines = String::from_utf8_lossy(&bytes)
         .split("\r\n")

@@ -209,6 +209,19 @@ impl Links {
     pub fn is_empty(&self) -> bool {
         self.streams_out.is_empty() && self.services_in.is_empty() && !self.answers_requests
     }
+
+    /// Whether only subjects that start with `$` or `_` can take a link: no stream goes out,
+    /// every service import's subjects start so (`$JS.API.>`, the JetStream import a clustered
+    /// server makes), and responses come on `_R_.…`. A publish on any other subject then needs
+    /// nothing of the links, so the account's publishes stay on the plain path (`on_pub` sends
+    /// the `$`/`_` ones the checked way).
+    pub fn on_special_subjects_only(&self) -> bool {
+        self.streams_out.is_empty()
+            && self
+                .services_in
+                .iter()
+                .all(|link| matches!(link.filter.first(), Some(b'$' | b'_')))
+    }
 }
 
 /// nats-server's `checkStreamImportAuthorized` / `checkServiceImportAuthorized` for a

@@ -43,7 +43,8 @@ pub struct AccountView {
     pub links: Option<Arc<Links>>,
     /// Its subject mappings, when it has any (`Settings::mappings`).
     pub mappings: Option<Arc<MappingTable>>,
-    /// Neither mappings nor links: a publish in it needs nothing but its table.
+    /// Neither mappings nor links a publish on an ordinary subject can take (see
+    /// `Links::on_special_subjects_only`): such a publish needs nothing but its table.
     pub plain: bool,
     /// The traffic of its connections on this shard that have closed (open ones count their
     /// own; `Core::account_traffic` adds them up), so the message path counts nothing twice;
@@ -137,7 +138,10 @@ impl Core {
                 remote_cache: MatchCache::new(),
                 links: settings.links[index].clone(),
                 mappings: settings.mappings[index].clone(),
-                plain: settings.links[index].is_none() && settings.mappings[index].is_none(),
+                plain: plain_account(
+                    settings.links[index].as_deref(),
+                    settings.mappings[index].is_none(),
+                ),
                 closed_traffic: AccountTraffic::default(),
             })
             .collect();
@@ -724,7 +728,7 @@ impl Core {
         for (index, view) in self.accounts.iter_mut().enumerate() {
             view.links = settings.links[index].clone();
             view.mappings = settings.mappings[index].clone();
-            view.plain = view.links.is_none() && view.mappings.is_none();
+            view.plain = plain_account(view.links.as_deref(), view.mappings.is_none());
         }
         for (_, conn) in self.conns.slots.iter_mut() {
             conn.set_publish_path(self.accounts[conn.account.index()].plain);
@@ -754,6 +758,13 @@ impl Core {
     pub(super) fn random(&mut self) -> u64 {
         next_random(&mut self.rng)
     }
+}
+
+/// Whether publishes in an account with these links (and mappings, unless `no_mappings`) take
+/// the plain path: no mappings, and no links or links on `$`/`_` subjects only (which `on_pub`
+/// checks for apart).
+fn plain_account(links: Option<&Links>, no_mappings: bool) -> bool {
+    no_mappings && links.is_none_or(Links::on_special_subjects_only)
 }
 
 /// xorshift64* over `state`: the shard's generator, as a function of its state alone so a

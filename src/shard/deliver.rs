@@ -101,7 +101,9 @@ impl Core {
         }
         if !plain
             || (starts_specially(message.subject, message.reply)
-                && maybe_reserved(message.subject, message.reply))
+                && (maybe_reserved(message.subject, message.reply)
+                    || (starts_specially(message.subject, None)
+                        && self.accounts[account.index()].links.is_some())))
         {
             return self.publish_checked(slot, account, message);
         }
