@@ -165,7 +165,12 @@ impl Core {
             headers: message.headers.filter(|_| session.headers),
             ..message
         };
-        let name = self.accounts[account.index()].account.name.as_bytes();
+        // An account another shard knows and this one not yet (it applied a reload first): the
+        // message waits for nobody here, as a delivery to an unknown account does.
+        let Some(view) = self.accounts.get(account.index()) else {
+            return false;
+        };
+        let name = view.account.name.as_bytes();
         // The names are written as they are kept: separated by one space.
         let queues: &[&[u8]] = if queues.is_empty() { &[] } else { &[queues] };
         conn.out.append_with(|out| {
