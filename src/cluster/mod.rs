@@ -28,6 +28,7 @@
 
 pub mod dialer;
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -90,8 +91,6 @@ struct Registered {
     peer: PeerSummary,
     address: RouteAddress,
     outbox: Arc<Outbox>,
-    /// It came from gossip (this node dialed it because a peer told of it): not gossiped on.
-    implicit: bool,
 }
 
 /// Why a route could not register.
@@ -143,19 +142,12 @@ pub fn write_interest(
     queue: Option<&[u8]>,
     weight: u32,
 ) {
-    out.extend_from_slice(if weight > 0 { b"RS+ " } else { b"RS- " });
-    out.extend_from_slice(account.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(subject);
-    if let Some(queue) = queue {
-        out.push(b' ');
-        out.extend_from_slice(queue);
-        if weight > 0 {
-            out.push(b' ');
-            crate::proto::writer::write_u64(out, u64::from(weight));
-        }
+    use crate::proto::route::{write_rs_minus, write_rs_plus};
+    let account = Some(account.as_bytes());
+    match weight {
+        0 => write_rs_minus(out, account, subject, queue),
+        _ => write_rs_plus(out, account, subject, queue.map(|queue| (queue, weight))),
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// `INFO {...}` about `peer` for the other routes (gossip, `gossip_mode` 1: "connect to it,
@@ -244,17 +236,25 @@ impl Cluster {
                 subject: subject.into(),
                 queue: queue.map(Into::into),
             };
-            let count = counts.entry(key).or_insert(0);
-            let before = *count;
-            *count = count.saturating_add_signed(delta);
-            let after = *count;
-            if after == 0 {
-                counts.remove(&InterestKey {
-                    account: account.into(),
-                    subject: subject.into(),
-                    queue: queue.map(Into::into),
-                });
-            }
+            let (before, after) = match counts.entry(key) {
+                Entry::Occupied(mut entry) => {
+                    let before = *entry.get();
+                    let after = before.saturating_add_signed(delta);
+                    if after == 0 {
+                        entry.remove();
+                    } else {
+                        entry.insert(after);
+                    }
+                    (before, after)
+                }
+                Entry::Vacant(entry) => {
+                    let after = 0u32.saturating_add_signed(delta);
+                    if after > 0 {
+                        entry.insert(after);
+                    }
+                    (0, after)
+                }
+            };
             // Plain interest is announced on 0 -> 1 and withdrawn on 1 -> 0; a queue's
             // weight is announced on every change.
             let announce = match queue {
@@ -318,7 +318,6 @@ impl Cluster {
             peer,
             address,
             outbox,
-            implicit,
         });
         Ok(())
     }
@@ -334,15 +333,6 @@ impl Cluster {
             .routes
             .iter()
             .any(|route| route.peer.server_id == server_id)
-    }
-
-    /// The peers registered now.
-    pub fn peers(&self) -> Vec<PeerSummary> {
-        self.book()
-            .routes
-            .iter()
-            .map(|route| route.peer.clone())
-            .collect()
     }
 
     /// The client URLs of the cluster as they are now (this server's first, then each peer's,
@@ -380,14 +370,6 @@ impl Cluster {
     /// How many (account, subject, queue) keys of local interest there are.
     pub fn interest_keys(&self) -> usize {
         self.book().counts.len()
-    }
-
-    /// Whether the route registered at `address` came from gossip.
-    pub fn is_implicit(&self, address: RouteAddress) -> bool {
-        self.book()
-            .routes
-            .iter()
-            .any(|route| route.address == address && route.implicit)
     }
 }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use super::conn::{AuthState, ConnKind, ConnState};
 use super::core::Core;
-use super::route_forward::{route_handle, routed_origin};
+use super::route_forward::route_handle;
 use crate::account::AccountId;
 use crate::cluster::dialer::{Dial, DialTarget, RouteUrl};
 use crate::cluster::{Outbox, PeerSummary, Refused, RouteAddress};
@@ -171,7 +171,7 @@ impl Core {
 
     /// Gives the new route connection in `slot` its session and its keepalive.
     fn begin_route(&mut self, slot: u32, state: RouteState, solicited: Option<Arc<DialTarget>>) {
-        self.reserve_route_generations(slot);
+        self.reserve_route_generations();
         let mut parser = RouteParser::new(self.settings.options.max_control_line);
         parser.awaiting_connect = state == RouteState::AwaitingConnect;
         let jitter_ms = self.jitter_ms(limits::ROUTE_FIRST_PING_MS / 5);
@@ -302,7 +302,6 @@ impl Core {
                         ..routed.message
                     }
                 };
-                let _ = routed_origin(slot);
                 self.deliver_routed(slot, account, message, routed.queues);
             }
             // Before registration nats-server has no route to act for; what a peer sends then
@@ -635,7 +634,7 @@ impl Core {
     /// A new route connection's generation is followed by `ROUTE_QUEUE_WEIGHT_MAX - 1` that no
     /// other connection or subscription of this shard gets, so its remote-table entries (the
     /// generation plus the copy) name it alone.
-    fn reserve_route_generations(&mut self, _slot: u32) {
+    fn reserve_route_generations(&mut self) {
         for _ in 1..limits::ROUTE_QUEUE_WEIGHT_MAX {
             self.conns.take_generation();
         }

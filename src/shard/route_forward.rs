@@ -299,9 +299,3 @@ pub(super) fn route_handle(shard: ShardId, slot: u32, generation: u32, copy: u32
         generation: generation.wrapping_add(copy),
     }
 }
-
-/// The origin routed deliveries carry: the route's slot (no echo applies: a route has no
-/// subscriptions of its own).
-pub(super) fn routed_origin(slot: u32) -> Origin {
-    Origin::Local(slot)
-}
