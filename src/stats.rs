@@ -16,6 +16,13 @@ pub struct ShardStats {
     pub out_msgs: u64,
     /// Their headers and payloads (as nats-server counts: not the MSG lines).
     pub out_bytes: u64,
+    /// Of `in_msgs`/`in_bytes`, the messages that came in on cluster routes (nats-server
+    /// counts them in `in_msgs`, not in `in_client_msgs`).
+    pub route_in_msgs: u64,
+    pub route_in_bytes: u64,
+    /// Of `out_msgs`/`out_bytes`, the messages written to cluster routes.
+    pub route_out_msgs: u64,
+    pub route_out_bytes: u64,
     /// Connections accepted since start.
     pub total_connections: u64,
     /// Connections open now.
@@ -82,6 +89,10 @@ impl ShardStats {
             acc.in_bytes += s.in_bytes;
             acc.out_msgs += s.out_msgs;
             acc.out_bytes += s.out_bytes;
+            acc.route_in_msgs += s.route_in_msgs;
+            acc.route_in_bytes += s.route_in_bytes;
+            acc.route_out_msgs += s.route_out_msgs;
+            acc.route_out_bytes += s.route_out_bytes;
             acc.total_connections += s.total_connections;
             acc.connections += s.connections;
             acc.slow_consumers += s.slow_consumers;

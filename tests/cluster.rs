@@ -18,7 +18,7 @@ use tokio::time::timeout;
 
 use common::{
     assert_nats_server_available, start_natsring_with_config, start_reference_with_config,
-    ChildServer,
+    ChildServer, Raw,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -227,6 +227,31 @@ async fn request_reply(a: &ChildServer, b: &ChildServer) {
             }
         }
     });
+    // A request right after the subscription to its reply subject, in the same write, is
+    // answered the first time: the requester's node sends the peer the inbox's RS+ before the
+    // request (as nats-server queues the RS+ when it handles the SUB), every time.
+    // (Raw blocks: off the runtime, whose thread the responder needs.)
+    let port = b.port;
+    tokio::task::spawn_blocking(move || {
+        let mut raw = Raw::connect(port);
+        raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
+        raw.read_until(b"PONG\r\n", WAIT);
+        for i in 0..30 {
+            raw.send(
+                format!("SUB _INBOX.fresh.{i} {i}\r\nPUB service _INBOX.fresh.{i} 4\r\nping\r\n")
+                    .as_bytes(),
+            );
+            let answer = raw.read_until(b"re:ping\r\n", WAIT);
+            assert!(
+                String::from_utf8_lossy(&answer).contains(&format!("MSG _INBOX.fresh.{i} {i} 7")),
+                "request {i}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            raw.send(format!("UNSUB {i}\r\n").as_bytes());
+        }
+    })
+    .await
+    .unwrap();
     // The requester's inbox interest must reach the responder's node first.
     let deadline = Instant::now() + WAIT;
     loop {

@@ -270,3 +270,148 @@ fn routez_matches_nats_server() {
         &differences,
     );
 }
+
+/// The answers to `subject` (with `payload`) a system client of `server` gets: a ping of
+/// every server in the cluster. Waits for `expected` answers (at most `WAIT`), then 300 ms
+/// more for any surplus; when none are expected, a second.
+async fn survey(server: &ChildServer, subject: &str, payload: &str, expected: usize) -> Vec<Value> {
+    use futures::StreamExt;
+    let sys = async_nats::ConnectOptions::with_user_and_password("sys".into(), "sys".into())
+        .connect(format!("nats://127.0.0.1:{}", server.port))
+        .await
+        .expect("sys connects");
+    let inbox = sys.new_inbox();
+    let mut answers = sys.subscribe(inbox.clone()).await.unwrap();
+    sys.publish_with_reply(subject.to_string(), inbox, payload.to_string().into())
+        .await
+        .unwrap();
+    sys.flush().await.unwrap();
+    let mut all = Vec::new();
+    let start = tokio::time::Instant::now();
+    let mut until = start
+        + if expected == 0 {
+            Duration::from_secs(1)
+        } else {
+            WAIT
+        };
+    while let Ok(Some(answer)) = tokio::time::timeout_at(until, answers.next()).await {
+        all.push(serde_json::from_slice(&answer.payload).expect("JSON"));
+        if all.len() == expected {
+            until = tokio::time::Instant::now() + Duration::from_millis(300);
+        }
+    }
+    all
+}
+
+/// The answer of the server named `name` among `answers` (in an envelope, or a bare IDZ).
+fn answer_of<'a>(answers: &'a [Value], name: &str) -> &'a Value {
+    answers
+        .iter()
+        .find(|answer| answer["server"]["name"] == name || answer["name"] == name)
+        .unwrap_or_else(|| panic!("no answer from {name} in {answers:?}"))
+}
+
+/// A mixed pair (natsring N, nats-server G): the system account's requests reach both servers
+/// from a client of either, and natsring answers them as a clustered nats-server does: its
+/// envelope names the cluster, STATSZ lists its route and counts the servers, IDZ is the bare
+/// id, a `cluster` filter selects it (exactly or not), and GATEWAYZ is answered.
+#[test]
+fn system_requests_cross_a_mixed_cluster() {
+    assert_nats_server_available();
+    let g = node(Kind::Go, "G", &[]);
+    let n = node(
+        Kind::Natsring,
+        "N",
+        &[g.cluster_port.expect("G's cluster port")],
+    );
+    wait_for(&g, "/routez", one_route);
+    wait_for(&n, "/routez", one_route);
+    let n_id = get(&n, "/varz")["server_id"].as_str().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for asked in [&g, &n] {
+            let statsz = survey(asked, "$SYS.REQ.SERVER.PING", "", 2).await;
+            assert_eq!(statsz.len(), 2, "both servers answer: {statsz:?}");
+            let ours = answer_of(&statsz, "N");
+            assert_eq!(ours["server"]["cluster"], "c1", "{ours}");
+            assert_eq!(ours["server"]["id"], n_id.as_str());
+            let routes = ours["statsz"]["routes"].as_array().expect("routes");
+            assert_eq!(routes.len(), 1, "{routes:?}");
+            assert_eq!(routes[0]["name"], "G");
+            assert!(routes[0]["rid"].as_u64().is_some());
+            assert_eq!(ours["statsz"]["active_servers"], 2);
+            let theirs = answer_of(&statsz, "G");
+            assert_eq!(theirs["statsz"]["routes"][0]["name"], "N", "{theirs}");
+
+            let idz = survey(asked, "$SYS.REQ.SERVER.PING.IDZ", "", 2).await;
+            assert_eq!(idz.len(), 2, "{idz:?}");
+            let ours = answer_of(&idz, "N");
+            assert_eq!(
+                ours,
+                &serde_json::json!({"name": "N", "host": "127.0.0.1", "id": n_id}),
+                "IDZ is the bare id, as G's: {:?}",
+                answer_of(&idz, "G")
+            );
+
+            for (filter, expected) in [
+                (r#"{"cluster":"c1"}"#, 2),
+                (r#"{"cluster":"c"}"#, 2),
+                (r#"{"cluster":"c","exact_match":true}"#, 0),
+                (r#"{"cluster":"other"}"#, 0),
+            ] {
+                let varz = survey(asked, "$SYS.REQ.SERVER.PING.VARZ", filter, expected).await;
+                assert_eq!(
+                    varz.len(),
+                    expected,
+                    "asked {}: {filter}: {varz:?}",
+                    asked.port
+                );
+            }
+
+            let gatewayz = survey(asked, "$SYS.REQ.SERVER.PING.GATEWAYZ", "", 2).await;
+            assert_eq!(gatewayz.len(), 2, "{gatewayz:?}");
+            let ours = answer_of(&gatewayz, "N");
+            assert_eq!(ours["data"]["server_id"], n_id.as_str(), "{ours}");
+
+            let direct = survey(asked, &format!("$SYS.REQ.SERVER.{n_id}.VARZ"), "", 1).await;
+            assert_eq!(direct.len(), 1, "{direct:?}");
+            assert_eq!(direct[0]["data"]["server_id"], n_id.as_str());
+        }
+    });
+
+    // Messages that cross the route count in N's in/out messages, not its client ones, as
+    // nats-server counts them (G's route to N is checked the same way).
+    let mut subscriber = Raw::connect(n.port);
+    subscriber.send(
+        b"CONNECT {\"verbose\":false,\"user\":\"app\",\"pass\":\"app\"}\r\nSUB crossing 1\r\nPING\r\n",
+    );
+    subscriber.read_until(b"PONG\r\n", WAIT);
+    let mut publisher = Raw::connect(g.port);
+    publisher.send(b"CONNECT {\"verbose\":false,\"user\":\"app\",\"pass\":\"app\"}\r\nPING\r\n");
+    publisher.read_until(b"PONG\r\n", WAIT);
+    let before = get(&n, "/varz");
+    wait_for(&g, "/routez?subs=1", |routez| {
+        route(routez)["subscriptions_list"]
+            .as_array()
+            .is_some_and(|list| list.contains(&"crossing".into()))
+    });
+    for _ in 0..10 {
+        publisher.send(b"PUB crossing 5\r\nhello\r\n");
+    }
+    publisher.send(b"PING\r\n");
+    publisher.read_until(b"PONG\r\n", WAIT);
+    let mut seen = Vec::new();
+    while seen.windows(5).filter(|w| w == b"hello").count() < 10 {
+        seen.extend_from_slice(&subscriber.read_until(b"hello\r\n", WAIT));
+    }
+    let after = get(&n, "/varz");
+    let grew = |key: &str| after[key].as_u64().unwrap() - before[key].as_u64().unwrap();
+    // (N's own STATSZ heartbeat, published by its system client, may fall in between.)
+    assert_eq!(
+        grew("in_msgs") - grew("in_client_msgs"),
+        10,
+        "routed messages are not a client's: {before} {after}"
+    );
+    assert_eq!(grew("out_client_msgs"), 10, "{before} {after}");
+    assert!(grew("out_msgs") >= 10);
+}

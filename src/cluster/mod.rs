@@ -30,6 +30,7 @@ pub mod dialer;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A key of local interest: the account's name, the subject, and the queue group (None for a
@@ -46,6 +47,9 @@ struct InterestKey {
 #[derive(Debug, Default)]
 pub struct Outbox {
     pending: Mutex<Vec<u8>>,
+    /// `pending` is not empty: what the route's shard looks at, without the lock, before it
+    /// writes a message to the route (`has_pending`).
+    filled: AtomicBool,
 }
 
 impl Outbox {
@@ -54,6 +58,15 @@ impl Outbox {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         out.extend_from_slice(&pending);
         pending.clear();
+        self.filled.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether lines wait. A message forwarded by a shard after it wrote interest lines here
+    /// (its frame published after them) sees true: the route's shard sends the lines first,
+    /// so a peer hears of a subscription before a message that may answer to it.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        self.filled.load(Ordering::Acquire)
     }
 
     /// Appends with `write`; returns whether the outbox was empty before (the route's shard
@@ -62,6 +75,9 @@ impl Outbox {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let was_empty = pending.is_empty();
         write(&mut pending);
+        if !pending.is_empty() {
+            self.filled.store(true, Ordering::Release);
+        }
         was_empty && !pending.is_empty()
     }
 }
@@ -221,12 +237,12 @@ impl Cluster {
     }
 
     /// `interest_changed` for many keys under one lock (a closing connection's
-    /// subscriptions).
+    /// subscriptions). Returns whether lines were written (some key was announced).
     pub fn interest_changed_many<'a>(
         &self,
         changes: impl IntoIterator<Item = (&'a str, &'a [u8], Option<&'a [u8]>, i32)>,
         wake: &mut impl FnMut(u16),
-    ) {
+    ) -> bool {
         let mut book = self.book();
         let Book { counts, routes, .. } = &mut *book;
         let mut lines = Vec::new();
@@ -266,13 +282,14 @@ impl Cluster {
             }
         }
         if lines.is_empty() {
-            return;
+            return false;
         }
         for route in routes.iter() {
             if route.outbox.append(|out| out.extend_from_slice(&lines)) {
                 wake(route.address.shard);
             }
         }
+        true
     }
 
     /// Registers the route to `peer` at `address`, writing every local interest key into

@@ -39,8 +39,8 @@ const STOP_CHECK: Duration = Duration::from_millis(200);
 
 /// The endpoints a server answers as `$SYS.REQ.SERVER.PING.<NAME>` and
 /// `$SYS.REQ.SERVER.<id>.<NAME>`.
-const SERVER_ENDPOINTS: [&str; 8] = [
-    "STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "ACCOUNTZ", "HEALTHZ", "LEAFZ",
+const SERVER_ENDPOINTS: [&str; 10] = [
+    "IDZ", "STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "ACCOUNTZ", "HEALTHZ", "LEAFZ",
 ];
 /// The endpoints of `$SYS.REQ.ACCOUNT.<account>.<NAME>`.
 const ACCOUNT_ENDPOINTS: [&str; 4] = ["CONNZ", "SUBSZ", "INFO", "STATZ"];
@@ -135,6 +135,9 @@ struct ServerInfo {
     name: String,
     host: String,
     id: String,
+    /// The cluster's name, when the server runs one (`omitempty`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
     ver: &'static str,
     jetstream: bool,
     flags: u64,
@@ -149,6 +152,8 @@ struct Filter {
     server_name: String,
     cluster: String,
     host: String,
+    /// The three above must equal, not contain, this server's.
+    exact_match: bool,
     tags: Vec<String>,
     domain: String,
 }
@@ -249,6 +254,7 @@ impl Service {
             name: self.inspector.server_name(),
             host: settings.options.host.clone(),
             id: self.inspector.server_id.clone(),
+            cluster: self.cluster_name(),
             ver: crate::ADVERTISED_VERSION,
             jetstream: false,
             flags: 0,
@@ -341,6 +347,15 @@ impl Service {
         if !self.is_asked(&filter) {
             return None;
         }
+        // nats-server's `idzReq`: the bare id, no envelope.
+        if endpoint == "IDZ" && account.is_none() {
+            let settings = self.inspector.shared.settings();
+            return Some(serde_json::json!({
+                "name": self.inspector.server_name(),
+                "host": settings.options.host,
+                "id": self.inspector.server_id,
+            }));
+        }
         if endpoint == "STATSZ" && account.is_none() {
             return Some(serde_json::json!({
                 "server": self.server_info(),
@@ -357,13 +372,27 @@ impl Service {
     /// nats-server's `filterRequest`: whether this server is among those the options name.
     fn is_asked(&self, filter: &Filter) -> bool {
         let settings = self.inspector.shared.settings();
-        let contains = |value: &str, wanted: &str| wanted.is_empty() || value.contains(wanted);
-        contains(&self.inspector.server_name(), &filter.server_name)
-            && contains(&settings.options.host, &filter.host)
-            // No cluster, no tags, no JetStream domain: a filter on any of them excludes it.
-            && filter.cluster.is_empty()
+        let matches = |value: &str, wanted: &str| {
+            wanted.is_empty()
+                || if filter.exact_match {
+                    value == wanted
+                } else {
+                    value.contains(wanted)
+                }
+        };
+        let cluster = self.cluster_name().unwrap_or_default();
+        matches(&self.inspector.server_name(), &filter.server_name)
+            && matches(&settings.options.host, &filter.host)
+            && matches(&cluster, &filter.cluster)
+            // No tags, no JetStream domain: a filter on either excludes it.
             && filter.tags.is_empty()
             && filter.domain.is_empty()
+    }
+
+    /// The running cluster's name (configured, or the one made up when none was).
+    fn cluster_name(&self) -> Option<String> {
+        let cluster = self.inspector.shared.cluster.as_ref()?;
+        Some(cluster.info.cluster.clone())
     }
 
     /// `{"server": ..., "data": ...}`, or `"error": {"code", "description"}`. An error of the
@@ -401,6 +430,7 @@ impl Service {
                 Ok(json(&inspector.subsz(&query)))
             }
             "ROUTEZ" => Ok(json(&inspector.routez(parse(options)?))),
+            "GATEWAYZ" => Ok(inspector.gatewayz()),
             "LEAFZ" => Ok(inspector.leafz()),
             "ACCOUNTZ" => {
                 #[derive(Deserialize, Default)]
@@ -498,7 +528,27 @@ impl Service {
         let accounts = inspector.shared.account_traffic();
         let active_accounts = accounts.iter().filter(|a| a.connections > 0).count();
         let data = |msgs: u64, bytes: u64| serde_json::json!({"msgs": msgs, "bytes": bytes});
-        serde_json::json!({
+        // nats-server's `RouteStat` of each route (`omitempty`: none, no key).
+        let routes: Vec<Value> = match &inspector.shared.cluster {
+            Some(_) => inspector
+                .shared
+                .routes(false)
+                .iter()
+                .map(|route| {
+                    serde_json::json!({
+                        "rid": route.rid,
+                        "name": route.remote_name,
+                        "sent": data(route.out_msgs, route.out_bytes),
+                        "received": data(route.in_msgs, route.in_bytes),
+                        "pending": route.pending_bytes,
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        // nats-server counts the servers it heard from; each of ours has a route to us.
+        let active_servers = 1 + routes.len();
+        let mut statsz = serde_json::json!({
             "start": gotime::rfc3339(inspector.start),
             "mem": varz.mem,
             "cores": varz.cores,
@@ -512,9 +562,13 @@ impl Service {
             "received": data(varz.in_msgs, varz.in_bytes),
             "received_from_clients": data(varz.in_client_msgs, varz.in_client_bytes),
             "slow_consumers": varz.slow_consumers,
-            "active_servers": 1,
+            "active_servers": active_servers,
             "gomaxprocs": varz.gomaxprocs,
-        })
+        });
+        if !routes.is_empty() {
+            statsz["routes"] = Value::from(routes);
+        }
+        statsz
     }
 
     /// The events thread: the shards' notices as events, and the heartbeats, until stopped.

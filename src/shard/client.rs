@@ -478,7 +478,7 @@ impl Core {
     /// In a cluster: local interest changed by these (account, subject, queue, delta); the
     /// routes hear of it through their outboxes (`cluster::Cluster::interest_changed_many`).
     pub(super) fn local_interest_changed<'a>(
-        &self,
+        &mut self,
         changes: impl IntoIterator<Item = (crate::account::AccountId, &'a [u8], Option<&'a [u8]>, i32)>,
     ) {
         let Some(cluster) = &self.shared.cluster else {
@@ -486,7 +486,8 @@ impl Core {
         };
         let accounts = &self.accounts;
         let mailboxes = &self.shared.mailboxes;
-        cluster.interest_changed_many(
+        let own = self.index.0;
+        let announced = cluster.interest_changed_many(
             changes.into_iter().map(|(account, subject, queue, delta)| {
                 (
                     accounts[account.index()].account.name.as_str(),
@@ -496,8 +497,17 @@ impl Core {
                 )
             }),
             &mut |shard| {
-                mailboxes[usize::from(shard)].send(super::control::Control::RouteOutbox);
+                if shard != own {
+                    mailboxes[usize::from(shard)].send(super::control::Control::RouteOutbox);
+                }
             },
         );
+        // This shard's routes get the lines now, ahead of anything a later command of the same
+        // input forwards to them: a peer hears of a subscription before a request that names
+        // it as its reply, as nats-server queues the RS+ when it handles the SUB. (A route on
+        // another shard sends them before its next message: `forward_here`.)
+        if announced && !self.route_slots.is_empty() {
+            self.drain_route_outboxes();
+        }
     }
 }

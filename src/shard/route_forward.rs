@@ -161,6 +161,12 @@ impl Core {
         let Some(session) = conn.route.as_deref() else {
             return false;
         };
+        // Interest lines another shard wrote for this route before it forwarded this message go
+        // first (see `cluster::Outbox::has_pending`).
+        if session.outbox.has_pending() {
+            let outbox = std::sync::Arc::clone(&session.outbox);
+            conn.out.append_with(|out| outbox.drain_into(out));
+        }
         let message = Message {
             headers: message.headers.filter(|_| session.headers),
             ..message
@@ -183,6 +189,8 @@ impl Core {
         let generation = conn.generation;
         self.stats.out_msgs += 1;
         self.stats.out_bytes += size;
+        self.stats.route_out_msgs += 1;
+        self.stats.route_out_bytes += size;
         self.mark_dirty(handle.slot);
         if self.pauses.backlog(pending_bytes) == Backlog::OverHighWater {
             let wait = self.pauses.wait_on(handle.slot, generation, self.now_ms);
@@ -208,6 +216,8 @@ impl Core {
         let total = message.body_len() as u64;
         self.stats.in_msgs += 1;
         self.stats.in_bytes += total;
+        self.stats.route_in_msgs += 1;
+        self.stats.route_in_bytes += total;
         let conn = &mut self.conns[slot];
         conn.in_msgs += 1;
         conn.in_bytes += total;
