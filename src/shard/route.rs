@@ -103,6 +103,11 @@ pub struct RouteSession {
 }
 
 impl RouteSession {
+    /// The `import` and `export` of the peer's INFO (the last one that had them).
+    pub fn peer_permissions(&self) -> &(Option<SubjectPermission>, Option<SubjectPermission>) {
+        &self.peer_permissions
+    }
+
     /// How many keys of interest (account, subject, queue) the peer sent and still holds.
     pub fn remote_key_count(&self) -> usize {
         self.remote.len()
