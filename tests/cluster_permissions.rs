@@ -264,11 +264,12 @@ async fn route_permissions_filter_as_nats_server_filters_them() {
     assert_eq!(natsring, (into, out, false), "natsring as nats-server");
 }
 
-/// The `import` and `export` of the route INFO, byte for byte as nats-server writes them.
+/// The `import` and `export` of the route INFO, byte for byte as nats-server writes them; also
+/// from the deprecated form (`authorization { permissions }` in the cluster block).
 #[test]
 fn the_route_info_carries_the_permissions_as_nats_server_writes_them() {
-    let fields = |kind: Kind| {
-        let server = node(kind, "N", &[], PERMISSIONS);
+    let fields = |kind: Kind, permissions: &str| {
+        let server = node(kind, "N", &[], permissions);
         let mut raw = common::Raw::connect(server.cluster_port.unwrap());
         let info = String::from_utf8(raw.read_until(b"\r\n", WAIT)).unwrap();
         let start = info.find(",\"import\":").expect("import in the INFO");
@@ -276,12 +277,19 @@ fn the_route_info_carries_the_permissions_as_nats_server_writes_them() {
         let end = export + info[export..].find('}').unwrap() + 1;
         info[start..end].to_string()
     };
-    let go = fields(Kind::Go);
+    let go = fields(Kind::Go, PERMISSIONS);
     assert_eq!(
         go,
         r#","import":{"allow":["imp.\u003e","both.\u003e","req.\u003e"],"deny":["imp.secret","imp.x.*"]},"export":{"allow":["exp.\u003e","both.\u003e","req.\u003e"],"deny":["exp.secret"]}"#
     );
-    assert_eq!(fields(Kind::Natsring), go);
+    assert_eq!(fields(Kind::Natsring, PERMISSIONS), go);
+    let deprecated = r#"  authorization { user: u, password: p, permissions { import: "in.>", export: { deny: "out" } } }"#;
+    let go = fields(Kind::Go, deprecated);
+    assert_eq!(
+        go,
+        r#","import":{"allow":["in.\u003e"]},"export":{"deny":["out"]}"#
+    );
+    assert_eq!(fields(Kind::Natsring, deprecated), go);
 }
 
 /// A reload (SIGHUP) that swaps the permissions: interest no longer importable is withdrawn,
