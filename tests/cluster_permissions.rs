@@ -294,8 +294,8 @@ fn the_route_info_carries_the_permissions_as_nats_server_writes_them() {
 
 /// A reload (SIGHUP) that swaps the permissions: interest no longer importable is withdrawn,
 /// newly importable announced, the peer's interest no longer exportable dropped, and newly
-/// exportable interest comes back from the peer (it resends on the async INFO). Run with the
-/// reloading node natsring and the peer nats-server, the other way round, and both nats-server.
+/// exportable interest comes back from the peer (it resends on the async INFO). Run with both
+/// nodes nats-server (the reference), each one natsring, and both natsring.
 #[tokio::test]
 async fn route_permissions_follow_a_reload_as_in_nats_server() {
     let before = "  permissions { import: \"a.>\", export: \"x.>\" }";
@@ -306,6 +306,7 @@ async fn route_permissions_follow_a_reload_as_in_nats_server() {
         (Kind::Go, Kind::Go),
         (Kind::Natsring, Kind::Go),
         (Kind::Go, Kind::Natsring),
+        (Kind::Natsring, Kind::Natsring),
     ] {
         let peer = node(peer_kind, "P", &[], "");
         let with = node(reloading, "N", &[peer.cluster_port.unwrap()], before);

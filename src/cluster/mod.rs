@@ -138,6 +138,12 @@ pub struct Cluster {
     /// The port routes are accepted on (bound, so a random one `-1` asked for is known).
     pub listen_port: u16,
     book: Mutex<Book>,
+    /// Bumped (under the registry's lock, before anything is written with them) each time a
+    /// reload swaps the route permissions: a route's shard that sees a number newer than its
+    /// own takes the new `export` before it judges a peer's `RS+`, so an `RS+` the peer sent in
+    /// answer to the new INFO is never judged by the old rules (the shards apply the reload
+    /// after the cluster, one by one). One atomic load per `RS+`, none per message.
+    rules_generation: std::sync::atomic::AtomicU64,
     /// Where routes to dial are told (implicit routes learned by gossip) and closes reported.
     pub dialer: dialer::DialerHandle,
 }
@@ -201,6 +207,7 @@ impl Cluster {
             info,
             authorization,
             book: Mutex::new(Book::default()),
+            rules_generation: std::sync::atomic::AtomicU64::new(0),
             dialer,
         }
     }
@@ -222,9 +229,20 @@ impl Cluster {
         self
     }
 
-    /// The route permissions in force now.
-    pub fn rules(&self) -> Arc<RouteRules> {
-        Arc::clone(&self.book().rules)
+    /// The route permissions in force now, and their generation (see `rules_generation`).
+    pub fn rules(&self) -> (Arc<RouteRules>, u64) {
+        let book = self.book();
+        let generation = self
+            .rules_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        (Arc::clone(&book.rules), generation)
+    }
+
+    /// The generation of the route permissions in force (changed by each reload that changed
+    /// them).
+    pub fn rules_generation(&self) -> u64 {
+        self.rules_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// This server's route INFO as it is now (with the permissions in force).
@@ -382,6 +400,8 @@ impl Cluster {
         }
         let rules = Arc::new(RouteRules::new(permissions));
         let old = std::mem::replace(&mut book.rules, Arc::clone(&rules));
+        self.rules_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let (import, export) = rules.info_fields();
         let info = crate::proto::route::RouteInfo {
             import,

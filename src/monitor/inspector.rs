@@ -191,7 +191,7 @@ impl Inspector {
             .shared
             .cluster
             .as_ref()
-            .map(|cluster| cluster.rules().info_fields())
+            .map(|cluster| cluster.rules().0.info_fields())
             .unwrap_or_default();
         routez::routez(
             options,

@@ -100,6 +100,8 @@ pub struct RouteSession {
     pub export: Option<ConnectionPermissions>,
     /// The `import` and `export` of the peer's INFO (an async INFO changing them is acted on).
     peer_permissions: (Option<SubjectPermission>, Option<SubjectPermission>),
+    /// The generation of the cluster's route permissions `export` came from.
+    rules_generation: u64,
 }
 
 impl RouteSession {
@@ -201,6 +203,7 @@ impl Core {
             remote: HashMap::new(),
             export: None,
             peer_permissions: (None, None),
+            rules_generation: 0,
         }));
         self.route_slots.push(slot);
     }
@@ -477,10 +480,11 @@ impl Core {
                     session.state = RouteState::Registered;
                     session.headers = info.headers && !self.settings.options.no_header_support;
                     session.peer = Some(peer);
-                    session.export = cluster
-                        .rules()
+                    let (rules, generation) = cluster.rules();
+                    session.export = rules
                         .export_rules()
                         .map(|rules| ConnectionPermissions::new(Arc::clone(rules)));
+                    session.rules_generation = generation;
                     session.peer_permissions = (info.import, info.export);
                 }
                 parser.headers = true;
@@ -503,6 +507,16 @@ impl Core {
     /// (logged at debug) when the route permissions refuse it. An allowed wildcard that
     /// overlaps an `export` deny turns the route's delivery filter on.
     fn route_may_export(&mut self, slot: u32, subject: &[u8]) -> bool {
+        let newer = self.shared.cluster.as_ref().is_some_and(|cluster| {
+            self.conns[slot]
+                .route
+                .as_ref()
+                .is_some_and(|session| session.rules_generation != cluster.rules_generation())
+        });
+        if newer {
+            // A reload the cluster took and this shard has not applied yet.
+            self.route_permissions_reloaded();
+        }
         let conn = &mut self.conns[slot];
         let Some(export) = conn
             .route
@@ -562,15 +576,15 @@ impl Core {
         );
     }
 
-    /// A reload (`Core::reload`, after the cluster took the new route permissions): each
-    /// registered route checks its peer's interest against the new `export` and drops what it
-    /// may no longer export (nats-server's `reloadClusterPermissions`). The delivery filter
-    /// starts again from the interest kept.
+    /// A reload (`Core::reload`, after the cluster took the new route permissions, or the
+    /// first `RS+` that comes before it): each registered route checks its peer's interest
+    /// against the new `export` and drops what it may no longer export (nats-server's
+    /// `reloadClusterPermissions`). The delivery filter starts again from the interest kept.
     pub(super) fn route_permissions_reloaded(&mut self) {
         let Some(cluster) = self.shared.cluster.as_ref() else {
             return;
         };
-        let rules = cluster.rules();
+        let (rules, generation) = cluster.rules();
         let current = rules.export_rules();
         for index in 0..self.route_slots.len() {
             let slot = self.route_slots[index];
@@ -580,6 +594,7 @@ impl Core {
             if session.state != RouteState::Registered {
                 continue;
             }
+            session.rules_generation = generation;
             let same = match (session.export.as_ref(), current) {
                 (Some(export), Some(current)) => Arc::ptr_eq(export.rules(), current),
                 (None, None) => true,
