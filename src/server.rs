@@ -436,6 +436,9 @@ impl ServerHandle {
             Arc::new(Settings::new(options, info, Some(&current), operator).with_tls(tls));
         let cluster_changes = config::cluster_diff(&current.options, &settings.options);
         *current = Arc::clone(&settings);
+        if cluster_changes.permissions_changed {
+            self.reload_route_permissions(&settings.options);
+        }
         // A shard that is gone (stopping) has nothing left to apply them to.
         self.shared
             .ask_every_shard(|done| Control::Reload(Arc::clone(&settings), done));
@@ -457,6 +460,23 @@ impl ServerHandle {
             None => crate::log_notice!("Reloaded server configuration"),
         }
         Ok(notices)
+    }
+
+    /// A reload changed the route permissions: the cluster re-filters the interest it
+    /// announces (and tells the peers); each shard, applying the reload after this, drops
+    /// what its routes' peers sent that may no longer be exported (`Core::reload`).
+    fn reload_route_permissions(&self, options: &Options) {
+        let Some(cluster) = &self.shared.cluster else {
+            return;
+        };
+        let permissions = options
+            .cluster
+            .as_ref()
+            .and_then(|cluster| cluster.permissions.as_ref());
+        let mailboxes = &self.shared.mailboxes;
+        cluster.reload_permissions(permissions, &mut |shard| {
+            mailboxes[usize::from(shard)].send(Control::RouteOutbox);
+        });
     }
 
     /// A reload changed the configured routes: the dialer dials the new list, and routes this
@@ -743,6 +763,9 @@ impl ClusterStart {
             ldm: false,
             compression_off: false,
             gossip_mode: 0,
+            // The route permissions are the cluster's (`Cluster::route_info`).
+            import: None,
+            export: None,
         };
         let authorization = cluster.authorization.as_ref().map(|auth| Authorization {
             user: auth.user.clone(),
@@ -757,7 +780,8 @@ impl ClusterStart {
             listeners,
             cluster: Arc::new(
                 Cluster::new(local, authorization, dialer::DialerHandle::new(sender))
-                    .listening_on(port),
+                    .listening_on(port)
+                    .with_permissions(cluster.permissions.as_ref()),
             ),
             dials,
             routes,

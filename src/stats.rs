@@ -239,6 +239,9 @@ pub struct RouteConnInfo {
     pub in_bytes: u64,
     pub out_msgs: u64,
     pub out_bytes: u64,
+    /// The route permissions the peer's INFO announced (`import`, `export`).
+    pub peer_import: Option<crate::auth::SubjectPermission>,
+    pub peer_export: Option<crate::auth::SubjectPermission>,
     /// How many keys of interest (account, subject, queue) the peer sent.
     pub subscriptions: usize,
     /// Those keys, when asked for (sorted by account, subject, queue).

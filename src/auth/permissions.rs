@@ -67,6 +67,9 @@ const GATEWAY_REPLY_PREFIX: &[u8] = b"_GR_.";
 const RAFT_PREFIX: &[u8] = b"$NRG.";
 /// Service import replies (`replyPrefix`).
 const SERVICE_REPLY_PREFIX: &[u8] = b"_R_.";
+/// MQTT's internal subjects (`mqttPrefix`): a connection that is not a client is held to its
+/// deny lists there, not to its allow lists.
+const MQTT_PREFIX: &[u8] = b"$MQTT.";
 /// JetStream acknowledgements (`jsAckPre`).
 const JETSTREAM_ACK_PREFIX: &[u8] = b"$JS.ACK.";
 
@@ -527,13 +530,27 @@ impl CompiledPermissions {
     /// nats-server's publish decision without the tracked replies: allow list (if any), then
     /// deny list.
     fn publish_permitted(&self, subject: &[u8]) -> bool {
+        self.publish_permitted_checking(subject, true)
+    }
+
+    /// The publish decision for a connection that is not a client (a route's `canImport`,
+    /// nats-server's `pubAllowedFullCheck` for a kind other than CLIENT): as
+    /// `publish_permitted`, except that a subject starting `$MQTT.` is held to the deny list
+    /// only.
+    pub fn server_publish_permitted(&self, subject: &[u8]) -> bool {
+        self.publish_permitted_checking(subject, !subject.starts_with(MQTT_PREFIX))
+    }
+
+    /// The publish decision, with or without the allow list.
+    fn publish_permitted_checking(&self, subject: &[u8], check_allow: bool) -> bool {
         let Some(rules) = &self.publish else {
             return true;
         };
-        let allowed = rules
-            .allow
-            .as_ref()
-            .is_none_or(|allow| allow.matches_plain(subject));
+        let allowed = !check_allow
+            || rules
+                .allow
+                .as_ref()
+                .is_none_or(|allow| allow.matches_plain(subject));
         allowed
             && !rules
                 .deny
@@ -543,8 +560,19 @@ impl CompiledPermissions {
 
     /// nats-server's `canSubscribeInternal` for a client connection.
     fn subscribe_permitted(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
+        self.subscribe_permitted_checking(subject, queue, true)
+    }
+
+    /// `canSubscribeInternal`, with or without the allow list (a connection that is not a
+    /// client skips it for subjects starting `$MQTT.`).
+    fn subscribe_permitted_checking(
+        &self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        check_allow: bool,
+    ) -> bool {
         let mut allowed = true;
-        if let Some(allow) = &self.subscribe_allow {
+        if let (true, Some(allow)) = (check_allow, &self.subscribe_allow) {
             let summary = allow.summary(subject, queue);
             allowed = summary.plain;
             if queue.is_some() && summary.queue_entries {
@@ -799,6 +827,28 @@ impl ConnectionPermissions {
         if !self.rules.subscribe_permitted(subject, queue) {
             return false;
         }
+        self.filter_deliveries_if_needed(subject, queue);
+        true
+    }
+
+    /// `subscribe_allowed` for a connection that is not a client, without a queue: a route's
+    /// `canExport` (nats-server calls `canSubscribe(subject)` for every `RS+`, queue or not).
+    /// A subject starting `$MQTT.` is held to the deny list only.
+    pub fn server_subscribe_allowed(&mut self, subject: &[u8]) -> bool {
+        let check_allow = !subject.starts_with(MQTT_PREFIX);
+        if !self
+            .rules
+            .subscribe_permitted_checking(subject, None, check_allow)
+        {
+            return false;
+        }
+        self.filter_deliveries_if_needed(subject, None);
+        true
+    }
+
+    /// nats-server's `loadMsgDenyFilterIfNeeded`: a subscription now allowed that may overlap
+    /// a deny entry (a queue one, or one with a wildcard) turns the delivery filter on.
+    fn filter_deliveries_if_needed(&mut self, subject: &[u8], queue: Option<&[u8]>) {
         if self.delivery_filter.is_none()
             && (queue.is_some() || !is_literal(subject))
             && self
@@ -809,7 +859,6 @@ impl ConnectionPermissions {
         {
             self.delivery_filter = Some(DeliveryFilter::default());
         }
-        true
     }
 
     /// Whether delivery-time deny checks are on for this connection.

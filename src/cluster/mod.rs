@@ -20,6 +20,8 @@
 //! - Interest a peer sends is kept in the account's remote table (`Account::remote`), matched
 //!   by publishes of local clients (`shard/deliver.rs`); a message from a route is delivered
 //!   to local subscribers only, never to another route (the mesh is full; nobody relays).
+//! - Route permissions (`permissions`): the interest announced is filtered by `import`, here;
+//!   a peer's interest is filtered by `export` by the route's shard.
 //! - Gossip: when a route registers, its peer's INFO is forwarded to the other routes (with
 //!   `gossip_mode`), so their servers dial it and the mesh completes from one seed.
 //!
@@ -27,11 +29,15 @@
 //! configured), route registration and close.
 
 pub mod dialer;
+pub mod permissions;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::auth::SubjectPermission;
+use permissions::RouteRules;
 
 /// A key of local interest: the account's name, the subject, and the queue group (None for a
 /// plain subscription). Plain and queue interest on one subject are separate keys.
@@ -125,6 +131,9 @@ struct Book {
     /// The client URLs last announced (`announce_client_urls`); None: never (nats-server's
     /// `ClientConnectURLs` stay empty until a route brings some).
     client_urls: Option<Arc<[String]>>,
+    /// The route permissions in force (a reload swaps them, under this lock, so that no
+    /// interest line is filtered by one and written after the other's).
+    rules: Arc<RouteRules>,
 }
 
 /// The credentials a peer's CONNECT must carry (`cluster { authorization }`).
@@ -145,6 +154,12 @@ pub struct Cluster {
     /// The port routes are accepted on (bound, so a random one `-1` asked for is known).
     pub listen_port: u16,
     book: Mutex<Book>,
+    /// Bumped (under the registry's lock, before anything is written with them) each time a
+    /// reload swaps the route permissions: a route's shard that sees a number newer than its
+    /// own takes the new `export` before it judges a peer's `RS+`, so an `RS+` the peer sent in
+    /// answer to the new INFO is never judged by the old rules (the shards apply the reload
+    /// after the cluster, one by one). One atomic load per `RS+`, none per message.
+    rules_generation: std::sync::atomic::AtomicU64,
     /// Where routes to dial are told (implicit routes learned by gossip) and closes reported.
     pub dialer: dialer::DialerHandle,
 }
@@ -186,6 +201,8 @@ pub fn gossip_info(local: &crate::proto::route::RouteInfo, peer: &PeerSummary) -
         auth_required: false,
         tls_required: false,
         gossip_mode: 1,
+        import: None,
+        export: None,
         ..local.clone()
     };
     let mut out = Vec::new();
@@ -206,6 +223,7 @@ impl Cluster {
             info,
             authorization,
             book: Mutex::new(Book::default()),
+            rules_generation: std::sync::atomic::AtomicU64::new(0),
             dialer,
         }
     }
@@ -215,6 +233,41 @@ impl Cluster {
         Cluster {
             listen_port: port,
             ..self
+        }
+    }
+
+    /// The route permissions at start (`cluster { permissions }`).
+    pub fn with_permissions(
+        self,
+        permissions: Option<&crate::config::RoutePermissions>,
+    ) -> Cluster {
+        self.book().rules = Arc::new(RouteRules::new(permissions));
+        self
+    }
+
+    /// The route permissions in force now, and their generation (see `rules_generation`).
+    pub fn rules(&self) -> (Arc<RouteRules>, u64) {
+        let book = self.book();
+        let generation = self
+            .rules_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        (Arc::clone(&book.rules), generation)
+    }
+
+    /// The generation of the route permissions in force (changed by each reload that changed
+    /// them).
+    pub fn rules_generation(&self) -> u64 {
+        self.rules_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// This server's route INFO as it is now (with the permissions in force).
+    pub fn route_info(&self) -> crate::proto::route::RouteInfo {
+        let (import, export) = self.book().rules.info_fields();
+        crate::proto::route::RouteInfo {
+            import,
+            export,
+            ..self.info.clone()
         }
     }
 
@@ -244,7 +297,12 @@ impl Cluster {
         wake: &mut impl FnMut(u16),
     ) -> bool {
         let mut book = self.book();
-        let Book { counts, routes, .. } = &mut *book;
+        let Book {
+            counts,
+            routes,
+            rules,
+            ..
+        } = &mut *book;
         let mut lines = Vec::new();
         for (account, subject, queue, delta) in changes {
             let key = InterestKey {
@@ -277,7 +335,8 @@ impl Cluster {
                 None => (before == 0) != (after == 0),
                 Some(_) => before != after,
             };
-            if announce {
+            // Interest this server may not import is never announced (`canImport`).
+            if announce && rules.can_import(subject) {
                 write_interest(&mut lines, account, subject, queue, after);
             }
         }
@@ -317,7 +376,9 @@ impl Cluster {
         }
         let dumped = outbox.append(|out| {
             for (key, &count) in &book.counts {
-                write_interest(out, &key.account, &key.subject, key.queue.as_deref(), count);
+                if book.rules.can_import(&key.subject) {
+                    write_interest(out, &key.account, &key.subject, key.queue.as_deref(), count);
+                }
             }
         });
         if dumped {
@@ -337,6 +398,100 @@ impl Cluster {
             outbox,
         });
         Ok(())
+    }
+
+    /// A reload changed the route permissions to `permissions`, as nats-server's
+    /// `reloadClusterPermissions`: every route gets an async INFO with the new `import` and
+    /// `export`, then `RS+` for each key of local interest that may be imported now and could
+    /// not before, then `RS-` for each that could and may not now. (What peers sent that may
+    /// no longer be exported is each route's shard's to drop, `Cluster::rules` telling it.)
+    /// Calls `wake` for outboxes that need their shard.
+    pub fn reload_permissions(
+        &self,
+        permissions: Option<&crate::config::RoutePermissions>,
+        wake: &mut impl FnMut(u16),
+    ) {
+        let mut book = self.book();
+        if book.rules.configured.as_ref() == permissions {
+            return;
+        }
+        let rules = Arc::new(RouteRules::new(permissions));
+        let old = std::mem::replace(&mut book.rules, Arc::clone(&rules));
+        self.rules_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let (import, export) = rules.info_fields();
+        let info = crate::proto::route::RouteInfo {
+            import,
+            export,
+            ..self.info.clone()
+        };
+        let mut lines = Vec::new();
+        crate::proto::route::write_route_info(&mut lines, &info);
+        let mut withdrawn = Vec::new();
+        for (key, &count) in &book.counts {
+            let (then, now) = (old.can_import(&key.subject), rules.can_import(&key.subject));
+            let (out, weight) = match (then, now) {
+                (false, true) => (&mut lines, count),
+                (true, false) => (&mut withdrawn, 0),
+                _ => continue,
+            };
+            write_interest(
+                out,
+                &key.account,
+                &key.subject,
+                key.queue.as_deref(),
+                weight,
+            );
+        }
+        lines.extend_from_slice(&withdrawn);
+        for route in &book.routes {
+            if route.outbox.append(|out| out.extend_from_slice(&lines)) {
+                wake(route.address.shard);
+            }
+        }
+    }
+
+    /// The peer of the route at `address` changed its `export` from `old` to `new` (an async
+    /// INFO), as nats-server's `updateRemoteRoutePerms`: the route gets `RS+` for each key of
+    /// local interest the peer may export now and could not before, if this server may import
+    /// it. Nothing is withdrawn (nats-server sends no `RS-` there either).
+    pub fn peer_export_changed(
+        &self,
+        address: RouteAddress,
+        old: Option<&SubjectPermission>,
+        new: Option<&SubjectPermission>,
+        wake: &mut impl FnMut(u16),
+    ) {
+        let mut old = permissions::peer_export_tester(old);
+        let mut new = permissions::peer_export_tester(new);
+        let book = self.book();
+        let Some(route) = book.routes.iter().find(|route| route.address == address) else {
+            return;
+        };
+        let can_export = |tester: &mut Option<crate::auth::permissions::ConnectionPermissions>,
+                          subject: &[u8]| {
+            tester
+                .as_mut()
+                .is_none_or(|tester| tester.server_subscribe_allowed(subject))
+        };
+        let mut lines = Vec::new();
+        for (key, &count) in &book.counts {
+            if can_export(&mut new, &key.subject)
+                && !can_export(&mut old, &key.subject)
+                && book.rules.can_import(&key.subject)
+            {
+                write_interest(
+                    &mut lines,
+                    &key.account,
+                    &key.subject,
+                    key.queue.as_deref(),
+                    count,
+                );
+            }
+        }
+        if !lines.is_empty() && route.outbox.append(|out| out.extend_from_slice(&lines)) {
+            wake(route.address.shard);
+        }
     }
 
     /// The route at `address` closed: it is no longer registered (no-op if it never was).
@@ -455,6 +610,85 @@ mod tests {
         );
         assert_eq!(woken, vec![0], "woken once: the outbox was never drained");
         assert_eq!(cluster.interest_keys(), 0);
+    }
+
+    fn import(allow: &[&str], deny: &[&str]) -> crate::config::RoutePermissions {
+        let list = |subjects: &[&str]| {
+            (!subjects.is_empty()).then(|| subjects.iter().map(|s| s.to_string()).collect())
+        };
+        crate::config::RoutePermissions {
+            import: Some(SubjectPermission {
+                allow: list(allow),
+                deny: list(deny),
+            }),
+            export: None,
+        }
+    }
+
+    #[test]
+    fn import_filters_the_dump_the_changes_and_a_reload() {
+        let cluster = cluster().with_permissions(Some(&import(&["foo.>", "q"], &["foo.no"])));
+        let mut wake = |_| {};
+        cluster.interest_changed("$G", b"foo.a", None, 1, &mut wake);
+        cluster.interest_changed("$G", b"bar", None, 1, &mut wake);
+        let outbox = Arc::new(Outbox::default());
+        cluster
+            .register(
+                peer("NA"),
+                address(1),
+                Arc::clone(&outbox),
+                false,
+                |_| Vec::new(),
+                &mut wake,
+            )
+            .unwrap();
+        assert_eq!(
+            drained(&outbox),
+            "RS+ $G foo.a\r\n",
+            "bar is not importable"
+        );
+        cluster.interest_changed("$G", b"foo.no", None, 1, &mut wake);
+        cluster.interest_changed("$G", b"foo.*", None, 1, &mut wake);
+        cluster.interest_changed("$G", b"q", Some(b"g"), 2, &mut wake);
+        cluster.interest_changed("$G", b"bar", None, -1, &mut wake);
+        assert_eq!(drained(&outbox), "RS+ $G foo.*\r\nRS+ $G q g 2\r\n");
+        assert_eq!(cluster.interest_keys(), 4, "counted, announced or not");
+        // Reload: bar and foo.no become importable, foo.* and q no longer, foo.a stays.
+        cluster.interest_changed("$G", b"bar", None, 1, &mut wake);
+        cluster.reload_permissions(Some(&import(&["bar", "foo.a", "foo.no"], &[])), &mut wake);
+        let out = drained(&outbox);
+        let (info, lines) = out.split_once("\r\n").unwrap();
+        assert!(
+            info.ends_with(r#""import":{"allow":["bar","foo.a","foo.no"]}} "#),
+            "{info}"
+        );
+        let mut lines: Vec<&str> = lines.split_terminator("\r\n").collect();
+        lines[..2].sort();
+        lines[2..].sort();
+        assert_eq!(
+            lines,
+            ["RS+ $G bar", "RS+ $G foo.no", "RS- $G foo.*", "RS- $G q g"]
+        );
+        assert!(cluster.route_info().import.is_some());
+        // The same permissions again: nothing.
+        cluster.reload_permissions(Some(&import(&["bar", "foo.a", "foo.no"], &[])), &mut wake);
+        assert_eq!(drained(&outbox), "");
+        // A peer whose export widens gets what it now admits and this server may import.
+        let narrow = SubjectPermission {
+            allow: Some(vec!["bar".into()]),
+            deny: None,
+        };
+        cluster.peer_export_changed(address(1), Some(&narrow), None, &mut wake);
+        let mut widened: Vec<String> = drained(&outbox)
+            .split_terminator("\r\n")
+            .map(String::from)
+            .collect();
+        widened.sort();
+        assert_eq!(
+            widened,
+            ["RS+ $G foo.a", "RS+ $G foo.no"],
+            "not bar, not foo.*"
+        );
     }
 
     #[test]

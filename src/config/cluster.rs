@@ -235,8 +235,9 @@ pub struct RouteAuthorization {
 }
 
 /// Which subjects' interest crosses routes: `import` is what this server asks peers for
-/// (nats-server sends a peer's SUB only if it may import it), `export` what it tells peers
-/// about. Subjects only (no queue groups).
+/// (nats-server announces its interest in a subject only if it may import it), `export` what
+/// peers may ask it for (a peer's `RS+` it may not export is dropped). Subjects only (no queue
+/// groups). Applied by `cluster::permissions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutePermissions {
     pub import: Option<SubjectPermission>,

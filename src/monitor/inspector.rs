@@ -187,11 +187,18 @@ impl Inspector {
         } else {
             Vec::new()
         };
+        let permissions = self
+            .shared
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.rules().0.info_fields())
+            .unwrap_or_default();
         routez::routez(
             options,
             &self.server_id,
             &self.server_name(),
             SystemTime::now(),
+            permissions,
             &routes,
         )
     }

@@ -1,11 +1,12 @@
 //! `/routez`: the registered routes, as nats-server's `Routez` (monitor.go): the same options
 //! (`subs=1`, `subs=detail`) and JSON.
 //!
-//! natsring runs nats-server's legacy single route per peer (no pool, no compression, no route
-//! permissions applied), so each route is listed as a nats-server node with `pool_size: -1`
-//! and `compression: not_supported` lists its: one per peer, no `account`, `compression` "not
-//! supported" (natsring's route INFO has no `compression`, which is what makes nats-server
-//! write that), no `import`/`export`. A route's subscriptions are the keys of interest its
+//! natsring runs nats-server's legacy single route per peer (no pool, no compression), so each
+//! route is listed as a nats-server node with `pool_size: -1` and `compression: not_supported`
+//! lists its: one per peer, no `account`, `compression` "not supported" (natsring's route INFO
+//! has no `compression`, which is what makes nats-server write that). The route permissions
+//! are listed as nats-server lists them: this server's at the top (`import`/`export`), each
+//! peer's (from its INFO) in its route. A route's subscriptions are the keys of interest its
 //! peer sent (`RS+`), listed as nats-server lists a route's: `sid` is `R <account> <subject>[
 //! <queue>]`, the cid is the route's; their `msgs` are 0 (natsring counts no message per
 //! remote key: that would be on the message path).
@@ -17,6 +18,7 @@ use serde::Serialize;
 use super::connz::SubJson;
 use super::gotime;
 use super::query::{Query, QueryError};
+use crate::auth::SubjectPermission;
 use crate::stats::RouteConnInfo;
 
 /// What nats-server's `RouteInfo.Compression` says of a route without compression whose
@@ -54,6 +56,10 @@ pub struct Routez {
     pub server_id: String,
     pub server_name: String,
     pub now: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<PermissionJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<PermissionJson>,
     pub num_routes: usize,
     pub routes: Vec<RouteJson>,
 }
@@ -74,6 +80,10 @@ pub struct RouteJson {
     pub rtt: String,
     pub uptime: String,
     pub idle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<PermissionJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<PermissionJson>,
     pub pending_size: usize,
     pub in_msgs: u64,
     pub out_msgs: u64,
@@ -87,18 +97,40 @@ pub struct RouteJson {
     pub compression: &'static str,
 }
 
-/// Builds the answer from the shards' routes (sorted by rid).
+/// nats-server's `SubjectPermission` JSON: `allow` and `deny`, each left out when empty.
+#[derive(Debug, Serialize)]
+pub struct PermissionJson {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+impl PermissionJson {
+    fn of(permission: &Option<SubjectPermission>) -> Option<PermissionJson> {
+        permission.as_ref().map(|permission| PermissionJson {
+            allow: permission.allow.clone().unwrap_or_default(),
+            deny: permission.deny.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// Builds the answer from the shards' routes (sorted by rid) and this server's route
+/// permissions (`import`, `export`).
 pub fn routez(
     options: RoutezOptions,
     server_id: &str,
     server_name: &str,
     now: SystemTime,
+    (import, export): (Option<SubjectPermission>, Option<SubjectPermission>),
     routes: &[RouteConnInfo],
 ) -> Routez {
     Routez {
         server_id: server_id.to_string(),
         server_name: server_name.to_string(),
         now: gotime::rfc3339_utc(now),
+        import: PermissionJson::of(&import),
+        export: PermissionJson::of(&export),
         num_routes: routes.len(),
         routes: routes
             .iter()
@@ -150,6 +182,8 @@ fn route_json(route: &RouteConnInfo, options: RoutezOptions, now: SystemTime) ->
         rtt: gotime::rtt(route.rtt_ns),
         uptime: gotime::uptime(gotime::since(now, route.start)),
         idle: gotime::uptime(gotime::since(now, route.last_activity)),
+        import: PermissionJson::of(&route.peer_import),
+        export: PermissionJson::of(&route.peer_export),
         pending_size: route.pending_bytes,
         in_msgs: route.in_msgs,
         out_msgs: route.out_msgs,
@@ -188,6 +222,11 @@ mod tests {
             in_bytes: 30,
             out_msgs: 2,
             out_bytes: 20,
+            peer_import: None,
+            peer_export: Some(SubjectPermission {
+                allow: Some(vec!["x.>".into()]),
+                deny: Some(Vec::new()),
+            }),
             subscriptions: 2,
             subs: vec![
                 RemoteInterest {
@@ -208,7 +247,16 @@ mod tests {
     fn answer(query: &str) -> (String, serde_json::Value) {
         let options = RoutezOptions::parse(&Query::parse(Some(query))).expect("valid");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_061);
-        let text = serde_json::to_string(&routez(options, "NSELF", "A", now, &[route()])).unwrap();
+        let permissions = (
+            Some(SubjectPermission {
+                allow: None,
+                deny: Some(vec!["secret".into()]),
+            }),
+            None,
+        );
+        let text =
+            serde_json::to_string(&routez(options, "NSELF", "A", now, permissions, &[route()]))
+                .unwrap();
         let value = serde_json::from_str(&text).unwrap();
         (text, value)
     }
@@ -224,7 +272,7 @@ mod tests {
     }
 
     /// The keys in nats-server 2.15.1's order (`RouteInfo` of a `pool_size: -1` node).
-    const ROUTE_KEYS: [&str; 21] = [
+    const ROUTE_KEYS: [&str; 22] = [
         "rid",
         "remote_id",
         "remote_name",
@@ -237,6 +285,7 @@ mod tests {
         "rtt",
         "uptime",
         "idle",
+        "export",
         "pending_size",
         "in_msgs",
         "out_msgs",
@@ -254,11 +303,34 @@ mod tests {
         assert_eq!(
             written_order(
                 &text,
-                &["server_id", "server_name", "now", "num_routes", "routes"]
+                &[
+                    "server_id",
+                    "server_name",
+                    "now",
+                    "import",
+                    "num_routes",
+                    "routes"
+                ]
             ),
-            ["server_id", "server_name", "now", "num_routes", "routes"]
+            [
+                "server_id",
+                "server_name",
+                "now",
+                "import",
+                "num_routes",
+                "routes"
+            ]
         );
         assert_eq!(plain["num_routes"], 1);
+        // This server's permissions at the top, the peer's in its route; absent ones and
+        // empty lists left out.
+        assert_eq!(plain["import"], serde_json::json!({"deny": ["secret"]}));
+        assert!(plain.get("export").is_none());
+        assert_eq!(
+            plain["routes"][0]["export"],
+            serde_json::json!({"allow": ["x.>"]})
+        );
+        assert!(plain["routes"][0].get("import").is_none());
         let without_lists: Vec<&str> = ROUTE_KEYS
             .iter()
             .copied()
@@ -317,7 +389,14 @@ mod tests {
             parse("subs=x").unwrap_err().0,
             "Error decoding boolean for 'subs': strconv.ParseBool: parsing \"x\": invalid syntax"
         );
-        let none = routez(RoutezOptions::default(), "N", "N", SystemTime::now(), &[]);
+        let none = routez(
+            RoutezOptions::default(),
+            "N",
+            "N",
+            SystemTime::now(),
+            (None, None),
+            &[],
+        );
         assert_eq!(
             serde_json::to_value(none).unwrap()["routes"],
             serde_json::json!([])

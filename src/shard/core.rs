@@ -737,6 +737,9 @@ impl Core {
         if auth_changed {
             self.reauthenticate_all();
         }
+        if self.shared.cluster.is_some() {
+            self.route_permissions_reloaded();
+        }
     }
 
     pub(super) fn publish_stats(&mut self) {

@@ -372,6 +372,8 @@ impl Core {
                     in_bytes: conn.in_bytes,
                     out_msgs: conn.out_msgs,
                     out_bytes: conn.out_bytes,
+                    peer_import: session.peer_permissions().0.clone(),
+                    peer_export: session.peer_permissions().1.clone(),
                     subscriptions: session.remote_key_count(),
                     subs: keys,
                 })

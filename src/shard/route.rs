@@ -17,7 +17,8 @@
 //! gossip: the dialer is asked to dial that server.
 //!
 //! What a route sends in is kept per route (`RouteSession::remote`): `RS+`/`RS-` update the
-//! account's remote table, `RMSG`/`HMSG` are delivered to local subscribers only
+//! account's remote table (an `RS+` the route permissions may not export is dropped,
+//! `cluster::permissions`), `RMSG`/`HMSG` are delivered to local subscribers only
 //! (`route_forward`). When the route closes, its remote entries go and the dialer redials it
 //! if it was solicited.
 //!
@@ -32,6 +33,8 @@ use super::conn::{AuthState, ConnKind, ConnState};
 use super::core::Core;
 use super::route_forward::route_handle;
 use crate::account::AccountId;
+use crate::auth::permissions::ConnectionPermissions;
+use crate::auth::SubjectPermission;
 use crate::cluster::dialer::{Dial, DialTarget, RouteUrl};
 use crate::cluster::{Outbox, PeerSummary, Refused, RouteAddress};
 use crate::limits;
@@ -92,9 +95,21 @@ pub struct RouteSession {
     pub headers: bool,
     /// Interest the peer sent, with each key's weight (1 for a plain one).
     remote: HashMap<RemoteKey, u32>,
+    /// The route permissions' `export` as this route checks its peer's `RS+` against them,
+    /// with the route's delivery filter (`cluster::permissions`); None: no permissions.
+    pub export: Option<ConnectionPermissions>,
+    /// The `import` and `export` of the peer's INFO (an async INFO changing them is acted on).
+    peer_permissions: (Option<SubjectPermission>, Option<SubjectPermission>),
+    /// The generation of the cluster's route permissions `export` came from.
+    rules_generation: u64,
 }
 
 impl RouteSession {
+    /// The `import` and `export` of the peer's INFO (the last one that had them).
+    pub fn peer_permissions(&self) -> &(Option<SubjectPermission>, Option<SubjectPermission>) {
+        &self.peer_permissions
+    }
+
     /// How many keys of interest (account, subject, queue) the peer sent and still holds.
     pub fn remote_key_count(&self) -> usize {
         self.remote.len()
@@ -121,8 +136,8 @@ impl Core {
                 deadline_ms: now_ms + authorization.timeout.as_millis() as u64,
             };
         }
-        conn.out
-            .append_with(|out| write_route_info(out, &cluster.info));
+        let info = cluster.route_info();
+        conn.out.append_with(|out| write_route_info(out, &info));
         self.mark_dirty(slot);
         self.conns.want_recv(slot);
     }
@@ -155,10 +170,11 @@ impl Core {
             cluster_dynamic: cluster.info.cluster_dynamic,
         };
         self.begin_route(slot, RouteState::AwaitingInfo, Some(target));
+        let info = cluster.route_info();
         let conn = &mut self.conns[slot];
         conn.out.append_with(|out| {
             write_route_connect(out, &connect);
-            write_route_info(out, &cluster.info);
+            write_route_info(out, &info);
         });
         crate::log_debug!(
             "{} - rid:{} - Route connection created",
@@ -185,6 +201,9 @@ impl Core {
             outbox: Arc::default(),
             headers: false,
             remote: HashMap::new(),
+            export: None,
+            peer_permissions: (None, None),
+            rules_generation: 0,
         }));
         self.route_slots.push(slot);
     }
@@ -287,6 +306,9 @@ impl Core {
                 let Some(account) = self.account_named(account.unwrap_or(b"$G")) else {
                     return;
                 };
+                if added && !self.route_may_export(slot, subject) {
+                    return;
+                }
                 let weight = if added { weight.max(1) } else { 0 };
                 self.remote_interest(slot, account, subject, queue, weight);
             }
@@ -388,6 +410,9 @@ impl Core {
         };
         if session.state == RouteState::Registered {
             let peer_id = session.peer.as_ref().map(|peer| peer.server_id.as_str());
+            if peer_id == Some(info.server_id.as_str()) && !info.ldm {
+                return self.peer_permissions_changed(slot, info.import, info.export);
+            }
             if peer_id != Some(info.server_id.as_str())
                 && info.server_id != cluster.server_id
                 && !cluster.is_connected(&info.server_id)
@@ -455,6 +480,12 @@ impl Core {
                     session.state = RouteState::Registered;
                     session.headers = info.headers && !self.settings.options.no_header_support;
                     session.peer = Some(peer);
+                    let (rules, generation) = cluster.rules();
+                    session.export = rules
+                        .export_rules()
+                        .map(|rules| ConnectionPermissions::new(Arc::clone(rules)));
+                    session.rules_generation = generation;
+                    session.peer_permissions = (info.import, info.export);
                 }
                 parser.headers = true;
                 self.announce_client_urls();
@@ -468,6 +499,122 @@ impl Core {
                 let conn = &self.conns[slot];
                 crate::log_debug!("{} - rid:{} - Route to self", conn.peer, conn.client_id);
                 self.close(slot, CloseReason::DuplicateRoute);
+            }
+        }
+    }
+
+    /// nats-server's `canExport` for an `RS+` on `subject` from the route in `slot`: false
+    /// (logged at debug) when the route permissions refuse it. An allowed wildcard that
+    /// overlaps an `export` deny turns the route's delivery filter on.
+    fn route_may_export(&mut self, slot: u32, subject: &[u8]) -> bool {
+        let newer = self.shared.cluster.as_ref().is_some_and(|cluster| {
+            self.conns[slot]
+                .route
+                .as_ref()
+                .is_some_and(|session| session.rules_generation != cluster.rules_generation())
+        });
+        if newer {
+            // A reload the cluster took and this shard has not applied yet.
+            self.route_permissions_reloaded();
+        }
+        let conn = &mut self.conns[slot];
+        let Some(export) = conn
+            .route
+            .as_mut()
+            .and_then(|session| session.export.as_mut())
+        else {
+            return true;
+        };
+        if export.server_subscribe_allowed(subject) {
+            return true;
+        }
+        crate::log_debug!(
+            "{} - rid:{} - Can not export {}, ignoring remote subscription request",
+            conn.peer,
+            conn.client_id,
+            crate::auth::permissions::quote(subject)
+        );
+        false
+    }
+
+    /// An async INFO from the peer of the registered route in `slot` (not lame duck): when its
+    /// `import` or `export` changed, they are kept, and a wider `export` gets the interest it
+    /// now admits (`Cluster::peer_export_changed`, nats-server's `updateRemoteRoutePerms`).
+    fn peer_permissions_changed(
+        &mut self,
+        slot: u32,
+        import: Option<SubjectPermission>,
+        export: Option<SubjectPermission>,
+    ) {
+        let conn = &mut self.conns[slot];
+        let generation = conn.generation;
+        let Some(session) = conn.route.as_mut() else {
+            return;
+        };
+        let (old_import, old_export) = &session.peer_permissions;
+        if *old_import == import && *old_export == export {
+            return;
+        }
+        let old_export = old_export.clone();
+        session.peer_permissions = (import, export.clone());
+        let Some(cluster) = self.shared.cluster.as_ref() else {
+            return;
+        };
+        let address = RouteAddress {
+            shard: self.index.0,
+            slot,
+            generation,
+        };
+        let mailboxes = &self.shared.mailboxes;
+        cluster.peer_export_changed(
+            address,
+            old_export.as_ref(),
+            export.as_ref(),
+            &mut |shard| {
+                mailboxes[usize::from(shard)].send(super::control::Control::RouteOutbox);
+            },
+        );
+    }
+
+    /// A reload (`Core::reload`, after the cluster took the new route permissions, or the
+    /// first `RS+` that comes before it): each registered route checks its peer's interest
+    /// against the new `export` and drops what it may no longer export (nats-server's
+    /// `reloadClusterPermissions`). The delivery filter starts again from the interest kept.
+    pub(super) fn route_permissions_reloaded(&mut self) {
+        let Some(cluster) = self.shared.cluster.as_ref() else {
+            return;
+        };
+        let (rules, generation) = cluster.rules();
+        let current = rules.export_rules();
+        for index in 0..self.route_slots.len() {
+            let slot = self.route_slots[index];
+            let Some(session) = self.conns[slot].route.as_mut() else {
+                continue;
+            };
+            if session.state != RouteState::Registered {
+                continue;
+            }
+            session.rules_generation = generation;
+            let same = match (session.export.as_ref(), current) {
+                (Some(export), Some(current)) => Arc::ptr_eq(export.rules(), current),
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            session.export = current.map(|rules| ConnectionPermissions::new(Arc::clone(rules)));
+            let Some(export) = session.export.as_mut() else {
+                continue;
+            };
+            let refused: Vec<RemoteKey> = session
+                .remote
+                .keys()
+                .filter(|key| !export.server_subscribe_allowed(&key.subject))
+                .cloned()
+                .collect();
+            for key in refused {
+                self.remote_interest(slot, key.account, &key.subject, key.queue.as_deref(), 0);
             }
         }
     }

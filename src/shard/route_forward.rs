@@ -158,9 +158,18 @@ impl Core {
         {
             return false;
         }
-        let Some(session) = conn.route.as_deref() else {
+        let Some(session) = conn.route.as_deref_mut() else {
             return false;
         };
+        // A wildcard interest the route permissions' `export` only partly allows: the
+        // denied subjects stay here (one branch unless such interest came).
+        if session
+            .export
+            .as_mut()
+            .is_some_and(|export| export.delivery_denied(message.subject, None))
+        {
+            return false;
+        }
         // Interest lines another shard wrote for this route before it forwarded this message go
         // first (see `cluster::Outbox::has_pending`).
         if session.outbox.has_pending() {

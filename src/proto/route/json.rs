@@ -12,6 +12,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::auth::SubjectPermission;
 use crate::proto::error::{CloseReason, RouteError};
 use crate::proto::json::{key_matches, parse_connect, utf8_lossy, write_json_string};
 use crate::proto::writer::write_u64;
@@ -51,12 +52,15 @@ pub struct RouteInfo {
     /// In an INFO forwarded by gossip: 1 "connect to it but do not re-gossip", 2 override;
     /// 0 (left out) otherwise.
     pub gossip_mode: u8,
+    /// Route permissions (`cluster { permissions }`), left out when None.
+    pub import: Option<SubjectPermission>,
+    pub export: Option<SubjectPermission>,
 }
 
 /// Appends `INFO {json} \r\n`, fields in nats-server's `Info` order, `omitempty` ones left out
 /// when false or empty: `server_id, server_name, version, proto (3), go, host, port, headers,
 /// [auth_required], [tls_required], max_payload, [ip], [cluster], [cluster_dynamic],
-/// [connect_urls], [ldm], [compression], [gossip_mode]`. The space before `\r\n` is what
+/// [connect_urls], [ldm], [compression], [import], [export], [gossip_mode]`. The space before `\r\n` is what
 /// nats-server's initial and lame-duck INFOs have; its parser takes either form.
 pub fn write_route_info(out: &mut Vec<u8>, info: &RouteInfo) {
     out.extend_from_slice(b"INFO {\"server_id\":");
@@ -97,11 +101,46 @@ pub fn write_route_info(out: &mut Vec<u8>, info: &RouteInfo) {
     if info.compression_off {
         out.extend_from_slice(b",\"compression\":\"off\"");
     }
+    if let Some(import) = &info.import {
+        out.extend_from_slice(b",\"import\":");
+        write_subject_permission(out, import);
+    }
+    if let Some(export) = &info.export {
+        out.extend_from_slice(b",\"export\":");
+        write_subject_permission(out, export);
+    }
     if info.gossip_mode != 0 {
         out.extend_from_slice(b",\"gossip_mode\":");
         write_u64(out, u64::from(info.gossip_mode));
     }
     out.extend_from_slice(b"} \r\n");
+}
+
+/// nats-server's `SubjectPermission` JSON: `{"allow":[...],"deny":[...]}`, each list left out
+/// when absent or empty (`omitempty`), so `{}` when both are.
+fn write_subject_permission(out: &mut Vec<u8>, permission: &SubjectPermission) {
+    out.push(b'{');
+    let mut first = true;
+    for (name, list) in [("allow", &permission.allow), ("deny", &permission.deny)] {
+        let Some(list) = list.as_deref().filter(|list| !list.is_empty()) else {
+            continue;
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":[");
+        for (index, subject) in list.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_json_string(out, subject);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
 }
 
 /// What natsring sends in CONNECT when it dials a route.
@@ -182,9 +221,10 @@ pub struct PeerRouteInfo {
     pub jetstream: bool,
     pub auth_required: bool,
     pub tls_required: bool,
-    /// Route permissions, undecoded (`{"allow":[...],"deny":[...]}`); checked for type only.
-    pub import: Option<Value>,
-    pub export: Option<Value>,
+    /// Route permissions (`{"allow":[...],"deny":[...]}`), as nats-server decodes a
+    /// `*SubjectPermission`: None when absent or `null`, a list None when absent or `null`.
+    pub import: Option<SubjectPermission>,
+    pub export: Option<SubjectPermission>,
 }
 
 /// A peer's route CONNECT: nats-server decodes it twice, as client options (`ClientOpts`:
@@ -371,14 +411,22 @@ fn text_list(value: &Value) -> Result<Vec<String>, RouteError> {
 }
 
 /// nats-server's `*SubjectPermission`: an object whose `allow` and `deny` are `[]string`.
-fn permissions(value: &Value) -> Result<Value, RouteError> {
+fn permissions(value: &Value) -> Result<SubjectPermission, RouteError> {
     let fields = value.as_object().ok_or(RouteError::ParseError)?;
+    let mut permission = SubjectPermission::default();
     for (key, list) in fields {
-        if (key_matches("allow", key) || key_matches("deny", key)) && !list.is_null() {
-            text_list(list)?;
+        let slot = if key_matches("allow", key) {
+            &mut permission.allow
+        } else if key_matches("deny", key) {
+            &mut permission.deny
+        } else {
+            continue;
+        };
+        if !list.is_null() {
+            *slot = Some(text_list(list)?);
         }
     }
-    Ok(value.clone())
+    Ok(permission)
 }
 
 /// A key of nats-server's `Info`.

@@ -1109,6 +1109,54 @@ fn route_info_minimal_and_parsed_back() {
 }
 
 #[test]
+fn route_info_permissions_as_go_writes_them() {
+    // nats-server 2.15.1 with `permissions { import: { allow: ["foo.>", "bar"], deny:
+    // "foo.secret" }, export: "pub.*" }` sends, after `compression`:
+    // `"import":{"allow":["foo.\u003e","bar"],"deny":["foo.secret"]},"export":{"allow":["pub.*"]}`
+    let list = |subjects: &[&str]| Some(subjects.iter().map(|s| s.to_string()).collect());
+    let info = RouteInfo {
+        server_id: "N".to_string(),
+        compression_off: true,
+        import: Some(crate::auth::SubjectPermission {
+            allow: list(&["foo.>", "bar"]),
+            deny: list(&["foo.secret"]),
+        }),
+        export: Some(crate::auth::SubjectPermission {
+            allow: list(&["pub.*"]),
+            deny: Some(Vec::new()),
+        }),
+        gossip_mode: 1,
+        ..RouteInfo::default()
+    };
+    let mut out = Vec::new();
+    write_route_info(&mut out, &info);
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(
+        text.ends_with(
+            "\"compression\":\"off\",\"import\":{\"allow\":[\"foo.\\u003e\",\"bar\"],\
+             \"deny\":[\"foo.secret\"]},\"export\":{\"allow\":[\"pub.*\"]},\"gossip_mode\":1} \r\n"
+        ),
+        "{text}"
+    );
+    let RouteStep::Op(RouteOp::Info { json }, _) = legacy().parse(&out) else {
+        panic!("not an INFO")
+    };
+    let peer = parse_route_info(json).unwrap();
+    assert_eq!(peer.import, info.import);
+    assert_eq!(peer.export.unwrap().allow, list(&["pub.*"]));
+    // Both lists empty: `{}`, as Go marshals a non-nil permission with omitempty lists.
+    let empty = RouteInfo {
+        import: Some(crate::auth::SubjectPermission::default()),
+        ..RouteInfo::default()
+    };
+    out.clear();
+    write_route_info(&mut out, &empty);
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .ends_with(",\"import\":{}} \r\n"));
+}
+
+#[test]
 fn peer_route_info_as_go_sends_it() {
     // ROUTES.md §2.1, one line, with the space before CRLF.
     let line = b"INFO {\"server_id\":\"NARCI2BXR74TA2JOXFKDQQKZGUFHARK362DTGQC5CV5AX5BZL2IC5UVZ\",\
@@ -1137,7 +1185,10 @@ fn peer_route_info_as_go_sends_it() {
     assert!(other.jetstream && other.ldm);
     assert_eq!(
         other.import,
-        Some(serde_json::json!({"allow": ["a.>"], "deny": null}))
+        Some(crate::auth::SubjectPermission {
+            allow: Some(vec!["a.>".into()]),
+            deny: None
+        })
     );
     assert_eq!((other.export, other.port), (None, 0));
     assert_eq!(parse_route_info(b"null").unwrap(), PeerRouteInfo::default());
