@@ -18,9 +18,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::client::Resumption;
 use rustls::crypto::{ring, CryptoProvider, SupportedKxGroup};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls::{
+    ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
+};
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
@@ -105,6 +108,62 @@ pub fn load(options: &TlsOptions) -> Result<ServerTls, String> {
         config,
         cert_not_after,
         pinned_certs: options.pinned_certs.clone(),
+    })
+}
+
+/// A loaded cluster TLS configuration (`cluster { tls {} }`), for the shards' routes.
+#[derive(Debug, Clone)]
+pub struct RouteTlsConfigs {
+    /// What an accepted route is served with: the peer's certificate is required and checked
+    /// against `ca_file`, whatever `verify` says (nats-server forces
+    /// `RequireAndVerifyClientCert` for clusters).
+    pub server: Arc<ServerConfig>,
+    /// What a solicited route dials with: the same certificate presented, the peer's
+    /// checked against the same `ca_file` (nats-server mirrors `ClientCAs` into `RootCAs`)
+    /// and against the route URL's host.
+    pub client: Arc<ClientConfig>,
+}
+
+/// Reads the files of a cluster's `tls {}` and builds both sides of a route's TLS, as
+/// nats-server's `getTLSConfig` does for clusters: mutual verification against `ca_file`.
+/// Without `ca_file` nats-server would verify against the system's roots; natsring refuses
+/// that (a cluster's peers are its own, and its CA is named).
+pub fn load_route(options: &TlsOptions) -> Result<RouteTlsConfigs, String> {
+    let provider = Arc::new(provider(options)?);
+    let chain = read_chain(&options.cert_file)?;
+    let key = read_key(&options.key_file)?;
+    let Some(ca_file) = options.ca_file.as_deref() else {
+        return Err(
+            "cluster 'tls' without 'ca_file' is not supported by natsring yet (route certificates are checked against 'ca_file' only)"
+                .to_string(),
+        );
+    };
+    let roots = Arc::new(read_roots(ca_file)?);
+    let versions: &[&SupportedProtocolVersion] = match options.min_version {
+        Some(TlsVersion::V1_3) => &[&rustls::version::TLS13],
+        Some(TlsVersion::V1_2) | None => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+            .build()
+            .map_err(|error| format!("TLS client verification: {error}"))?;
+    let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|error| format!("TLS configuration: {error}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(pair_error)?;
+    let mut client = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|error| format!("TLS configuration: {error}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(pair_error)?;
+    // As nats-server's routes: no session resumption (Go's `ClientSessionCache` is unset).
+    client.resumption = Resumption::disabled();
+    Ok(RouteTlsConfigs {
+        server: finished(server),
+        client: Arc::new(client),
     })
 }
 
