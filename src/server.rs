@@ -762,6 +762,9 @@ impl ClusterStart {
         let routes = cluster.routes.iter().map(dialer::RouteUrl::from).collect();
         crate::log_notice!("Cluster name is {name}");
         crate::log_notice!("Listening for route connections on {bind_host}:{port}");
+        if cluster.tls.as_ref().is_some_and(|tls| tls.insecure) {
+            crate::log_warn!("TLS certificate chain and hostname of solicited routes will not be verified. DO NOT USE IN PRODUCTION!");
+        }
         Ok(Some(ClusterStart {
             listeners,
             cluster: Arc::new(

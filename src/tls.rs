@@ -18,14 +18,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::crypto::{ring, CryptoProvider, SupportedKxGroup};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::DigitallySignedStruct;
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
 };
 use rustls_pki_types::pem::{PemObject, SectionKind};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
 use crate::auth::dn::DistinguishedName;
@@ -153,10 +155,17 @@ pub fn load_route(options: &TlsOptions) -> Result<RouteTlsConfigs, String> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())
         .map_err(pair_error)?;
-    let mut client = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)
-        .map_err(|error| format!("TLS configuration: {error}"))?
-        .with_root_certificates(roots)
+        .map_err(|error| format!("TLS configuration: {error}"))?;
+    let builder = if options.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
+    let mut client = builder
         .with_client_auth_cert(chain, key)
         .map_err(pair_error)?;
     // As nats-server's routes: no session resumption (Go's `ClientSessionCache` is unset).
@@ -165,6 +174,57 @@ pub fn load_route(options: &TlsOptions) -> Result<RouteTlsConfigs, String> {
         server: finished(server),
         client: Arc::new(client),
     })
+}
+
+/// What a solicited route checks of its peer's certificate with `insecure`: nothing, as Go's
+/// `InsecureSkipVerify` (neither the chain nor the name); the handshake's signatures are still
+/// checked, so the peer holds the key of the certificate it sent.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A certificate's `notAfter`.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use rustls::server::ServerConfig;
+use rustls::CommonState;
 
 use super::conn::Transport;
 use super::core::Core;
@@ -137,10 +138,14 @@ impl Core {
         true
     }
 
-    /// The TLS handshake of the route in `slot` ended, its peer's certificate (`leaf`)
+    /// The TLS handshake of the route in `slot` ended (`tls`), its peer's certificate
     /// verified: unless `pinned_certs` refuses it, the route protocol starts, as it starts on
     /// a plain route at once (its keepalive, then INFO, or CONNECT and INFO).
-    pub(super) fn route_tls_established(&mut self, slot: u32, leaf: Option<&[u8]>) {
+    pub(super) fn route_tls_established(&mut self, slot: u32, tls: &CommonState) {
+        let leaf = tls
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|der| der.as_ref());
         let pinned_certs = self
             .settings
             .route_tls
@@ -153,11 +158,29 @@ impl Core {
         let jitter_ms = self.jitter_ms(limits::ROUTE_FIRST_PING_MS / 5);
         let conn = &mut self.conns[slot];
         conn.next_ping_ms = self.now_ms + limits::ROUTE_FIRST_PING_MS + jitter_ms;
-        crate::log_debug!(
-            "{} - rid:{} - TLS handshake complete",
-            conn.peer,
-            conn.client_id
-        );
+        if crate::log::enabled_debug() {
+            crate::log_debug!(
+                "{} - rid:{} - TLS handshake complete",
+                conn.peer,
+                conn.client_id
+            );
+            let version = match tls.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                _ => "unknown",
+            };
+            let suite = tls
+                .negotiated_cipher_suite()
+                .and_then(|suite| suite.suite().as_str())
+                .unwrap_or("unknown");
+            // rustls calls the TLS 1.3 suites `TLS13_*`; Go `TLS_*`.
+            let suite = suite.replacen("TLS13_", "TLS_", 1);
+            crate::log_debug!(
+                "{} - rid:{} - TLS version {version}, cipher suite {suite}",
+                conn.peer,
+                conn.client_id
+            );
+        }
         let solicited = conn
             .route
             .as_ref()

@@ -883,7 +883,7 @@ impl Core {
             .and_then(|chain| chain.first())
             .map(|der| der.as_ref());
         if self.conns[slot].kind == ConnKind::Route {
-            return self.route_tls_established(slot, leaf);
+            return self.route_tls_established(slot, tls);
         }
         let pinned_certs = self
             .settings
