@@ -10,6 +10,10 @@
 //! session cache: nats clients do not resume, and each cache entry is memory per client); no
 //! ALPN. What it must not touch: sockets, shards, options (it reads them).
 //!
+//! [`load_route`] builds both sides of a cluster route's TLS (`cluster { tls {} }`): mutual
+//! verification against `ca_file`, as nats-server forces it for clusters, with `insecure`
+//! skipping the check of a dialed peer's certificate.
+//!
 //! [`load`] is called by the configuration layer to check a file or flags (nats-server loads
 //! the files while it parses, so `-t` fails on a missing key) and again by the server for the
 //! configuration it serves.

@@ -1,6 +1,11 @@
 //! TLS between the ring's receive buffers and a connection's session: rustls's unbuffered
-//! server connection, so that ciphertext is decrypted where the kernel put it and plaintext is
+//! connection, so that ciphertext is decrypted where the kernel put it and plaintext is
 //! encrypted straight into the buffer the send SQE names. No thread, no extra system call.
+//! Clients and accepted routes are its server side; a route this server dials is its client
+//! side (`TlsSession::solicited_route`, see `route_tls`). Both sides go through the same steps
+//! (`step`, `write_step`, `alert_step`, generic over rustls's side); only the server side takes
+//! the record layer over, since a TLS 1.3 server may send the client session tickets at any
+//! time, which rustls's client handles.
 //!
 //! Receive (`TlsSession::receive`): once the handshake is done, a provided buffer's records are
 //! handed to rustls in place. Only a record cut by the end of a buffer is copied, into `carry`,
