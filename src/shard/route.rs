@@ -10,6 +10,8 @@
 //! - solicited (dialed by `cluster::dialer`): send CONNECT and INFO at once; the peer's INFO
 //!   registers the route.
 //!
+//! With cluster TLS both happen after the TLS handshake, which comes first (`route_tls`).
+//!
 //! Registration (`cluster::Cluster::register`) refuses a second route to the same server
 //! (closed without `-ERR`, as nats-server's "Duplicate Route") and a route to this server
 //! itself. A registered route receives every local interest key (the dump), then each change;
