@@ -956,6 +956,7 @@ fn route_tls(options: &Options) -> Result<Option<Arc<crate::shard::RouteTls>>, S
         timeout_ms: tls.timeout.as_millis() as u64,
         pinned_certs: tls.pinned_certs.clone(),
         name,
+        cert_not_after: loaded.cert_not_after,
     })))
 }
 

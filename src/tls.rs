@@ -128,6 +128,8 @@ pub struct RouteTlsConfigs {
     /// checked against the same `ca_file` (nats-server mirrors `ClientCAs` into `RootCAs`)
     /// and against the route URL's host.
     pub client: Arc<ClientConfig>,
+    /// When the certificate expires (`/varz`'s `cluster.tls_cert_not_after`).
+    pub cert_not_after: Option<SystemTime>,
 }
 
 /// Reads the files of a cluster's `tls {}` and builds both sides of a route's TLS, as
@@ -138,6 +140,7 @@ pub fn load_route(options: &TlsOptions) -> Result<RouteTlsConfigs, String> {
     let provider = Arc::new(provider(options)?);
     let chain = read_chain(&options.cert_file)?;
     let key = read_key(&options.key_file)?;
+    let cert_not_after = chain.first().and_then(|leaf| not_after(leaf));
     let Some(ca_file) = options.ca_file.as_deref() else {
         return Err(
             "cluster 'tls' without 'ca_file' is not supported by natsring yet (route certificates are checked against 'ca_file' only)"
@@ -177,6 +180,7 @@ pub fn load_route(options: &TlsOptions) -> Result<RouteTlsConfigs, String> {
     Ok(RouteTlsConfigs {
         server: finished(server),
         client: Arc::new(client),
+        cert_not_after,
     })
 }
 

@@ -67,7 +67,7 @@ fn node(kind: Kind, name: &str, routes: &[u16], tls: Option<RouteTls<'_>>) -> Ch
         )
     });
     let config = format!(
-        "server_name: {name}\ncluster {{\n  name: c1\n  host: 127.0.0.1\n  port: -1\n  routes: [{}]\n{tls}}}\n",
+        "server_name: {name}\nhttp_port: -1\ncluster {{\n  name: c1\n  host: 127.0.0.1\n  port: -1\n  routes: [{}]\n{tls}}}\n",
         routes.join(", ")
     );
     let server = match kind {
@@ -392,7 +392,8 @@ fn read_until(stream: &mut impl Read, quiet: Duration, until: impl Fn(&[u8]) -> 
 /// What a TLS cluster port does on the wire, natsring next to nats-server: nothing before the
 /// handshake (no INFO in plain text: the handshake comes first); after it, INFO with
 /// `"tls_required":true,"tls_verify":true` in nats-server's field order; a peer that never
-/// starts its handshake is closed after `tls { timeout }`, having been sent nothing.
+/// starts its handshake is closed after `tls { timeout }`, having been sent nothing; `/varz`
+/// describes the cluster's TLS as nats-server's does.
 #[tokio::test]
 async fn the_route_port_speaks_tls_first_as_nats_server() {
     let pki = Pki::generate();
@@ -441,6 +442,29 @@ async fn the_route_port_speaks_tls_first_as_nats_server() {
             "{what}: {info}"
         );
     }
+    // `/varz` says the same of the cluster's TLS (same certificate, same timeout).
+    let tls_fields = |server: &ChildServer| {
+        let url = format!("{}/varz", server.monitoring_url.as_ref().unwrap());
+        let body = ureq::get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let varz: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let cluster = &varz["cluster"];
+        [
+            "tls_required",
+            "tls_verify",
+            "tls_timeout",
+            "tls_cert_not_after",
+        ]
+        .map(|key| (key, cluster[key].clone()))
+    };
+    let ours = tls_fields(&natsring);
+    assert_eq!(ours, tls_fields(&go));
+    assert_eq!(ours[0].1, serde_json::Value::Bool(true), "{ours:?}");
+    assert!(ours[3].1.is_string(), "{ours:?}");
 }
 
 /// `insecure` on a dialing natsring node: the peer's certificate (here from another CA) is not

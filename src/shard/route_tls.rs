@@ -49,6 +49,8 @@ pub struct RouteTls {
     /// dialed by IP address checks the peer's certificate against (nats-server's
     /// `routeTLSName`, used for gossiped routes, which are named by IP).
     pub name: Option<String>,
+    /// When the certificate expires (`/varz`'s `cluster.tls_cert_not_after`).
+    pub cert_not_after: Option<std::time::SystemTime>,
 }
 
 impl RouteTls {
@@ -223,6 +225,7 @@ mod tests {
             timeout_ms: 2000,
             pinned_certs: Vec::new(),
             name: name.map(Into::into),
+            cert_not_after: None,
         }
     }
 
