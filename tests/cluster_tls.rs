@@ -50,11 +50,22 @@ struct RouteTls<'a> {
 }
 
 /// Starts a node of `kind` in cluster `c1`, named `name`, with routes to the cluster ports
-/// `routes`, over TLS when `tls` says so.
+/// `routes` (at 127.0.0.1), over TLS when `tls` says so.
 fn node(kind: Kind, name: &str, routes: &[u16], tls: Option<RouteTls<'_>>) -> ChildServer {
+    node_at(kind, name, "127.0.0.1", routes, tls)
+}
+
+/// `node`, with its routes at `host`.
+fn node_at(
+    kind: Kind,
+    name: &str,
+    host: &str,
+    routes: &[u16],
+    tls: Option<RouteTls<'_>>,
+) -> ChildServer {
     let routes: Vec<String> = routes
         .iter()
-        .map(|port| format!("nats-route://127.0.0.1:{port}"))
+        .map(|port| format!("nats-route://{host}:{port}"))
         .collect();
     let tls = tls.map_or(String::new(), |tls| {
         format!(
@@ -615,4 +626,43 @@ async fn a_reload_serves_new_route_certificates() {
         "the route forms with the reloaded certificate"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three nodes over TLS from one seed, named `localhost` in `routes`, with certificates for
+/// that name only: B and C meet by gossip, which names them by IP address, so each checks the
+/// other's certificate against the host name of its configured route (nats-server's
+/// `routeTLSName`). A message from B reaches C's subscriber (A relays nothing).
+async fn mesh_over_tls_from_one_seed(kinds: [Kind; 3]) {
+    let pki = Pki::generate();
+    let tls = RouteTls {
+        identity: &pki.route_by_name,
+        ..trusted(&pki)
+    };
+    let a = node_at(kinds[0], "A", "localhost", &[], Some(tls));
+    let b = node_at(kinds[1], "B", "localhost", &[cluster_port(&a)], Some(tls));
+    let c = node_at(kinds[2], "C", "localhost", &[cluster_port(&a)], Some(tls));
+    let (cb, cc) = (client(&b).await, client(&c).await);
+    let mut sub = cc.subscribe("mesh").await.unwrap();
+    cc.flush().await.unwrap();
+    assert!(
+        route_carries(&cb, &mut sub, "mesh", WAIT).await,
+        "B and C meet over TLS"
+    );
+    for i in 0..200 {
+        cb.publish("mesh", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    cb.flush().await.unwrap();
+    receive_exactly(&mut sub, 200).await;
+}
+
+#[tokio::test]
+async fn natsring_nodes_mesh_over_tls_from_a_nats_server_seed() {
+    mesh_over_tls_from_one_seed([Kind::Go, Kind::Natsring, Kind::Natsring]).await;
+}
+
+#[tokio::test]
+async fn a_mixed_mesh_over_tls_from_a_natsring_seed() {
+    mesh_over_tls_from_one_seed([Kind::Natsring, Kind::Go, Kind::Natsring]).await;
 }

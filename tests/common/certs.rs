@@ -65,6 +65,9 @@ pub struct Pki {
     /// The same, signed by the other CA: a node that verifies routes against the first CA
     /// refuses it.
     pub other_route: Identity,
+    /// A route certificate signed by the CA for the name `localhost` only (no IP address): a
+    /// route dialed by IP address must check it against a configured host name.
+    pub route_by_name: Identity,
 }
 
 impl Pki {
@@ -109,6 +112,11 @@ impl Pki {
         let expired_server = issue(&dir, "expired-server", expired, &ca_issuer);
         let route = issue(&dir, "route", route_params(), &ca_issuer);
         let other_route = issue(&dir, "other-route", route_params(), &other_issuer);
+        let mut by_name = route_params();
+        by_name.subject_alt_names = vec![SanType::DnsName(
+            "localhost".try_into().expect("an ASCII name"),
+        )];
+        let route_by_name = issue(&dir, "route-by-name", by_name, &ca_issuer);
 
         Pki {
             dir,
@@ -123,6 +131,7 @@ impl Pki {
             expired_server,
             route,
             other_route,
+            route_by_name,
         }
     }
 }
