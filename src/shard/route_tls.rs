@@ -290,6 +290,35 @@ mod tests {
         assert_eq!(from_server, b"INFO {} \r\n");
     }
 
+    /// A route writes nothing in the clear: what is written before its handshake ends is
+    /// dropped (the handshake's own records still go out).
+    #[test]
+    fn nothing_goes_in_the_clear_on_a_route() {
+        let tls = route_tls(None);
+        let name = tls.server_name("localhost").unwrap();
+        let mut client = TlsSession::solicited_route(&tls.client, name, 2000, 0).unwrap();
+        let hello = sealed(&mut client, b"PING\r\n");
+        assert_eq!(hello.first(), Some(&super::super::tls::HANDSHAKE_RECORD));
+        assert!(
+            !hello.windows(4).any(|window| window == b"PING"),
+            "{hello:?}"
+        );
+        let mut server = TlsSession::accepted_route(&tls.server, 2000, 0).unwrap();
+        assert!(sealed(&mut server, b"INFO {} \r\n").is_empty());
+    }
+
+    /// A plain peer (its INFO where the handshake should be) ends a solicited session.
+    #[test]
+    fn a_plain_peer_ends_a_solicited_session() {
+        let tls = route_tls(None);
+        let name = tls.server_name("localhost").unwrap();
+        let mut client = TlsSession::solicited_route(&tls.client, name, 2000, 0).unwrap();
+        let _hello = sealed(&mut client, b"");
+        let mut info = b"INFO {\"server_id\":\"N\"} \r\n".to_vec();
+        assert!(client.receive(&mut info, &mut |_| {}).is_err());
+        assert!(!client.is_established());
+    }
+
     fn sealed(session: &mut TlsSession, plaintext: &[u8]) -> Vec<u8> {
         let (mut pending, mut sending) = (plaintext.to_vec(), Vec::new());
         session.seal(&mut pending, &mut sending, false);

@@ -170,6 +170,10 @@ pub struct TlsSession {
     started: bool,
     /// The handshake came before INFO (`handshake_first`, not fallen back).
     first: bool,
+    /// What is written before the handshake ends goes out in plain text (a client's INFO).
+    /// False on routes, whose handshake comes before any protocol byte: nothing written then
+    /// reaches the wire (as Go's writes to an unfinished `tls.Conn` do not).
+    clear_before_handshake: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -210,6 +214,7 @@ impl TlsSession {
             close_notified: false,
             started: false,
             first: tls.handshake_first,
+            clear_before_handshake: true,
         })
     }
 
@@ -263,6 +268,7 @@ impl TlsSession {
             close_notified: false,
             started: false,
             first: false,
+            clear_before_handshake: false,
         }
     }
 
@@ -507,7 +513,9 @@ impl TlsSession {
         sending.append(&mut self.wire);
         if !pending.is_empty() {
             if !self.is_established() {
-                sending.extend_from_slice(pending);
+                if self.clear_before_handshake {
+                    sending.extend_from_slice(pending);
+                }
             } else if !self.failed && !self.close_notified {
                 let plaintext = &pending[..];
                 let encrypted = match &mut self.records {
