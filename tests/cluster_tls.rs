@@ -63,6 +63,20 @@ fn node_at(
     routes: &[u16],
     tls: Option<RouteTls<'_>>,
 ) -> ChildServer {
+    let config = config_for(name, host, routes, tls);
+    let server = match kind {
+        Kind::Natsring => start_natsring_with_config(&config, &[]),
+        Kind::Go => {
+            assert_nats_server_available();
+            start_reference_with_config(&config)
+        }
+    };
+    assert!(server.cluster_port.is_some(), "{name} listens for routes");
+    server
+}
+
+/// The configuration file of a node (see `node_at`).
+fn config_for(name: &str, host: &str, routes: &[u16], tls: Option<RouteTls<'_>>) -> String {
     let routes: Vec<String> = routes
         .iter()
         .map(|port| format!("nats-route://{host}:{port}"))
@@ -77,19 +91,10 @@ fn node_at(
             tls.extra,
         )
     });
-    let config = format!(
+    format!(
         "server_name: {name}\nhttp_port: -1\ncluster {{\n  name: c1\n  host: 127.0.0.1\n  port: -1\n  routes: [{}]\n{tls}}}\n",
         routes.join(", ")
-    );
-    let server = match kind {
-        Kind::Natsring => start_natsring_with_config(&config, &[]),
-        Kind::Go => {
-            assert_nats_server_available();
-            start_reference_with_config(&config)
-        }
-    };
-    assert!(server.cluster_port.is_some(), "{name} listens for routes");
-    server
+    )
 }
 
 /// The route TLS every well-configured node of these tests has.
@@ -577,6 +582,44 @@ async fn pinned_certs_restrict_the_peers() {
     );
     assert!(!refused_crosses, "a peer whose key is not pinned");
     assert!(taken_crosses, "a peer whose key is pinned");
+}
+
+/// A reload that pins other keys (`pinned_certs`) closes the routes whose peer it leaves out,
+/// as nats-server's `recheckPinnedCerts`; the peer's next dial is refused.
+#[tokio::test]
+async fn a_reload_that_pins_other_keys_closes_the_route() {
+    let pki = Pki::generate();
+    let a = node(Kind::Natsring, "A", &[], Some(trusted(&pki)));
+    let b = node(Kind::Go, "B", &[cluster_port(&a)], Some(trusted(&pki)));
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    let mut sub = ca.subscribe("pins").await.unwrap();
+    ca.flush().await.unwrap();
+    assert!(
+        route_carries(&cb, &mut sub, "pins", WAIT).await,
+        "the route is up"
+    );
+    let pinned = format!(
+        "pinned_certs: [\"{}\"]",
+        spki_sha256_hex(&pki.server.cert_pem)
+    );
+    let config = config_for(
+        "A",
+        "127.0.0.1",
+        &[],
+        Some(RouteTls {
+            extra: &pinned,
+            ..trusted(&pki)
+        }),
+    );
+    std::fs::write(a.config_path().unwrap(), config).unwrap();
+    a.signal(libc::SIGHUP);
+    // The route closes at once; probes sent meanwhile may still cross, so wait for silence.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(Some(_)) = timeout(Duration::from_millis(300), sub.next()).await {}
+    assert!(
+        !route_carries(&cb, &mut sub, "pins", REFUSED_FOR).await,
+        "the route is gone and stays gone"
+    );
 }
 
 /// A reload rereads the cluster's TLS files: a node whose certificate its peer refused

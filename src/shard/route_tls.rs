@@ -26,6 +26,7 @@ use rustls::CommonState;
 
 use super::conn::Transport;
 use super::core::Core;
+use super::settings::Settings;
 use super::tls::TlsSession;
 use crate::cluster::Cluster;
 use crate::limits;
@@ -138,6 +139,47 @@ impl Core {
             }
         }
         true
+    }
+
+    /// After a reload that changed the cluster's `pinned_certs` (from `old`'s): the routes
+    /// whose peer's key the new list leaves out close, as nats-server's
+    /// `recheckPinnedCerts` closes them (`TLS Handshake Failure`).
+    pub(super) fn recheck_route_pins(&mut self, old: &Settings) {
+        let pins = |settings: &Settings| {
+            settings
+                .route_tls
+                .as_ref()
+                .map(|tls| tls.pinned_certs.clone())
+                .unwrap_or_default()
+        };
+        let pinned = pins(&self.settings);
+        if pinned.is_empty() || pinned == pins(old) {
+            return;
+        }
+        let refused: Vec<u32> = self
+            .route_slots
+            .iter()
+            .copied()
+            .filter(|&slot| match &self.conns[slot].transport {
+                Transport::Tls(session)
+                    if session.is_established() && self.conns[slot].is_open() =>
+                {
+                    let key = session.peer_leaf().and_then(crate::tls::spki_sha256);
+                    !key.is_some_and(|key| pinned.contains(&key))
+                }
+                _ => false,
+            })
+            .collect();
+        if refused.is_empty() {
+            return;
+        }
+        crate::log_notice!(
+            "Disconnect {} clients due to pinned certs reload",
+            refused.len()
+        );
+        for slot in refused {
+            self.drain_and_close(slot, CloseReason::TLSHandshakeError);
+        }
     }
 
     /// The TLS handshake of the route in `slot` ended (`tls`), its peer's certificate

@@ -336,6 +336,11 @@ impl TlsSession {
         })
     }
 
+    /// The peer's certificate (the leaf of what it sent), once established.
+    pub fn peer_leaf(&self) -> Option<&[u8]> {
+        self.peer_certificates.first().map(|der| der.as_ref())
+    }
+
     /// The certificates the client sent, leaf first, as `/connz` shows them (parsed and
     /// hashed on each call: monitoring only).
     pub fn peer_certs(&self) -> Vec<crate::tls::PeerCert> {
