@@ -177,6 +177,9 @@ pub fn load_route(options: &TlsOptions) -> Result<RouteTlsConfigs, String> {
         .map_err(pair_error)?;
     // As nats-server's routes: no session resumption (Go's `ClientSessionCache` is unset).
     client.resumption = Resumption::disabled();
+    // The shards take the record layer over once the handshake is done, as on the server
+    // side (src/shard/tls_records.rs).
+    client.enable_secret_extraction = true;
     Ok(RouteTlsConfigs {
         server: finished(server),
         client: Arc::new(client),

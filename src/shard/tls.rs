@@ -3,9 +3,8 @@
 //! encrypted straight into the buffer the send SQE names. No thread, no extra system call.
 //! Clients and accepted routes are its server side; a route this server dials is its client
 //! side (`TlsSession::solicited_route`, see `route_tls`). Both sides go through the same steps
-//! (`step`, `write_step`, `alert_step`, generic over rustls's side); only the server side takes
-//! the record layer over, since a TLS 1.3 server may send the client session tickets at any
-//! time, which rustls's client handles.
+//! (`step`, `write_step`, `alert_step`, generic over rustls's side), and both take the record
+//! layer over once the handshake is done (`tls_records`).
 //!
 //! Receive (`TlsSession::receive`): once the handshake is done, a provided buffer's records are
 //! handed to rustls in place. Only a record cut by the end of a buffer is copied, into `carry`,
@@ -45,7 +44,7 @@ use rustls::CommonState;
 
 use super::conn::{AuthState, ConnKind, Transport};
 use super::core::Core;
-use super::tls_records::Records;
+use super::tls_records::{Kernel, Records};
 use crate::limits;
 use crate::proto::CloseReason;
 use crate::tls_record::{body_len, HEADER_BYTES, OVERHEAD_BYTES, PLAINTEXT_BYTES_MAX};
@@ -141,9 +140,7 @@ impl Rustls {
 /// The TLS state of one connection (`Transport::Tls`).
 pub struct TlsSession {
     /// rustls's connection, until the handshake is done and the record layer taken over
-    /// (`records`, server side only); kept for the whole connection when secrets may not be
-    /// extracted, and on the client side (a TLS 1.3 server may send session tickets at any
-    /// time, which rustls handles).
+    /// (`records`); kept for the whole connection when secrets may not be extracted.
     conn: Option<Rustls>,
     /// The record layer once established (`tls_records`): in place both ways.
     records: Option<Box<Records>>,
@@ -243,7 +240,8 @@ impl TlsSession {
         now_ms: u64,
     ) -> Result<TlsSession, rustls::Error> {
         let conn = Rustls::Client(UnbufferedClientConnection::new(Arc::clone(config), name)?);
-        let mut session = TlsSession::route(conn, false, timeout_ms, now_ms);
+        let mut session =
+            TlsSession::route(conn, config.enable_secret_extraction, timeout_ms, now_ms);
         // The peer's first bytes may be an alert; rustls judges them, not the plain-text test.
         session.started = true;
         let mut received = Received::default();
@@ -438,14 +436,19 @@ impl TlsSession {
         if !self.take_over || !self.is_established() || self.records.is_some() {
             return Ok(());
         }
-        let conn = match self.conn.take() {
-            Some(Rustls::Server(conn)) => conn,
-            other => {
-                self.conn = other;
-                return Ok(());
+        let Some(conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let (secrets, kernel) = match conn {
+            Rustls::Server(conn) => {
+                let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+                (secrets, Kernel::Server(kernel))
+            }
+            Rustls::Client(conn) => {
+                let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+                (secrets, Kernel::Client(kernel))
             }
         };
-        let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
         self.records = Some(Box::new(Records::new(secrets, kernel)?));
         Ok(())
     }
@@ -1309,6 +1312,71 @@ mod tests {
                 let (_, session, _) = established(&server, &client);
                 assert_eq!(session.records.is_some(), extract, "{suite:?}");
             }
+        }
+    }
+
+    /// The client side (a solicited route) against rustls's buffered server, which sends TLS
+    /// 1.3 session tickets after the handshake: the session takes the record layer over, drops
+    /// the tickets, follows the server's key update (TLS 1.3), and bytes cross both ways; TLS
+    /// 1.2 too.
+    #[test]
+    fn a_client_session_takes_the_record_layer_over_past_session_tickets() {
+        use rustls::crypto::ring::cipher_suite::{
+            TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        };
+        use rustls::version::{TLS12, TLS13};
+        let (server_config, _, trusting) = configs_with(true);
+        let mut server_config = (*server_config).clone();
+        server_config.send_tls13_tickets = 2;
+        let server_config = Arc::new(server_config);
+        for (suite, version) in [
+            (TLS13_AES_128_GCM_SHA256, &TLS13),
+            (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, &TLS12),
+        ] {
+            let mut client_config = (*client_with(&trusting, suite, version)).clone();
+            client_config.enable_secret_extraction = true;
+            let client_config = Arc::new(client_config);
+            let mut server = rustls::ServerConnection::new(Arc::clone(&server_config)).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut session = TlsSession::solicited_route(&client_config, name, 2000, 0).unwrap();
+            let mut seen = Seen::default();
+            for _ in 0..10 {
+                let flight = sent(&mut session, b"");
+                server.read_tls(&mut &flight[..]).unwrap();
+                server.process_new_packets().unwrap();
+                let mut back = Vec::new();
+                while server.wants_write() {
+                    server.write_tls(&mut back).unwrap();
+                }
+                if !back.is_empty() {
+                    feed(&mut session, &back, &mut seen);
+                }
+                if session.is_established() && !server.is_handshaking() {
+                    break;
+                }
+            }
+            assert!(session.is_established(), "{version:?}");
+            server.writer().write_all(b"INFO {} \r\n").unwrap();
+            if version == &TLS13 {
+                server.refresh_traffic_keys().unwrap();
+            }
+            server.writer().write_all(b"PING\r\n").unwrap();
+            let mut records = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut records).unwrap();
+            }
+            feed(&mut session, &records, &mut seen);
+            assert_eq!(seen.plaintext, b"INFO {} \r\nPING\r\n", "{version:?}");
+            assert!(
+                session.records.is_some(),
+                "the record layer is the session's"
+            );
+            let sealed = sent(&mut session, b"CONNECT {}\r\n");
+            server.read_tls(&mut &sealed[..]).unwrap();
+            server.process_new_packets().unwrap();
+            let mut read = Vec::new();
+            let _ = server.reader().read_to_end(&mut read);
+            assert_eq!(read, b"CONNECT {}\r\n", "{version:?}");
         }
     }
 
