@@ -177,6 +177,7 @@ impl Server {
         // do: a reload compares with it.
         let options = Options { port, ..options };
         let tls = client_tls(&options).map_err(io::Error::other)?;
+        let route_tls = route_tls(&options).map_err(io::Error::other)?;
         let (cluster_state, mut cluster_listeners) = match &mut cluster {
             Some(start) => (
                 Some(Arc::clone(&start.cluster)),
@@ -188,7 +189,9 @@ impl Server {
             ports.cluster = start.ports.clone();
         }
         let shared = Shared::new(
-            Settings::new(options, info, None, operator).with_tls(tls),
+            Settings::new(options, info, None, operator)
+                .with_tls(tls)
+                .with_route_tls(route_tls),
             mailboxes,
             cluster_state,
         )?;
@@ -398,6 +401,7 @@ impl ServerHandle {
             .map_err(config::ReloadRefused)?
             .map(Arc::new);
         let tls = client_tls(&options).map_err(config::ReloadRefused)?;
+        let route_tls = route_tls(&options).map_err(config::ReloadRefused)?;
         crate::log::init(&options).map_err(|err| config::ReloadRefused(err.to_string()))?;
         let notices = config::reload_notices(old, &options);
         let old_max_connections = old.max_connections;
@@ -432,8 +436,11 @@ impl ServerHandle {
             port: old.port,
             ..options
         };
-        let settings =
-            Arc::new(Settings::new(options, info, Some(&current), operator).with_tls(tls));
+        let settings = Arc::new(
+            Settings::new(options, info, Some(&current), operator)
+                .with_tls(tls)
+                .with_route_tls(route_tls),
+        );
         let cluster_changes = config::cluster_diff(&current.options, &settings.options);
         *current = Arc::clone(&settings);
         if cluster_changes.permissions_changed {
@@ -754,7 +761,9 @@ impl ClusterStart {
             port: advertised_port,
             headers: info.headers,
             auth_required: cluster.authorization.is_some(),
-            tls_required: false,
+            // As nats-server's: TLS on routes is always verified both ways.
+            tls_required: cluster.tls.is_some(),
+            tls_verify: cluster.tls.is_some(),
             max_payload: info.max_payload,
             ip,
             cluster: name.clone(),
@@ -776,6 +785,9 @@ impl ClusterStart {
         let routes = cluster.routes.iter().map(dialer::RouteUrl::from).collect();
         crate::log_notice!("Cluster name is {name}");
         crate::log_notice!("Listening for route connections on {bind_host}:{port}");
+        if cluster.tls.as_ref().is_some_and(|tls| tls.insecure) {
+            crate::log_warn!("TLS certificate chain and hostname of solicited routes will not be verified. DO NOT USE IN PRODUCTION!");
+        }
         Ok(Some(ClusterStart {
             listeners,
             cluster: Arc::new(
@@ -944,6 +956,32 @@ fn monitoring_allowed(options: &Options) -> Result<(), String> {
         return Err("TLS cert and key required for HTTPS".to_string());
     }
     Ok(())
+}
+
+/// The shards' cluster TLS of `options` (`cluster { tls {} }`), read again on each reload as
+/// `client_tls` is: routes made after a reload use its files.
+fn route_tls(options: &Options) -> Result<Option<Arc<crate::shard::RouteTls>>, String> {
+    let Some(cluster) = &options.cluster else {
+        return Ok(None);
+    };
+    let Some(tls) = &cluster.tls else {
+        return Ok(None);
+    };
+    let loaded = crate::tls::load_route(tls)?;
+    let name = cluster
+        .routes
+        .iter()
+        .map(|route| route.host.trim_start_matches('[').trim_end_matches(']'))
+        .find(|host| host.parse::<std::net::IpAddr>().is_err())
+        .map(str::to_string);
+    Ok(Some(Arc::new(crate::shard::RouteTls {
+        server: loaded.server,
+        client: loaded.client,
+        timeout_ms: tls.timeout.as_millis() as u64,
+        pinned_certs: tls.pinned_certs.clone(),
+        name,
+        cert_not_after: loaded.cert_not_after,
+    })))
 }
 
 /// The shards' client TLS of `options` (`tls {}`, `--tls*`): the certificate, key and CA

@@ -10,6 +10,10 @@
 //! session cache: nats clients do not resume, and each cache entry is memory per client); no
 //! ALPN. What it must not touch: sockets, shards, options (it reads them).
 //!
+//! [`load_route`] builds both sides of a cluster route's TLS (`cluster { tls {} }`): mutual
+//! verification against `ca_file`, as nats-server forces it for clusters, with `insecure`
+//! skipping the check of a dialed peer's certificate.
+//!
 //! [`load`] is called by the configuration layer to check a file or flags (nats-server loads
 //! the files while it parses, so `-t` fails on a missing key) and again by the server for the
 //! configuration it serves.
@@ -18,11 +22,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
 use rustls::crypto::{ring, CryptoProvider, SupportedKxGroup};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls::DigitallySignedStruct;
+use rustls::{
+    ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
+};
 use rustls_pki_types::pem::{PemObject, SectionKind};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
 use crate::auth::dn::DistinguishedName;
@@ -106,6 +115,127 @@ pub fn load(options: &TlsOptions) -> Result<ServerTls, String> {
         cert_not_after,
         pinned_certs: options.pinned_certs.clone(),
     })
+}
+
+/// A loaded cluster TLS configuration (`cluster { tls {} }`), for the shards' routes.
+#[derive(Debug, Clone)]
+pub struct RouteTlsConfigs {
+    /// What an accepted route is served with: the peer's certificate is required and checked
+    /// against `ca_file`, whatever `verify` says (nats-server forces
+    /// `RequireAndVerifyClientCert` for clusters).
+    pub server: Arc<ServerConfig>,
+    /// What a solicited route dials with: the same certificate presented, the peer's
+    /// checked against the same `ca_file` (nats-server mirrors `ClientCAs` into `RootCAs`)
+    /// and against the route URL's host.
+    pub client: Arc<ClientConfig>,
+    /// When the certificate expires (`/varz`'s `cluster.tls_cert_not_after`).
+    pub cert_not_after: Option<SystemTime>,
+}
+
+/// Reads the files of a cluster's `tls {}` and builds both sides of a route's TLS, as
+/// nats-server's `getTLSConfig` does for clusters: mutual verification against `ca_file`.
+/// Without `ca_file` nats-server would verify against the system's roots; natsring refuses
+/// that (a cluster's peers are its own, and its CA is named).
+pub fn load_route(options: &TlsOptions) -> Result<RouteTlsConfigs, String> {
+    let provider = Arc::new(provider(options)?);
+    let chain = read_chain(&options.cert_file)?;
+    let key = read_key(&options.key_file)?;
+    let cert_not_after = chain.first().and_then(|leaf| not_after(leaf));
+    let Some(ca_file) = options.ca_file.as_deref() else {
+        return Err(
+            "cluster 'tls' without 'ca_file' is not supported by natsring yet (route certificates are checked against 'ca_file' only)"
+                .to_string(),
+        );
+    };
+    let roots = Arc::new(read_roots(ca_file)?);
+    let versions: &[&SupportedProtocolVersion] = match options.min_version {
+        Some(TlsVersion::V1_3) => &[&rustls::version::TLS13],
+        Some(TlsVersion::V1_2) | None => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+            .build()
+            .map_err(|error| format!("TLS client verification: {error}"))?;
+    let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|error| format!("TLS configuration: {error}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(pair_error)?;
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|error| format!("TLS configuration: {error}"))?;
+    let builder = if options.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
+    let mut client = builder
+        .with_client_auth_cert(chain, key)
+        .map_err(pair_error)?;
+    // As nats-server's routes: no session resumption (Go's `ClientSessionCache` is unset).
+    client.resumption = Resumption::disabled();
+    // The shards take the record layer over once the handshake is done, as on the server
+    // side (src/shard/tls_records.rs).
+    client.enable_secret_extraction = true;
+    Ok(RouteTlsConfigs {
+        server: finished(server),
+        client: Arc::new(client),
+        cert_not_after,
+    })
+}
+
+/// What a solicited route checks of its peer's certificate with `insecure`: nothing, as Go's
+/// `InsecureSkipVerify` (neither the chain nor the name); the handshake's signatures are still
+/// checked, so the peer holds the key of the certificate it sent.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A certificate's `notAfter`.

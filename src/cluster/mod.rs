@@ -199,7 +199,6 @@ pub fn gossip_info(local: &crate::proto::route::RouteInfo, peer: &PeerSummary) -
         connect_urls: peer.connect_urls.clone(),
         ldm: false,
         auth_required: false,
-        tls_required: false,
         gossip_mode: 1,
         import: None,
         export: None,

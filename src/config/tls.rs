@@ -11,7 +11,7 @@
 //! map order, i.e. at random; natsring walks it in file order).
 //!
 //! What natsring refuses that nats-server takes, each by name: keys rustls cannot honour
-//! (certificate stores, OCSP peer checks, several certificates, rate limits, `insecure`), cipher
+//! (certificate stores, OCSP peer checks, several certificates, rate limits), cipher
 //! suites and curves rustls (with its ring provider) does not implement, and a block without a
 //! certificate and key (nats-server starts with it, and then fails every handshake).
 //!
@@ -74,6 +74,10 @@ pub struct TlsOptions {
     /// SHA-256 of the DER SubjectPublicKeyInfo of the client certificates allowed
     /// (`pinned_certs`, written as hex); empty: no pinning. See [`crate::tls::spki_sha256`].
     pub pinned_certs: Vec<[u8; 32]>,
+    /// Do not verify the certificate of a server this server dials (`insecure`): only routes
+    /// dial here (`cluster { tls {} }`); a client-facing block takes it and has no use for
+    /// it, as nats-server's.
+    pub insecure: bool,
 }
 
 impl TlsOptions {
@@ -92,6 +96,7 @@ impl TlsOptions {
             cipher_suites: Vec::new(),
             curve_preferences: Vec::new(),
             pinned_certs: Vec::new(),
+            insecure: false,
         }
     }
 }
@@ -222,7 +227,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
     (&["certs", "certificates"], "several TLS certificates"),
     (&["ocsp_peer"], "OCSP checks of client certificates"),
     (&["connection_rate_limit"], "TLS connection rate limits"),
-    (&["insecure"], "skipping TLS verification"),
 ];
 
 /// The `tls {}` block under construction: what its keys said so far.
@@ -240,6 +244,7 @@ struct Draft {
     cipher_suites: Vec<String>,
     curve_preferences: Vec<String>,
     pinned_certs: Vec<[u8; 32]>,
+    insecure: bool,
     allow_insecure_cipher_suites: bool,
     /// Insecure suites listed (nats-server checks them once the block is read).
     insecure_cipher_suites: Vec<String>,
@@ -324,6 +329,7 @@ fn finish(draft: Draft) -> Result<TlsOptions, String> {
         cipher_suites: draft.cipher_suites,
         curve_preferences: draft.curve_preferences,
         pinned_certs: draft.pinned_certs,
+        insecure: draft.insecure,
     })
 }
 
@@ -402,6 +408,7 @@ fn apply_key(draft: &mut Draft, key: &str, item: &Item) -> Result<(), String> {
         "key_file" => draft.key_file = file_name(item, "key_file")?,
         "ca_file" => draft.ca_file = file_name(item, "ca_file")?,
         "verify" => draft.verify = boolean(item, "verify")?,
+        "insecure" => draft.insecure = boolean(item, "insecure")?,
         "verify_and_map" => {
             let on = boolean(item, "verify_and_map")?;
             draft.verify |= on;
@@ -778,7 +785,7 @@ mod tests {
             (format!("tls {{\n  {pair}\n  ocsp_peer: true\n}}"), ":3:3: field \"ocsp_peer\" is not supported by natsring yet (OCSP checks of client certificates)"),
             ("tls {\n  certs: []\n}".to_string(), ":2:3: field \"certs\" is not supported by natsring yet (several TLS certificates)"),
             (format!("tls {{\n  {pair}\n  connection_rate_limit: 5\n}}"), ":3:3: field \"connection_rate_limit\" is not supported by natsring yet (TLS connection rate limits)"),
-            (format!("tls {{\n  {pair}\n  insecure: true\n}}"), ":3:3: field \"insecure\" is not supported by natsring yet (skipping TLS verification)"),
+            (format!("tls {{\n  {pair}\n  insecure: 1\n}}"), ":3:3: error parsing tls config, expected 'insecure' to be a boolean"),
             (format!("tls {{\n  {pair}\n  cipher_suites: [\n TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA\n]\n}}"), ":4:2: cipher suite TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not supported by natsring (its TLS library implements no CBC suites)"),
             (format!("tls {{ {pair}, allow_insecure_cipher_suites: true, cipher_suites: [TLS_RSA_WITH_AES_128_GCM_SHA256] }}"), ":1:0: insecure cipher suites are not supported by natsring (its TLS library implements none): TLS_RSA_WITH_AES_128_GCM_SHA256"),
             (format!("tls {{\n  {pair}\n  curve_preferences: [\n CurveP521\n]\n}}"), ":4:2: curve preference CurveP521 is not supported by natsring (its TLS library implements X25519, CurveP256 and CurveP384)"),

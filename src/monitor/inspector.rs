@@ -137,6 +137,10 @@ impl Inspector {
                     port: cluster.listen_port,
                     routes: cluster.route_count(),
                     client_urls: cluster.client_urls(),
+                    tls_cert_not_after: settings
+                        .route_tls
+                        .as_ref()
+                        .and_then(|tls| tls.cert_not_after),
                 }),
         })
     }

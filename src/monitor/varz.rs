@@ -47,6 +47,8 @@ pub struct ClusterFacts {
     pub routes: usize,
     /// The client URLs announced to clients, once a route brought some.
     pub client_urls: Option<std::sync::Arc<[String]>>,
+    /// When the routes' certificate expires, with cluster TLS.
+    pub tls_cert_not_after: Option<std::time::SystemTime>,
 }
 
 /// nats-server's `ClusterOptsVarz`: every field `omitempty`, so a server without a cluster
@@ -76,6 +78,9 @@ pub struct ClusterVarz {
     pub write_deadline: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub write_timeout: &'static str,
+    /// Go `time.Time`, `omitzero`: without cluster TLS, absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_not_after: Option<String>,
 }
 
 /// A feature natsring does not have: `{}`.
@@ -262,15 +267,16 @@ fn cluster_varz(options: &crate::Options, running: Option<&ClusterFacts>) -> Clu
         auth_timeout,
         urls,
         tls_timeout,
-        // natsring's routes do not speak TLS.
-        tls_required: false,
-        tls_verify: false,
+        // nats-server's: cluster TLS is always verified, both ways.
+        tls_required: cluster.tls.is_some(),
+        tls_verify: cluster.tls.is_some(),
         // One route per peer, whatever `pool_size` says.
         pool_size: -1,
         write_deadline: cluster
             .write_deadline
             .map_or(0, |deadline| deadline.as_nanos() as u64),
         write_timeout: cluster.write_timeout.as_str(),
+        tls_cert_not_after: facts.tls_cert_not_after.map(gotime::rfc3339_utc),
     }
 }
 

@@ -733,7 +733,8 @@ impl Core {
         for (_, conn) in self.conns.slots.iter_mut() {
             conn.set_publish_path(self.accounts[conn.account.index()].plain);
         }
-        self.settings = settings;
+        let old = std::mem::replace(&mut self.settings, settings);
+        self.recheck_route_pins(&old);
         if auth_changed {
             self.reauthenticate_all();
         }

@@ -10,6 +10,8 @@
 //! - solicited (dialed by `cluster::dialer`): send CONNECT and INFO at once; the peer's INFO
 //!   registers the route.
 //!
+//! With cluster TLS both happen after the TLS handshake, which comes first (`route_tls`).
+//!
 //! Registration (`cluster::Cluster::register`) refuses a second route to the same server
 //! (closed without `-ERR`, as nats-server's "Duplicate Route") and a route to this server
 //! itself. A registered route receives every local interest key (the dump), then each change;
@@ -124,9 +126,17 @@ impl RouteSession {
 }
 
 impl Core {
-    /// A route accepted on the cluster port, in `slot` (`open_conn`): INFO, then reading.
+    /// A route accepted on the cluster port, in `slot` (`open_conn`): INFO, then reading
+    /// (with cluster TLS, the handshake first: `route_tls`).
     pub(super) fn start_accepted_route(&mut self, slot: u32) {
         self.begin_route(slot, RouteState::AwaitingConnect, None);
+        if !self.secure_route(slot) {
+            self.greet_accepted_route(slot);
+        }
+    }
+
+    /// The accepting side's greeting: INFO, and the deadline for the peer's CONNECT.
+    pub(super) fn greet_accepted_route(&mut self, slot: u32) {
         let cluster = Arc::clone(self.shared.cluster.as_ref().expect("a route in a cluster"));
         let now_ms = self.now_ms;
         let conn = &mut self.conns[slot];
@@ -136,8 +146,10 @@ impl Core {
                 deadline_ms: now_ms + authorization.timeout.as_millis() as u64,
             };
         }
-        let info = cluster.route_info();
-        conn.out.append_with(|out| write_route_info(out, &info));
+        let info = self.local_route_info(&cluster);
+        self.conns[slot]
+            .out
+            .append_with(|out| write_route_info(out, &info));
         self.mark_dirty(slot);
         self.conns.want_recv(slot);
     }
@@ -153,7 +165,24 @@ impl Core {
             .map(|addr| format!("{}:{}", addr.ip(), addr.port()))
             .unwrap_or_default();
         let slot = self.insert_conn(socket2::Socket::from(stream), ConnKind::Route, peer);
+        self.begin_route(slot, RouteState::AwaitingInfo, Some(target));
+        if !self.secure_route(slot) {
+            self.greet_solicited_route(slot, false);
+        }
+    }
+
+    /// The soliciting side's greeting: CONNECT (`tls_required` says whether the route is
+    /// `tls`) and INFO.
+    pub(super) fn greet_solicited_route(&mut self, slot: u32, tls: bool) {
         let cluster = Arc::clone(self.shared.cluster.as_ref().expect("a route in a cluster"));
+        let conn = &self.conns[slot];
+        let Some(target) = conn
+            .route
+            .as_ref()
+            .and_then(|route| route.solicited.clone())
+        else {
+            return;
+        };
         // The URL's credentials, else the cluster's own (what an implicit route presents).
         let (user, pass) = match (&target.url.user, &cluster.authorization) {
             (Some(user), _) => (Some(user.clone()), target.url.password.clone()),
@@ -163,14 +192,13 @@ impl Core {
         let connect = RouteConnect {
             user,
             pass,
-            tls_required: false,
+            tls_required: tls,
             headers: cluster.info.headers,
             name: cluster.server_id.clone(),
             cluster: cluster.info.cluster.clone(),
             cluster_dynamic: cluster.info.cluster_dynamic,
         };
-        self.begin_route(slot, RouteState::AwaitingInfo, Some(target));
-        let info = cluster.route_info();
+        let info = self.local_route_info(&cluster);
         let conn = &mut self.conns[slot];
         conn.out.append_with(|out| {
             write_route_connect(out, &connect);

@@ -33,6 +33,9 @@ pub struct Settings {
     pub limits: Vec<AccountLimits>,
     /// Client TLS (`tls {}`), loaded by the server (`Settings::with_tls`); None: plain TCP.
     pub tls: Option<Arc<super::tls::ClientTls>>,
+    /// Cluster TLS (`cluster { tls {} }`), loaded by the server (`Settings::with_route_tls`);
+    /// None: routes are plain TCP.
+    pub route_tls: Option<Arc<super::route_tls::RouteTls>>,
 }
 
 impl Settings {
@@ -98,7 +101,14 @@ impl Settings {
             mappings,
             limits,
             tls: None,
+            route_tls: None,
         }
+    }
+
+    /// These settings with cluster TLS.
+    pub fn with_route_tls(mut self, tls: Option<Arc<super::route_tls::RouteTls>>) -> Settings {
+        self.route_tls = tls;
+        self
     }
 
     /// These settings with client TLS: INFO says what nats-server's says (`tls_required`,

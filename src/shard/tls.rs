@@ -1,6 +1,10 @@
 //! TLS between the ring's receive buffers and a connection's session: rustls's unbuffered
-//! server connection, so that ciphertext is decrypted where the kernel put it and plaintext is
+//! connection, so that ciphertext is decrypted where the kernel put it and plaintext is
 //! encrypted straight into the buffer the send SQE names. No thread, no extra system call.
+//! Clients and accepted routes are its server side; a route this server dials is its client
+//! side (`TlsSession::solicited_route`, see `route_tls`). Both sides go through the same steps
+//! (`step`, `write_step`, `alert_step`, generic over rustls's side), and both take the record
+//! layer over once the handshake is done (`tls_records`).
 //!
 //! Receive (`TlsSession::receive`): once the handshake is done, a provided buffer's records are
 //! handed to rustls in place. Only a record cut by the end of a buffer is copied, into `carry`,
@@ -30,15 +34,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rustls::server::ServerConnectionData;
+use rustls::client::UnbufferedClientConnection;
+use rustls::pki_types::ServerName;
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, UnbufferedStatus, WriteTraffic,
 };
+use rustls::CommonState;
 
-use super::conn::{AuthState, Transport};
+use super::conn::{AuthState, ConnKind, Transport};
 use super::core::Core;
-use super::tls_records::Records;
+use super::tls_records::{Kernel, Records};
 use crate::limits;
 use crate::proto::CloseReason;
 use crate::tls_record::{body_len, HEADER_BYTES, OVERHEAD_BYTES, PLAINTEXT_BYTES_MAX};
@@ -99,8 +105,8 @@ pub enum Phase {
 /// What `TlsSession::receive` hands its caller, in order.
 pub enum Event<'a> {
     /// The handshake just ended (before any plaintext that came with its last flight): the
-    /// connection, to read what was negotiated and the client's certificates.
-    Established(&'a UnbufferedServerConnection),
+    /// connection's state, to read what was negotiated and the peer's certificates.
+    Established(&'a CommonState),
     /// Decrypted bytes for the connection's session.
     Plaintext(&'a [u8]),
 }
@@ -114,11 +120,28 @@ pub struct Received {
     pub peer_closed: bool,
 }
 
+/// rustls's unbuffered connection of either side: a client's or an accepted route's
+/// (server), or a solicited route's (client). The two differ only in their types; what the
+/// session does with them is the same (`step`, `write_step`, `alert_step`, generic over it).
+enum Rustls {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
+impl Rustls {
+    fn common(&self) -> &CommonState {
+        match self {
+            Rustls::Server(conn) => conn,
+            Rustls::Client(conn) => conn,
+        }
+    }
+}
+
 /// The TLS state of one connection (`Transport::Tls`).
 pub struct TlsSession {
     /// rustls's connection, until the handshake is done and the record layer taken over
     /// (`records`); kept for the whole connection when secrets may not be extracted.
-    conn: Option<UnbufferedServerConnection>,
+    conn: Option<Rustls>,
     /// The record layer once established (`tls_records`): in place both ways.
     records: Option<Box<Records>>,
     /// The configuration lets the record layer be taken over (`enable_secret_extraction`).
@@ -144,6 +167,10 @@ pub struct TlsSession {
     started: bool,
     /// The handshake came before INFO (`handshake_first`, not fallen back).
     first: bool,
+    /// What is written before the handshake ends goes out in plain text (a client's INFO).
+    /// False on routes, whose handshake comes before any protocol byte: nothing written then
+    /// reaches the wire (as Go's writes to an unfinished `tls.Conn` do not).
+    clear_before_handshake: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -169,7 +196,9 @@ impl TlsSession {
             (false, _) => Phase::Handshaking { deadline_ms },
         };
         Ok(TlsSession {
-            conn: Some(UnbufferedServerConnection::new(Arc::clone(&tls.config))?),
+            conn: Some(Rustls::Server(UnbufferedServerConnection::new(
+                Arc::clone(&tls.config),
+            )?)),
             records: None,
             take_over: tls.config.enable_secret_extraction,
             negotiated: None,
@@ -182,7 +211,69 @@ impl TlsSession {
             close_notified: false,
             started: false,
             first: tls.handshake_first,
+            clear_before_handshake: true,
         })
+    }
+
+    /// A session for a route accepted at `now_ms`: this side is the TLS server, and the
+    /// handshake comes first (nats-server's `createRoute`: no INFO before it).
+    pub fn accepted_route(
+        config: &Arc<ServerConfig>,
+        timeout_ms: u64,
+        now_ms: u64,
+    ) -> Result<TlsSession, rustls::Error> {
+        let conn = Rustls::Server(UnbufferedServerConnection::new(Arc::clone(config))?);
+        Ok(TlsSession::route(
+            conn,
+            config.enable_secret_extraction,
+            timeout_ms,
+            now_ms,
+        ))
+    }
+
+    /// A session for a route this server dialed at `now_ms`: this side is the TLS client,
+    /// checking the peer's certificate against `name`. Its ClientHello is ready to send.
+    pub fn solicited_route(
+        config: &Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+        timeout_ms: u64,
+        now_ms: u64,
+    ) -> Result<TlsSession, rustls::Error> {
+        let conn = Rustls::Client(UnbufferedClientConnection::new(Arc::clone(config), name)?);
+        let mut session =
+            TlsSession::route(conn, config.enable_secret_extraction, timeout_ms, now_ms);
+        // The peer's first bytes may be an alert; rustls judges them, not the plain-text test.
+        session.started = true;
+        let mut received = Received::default();
+        session.process(&mut [], &mut |_| {}, &mut received)?;
+        Ok(session)
+    }
+
+    fn route(conn: Rustls, take_over: bool, timeout_ms: u64, now_ms: u64) -> TlsSession {
+        TlsSession {
+            conn: Some(conn),
+            records: None,
+            take_over,
+            negotiated: None,
+            peer_certificates: Vec::new(),
+            carry: Vec::new(),
+            wire: Vec::new(),
+            phase: Phase::Handshaking {
+                deadline_ms: now_ms + timeout_ms,
+            },
+            info_after_handshake: false,
+            failed: false,
+            close_notified: false,
+            started: false,
+            first: false,
+            clear_before_handshake: false,
+        }
+    }
+
+    /// Whether rustls produced bytes that have not been sent yet (a new solicited route's
+    /// ClientHello).
+    pub fn has_output(&self) -> bool {
+        !self.wire.is_empty()
     }
 
     /// Received ciphertext rustls has not consumed yet (`carry`): a record cut by the end of
@@ -222,7 +313,7 @@ impl TlsSession {
     }
 
     /// `info`, read from rustls's connection when the handshake ends.
-    fn negotiated(&self, conn: &UnbufferedServerConnection) -> Option<crate::stats::TlsInfo> {
+    fn negotiated(&self, conn: &CommonState) -> Option<crate::stats::TlsInfo> {
         let version = match conn.protocol_version()? {
             rustls::ProtocolVersion::TLSv1_2 => "1.2",
             rustls::ProtocolVersion::TLSv1_3 => "1.3",
@@ -241,6 +332,11 @@ impl TlsSession {
             first: self.first,
             peer_certs: Vec::new(),
         })
+    }
+
+    /// The peer's certificate (the leaf of what it sent), once established.
+    pub fn peer_leaf(&self) -> Option<&[u8]> {
+        self.peer_certificates.first().map(|der| der.as_ref())
     }
 
     /// The certificates the client sent, leaf first, as `/connz` shows them (parsed and
@@ -343,7 +439,16 @@ impl TlsSession {
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };
-        let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+        let (secrets, kernel) = match conn {
+            Rustls::Server(conn) => {
+                let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+                (secrets, Kernel::Server(kernel))
+            }
+            Rustls::Client(conn) => {
+                let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+                (secrets, Kernel::Client(kernel))
+            }
+        };
         self.records = Some(Box::new(Records::new(secrets, kernel)?));
         Ok(())
     }
@@ -360,56 +465,42 @@ impl TlsSession {
         let mut told = false;
         loop {
             self.note_established(on_event);
-            let established = self.is_established();
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(rustls::Error::HandshakeNotComplete);
-            };
-            let UnbufferedStatus { mut discard, state } =
-                conn.process_tls_records(&mut buffer[used..]);
-            let more = match state? {
-                // Plaintext that came with the handshake's last flight (CONNECT after the
-                // client's Finished): the handshake's end is told first.
-                ConnectionState::ReadTraffic(_) if !established && !told => {
-                    told = true;
-                    used += discard;
-                    self.note_established(on_event);
-                    continue;
-                }
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record?;
-                        discard += record.discard;
-                        on_event(Event::Plaintext(record.payload));
-                    }
-                    true
-                }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    encode_into(&mut self.wire, |out| encode.encode(out));
-                    true
-                }
-                // What `wire` holds goes out with the connection's next send.
-                ConnectionState::TransmitTlsData(transmit) => {
-                    transmit.done();
-                    true
-                }
-                ConnectionState::PeerClosed => {
-                    received.peer_closed = true;
-                    true
-                }
-                // Waits for more bytes (established: `WriteTraffic`).
-                _ => false,
+            // Plaintext that came with the handshake's last flight (CONNECT after the
+            // client's Finished): the handshake's end is told first.
+            let hold = !self.is_established() && !told;
+            let input = &mut buffer[used..];
+            let (discard, next) = match self.conn.as_mut() {
+                None => return Err(rustls::Error::HandshakeNotComplete),
+                Some(Rustls::Server(conn)) => step(
+                    conn.process_tls_records(input),
+                    hold,
+                    &mut self.wire,
+                    received,
+                    on_event,
+                )?,
+                Some(Rustls::Client(conn)) => step(
+                    conn.process_tls_records(input),
+                    hold,
+                    &mut self.wire,
+                    received,
+                    on_event,
+                )?,
             };
             used += discard;
-            if !more {
-                self.note_established(on_event);
-                return Ok(used);
+            match next {
+                Next::Again => {}
+                Next::Held => told = true,
+                Next::Wait => {
+                    self.note_established(on_event);
+                    return Ok(used);
+                }
             }
         }
     }
 
     /// Moves to `Established` once rustls's handshake is over, and says so.
     fn note_established(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
-        let Some(conn) = &self.conn else {
+        let Some(conn) = self.conn.as_ref().map(Rustls::common) else {
             return;
         };
         if !self.is_established() && !conn.is_handshaking() {
@@ -430,7 +521,9 @@ impl TlsSession {
         sending.append(&mut self.wire);
         if !pending.is_empty() {
             if !self.is_established() {
-                sending.extend_from_slice(pending);
+                if self.clear_before_handshake {
+                    sending.extend_from_slice(pending);
+                }
             } else if !self.failed && !self.close_notified {
                 let plaintext = &pending[..];
                 let encrypted = match &mut self.records {
@@ -438,9 +531,7 @@ impl TlsSession {
                     None => {
                         let records = plaintext.len().div_ceil(PLAINTEXT_BYTES_MAX).max(1);
                         let room = plaintext.len() + records * OVERHEAD_BYTES;
-                        self.write_traffic(sending, room, |traffic, out| {
-                            traffic.encrypt(plaintext, out)
-                        })
+                        self.write_traffic(sending, room, Write::Encrypt(plaintext))
                     }
                 };
                 if encrypted.is_err() {
@@ -459,9 +550,7 @@ impl TlsSession {
                 }
                 None => {
                     let room = OVERHEAD_BYTES + 2;
-                    self.write_traffic(sending, room, |traffic, out| {
-                        traffic.queue_close_notify(out)
-                    })
+                    self.write_traffic(sending, room, Write::CloseNotify)
                 }
             };
             if notified.is_err() {
@@ -477,10 +566,7 @@ impl TlsSession {
         &mut self,
         out: &mut Vec<u8>,
         room: usize,
-        write: impl FnMut(
-            &mut WriteTraffic<'_, ServerConnectionData>,
-            &mut [u8],
-        ) -> Result<usize, EncryptError>,
+        write: Write<'_>,
     ) -> Result<(), rustls::Error> {
         let mut carry = std::mem::take(&mut self.carry);
         let result = self.write_traffic_with(&mut carry, out, room, write);
@@ -496,47 +582,17 @@ impl TlsSession {
         carry: &mut Vec<u8>,
         out: &mut Vec<u8>,
         mut room: usize,
-        mut write: impl FnMut(
-            &mut WriteTraffic<'_, ServerConnectionData>,
-            &mut [u8],
-        ) -> Result<usize, EncryptError>,
+        write: Write<'_>,
     ) -> Result<(), rustls::Error> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(rustls::Error::EncryptError);
-        };
         loop {
-            let UnbufferedStatus { discard, state } = conn.process_tls_records(carry);
-            // None: again, after what rustls had to send first.
-            let done = match state? {
-                ConnectionState::WriteTraffic(mut traffic) => Some({
-                    let start = out.len();
-                    loop {
-                        out.resize(start + room, 0);
-                        match write(&mut traffic, &mut out[start..]) {
-                            Ok(written) => {
-                                out.truncate(start + written);
-                                break Ok(());
-                            }
-                            Err(EncryptError::InsufficientSize(short)) => {
-                                room = short.required_size
-                            }
-                            Err(_) => {
-                                out.truncate(start);
-                                break Err(rustls::Error::EncryptError);
-                            }
-                        }
-                    }
-                }),
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    encode_into(out, |buffer| encode.encode(buffer));
-                    None
+            let (discard, done) = match self.conn.as_mut() {
+                None => return Err(rustls::Error::EncryptError),
+                Some(Rustls::Server(conn)) => {
+                    write_step(conn.process_tls_records(carry), out, &mut room, &write)?
                 }
-                ConnectionState::TransmitTlsData(transmit) => {
-                    transmit.done();
-                    None
+                Some(Rustls::Client(conn)) => {
+                    write_step(conn.process_tls_records(carry), out, &mut room, &write)?
                 }
-                // Decrypted bytes are always taken as they come, and a handshake is over.
-                _ => Some(Err(rustls::Error::EncryptError)),
             };
             carry.drain(..discard);
             if let Some(done) = done {
@@ -558,17 +614,141 @@ impl TlsSession {
             return;
         };
         let mut carry = std::mem::take(&mut self.carry);
-        while conn.wants_write() {
-            let UnbufferedStatus { state, .. } = conn.process_tls_records(&mut carry);
-            match state {
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    encode_into(&mut self.wire, |out| encode.encode(out))
+        while conn.common().wants_write() {
+            let alert = match conn {
+                Rustls::Server(conn) => {
+                    alert_step(conn.process_tls_records(&mut carry), &mut self.wire)
                 }
-                // Plaintext decrypted before the failure comes first; it is not wanted now.
-                _ => break,
+                Rustls::Client(conn) => {
+                    alert_step(conn.process_tls_records(&mut carry), &mut self.wire)
+                }
+            };
+            if !alert {
+                break;
             }
         }
         self.carry = carry;
+    }
+}
+
+/// What `process` does after one `step`.
+enum Next {
+    /// rustls has more to say about the same input.
+    Again,
+    /// Plaintext waits until the handshake's end is told.
+    Held,
+    /// rustls needs more bytes.
+    Wait,
+}
+
+/// One state of rustls's connection while it reads (`TlsSession::process`), for either side:
+/// how many input bytes it is done with, and what next. `hold`: plaintext is not taken yet.
+fn step<Data>(
+    status: UnbufferedStatus<'_, '_, Data>,
+    hold: bool,
+    wire: &mut Vec<u8>,
+    received: &mut Received,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<(usize, Next), rustls::Error> {
+    let UnbufferedStatus { mut discard, state } = status;
+    let next = match state? {
+        ConnectionState::ReadTraffic(_) if hold => Next::Held,
+        ConnectionState::ReadTraffic(mut traffic) => {
+            while let Some(record) = traffic.next_record() {
+                let record = record?;
+                discard += record.discard;
+                on_event(Event::Plaintext(record.payload));
+            }
+            Next::Again
+        }
+        ConnectionState::EncodeTlsData(mut encode) => {
+            encode_into(wire, |out| encode.encode(out));
+            Next::Again
+        }
+        // What `wire` holds goes out with the connection's next send.
+        ConnectionState::TransmitTlsData(transmit) => {
+            transmit.done();
+            Next::Again
+        }
+        ConnectionState::PeerClosed => {
+            received.peer_closed = true;
+            Next::Again
+        }
+        // Waits for more bytes (established: `WriteTraffic`).
+        _ => Next::Wait,
+    };
+    Ok((discard, next))
+}
+
+/// What `write_traffic` has rustls write.
+enum Write<'a> {
+    Encrypt(&'a [u8]),
+    CloseNotify,
+}
+
+/// One state of rustls's connection while it writes (`TlsSession::write_traffic_with`), for
+/// either side: how many input bytes it is done with, and the result once written (`None`:
+/// again, after what rustls had to send first).
+fn write_step<Data>(
+    status: UnbufferedStatus<'_, '_, Data>,
+    out: &mut Vec<u8>,
+    room: &mut usize,
+    write: &Write<'_>,
+) -> Result<(usize, Option<Result<(), rustls::Error>>), rustls::Error> {
+    let UnbufferedStatus { discard, state } = status;
+    let done = match state? {
+        ConnectionState::WriteTraffic(mut traffic) => Some({
+            let start = out.len();
+            loop {
+                out.resize(start + *room, 0);
+                match write_with(&mut traffic, write, &mut out[start..]) {
+                    Ok(written) => {
+                        out.truncate(start + written);
+                        break Ok(());
+                    }
+                    Err(EncryptError::InsufficientSize(short)) => *room = short.required_size,
+                    Err(_) => {
+                        out.truncate(start);
+                        break Err(rustls::Error::EncryptError);
+                    }
+                }
+            }
+        }),
+        ConnectionState::EncodeTlsData(mut encode) => {
+            encode_into(out, |buffer| encode.encode(buffer));
+            None
+        }
+        ConnectionState::TransmitTlsData(transmit) => {
+            transmit.done();
+            None
+        }
+        // Decrypted bytes are always taken as they come, and a handshake is over.
+        _ => Some(Err(rustls::Error::EncryptError)),
+    };
+    Ok((discard, done))
+}
+
+fn write_with<Data>(
+    traffic: &mut WriteTraffic<'_, Data>,
+    write: &Write<'_>,
+    out: &mut [u8],
+) -> Result<usize, EncryptError> {
+    match write {
+        Write::Encrypt(plaintext) => traffic.encrypt(plaintext, out),
+        Write::CloseNotify => traffic.queue_close_notify(out),
+    }
+}
+
+/// One state of rustls's connection while it fails (`TlsSession::fail`): the alert it queued
+/// into `wire`; false when rustls offers something else (plaintext decrypted before the
+/// failure comes first; it is not wanted now).
+fn alert_step<Data>(status: UnbufferedStatus<'_, '_, Data>, wire: &mut Vec<u8>) -> bool {
+    match status.state {
+        Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+            encode_into(wire, |out| encode.encode(out));
+            true
+        }
+        _ => false,
     }
 }
 
@@ -652,7 +832,15 @@ impl Core {
             }
             Err(error) => {
                 let conn = &self.conns[slot];
-                if established {
+                if conn.kind == ConnKind::Route {
+                    // Go surfaces a route's TLS failures as errors (`doTLSHandshake`).
+                    let during = if established { "" } else { " handshake" };
+                    crate::log_error!(
+                        "{} - rid:{} - TLS route{during} error: {error}",
+                        conn.peer,
+                        conn.client_id
+                    );
+                } else if established {
                     crate::log_debug!(
                         "{} - cid:{} - TLS error: {error}",
                         conn.peer,
@@ -707,12 +895,7 @@ impl Core {
     /// `verify_and_map`), its keepalive starts, its authentication timer starts again
     /// (nats-server starts it after the handshake), and with `handshake_first` INFO goes out
     /// now, encrypted.
-    fn tls_established(
-        &mut self,
-        slot: u32,
-        info_after_handshake: bool,
-        tls: &UnbufferedServerConnection,
-    ) {
+    fn tls_established(&mut self, slot: u32, info_after_handshake: bool, tls: &CommonState) {
         if !self.conns[slot].is_open() {
             return;
         }
@@ -720,7 +903,16 @@ impl Core {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .map(|der| der.as_ref());
-        if !self.pinned(slot, leaf) {
+        if self.conns[slot].kind == ConnKind::Route {
+            return self.route_tls_established(slot, tls);
+        }
+        let pinned_certs = self
+            .settings
+            .tls
+            .as_ref()
+            .map(|tls| tls.pinned_certs.clone())
+            .unwrap_or_default();
+        if !self.pinned(slot, leaf, &pinned_certs) {
             return;
         }
         let now_ms = self.now_ms;
@@ -755,15 +947,17 @@ impl Core {
     /// as nats-server closes it: no byte of the protocol (not even a `handshake_first` INFO),
     /// the TLS close_notify, `TLS handshake error: certificate not pinned` logged as an error,
     /// and the reason `TLS Handshake Failure`.
-    fn pinned(&mut self, slot: u32, leaf: Option<&[u8]>) -> bool {
-        let Some(tls) = &self.settings.tls else {
-            return true;
-        };
-        if tls.pinned_certs.is_empty() {
+    pub(super) fn pinned(
+        &mut self,
+        slot: u32,
+        leaf: Option<&[u8]>,
+        pinned_certs: &[[u8; 32]],
+    ) -> bool {
+        if pinned_certs.is_empty() {
             return true;
         }
         let key = leaf.and_then(crate::tls::spki_sha256);
-        if key.is_some_and(|key| tls.pinned_certs.contains(&key)) {
+        if key.is_some_and(|key| pinned_certs.contains(&key)) {
             return true;
         }
         let conn = &self.conns[slot];
@@ -780,11 +974,19 @@ impl Core {
                 conn.client_id
             ),
         }
-        crate::log_error!(
-            "{} - cid:{} - TLS handshake error: certificate not pinned",
-            conn.peer,
-            conn.client_id
-        );
+        if conn.kind == ConnKind::Route {
+            crate::log_error!(
+                "{} - rid:{} - TLS route handshake error: certificate not pinned",
+                conn.peer,
+                conn.client_id
+            );
+        } else {
+            crate::log_error!(
+                "{} - cid:{} - TLS handshake error: certificate not pinned",
+                conn.peer,
+                conn.client_id
+            );
+        }
         self.drain_and_close(slot, CloseReason::TLSHandshakeError);
         false
     }
@@ -796,15 +998,15 @@ impl Core {
     /// the unfinished TLS connection).
     pub(super) fn tls_due(&mut self, slot: u32) {
         let now_ms = self.now_ms;
-        let Some(tls) = self.settings.tls.clone() else {
-            return self.close(slot, CloseReason::TLSHandshakeError);
-        };
         let conn = &mut self.conns[slot];
         let Transport::Tls(session) = &mut conn.transport else {
             return;
         };
         match session.phase {
             Phase::FirstWait { .. } => {
+                let Some(tls) = self.settings.tls.clone() else {
+                    return self.close(slot, CloseReason::TLSHandshakeError);
+                };
                 let deadline_ms = now_ms + tls.timeout_ms;
                 session.phase = if tls.allow_non_tls {
                     Phase::Sniffing { deadline_ms }
@@ -819,6 +1021,15 @@ impl Core {
             // `allow_non_tls` and a client that says nothing: nats-server's look at the
             // first bytes gives up after the timeout and takes it for a plain client.
             Phase::Sniffing { .. } => conn.transport = Transport::Plain,
+            // A route's handshake is no client's probe: nats-server logs it as an error.
+            Phase::Handshaking { .. } if conn.kind == ConnKind::Route => {
+                crate::log_error!(
+                    "{} - rid:{} - TLS route handshake error: timeout",
+                    conn.peer,
+                    conn.client_id
+                );
+                self.close(slot, CloseReason::TLSHandshakeError);
+            }
             Phase::Handshaking { .. } => {
                 crate::log_debug!(
                     "{} - cid:{} - TLS handshake timeout",
@@ -1104,6 +1315,71 @@ mod tests {
         }
     }
 
+    /// The client side (a solicited route) against rustls's buffered server, which sends TLS
+    /// 1.3 session tickets after the handshake: the session takes the record layer over, drops
+    /// the tickets, follows the server's key update (TLS 1.3), and bytes cross both ways; TLS
+    /// 1.2 too.
+    #[test]
+    fn a_client_session_takes_the_record_layer_over_past_session_tickets() {
+        use rustls::crypto::ring::cipher_suite::{
+            TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        };
+        use rustls::version::{TLS12, TLS13};
+        let (server_config, _, trusting) = configs_with(true);
+        let mut server_config = (*server_config).clone();
+        server_config.send_tls13_tickets = 2;
+        let server_config = Arc::new(server_config);
+        for (suite, version) in [
+            (TLS13_AES_128_GCM_SHA256, &TLS13),
+            (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, &TLS12),
+        ] {
+            let mut client_config = (*client_with(&trusting, suite, version)).clone();
+            client_config.enable_secret_extraction = true;
+            let client_config = Arc::new(client_config);
+            let mut server = rustls::ServerConnection::new(Arc::clone(&server_config)).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut session = TlsSession::solicited_route(&client_config, name, 2000, 0).unwrap();
+            let mut seen = Seen::default();
+            for _ in 0..10 {
+                let flight = sent(&mut session, b"");
+                server.read_tls(&mut &flight[..]).unwrap();
+                server.process_new_packets().unwrap();
+                let mut back = Vec::new();
+                while server.wants_write() {
+                    server.write_tls(&mut back).unwrap();
+                }
+                if !back.is_empty() {
+                    feed(&mut session, &back, &mut seen);
+                }
+                if session.is_established() && !server.is_handshaking() {
+                    break;
+                }
+            }
+            assert!(session.is_established(), "{version:?}");
+            server.writer().write_all(b"INFO {} \r\n").unwrap();
+            if version == &TLS13 {
+                server.refresh_traffic_keys().unwrap();
+            }
+            server.writer().write_all(b"PING\r\n").unwrap();
+            let mut records = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut records).unwrap();
+            }
+            feed(&mut session, &records, &mut seen);
+            assert_eq!(seen.plaintext, b"INFO {} \r\nPING\r\n", "{version:?}");
+            assert!(
+                session.records.is_some(),
+                "the record layer is the session's"
+            );
+            let sealed = sent(&mut session, b"CONNECT {}\r\n");
+            server.read_tls(&mut &sealed[..]).unwrap();
+            server.process_new_packets().unwrap();
+            let mut read = Vec::new();
+            let _ = server.reader().read_to_end(&mut read);
+            assert_eq!(read, b"CONNECT {}\r\n", "{version:?}");
+        }
+    }
+
     #[test]
     fn a_key_update_the_client_asks_for_is_answered() {
         let (server, client_config) = configs();
@@ -1198,7 +1474,7 @@ mod tests {
             "one record, the alert: {alert:?}"
         );
         assert!(
-            !session.conn.as_ref().unwrap().wants_write(),
+            !session.conn.as_ref().unwrap().common().wants_write(),
             "nothing else queued"
         );
         let mut more = b"\x17\x03\x03\x00\x01x".to_vec();

@@ -1,4 +1,4 @@
-//! The TLS record layer of a client connection after its handshake, done by the shard itself:
+//! The TLS record layer of a connection after its handshake, done by the shard itself:
 //! records are opened in place in the provided receive buffers (their plaintext goes to the
 //! parser where it lies) and sealed in place in the buffer the send names (`crate::tls_record`),
 //! with the traffic secrets rustls hands over once its handshake is done
@@ -11,8 +11,10 @@
 //! `update_rx_secret` on a TLS 1.3 KeyUpdate). What this adds to the record layer: alerts
 //! (close_notify ends the input; any other is an error), KeyUpdate both ways, and a key update
 //! of ours before the cipher's confidentiality limit (TLS 1.3; a TLS 1.2 connection is closed
-//! there, as rustls does).
+//! there, as rustls does). On the client side (a route this server dialed) the server's TLS 1.3
+//! session tickets are read and dropped: routes do not resume sessions.
 
+use rustls::client::ClientConnectionData;
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
@@ -22,20 +24,62 @@ use crate::tls_record::{Direction, RecordLayer, ALERT, APPLICATION_DATA, HANDSHA
 
 /// The handshake message type of a TLS 1.3 KeyUpdate.
 const KEY_UPDATE: u8 = 24;
+/// The handshake message type of a TLS 1.3 NewSessionTicket.
+const NEW_SESSION_TICKET: u8 = 4;
+/// A handshake message's header: its type and its length (3 bytes).
+const MESSAGE_HEADER_BYTES: usize = 4;
+
+/// What rustls keeps of a connection once its record layer is ours: the key schedule, for
+/// either side.
+pub enum Kernel {
+    Server(KernelConnection<ServerConnectionData>),
+    Client(KernelConnection<ClientConnectionData>),
+}
+
+impl Kernel {
+    fn negotiated_cipher_suite(&self) -> SupportedCipherSuite {
+        match self {
+            Kernel::Server(kernel) => kernel.negotiated_cipher_suite(),
+            Kernel::Client(kernel) => kernel.negotiated_cipher_suite(),
+        }
+    }
+
+    fn protocol_version(&self) -> ProtocolVersion {
+        match self {
+            Kernel::Server(kernel) => kernel.protocol_version(),
+            Kernel::Client(kernel) => kernel.protocol_version(),
+        }
+    }
+
+    fn update_rx_secret(
+        &mut self,
+    ) -> Result<(u64, rustls::ConnectionTrafficSecrets), rustls::Error> {
+        match self {
+            Kernel::Server(kernel) => kernel.update_rx_secret(),
+            Kernel::Client(kernel) => kernel.update_rx_secret(),
+        }
+    }
+
+    fn update_tx_secret(
+        &mut self,
+    ) -> Result<(u64, rustls::ConnectionTrafficSecrets), rustls::Error> {
+        match self {
+            Kernel::Server(kernel) => kernel.update_tx_secret(),
+            Kernel::Client(kernel) => kernel.update_tx_secret(),
+        }
+    }
+}
 
 /// The record layer of one established connection.
 pub struct Records {
     layer: RecordLayer,
-    kernel: KernelConnection<ServerConnectionData>,
+    kernel: Kernel,
     /// Records one key may seal (the suite's confidentiality limit).
     tx_limit: u64,
 }
 
 impl Records {
-    pub fn new(
-        secrets: ExtractedSecrets,
-        kernel: KernelConnection<ServerConnectionData>,
-    ) -> Result<Records, rustls::Error> {
+    pub fn new(secrets: ExtractedSecrets, kernel: Kernel) -> Result<Records, rustls::Error> {
         let tx_limit = match kernel.negotiated_cipher_suite() {
             SupportedCipherSuite::Tls13(suite) => suite.common.confidentiality_limit,
             SupportedCipherSuite::Tls12(suite) => suite.common.confidentiality_limit,
@@ -81,7 +125,7 @@ impl Records {
                         _ => return Err(rustls::Error::DecryptError),
                     },
                     HANDSHAKE if layer.tls13 => {
-                        key_update(layer, kernel, plaintext, wire)?;
+                        post_handshake(layer, kernel, plaintext, wire)?;
                         received.output |= !wire.is_empty();
                     }
                     _ => {
@@ -123,12 +167,40 @@ impl Records {
     }
 }
 
-/// A TLS 1.3 post-handshake message: only KeyUpdate comes to a server. Its receiving key
-/// moves on; when the client asks, ours does too, after a KeyUpdate of ours (sealed under the
-/// old key into `wire`, which goes out before anything sealed after it).
+/// The TLS 1.3 post-handshake messages of one record: KeyUpdate (see `key_update`), and, to a
+/// client, NewSessionTicket (dropped: no resumption). A message cut across records is refused
+/// (a peer has no reason to cut these few bytes).
+fn post_handshake(
+    layer: &mut RecordLayer,
+    kernel: &mut Kernel,
+    mut messages: &[u8],
+    wire: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
+    while !messages.is_empty() {
+        let length = match messages.get(..MESSAGE_HEADER_BYTES) {
+            Some(&[_, a, b, c]) => usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c),
+            _ => usize::MAX,
+        };
+        let Some(message) = messages.get(..MESSAGE_HEADER_BYTES.saturating_add(length)) else {
+            return Err(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::MessageTooShort,
+            ));
+        };
+        match (message[0], &*kernel) {
+            (NEW_SESSION_TICKET, Kernel::Client(_)) => {}
+            _ => key_update(layer, kernel, message, wire)?,
+        }
+        messages = &messages[message.len()..];
+    }
+    Ok(())
+}
+
+/// A TLS 1.3 KeyUpdate. Its receiving key moves on; when the peer asks, ours does too, after
+/// a KeyUpdate of ours (sealed under the old key into `wire`, which goes out before anything
+/// sealed after it).
 fn key_update(
     layer: &mut RecordLayer,
-    kernel: &mut KernelConnection<ServerConnectionData>,
+    kernel: &mut Kernel,
     message: &[u8],
     wire: &mut Vec<u8>,
 ) -> Result<(), rustls::Error> {
@@ -148,7 +220,7 @@ fn key_update(
 /// Sends a KeyUpdate (not asking for one back) under the current key and moves to the next.
 fn update_tx(
     layer: &mut RecordLayer,
-    kernel: &mut KernelConnection<ServerConnectionData>,
+    kernel: &mut Kernel,
     out: &mut Vec<u8>,
 ) -> Result<(), rustls::Error> {
     layer.seal_record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out);

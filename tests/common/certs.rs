@@ -1,7 +1,8 @@
 //! Certificates for the TLS tests, generated on every run with rcgen so that no private key is
 //! ever committed: a CA, a server certificate and two client certificates it signs (with
 //! different names and keys), a second CA nothing trusts with a client certificate of its
-//! own, and an expired server certificate.
+//! own, an expired server certificate, and route certificates (server and client use) from
+//! each CA.
 //! Everything is written as PEM files into a directory of its own, removed when the [`Pki`]
 //! is dropped.
 //!
@@ -58,6 +59,15 @@ pub struct Pki {
     pub other_client: Identity,
     /// A server certificate signed by the CA for the same names, expired since 2001.
     pub expired_server: Identity,
+    /// A cluster route's certificate, signed by the CA for `localhost` and `127.0.0.1`, for
+    /// both server and client authentication (a route presents it on either side).
+    pub route: Identity,
+    /// The same, signed by the other CA: a node that verifies routes against the first CA
+    /// refuses it.
+    pub other_route: Identity,
+    /// A route certificate signed by the CA for the name `localhost` only (no IP address): a
+    /// route dialed by IP address must check it against a configured host name.
+    pub route_by_name: Identity,
 }
 
 impl Pki {
@@ -100,6 +110,13 @@ impl Pki {
         expired.not_before = date_time_ymd(2000, 1, 1);
         expired.not_after = date_time_ymd(2001, 1, 1);
         let expired_server = issue(&dir, "expired-server", expired, &ca_issuer);
+        let route = issue(&dir, "route", route_params(), &ca_issuer);
+        let other_route = issue(&dir, "other-route", route_params(), &other_issuer);
+        let mut by_name = route_params();
+        by_name.subject_alt_names = vec![SanType::DnsName(
+            "localhost".try_into().expect("an ASCII name"),
+        )];
+        let route_by_name = issue(&dir, "route-by-name", by_name, &ca_issuer);
 
         Pki {
             dir,
@@ -112,6 +129,9 @@ impl Pki {
             other_ca_file,
             other_client,
             expired_server,
+            route,
+            other_route,
+            route_by_name,
         }
     }
 }
@@ -170,6 +190,16 @@ fn server_params() -> CertificateParams {
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
+    params
+}
+
+/// A route certificate's parameters: the server's names, for both ends of a connection.
+fn route_params() -> CertificateParams {
+    let mut params = server_params();
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     params
 }
 

@@ -36,6 +36,8 @@ pub struct RouteInfo {
     pub headers: bool,
     pub auth_required: bool,
     pub tls_required: bool,
+    /// Peers' certificates are checked: with cluster TLS, always (nats-server forces it).
+    pub tls_verify: bool,
     pub max_payload: u32,
     /// `nats-route://host:port/`, with `cluster.advertise` only.
     pub ip: Option<String>,
@@ -59,7 +61,7 @@ pub struct RouteInfo {
 
 /// Appends `INFO {json} \r\n`, fields in nats-server's `Info` order, `omitempty` ones left out
 /// when false or empty: `server_id, server_name, version, proto (3), go, host, port, headers,
-/// [auth_required], [tls_required], max_payload, [ip], [cluster], [cluster_dynamic],
+/// [auth_required], [tls_required], [tls_verify], max_payload, [ip], [cluster], [cluster_dynamic],
 /// [connect_urls], [ldm], [compression], [import], [export], [gossip_mode]`. The space before `\r\n` is what
 /// nats-server's initial and lame-duck INFOs have; its parser takes either form.
 pub fn write_route_info(out: &mut Vec<u8>, info: &RouteInfo) {
@@ -84,6 +86,9 @@ pub fn write_route_info(out: &mut Vec<u8>, info: &RouteInfo) {
     }
     if info.tls_required {
         out.extend_from_slice(b",\"tls_required\":true");
+    }
+    if info.tls_verify {
+        out.extend_from_slice(b",\"tls_verify\":true");
     }
     out.extend_from_slice(b",\"max_payload\":");
     write_u64(out, u64::from(info.max_payload));

@@ -1062,6 +1062,7 @@ fn route_info_minimal_and_parsed_back() {
     let full = RouteInfo {
         auth_required: true,
         tls_required: true,
+        tls_verify: true,
         ip: Some("nats-route://127.0.0.1:7250/".to_string()),
         cluster_dynamic: true,
         connect_urls: vec!["127.0.0.1:4250".to_string(), "10.0.0.1:4222".to_string()],
@@ -1073,6 +1074,10 @@ fn route_info_minimal_and_parsed_back() {
     out.clear();
     write_route_info(&mut out, &full);
     let text = String::from_utf8(out.clone()).unwrap();
+    assert!(text.contains(
+        "\"headers\":true,\"auth_required\":true,\"tls_required\":true,\"tls_verify\":true,\
+         \"max_payload\":1048576,"
+    ));
     assert!(text.ends_with(
         "\"cluster\":\"c1\",\"cluster_dynamic\":true,\
          \"connect_urls\":[\"127.0.0.1:4250\",\"10.0.0.1:4222\"],\"ldm\":true,\
