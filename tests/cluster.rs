@@ -230,13 +230,19 @@ async fn request_reply(a: &ChildServer, b: &ChildServer) {
     // A request right after the subscription to its reply subject, in the same write, is
     // answered the first time: the requester's node sends the peer the inbox's RS+ before the
     // request (as nats-server queues the RS+ when it handles the SUB), every time.
-    // (Raw blocks: off the runtime, whose thread the responder needs.)
+    // Several connections, so that (with the test's shards) some are on the route's shard
+    // (the lines are drained at the SUB) and some on another (sent before the request by the
+    // route's shard); the kernel spreads them, so each run covers both only with odds of
+    // 1 - 2^-5. (Raw blocks: off the runtime, whose thread the responder needs.)
     let port = b.port;
     tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::connect(port);
-        raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
-        raw.read_until(b"PONG\r\n", WAIT);
+        let mut raws: Vec<Raw> = (0..6).map(|_| Raw::connect(port)).collect();
+        for raw in &mut raws {
+            raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
+            raw.read_until(b"PONG\r\n", WAIT);
+        }
         for i in 0..30 {
+            let raw = &mut raws[i % 6];
             raw.send(
                 format!("SUB _INBOX.fresh.{i} {i}\r\nPUB service _INBOX.fresh.{i} 4\r\nping\r\n")
                     .as_bytes(),

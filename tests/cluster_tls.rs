@@ -194,18 +194,33 @@ async fn pair_behaves(a: &ChildServer, b: &ChildServer) {
     }
     ca.flush().await.unwrap();
     cb.flush().await.unwrap();
-    // The queue interest follows the routes already carrying plain interest.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Probes from `a` until one reaches a member on `b` (the queue interest crossed), then the
+    // probes still on their way are drained.
+    let deadline = std::time::Instant::now() + WAIT;
+    'crossed: loop {
+        ca.publish("work", "probe".into()).await.unwrap();
+        ca.flush().await.unwrap();
+        for member in &mut members[2..] {
+            if let Ok(Some(_)) = timeout(Duration::from_millis(50), member.next()).await {
+                break 'crossed;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue interest never crossed"
+        );
+    }
+    for member in &mut members {
+        while let Ok(Some(_)) = timeout(Duration::from_millis(300), member.next()).await {}
+    }
+    // All from `a`: what `b`'s members get crossed the route.
     const COUNT: usize = 1000;
     for i in 0..COUNT {
-        let publisher = if i % 2 == 0 { &ca } else { &cb };
-        publisher
-            .publish("work", Bytes::from(i.to_string()))
+        ca.publish("work", Bytes::from(i.to_string()))
             .await
             .unwrap();
     }
     ca.flush().await.unwrap();
-    cb.flush().await.unwrap();
     let mut seen = std::collections::HashMap::<Bytes, usize>::new();
     let mut per_member = Vec::new();
     for member in &mut members {
@@ -613,8 +628,15 @@ async fn a_reload_that_pins_other_keys_closes_the_route() {
     );
     std::fs::write(a.config_path().unwrap(), config).unwrap();
     a.signal(libc::SIGHUP);
-    // The route closes at once; probes sent meanwhile may still cross, so wait for silence.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The route closes once the reload is applied: wait until probes stop crossing, then
+    // drain what was on its way.
+    let deadline = std::time::Instant::now() + WAIT;
+    while route_carries(&cb, &mut sub, "pins", Duration::from_millis(500)).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the route still carries after the reload"
+        );
+    }
     while let Ok(Some(_)) = timeout(Duration::from_millis(300), sub.next()).await {}
     assert!(
         !route_carries(&cb, &mut sub, "pins", REFUSED_FOR).await,

@@ -54,9 +54,15 @@ struct InterestKey {
 pub struct Outbox {
     pending: Mutex<Vec<u8>>,
     /// `pending` is not empty: what the route's shard looks at, without the lock, before it
-    /// writes a message to the route (`has_pending`).
-    filled: AtomicBool,
+    /// writes a message to the route (`has_pending`). On a cache line of its own, away from
+    /// the lock the announcing shards take, and written only when it changes: the route's
+    /// shard reads it for every message it forwards.
+    filled: Filled,
 }
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Filled(AtomicBool);
 
 impl Outbox {
     /// Everything waiting, appended to `out`.
@@ -64,7 +70,7 @@ impl Outbox {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         out.extend_from_slice(&pending);
         pending.clear();
-        self.filled.store(false, Ordering::Relaxed);
+        self.filled.0.store(false, Ordering::Relaxed);
     }
 
     /// Whether lines wait. A message forwarded by a shard after it wrote interest lines here
@@ -72,7 +78,7 @@ impl Outbox {
     /// so a peer hears of a subscription before a message that may answer to it.
     #[inline]
     pub fn has_pending(&self) -> bool {
-        self.filled.load(Ordering::Acquire)
+        self.filled.0.load(Ordering::Acquire)
     }
 
     /// Appends with `write`; returns whether the outbox was empty before (the route's shard
@@ -81,8 +87,8 @@ impl Outbox {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let was_empty = pending.is_empty();
         write(&mut pending);
-        if !pending.is_empty() {
-            self.filled.store(true, Ordering::Release);
+        if !pending.is_empty() && !self.filled.0.load(Ordering::Relaxed) {
+            self.filled.0.store(true, Ordering::Release);
         }
         was_empty && !pending.is_empty()
     }

@@ -417,6 +417,15 @@ fn apply_key(
             if let Some(tls) = super::tls::parse_block(item, report) {
                 // Both sides of a route's TLS, checked now as nats-server's `getTLSConfig`
                 // builds them while it parses (`-t` reports a missing `ca_file`).
+                if tls.verify_and_map {
+                    // nats-server authorizes routes by their certificate with it; natsring
+                    // does not yet, and says so rather than ignore it.
+                    report.error(
+                        item,
+                        "verify_and_map in the cluster's tls block is not supported by natsring yet",
+                    );
+                    return Walk::Next;
+                }
                 match crate::tls::load_route(&tls) {
                     Ok(_) => cluster.tls = Some(tls),
                     Err(error) => report.error(item, error),
@@ -1273,6 +1282,19 @@ mod tests {
         ));
         assert!(
             refused.len() == 1 && refused[0].ends_with("cluster 'tls' without 'ca_file' is not supported by natsring yet (route certificates are checked against 'ca_file' only)"),
+            "{refused:?}"
+        );
+        let refused = errors(&format!(
+            "cluster {{ port: 6222, tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify_and_map: true }} }}",
+            cert.display(),
+            key.display(),
+            cert.display()
+        ));
+        assert!(
+            refused.len() == 1
+                && refused[0].ends_with(
+                    "verify_and_map in the cluster's tls block is not supported by natsring yet"
+                ),
             "{refused:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -339,15 +339,7 @@ impl Service {
             ["$SYS", "REQ", "ACCOUNT", account, endpoint] => (*endpoint, Some(*account)),
             _ => return None,
         };
-        let options = match request_options(&request.payload) {
-            Ok(options) => options,
-            Err(description) => return Some(self.envelope(Err((400, description)))),
-        };
-        let filter: Filter = serde_json::from_value(options.clone()).unwrap_or_default();
-        if !self.is_asked(&filter) {
-            return None;
-        }
-        // nats-server's `idzReq`: the bare id, no envelope.
+        // nats-server's `idzReq`: the bare id, no envelope; the body (options, filters) is not read.
         if endpoint == "IDZ" && account.is_none() {
             let settings = self.inspector.shared.settings();
             return Some(serde_json::json!({
@@ -355,6 +347,14 @@ impl Service {
                 "host": settings.options.host,
                 "id": self.inspector.server_id,
             }));
+        }
+        let options = match request_options(&request.payload) {
+            Ok(options) => options,
+            Err(description) => return Some(self.envelope(Err((400, description)))),
+        };
+        let filter: Filter = serde_json::from_value(options.clone()).unwrap_or_default();
+        if !self.is_asked(&filter) {
+            return None;
         }
         if endpoint == "STATSZ" && account.is_none() {
             return Some(serde_json::json!({

@@ -800,6 +800,9 @@ impl Core {
             let Some(session) = conn.route.as_ref() else {
                 continue;
             };
+            if !session.outbox.has_pending() {
+                continue;
+            }
             let outbox = Arc::clone(&session.outbox);
             conn.out.append_with(|out| outbox.drain_into(out));
             self.mark_dirty(slot);

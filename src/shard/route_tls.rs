@@ -138,7 +138,7 @@ impl Core {
     }
 
     /// After a reload that changed the cluster's `pinned_certs` (from `old`'s): the routes
-    /// whose peer's key the new list leaves out close, as nats-server's
+    /// whose peer's key the new list leaves out (and plain ones) close, as nats-server's
     /// `recheckPinnedCerts` closes them (`TLS Handshake Failure`).
     pub(super) fn recheck_route_pins(&mut self, old: &Settings) {
         let pins = |settings: &Settings| {
@@ -163,6 +163,10 @@ impl Core {
                     let key = session.peer_leaf().and_then(crate::tls::spki_sha256);
                     !key.is_some_and(|key| pinned.contains(&key))
                 }
+                // A plain route (the reload turned TLS on with the pins) has no key to match:
+                // nats-server's `matchesPinnedCert` refuses a connection without TLS.
+                Transport::Plain => self.conns[slot].is_open(),
+                // Still in its handshake: checked against the new list when it ends.
                 _ => false,
             })
             .collect();

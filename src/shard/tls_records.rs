@@ -167,9 +167,9 @@ impl Records {
     }
 }
 
-/// The TLS 1.3 post-handshake messages of one record: KeyUpdate (see `key_update`), and, to a
-/// client, NewSessionTicket (dropped: no resumption). A message cut across records is refused
-/// (a peer has no reason to cut these few bytes).
+/// The TLS 1.3 post-handshake messages of one record: KeyUpdate (see `key_update`), which must
+/// be the record's last, and, to a client, NewSessionTicket (dropped: no resumption). A message
+/// cut across records is refused (a peer has no reason to cut these few bytes).
 fn post_handshake(
     layer: &mut RecordLayer,
     kernel: &mut Kernel,
@@ -177,15 +177,7 @@ fn post_handshake(
     wire: &mut Vec<u8>,
 ) -> Result<(), rustls::Error> {
     while !messages.is_empty() {
-        let length = match messages.get(..MESSAGE_HEADER_BYTES) {
-            Some(&[_, a, b, c]) => usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c),
-            _ => usize::MAX,
-        };
-        let Some(message) = messages.get(..MESSAGE_HEADER_BYTES.saturating_add(length)) else {
-            return Err(rustls::Error::InvalidMessage(
-                rustls::InvalidMessage::MessageTooShort,
-            ));
-        };
+        let message = first_message(messages)?;
         match (message[0], &*kernel) {
             (NEW_SESSION_TICKET, Kernel::Client(_)) => {}
             _ => key_update(layer, kernel, message, wire)?,
@@ -193,6 +185,29 @@ fn post_handshake(
         messages = &messages[message.len()..];
     }
     Ok(())
+}
+
+/// The first handshake message of a record's `messages` (not empty). Refused when it is cut
+/// short, and when it is a KeyUpdate that is not the record's last: a key change ends its
+/// record (RFC 8446 §5.1: handshake messages must not span key changes), as Go and rustls
+/// require, so one record holds at most one KeyUpdate and nothing after it under the old key.
+fn first_message(messages: &[u8]) -> Result<&[u8], rustls::Error> {
+    let length = match messages.get(..MESSAGE_HEADER_BYTES) {
+        Some(&[_, a, b, c]) => usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c),
+        _ => usize::MAX,
+    };
+    let Some(message) = messages.get(..MESSAGE_HEADER_BYTES.saturating_add(length)) else {
+        return Err(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::MessageTooShort,
+        ));
+    };
+    if message[0] == KEY_UPDATE && message.len() != messages.len() {
+        return Err(rustls::Error::InappropriateHandshakeMessage {
+            expect_types: vec![rustls::HandshakeType::KeyUpdate],
+            got_type: rustls::HandshakeType::KeyUpdate,
+        });
+    }
+    Ok(message)
 }
 
 /// A TLS 1.3 KeyUpdate. Its receiving key moves on; when the peer asks, ours does too, after
@@ -226,4 +241,35 @@ fn update_tx(
     layer.seal_record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out);
     layer.tx = Direction::new(kernel.update_tx_secret()?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPDATE: [u8; 5] = [KEY_UPDATE, 0, 0, 1, 1];
+    const TICKET: [u8; 6] = [NEW_SESSION_TICKET, 0, 0, 2, 7, 7];
+
+    #[test]
+    fn a_key_update_must_end_its_record() {
+        assert_eq!(first_message(&UPDATE).unwrap(), UPDATE);
+        let two = [UPDATE, UPDATE].concat();
+        assert!(first_message(&two).is_err(), "two KeyUpdates in one record");
+        let then_ticket = [&UPDATE[..], &TICKET[..]].concat();
+        assert!(first_message(&then_ticket).is_err(), "a message after it");
+        // A ticket before it is fine: the KeyUpdate still ends the record.
+        let ticket_first = [&TICKET[..], &UPDATE[..]].concat();
+        assert_eq!(first_message(&ticket_first).unwrap(), TICKET);
+        assert_eq!(
+            first_message(&ticket_first[TICKET.len()..]).unwrap(),
+            UPDATE
+        );
+    }
+
+    #[test]
+    fn a_message_cut_short_is_refused() {
+        assert!(first_message(&UPDATE[..4]).is_err());
+        assert!(first_message(&TICKET[..5]).is_err());
+        assert!(first_message(&[KEY_UPDATE, 0]).is_err());
+    }
 }
