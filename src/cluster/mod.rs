@@ -113,6 +113,10 @@ struct Registered {
     peer: PeerSummary,
     address: RouteAddress,
     outbox: Arc<Outbox>,
+    /// True exactly when the peer sent an INFO with `"ldm":true` on this route: it is leaving,
+    /// so its client URLs are no longer announced (nats-server's `processRouteInfo` removes
+    /// them then, and never adds them back for that route).
+    peer_in_lame_duck: bool,
 }
 
 /// Why a route could not register.
@@ -134,6 +138,9 @@ struct Book {
     /// The route permissions in force (a reload swaps them, under this lock, so that no
     /// interest line is filtered by one and written after the other's).
     rules: Arc<RouteRules>,
+    /// True exactly when this server entered lame duck mode: its own client URLs are no longer
+    /// announced to its clients (nats-server's `sendLDMToClients` clears them for good).
+    in_lame_duck: bool,
 }
 
 /// The credentials a peer's CONNECT must carry (`cluster { authorization }`).
@@ -395,6 +402,7 @@ impl Cluster {
             peer,
             address,
             outbox,
+            peer_in_lame_duck: false,
         });
         Ok(())
     }
@@ -508,23 +516,85 @@ impl Cluster {
 
     /// The client URLs of the cluster as they are now (this server's first, then each peer's,
     /// no URL twice; empty with `no_advertise`), handed to `send` under the registry's lock so
-    /// that lists computed one after another are sent in that order.
+    /// that lists computed one after another are sent in that order. Left out: this server's
+    /// own once it is in lame duck mode, and those of peers that said they are.
     pub fn announce_client_urls(&self, send: impl FnOnce(Arc<[String]>)) {
         let mut book = self.book();
         if self.info.connect_urls.is_empty() {
             return;
         }
-        let mut urls = self.info.connect_urls.clone();
-        for route in &book.routes {
+        let urls = self.current_client_urls(&book);
+        book.client_urls = Some(Arc::clone(&urls));
+        send(urls);
+    }
+
+    fn current_client_urls(&self, book: &Book) -> Arc<[String]> {
+        let mut urls = if book.in_lame_duck {
+            Vec::new()
+        } else {
+            self.info.connect_urls.clone()
+        };
+        for route in book.routes.iter().filter(|route| !route.peer_in_lame_duck) {
             for url in &route.peer.connect_urls {
                 if !urls.contains(url) {
                     urls.push(url.clone());
                 }
             }
         }
-        let urls: Arc<[String]> = urls.into();
+        urls.into()
+    }
+
+    /// The peer of the route at `address` sent an INFO with `"ldm":true` (nats-server's
+    /// `processRouteInfo`): its client URLs are no longer announced. Returns whether that
+    /// changed anything (the route is registered, was not known to be leaving, and the URLs
+    /// are advertised at all): the clients must then be told (`announce_client_urls`).
+    pub fn peer_entered_lame_duck(&self, address: RouteAddress) -> bool {
+        let mut book = self.book();
+        let Some(route) = book
+            .routes
+            .iter_mut()
+            .find(|route| route.address == address)
+        else {
+            return false;
+        };
+        let changed = !route.peer_in_lame_duck && !route.peer.connect_urls.is_empty();
+        route.peer_in_lame_duck = true;
+        changed && !self.info.connect_urls.is_empty()
+    }
+
+    /// This server enters lame duck mode (nats-server's `sendLDMToClients`): its own client
+    /// URLs are no longer announced. Returns what its clients' INFO lists from now on (the
+    /// peers' URLs only; empty with `no_advertise`).
+    pub fn withdraw_own_client_urls(&self) -> Arc<[String]> {
+        let mut book = self.book();
+        book.in_lame_duck = true;
+        if self.info.connect_urls.is_empty() {
+            return Arc::from(Vec::new());
+        }
+        let urls = self.current_client_urls(&book);
         book.client_urls = Some(Arc::clone(&urls));
-        send(urls);
+        urls
+    }
+
+    /// Tells every route this server is in lame duck mode (nats-server's `sendLDMToRoutes`):
+    /// an async INFO, this server's route INFO with `"ldm":true` (`tls` says whether cluster
+    /// TLS is on, as the greeting's INFO does). Calls `wake` for outboxes that need their
+    /// shard. Routes registered later get the plain INFO, as with nats-server.
+    pub fn send_lame_duck_to_routes(&self, tls: bool, wake: &mut impl FnMut(u16)) {
+        let info = crate::proto::route::RouteInfo {
+            ldm: true,
+            tls_required: tls,
+            tls_verify: tls,
+            ..self.route_info()
+        };
+        let mut line = Vec::new();
+        crate::proto::route::write_route_info(&mut line, &info);
+        let book = self.book();
+        for route in &book.routes {
+            if route.outbox.append(|out| out.extend_from_slice(&line)) {
+                wake(route.address.shard);
+            }
+        }
     }
 
     /// The client URLs last announced to clients (`/varz`'s `connect_urls`): None before any
