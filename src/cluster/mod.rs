@@ -25,6 +25,11 @@
 //! - Gossip: when a route registers, its peer's INFO is forwarded to the other routes (with
 //!   `gossip_mode`), so their servers dial it and the mesh completes from one seed.
 //!
+//! - Lame duck mode (nats-server's `sendLDMToRoutes`, `processRouteInfo`): a server entering
+//!   it tells every route with its INFO plus `"ldm":true`, and stops listing its own client
+//!   URLs; a peer that hears it stops listing that server's. The route stays until the server
+//!   stops.
+//!
 //! Must not: run per message. Everything here is taken on SUB/UNSUB (only when a cluster is
 //! configured), route registration and close.
 
@@ -758,6 +763,68 @@ mod tests {
             ["RS+ $G foo.a", "RS+ $G foo.no"],
             "not bar, not foo.*"
         );
+    }
+
+    #[test]
+    fn lame_duck_withdraws_client_urls_both_ways() {
+        let info = crate::proto::route::RouteInfo {
+            server_id: "NSELF".into(),
+            connect_urls: vec!["127.0.0.1:4222".into()],
+            ..Default::default()
+        };
+        let cluster = Cluster::new(info, None, dialer::DialerHandle::detached());
+        let mut wake = |_| {};
+        let outboxes: Vec<Arc<Outbox>> = (0..2).map(|_| Arc::default()).collect();
+        for (index, (id, url)) in [("NA", "127.0.0.1:4223"), ("NB", "127.0.0.1:4224")]
+            .into_iter()
+            .enumerate()
+        {
+            let peer = PeerSummary {
+                connect_urls: vec![url.into()],
+                ..peer(id)
+            };
+            let outbox = Arc::clone(&outboxes[index]);
+            cluster
+                .register(
+                    peer,
+                    address(index as u32),
+                    outbox,
+                    true,
+                    |_| Vec::new(),
+                    &mut wake,
+                )
+                .unwrap();
+        }
+        let announced = || {
+            let mut urls = Vec::new();
+            cluster.announce_client_urls(|announced| urls = announced.to_vec());
+            urls
+        };
+        assert_eq!(
+            announced(),
+            ["127.0.0.1:4222", "127.0.0.1:4223", "127.0.0.1:4224"]
+        );
+        // NA said "ldm": once.
+        assert!(cluster.peer_entered_lame_duck(address(0)));
+        assert!(!cluster.peer_entered_lame_duck(address(0)));
+        assert!(
+            !cluster.peer_entered_lame_duck(address(7)),
+            "not registered"
+        );
+        assert_eq!(announced(), ["127.0.0.1:4222", "127.0.0.1:4224"]);
+        // This server enters it: only NB's left, and every route is told.
+        assert_eq!(&*cluster.withdraw_own_client_urls(), ["127.0.0.1:4224"]);
+        assert_eq!(announced(), ["127.0.0.1:4224"]);
+        assert_eq!(cluster.client_urls().unwrap().to_vec(), ["127.0.0.1:4224"]);
+        cluster.send_lame_duck_to_routes(false, &mut wake);
+        for outbox in &outboxes {
+            let sent = drained(outbox);
+            assert!(sent.starts_with("INFO {\"server_id\":\"NSELF\""), "{sent}");
+            assert!(
+                sent.ends_with(",\"connect_urls\":[\"127.0.0.1:4222\"],\"ldm\":true} \r\n"),
+                "{sent}"
+            );
+        }
     }
 
     #[test]
