@@ -2,10 +2,11 @@
 //! stops accepting clients (its client listeners close, so new clients are refused and try
 //! another server; routes are still accepted) and tells its clients (`Control::LameDuck`),
 //! listing only the other servers' client URLs; in a cluster, when there are clients, every
-//! route gets an INFO with `"ldm":true`, so the peers stop sending clients here; after `lame_duck_grace_period` the clients open
-//! at the start are closed one at a time, `min(window / clients, 1 s)` apart (a random wait of
-//! at least half that), the window being `lame_duck_duration` minus the grace period, in
-//! batches when there are more clients than nanoseconds in it; then it is finished and the
+//! route gets an INFO with `"ldm":true`, so the peers stop sending clients here. After
+//! `lame_duck_grace_period` the clients open at the start are closed one at a time,
+//! `min(window / clients, 1 s)` apart (a random wait of at least half that), the window being
+//! `lame_duck_duration` minus the grace period, in batches when there are more clients than
+//! nanoseconds in it; then it is finished and the
 //! server may stop. A close is one `Control::CloseClients` to the shard with the most clients
 //! left, so the closes are spread over the shards as evenly as over time. Clients that leave
 //! on their own (most reconnect elsewhere when the INFO arrives) shorten the list.
