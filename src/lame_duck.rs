@@ -6,10 +6,10 @@
 //! `lame_duck_grace_period` the clients open at the start are closed one at a time,
 //! `min(window / clients, 1 s)` apart (a random wait of at least half that), the window being
 //! `lame_duck_duration` minus the grace period, in batches when there are more clients than
-//! nanoseconds in it; then it is finished and the
-//! server may stop. A close is one `Control::CloseClients` to the shard with the most clients
-//! left, so the closes are spread over the shards as evenly as over time. Clients that leave
-//! on their own (most reconnect elsewhere when the INFO arrives) shorten the list.
+//! nanoseconds in it; then it is finished and the server may stop. A close is one
+//! `Control::CloseClients` to the shard with the most clients left, so the closes are spread
+//! over the shards as evenly as over time. Clients that leave on their own (most reconnect
+//! elsewhere when the INFO arrives) shorten the list.
 //!
 //! It runs on a thread of its own (the main thread keeps handling signals meanwhile) and ends
 //! early when the server stops.
