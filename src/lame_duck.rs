@@ -1,12 +1,15 @@
 //! Lame duck mode, as nats-server's `lameDuckMode` runs it, for all shards at once: every shard
-//! stops accepting (its listeners close, so new clients are refused and try another server)
-//! and tells its clients (`Control::LameDuck`); after `lame_duck_grace_period` the clients open
-//! at the start are closed one at a time, `min(window / clients, 1 s)` apart (a random wait of
-//! at least half that), the window being `lame_duck_duration` minus the grace period, in
-//! batches when there are more clients than nanoseconds in it; then it is finished and the
-//! server may stop. A close is one `Control::CloseClients` to the shard with the most clients
-//! left, so the closes are spread over the shards as evenly as over time. Clients that leave
-//! on their own (most reconnect elsewhere when the INFO arrives) shorten the list.
+//! stops accepting clients (its client listeners close, so new clients are refused and try
+//! another server; routes are still accepted) and tells its clients (`Control::LameDuck`),
+//! listing only the other servers' client URLs; in a cluster, when there are clients, every
+//! route gets an INFO with `"ldm":true`, so the peers stop sending clients here. After
+//! `lame_duck_grace_period` the clients open at the start are closed one at a time,
+//! `min(window / clients, 1 s)` apart (a random wait of at least half that), the window being
+//! `lame_duck_duration` minus the grace period, in batches when there are more clients than
+//! nanoseconds in it; then it is finished and the server may stop. A close is one
+//! `Control::CloseClients` to the shard with the most clients left, so the closes are spread
+//! over the shards as evenly as over time. Clients that leave on their own (most reconnect
+//! elsewhere when the INFO arrives) shorten the list.
 //!
 //! It runs on a thread of its own (the main thread keeps handling signals meanwhile) and ends
 //! early when the server stops.
@@ -97,9 +100,28 @@ impl CloseSchedule {
 /// them on a thread of its own. Logs as nats-server does.
 pub fn enter(shared: Arc<Shared>) -> LameDuck {
     crate::log_notice!("Entering lame duck mode, stop accepting new clients");
-    let options = shared.settings().options.clone();
+    let settings = shared.settings();
+    let options = settings.options.clone();
     let began = Instant::now();
-    let open: Vec<usize> = shared.ask_every_shard(Control::LameDuck);
+    // In a cluster this server's own client URLs go: its clients' INFO lists the others'.
+    let urls = shared
+        .cluster
+        .as_ref()
+        .map(|cluster| cluster.withdraw_own_client_urls());
+    let open: Vec<usize> = shared.ask_every_shard(|reply| Control::LameDuck(urls.clone(), reply));
+    // The routes hear of it only when there are clients to move (nats-server shuts down at
+    // once, without telling them, when there are none).
+    if let Some(cluster) = shared
+        .cluster
+        .as_ref()
+        .filter(|_| open.iter().sum::<usize>() > 0)
+    {
+        let mailboxes = &shared.mailboxes;
+        cluster.send_lame_duck_to_routes(settings.route_tls.is_some(), &mut |shard| {
+            mailboxes[usize::from(shard)].send(Control::RouteOutbox);
+        });
+    }
+    drop(settings);
     let finished = Arc::new(AtomicBool::new(false));
     let done = Arc::clone(&finished);
     let thread = std::thread::Builder::new()

@@ -797,3 +797,143 @@ async fn traffic_goes_on_while_a_node_restarts() {
         await_route(&cc, &mut back, "after").await;
     }
 }
+
+/// A raw client of `server` that takes async INFO: protocol 1, past its first PING (nats-server
+/// sends async INFO to no other). Returns it with what it read (the first INFO and more).
+fn info_client(server: &ChildServer) -> (Raw, Vec<u8>) {
+    let mut raw = Raw::connect(server.port);
+    let mut seen = raw.read_until(b"\r\n", WAIT);
+    raw.send(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n");
+    seen.extend_from_slice(&raw.read_until(b"PONG\r\n", WAIT));
+    (raw, seen)
+}
+
+/// The INFO lines in `bytes`, parsed.
+fn infos(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix("INFO "))
+        .map(|json| serde_json::from_str(json.trim()).unwrap())
+        .collect()
+}
+
+/// An INFO's `connect_urls`, sorted (nats-server lists the other servers' in map order).
+fn urls_of(info: &serde_json::Value) -> Vec<String> {
+    let mut urls: Vec<String> = info["connect_urls"]
+        .as_array()
+        .map(|urls| {
+            urls.iter()
+                .map(|url| url.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    urls.sort();
+    urls
+}
+
+/// Reads `raw` until an INFO lists exactly `expected` (in any order), `seen` holding what was
+/// read before; returns the INFOs in `seen` (the last one listing them).
+fn await_urls(
+    raw: &mut Raw,
+    seen: &mut Vec<u8>,
+    expected: &[&String],
+    what: &str,
+) -> Vec<serde_json::Value> {
+    let mut expected: Vec<String> = expected.iter().map(|url| url.to_string()).collect();
+    expected.sort();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let read = infos(seen);
+        if read.last().is_some_and(|info| urls_of(info) == expected) {
+            return read;
+        }
+        let (bytes, closed) = raw.read_until_quiet(Duration::from_millis(100));
+        seen.extend_from_slice(&bytes);
+        assert!(
+            !closed && Instant::now() < deadline,
+            "{what}: no INFO listing {expected:?}: {:?}",
+            String::from_utf8_lossy(seen)
+        );
+    }
+}
+
+/// What the clients see when `leaving` enters lame duck mode (SIGUSR2) in a cluster with
+/// `staying`: at once (long before the 10 s grace period ends and the routes close), the
+/// clients of `staying` get an async INFO no longer listing `leaving` (its route INFO said
+/// `"ldm":true`), and the clients of `leaving` an INFO with `"ldm":true` listing `staying`
+/// alone. `leaving` still accepts routes, and no longer clients. Returns how many INFOs the
+/// client of `staying` got for it.
+fn lame_duck_in_a_cluster(leaving: Kind, staying: Kind) -> usize {
+    let what = format!("{leaving:?} leaving, {staying:?} staying");
+    let a = node(leaving, "A", 0, &[]);
+    let b = node(staying, "B", 0, &[cluster_port(&a)]);
+    let (url_a, url_b) = (
+        format!("127.0.0.1:{}", a.port),
+        format!("127.0.0.1:{}", b.port),
+    );
+    let (mut client_a, mut seen_a) = info_client(&a);
+    let (mut client_b, mut seen_b) = info_client(&b);
+    await_urls(&mut client_b, &mut seen_b, &[&url_a, &url_b], &what);
+    await_urls(&mut client_a, &mut seen_a, &[&url_a, &url_b], &what);
+    // Whatever else was on its way (a second INFO as the route settles) before the signal.
+    client_a.read_until_quiet(Duration::from_millis(300));
+    client_b.read_until_quiet(Duration::from_millis(300));
+    seen_a.clear();
+    seen_b.clear();
+    let entered = Instant::now();
+    a.signal(libc::SIGUSR2);
+    let told = await_urls(&mut client_a, &mut seen_a, &[&url_b], &what);
+    assert_eq!(
+        told.len(),
+        1,
+        "{what}: one INFO for the lame duck: {told:?}"
+    );
+    assert_eq!(told[0]["ldm"], true, "{what}: {told:?}");
+    let seen = await_urls(&mut client_b, &mut seen_b, &[&url_b], &what);
+    assert!(
+        entered.elapsed() < Duration::from_secs(5),
+        "{what}: told by the route INFO, not by the route's close"
+    );
+    assert!(seen.iter().all(|info| info.get("ldm").is_none()), "{what}");
+    // Nothing more for a while: the route is still up.
+    let (more, closed) = client_b.read_until_quiet(Duration::from_millis(500));
+    assert!(!closed && infos(&more).is_empty(), "{what}: {more:?}");
+    // The cluster port still takes routes; the client port no longer takes clients (refused
+    // at once). A connect that neither succeeds nor is refused must not hang the test.
+    let connect = |port: u16| {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(3))
+    };
+    let mut route = Raw {
+        stream: connect(cluster_port(&a))
+            .unwrap_or_else(|err| panic!("{what}: the cluster port after SIGUSR2: {err}")),
+    };
+    route.read_until(b"INFO {", WAIT);
+    match connect(a.port) {
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        other => panic!("{what}: a client connecting to the lame duck: {other:?}"),
+    }
+    seen.len()
+}
+
+/// Lame duck mode in a cluster, as nats-server 2.15.1 runs it, each kind leaving with each kind
+/// staying: the same INFOs reach the clients on both sides.
+#[test]
+fn lame_duck_moves_the_clients_of_every_node() {
+    let mut counts = Vec::new();
+    for (leaving, staying) in [
+        (Kind::Go, Kind::Go),
+        (Kind::Natsring, Kind::Go),
+        (Kind::Go, Kind::Natsring),
+        (Kind::Natsring, Kind::Natsring),
+    ] {
+        counts.push((leaving, staying, lame_duck_in_a_cluster(leaving, staying)));
+    }
+    let reference = counts[0].2;
+    for (leaving, staying, count) in counts {
+        assert_eq!(
+            count, reference,
+            "{leaving:?} leaving, {staying:?} staying: INFOs after the signal"
+        );
+    }
+}

@@ -25,6 +25,11 @@
 //! - Gossip: when a route registers, its peer's INFO is forwarded to the other routes (with
 //!   `gossip_mode`), so their servers dial it and the mesh completes from one seed.
 //!
+//! - Lame duck mode (nats-server's `sendLDMToRoutes`, `processRouteInfo`): a server entering
+//!   it tells every route with its INFO plus `"ldm":true`, and stops listing its own client
+//!   URLs; a peer that hears it stops listing that server's. The route stays until the server
+//!   stops.
+//!
 //! Must not: run per message. Everything here is taken on SUB/UNSUB (only when a cluster is
 //! configured), route registration and close.
 
@@ -119,6 +124,10 @@ struct Registered {
     peer: PeerSummary,
     address: RouteAddress,
     outbox: Arc<Outbox>,
+    /// True exactly when the peer sent an INFO with `"ldm":true` on this route: it is leaving,
+    /// so its client URLs are no longer announced (nats-server's `processRouteInfo` removes
+    /// them then, and never adds them back for that route).
+    peer_in_lame_duck: bool,
 }
 
 /// Why a route could not register.
@@ -140,6 +149,9 @@ struct Book {
     /// The route permissions in force (a reload swaps them, under this lock, so that no
     /// interest line is filtered by one and written after the other's).
     rules: Arc<RouteRules>,
+    /// True exactly when this server entered lame duck mode: its own client URLs are no longer
+    /// announced to its clients (nats-server's `sendLDMToClients` clears them for good).
+    in_lame_duck: bool,
 }
 
 /// The credentials a peer's CONNECT must carry (`cluster { authorization }`).
@@ -401,6 +413,7 @@ impl Cluster {
             peer,
             address,
             outbox,
+            peer_in_lame_duck: false,
         });
         Ok(())
     }
@@ -514,23 +527,85 @@ impl Cluster {
 
     /// The client URLs of the cluster as they are now (this server's first, then each peer's,
     /// no URL twice; empty with `no_advertise`), handed to `send` under the registry's lock so
-    /// that lists computed one after another are sent in that order.
+    /// that lists computed one after another are sent in that order. Left out: this server's
+    /// own once it is in lame duck mode, and those of peers that said they are.
     pub fn announce_client_urls(&self, send: impl FnOnce(Arc<[String]>)) {
         let mut book = self.book();
         if self.info.connect_urls.is_empty() {
             return;
         }
-        let mut urls = self.info.connect_urls.clone();
-        for route in &book.routes {
+        let urls = self.current_client_urls(&book);
+        book.client_urls = Some(Arc::clone(&urls));
+        send(urls);
+    }
+
+    fn current_client_urls(&self, book: &Book) -> Arc<[String]> {
+        let mut urls = if book.in_lame_duck {
+            Vec::new()
+        } else {
+            self.info.connect_urls.clone()
+        };
+        for route in book.routes.iter().filter(|route| !route.peer_in_lame_duck) {
             for url in &route.peer.connect_urls {
                 if !urls.contains(url) {
                     urls.push(url.clone());
                 }
             }
         }
-        let urls: Arc<[String]> = urls.into();
+        urls.into()
+    }
+
+    /// The peer of the route at `address` sent an INFO with `"ldm":true` (nats-server's
+    /// `processRouteInfo`): its client URLs are no longer announced. Returns whether that
+    /// changed anything (the route is registered, was not known to be leaving, and the URLs
+    /// are advertised at all): the clients must then be told (`announce_client_urls`).
+    pub fn peer_entered_lame_duck(&self, address: RouteAddress) -> bool {
+        let mut book = self.book();
+        let Some(route) = book
+            .routes
+            .iter_mut()
+            .find(|route| route.address == address)
+        else {
+            return false;
+        };
+        let changed = !route.peer_in_lame_duck && !route.peer.connect_urls.is_empty();
+        route.peer_in_lame_duck = true;
+        changed && !self.info.connect_urls.is_empty()
+    }
+
+    /// This server enters lame duck mode (nats-server's `sendLDMToClients`): its own client
+    /// URLs are no longer announced. Returns what its clients' INFO lists from now on (the
+    /// peers' URLs only; empty with `no_advertise`).
+    pub fn withdraw_own_client_urls(&self) -> Arc<[String]> {
+        let mut book = self.book();
+        book.in_lame_duck = true;
+        if self.info.connect_urls.is_empty() {
+            return Arc::from(Vec::new());
+        }
+        let urls = self.current_client_urls(&book);
         book.client_urls = Some(Arc::clone(&urls));
-        send(urls);
+        urls
+    }
+
+    /// Tells every route this server is in lame duck mode (nats-server's `sendLDMToRoutes`):
+    /// an async INFO, this server's route INFO with `"ldm":true` (`tls` says whether cluster
+    /// TLS is on, as the greeting's INFO does). Calls `wake` for outboxes that need their
+    /// shard. Routes registered later get the plain INFO, as with nats-server.
+    pub fn send_lame_duck_to_routes(&self, tls: bool, wake: &mut impl FnMut(u16)) {
+        let info = crate::proto::route::RouteInfo {
+            ldm: true,
+            tls_required: tls,
+            tls_verify: tls,
+            ..self.route_info()
+        };
+        let mut line = Vec::new();
+        crate::proto::route::write_route_info(&mut line, &info);
+        let book = self.book();
+        for route in &book.routes {
+            if route.outbox.append(|out| out.extend_from_slice(&line)) {
+                wake(route.address.shard);
+            }
+        }
     }
 
     /// The client URLs last announced to clients (`/varz`'s `connect_urls`): None before any
@@ -694,6 +769,68 @@ mod tests {
             ["RS+ $G foo.a", "RS+ $G foo.no"],
             "not bar, not foo.*"
         );
+    }
+
+    #[test]
+    fn lame_duck_withdraws_client_urls_both_ways() {
+        let info = crate::proto::route::RouteInfo {
+            server_id: "NSELF".into(),
+            connect_urls: vec!["127.0.0.1:4222".into()],
+            ..Default::default()
+        };
+        let cluster = Cluster::new(info, None, dialer::DialerHandle::detached());
+        let mut wake = |_| {};
+        let outboxes: Vec<Arc<Outbox>> = (0..2).map(|_| Arc::default()).collect();
+        for (index, (id, url)) in [("NA", "127.0.0.1:4223"), ("NB", "127.0.0.1:4224")]
+            .into_iter()
+            .enumerate()
+        {
+            let peer = PeerSummary {
+                connect_urls: vec![url.into()],
+                ..peer(id)
+            };
+            let outbox = Arc::clone(&outboxes[index]);
+            cluster
+                .register(
+                    peer,
+                    address(index as u32),
+                    outbox,
+                    true,
+                    |_| Vec::new(),
+                    &mut wake,
+                )
+                .unwrap();
+        }
+        let announced = || {
+            let mut urls = Vec::new();
+            cluster.announce_client_urls(|announced| urls = announced.to_vec());
+            urls
+        };
+        assert_eq!(
+            announced(),
+            ["127.0.0.1:4222", "127.0.0.1:4223", "127.0.0.1:4224"]
+        );
+        // NA said "ldm": once.
+        assert!(cluster.peer_entered_lame_duck(address(0)));
+        assert!(!cluster.peer_entered_lame_duck(address(0)));
+        assert!(
+            !cluster.peer_entered_lame_duck(address(7)),
+            "not registered"
+        );
+        assert_eq!(announced(), ["127.0.0.1:4222", "127.0.0.1:4224"]);
+        // This server enters it: only NB's left, and every route is told.
+        assert_eq!(&*cluster.withdraw_own_client_urls(), ["127.0.0.1:4224"]);
+        assert_eq!(announced(), ["127.0.0.1:4224"]);
+        assert_eq!(cluster.client_urls().unwrap().to_vec(), ["127.0.0.1:4224"]);
+        cluster.send_lame_duck_to_routes(false, &mut wake);
+        for outbox in &outboxes {
+            let sent = drained(outbox);
+            assert!(sent.starts_with("INFO {\"server_id\":\"NSELF\""), "{sent}");
+            assert!(
+                sent.ends_with(",\"connect_urls\":[\"127.0.0.1:4222\"],\"ldm\":true} \r\n"),
+                "{sent}"
+            );
+        }
     }
 
     #[test]

@@ -73,10 +73,11 @@ pub enum Control {
     /// Work with these settings from now on (a configuration reload); answer once they are
     /// in force on this shard.
     Reload(Arc<Settings>, Sender<()>),
-    /// Enter lame duck mode: stop accepting (the listeners close, so new clients are refused)
-    /// and tell every client that can hear it (an INFO with `"ldm":true`). Answered with how
-    /// many clients are open.
-    LameDuck(Sender<usize>),
+    /// Enter lame duck mode: stop accepting clients (the client listeners close, so new
+    /// clients are refused; routes are still accepted) and tell every client that can hear it
+    /// (an INFO with `"ldm":true`, listing these client URLs from now on, in a cluster: the
+    /// other servers'). Answered with how many clients are open.
+    LameDuck(Option<Arc<[String]>>, Sender<usize>),
     /// Close this many open clients (or all there are) for this cause. Answered with how many
     /// were closed and how many stay open.
     CloseClients(usize, CloseCause, Sender<(usize, usize)>),
@@ -120,7 +121,7 @@ impl Control {
             Control::TableStats(_) => "TableStats",
             Control::AccountTraffic { .. } => "AccountTraffic",
             Control::Reload(..) => "Reload",
-            Control::LameDuck(_) => "LameDuck",
+            Control::LameDuck(..) => "LameDuck",
             Control::CloseClients(..) => "CloseClients",
             Control::AttachSystem(_) => "AttachSystem",
             Control::AttachRoute(..) => "AttachRoute",

@@ -1802,7 +1802,7 @@ mod tests {
         b.core.now_ms += 10 * limits::FIRST_PING_INTERVAL_MS;
         b.core.tick();
         assert!(b.output(system).is_empty(), "no PING");
-        assert_eq!(b.core.begin_lame_duck(), 1, "the client alone");
+        assert_eq!(b.core.begin_lame_duck(None), 1, "the client alone");
         let closed = b
             .core
             .close_clients(10, super::super::control::CloseCause::LameDuck);

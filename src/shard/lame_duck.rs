@@ -21,10 +21,15 @@ impl Core {
             .map(|(slot, _)| slot as u32)
     }
 
-    /// Lame duck mode begins (the loop has stopped accepting): every client that can hear it
-    /// gets an INFO with `"ldm":true` (protocol 1 clients past their first PING, as
-    /// nats-server's `sendAsyncInfoToClients`). Returns how many clients are open.
-    pub(super) fn begin_lame_duck(&mut self) -> usize {
+    /// Lame duck mode begins (the loop has stopped accepting clients): every client that can
+    /// hear it gets an INFO with `"ldm":true` (protocol 1 clients past their first PING, as
+    /// nats-server's `sendAsyncInfoToClients`), listing `urls` when given (in a cluster: the
+    /// other servers' client URLs, as nats-server's `sendLDMToClients`). Returns how many
+    /// clients are open.
+    pub(super) fn begin_lame_duck(&mut self, urls: Option<std::sync::Arc<[String]>>) -> usize {
+        if urls.is_some() {
+            self.client_urls = urls;
+        }
         let clients: Vec<u32> = self.open_clients().collect();
         for &slot in &clients {
             let conn = &self.conns[slot];

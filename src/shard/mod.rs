@@ -147,6 +147,30 @@ struct Listener {
     accept_armed: bool,
 }
 
+/// Which listeners of a shard take new connections, from the most to the least: the shard only
+/// ever moves down this list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Accepting {
+    /// Stopping: no listener.
+    Nothing,
+    /// Lame duck mode: the cluster port only (nats-server closes its client listener then and
+    /// keeps its route listener until it shuts down).
+    RoutesOnly,
+    /// Running: every listener.
+    Everything,
+}
+
+impl Accepting {
+    /// Whether a listener of connections of `kind` takes new ones.
+    fn takes(self, kind: ConnKind) -> bool {
+        match self {
+            Accepting::Nothing => false,
+            Accepting::RoutesOnly => kind == ConnKind::Route,
+            Accepting::Everything => true,
+        }
+    }
+}
+
 /// `IORING_CQE_F_BUFFER`: the completion names a provided buffer (in the upper 16 bits).
 const CQE_F_BUFFER: u32 = 1;
 
@@ -163,9 +187,9 @@ pub struct Shard {
     wake_fd: Arc<OwnedFd>,
     started: Instant,
     stopping: bool,
-    /// False once the shard stopped taking new connections (lame duck mode, stopping): its
-    /// accepts are cancelled and never re-armed.
-    accepting: bool,
+    /// Which listeners take new connections: the others' accepts are cancelled and never
+    /// re-armed.
+    accepting: Accepting,
     /// Whether to watch the ring before sleeping (`busy_poll`).
     spin: SpinPolicy,
 }
@@ -203,7 +227,7 @@ impl Shard {
             wake_fd: setup.wake_fd,
             started: Instant::now(),
             stopping: false,
-            accepting: true,
+            accepting: Accepting::Everything,
             spin: SpinPolicy::new(seed.rotate_left(17)),
         })
     }
@@ -517,10 +541,11 @@ impl Shard {
         }
     }
 
-    /// Arms a multishot accept on every listener that has none.
+    /// Arms a multishot accept on every listener that has none and takes connections.
     fn arm_accepts(&mut self) {
         for index in 0..self.listeners.len() {
-            if !self.listeners[index].accept_armed {
+            let listener = &self.listeners[index];
+            if !listener.accept_armed && self.accepting.takes(listener.kind) {
                 self.arm_accept(index as u32);
             }
         }
@@ -637,9 +662,11 @@ impl Shard {
     fn on_accept(&mut self, listener: u32, completion: Completion) {
         let short_of_resources =
             [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&-completion.result);
+        let kind = self.listeners[listener as usize].kind;
+        let taken = self.accepting.takes(kind);
         if !cqueue::more(completion.flags) {
             self.listeners[listener as usize].accept_armed = false;
-            if self.accepting {
+            if taken {
                 // Out of fds or memory: retrying at once would fail at once; the next tick
                 // re-arms.
                 if !short_of_resources {
@@ -653,11 +680,10 @@ impl Shard {
         }
         match completion.result {
             fd if fd >= 0 => {
-                if !self.accepting {
-                    close_fd(fd);
-                } else {
-                    let kind = self.listeners[listener as usize].kind;
+                if taken {
                     self.core.open_conn(fd, kind);
+                } else {
+                    close_fd(fd);
                 }
             }
             // Transient: the peer went away before we accepted, or fds/memory ran short. The
@@ -815,7 +841,7 @@ impl Shard {
 
     fn on_timer(&mut self, completion: Completion) {
         debug_assert!(completion.result == -libc::ETIME || completion.result == 0);
-        if self.accepting {
+        if self.accepting != Accepting::Nothing {
             self.arm_accepts();
         }
         self.core.tick();
@@ -906,9 +932,9 @@ impl Shard {
                     self.core.reload(settings);
                     let _ = done.send(());
                 }
-                control::Control::LameDuck(reply) => {
-                    self.stop_accepting();
-                    let _ = reply.send(self.core.begin_lame_duck());
+                control::Control::LameDuck(urls, reply) => {
+                    self.stop_accepting(Accepting::RoutesOnly);
+                    let _ = reply.send(self.core.begin_lame_duck(urls));
                 }
                 control::Control::CloseClients(count, cause, reply) => {
                     let _ = reply.send(self.core.close_clients(count, cause));
@@ -955,12 +981,17 @@ impl Shard {
     }
 
     /// Takes no more connections: every armed accept is cancelled, and none is armed again.
-    fn stop_accepting(&mut self) {
-        if !self.accepting {
+    /// Narrows what the shard accepts to `accepting` (never widens it): the accepts of the
+    /// listeners left out are cancelled, and each listener is closed once none names it.
+    fn stop_accepting(&mut self, accepting: Accepting) {
+        if accepting >= self.accepting {
             return;
         }
-        self.accepting = false;
+        self.accepting = accepting;
         for index in 0..self.listeners.len() as u32 {
+            if accepting.takes(self.listeners[index as usize].kind) {
+                continue;
+            }
             if !self.listeners[index as usize].accept_armed {
                 // No accept names it: closed now.
                 self.listeners[index as usize].socket = None;
@@ -979,7 +1010,7 @@ impl Shard {
             return;
         }
         self.stopping = true;
-        self.stop_accepting();
+        self.stop_accepting(Accepting::Nothing);
         let slots: Vec<u32> = self
             .core
             .conns

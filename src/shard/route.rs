@@ -438,7 +438,20 @@ impl Core {
         };
         if session.state == RouteState::Registered {
             let peer_id = session.peer.as_ref().map(|peer| peer.server_id.as_str());
-            if peer_id == Some(info.server_id.as_str()) && !info.ldm {
+            if peer_id == Some(info.server_id.as_str()) && info.ldm {
+                // The peer entered lame duck mode: clients stop being sent to it (nats-server's
+                // `processRouteInfo`; the route stays, the permissions are not looked at).
+                let address = RouteAddress {
+                    shard: self.index.0,
+                    slot,
+                    generation: conn.generation,
+                };
+                if cluster.peer_entered_lame_duck(address) {
+                    self.announce_client_urls();
+                }
+                return;
+            }
+            if peer_id == Some(info.server_id.as_str()) {
                 return self.peer_permissions_changed(slot, info.import, info.export);
             }
             if peer_id != Some(info.server_id.as_str())
