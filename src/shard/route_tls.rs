@@ -208,17 +208,8 @@ impl Core {
                 conn.peer,
                 conn.client_id
             );
-            let version = match tls.protocol_version() {
-                Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
-                Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
-                _ => "unknown",
-            };
-            let suite = tls
-                .negotiated_cipher_suite()
-                .and_then(|suite| suite.suite().as_str())
-                .unwrap_or("unknown");
-            // rustls calls the TLS 1.3 suites `TLS13_*`; Go `TLS_*`.
-            let suite = suite.replacen("TLS13_", "TLS_", 1);
+            let (version, suite) =
+                super::tls::version_and_suite(tls).unwrap_or(("unknown", "unknown".to_string()));
             crate::log_debug!(
                 "{} - rid:{} - TLS version {version}, cipher suite {suite}",
                 conn.peer,

@@ -314,18 +314,7 @@ impl TlsSession {
 
     /// `info`, read from rustls's connection when the handshake ends.
     fn negotiated(&self, conn: &CommonState) -> Option<crate::stats::TlsInfo> {
-        let version = match conn.protocol_version()? {
-            rustls::ProtocolVersion::TLSv1_2 => "1.2",
-            rustls::ProtocolVersion::TLSv1_3 => "1.3",
-            _ => "unknown",
-        };
-        let suite = conn.negotiated_cipher_suite()?.suite();
-        // rustls calls the TLS 1.3 suites `TLS13_*`; Go (and IANA) `TLS_*`.
-        let name = suite.as_str().unwrap_or("unknown");
-        let cipher_suite = match name.strip_prefix("TLS13_") {
-            Some(rest) => format!("TLS_{rest}"),
-            None => name.to_string(),
-        };
+        let (version, cipher_suite) = version_and_suite(conn)?;
         Some(crate::stats::TlsInfo {
             version,
             cipher_suite,
@@ -1041,6 +1030,26 @@ impl Core {
             Phase::Established => {}
         }
     }
+}
+
+/// The negotiated TLS version and cipher suite as nats-server names them (`1.3`,
+/// `TLS_AES_128_GCM_SHA256`: rustls calls the TLS 1.3 suites `TLS13_*`, Go and IANA `TLS_*`).
+pub(super) fn version_and_suite(conn: &CommonState) -> Option<(&'static str, String)> {
+    let version = match conn.protocol_version()? {
+        rustls::ProtocolVersion::TLSv1_2 => "1.2",
+        rustls::ProtocolVersion::TLSv1_3 => "1.3",
+        _ => "unknown",
+    };
+    let name = conn
+        .negotiated_cipher_suite()?
+        .suite()
+        .as_str()
+        .unwrap_or("unknown");
+    let suite = match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name.to_string(),
+    };
+    Some((version, suite))
 }
 
 #[cfg(test)]
