@@ -147,13 +147,20 @@ pub const RECV_BYTES_PER_ROUND_MAX: usize = 512 * 1024;
 
 /// Provided buffers per shard (a power of two, as the kernel requires). Also the depth of the
 /// shard's read-ahead: the kernel fills buffers as fast as data arrives while the shard handles
-/// `RECV_BYTES_PER_ROUND_MAX` per round, so a fast publisher keeps every buffer full. At 512
-/// (32 MiB) the data was out of cache by the time it was parsed, and a paused publisher's
-/// backlog was copied by the megabyte; at 64 (4 MiB, eight rounds' worth), 3 alternating
-/// rounds: publish-only 16 B 40.4 -> 45.6 M msg/s, pubsub 16 B 57.2 -> 55.2 ns per message,
-/// cross-shard 1 -> 1 about 78 -> 62-68 ns per message. When the ring runs dry the kernel
-/// stops reading (ENOBUFS) until buffers come back, and the receives it ended are re-armed.
-pub const RECV_BUFFER_COUNT: u16 = 64;
+/// `RECV_BYTES_PER_ROUND_MAX` per round, so a fast publisher keeps every buffer full, and the
+/// data is parsed that many bytes after the kernel wrote it. The read-ahead must stay within
+/// the core's L2 cache (1 MiB here) for the parser and the payload copies to find the data
+/// there: at 512 (32 MiB) publish-only 16 B was 40.4 M msg/s against 45.6 at 64 (4 MiB); at
+/// 64, a 1 KiB publisher's data was already out of L2 when parsed (the first load of each
+/// payload's trailer was 10% of a cluster node's samples, the payload memmove another 14%).
+/// At 16 (1 MiB), in alternating runs (scripts/ab.sh, scripts/cluster-ab.sh, 3-4 rounds):
+/// two-node cluster 1 KiB 1.035 -> 1.175 M msg/s and 1238 -> 1132 ns per message (both nodes'
+/// CPU), pubsub 1 KiB 952 -> 757 ns per message, publish-only and pubsub 16 B unchanged
+/// (40.4/39.8 and 92.9/92.0 ns), cross-shard 16 B 9.95 -> 11.36 M msg/s; 8 and 32 were both
+/// slower than 16 at 1 KiB across a route (1145 and 1110 ns per message against 918). When
+/// the ring runs dry the kernel stops reading (ENOBUFS) until buffers come back, and the
+/// receives it ended are re-armed.
+pub const RECV_BUFFER_COUNT: u16 = 16;
 /// Size of one provided receive buffer. Big enough that a fast publisher's read carries many
 /// messages.
 pub const RECV_BUFFER_BYTES: u32 = 64 * 1024;
