@@ -145,25 +145,31 @@ pub const COMPLETION_BATCH_MAX: usize = 512;
 /// outbound before the kernel is given any of it.
 pub const RECV_BYTES_PER_ROUND_MAX: usize = 512 * 1024;
 
-/// Provided buffers per shard (a power of two, as the kernel requires). Also the depth of the
-/// shard's read-ahead: the kernel fills buffers as fast as data arrives while the shard handles
-/// `RECV_BYTES_PER_ROUND_MAX` per round, so a fast publisher keeps every buffer full, and the
-/// data is parsed that many bytes after the kernel wrote it. The read-ahead must stay within
-/// the core's L2 cache (1 MiB here) for the parser and the payload copies to find the data
-/// there: at 512 (32 MiB) publish-only 16 B was 40.4 M msg/s against 45.6 at 64 (4 MiB); at
-/// 64, a 1 KiB publisher's data was already out of L2 when parsed (the first load of each
-/// payload's trailer was 10% of a cluster node's samples, the payload memmove another 14%).
-/// At 16 (1 MiB), in alternating runs (scripts/ab.sh, scripts/cluster-ab.sh, 3-4 rounds):
-/// two-node cluster 1 KiB 1.035 -> 1.175 M msg/s and 1238 -> 1132 ns per message (both nodes'
-/// CPU), pubsub 1 KiB 952 -> 757 ns per message, publish-only and pubsub 16 B unchanged
-/// (40.4/39.8 and 92.9/92.0 ns), cross-shard 16 B 9.95 -> 11.36 M msg/s; 8 and 32 were both
-/// slower than 16 at 1 KiB across a route (1145 and 1110 ns per message against 918). When
-/// the ring runs dry the kernel stops reading (ENOBUFS) until buffers come back, and the
-/// receives it ended are re-armed.
-pub const RECV_BUFFER_COUNT: u16 = 16;
-/// Size of one provided receive buffer. Big enough that a fast publisher's read carries many
-/// messages.
-pub const RECV_BUFFER_BYTES: u32 = 64 * 1024;
+/// Provided buffers per shard (a power of two, as the kernel requires), consumed incrementally
+/// (`shard::buf_ring`): many small reads share a buffer, so the count need not cover the
+/// connections that have data at once. The ring is also the depth of the shard's read-ahead:
+/// the kernel fills it as fast as data arrives while the shard handles
+/// `RECV_BYTES_PER_ROUND_MAX` per round, and a fast publisher's data is parsed that many bytes
+/// after the kernel wrote it. It must stay within the core's L2 cache (1 MiB here) for the
+/// parser and the payload copies to find the data there. At 64 buffers of 64 KiB (4 MiB), a 1
+/// KiB publisher's data was out of L2 when parsed (the first load of each payload's trailer was
+/// 10% of a cluster node's samples, the payload memmove another 14%); at 512 (32 MiB)
+/// publish-only 16 B was 40.4 M msg/s against 45.6 at 64. Few large buffers also mean fewer
+/// receives (and fewer window updates) per byte. Two-node cluster 1 KiB, both nodes' CPU per
+/// message, in alternating runs of scripts/cluster-ab.sh (4-5 rounds each): 64 x 64 KiB 1238
+/// ns, 16 x 64 KiB 1132, 64 x 16 KiB 1103, 32 x 32 KiB 1062, 16 x 128 KiB 928, 8 x 128 KiB
+/// 840-891, 4 x 256 KiB 894. When the ring runs dry the kernel stops reading (ENOBUFS) until
+/// buffers come back, and the receives it ended are re-armed.
+pub const RECV_BUFFER_COUNT: u16 = 8;
+/// Size of one provided receive buffer.
+pub const RECV_BUFFER_BYTES: u32 = 128 * 1024;
+/// Provided buffers per shard on a kernel that consumes each whole (before 6.12): every
+/// receive takes one, so there must be enough for the connections with data at once (at 16, a
+/// thousand publishers ran the ring dry on most receives, and their p99 went from 1.3 ms to
+/// 1.3 s).
+pub const RECV_BUFFER_COUNT_WHOLE: u16 = 64;
+/// Size of one such buffer: big enough that a fast publisher's read carries many messages.
+pub const RECV_BUFFER_BYTES_WHOLE: u32 = 64 * 1024;
 
 /// Outbound bytes at which a subscriber pauses the publishers feeding it (the publisher stops
 /// being read until this subscriber drains under the low-water mark). The mark in force is the
@@ -252,12 +258,14 @@ pub const ANSWER_MS: u64 = 2;
 /// The most `--busy_poll` may ask for.
 pub const BUSY_POLL_MICROS_MAX: u64 = 10_000;
 
-/// Provided buffers that completions of paused connections may keep, per shard. A paused
+/// Pieces of provided buffers that completions of paused connections may keep, per shard,
+/// with incremental buffers (an eighth of the buffers when each is consumed whole). A paused
 /// publisher's receive is cancelled, but the kernel has usually put the socket's backlog into
-/// several buffers by then (a multishot receive retries up to 32 times per enter): copying
+/// several pieces by then (a multishot receive retries up to 32 times per enter): copying
 /// those out was 82% of a cross-shard publisher's input. Kept, they are handled in place when
-/// it resumes; the rest of the ring stays for everyone else.
-pub const PAUSED_BUFFERS_KEPT_MAX: usize = RECV_BUFFER_COUNT as usize / 8;
+/// it resumes; the rest of the ring stays for everyone else (a kept piece keeps its whole
+/// buffer out of the ring, so this is a quarter of `RECV_BUFFER_COUNT`).
+pub const PAUSED_PIECES_KEPT_MAX: usize = RECV_BUFFER_COUNT as usize / 4;
 
 /// Timer tick of each shard: keepalive, auth and write-deadline checks run at this period.
 pub const TIMER_TICK_MS: u64 = 250;
@@ -292,10 +300,13 @@ pub const CONF_TREE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 const _: () = assert!(OUTBOUND_CHATTER_CAPACITY_BYTES_MAX < OUTBOUND_IDLE_CAPACITY_BYTES_MAX);
 const _: () = assert!(RECV_BUFFER_COUNT.is_power_of_two());
+const _: () = assert!(RECV_BUFFER_COUNT_WHOLE.is_power_of_two());
 const _: () = assert!(
-    RECV_BUFFER_COUNT <= 32768,
+    RECV_BUFFER_COUNT <= 32768 && RECV_BUFFER_COUNT_WHOLE <= 32768,
     "kernel limit on buffer ring entries"
 );
+const _: () =
+    assert!(PAUSED_PIECES_KEPT_MAX >= 1 && PAUSED_PIECES_KEPT_MAX < RECV_BUFFER_COUNT as usize);
 const _: () = assert!((OUTBOUND_HIGH_WATER_BYTES as u64) < PENDING_BYTES_MAX_DEFAULT);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_CEILING);
 const _: () = assert!(COMPLETION_BATCH_MAX <= RING_COMPLETION_ENTRIES as usize);

@@ -1,11 +1,25 @@
 //! The shard's provided-buffer ring: `count` receive buffers of `buffer_bytes` each, registered
 //! with the ring as one buffer group. Multishot receives pick buffers from it.
 //!
+//! Where the kernel takes it (6.12, `IOU_PBUF_RING_INC`), buffers are consumed incrementally: a
+//! receive takes only the bytes it got from the buffer at the ring's head, and the next one
+//! continues after them, so many small reads (a thousand publishers) share one buffer instead
+//! of taking one each, and a few large buffers make a read-ahead small enough to stay in cache
+//! (`limits::RECV_BUFFER_COUNT`). A completion then names a *piece*: `len` bytes at an offset
+//! of the buffer that follows the pieces before it (`arrive`, in completion order);
+//! `IORING_CQE_F_BUF_MORE` says the kernel will put more pieces into that buffer. Without it,
+//! each completion's piece is a whole buffer from offset 0 (`limits::RECV_BUFFER_COUNT_WHOLE`
+//! buffers).
+//!
 //! Ownership, which everything here relies on:
-//! - A buffer id is either *in the ring* (the kernel may write into it at any time) or *leased*
-//!   (a completion named it; the kernel will not touch it until it is given back).
-//! - A lease is taken by exactly one completion handler and given back before the next
-//!   completion is handled (`give_back`); `leased` counts them and is asserted.
+//! - A buffer id is either *in the ring* (the kernel may write into the part of it no piece
+//!   names yet) or *out* (the kernel finished it: the last completion naming it had no
+//!   BUF_MORE; it writes nothing there until the buffer is given back).
+//! - The kernel never writes into a piece it completed: the pieces of a buffer are disjoint,
+//!   and each later receive starts after the last one.
+//! - Each piece belongs to one completion, and is leased by the one handler of it (`lease`),
+//!   which gives it back (`give_back`); `leased` counts leases. A buffer goes back into the ring
+//!   once the kernel finished it and every piece of it was given back.
 //! - The ring memory and the buffers live until the `BufRing` is dropped, which happens only
 //!   after the io_uring that uses them is gone (the shard drops its ring first).
 
@@ -14,6 +28,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{types::BufRingEntry, Submitter};
+
+use crate::limits;
 
 /// One mapping of anonymous memory, unmapped on drop.
 struct Mapping {
@@ -51,7 +67,14 @@ impl Drop for Mapping {
     }
 }
 
-/// A buffer a completion named: readable until given back to the ring.
+/// `IOU_PBUF_RING_INC`: the registration flag for incremental consumption (Linux 6.12).
+const PBUF_RING_INC: u16 = 2;
+/// `IORING_CQE_F_BUFFER`: the completion names a provided buffer (in the upper 16 bits).
+pub const CQE_F_BUFFER: u32 = 1;
+/// `IORING_CQE_F_BUF_MORE`: the kernel will put more into the buffer this completion names.
+const CQE_F_BUF_MORE: u32 = 1 << 4;
+
+/// The piece of a buffer a completion named: readable until given back to the ring.
 #[must_use = "a leased buffer must be given back to the ring"]
 pub struct BufLease {
     ptr: NonNull<u8>,
@@ -62,20 +85,32 @@ pub struct BufLease {
 impl BufLease {
     /// The received bytes.
     pub fn bytes(&self) -> &[u8] {
-        // The lease names `len` bytes (≤ buffer size) at the start of buffer `id`, which the
-        // kernel filled and will not write again until `give_back`; the mapping outlives every
-        // lease (module invariants above).
+        // The lease names `len` bytes of buffer `id` at the offset `arrive` gave its
+        // completion, inside the buffer; the kernel filled them and writes there no more (the
+        // pieces of a buffer are disjoint, and it is not back in the ring before every piece
+        // is given back); the mapping outlives every lease (module invariants above).
         // SAFETY: in bounds, initialized, and not written while the lease lives (above).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     /// The received bytes, to be changed in place (TLS decrypts where the kernel wrote).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // As `bytes`; and only this lease names buffer `id` until it is given back (the ring
-        // leases an id once per completion), so this is the one reference to those bytes.
+        // As `bytes`; and only this lease names these bytes until it is given back (each
+        // piece belongs to one completion, leased once), so this is the one reference to them.
         // SAFETY: in bounds, initialized, not touched by the kernel while leased, unaliased.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
+}
+
+/// What the shard knows of one buffer while it is out of its hands or in pieces.
+#[derive(Debug, Default, Clone, Copy)]
+struct BufferUse {
+    /// Where the next piece starts (the bytes of the pieces so far).
+    next_offset: u32,
+    /// Pieces completions named and not given back yet.
+    pieces: u32,
+    /// The kernel put its last piece into it (a completion without BUF_MORE).
+    finished: bool,
 }
 
 pub struct BufRing {
@@ -88,17 +123,45 @@ pub struct BufRing {
     group_id: u16,
     /// Our copy of the tail: the next entry index we fill (wrapping u16, as the kernel's).
     tail: u16,
-    /// Buffers leased and not yet given back.
+    /// Pieces leased and not yet given back.
     leased: u32,
+    /// Buffers are consumed incrementally (`IOU_PBUF_RING_INC`).
+    incremental: bool,
+    /// Per buffer id.
+    uses: Box<[BufferUse]>,
 }
 
 impl BufRing {
-    /// Maps and registers `count` buffers of `buffer_bytes` as buffer group `group_id`.
+    /// The shard's receive buffers as buffer group `group_id`: `limits::RECV_BUFFER_COUNT`
+    /// buffers consumed incrementally, or, on a kernel without that (before 6.12),
+    /// `limits::RECV_BUFFER_COUNT_WHOLE` buffers consumed whole.
+    pub fn for_receives(submitter: &Submitter<'_>, group_id: u16) -> io::Result<BufRing> {
+        match BufRing::new(
+            submitter,
+            group_id,
+            limits::RECV_BUFFER_COUNT,
+            limits::RECV_BUFFER_BYTES,
+            true,
+        ) {
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => BufRing::new(
+                submitter,
+                group_id,
+                limits::RECV_BUFFER_COUNT_WHOLE,
+                limits::RECV_BUFFER_BYTES_WHOLE,
+                false,
+            ),
+            ring => ring,
+        }
+    }
+
+    /// Maps and registers `count` buffers of `buffer_bytes` as buffer group `group_id`,
+    /// consumed incrementally if `incremental`.
     pub fn new(
         submitter: &Submitter<'_>,
         group_id: u16,
         count: u16,
         buffer_bytes: u32,
+        incremental: bool,
     ) -> io::Result<BufRing> {
         assert!(
             count.is_power_of_two(),
@@ -108,11 +171,24 @@ impl BufRing {
         let buffers = Mapping::new(count as usize * buffer_bytes as usize)?;
         // `entries` is a page-aligned mapping of `count` entries that lives as long as this
         // BufRing, which the shard drops only after its io_uring (module invariants).
+        let flags = if incremental { PBUF_RING_INC } else { 0 };
         // SAFETY: the registered ring memory is aligned, sized for `count` and outlives its use.
         unsafe {
-            submitter.register_buf_ring_with_flags(entries.base.as_ptr() as u64, count, group_id, 0)
+            submitter.register_buf_ring_with_flags(
+                entries.base.as_ptr() as u64,
+                count,
+                group_id,
+                flags,
+            )
         }
-        .map_err(|err| super::ring::buffer_ring_refused(&err))?;
+        .map_err(|err| {
+            // EINVAL for the flag alone is for `for_receives` to take back, not explained.
+            if incremental && err.raw_os_error() == Some(libc::EINVAL) {
+                err
+            } else {
+                super::ring::buffer_ring_refused(&err)
+            }
+        })?;
         let mut ring = BufRing {
             entries,
             buffers,
@@ -121,6 +197,8 @@ impl BufRing {
             group_id,
             tail: 0,
             leased: 0,
+            incremental,
+            uses: vec![BufferUse::default(); count as usize].into_boxed_slice(),
         };
         for id in 0..count {
             ring.fill_entry(id);
@@ -133,24 +211,67 @@ impl BufRing {
         self.group_id
     }
 
-    /// Takes the buffer a receive completion named.
-    pub fn lease(&mut self, id: u16, len: usize) -> BufLease {
-        assert!(id < self.count, "buffer id {id} out of range");
-        assert!(len <= self.buffer_bytes as usize);
-        self.leased += 1;
-        BufLease {
-            ptr: self.buffer_ptr(id),
-            len,
-            id,
+    /// Records a receive completion's piece, in the order the kernel posted the completions
+    /// (before any of them is handled): returns its flags and the piece's offset in the
+    /// buffer, to lease it with. A completion of no bytes that names a buffer consumed none of
+    /// it when buffers are consumed incrementally: its flags come back without
+    /// `CQE_F_BUFFER` (the buffer stays in the ring).
+    pub fn arrive(&mut self, flags: u32, result: i32) -> (u32, u32) {
+        let Some(id) = io_uring::cqueue::buffer_select(flags) else {
+            return (flags, 0);
+        };
+        if self.incremental && result <= 0 {
+            return (flags & !CQE_F_BUFFER, 0);
         }
+        assert!(id < self.count, "buffer id {id} out of range");
+        let len = result.max(0) as u32;
+        let buffer_bytes = self.buffer_bytes;
+        let used = &mut self.uses[id as usize];
+        assert!(!used.finished, "buffer {id} named after its last piece");
+        let offset = used.next_offset;
+        assert!(
+            offset + len <= buffer_bytes,
+            "a piece past the end of buffer {id}"
+        );
+        used.next_offset += len;
+        used.pieces += 1;
+        used.finished = !self.incremental || flags & CQE_F_BUF_MORE == 0;
+        (flags, offset)
     }
 
-    /// Returns a leased buffer to the kernel.
+    /// Takes the piece (`arrive`'s `offset`, `len` bytes) a receive completion named.
+    pub fn lease(&mut self, id: u16, offset: u32, len: usize) -> BufLease {
+        assert!(id < self.count, "buffer id {id} out of range");
+        assert!(offset as usize + len <= self.buffer_bytes as usize);
+        debug_assert!(self.uses[id as usize].pieces > 0, "a lease of no piece");
+        self.leased += 1;
+        // SAFETY: offset + len ≤ buffer_bytes (asserted above), inside buffer `id`.
+        let ptr = unsafe { self.buffer_ptr(id).add(offset as usize) };
+        BufLease { ptr, len, id }
+    }
+
+    /// Gives a leased piece back; its buffer goes back to the kernel when the kernel finished
+    /// it and this was the last piece out.
     pub fn give_back(&mut self, lease: BufLease) {
         debug_assert!(self.leased > 0, "give_back without a lease");
         self.leased -= 1;
-        self.fill_entry(lease.id);
-        self.publish_tail();
+        let used = &mut self.uses[lease.id as usize];
+        used.pieces -= 1;
+        if used.pieces == 0 && used.finished {
+            *used = BufferUse::default();
+            self.fill_entry(lease.id);
+            self.publish_tail();
+        }
+    }
+
+    /// The most pieces paused connections may keep out of the ring (see
+    /// `limits::PAUSED_BUFFERS_KEPT_MAX`): a kept piece keeps its whole buffer out.
+    pub fn paused_pieces_max(&self) -> usize {
+        if self.incremental {
+            limits::PAUSED_PIECES_KEPT_MAX
+        } else {
+            self.count as usize / 8
+        }
     }
 
     /// Buffers currently leased (zero between completions).
@@ -193,5 +314,85 @@ impl BufRing {
             AtomicU16::from_ptr(BufRingEntry::tail(base).cast_mut())
         };
         tail.store(self.tail, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flags of a receive completion naming buffer `id`.
+    fn named(id: u16, more: bool) -> u32 {
+        CQE_F_BUFFER | (u32::from(id) << 16) | if more { CQE_F_BUF_MORE } else { 0 }
+    }
+
+    fn ring(incremental: bool) -> (io_uring::IoUring, BufRing) {
+        let ring = io_uring::IoUring::new(8).expect("io_uring");
+        let buffers = BufRing::new(&ring.submitter(), 0, 4, 1024, incremental).expect("buffers");
+        (ring, buffers)
+    }
+
+    #[test]
+    fn pieces_follow_each_other_and_the_buffer_returns_after_the_last() {
+        let (_ring, mut buffers) = ring(true);
+        let tail = buffers.tail;
+        // Two connections' reads share buffer 2, in the order the kernel posted them.
+        assert_eq!(buffers.arrive(named(2, true), 100), (named(2, true), 0));
+        assert_eq!(buffers.arrive(named(2, true), 300), (named(2, true), 100));
+        assert_eq!(buffers.arrive(named(2, false), 624), (named(2, false), 400));
+        // Handled in another order: the buffer goes back with the last piece, not before.
+        let second = buffers.lease(2, 100, 300);
+        let last = buffers.lease(2, 400, 624);
+        buffers.give_back(last);
+        buffers.give_back(second);
+        assert_eq!(buffers.tail, tail, "a piece is still out");
+        let first = buffers.lease(2, 0, 100);
+        buffers.give_back(first);
+        assert_eq!(buffers.tail, tail.wrapping_add(1), "given back once");
+        assert_eq!(buffers.leased(), 0);
+        // Back in the ring, its next piece starts at the beginning again.
+        assert_eq!(buffers.arrive(named(2, true), 10), (named(2, true), 0));
+    }
+
+    #[test]
+    fn a_buffer_the_kernel_is_still_filling_stays_out_of_our_ring_tail() {
+        let (_ring, mut buffers) = ring(true);
+        let tail = buffers.tail;
+        let (flags, offset) = buffers.arrive(named(1, true), 50);
+        let lease = buffers.lease(io_uring::cqueue::buffer_select(flags).unwrap(), offset, 50);
+        buffers.give_back(lease);
+        assert_eq!(
+            buffers.tail, tail,
+            "the kernel goes on filling it: not added again"
+        );
+    }
+
+    #[test]
+    fn an_empty_incremental_completion_consumes_nothing() {
+        let (_ring, mut buffers) = ring(true);
+        let (flags, _) = buffers.arrive(named(3, false), 0);
+        assert_eq!(
+            io_uring::cqueue::buffer_select(flags),
+            None,
+            "no piece to give back"
+        );
+        assert_eq!(buffers.arrive(named(3, true), 20), (named(3, true), 0));
+    }
+
+    #[test]
+    fn whole_buffers_go_back_with_their_one_piece() {
+        let (_ring, mut buffers) = ring(false);
+        let tail = buffers.tail;
+        // BUF_MORE never comes without incremental consumption; each piece is a whole buffer.
+        assert_eq!(buffers.arrive(named(0, false), 700), (named(0, false), 0));
+        let lease = buffers.lease(0, 0, 700);
+        assert_eq!(lease.bytes().len(), 700);
+        buffers.give_back(lease);
+        assert_eq!(buffers.tail, tail.wrapping_add(1));
+        // An empty one (end of stream) took its buffer too, and gives it back.
+        assert_eq!(buffers.arrive(named(1, false), 0), (named(1, false), 0));
+        let lease = buffers.lease(1, 0, 0);
+        buffers.give_back(lease);
+        assert_eq!(buffers.tail, tail.wrapping_add(2));
     }
 }

@@ -171,8 +171,7 @@ impl Accepting {
     }
 }
 
-/// `IORING_CQE_F_BUFFER`: the completion names a provided buffer (in the upper 16 bits).
-const CQE_F_BUFFER: u32 = 1;
+use buf_ring::CQE_F_BUFFER;
 
 /// A shard: its ring (`Io`) and everything else (`Core`), with the sockets it listens on.
 /// The loop and the completions are here; what they mean for connections is `Core`'s.
@@ -403,7 +402,7 @@ impl Shard {
     /// named by waiting completions stay out of the ring meanwhile: when it runs dry, the
     /// kernel stops reading (ENOBUFS ends the multishot receive), and TCP pushes back on the
     /// publisher. Completions of a paused connection are held, in order, until it resumes:
-    /// with their buffers while paused connections keep at most `PAUSED_BUFFERS_KEPT_MAX` of
+    /// with their buffers while paused connections keep at most `BufRing::paused_pieces_max` of
     /// them, their data copied out beyond that (see `hold_data`).
     /// Returns true when completions that could be handled now are left over, and the bytes
     /// received from connections sent nothing lately (0 when any came from one that was:
@@ -431,7 +430,7 @@ impl Shard {
                 });
             if paused {
                 if cqueue::buffer_select(completion.flags).is_some() {
-                    if kept < limits::PAUSED_BUFFERS_KEPT_MAX {
+                    if kept < self.io.buf_ring.paused_pieces_max() {
                         kept += 1;
                         held.push_back(completion);
                         continue;
@@ -479,17 +478,17 @@ impl Shard {
 
     /// For a receive completion of a paused connection: copies its data (if any) to the
     /// connection's `held` bytes and gives the buffer back, so that paused publishers keep at
-    /// most `PAUSED_BUFFERS_KEPT_MAX` provided buffers. Returns the completion without its
+    /// most `BufRing::paused_pieces_max` pieces of provided buffers. Returns the completion without its
     /// buffer, to be handled (in order) once the connection resumes; its data then comes from
     /// `held`.
     fn hold_data(&mut self, mut completion: Completion) -> Completion {
         let Some(id) = cqueue::buffer_select(completion.flags) else {
             return completion;
         };
-        let mut lease = self
-            .io
-            .buf_ring
-            .lease(id, completion.result.max(0) as usize);
+        let mut lease =
+            self.io
+                .buf_ring
+                .lease(id, completion.offset, completion.result.max(0) as usize);
         let token = Token::decode(completion.user_data).expect("a receive token");
         if let Some(conn) = self.core.conns.by_token(token) {
             if conn.transport.is_plain() {
@@ -720,7 +719,7 @@ impl Shard {
         let lease = cqueue::buffer_select(completion.flags).map(|id| {
             self.io
                 .buf_ring
-                .lease(id, completion.result.max(0) as usize)
+                .lease(id, completion.offset, completion.result.max(0) as usize)
         });
         let ended = !cqueue::more(completion.flags);
         let slot = token.slot;

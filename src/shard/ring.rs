@@ -214,7 +214,7 @@ fn probe() -> io::Result<()> {
         return Err(too_old(&format!("the operation {name} (Linux {release})")));
     }
     // One buffer of 64 bytes: registering the group is what is tried.
-    let _buffers = BufRing::new(&ring.submitter(), 0, 1, 64)?;
+    let _buffers = BufRing::new(&ring.submitter(), 0, 1, 64, false)?;
     // Bound after `_buffers`, so dropped before it on every way out: the ring goes before the
     // buffer ring it names, as in `uring::Io`.
     let mut ring = ring;

@@ -24,6 +24,8 @@ pub struct Completion {
     pub user_data: u64,
     pub result: i32,
     pub flags: u32,
+    /// Where a receive's piece starts in the buffer its flags name (`BufRing::arrive`).
+    pub offset: u32,
 }
 
 pub struct Io {
@@ -52,12 +54,7 @@ impl Io {
     /// The ring and its buffer ring. On the shard's own thread (the ring is single-issuer).
     pub fn new() -> io::Result<Io> {
         let ring = ring::create()?;
-        let buf_ring = BufRing::new(
-            &ring.submitter(),
-            0,
-            limits::RECV_BUFFER_COUNT,
-            limits::RECV_BUFFER_BYTES,
-        )?;
+        let buf_ring = BufRing::for_receives(&ring.submitter(), 0)?;
         Ok(Io {
             ring,
             buf_ring,
@@ -116,12 +113,17 @@ impl Io {
     /// to `early`, which the next round handles first.
     pub fn move_completions_out(&mut self) {
         for cqe in self.ring.completion() {
-            let completion = Completion {
+            let mut completion = Completion {
                 user_data: cqe.user_data(),
                 result: cqe.result(),
                 flags: cqe.flags(),
+                offset: 0,
             };
             if Token::decode(completion.user_data).is_some_and(|t| t.kind == OpKind::Recv) {
+                // Pieces are placed in the order the kernel posted them, here, whatever order
+                // they are handled in.
+                (completion.flags, completion.offset) =
+                    self.buf_ring.arrive(completion.flags, completion.result);
                 self.recv_backlog.push_back(completion);
             } else {
                 self.early.push(completion);
