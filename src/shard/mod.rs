@@ -414,7 +414,8 @@ impl Shard {
         let answer_since = self.core.now_ms.saturating_sub(limits::ANSWER_MS);
         let mut held = std::mem::take(&mut self.io.recv_held);
         debug_assert!(held.is_empty());
-        // Buffers kept by the held completions (all of them are looked at again each round).
+        // Buffer pieces kept by the held completions (all of them are looked at again each
+        // round).
         let mut kept = 0usize;
         while received < limits::RECV_BYTES_PER_ROUND_MAX {
             let Some(completion) = self.io.recv_backlog.pop_front() else {
@@ -462,7 +463,7 @@ impl Shard {
     }
 
     /// Copies out, in order, the data of the held completions of the receive `user_data` names
-    /// that still keep their buffers. Returns how many buffers went back to the ring.
+    /// that still keep their buffer pieces. Returns how many pieces were given back.
     fn copy_out_kept(&mut self, held: &mut VecDeque<Completion>, user_data: u64) -> usize {
         let mut copied = 0;
         for completion in held.iter_mut() {
