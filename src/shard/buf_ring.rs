@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{types::BufRingEntry, Submitter};
 
+use super::uring::Completion;
 use crate::limits;
 
 /// One mapping of anonymous memory, unmapped on drop.
@@ -215,16 +216,17 @@ impl BufRing {
     }
 
     /// Records a receive completion's piece, in the order the kernel posted the completions
-    /// (before any of them is handled): returns its flags and the piece's offset in the
-    /// buffer, to lease it with. A completion of no bytes that names a buffer consumed none of
-    /// it when buffers are consumed incrementally: its flags come back without
-    /// `CQE_F_BUFFER` (the buffer stays in the ring).
-    pub fn arrive(&mut self, flags: u32, result: i32) -> (u32, u32) {
-        let Some(id) = io_uring::cqueue::buffer_select(flags) else {
-            return (flags, 0);
+    /// (before any of them is handled): sets its `offset` in the buffer its flags name, to
+    /// lease it with. A completion of no bytes that names a buffer consumed none of it when
+    /// buffers are consumed incrementally: it loses its `CQE_F_BUFFER` (the buffer stays in
+    /// the ring).
+    pub fn arrive(&mut self, completion: &mut Completion) {
+        let Some(id) = io_uring::cqueue::buffer_select(completion.flags) else {
+            return;
         };
-        if self.incremental && result <= 0 {
-            return (flags & !CQE_F_BUFFER, 0);
+        if self.incremental && completion.result <= 0 {
+            completion.flags &= !CQE_F_BUFFER;
+            return;
         }
         assert!(id < self.count, "buffer id {id} out of range");
         // The ring is taken in order: once the kernel names another buffer, it moved its head
@@ -235,33 +237,35 @@ impl BufRing {
             self.uses[before as usize].finished = true;
             self.return_if_done(before);
         }
-        let len = result.max(0) as u32;
+        let len = completion.result.max(0) as u32;
         let buffer_bytes = self.buffer_bytes;
         let used = &mut self.uses[id as usize];
         assert!(!used.finished, "buffer {id} named after its last piece");
-        let offset = used.next_offset;
         assert!(
-            offset + len <= buffer_bytes,
+            used.next_offset + len <= buffer_bytes,
             "a piece past the end of buffer {id}"
         );
+        completion.offset = used.next_offset;
         used.next_offset += len;
         used.pieces += 1;
-        used.finished = !self.incremental || flags & CQE_F_BUF_MORE == 0;
+        used.finished = !self.incremental || completion.flags & CQE_F_BUF_MORE == 0;
         if !used.finished {
             self.filling = Some(id);
         }
-        (flags, offset)
     }
 
-    /// Takes the piece (`arrive`'s `offset`, `len` bytes) a receive completion named.
-    pub fn lease(&mut self, id: u16, offset: u32, len: usize) -> BufLease {
+    /// Takes the piece a receive completion names (placed by `arrive`), if it names one.
+    pub fn lease(&mut self, completion: &Completion) -> Option<BufLease> {
+        let id = io_uring::cqueue::buffer_select(completion.flags)?;
+        let len = completion.result.max(0) as usize;
+        let offset = completion.offset as usize;
         assert!(id < self.count, "buffer id {id} out of range");
-        assert!(offset as usize + len <= self.buffer_bytes as usize);
+        assert!(offset + len <= self.buffer_bytes as usize);
         debug_assert!(self.uses[id as usize].pieces > 0, "a lease of no piece");
         self.leased += 1;
         // SAFETY: offset + len ≤ buffer_bytes (asserted above), inside buffer `id`.
-        let ptr = unsafe { self.buffer_ptr(id).add(offset as usize) };
-        BufLease { ptr, len, id }
+        let ptr = unsafe { self.buffer_ptr(id).add(offset) };
+        Some(BufLease { ptr, len, id })
     }
 
     /// Gives a leased piece back; its buffer goes back to the kernel when the kernel finished
@@ -284,7 +288,7 @@ impl BufRing {
     }
 
     /// The most pieces paused connections may keep out of the ring (see
-    /// `limits::PAUSED_BUFFERS_KEPT_MAX`): a kept piece keeps its whole buffer out.
+    /// `limits::PAUSED_PIECES_KEPT_MAX`): a kept piece keeps its whole buffer out.
     pub fn paused_pieces_max(&self) -> usize {
         if self.incremental {
             limits::PAUSED_PIECES_KEPT_MAX
@@ -342,9 +346,24 @@ impl BufRing {
 mod tests {
     use super::*;
 
-    /// The flags of a receive completion naming buffer `id`.
-    fn named(id: u16, more: bool) -> u32 {
-        CQE_F_BUFFER | (u32::from(id) << 16) | if more { CQE_F_BUF_MORE } else { 0 }
+    /// A receive completion of `len` bytes naming buffer `id`, placed by `arrive`.
+    fn arrived(buffers: &mut BufRing, id: u16, more: bool, len: i32) -> Completion {
+        let more = if more { CQE_F_BUF_MORE } else { 0 };
+        let mut completion = Completion {
+            user_data: 0,
+            result: len,
+            flags: CQE_F_BUFFER | (u32::from(id) << 16) | more,
+            offset: u32::MAX,
+        };
+        buffers.arrive(&mut completion);
+        completion
+    }
+
+    /// Leases the piece `completion` names and gives it back at once.
+    fn handle(buffers: &mut BufRing, completion: &Completion) {
+        let lease = buffers.lease(completion).expect("a piece");
+        assert_eq!(lease.bytes().len(), completion.result as usize);
+        buffers.give_back(lease);
     }
 
     /// None on a kernel that does not consume buffers incrementally (before 6.12).
@@ -373,51 +392,25 @@ mod tests {
     }
 
     #[test]
-    fn a_buffer_the_kernel_moved_past_comes_back() {
-        let Some((_ring, mut buffers)) = ring(true) else {
-            return;
-        };
-        let tail = buffers.tail;
-        let (flags, offset) = buffers.arrive(named(0, true), 1000);
-        let lease = buffers.lease(
-            io_uring::cqueue::buffer_select(flags).unwrap(),
-            offset,
-            1000,
-        );
-        buffers.give_back(lease);
-        assert_eq!(buffers.tail, tail, "still being filled");
-        // The kernel went on to buffer 1, leaving buffer 0's rest unused.
-        assert_eq!(buffers.arrive(named(1, true), 10), (named(1, true), 0));
-        assert_eq!(
-            buffers.tail,
-            tail.wrapping_add(1),
-            "buffer 0 back in the ring"
-        );
-        assert_eq!(buffers.arrive(named(0, true), 5), (named(0, true), 0));
-    }
-
-    #[test]
     fn pieces_follow_each_other_and_the_buffer_returns_after_the_last() {
         let Some((_ring, mut buffers)) = ring(true) else {
             return;
         };
         let tail = buffers.tail;
         // Two connections' reads share buffer 2, in the order the kernel posted them.
-        assert_eq!(buffers.arrive(named(2, true), 100), (named(2, true), 0));
-        assert_eq!(buffers.arrive(named(2, true), 300), (named(2, true), 100));
-        assert_eq!(buffers.arrive(named(2, false), 624), (named(2, false), 400));
+        let first = arrived(&mut buffers, 2, true, 100);
+        let second = arrived(&mut buffers, 2, true, 300);
+        let last = arrived(&mut buffers, 2, false, 624);
+        assert_eq!([first.offset, second.offset, last.offset], [0, 100, 400]);
         // Handled in another order: the buffer goes back with the last piece, not before.
-        let second = buffers.lease(2, 100, 300);
-        let last = buffers.lease(2, 400, 624);
-        buffers.give_back(last);
-        buffers.give_back(second);
+        handle(&mut buffers, &last);
+        handle(&mut buffers, &second);
         assert_eq!(buffers.tail, tail, "a piece is still out");
-        let first = buffers.lease(2, 0, 100);
-        buffers.give_back(first);
+        handle(&mut buffers, &first);
         assert_eq!(buffers.tail, tail.wrapping_add(1), "given back once");
         assert_eq!(buffers.leased(), 0);
         // Back in the ring, its next piece starts at the beginning again.
-        assert_eq!(buffers.arrive(named(2, true), 10), (named(2, true), 0));
+        assert_eq!(arrived(&mut buffers, 2, true, 10).offset, 0);
     }
 
     #[test]
@@ -426,9 +419,8 @@ mod tests {
             return;
         };
         let tail = buffers.tail;
-        let (flags, offset) = buffers.arrive(named(1, true), 50);
-        let lease = buffers.lease(io_uring::cqueue::buffer_select(flags).unwrap(), offset, 50);
-        buffers.give_back(lease);
+        let piece = arrived(&mut buffers, 1, true, 50);
+        handle(&mut buffers, &piece);
         assert_eq!(
             buffers.tail, tail,
             "the kernel goes on filling it: not added again"
@@ -436,17 +428,32 @@ mod tests {
     }
 
     #[test]
+    fn a_buffer_the_kernel_moved_past_comes_back() {
+        let Some((_ring, mut buffers)) = ring(true) else {
+            return;
+        };
+        let tail = buffers.tail;
+        let piece = arrived(&mut buffers, 0, true, 1000);
+        handle(&mut buffers, &piece);
+        assert_eq!(buffers.tail, tail, "still being filled");
+        // The kernel went on to buffer 1, leaving buffer 0's rest unused.
+        arrived(&mut buffers, 1, true, 10);
+        assert_eq!(
+            buffers.tail,
+            tail.wrapping_add(1),
+            "buffer 0 back in the ring"
+        );
+        assert_eq!(arrived(&mut buffers, 0, true, 5).offset, 0);
+    }
+
+    #[test]
     fn an_empty_incremental_completion_consumes_nothing() {
         let Some((_ring, mut buffers)) = ring(true) else {
             return;
         };
-        let (flags, _) = buffers.arrive(named(3, false), 0);
-        assert_eq!(
-            io_uring::cqueue::buffer_select(flags),
-            None,
-            "no piece to give back"
-        );
-        assert_eq!(buffers.arrive(named(3, true), 20), (named(3, true), 0));
+        let empty = arrived(&mut buffers, 3, false, 0);
+        assert!(buffers.lease(&empty).is_none(), "no piece to give back");
+        assert_eq!(arrived(&mut buffers, 3, true, 20).offset, 0);
     }
 
     #[test]
@@ -454,15 +461,13 @@ mod tests {
         let (_ring, mut buffers) = ring(false).expect("whole buffers");
         let tail = buffers.tail;
         // BUF_MORE never comes without incremental consumption; each piece is a whole buffer.
-        assert_eq!(buffers.arrive(named(0, false), 700), (named(0, false), 0));
-        let lease = buffers.lease(0, 0, 700);
-        assert_eq!(lease.bytes().len(), 700);
-        buffers.give_back(lease);
+        let piece = arrived(&mut buffers, 0, false, 700);
+        assert_eq!(piece.offset, 0);
+        handle(&mut buffers, &piece);
         assert_eq!(buffers.tail, tail.wrapping_add(1));
         // An empty one (end of stream) took its buffer too, and gives it back.
-        assert_eq!(buffers.arrive(named(1, false), 0), (named(1, false), 0));
-        let lease = buffers.lease(1, 0, 0);
-        buffers.give_back(lease);
+        let empty = arrived(&mut buffers, 1, false, 0);
+        handle(&mut buffers, &empty);
         assert_eq!(buffers.tail, tail.wrapping_add(2));
     }
 }

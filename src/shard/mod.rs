@@ -478,18 +478,14 @@ impl Shard {
     }
 
     /// For a receive completion of a paused connection: copies its data (if any) to the
-    /// connection's `held` bytes and gives the buffer back, so that paused publishers keep at
-    /// most `BufRing::paused_pieces_max` pieces of provided buffers. Returns the completion without its
-    /// buffer, to be handled (in order) once the connection resumes; its data then comes from
-    /// `held`.
+    /// connection's `held` bytes and gives the piece back, so that paused publishers keep at
+    /// most `BufRing::paused_pieces_max` pieces of provided buffers. Returns the completion
+    /// without its buffer, to be handled (in order) once the connection resumes; its data then
+    /// comes from `held`.
     fn hold_data(&mut self, mut completion: Completion) -> Completion {
-        let Some(id) = cqueue::buffer_select(completion.flags) else {
+        let Some(mut lease) = self.io.buf_ring.lease(&completion) else {
             return completion;
         };
-        let mut lease =
-            self.io
-                .buf_ring
-                .lease(id, completion.offset, completion.result.max(0) as usize);
         let token = Token::decode(completion.user_data).expect("a receive token");
         if let Some(conn) = self.core.conns.by_token(token) {
             if conn.transport.is_plain() {
@@ -717,11 +713,7 @@ impl Shard {
     }
 
     fn on_recv(&mut self, token: Token, completion: Completion) {
-        let lease = cqueue::buffer_select(completion.flags).map(|id| {
-            self.io
-                .buf_ring
-                .lease(id, completion.offset, completion.result.max(0) as usize)
-        });
+        let lease = self.io.buf_ring.lease(&completion);
         let ended = !cqueue::more(completion.flags);
         let slot = token.slot;
         self.core.stats.recv_completions += 1;

@@ -122,8 +122,7 @@ impl Io {
             if Token::decode(completion.user_data).is_some_and(|t| t.kind == OpKind::Recv) {
                 // Pieces are placed in the order the kernel posted them, here, whatever order
                 // they are handled in.
-                (completion.flags, completion.offset) =
-                    self.buf_ring.arrive(completion.flags, completion.result);
+                self.buf_ring.arrive(&mut completion);
                 self.recv_backlog.push_back(completion);
             } else {
                 self.early.push(completion);
